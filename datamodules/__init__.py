@@ -1,0 +1,85 @@
+"""Datamodule registry: ``create_datamodule(name, **options)``.
+
+Imports nothing of ``platform`` or ``models`` (the dependency rule in DESIGN.md): the
+platform turns its ``DataConfig`` into the keyword options below.
+"""
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Callable
+
+import lightning as L
+
+
+class DataError(ValueError):
+    """A dataset that cannot be found or read; the message says which file and what to do."""
+
+
+_REGISTRY: dict[str, Callable[..., L.LightningDataModule]] = {}
+
+
+def register_datamodule(name: str):
+    def deco(fn):
+        _REGISTRY[name] = fn
+        return fn
+    return deco
+
+
+def list_datamodules() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def create_datamodule(name: str, **options: Any) -> L.LightningDataModule:
+    if name not in _REGISTRY:
+        close = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise DataError(f"unknown dataset {name!r}{hint} (known: {', '.join(list_datamodules())})")
+    return _REGISTRY[name](**options)
+
+
+def _ffcv_options(o: dict) -> dict:
+    keep = ("batch_size", "num_workers", "os_cache", "order", "seed", "channels_last")
+    out = {k: o[k] for k in keep if o.get(k) is not None}
+    for k in ("val_resolution", "val_crop_ratio"):
+        if o.get(k) is not None:
+            out[k] = o[k]
+    return out
+
+
+@register_datamodule("digits")
+def _digits(**o: Any) -> L.LightningDataModule:
+    from .digits import DigitsDataModule
+
+    return DigitsDataModule(cache_dir=o.get("cache_dir") or "~/.cache/cnn-platform",
+                            resolution=o.get("resolution") or 32, val_fraction=o.get("val_fraction", 0.2),
+                            split_seed=o.get("split_seed", 0), **_ffcv_options(o))
+
+
+@register_datamodule("beton")
+def _beton(**o: Any) -> L.LightningDataModule:
+    """Any directory holding ``train.beton`` and ``val.beton`` (and optionally ``meta.json``)."""
+    from .ffcv import FFCVDataModule
+    from .write import BetonError, check_beton
+
+    if not o.get("path"):
+        raise DataError("data=beton needs data.path=DIR, a directory holding train.beton and val.beton")
+    root = Path(o["path"]).expanduser()
+    if not root.is_dir():
+        raise DataError(f"data.path={o['path']}: no such directory (expected train.beton and val.beton in it)")
+    for split in ("train", "val"):
+        try:
+            check_beton(root / f"{split}.beton")
+        except BetonError as e:
+            raise DataError(str(e)) from None
+    return FFCVDataModule(root / "train.beton", root / "val.beton", augment=o.get("augment") or "natural",
+                          resolution=o.get("resolution") or 224, **_ffcv_options(o))
+
+
+@register_datamodule("synthetic")
+def _synthetic(**o: Any) -> L.LightningDataModule:
+    from .synthetic import SyntheticDataModule
+
+    return SyntheticDataModule(size=o.get("synthetic_size", 512), num_classes=o.get("synthetic_classes", 10),
+                               resolution=o.get("resolution") or 32, batch_size=o.get("batch_size", 64),
+                               seed=o.get("seed", 0))

@@ -1,0 +1,158 @@
+"""FFCV datamodule: any ``train.beton``/``val.beton`` pair, read by ``ffcv.loader.Loader``.
+
+Pipelines are explicit lists (ffcv-imagenet): decode (random-resized crop | centre crop)
+-> augment -> ToTensor -> ToDevice -> ToTorchImage.  Normalisation runs on the device in
+:meth:`on_after_batch_transfer`, producing a fresh tensor -- FFCV reuses its output buffers,
+so nothing of the loader's memory is kept across batches.  Loaders are built inside the
+``*_dataloader`` hooks, i.e. after the process group exists, so ``distributed`` is known.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import lightning as L
+import numpy as np
+import torch
+
+from .write import beton_labels, check_beton
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+AUGMENTATIONS = ("natural", "digits", "none")
+
+
+def train_image_pipeline(augment: str, resolution: int) -> list:
+    """Decode + CPU augmentation ops for training images (before ToTensor)."""
+    from ffcv.fields.decoders import CenterCropRGBImageDecoder, RandomResizedCropRGBImageDecoder
+    from ffcv.transforms import RandomHorizontalFlip, RandomTranslate
+
+    size = (resolution, resolution)
+    if augment == "natural":  # Inception-style crop + mirror (Szegedy et al. 2015; ResNet §3.4)
+        return [RandomResizedCropRGBImageDecoder(size), RandomHorizontalFlip()]
+    if augment == "digits":  # small crops and shifts, never a mirror: a mirrored digit is another digit
+        return [RandomResizedCropRGBImageDecoder(size, scale=(0.7, 1.0), ratio=(0.9, 1.1)),
+                RandomTranslate(padding=max(1, resolution // 16))]
+    if augment == "none":
+        return [CenterCropRGBImageDecoder(size, ratio=1.0)]
+    raise ValueError(f"unknown augmentation {augment!r}; expected one of {AUGMENTATIONS}")
+
+
+class FFCVDataModule(L.LightningDataModule):
+    """Images + integer labels from ``train_path``/``val_path`` ``.beton`` files.
+
+    ``batch_size`` is global; each of ``world_size`` ranks loads ``batch_size // world_size``.
+    """
+
+    def __init__(
+        self,
+        train_path: str | Path,
+        val_path: str | Path,
+        *,
+        num_classes: int | None = None,
+        batch_size: int = 256,
+        num_workers: int = 2,
+        augment: str = "natural",
+        resolution: int = 224,
+        val_resolution: int | None = None,
+        val_crop_ratio: float = 224 / 256,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        os_cache: bool = True,
+        order: str = "auto",
+        seed: int = 0,
+        drop_last: bool = True,
+        channels_last: bool = False,
+    ) -> None:
+        super().__init__()
+        if augment not in AUGMENTATIONS:
+            raise ValueError(f"unknown augmentation {augment!r}; expected one of {AUGMENTATIONS}")
+        self.train_path, self.val_path = Path(train_path), Path(val_path)
+        self.num_classes = num_classes
+        self.batch_size, self.num_workers = batch_size, num_workers
+        self.augment, self.resolution = augment, resolution
+        self.val_resolution = val_resolution or resolution
+        self.val_crop_ratio = val_crop_ratio
+        self.mean, self.std = mean, std
+        self.os_cache, self.order, self.seed = os_cache, order, seed
+        self.drop_last, self.channels_last = drop_last, channels_last
+        self._mean_std: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    # ------------------------------------------------------------------ metadata
+    @property
+    def meta_path(self) -> Path:
+        return self.train_path.parent / "meta.json"
+
+    def setup(self, stage: str | None = None) -> None:
+        for path in (self.train_path, self.val_path):
+            check_beton(path)
+        meta = json.loads(self.meta_path.read_text()) if self.meta_path.is_file() else {}
+        if self.num_classes is None:
+            self.num_classes = int(meta.get("num_classes") or beton_labels(self.train_path).max() + 1)
+        self.mean = tuple(self.mean or meta.get("mean") or IMAGENET_MEAN)
+        self.std = tuple(self.std or meta.get("std") or IMAGENET_STD)
+
+    # ------------------------------------------------------------------ loaders
+    def _world(self) -> tuple[int, torch.device]:
+        trainer = self.trainer
+        if trainer is None:
+            return 1, torch.device("cpu")
+        return trainer.world_size, trainer.strategy.root_device
+
+    def per_device_batch_size(self) -> int:
+        world_size, _ = self._world()
+        if self.batch_size % world_size:
+            raise ValueError(f"data.batch_size={self.batch_size} is the global batch and must divide evenly "
+                             f"across {world_size} ranks; choose a multiple of {world_size}")
+        return self.batch_size // world_size
+
+    def _loader(self, path: Path, train: bool):
+        from ffcv.fields.decoders import CenterCropRGBImageDecoder, IntDecoder
+        from ffcv.loader import Loader, OrderOption
+        from ffcv.transforms import Squeeze, ToDevice, ToTensor, ToTorchImage
+
+        world_size, device = self._world()
+        distributed = world_size > 1
+        if train:
+            image = train_image_pipeline(self.augment, self.resolution)
+        else:
+            image = [CenterCropRGBImageDecoder((self.val_resolution,) * 2, ratio=self.val_crop_ratio)]
+        to_device = [ToDevice(device, non_blocking=True)] if device.type != "cpu" else []
+        image += [ToTensor(), *to_device, ToTorchImage(channels_last=self.channels_last)]
+        label = [IntDecoder(), ToTensor(), Squeeze(), *to_device]
+        if not train:
+            order = OrderOption.SEQUENTIAL
+        elif self.order == "quasi_random" and not distributed:
+            order = OrderOption.QUASI_RANDOM
+        elif self.order == "auto" and not distributed and not self.os_cache:
+            order = OrderOption.QUASI_RANDOM  # ffcv-imagenet: QUASI_RANDOM for data that does not fit in RAM
+        else:
+            order = OrderOption.RANDOM
+        loader = Loader(
+            str(path), batch_size=self.per_device_batch_size(), num_workers=self.num_workers,
+            os_cache=self.os_cache, order=order, distributed=distributed, seed=self.seed,
+            drop_last=self.drop_last and train, pipelines={"image": image, "label": label},
+        )
+        if train and self.trainer is not None:
+            loader.next_epoch = self.trainer.current_epoch  # a resumed run continues the same order
+        return loader
+
+    def train_dataloader(self):
+        return self._loader(self.train_path, train=True)
+
+    def val_dataloader(self):
+        return self._loader(self.val_path, train=False)
+
+    # ------------------------------------------------------------------ on device
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> tuple[torch.Tensor, torch.Tensor]:
+        images, labels = batch
+        if self._mean_std is None or self._mean_std[0].device != images.device:
+            scale = 255.0
+            mean = torch.tensor(self.mean, device=images.device).view(1, -1, 1, 1) * scale
+            std = torch.tensor(self.std, device=images.device).view(1, -1, 1, 1) * scale
+            self._mean_std = (mean, std)
+        mean, std = self._mean_std
+        # a fresh tensor: FFCV overwrites its buffers with the next batch
+        return (images.float() - mean) / std, labels.long().clone()

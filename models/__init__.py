@@ -1,0 +1,51 @@
+"""Model architectures (no timm) and their registry.
+
+    create_model("resnet50", num_classes=100)      # free knobs only
+    list_models("resnet*"); model_info("resnet50"); free_knobs("resnet50")
+
+This package imports nothing else of the project. Importing it registers every
+model family listed below.
+"""
+
+from . import resnet  # noqa: F401  (registers the ResNet entrypoints)
+from .layers import (
+    ClassifierHead,
+    ConvNormAct,
+    DropPath,
+    NormAct,
+    SqueezeExcite,
+    drop_path,
+    drop_path_rates,
+)
+from .registry import (
+    MacsVariant,
+    ModelInfo,
+    UnknownModelError,
+    create_model,
+    free_knobs,
+    list_models,
+    model_info,
+    register_model,
+)
+from .resnet import NetSpec, ResidualNet, StageSpec
+
+__all__ = [
+    "ClassifierHead",
+    "ConvNormAct",
+    "DropPath",
+    "MacsVariant",
+    "ModelInfo",
+    "NetSpec",
+    "NormAct",
+    "ResidualNet",
+    "SqueezeExcite",
+    "StageSpec",
+    "UnknownModelError",
+    "create_model",
+    "drop_path",
+    "drop_path_rates",
+    "free_knobs",
+    "list_models",
+    "model_info",
+    "register_model",
+]

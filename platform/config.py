@@ -1,0 +1,281 @@
+"""Typed experiment configuration: a dataclass tree, ``key=value`` overrides and recipes.
+
+One line on the command line -- ``python -m platform.train model=resnet56 optim.lr=0.2`` --
+is the whole interface; W&B sweep agents (``${args_no_hyphens}``) and ``sbatch`` pass the
+same form.  Rules:
+
+* ``model=NAME`` / ``data=NAME`` select, like Hydra config groups: they set ``model.name``
+  / ``data.name``.  ``model.KEY=VALUE`` sets a field inside the section.
+* ``recipe=NAME`` applies ``platform/recipes/NAME.yaml`` (a nested mapping of the same
+  keys) before the other overrides, whatever their order on the line.
+* Unknown keys and badly typed values raise :class:`ConfigError` naming the key, the value,
+  the expected type and the closest valid keys.
+
+OmegaConf's structured configs do the type checking; the dataclasses are the schema and
+their ``metadata["help"]`` is what ``--help`` prints.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+RECIPES_DIR = Path(__file__).parent / "recipes"
+
+
+class ConfigError(ValueError):
+    """A configuration problem a user can fix; ``platform.train`` prints it without a traceback."""
+
+
+def _f(default: Any, help: str, **kw: Any) -> Any:
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda d=default: type(d)(d), metadata={"help": help}, **kw)
+    return field(default=default, metadata={"help": help}, **kw)
+
+
+# ---------------------------------------------------------------------------- sections
+@dataclass
+class ModelConfig:
+    name: str = _f("resnet20", "registry name (python -c 'import models; print(models.list_models())')")
+    num_classes: Optional[int] = _f(None, "classifier outputs; null = the dataset's number of classes")
+    drop_path_rate: float = _f(0.0, "stochastic depth: drop-path rate of the last block (Huang et al. 2016)")
+    zero_init_residual: bool = _f(False, "zero-init the last BN gamma of each residual block (Goyal et al. 2017)")
+    dropout: float = _f(0.0, "dropout before the classifier")
+    stride_on: Optional[str] = _f(None, "bottleneck stride placement '3x3' (v1.5) or '1x1' (MSRA); null = model default")
+
+
+@dataclass
+class DataConfig:
+    name: str = _f("digits", "dataset: digits (embedded, FFCV), synthetic (random tensors), beton (any .beton pair)")
+    path: Optional[str] = _f(None, "directory holding train.beton/val.beton (data=beton)")
+    cache_dir: str = _f("~/.cache/cnn-platform", "where embedded datasets are written once as .beton")
+    batch_size: int = _f(64, "global batch size (split evenly across DDP ranks)")
+    num_workers: int = _f(2, "FFCV decoding threads")
+    resolution: Optional[int] = _f(None, "training crop side; null = the dataset's default")
+    val_resolution: Optional[int] = _f(None, "validation crop side; null = the dataset's default")
+    val_crop_ratio: Optional[float] = _f(None, "validation centre-crop ratio (224/256 for ImageNet); null = dataset default")
+    os_cache: bool = _f(True, "FFCV os_cache: page-cache the whole file (set false when it does not fit in RAM)")
+    order: str = _f("auto", "FFCV order: auto|random|quasi_random (auto: random when distributed or cached)")
+    split_seed: int = _f(0, "seed of the train/val split of embedded datasets")
+    val_fraction: float = _f(0.2, "held-out fraction for datasets without a validation split")
+    synthetic_size: int = _f(512, "number of training examples for data=synthetic")
+    synthetic_classes: int = _f(10, "number of classes for data=synthetic")
+
+
+@dataclass
+class OptimConfig:
+    name: str = _f("sgd", "sgd | adamw")
+    lr: float = _f(0.1, "peak learning rate (after warm-up)")
+    momentum: float = _f(0.9, "SGD momentum / AdamW beta1")
+    nesterov: bool = _f(True, "Nesterov momentum (SGD)")
+    weight_decay: float = _f(5e-4, "decay on weights with ndim >= 2; norms and biases get none")
+    label_smoothing: float = _f(0.0, "cross-entropy label smoothing")
+
+
+@dataclass
+class ScheduleConfig:
+    name: str = _f("cosine", "cosine | step | constant")
+    warmup_epochs: float = _f(1.0, "linear warm-up length in epochs, applied per iteration (Goyal et al. 2017)")
+    warmup_start_factor: float = _f(0.1, "warm-up starts at this fraction of the peak LR")
+    milestones: list[float] = _f([], "step schedule: epochs at which the LR is multiplied by gamma")
+    gamma: float = _f(0.1, "step schedule: multiplicative factor")
+    min_lr_factor: float = _f(0.0, "cosine: final LR as a fraction of the peak LR")
+
+
+@dataclass
+class TrainerConfig:
+    max_epochs: int = _f(15, "total epochs of the run (resume continues up to this)")
+    accelerator: str = _f("auto", "cpu | gpu | auto")
+    devices: Any = _f("auto", "devices per node (int or 'auto')")
+    num_nodes: int = _f(1, "nodes")
+    strategy: str = _f("auto", "auto | ddp | ...")
+    precision: str = _f("32-true", "32-true | bf16-mixed | 16-mixed")
+    channels_last: bool = _f(False, "NHWC memory format for model and inputs (faster on tensor cores)")
+    gradient_clip_val: Optional[float] = _f(None, "clip gradient norm to this value")
+    limit_train_batches: Optional[float] = _f(None, "debug: fraction or number of train batches per epoch")
+    limit_val_batches: Optional[float] = _f(None, "debug: fraction or number of val batches")
+    log_every_n_steps: int = _f(10, "step-level logging interval")
+    deterministic: bool = _f(False, "torch deterministic algorithms")
+
+
+@dataclass
+class LoggingConfig:
+    wandb: str = _f("auto", "auto | online | offline | disabled (auto: online when an API key is configured)")
+    project: str = _f("cnn-platform", "W&B project")
+    entity: Optional[str] = _f(None, "W&B entity")
+    tags: list[str] = _f([], "W&B tags")
+    progress_bar: bool = _f(True, "show Lightning's progress bar")
+
+
+@dataclass
+class RunConfig:
+    name: Optional[str] = _f(None, "run directory name; null = SLURM job id or model_data_timestamp")
+    root: str = _f("runs", "parent directory of run directories")
+
+
+@dataclass
+class ExperimentConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    seed: int = _f(0, "global seed (weights, augmentation, order)")
+    resume: Optional[str] = _f(None, "auto (continue this run's last checkpoint) or a checkpoint path")
+    recipe: Optional[str] = _f(None, "YAML preset under platform/recipes/, applied before the other overrides")
+
+
+_SELECTING_SECTIONS = ("model", "data")  # `model=NAME` sets model.name
+
+
+# ---------------------------------------------------------------------------- key schema
+def all_keys(cls: type = ExperimentConfig, prefix: str = "") -> dict[str, dataclasses.Field]:
+    """Every leaf key of the tree as a dotted path -> its dataclass field."""
+    out: dict[str, dataclasses.Field] = {}
+    for f in dataclasses.fields(cls):
+        path = prefix + f.name
+        if dataclasses.is_dataclass(f.default_factory if f.default_factory is not dataclasses.MISSING else None):
+            out.update(all_keys(f.default_factory, path + "."))
+        else:
+            out[path] = f
+    return out
+
+
+def _closest(key: str, keys: list[str]) -> str:
+    close = difflib.get_close_matches(key, keys, n=4, cutoff=0.5)
+    tail = key.rsplit(".", 1)[-1]
+    close += [k for k in keys if k.rsplit(".", 1)[-1] == tail and k not in close]
+    return ", ".join(close[:5]) if close else "(none close; see --help)"
+
+
+def _type_name(f: dataclasses.Field) -> str:
+    return str(f.type).replace("typing.", "").replace("Optional[", "null or ")
+
+
+def help_text() -> str:
+    lines = ["usage: python -m platform.train [key=value ...]", "",
+             "Selections: model=NAME, data=NAME, recipe=NAME (YAML preset, applied first).", ""]
+    defaults = OmegaConf.to_container(OmegaConf.structured(ExperimentConfig))
+    for key, f in all_keys().items():
+        value = defaults
+        for part in key.split("."):
+            value = value[part]
+        lines.append(f"  {key:32s} = {yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip():18s} {f.metadata.get('help', '')}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- parsing
+def parse_overrides(args: list[str]) -> list[tuple[str, str]]:
+    """``["a.b=1", "model=x"]`` -> ``[("a.b", "1"), ("model.name", "x")]``, with key checks."""
+    keys = all_keys()
+    pairs = []
+    for arg in args:
+        if "=" not in arg:
+            raise ConfigError(f"argument {arg!r} is not of the form key=value (try --help)")
+        key, value = arg.split("=", 1)
+        key = key.strip().lstrip("+")
+        if key in _SELECTING_SECTIONS:
+            key = f"{key}.name"
+        if key not in keys:
+            raise ConfigError(f"unknown config key {key!r}; closest valid keys: {_closest(key, list(keys))}")
+        pairs.append((key, value))
+    return pairs
+
+
+def _recipe_pairs(name: str) -> list[tuple[str, str]]:
+    path = RECIPES_DIR / f"{name}.yaml"
+    if not path.is_file():
+        known = sorted(str(p.relative_to(RECIPES_DIR).with_suffix("")) for p in RECIPES_DIR.rglob("*.yaml"))
+        raise ConfigError(f"unknown recipe {name!r} (no file {path}); known recipes: {', '.join(known) or 'none'}")
+    try:
+        tree = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"recipe file {path} is not valid YAML: {e}") from None
+    if not isinstance(tree, dict):
+        raise ConfigError(f"recipe file {path} must hold a mapping of config keys, got {type(tree).__name__}")
+
+    def flatten(d: dict, prefix: str = "") -> list[tuple[str, str]]:
+        out = []
+        for k, v in d.items():
+            if isinstance(v, dict):
+                out += flatten(v, f"{prefix}{k}.")
+            else:
+                out.append((f"{prefix}{k}", yaml.safe_dump(v, default_flow_style=True).strip().removesuffix("...").strip()))
+        return out
+
+    try:
+        return parse_overrides([f"{k}={v}" for k, v in flatten(tree)])
+    except ConfigError as e:
+        raise ConfigError(f"in recipe file {path}: {e}") from None
+
+
+def load_config(args: list[str] | None = None) -> ExperimentConfig:
+    """Defaults <- recipe <- command-line overrides, type-checked, then validated."""
+    pairs = parse_overrides(list(args or []))
+    recipe = [v for k, v in pairs if k == "recipe"]
+    if recipe:
+        pairs = _recipe_pairs(recipe[-1]) + pairs
+    cfg = OmegaConf.structured(ExperimentConfig)
+    keys = all_keys()
+    for key, raw in pairs:
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            value = raw
+        if isinstance(value, (int, float)) and str(keys[key].type) in ("str", "Optional[str]"):
+            value = raw  # model=resnet56 stays a string; so does run.name=2024
+        try:
+            OmegaConf.update(cfg, key, value, merge=False)
+        except OmegaConfBaseException:
+            raise ConfigError(f"bad value for {key}: {raw!r} is not a valid {_type_name(keys[key])}") from None
+    obj: ExperimentConfig = OmegaConf.to_object(cfg)
+    validate(obj)
+    return obj
+
+
+_CHOICES = {
+    "optim.name": ("sgd", "adamw"),
+    "schedule.name": ("cosine", "step", "constant"),
+    "trainer.precision": ("32-true", "bf16-mixed", "16-mixed", "32", "bf16", "16"),
+    "logging.wandb": ("auto", "online", "offline", "disabled"),
+    "data.order": ("auto", "random", "quasi_random"),
+    "model.stride_on": (None, "3x3", "1x1"),
+}
+
+
+def validate(cfg: ExperimentConfig) -> None:
+    for key, choices in _CHOICES.items():
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        if value not in choices:
+            raise ConfigError(f"bad value for {key}: {value!r}; expected one of {', '.join(map(str, choices))}")
+    if cfg.data.batch_size <= 0:
+        raise ConfigError(f"bad value for data.batch_size: {cfg.data.batch_size}; expected a positive integer")
+    if not 0.0 <= cfg.data.val_fraction < 1.0:
+        raise ConfigError(f"bad value for data.val_fraction: {cfg.data.val_fraction}; expected 0 <= x < 1")
+    if cfg.trainer.max_epochs <= 0:
+        raise ConfigError(f"bad value for trainer.max_epochs: {cfg.trainer.max_epochs}; expected >= 1")
+    if cfg.optim.lr <= 0:
+        raise ConfigError(f"bad value for optim.lr: {cfg.optim.lr}; expected > 0")
+
+
+def to_dict(cfg: ExperimentConfig) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def to_yaml(cfg: ExperimentConfig) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
+def from_dict(d: dict) -> ExperimentConfig:
+    """Rebuild a saved config (e.g. from a run directory's config.yaml)."""
+    cfg = OmegaConf.merge(OmegaConf.structured(ExperimentConfig), d)
+    return OmegaConf.to_object(cfg)
