@@ -1,0 +1,11 @@
+# The two commands of README.md. Both set everything up first (idempotent).
+.PHONY: setup train test
+
+setup:
+	bash scripts/setup.sh
+
+train: setup
+	.venv/bin/python -m platform.train $(ARGS)
+
+test: setup
+	.venv/bin/python -m pytest -q $(PYTEST_ARGS)

@@ -1,0 +1,96 @@
+import pytest
+
+from conftest import run_cli
+from platform.config import ConfigError, ExperimentConfig, all_keys, help_text, load_config
+
+
+def test_defaults_are_the_main_job():
+    cfg = load_config([])
+    assert isinstance(cfg, ExperimentConfig)
+    assert (cfg.model.name, cfg.data.name) == ("resnet20", "digits")
+
+
+def test_selection_and_dotted_overrides():
+    cfg = load_config(["model=resnet56", "model.drop_path_rate=0.1", "data=digits", "data.batch_size=128",
+                       "optim.lr=0.2", "trainer.max_epochs=3", "schedule.milestones=[30,60]", "seed=3"])
+    assert cfg.model.name == "resnet56" and cfg.model.drop_path_rate == 0.1
+    assert cfg.data.batch_size == 128 and cfg.optim.lr == 0.2 and cfg.trainer.max_epochs == 3
+    assert cfg.schedule.milestones == [30.0, 60.0] and cfg.seed == 3
+
+
+def test_numeric_looking_strings_stay_strings():
+    cfg = load_config(["run.name=2024", "trainer.devices=2"])
+    assert cfg.run.name == "2024"
+    assert cfg.trainer.devices == 2
+
+
+@pytest.mark.parametrize("arg, words", [
+    ("optim.lrr=1", ["optim.lrr", "optim.lr"]),
+    ("lr=0.1", ["'lr'", "optim.lr"]),
+    ("modle.name=resnet20", ["modle.name", "model.name"]),
+])
+def test_unknown_key_names_it_and_the_closest(arg, words):
+    with pytest.raises(ConfigError) as e:
+        load_config([arg])
+    for w in words:
+        assert w in str(e.value)
+
+
+@pytest.mark.parametrize("arg, expected", [
+    ("optim.lr=fast", "float"), ("trainer.max_epochs=1.5", "int"), ("model.zero_init_residual=maybe", "bool"),
+])
+def test_wrong_type_names_key_value_and_type(arg, expected):
+    key, value = arg.split("=")
+    with pytest.raises(ConfigError) as e:
+        load_config([arg])
+    msg = str(e.value)
+    assert key in msg and value in msg and expected in msg
+
+
+def test_choices_and_ranges_are_validated():
+    with pytest.raises(ConfigError, match="trainer.precision"):
+        load_config(["trainer.precision=bf17"])
+    with pytest.raises(ConfigError, match="data.batch_size"):
+        load_config(["data.batch_size=0"])
+    with pytest.raises(ConfigError, match="key=value"):
+        load_config(["optim.lr"])
+
+
+def test_recipe_applies_before_overrides(tmp_path, monkeypatch):
+    import platform.config as config
+
+    (tmp_path / "paper").mkdir()
+    (tmp_path / "paper" / "row.yaml").write_text("optim:\n  lr: 0.4\n  weight_decay: 0.0001\nmodel: resnet32\n")
+    monkeypatch.setattr(config, "RECIPES_DIR", tmp_path)
+    cfg = load_config(["optim.lr=0.2", "recipe=paper/row"])  # override wins whatever the order
+    assert cfg.optim.lr == 0.2 and cfg.optim.weight_decay == 0.0001 and cfg.model.name == "resnet32"
+    (tmp_path / "bad.yaml").write_text("optim:\n  lrate: 1\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml.*optim.lrate"):
+        load_config(["recipe=bad"])
+    with pytest.raises(ConfigError, match="unknown recipe 'nope'.*paper/row"):
+        load_config(["recipe=nope"])
+
+
+def test_shipped_recipes_load():
+    from platform.config import RECIPES_DIR
+
+    for path in RECIPES_DIR.rglob("*.yaml"):
+        load_config([f"recipe={path.relative_to(RECIPES_DIR).with_suffix('')}"])
+
+
+def test_help_lists_every_key_with_default_and_description():
+    text = help_text()
+    for key, field in all_keys().items():
+        line = next((l for l in text.splitlines() if l.strip().startswith(key + " ")), None)
+        assert line is not None, key
+        assert field.metadata["help"] in line
+
+
+def test_cli_errors_exit_nonzero_without_traceback():
+    for args, words in [(["optim.lrr=1"], ["optim.lr"]), (["optim.lr=x"], ["float"]),
+                        (["model=resnet5"], ["resnet50", "resnet56"])]:
+        proc = run_cli("platform.train", *args, timeout=120)
+        assert proc.returncode == 2, proc.stderr
+        assert "Traceback" not in proc.stderr
+        for w in words:
+            assert w in proc.stderr
