@@ -70,7 +70,7 @@ class FFCVDataModule(L.LightningDataModule):
         if augment not in AUGMENTATIONS:
             raise ValueError(f"unknown augmentation {augment!r}; expected one of {AUGMENTATIONS}")
         self.train_path, self.val_path = Path(train_path), Path(val_path)
-        self.num_classes = num_classes
+        self._num_classes = num_classes
         self.batch_size, self.num_workers = batch_size, num_workers
         self.augment, self.resolution = augment, resolution
         self.val_resolution = val_resolution or resolution
@@ -85,12 +85,21 @@ class FFCVDataModule(L.LightningDataModule):
     def meta_path(self) -> Path:
         return self.train_path.parent / "meta.json"
 
+    def _meta(self) -> dict[str, Any]:
+        return json.loads(self.meta_path.read_text()) if self.meta_path.is_file() else {}
+
+    @property
+    def num_classes(self) -> int:
+        """From the constructor, else ``meta.json``, else the largest training label + 1."""
+        if self._num_classes is None:
+            meta = self._meta()
+            self._num_classes = int(meta.get("num_classes") or beton_labels(self.train_path).max() + 1)
+        return self._num_classes
+
     def setup(self, stage: str | None = None) -> None:
         for path in (self.train_path, self.val_path):
             check_beton(path)
-        meta = json.loads(self.meta_path.read_text()) if self.meta_path.is_file() else {}
-        if self.num_classes is None:
-            self.num_classes = int(meta.get("num_classes") or beton_labels(self.train_path).max() + 1)
+        meta = self._meta()
         self.mean = tuple(self.mean or meta.get("mean") or IMAGENET_MEAN)
         self.std = tuple(self.std or meta.get("std") or IMAGENET_STD)
 

@@ -119,7 +119,8 @@ class RunRecorder(L.Callback):
         return self.run_dir / "metrics.jsonl"
 
     @rank_zero_only
-    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # on_train_start, not on_fit_start: only here has a resumed run's epoch been restored
         kept = [r for r in read_metrics(self.run_dir) if r["epoch"] < trainer.current_epoch]
         _write_lines(self.path, kept)
 
