@@ -7,7 +7,8 @@ This package imports nothing else of the project. Importing it registers every
 model family listed below.
 """
 
-from . import resnet  # noqa: F401  (registers the ResNet entrypoints)
+# importing a family module registers its entrypoints
+from . import densenet, highway, inception_resnet, mobilenet, resnet  # noqa: F401
 from .layers import (
     ClassifierHead,
     ConvNormAct,

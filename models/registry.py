@@ -57,6 +57,9 @@ class ModelInfo:
     top5_err: float | None = None  # %
     err_protocol: str = ""  # dataset, crops, table
     notes: str = ""
+    family: str = ""  # the generic network that builds it: residual, densenet, mbconv, ...
+    torchvision: str | None = None  # torchvision builder of the same architecture (weights convert)
+    min_input: int = 32  # smallest input side the network accepts (Inception stems need ~75+)
 
 
 # ---------------------------------------------------------------- errors

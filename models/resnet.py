@@ -564,6 +564,7 @@ def _imagenet_info(*, macs_stride_1x1: float | None = None, **row: Any) -> Model
         variants = (MacsVariant((("stride_on", "1x1"),), macs_stride_1x1, ANALYTIC_V1),)
     return ModelInfo(
         paper=RESNET_PAPER,
+        family="residual",
         resolution=224,
         num_classes=1000,
         params_source=TV_META,
@@ -584,6 +585,7 @@ _T3 = "ImageNet val, 10-crop, Table 3"
 @_register(
     _imagenet_info(
         table="Table 1 (18-layer)",
+        torchvision="resnet18",
         params=11_689_512,
         macs=1.814e9,
         paper_macs="1.8e9",
@@ -599,6 +601,7 @@ def resnet18(**knobs: Any) -> ResidualNet:
 @_register(
     _imagenet_info(
         table="Table 1 (34-layer)",
+        torchvision="resnet34",
         params=21_797_672,
         macs=3.664e9,
         paper_macs="3.6e9",
@@ -614,6 +617,7 @@ def resnet34(**knobs: Any) -> ResidualNet:
 @_register(
     _imagenet_info(
         table="Table 1 (50-layer)",
+        torchvision="resnet50",
         params=25_557_032,
         macs=4.089e9,
         macs_stride_1x1=3.858e9,  # the paper's "3.8e9"
@@ -631,6 +635,7 @@ def resnet50(stride_on: StrideOn = "3x3", **knobs: Any) -> ResidualNet:
 @_register(
     _imagenet_info(
         table="Table 1 (101-layer)",
+        torchvision="resnet101",
         params=44_549_160,
         macs=7.801e9,
         macs_stride_1x1=7.570e9,
@@ -648,6 +653,7 @@ def resnet101(stride_on: StrideOn = "3x3", **knobs: Any) -> ResidualNet:
 @_register(
     _imagenet_info(
         table="Table 1 (152-layer)",
+        torchvision="resnet152",
         params=60_192_808,
         macs=11.514e9,
         macs_stride_1x1=11.282e9,
@@ -665,6 +671,7 @@ def resnet152(stride_on: StrideOn = "3x3", **knobs: Any) -> ResidualNet:
 def _cifar_info(params: int, paper_params: str, top1: float, notes: str = "") -> ModelInfo:
     return ModelInfo(
         paper=RESNET_PAPER,
+        family="residual",
         table="Table 6 (CIFAR-10, §4.2)",
         resolution=32,
         num_classes=10,

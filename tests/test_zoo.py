@@ -1,0 +1,71 @@
+"""Every model torchvision also has is the same function as torchvision's: exact parameter count,
+MACs within 2% of torchvision's metadata, and its weights convert strictly with equal logits."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision
+
+from models import create_model, list_models, model_info
+from models.convert import ConversionError, from_torchvision
+from platform.complexity import complexity, count_params
+
+TV_MODELS = [n for n in list_models() if model_info(n).torchvision]
+
+
+def _tv_model(name: str, **kw):
+    return torchvision.models.get_model(model_info(name).torchvision, weights=None, **kw)
+
+
+def _tv_meta(name: str) -> dict:
+    weights = torchvision.models.get_model_weights(model_info(name).torchvision)
+    return next(iter(weights)).meta
+
+
+@pytest.mark.parametrize("name", TV_MODELS)
+def test_params_equal_torchvision(name):
+    with torch.device("meta"):
+        tv = _tv_model(name)
+    assert complexity(name).params == count_params(tv) == _tv_meta(name)["num_params"]
+
+
+@pytest.mark.parametrize("name", TV_MODELS)
+def test_macs_within_2_percent_of_torchvision(name):
+    info = model_info(name)
+    ours = complexity(name, info.resolution).macs / 1e9
+    assert ours == pytest.approx(_tv_meta(name)["_ops"], rel=0.02)
+
+
+def _calibrated_tv_model(name: str, side: int) -> torch.nn.Module:
+    """A torchvision model whose BN running stats are realistic, so eval-mode logits are finite
+    and sensitive to every tensor (default stats (0, 1) would let deep nets overflow)."""
+    torch.manual_seed(0)
+    tv = _tv_model(name, num_classes=7)
+    tv.train()
+    with torch.no_grad():
+        for m in tv.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.momentum = None  # cumulative average over the calibration batches
+        for _ in range(2):
+            tv(torch.randn(4, 3, side, side))
+    return tv.eval()
+
+
+@pytest.mark.parametrize("name", TV_MODELS)
+def test_torchvision_weights_convert_with_equal_logits(name):
+    info = model_info(name)
+    side = max(64, info.min_input)
+    tv = _calibrated_tv_model(name, side)
+    ours = create_model(name, num_classes=7)
+    ours.load_state_dict(from_torchvision(name, tv.state_dict()), strict=True)
+    ours.eval()
+    x = torch.randn(2, 3, side, side)
+    with torch.no_grad():
+        expected, got = tv(x), ours(x)
+    assert torch.isfinite(expected).all()
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=0)
+
+
+def test_conversion_refuses_another_architecture():
+    with pytest.raises(ConversionError, match="resnet50"):
+        from_torchvision("resnet50", torchvision.models.resnet34().state_dict())
