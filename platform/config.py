@@ -48,6 +48,7 @@ class ModelConfig:
     zero_init_residual: bool = _f(False, "zero-init the last BN gamma of each residual block (Goyal et al. 2017)")
     dropout: float = _f(0.0, "dropout before the classifier")
     stride_on: Optional[str] = _f(None, "bottleneck stride placement '3x3' (v1.5) or '1x1' (MSRA); null = model default")
+    init: Optional[str] = _f(None, "initial weights: a .ckpt of ours or a saved (ours or torchvision) state_dict")
 
 
 @dataclass

@@ -149,7 +149,7 @@ def module_kwargs(cfg, num_classes: int) -> dict[str, Any]:
     defaults = ModelConfig()
     knobs = {}
     for key, value in dataclasses.asdict(cfg.model).items():
-        if key in ("name", "num_classes"):
+        if key in ("name", "num_classes", "init"):
             continue
         if key in allowed:
             if value is not None:

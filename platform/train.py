@@ -179,6 +179,10 @@ def train(cfg: ExperimentConfig) -> dict[str, Any]:
     datamodule = create_datamodule(cfg.data.name, **datamodule_options(cfg))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     module = ClassificationModule(**module_kwargs(cfg, datamodule.num_classes))
+    if cfg.model.init and ckpt is None:  # a resumed run continues from its own checkpoint instead
+        from platform.init import load_initial_weights
+
+        load_initial_weights(module.model, cfg.model.name, cfg.model.init)
     trainer = build_trainer(cfg, run_dir)
 
     base = {"model": cfg.model.name, "data": cfg.data.name, "seed": cfg.seed, "recipe": cfg.recipe,

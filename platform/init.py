@@ -1,0 +1,75 @@
+"""``model.init=PATH``: start a model from a checkpoint file (transfer learning).
+
+Accepted files, detected automatically:
+* a Lightning checkpoint of ours (``runs/*/checkpoints/*.ckpt``: ``state_dict`` with ``model.`` keys),
+* a plain ``state_dict`` of our model (``torch.save(model.state_dict(), path)``),
+* a torchvision ``state_dict`` of the same architecture (converted by ``models.convert``).
+When the checkpoint's classifier has another number of classes than the dataset, the head is
+left freshly initialised -- and the log says so.  Any other mismatch is an error.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Mapping
+
+import torch
+from torch import nn
+
+from models.convert import ConversionError, from_torchvision, head_classes, looks_like_torchvision
+from platform.config import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def _read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], str]:
+    if not path.is_file():
+        raise ConfigError(f"model.init={path}: no such file (give a .ckpt of ours or a saved state_dict)")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # pickles of arbitrary objects, truncated files, not torch at all
+        raise ConfigError(f"model.init={path}: not a readable checkpoint ({type(e).__name__}: {e})") from None
+    if isinstance(obj, Mapping) and "state_dict" in obj:  # Lightning checkpoint
+        sd = {k[len("model."):]: v for k, v in obj["state_dict"].items() if k.startswith("model.")}
+        return sd, "checkpoint of ours"
+    if isinstance(obj, Mapping) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        return dict(obj), "state_dict"
+    raise ConfigError(f"model.init={path}: holds neither a Lightning checkpoint nor a state_dict")
+
+
+def load_initial_weights(model: nn.Module, model_name: str, path: str | Path) -> str:
+    """Load ``path`` into ``model`` (in place); return a one-line description of what was done."""
+    path = Path(path).expanduser()
+    sd, kind = _read_state_dict(path)
+    try:
+        if kind == "state_dict" and looks_like_torchvision(model_name, sd):
+            sd, kind = from_torchvision(model_name, sd), "torchvision state_dict"
+    except ConversionError as e:
+        raise ConfigError(f"model.init={path}: {e}") from None
+    ours = model.state_dict()
+    mismatched = [k for k in sd if k in ours and sd[k].shape != ours[k].shape]
+    head = _head_keys(model)
+    if set(mismatched) - head:
+        k = sorted(set(mismatched) - head)[0]
+        raise ConfigError(f"model.init={path}: {k} has shape {tuple(sd[k].shape)}, {model_name} expects "
+                          f"{tuple(ours[k].shape)}; is it a checkpoint of another architecture?")
+    unexpected = sorted(set(sd) - set(ours))
+    missing = sorted(set(ours) - set(sd) - head)
+    if unexpected or missing:
+        raise ConfigError(f"model.init={path}: does not fit {model_name} "
+                          f"(unexpected keys {unexpected[:3]}, missing keys {missing[:3]})")
+    message = f"initialised {model_name} from {kind} {path}"
+    if mismatched:
+        message += (f"; replaced the classifier head: {head_classes(sd)} classes in the checkpoint, "
+                    f"{head_classes(ours)} here (the new head is freshly initialised)")
+        for k in mismatched:
+            del sd[k]
+    model.load_state_dict(sd, strict=not mismatched)
+    log.info(message)
+    return message
+
+
+def _head_keys(model: nn.Module) -> set[str]:
+    """State-dict keys of the last Linear layer (the classifier head)."""
+    name = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)][-1]
+    return {f"{name}.weight", f"{name}.bias"}
