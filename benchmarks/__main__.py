@@ -1,0 +1,18 @@
+"""``python -m benchmarks SUITE [options]``; suites: models."""
+import sys
+
+SUITES = {"models": "benchmarks.models"}
+
+
+def main() -> int:
+    if len(sys.argv) < 2 or sys.argv[1] not in SUITES:
+        print(f"usage: python -m benchmarks {{{'|'.join(SUITES)}}} [options]  (--help after the suite)",
+              file=sys.stderr)
+        return 2
+    import importlib
+
+    return importlib.import_module(SUITES[sys.argv[1]]).main(sys.argv[2:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
