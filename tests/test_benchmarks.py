@@ -4,7 +4,7 @@ from conftest import run_cli
 
 
 def test_model_benchmark_runs_and_records_ratios(tmp_path):
-    proc = run_cli("benchmarks", "models", "--models", "resnet18", "--batch", "1", "--resolution", "32",
+    proc = run_cli("benchmarks", "models", "--models", "resnet18", "--batch", "2", "--resolution", "64",
                    "--reps", "1", timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "ratio" in proc.stdout
