@@ -24,6 +24,47 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 AUGMENTATIONS = ("natural", "digits", "none")
 
 
+def custom_order(order_class: type, **kwargs: Any):
+    """Wrap a ``TraversalOrder`` subclass so ``ffcv.loader.Loader(order=...)`` accepts it.
+
+    FFCV 1.0.2 checks ``isinstance(order, TraversalOrder)`` (not ``issubclass``) and then calls
+    ``order(loader)``; a class therefore fails.  This returns an instance of a TraversalOrder
+    whose call builds ``order_class(loader, **kwargs)``.
+    """
+    from ffcv.traversal_order.base import TraversalOrder
+
+    class _Factory(TraversalOrder):
+        def __init__(self) -> None:  # no loader yet: the Loader calls us with itself
+            pass
+
+        def __call__(self, loader):
+            return order_class(loader, **kwargs)
+
+        def sample_order(self, epoch: int):
+            raise TypeError("a factory, not an order")
+
+    return _Factory()
+
+
+def exact_shard_order():
+    """An FFCV traversal order for evaluation: rank r of w reads indices[r::w], no padding.
+
+    FFCV's SEQUENTIAL order under ``distributed=True`` uses a DistributedSampler that pads
+    the last ranks with duplicates, so a padded validation set would be scored; here ranks may
+    differ by one example instead, and every example is seen exactly once.
+    """
+    import torch.distributed as dist
+    from ffcv.traversal_order.base import TraversalOrder
+
+    class ExactShard(TraversalOrder):
+        def sample_order(self, epoch: int):
+            if not (self.distributed and dist.is_available() and dist.is_initialized()):
+                return self.indices
+            return self.indices[dist.get_rank()::dist.get_world_size()]
+
+    return custom_order(ExactShard)
+
+
 def train_image_pipeline(augment: str, resolution: int) -> list:
     """Decode + CPU augmentation ops for training images (before ToTensor)."""
     from ffcv.fields.decoders import CenterCropRGBImageDecoder, RandomResizedCropRGBImageDecoder
@@ -97,8 +138,7 @@ class FFCVDataModule(L.LightningDataModule):
         return self._num_classes
 
     def setup(self, stage: str | None = None) -> None:
-        for path in (self.train_path, self.val_path):
-            check_beton(path)
+        self.train_size, self.val_size = check_beton(self.train_path), check_beton(self.val_path)
         meta = self._meta()
         self.mean = tuple(self.mean or meta.get("mean") or IMAGENET_MEAN)
         self.std = tuple(self.std or meta.get("std") or IMAGENET_STD)
@@ -132,7 +172,7 @@ class FFCVDataModule(L.LightningDataModule):
         image += [ToTensor(), *to_device, ToTorchImage(channels_last=self.channels_last)]
         label = [IntDecoder(), ToTensor(), Squeeze(), *to_device]
         if not train:
-            order = OrderOption.SEQUENTIAL
+            order = exact_shard_order() if distributed else OrderOption.SEQUENTIAL
         elif self.order == "quasi_random" and not distributed:
             order = OrderOption.QUASI_RANDOM
         elif self.order == "auto" and not distributed and not self.os_cache:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 
 class SyntheticDataModule(L.LightningDataModule):
@@ -21,16 +21,31 @@ class SyntheticDataModule(L.LightningDataModule):
         images = prototypes[labels] + torch.randn(len(labels), 3, self.resolution, self.resolution, generator=g)
         self.train_set = TensorDataset(images[: self.size], labels[: self.size])
         self.val_set = TensorDataset(images[self.size:], labels[self.size:])
+        self.val_size = len(self.val_set)
+
+    def _world(self) -> tuple[int, int]:
+        if self.trainer is None:
+            return 0, 1
+        return self.trainer.global_rank, self.trainer.world_size
 
     def _per_device(self) -> int:
-        world = self.trainer.world_size if self.trainer is not None else 1
+        world = self._world()[1]
         if self.batch_size % world:
-            raise ValueError(f"data.batch_size={self.batch_size} must divide evenly across {world} ranks")
+            raise ValueError(f"data.batch_size={self.batch_size} is the global batch and must divide evenly "
+                             f"across {world} ranks; choose a multiple of {world}")
         return self.batch_size // world
 
+    # Samplers are ours (Lightning runs with use_distributed_sampler=False): the training shard
+    # of rank r is r::world of one seeded permutation; validation is r::world with no padding.
+    # One seeded permutation per epoch for any world size, so a DDP run's global batch k is
+    # exactly the single-process batch k (the DDP equivalence test relies on it).
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(self.train_set, batch_size=self._per_device(), shuffle=True, drop_last=True,
-                          generator=torch.Generator().manual_seed(self.seed))
+        rank, world = self._world()
+        sampler = DistributedSampler(self.train_set, world, rank, shuffle=True, seed=self.seed, drop_last=True)
+        sampler.set_epoch(self.trainer.current_epoch if self.trainer is not None else 0)
+        return DataLoader(self.train_set, batch_size=self._per_device(), sampler=sampler, drop_last=True)
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(self.val_set, batch_size=self._per_device())
+        rank, world = self._world()
+        return DataLoader(torch.utils.data.Subset(self.val_set, range(rank, len(self.val_set), world)),
+                          batch_size=self._per_device())

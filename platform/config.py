@@ -44,9 +44,9 @@ def _f(default: Any, help: str, **kw: Any) -> Any:
 class ModelConfig:
     name: str = _f("resnet20", "registry name (python -c 'import models; print(models.list_models())')")
     num_classes: Optional[int] = _f(None, "classifier outputs; null = the dataset's number of classes")
-    drop_path_rate: float = _f(0.0, "stochastic depth: drop-path rate of the last block (Huang et al. 2016)")
-    zero_init_residual: bool = _f(False, "zero-init the last BN gamma of each residual block (Goyal et al. 2017)")
-    dropout: float = _f(0.0, "dropout before the classifier")
+    drop_path_rate: Optional[float] = _f(None, "stochastic depth: drop-path rate of the last block (Huang et al. 2016); null = the model's default")
+    zero_init_residual: Optional[bool] = _f(None, "zero-init the last BN gamma of each residual block (Goyal et al. 2017); null = the model's default (off)")
+    dropout: Optional[float] = _f(None, "dropout before the classifier; null = the model's default (EfficientNet: 0.2-0.5)")
     stride_on: Optional[str] = _f(None, "bottleneck stride placement '3x3' (v1.5) or '1x1' (MSRA); null = model default")
     init: Optional[str] = _f(None, "initial weights: a .ckpt of ours or a saved (ours or torchvision) state_dict")
 
@@ -65,28 +65,38 @@ class DataConfig:
     order: str = _f("auto", "FFCV order: auto|random|quasi_random (auto: random when distributed or cached)")
     split_seed: int = _f(0, "seed of the train/val split of embedded datasets")
     val_fraction: float = _f(0.2, "held-out fraction for datasets without a validation split")
+    sampler: str = _f("random", "training order: random | class_aware (label-balanced, Shen et al. 2016)")
+    epoch_samples: Optional[int] = _f(None, "class_aware: draws per epoch; null = the training set size")
     synthetic_size: int = _f(512, "number of training examples for data=synthetic")
     synthetic_classes: int = _f(10, "number of classes for data=synthetic")
 
 
 @dataclass
 class OptimConfig:
-    name: str = _f("sgd", "sgd | adamw")
-    lr: float = _f(0.1, "peak learning rate (after warm-up)")
-    momentum: float = _f(0.9, "SGD momentum / AdamW beta1")
+    name: str = _f("sgd", "sgd | adamw | rmsprop")
+    lr: float = _f(0.1, "peak learning rate (after warm-up) at reference_batch_size")
+    reference_batch_size: Optional[int] = _f(None, "lr is for this global batch; scaled linearly to data.batch_size (Goyal et al. 2017); null = no scaling")
+    momentum: float = _f(0.9, "SGD/RMSProp momentum, AdamW beta1")
     nesterov: bool = _f(True, "Nesterov momentum (SGD)")
     weight_decay: float = _f(5e-4, "decay on weights with ndim >= 2; norms and biases get none")
+    eps: float = _f(1e-8, "AdamW/RMSProp epsilon (EfficientNet's TF RMSProp: 1e-3)")
+    rmsprop_alpha: float = _f(0.9, "RMSProp squared-gradient decay (EfficientNet: 0.9)")
     label_smoothing: float = _f(0.0, "cross-entropy label smoothing")
 
 
 @dataclass
 class ScheduleConfig:
-    name: str = _f("cosine", "cosine | step | constant")
+    name: str = _f("cosine", "cosine | step | exponential | linear | constant")
+    warmup: str = _f("linear", "linear (Goyal et al.) | error_threshold (He et al. 2015 §4.2, ResNet-110)")
     warmup_epochs: float = _f(1.0, "linear warm-up length in epochs, applied per iteration (Goyal et al. 2017)")
-    warmup_start_factor: float = _f(0.1, "warm-up starts at this fraction of the peak LR")
+    warmup_start_factor: float = _f(0.1, "linear warm-up starts at this fraction of the peak LR")
+    warmup_lr: float = _f(0.01, "error_threshold: the LR held until the training error falls below warmup_error")
+    warmup_error: float = _f(80.0, "error_threshold: training error (%) that ends the warm-up")
+    warmup_max_steps: int = _f(2000, "error_threshold: the warm-up ends here at the latest")
     milestones: list[float] = _f([], "step schedule: epochs at which the LR is multiplied by gamma")
-    gamma: float = _f(0.1, "step schedule: multiplicative factor")
-    min_lr_factor: float = _f(0.0, "cosine: final LR as a fraction of the peak LR")
+    gamma: float = _f(0.1, "step/exponential schedule: multiplicative factor")
+    decay_every: float = _f(1.0, "exponential schedule: epochs between multiplications by gamma (EfficientNet: 2.4)")
+    min_lr_factor: float = _f(0.0, "cosine/linear: final LR as a fraction of the peak LR")
 
 
 @dataclass
@@ -103,6 +113,19 @@ class TrainerConfig:
     limit_val_batches: Optional[float] = _f(None, "debug: fraction or number of val batches")
     log_every_n_steps: int = _f(10, "step-level logging interval")
     deterministic: bool = _f(False, "torch deterministic algorithms")
+    sync_batchnorm: bool = _f(False, "SyncBatchNorm under DDP: batch statistics over the global batch")
+    compile: bool = _f(False, "torch.compile the model in place (checkpoints keep uncompiled keys)")
+    compile_backend: str = _f("inductor", "torch.compile backend (inductor; eager/aot_eager for debugging)")
+
+
+@dataclass
+class RegularizationConfig:
+    mixup_alpha: float = _f(0.0, "mixup Beta(alpha, alpha) (Zhang et al. 2018; torchvision recipe 0.2); 0 = off")
+    cutmix_alpha: float = _f(0.0, "cutmix Beta(alpha, alpha) (Yun et al. 2019; torchvision recipe 1.0); 0 = off")
+    mix_switch_prob: float = _f(0.5, "when both are on: probability of cutmix for a batch")
+    random_erasing: float = _f(0.0, "random erasing probability per image (Zhong et al. 2017; torchvision 0.1)")
+    ema_decay: float = _f(0.0, "EMA of weights, validated as val_ema/*; 0 = off (torchvision recipe 0.99998)")
+    ema_every: int = _f(1, "EMA update interval in optimizer steps")
 
 
 @dataclass
@@ -127,6 +150,7 @@ class ExperimentConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    regularization: RegularizationConfig = field(default_factory=RegularizationConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     run: RunConfig = field(default_factory=RunConfig)
     seed: int = _f(0, "global seed (weights, augmentation, order)")
@@ -243,8 +267,10 @@ def load_config(args: list[str] | None = None) -> ExperimentConfig:
 
 
 _CHOICES = {
-    "optim.name": ("sgd", "adamw"),
-    "schedule.name": ("cosine", "step", "constant"),
+    "optim.name": ("sgd", "adamw", "rmsprop"),
+    "schedule.name": ("cosine", "step", "exponential", "linear", "constant"),
+    "schedule.warmup": ("linear", "error_threshold"),
+    "data.sampler": ("random", "class_aware"),
     "trainer.precision": ("32-true", "bf16-mixed", "16-mixed", "32", "bf16", "16"),
     "logging.wandb": ("auto", "online", "offline", "disabled"),
     "data.order": ("auto", "random", "quasi_random"),

@@ -13,12 +13,12 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchmetrics import MaxMetric, MeanMetric
+from torchmetrics import MaxMetric, MeanMetric, SumMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 import models
 from platform.config import ConfigError, ModelConfig, OptimConfig, ScheduleConfig
-from platform.schedules import lr_from_config
+from platform.schedules import lr_from_config, scaled_lr
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +45,39 @@ def build_optimizer(groups: list[dict[str, Any]], cfg: OptimConfig) -> torch.opt
     if cfg.name == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0)
     if cfg.name == "adamw":
-        return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.momentum, 0.999))
-    raise ValueError(f"unknown optimizer {cfg.name!r}; expected sgd or adamw")
+        return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.momentum, 0.999), eps=cfg.eps)
+    if cfg.name == "rmsprop":  # EfficientNet §5.2: decay 0.9, momentum 0.9 (TF: eps 1e-3)
+        return torch.optim.RMSprop(groups, lr=cfg.lr, alpha=cfg.rmsprop_alpha, momentum=cfg.momentum, eps=cfg.eps)
+    raise ValueError(f"unknown optimizer {cfg.name!r}; expected sgd, adamw or rmsprop")
+
+
+class ErrorThresholdWarmup:
+    """He et al. 2015 §4.2 (ResNet-110 on CIFAR): "we use 0.01 to warm up the training until the
+    training error is below 80% (about 400 iterations), and then go back to 0.1".
+
+    The training error is measured over a window of recent steps, summed over all DDP ranks,
+    so every rank switches at the same step; ``max_steps`` caps the warm-up.
+    """
+
+    WINDOW = 20  # steps: one noisy batch must not end the warm-up
+
+    def __init__(self, threshold_pct: float, max_steps: int) -> None:
+        self.threshold, self.max_steps = threshold_pct / 100.0, max_steps
+        self.ended_at: int | None = None
+        self._window: list[tuple[float, float]] = []
+
+    @property
+    def active(self) -> bool:
+        return self.ended_at is None
+
+    def update(self, step: int, wrong: float, total: float) -> bool:
+        """Record one step's (global) wrong/total; return True when the warm-up ends now."""
+        self._window = (self._window + [(wrong, total)])[-self.WINDOW:]
+        w, t = map(sum, zip(*self._window))
+        if (len(self._window) >= self.WINDOW // 2 and w / t < self.threshold) or step + 1 >= self.max_steps:
+            self.ended_at = step + 1
+            return True
+        return False
 
 
 def top_k_for(num_classes: int) -> int:
@@ -77,11 +108,15 @@ class ClassificationModule(L.LightningModule):
         schedule: dict[str, Any] | None = None,
         max_epochs: int = 1,
         channels_last: bool = False,
+        global_batch_size: int | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.optim_cfg = OptimConfig(**(optim or {}))
         self.schedule_cfg = ScheduleConfig(**(schedule or {}))
+        self.peak_lr = scaled_lr(self.optim_cfg.lr, global_batch_size or 0, self.optim_cfg.reference_batch_size)
+        self.warmup = (ErrorThresholdWarmup(self.schedule_cfg.warmup_error, self.schedule_cfg.warmup_max_steps)
+                       if self.schedule_cfg.warmup == "error_threshold" else None)
         self.model = models.create_model(model_name, num_classes=num_classes, **(model_knobs or {}))
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         if channels_last:
@@ -93,6 +128,7 @@ class ClassificationModule(L.LightningModule):
         self.val_top5 = PercentAccuracy(num_classes, top_k=k, average="micro")
         self.val_top1_best = MaxMetric()
         self.val_top1_best.persistent(True)  # a resumed run remembers its best epoch
+        self.val_seen = SumMetric()  # validation must see every example exactly once
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x.contiguous(memory_format=self.memory_format))
@@ -104,6 +140,8 @@ class ClassificationModule(L.LightningModule):
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         loss, logits, targets = self._step(batch)
+        if self.warmup is not None and self.warmup.active:
+            self._warmup_step(logits.detach(), targets)
         self.train_loss(loss.detach(), weight=targets.numel())
         self.train_top1(logits.detach(), targets)
         # metric objects: Lightning computes, syncs and resets them at epoch end
@@ -117,21 +155,49 @@ class ClassificationModule(L.LightningModule):
         self.val_loss(loss, weight=targets.numel())
         self.val_top1(logits, targets)
         self.val_top5(logits, targets)
+        self.val_seen.update(torch.tensor(float(targets.numel()), device=targets.device))
         self.log_dict({"val/loss": self.val_loss, "val/top1": self.val_top1, "val/top5": self.val_top5},
                       on_step=False, on_epoch=True, prog_bar=True)
 
     def on_validation_epoch_end(self) -> None:
-        if not self.trainer.sanity_checking:
-            self.val_top1_best(self.val_top1.compute())
-            self.log("val/top1_best", self.val_top1_best.compute())
+        seen = int(self.val_seen.compute())  # summed over DDP ranks
+        self.val_seen.reset()
+        if self.trainer.sanity_checking:
+            return
+        expected = getattr(self.trainer.datamodule, "val_size", None)
+        if expected is not None and self.trainer.limit_val_batches == 1.0 and seen != expected:
+            raise RuntimeError(f"validation saw {seen} examples, the validation set has {expected}: "
+                               "a sampler padded or dropped examples, and the accuracy would be biased")
+        self.val_top1_best(self.val_top1.compute())
+        self.log("val/top1_best", self.val_top1_best.compute())
+
+    def _warmup_step(self, logits: torch.Tensor, targets: torch.Tensor) -> None:
+        counts = torch.tensor([(logits.argmax(1) != targets).sum().item(), targets.numel()],
+                              dtype=torch.float64, device=logits.device)
+        counts = self.trainer.strategy.reduce(counts, reduce_op="sum")  # the same decision on every rank
+        if self.warmup.update(self.global_step, float(counts[0]), float(counts[1])):
+            self.log("warmup/ended_at_step", float(self.warmup.ended_at))
+            log.info("error-threshold warm-up ended at step %d (training error below %.0f%%); LR back to %.4g",
+                     self.warmup.ended_at, 100 * self.warmup.threshold, self.peak_lr)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.warmup is not None:
+            checkpoint["error_threshold_warmup_ended_at"] = self.warmup.ended_at
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.warmup is not None:
+            self.warmup.ended_at = checkpoint.get("error_threshold_warmup_ended_at")
 
     def configure_optimizers(self):
-        optimizer = build_optimizer(param_groups(self.model, self.optim_cfg.weight_decay), self.optim_cfg)
+        cfg = dataclasses.replace(self.optim_cfg, lr=self.peak_lr)
+        optimizer = build_optimizer(param_groups(self.model, cfg.weight_decay), cfg)
         max_epochs = self.hparams.max_epochs
         steps_per_epoch = max(1, self.trainer.estimated_stepping_batches // max_epochs)
-        base_lr, schedule = self.optim_cfg.lr, self.schedule_cfg
+        base_lr, schedule, warmup = self.peak_lr, self.schedule_cfg, self.warmup
 
         def factor(step: int) -> float:  # LambdaLR multiplies the base LR by this, every optimizer step
+            if warmup is not None and warmup.active:
+                return schedule.warmup_lr / base_lr
             return lr_from_config(step, steps_per_epoch, max_epochs, base_lr, schedule) / base_lr
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
@@ -159,4 +225,5 @@ def module_kwargs(cfg, num_classes: int) -> dict[str, Any]:
                               f"(its knobs: {', '.join(sorted(allowed - {'num_classes'}))})")
     return dict(model_name=name, num_classes=cfg.model.num_classes or num_classes, model_knobs=knobs,
                 optim=dataclasses.asdict(cfg.optim), schedule=dataclasses.asdict(cfg.schedule),
-                max_epochs=cfg.trainer.max_epochs, channels_last=cfg.trainer.channels_last)
+                max_epochs=cfg.trainer.max_epochs, channels_last=cfg.trainer.channels_last,
+                global_batch_size=cfg.data.batch_size)

@@ -33,6 +33,24 @@ def cosine_factor(epoch: float, start_epoch: float, total_epochs: float, min_fac
     return min_factor + (1.0 - min_factor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+def linear_decay_factor(epoch: float, start_epoch: float, total_epochs: float, min_factor: float) -> float:
+    """Straight line from 1 at ``start_epoch`` to ``min_factor`` at ``total_epochs`` (ffcv-imagenet's
+    triangular schedule after its warm-up)."""
+    span = total_epochs - start_epoch
+    if span <= 0:
+        return 1.0
+    progress = min(max((epoch - start_epoch) / span, 0.0), 1.0)
+    return 1.0 - (1.0 - min_factor) * progress
+
+
+def exponential_factor(epoch: float, decay_every: float, gamma: float) -> float:
+    """``gamma ** floor(epoch / decay_every)``: EfficientNet's "decays by 0.97 every 2.4 epochs" (§5.2)."""
+    return gamma ** math.floor(epoch / decay_every)
+
+
+SCHEDULES = ("cosine", "step", "exponential", "linear", "constant")
+
+
 def lr_at(
     step: int,
     steps_per_epoch: int,
@@ -44,18 +62,24 @@ def lr_at(
     milestones: Sequence[float] = (),
     gamma: float = 0.1,
     min_lr_factor: float = 0.0,
+    decay_every: float = 1.0,
 ) -> float:
     """LR at optimizer step ``step`` (0-based) of a run of ``total_epochs`` epochs."""
     if steps_per_epoch <= 0:
         raise ValueError(f"steps_per_epoch must be positive, got {steps_per_epoch}")
     epoch = step / steps_per_epoch
     factor = warmup_factor(epoch, warmup_epochs, warmup_start_factor)
+    after_warmup = max(warmup_epochs, 0.0)
     if name == "cosine":
-        factor *= cosine_factor(epoch, max(warmup_epochs, 0.0), total_epochs, min_lr_factor)
+        factor *= cosine_factor(epoch, after_warmup, total_epochs, min_lr_factor)
+    elif name == "linear":
+        factor *= linear_decay_factor(epoch, after_warmup, total_epochs, min_lr_factor)
     elif name == "step":
         factor *= step_factor(epoch, milestones, gamma)
+    elif name == "exponential":
+        factor *= exponential_factor(epoch, decay_every, gamma)
     elif name != "constant":
-        raise ValueError(f"unknown schedule {name!r}; expected cosine, step or constant")
+        raise ValueError(f"unknown schedule {name!r}; expected one of {', '.join(SCHEDULES)}")
     return base_lr * factor
 
 
@@ -69,4 +93,95 @@ def lr_from_config(step: int, steps_per_epoch: int, total_epochs: float, base_lr
         milestones=schedule.milestones,
         gamma=schedule.gamma,
         min_lr_factor=schedule.min_lr_factor,
+        decay_every=schedule.decay_every,
     )
+
+
+def scaled_lr(lr: float, global_batch: int, reference_batch: int | None) -> float:
+    """Linear scaling rule (Goyal et al. 2017 §2.1): ``lr`` is stated for ``reference_batch``."""
+    return lr if not reference_batch else lr * global_batch / reference_batch
+
+
+def resolution_at(epoch: int, start_res: int, end_res: int, start_epoch: int, end_epoch: int,
+                  multiple: int = 32) -> int:
+    """Progressive resizing (ffcv-imagenet ``get_resolution``): the training resolution ramps
+    linearly from ``start_res`` (up to ``start_epoch``) to ``end_res`` (from ``end_epoch``),
+    rounded to a multiple of ``multiple``."""
+    if end_epoch <= start_epoch:
+        return int(round(end_res / multiple)) * multiple if epoch >= end_epoch else start_res
+    t = min(max((epoch - start_epoch) / (end_epoch - start_epoch), 0.0), 1.0)
+    return int(round((start_res + t * (end_res - start_res)) / multiple)) * multiple
+
+
+# ---------------------------------------------------------------------------- plotting CLI
+TRAIN_SIZES = {"imagenet": 1_281_167, "cifar10": 50_000, "cifar100": 50_000, "digits": 1_438}
+
+
+def train_size(cfg) -> int:
+    """Training-set size for planning: known datasets, a .beton's length, or the synthetic size."""
+    if cfg.data.name == "synthetic":
+        return cfg.data.synthetic_size
+    if cfg.data.name == "beton" and cfg.data.path:
+        from pathlib import Path
+
+        from datamodules.write import check_beton
+
+        return check_beton(Path(cfg.data.path).expanduser() / "train.beton")
+    return TRAIN_SIZES.get(cfg.data.name, TRAIN_SIZES["imagenet"])
+
+
+def lr_curve(cfg, steps_per_epoch: int | None = None) -> tuple[list[int], list[float]]:
+    """(steps, LR) over a whole run of ``cfg``, as ``ClassificationModule`` will set it."""
+    spe = steps_per_epoch or max(1, train_size(cfg) // cfg.data.batch_size)
+    base = scaled_lr(cfg.optim.lr, cfg.data.batch_size, cfg.optim.reference_batch_size)
+    total = spe * cfg.trainer.max_epochs
+    stride = max(1, total // 4000)
+    steps = list(range(0, total, stride))
+    lrs = [lr_from_config(s, spe, cfg.trainer.max_epochs, base, cfg.schedule) for s in steps]
+    if cfg.schedule.warmup == "error_threshold":  # drawn with the paper's ~400 iterations (§4.2)
+        switch = min(400, cfg.schedule.warmup_max_steps)
+        lrs = [cfg.schedule.warmup_lr if s < switch else lr for s, lr in zip(steps, lrs)]
+    return steps, lrs
+
+
+def main(argv: list[str]) -> int:
+    import sys
+
+    from platform.config import ConfigError, load_config
+
+    out = next((a.split("=", 1)[1] for a in argv if a.startswith("--out=")), None)
+    args = [a for a in argv if not a.startswith("--out=")]
+    if any(a in ("-h", "--help") for a in args):
+        print("usage: python -m platform.schedules [recipe=NAME] [key=value ...] [--out=FILE.png]\n"
+              "Plots the LR of every iteration of the configured run.")
+        return 0
+    try:
+        cfg = load_config(args)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps, lrs = lr_curve(cfg)
+    spe = max(1, train_size(cfg) // cfg.data.batch_size)
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    ax.plot([s / spe for s in steps], lrs)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("learning rate")
+    title = f"{cfg.recipe or 'default'}: {cfg.schedule.name}, warm-up {cfg.schedule.warmup}"
+    ax.set_title(f"{title} | batch {cfg.data.batch_size}, {spe} steps/epoch, peak {max(lrs):.4g}")
+    ax.grid(alpha=0.3)
+    path = out or f"schedule-{(cfg.recipe or 'default').replace('/', '_')}.png"
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    print(f"wrote {path} ({len(steps)} points, peak LR {max(lrs):.4g}, final {lrs[-1]:.4g})")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main(sys.argv[1:]))

@@ -15,6 +15,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import torch
+
 import models
 from datamodules import DataError, create_datamodule
 from datamodules.write import BetonError, write_json_atomic
@@ -137,7 +139,7 @@ def build_loggers(cfg: ExperimentConfig, run_dir: Path) -> list:
                         tags=list(cfg.logging.tags) or None, config=to_dict(cfg))]
 
 
-def build_trainer(cfg: ExperimentConfig, run_dir: Path):
+def build_trainer(cfg: ExperimentConfig, run_dir: Path, extra_callbacks: list | None = None):
     import lightning as L
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 
@@ -152,6 +154,7 @@ def build_trainer(cfg: ExperimentConfig, run_dir: Path):
     ]
     if loggers:
         callbacks.append(LearningRateMonitor(logging_interval="step"))
+    callbacks += list(extra_callbacks or [])
     optional = {k: v for k, v in dict(limit_train_batches=t.limit_train_batches,
                                        limit_val_batches=t.limit_val_batches).items() if v is not None}
     for k, v in optional.items():
@@ -161,29 +164,40 @@ def build_trainer(cfg: ExperimentConfig, run_dir: Path):
         strategy=t.strategy, precision=t.precision, gradient_clip_val=t.gradient_clip_val,
         log_every_n_steps=t.log_every_n_steps, deterministic=t.deterministic, logger=loggers or False,
         callbacks=callbacks, default_root_dir=str(run_dir), enable_progress_bar=cfg.logging.progress_bar,
-        enable_model_summary=False, **optional,
+        enable_model_summary=False, sync_batchnorm=t.sync_batchnorm,
+        use_distributed_sampler=False,  # every datamodule of ours shards itself (exactly, for validation)
+        **optional,
     )
 
 
 # ---------------------------------------------------------------------------- the job
-def train(cfg: ExperimentConfig) -> dict[str, Any]:
-    """Run one experiment; return its summary (also written to ``<run dir>/summary.json``)."""
+def train(cfg: ExperimentConfig, callbacks: list | None = None) -> dict[str, Any] | None:
+    """Run one experiment; return its summary (also written to ``<run dir>/summary.json``).
+
+    ``callbacks`` are added to the Trainer's (for programmatic use: notebooks, tests).  Returns
+    None on DDP ranks other than 0, which write no records.
+    """
     import lightning as L
 
     from platform.module import ClassificationModule, module_kwargs
 
     started = time.time()
     models.model_info(cfg.model.name)  # unknown model: fail before touching data or disk
+    if cfg.trainer.sync_batchnorm and not torch.cuda.is_available():
+        raise ConfigError("trainer.sync_batchnorm=true needs CUDA GPUs: torch's SyncBatchNorm has no CPU path "
+                          "(on CPU, DDP ranks keep their own BN statistics)")
     run_dir, ckpt = resolve_run(cfg)
     os.environ[RUN_NAME_ENV] = run_dir.name
     datamodule = create_datamodule(cfg.data.name, **datamodule_options(cfg))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     module = ClassificationModule(**module_kwargs(cfg, datamodule.num_classes))
+    if cfg.trainer.compile:  # in place: state_dict keys (and so checkpoints) stay uncompiled
+        module.model.compile(backend=cfg.trainer.compile_backend)
     if cfg.model.init and ckpt is None:  # a resumed run continues from its own checkpoint instead
         from platform.init import load_initial_weights
 
         load_initial_weights(module.model, cfg.model.name, cfg.model.init)
-    trainer = build_trainer(cfg, run_dir)
+    trainer = build_trainer(cfg, run_dir, callbacks)
 
     base = {"model": cfg.model.name, "data": cfg.data.name, "seed": cfg.seed, "recipe": cfg.recipe,
             "max_epochs": cfg.trainer.max_epochs}
