@@ -39,7 +39,7 @@ def create_datamodule(name: str, **options: Any) -> L.LightningDataModule:
 
 
 def _ffcv_options(o: dict) -> dict:
-    keep = ("batch_size", "num_workers", "os_cache", "order", "seed", "channels_last")
+    keep = ("batch_size", "num_workers", "os_cache", "order", "seed", "channels_last", "sampler", "epoch_samples")
     out = {k: o[k] for k in keep if o.get(k) is not None}
     for k in ("val_resolution", "val_crop_ratio"):
         if o.get(k) is not None:
@@ -82,4 +82,5 @@ def _synthetic(**o: Any) -> L.LightningDataModule:
 
     return SyntheticDataModule(size=o.get("synthetic_size", 512), num_classes=o.get("synthetic_classes", 10),
                                resolution=o.get("resolution") or 32, batch_size=o.get("batch_size", 64),
-                               seed=o.get("seed", 0))
+                               seed=o.get("seed", 0), sampler=o.get("sampler") or "random",
+                               epoch_samples=o.get("epoch_samples"))

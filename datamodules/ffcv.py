@@ -106,8 +106,13 @@ class FFCVDataModule(L.LightningDataModule):
         seed: int = 0,
         drop_last: bool = True,
         channels_last: bool = False,
+        sampler: str = "random",
+        epoch_samples: int | None = None,
     ) -> None:
         super().__init__()
+        if sampler not in ("random", "class_aware"):
+            raise ValueError(f"unknown sampler {sampler!r}; expected random or class_aware")
+        self.sampler, self.epoch_samples = sampler, epoch_samples
         if augment not in AUGMENTATIONS:
             raise ValueError(f"unknown augmentation {augment!r}; expected one of {AUGMENTATIONS}")
         self.train_path, self.val_path = Path(train_path), Path(val_path)
@@ -173,6 +178,10 @@ class FFCVDataModule(L.LightningDataModule):
         label = [IntDecoder(), ToTensor(), Squeeze(), *to_device]
         if not train:
             order = exact_shard_order() if distributed else OrderOption.SEQUENTIAL
+        elif self.sampler == "class_aware":  # label-balanced (Shen et al. 2016), sharded across ranks
+            from .sampling import class_aware_order
+
+            order = class_aware_order(self.epoch_samples)
         elif self.order == "quasi_random" and not distributed:
             order = OrderOption.QUASI_RANDOM
         elif self.order == "auto" and not distributed and not self.os_cache:

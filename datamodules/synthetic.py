@@ -8,10 +8,12 @@ from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 class SyntheticDataModule(L.LightningDataModule):
     def __init__(self, size: int = 512, num_classes: int = 10, resolution: int = 32,
-                 batch_size: int = 64, seed: int = 0, val_fraction: float = 0.25, **_: object) -> None:
+                 batch_size: int = 64, seed: int = 0, val_fraction: float = 0.25, sampler: str = "random",
+                 epoch_samples: int | None = None, **_: object) -> None:
         super().__init__()
         self.size, self.num_classes, self.resolution = size, num_classes, resolution
         self.batch_size, self.seed, self.val_fraction = batch_size, seed, val_fraction
+        self.sampler, self.epoch_samples = sampler, epoch_samples
 
     def setup(self, stage: str | None = None) -> None:
         g = torch.Generator().manual_seed(self.seed)
@@ -41,7 +43,12 @@ class SyntheticDataModule(L.LightningDataModule):
     # exactly the single-process batch k (the DDP equivalence test relies on it).
     def train_dataloader(self) -> DataLoader:
         rank, world = self._world()
-        sampler = DistributedSampler(self.train_set, world, rank, shuffle=True, seed=self.seed, drop_last=True)
+        if self.sampler == "class_aware":
+            from .sampling import ClassAwareSampler
+
+            sampler = ClassAwareSampler(self.train_set.tensors[1].numpy(), self.epoch_samples, self.seed, rank, world)
+        else:
+            sampler = DistributedSampler(self.train_set, world, rank, shuffle=True, seed=self.seed, drop_last=True)
         sampler.set_epoch(self.trainer.current_epoch if self.trainer is not None else 0)
         return DataLoader(self.train_set, batch_size=self._per_device(), sampler=sampler, drop_last=True)
 

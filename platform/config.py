@@ -124,7 +124,7 @@ class RegularizationConfig:
     cutmix_alpha: float = _f(0.0, "cutmix Beta(alpha, alpha) (Yun et al. 2019; torchvision recipe 1.0); 0 = off")
     mix_switch_prob: float = _f(0.5, "when both are on: probability of cutmix for a batch")
     random_erasing: float = _f(0.0, "random erasing probability per image (Zhong et al. 2017; torchvision 0.1)")
-    ema_decay: float = _f(0.0, "EMA of weights, validated as val_ema/*; 0 = off (torchvision recipe 0.99998)")
+    ema_decay: float = _f(0.0, "EMA of weights, decay per update, validated as val_ema/*; 0 = off (torchvision's 0.99998 at its batch/epochs is ~0.9989 per update: regularization.adjusted_ema_decay)")
     ema_every: int = _f(1, "EMA update interval in optimizer steps")
 
 
@@ -288,6 +288,15 @@ def validate(cfg: ExperimentConfig) -> None:
         raise ConfigError(f"bad value for data.batch_size: {cfg.data.batch_size}; expected a positive integer")
     if not 0.0 <= cfg.data.val_fraction < 1.0:
         raise ConfigError(f"bad value for data.val_fraction: {cfg.data.val_fraction}; expected 0 <= x < 1")
+    r = cfg.regularization
+    if not 0.0 <= r.ema_decay < 1.0:
+        raise ConfigError(f"bad value for regularization.ema_decay: {r.ema_decay}; expected 0 (off) <= x < 1")
+    if not 0.0 <= r.random_erasing <= 1.0:
+        raise ConfigError(f"bad value for regularization.random_erasing: {r.random_erasing}; expected a probability")
+    if r.mixup_alpha < 0 or r.cutmix_alpha < 0:
+        raise ConfigError("bad value for regularization.mixup_alpha/cutmix_alpha: expected >= 0 (0 = off)")
+    if r.ema_every < 1:
+        raise ConfigError(f"bad value for regularization.ema_every: {r.ema_every}; expected >= 1")
     if cfg.trainer.max_epochs <= 0:
         raise ConfigError(f"bad value for trainer.max_epochs: {cfg.trainer.max_epochs}; expected >= 1")
     if cfg.optim.lr <= 0:

@@ -17,7 +17,8 @@ from torchmetrics import MaxMetric, MeanMetric, SumMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 import models
-from platform.config import ConfigError, ModelConfig, OptimConfig, ScheduleConfig
+from platform.config import ConfigError, ModelConfig, OptimConfig, RegularizationConfig, ScheduleConfig
+from platform.regularization import mix_batch, random_erase
 from platform.schedules import lr_from_config, scaled_lr
 
 log = logging.getLogger(__name__)
@@ -109,11 +110,13 @@ class ClassificationModule(L.LightningModule):
         max_epochs: int = 1,
         channels_last: bool = False,
         global_batch_size: int | None = None,
+        regularization: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.optim_cfg = OptimConfig(**(optim or {}))
         self.schedule_cfg = ScheduleConfig(**(schedule or {}))
+        self.reg_cfg = RegularizationConfig(**(regularization or {}))
         self.peak_lr = scaled_lr(self.optim_cfg.lr, global_batch_size or 0, self.optim_cfg.reference_batch_size)
         self.warmup = (ErrorThresholdWarmup(self.schedule_cfg.warmup_error, self.schedule_cfg.warmup_max_steps)
                        if self.schedule_cfg.warmup == "error_threshold" else None)
@@ -138,8 +141,19 @@ class ClassificationModule(L.LightningModule):
         logits = self(images)
         return classification_loss(logits, targets, self.optim_cfg.label_smoothing), logits, targets
 
+    def _augment(self, images: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Batch-level regularisers on the device: random erasing, then mixup/cutmix (soft targets)."""
+        r = self.reg_cfg
+        if r.random_erasing > 0:
+            images = random_erase(images, p=r.random_erasing)
+        return mix_batch(images, targets, self.hparams.num_classes, mixup_alpha=r.mixup_alpha,
+                         cutmix_alpha=r.cutmix_alpha, switch_prob=r.mix_switch_prob)
+
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        loss, logits, targets = self._step(batch)
+        images, targets = batch
+        inputs, soft_or_hard = self._augment(images, targets)
+        logits = self(inputs)
+        loss = classification_loss(logits, soft_or_hard, self.optim_cfg.label_smoothing)  # accuracy: true labels
         if self.warmup is not None and self.warmup.active:
             self._warmup_step(logits.detach(), targets)
         self.train_loss(loss.detach(), weight=targets.numel())
@@ -226,4 +240,4 @@ def module_kwargs(cfg, num_classes: int) -> dict[str, Any]:
     return dict(model_name=name, num_classes=cfg.model.num_classes or num_classes, model_knobs=knobs,
                 optim=dataclasses.asdict(cfg.optim), schedule=dataclasses.asdict(cfg.schedule),
                 max_epochs=cfg.trainer.max_epochs, channels_last=cfg.trainer.channels_last,
-                global_batch_size=cfg.data.batch_size)
+                global_batch_size=cfg.data.batch_size, regularization=dataclasses.asdict(cfg.regularization))

@@ -27,7 +27,8 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from datamodules.write import write_json_atomic
 
-METRIC_KEYS = ("train/loss", "train/top1", "val/loss", "val/top1", "val/top5", "val/top1_best", "lr")
+METRIC_KEYS = ("train/loss", "train/top1", "val/loss", "val/top1", "val/top5", "val/top1_best", "lr",
+               "val_ema/loss", "val_ema/top1", "val_ema/top5")
 
 
 def checkpoint_dir(run_dir: Path) -> Path:

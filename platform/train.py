@@ -98,7 +98,8 @@ def datamodule_options(cfg: ExperimentConfig) -> dict[str, Any]:
                 resolution=d.resolution, val_resolution=d.val_resolution, val_crop_ratio=d.val_crop_ratio,
                 os_cache=d.os_cache, order=d.order, seed=cfg.seed, split_seed=d.split_seed,
                 val_fraction=d.val_fraction, synthetic_size=d.synthetic_size,
-                synthetic_classes=d.synthetic_classes, channels_last=cfg.trainer.channels_last)
+                synthetic_classes=d.synthetic_classes, channels_last=cfg.trainer.channels_last,
+                sampler=d.sampler, epoch_samples=d.epoch_samples)
 
 
 def wandb_mode(setting: str) -> str:
@@ -154,6 +155,11 @@ def build_trainer(cfg: ExperimentConfig, run_dir: Path, extra_callbacks: list | 
     ]
     if loggers:
         callbacks.append(LearningRateMonitor(logging_interval="step"))
+    if cfg.regularization.ema_decay > 0:
+        from platform.regularization import EmaCallback
+
+        callbacks.append(EmaCallback(cfg.regularization.ema_decay, every_n_steps=cfg.regularization.ema_every,
+                                     label_smoothing=cfg.optim.label_smoothing))
     callbacks += list(extra_callbacks or [])
     optional = {k: v for k, v in dict(limit_train_batches=t.limit_train_batches,
                                        limit_val_batches=t.limit_val_batches).items() if v is not None}
