@@ -1,1 +1,784 @@
-"""(being written)"""
+"""Depthwise-convolution family: `MBConvNet` = stem -> stages -> head, built from an `MBNetSpec`.
+
+MobileNet v1 (Howard et al. 2017, arXiv 1704.04861), MobileNet v2 (Sandler et al.
+2018, arXiv 1801.04381) and EfficientNet (Tan & Le 2019, arXiv 1905.11946) differ
+in data, not in classes: the block kind (depthwise-separable or inverted residual),
+expansion t, kernel k, stride, widths, repeats, SE ratio and activation are fields
+of the frozen `MBNetSpec` / `MBStageSpec`. Named paper models are registered at
+the bottom of this file; compound scaling is code (`compound_coefficients`,
+`round_channels`, `scale_repeats`), not a list of hand-copied widths.
+
+Conventions (written down because implementations disagree):
+- Channel rounding: `round_channels` rounds c * w to the nearest multiple of 8,
+  never more than 10% below c * w (TF `round_filters` / MobileNet `make_divisible`).
+  Repeats are ceil(n * d) (TF `round_repeats`).
+- SE in an inverted residual / MBConv block sits after the depthwise conv, on the
+  expanded channels, with squeeze width max(1, int(se_ratio * C_in)) where C_in is
+  the block's INPUT channels (EfficientNet se_ratio = 0.25; TF `num_reduced_filters`,
+  torchvision `max(1, in // 4)`, timm and pycls agree). MobileNetV3 instead uses the
+  expanded width; that is not this family's convention.
+- SE in a depthwise-separable (v1) block sits after the pointwise conv, on the block
+  output, squeeze width max(1, int(se_ratio * C_out)): this is SENet's SE-MobileNet
+  (Hu et al., Table 3: 4.2M -> 4.7M params at r = 16, reproduced by the tests).
+- Drop-path rates come from `models.layers.drop_path_rates` over the GLOBAL block
+  index, blocks without a residual included (as TF and torchvision index them): linear
+  from 0 at the first block to `drop_path_rate` at the last. torchvision and the TF
+  reference use rate * i / N instead (first block 0, last block rate * (N-1)/N), so at
+  the same `drop_path_rate` ours is slightly larger, by a factor N/(N-1) (16/15 for B0).
+  Only blocks with a residual use their rate, and the last block of every v2 /
+  EfficientNet net changes width (no residual), so the largest rate actually applied
+  is rate * (N-2)/(N-1). Eval-mode numerics are unaffected.
+- BN: PyTorch defaults (eps 1e-5, momentum 0.1) for MobileNet v1/v2 and for
+  EfficientNet-B0..B4, whose torchvision weights were trained in PyTorch (timm); B5..B7
+  (weights ported from TF) and the generic compound-scaled builders use TF's eps 1e-3,
+  momentum 0.01 (= TF decay 0.99). Both are constructor arguments (STYLE rule 7).
+- Module order follows torchvision's state_dict order (stem, blocks: [expand] ->
+  depthwise -> [SE] -> project, head conv, classifier), so its weights convert by position.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections import OrderedDict
+from dataclasses import dataclass, fields, replace
+from typing import Any, Literal, NamedTuple, get_args
+
+import torch
+from torch import nn
+
+from .layers import (
+    BN_EPS,
+    BN_MOMENTUM,
+    ActLayer,
+    ClassifierHead,
+    ConvNormAct,
+    DropPath,
+    SqueezeExcite,
+    drop_path_rates,
+)
+from .registry import ModelInfo, register_model
+
+# ---------------------------------------------------------------- constants
+
+# TF-style BatchNorm (EfficientNet reference code: batch_norm_momentum 0.99 = PyTorch momentum
+# 0.01, batch_norm_epsilon 1e-3).
+TF_BN_EPS = 1e-3
+TF_BN_MOMENTUM = 0.01
+
+# EfficientNet §3.3 eq. 3, found by grid search on B0 under alpha * beta^2 * gamma^2 ~ 2:
+# depth d = alpha^phi, width w = beta^phi, resolution r = gamma^phi.
+ALPHA, BETA, GAMMA = 1.2, 1.1, 1.15
+BASE_RESOLUTION = 224  # B0 (Table 1)
+CHANNEL_DIVISOR = 8  # TF depth_divisor
+
+# depthwise-separable (v1) | inverted residual / MBConv (v2, EfficientNet)
+BlockKind = Literal["ds", "ir"]
+ActKind = Literal["relu", "relu6", "silu"]
+
+ACTIVATIONS: dict[str, ActLayer] = {
+    "relu": functools.partial(nn.ReLU, inplace=True),  # MobileNet v1 §3.1 ("BN and ReLU")
+    "relu6": functools.partial(nn.ReLU6, inplace=True),  # MobileNet v2 §4: robust at low precision
+    "silu": functools.partial(nn.SiLU, inplace=True),  # EfficientNet "swish" (Ramachandran et al.)
+}
+
+
+# ---------------------------------------------------------------- scaling helpers
+
+
+def round_channels(
+    channels: float, divisor: int = CHANNEL_DIVISOR, min_value: int | None = None
+) -> int:
+    """Nearest multiple of `divisor` to `channels`, at least `min_value` (default: divisor),
+    and never more than 10% below `channels` (TF `round_filters`)."""
+    if divisor < 1:
+        raise ValueError(f"divisor must be >= 1, got {divisor}")
+    if channels <= 0:
+        raise ValueError(f"channels must be > 0, got {channels}")
+    min_value = divisor if min_value is None else min_value
+    rounded = max(min_value, int(channels + divisor / 2) // divisor * divisor)
+    if rounded < 0.9 * channels:  # rounding down lost more than 10%: go one step up
+        rounded += divisor
+    return rounded
+
+
+def _scaled(width_mult: float, channels: int) -> int:
+    return round_channels(channels * width_mult)
+
+
+def scale_repeats(repeats: int, depth_mult: float) -> int:
+    """Blocks of a stage after depth scaling: ceil(n * d) (TF `round_repeats`)."""
+    if repeats < 1 or depth_mult <= 0:
+        raise ValueError(f"need repeats >= 1 and depth_mult > 0, got {repeats}, {depth_mult}")
+    return int(math.ceil(repeats * depth_mult))
+
+
+class Coefficients(NamedTuple):
+    depth: float  # d, multiplies the repeats of every stage
+    width: float  # w, multiplies every width (then round_channels)
+    resolution: int  # input side, 224 * r rounded to an integer
+
+
+def compound_coefficients(
+    phi: float, alpha: float = ALPHA, beta: float = BETA, gamma: float = GAMMA
+) -> Coefficients:
+    """EfficientNet §3.3 eq. 3: d = alpha^phi, w = beta^phi, r = gamma^phi (resolution 224 r).
+
+    FLOPs grow about (alpha * beta^2 * gamma^2)^phi = 1.92^phi. The published B1..B7
+    coefficients (`EFFICIENTNET_PARAMS`) are not these values (B_n is not phi = n); the
+    tests record how close they are.
+    """
+    if phi < 0:
+        raise ValueError(f"phi must be >= 0, got {phi}")
+    return Coefficients(alpha**phi, beta**phi, int(round(BASE_RESOLUTION * gamma**phi)))
+
+
+# ---------------------------------------------------------------- specs
+
+
+def _check_choice(field: str, value: object, choices: tuple[object, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{field} must be one of {choices}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class MBStageSpec:
+    """One row of a paper table: `repeats` blocks; only the first changes stride and width.
+
+    Field order as EfficientNet Table 1 / torchvision `MBConvConfig`: expansion t, kernel k,
+    stride, input and output channels, repeats n (v2 Table 2 rows are (t, c, n, s)).
+    """
+
+    expand: float  # t: hidden width = t * C_in (MBConv6 -> 6); 1 for depthwise-separable blocks
+    kernel: int  # depthwise k x k
+    stride: int  # of the stage's first block
+    in_channels: int
+    out_channels: int
+    repeats: int  # n
+    block: BlockKind = "ir"
+    se_ratio: float = 0.0  # 0 = no SE; see the module docstring for the reference width
+
+    def __post_init__(self) -> None:
+        _check_choice("block", self.block, get_args(BlockKind))
+        _check_choice("stride", self.stride, (1, 2))
+        if self.kernel < 1 or self.kernel % 2 != 1:
+            raise ValueError(f"kernel must be odd, got {self.kernel}")
+        if min(self.in_channels, self.out_channels, self.repeats) < 1 or self.expand < 1:
+            raise ValueError(f"channels, repeats and expand must be >= 1, got {self}")
+        if self.block == "ds" and self.expand != 1:
+            raise ValueError("a depthwise-separable block has no expansion (expand=1)")
+        if not 0.0 <= self.se_ratio <= 1.0:
+            raise ValueError(f"se_ratio must be in [0, 1], got {self.se_ratio}")
+
+
+@dataclass(frozen=True)
+class MBNetSpec:
+    """A whole network: stem conv -> stages -> [1x1 head conv] -> pool -> FC."""
+
+    stem_width: int  # 3x3 stride-2 stem conv output channels
+    stages: tuple[MBStageSpec, ...]
+    head_width: int | None  # 1x1 conv before the pool (v2: 1280); None = no head conv (v1)
+    act: ActKind
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "stages", tuple(self.stages))  # accept a list (e.g. from YAML)
+        _check_choice("act", self.act, get_args(ActKind))
+        if not self.stages:
+            raise ValueError("an MBNetSpec needs at least one stage")
+        channels = self.stem_width
+        for i, stage in enumerate(self.stages, start=1):
+            if stage.in_channels != channels:
+                raise ValueError(
+                    f"stage {i} takes {stage.in_channels} channels but receives {channels}"
+                )
+            channels = stage.out_channels
+        if self.head_width is not None and self.head_width < 1:
+            raise ValueError(f"head_width must be >= 1 or None, got {self.head_width}")
+
+    @property
+    def num_blocks(self) -> int:
+        return sum(s.repeats for s in self.stages)
+
+    @property
+    def has_residual(self) -> bool:
+        """Whether any block has an identity shortcut (inverted residual, stride 1, same width)."""
+        return any(
+            s.block == "ir"
+            and (s.repeats > 1 or (s.stride == 1 and s.in_channels == s.out_channels))
+            for s in self.stages
+        )
+
+    @property
+    def num_features(self) -> int:
+        return self.head_width if self.head_width is not None else self.stages[-1].out_channels
+
+
+# Every field name of the specs plus the multipliers the spec functions take: overriding one
+# of these on a named model is an error (STYLE rule 4).
+SPEC_FIELDS = frozenset(f.name for f in fields(MBNetSpec) + fields(MBStageSpec)) | {
+    "alpha",
+    "width_mult",
+    "depth_mult",
+    "width",
+    "depth",
+    "phi",
+    "resolution",
+}
+
+
+# ---------------------------------------------------------------- blocks
+#
+# Both blocks share one constructor signature so the net can build either from a row.
+# A block receives its ready DropPath (or None) and never computes a rate.
+
+
+class DepthwiseSeparable(nn.Module):
+    """3x3 depthwise conv-BN-act -> 1x1 pointwise conv-BN-act (MobileNet v1 Fig. 3 right).
+
+    No residual: v1 is a plain stack (Table 1). `se_ratio` > 0 adds SE on the pointwise
+    output (SENet's SE-MobileNet); the paper models have none.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        stride: int = 1,
+        *,
+        kernel: int = 3,
+        expand: float = 1.0,
+        se_ratio: float = 0.0,
+        act_layer: ActLayer = ACTIVATIONS["relu"],
+        drop_path: nn.Module | None = None,
+        bn_eps: float = BN_EPS,
+        bn_momentum: float = BN_MOMENTUM,
+    ) -> None:
+        super().__init__()
+        if expand != 1:
+            raise ValueError("DepthwiseSeparable has no expansion; use InvertedResidual")
+        if drop_path is not None:
+            raise ValueError("DepthwiseSeparable has no residual branch to drop")
+        bn = dict(bn_eps=bn_eps, bn_momentum=bn_momentum)
+        self.has_residual = False
+        # groups == channels: one k x k filter per input channel (§3.1, eq. 3)
+        self.dw = ConvNormAct(
+            in_channels, in_channels, kernel, stride, in_channels, act_layer=act_layer, **bn
+        )
+        self.pw = ConvNormAct(in_channels, out_channels, 1, act_layer=act_layer, **bn)
+        self.se = (
+            SqueezeExcite(out_channels, max(1, int(out_channels * se_ratio)), act_layer=act_layer)
+            if se_ratio > 0
+            else nn.Identity()
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.se(self.pw(self.dw(x)))
+
+
+class InvertedResidual(nn.Module):
+    """1x1 expand (t x C_in) -> k x k depthwise -> [SE] -> 1x1 linear projection, + identity.
+
+    MobileNet v2 §3.3 / Table 1 ("linear bottleneck": no activation after the projection,
+    Fig. 3b) and EfficientNet's MBConv (MnasNet block with SE, SiLU). The 1x1 expansion is
+    omitted when t = 1 (v2's first row, EfficientNet's MBConv1). The identity shortcut
+    exists only when stride = 1 and C_in = C_out; drop-path applies to the branch there.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        stride: int = 1,
+        *,
+        kernel: int = 3,
+        expand: float = 6.0,
+        se_ratio: float = 0.0,
+        act_layer: ActLayer = ACTIVATIONS["relu6"],
+        drop_path: nn.Module | None = None,
+        bn_eps: float = BN_EPS,
+        bn_momentum: float = BN_MOMENTUM,
+    ) -> None:
+        super().__init__()
+        bn = dict(bn_eps=bn_eps, bn_momentum=bn_momentum)
+        hidden = int(round(in_channels * expand))
+        self.has_residual = stride == 1 and in_channels == out_channels
+        self.expand = (  # t = 1: nothing to expand (no tensors, so torchvision's order holds)
+            ConvNormAct(in_channels, hidden, 1, act_layer=act_layer, **bn)
+            if hidden != in_channels
+            else nn.Identity()
+        )
+        self.dw = ConvNormAct(hidden, hidden, kernel, stride, hidden, act_layer=act_layer, **bn)
+        # Squeeze width from the block INPUT channels (EfficientNet convention, module docstring).
+        self.se = (
+            SqueezeExcite(hidden, max(1, int(in_channels * se_ratio)), act_layer=act_layer)
+            if se_ratio > 0
+            else nn.Identity()
+        )
+        # linear bottleneck: no activation after the projection (§3.2)
+        self.project = ConvNormAct(hidden, out_channels, 1, act_layer=None, **bn)
+        use_drop_path = drop_path is not None and self.has_residual
+        self.drop_path = drop_path if use_drop_path else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.expand(x)  # (B, C_in, H, W) -> (B, t C_in, H, W)
+        out = self.project(self.se(self.dw(out)))  # -> (B, C_out, H/s, W/s)
+        if self.has_residual:
+            out = self.drop_path(out) + x
+        return out
+
+    def zero_init_last(self) -> None:
+        """Start the block as the identity (Goyal et al. 2017 §5.1); only for residual blocks."""
+        if not self.has_residual:
+            raise ValueError("zero-init of a block without a residual would zero its output")
+        nn.init.zeros_(self.project.bn.weight)
+
+
+BLOCKS: dict[str, type[nn.Module]] = {"ds": DepthwiseSeparable, "ir": InvertedResidual}
+
+
+# ---------------------------------------------------------------- network
+
+
+class MBConvNet(nn.Module):
+    """stem -> s1..sN (stages of blocks b1..bK) -> [head_conv] -> head (pool, dropout, FC).
+
+    Training-time knobs (drop_path_rate, dropout, zero_init_residual, BN eps/momentum) are
+    constructor arguments, not spec fields. `drop_path_rate` > 0 or `zero_init_residual`
+    on a net without residual blocks (MobileNet v1) is an error, not a silent no-op.
+    """
+
+    def __init__(
+        self,
+        spec: MBNetSpec,
+        num_classes: int = 1000,
+        *,
+        in_chans: int = 3,
+        drop_path_rate: float = 0.0,
+        dropout: float = 0.0,
+        zero_init_residual: bool = False,
+        bn_eps: float = BN_EPS,
+        bn_momentum: float = BN_MOMENTUM,
+    ) -> None:
+        super().__init__()
+        if not spec.has_residual and (drop_path_rate > 0 or zero_init_residual):
+            raise ValueError(
+                "this network has no residual blocks: drop_path_rate and zero_init_residual "
+                "do not apply (use dropout)"
+            )
+        self.spec = spec
+        bn = dict(bn_eps=bn_eps, bn_momentum=bn_momentum)
+        act = ACTIVATIONS[spec.act]
+        self.stem = ConvNormAct(in_chans, spec.stem_width, 3, 2, act_layer=act, **bn)  # 224 -> 112
+
+        # One rate per block over the global block index (module docstring).
+        rates = drop_path_rates(spec.num_blocks, drop_path_rate)
+        self.drop_path_rates = rates
+        index = 0
+        for s, stage in enumerate(spec.stages, start=1):
+            block_cls = BLOCKS[stage.block]
+            blocks: OrderedDict[str, nn.Module] = OrderedDict()
+            for b in range(1, stage.repeats + 1):
+                rate = rates[index]
+                index += 1
+                blocks[f"b{b}"] = block_cls(
+                    stage.in_channels if b == 1 else stage.out_channels,
+                    stage.out_channels,
+                    stage.stride if b == 1 else 1,  # only the first block downsamples
+                    kernel=stage.kernel,
+                    expand=stage.expand,
+                    se_ratio=stage.se_ratio,
+                    act_layer=act,
+                    drop_path=DropPath(rate) if rate > 0 else None,
+                    **bn,
+                )
+            self.add_module(f"s{s}", nn.Sequential(blocks))
+        channels = spec.stages[-1].out_channels
+        if spec.head_width is not None:
+            self.head_conv = ConvNormAct(channels, spec.head_width, 1, act_layer=act, **bn)
+        self.head = ClassifierHead(spec.num_features, num_classes, dropout)
+        self.num_features = spec.num_features
+        self.init_weights(zero_init_residual)
+
+    def blocks(self) -> list[nn.Module]:
+        return [m for m in self.modules() if isinstance(m, tuple(BLOCKS.values()))]
+
+    def init_weights(self, zero_init_residual: bool) -> None:
+        # Convs: He init, fan_out (torchvision's MobileNet/EfficientNet; TF uses a fan_out normal
+        # too). FC: uniform +-1/sqrt(num_classes), TF EfficientNet's dense initializer.
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                bound = 1.0 / math.sqrt(m.out_features)
+                nn.init.uniform_(m.weight, -bound, bound)
+                nn.init.zeros_(m.bias)
+        if zero_init_residual:
+            for block in self.blocks():
+                if block.has_residual:
+                    block.zero_init_last()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, num_classes)
+        for module in self.children():
+            x = module(x)
+        return x
+
+
+# ---------------------------------------------------------------- paper specs
+
+
+def mobilenet_v1_spec(alpha: float = 1.0, *, se_ratio: float = 0.0) -> MBNetSpec:
+    """MobileNet v1 Table 1: conv 3x3/2 32, then 13 depthwise-separable layers.
+
+    Grouped into stages by output width: 64 (s1) | 128 (s2) x2 | 256 (s2) x2 | 512 (s2) x6 |
+    1024 (s2) x2. Table 1's second-to-last "Conv dw / s2" on a 7x7 map is a known typo: it
+    has stride 1 (its input is already 7x7, and so is the 7x7 pool's; TF slim's conv defs). Width
+    multiplier alpha (§3.3) scales every width; `round_channels` is exact for the paper's
+    alpha in {1, 0.75, 0.5, 0.25} (all widths are multiples of 8). No head conv: pool -> FC.
+    """
+    c = functools.partial(_scaled, alpha)
+    rows = [(64, 1, 1), (128, 2, 2), (256, 2, 2), (512, 2, 6), (1024, 2, 2)]  # (c, s, n)
+    stages, channels = [], c(32)
+    for width, stride, n in rows:
+        stages.append(MBStageSpec(1, 3, stride, channels, c(width), n, "ds", se_ratio))
+        channels = c(width)
+    return MBNetSpec(stem_width=c(32), stages=tuple(stages), head_width=None, act="relu")
+
+
+# MobileNet v2 Table 2: (t, c, n, s) per row, after a 3x3/2 conv of 32 and before a 1x1 conv
+# of 1280 (the 7x7 avgpool and the 1x1 "conv2d k" classifier = our pool + FC).
+MOBILENET_V2_ROWS: tuple[tuple[int, int, int, int], ...] = (
+    (1, 16, 1, 1),
+    (6, 24, 2, 2),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+)
+
+
+def mobilenet_v2_spec(width_mult: float = 1.0, *, se_ratio: float = 0.0) -> MBNetSpec:
+    """MobileNet v2 Table 2 with width multiplier (§5.1): every width scales and is rounded to
+    8, except that the last 1x1 conv keeps 1280 for multipliers below 1 ("we do not apply the
+    width multiplier to the very last convolutional layer ... for multipliers less than one")."""
+    c = functools.partial(_scaled, width_mult)
+    stages, channels = [], c(32)
+    for t, width, n, s in MOBILENET_V2_ROWS:
+        stages.append(MBStageSpec(t, 3, s, channels, c(width), n, "ir", se_ratio))
+        channels = c(width)
+    head = round_channels(1280 * max(1.0, width_mult))
+    return MBNetSpec(stem_width=c(32), stages=tuple(stages), head_width=head, act="relu6")
+
+
+# EfficientNet-B0, Table 1 (stages 2..8; stride from the TF reference blocks_args, since the
+# table gives resolutions): MBConv expansion, kernel, stride, in, out, repeats. SE 0.25 on all.
+EFFICIENTNET_B0: tuple[MBStageSpec, ...] = (
+    MBStageSpec(1, 3, 1, 32, 16, 1, se_ratio=0.25),  # MBConv1, k3x3, 112x112
+    MBStageSpec(6, 3, 2, 16, 24, 2, se_ratio=0.25),  # MBConv6, k3x3, 112 -> 56
+    MBStageSpec(6, 5, 2, 24, 40, 2, se_ratio=0.25),  # MBConv6, k5x5, 56 -> 28
+    MBStageSpec(6, 3, 2, 40, 80, 3, se_ratio=0.25),  # MBConv6, k3x3, 28 -> 14
+    MBStageSpec(6, 5, 1, 80, 112, 3, se_ratio=0.25),  # MBConv6, k5x5, 14
+    MBStageSpec(6, 5, 2, 112, 192, 4, se_ratio=0.25),  # MBConv6, k5x5, 14 -> 7
+    MBStageSpec(6, 3, 1, 192, 320, 1, se_ratio=0.25),  # MBConv6, k3x3, 7
+)
+EFFICIENTNET_B0_STEM = 32  # stage 1: Conv3x3, 224 -> 112
+EFFICIENTNET_B0_HEAD = 1280  # stage 9: Conv1x1 & Pooling & FC
+
+
+def efficientnet_spec(width_mult: float = 1.0, depth_mult: float = 1.0) -> MBNetSpec:
+    """B0 (Table 1) scaled in width (round_channels on every width, stem and head included)
+    and depth (ceil on every stage's repeats), as the TF reference `round_filters` /
+    `round_repeats` do."""
+    c = functools.partial(_scaled, width_mult)
+    stages = tuple(
+        replace(
+            row,
+            in_channels=c(row.in_channels),
+            out_channels=c(row.out_channels),
+            repeats=scale_repeats(row.repeats, depth_mult),
+        )
+        for row in EFFICIENTNET_B0
+    )
+    return MBNetSpec(
+        stem_width=c(EFFICIENTNET_B0_STEM),
+        stages=stages,
+        head_width=c(EFFICIENTNET_B0_HEAD),
+        act="silu",
+    )
+
+
+@dataclass(frozen=True)
+class EfficientNetParams:
+    """Published (width, depth, resolution, dropout) of one EfficientNet (TF reference
+    `efficientnet_params`; torchvision's builders use the same width, depth and dropout)."""
+
+    width: float
+    depth: float
+    resolution: int
+    dropout: float
+
+
+EFFICIENTNET_PARAMS: dict[str, EfficientNetParams] = {
+    "b0": EfficientNetParams(1.0, 1.0, 224, 0.2),
+    "b1": EfficientNetParams(1.0, 1.1, 240, 0.2),
+    "b2": EfficientNetParams(1.1, 1.2, 260, 0.3),
+    "b3": EfficientNetParams(1.2, 1.4, 300, 0.3),
+    "b4": EfficientNetParams(1.4, 1.8, 380, 0.4),
+    "b5": EfficientNetParams(1.6, 2.2, 456, 0.4),
+    "b6": EfficientNetParams(1.8, 2.6, 528, 0.5),
+    "b7": EfficientNetParams(2.0, 3.1, 600, 0.5),
+}
+# Stochastic depth: survival probability 0.8 at the last block (§5.2) -> drop_path_rate 0.2.
+EFFICIENTNET_DROP_PATH = 0.2
+
+
+# ---------------------------------------------------------------- scaling experiments
+
+
+class Scaled(NamedTuple):
+    """A scaled network and the input side it is meant for: `model, resolution = ...`."""
+
+    model: MBConvNet
+    resolution: int
+
+
+def scaled_efficientnet(
+    width: float = 1.0, depth: float = 1.0, resolution: int = BASE_RESOLUTION, **knobs: Any
+) -> Scaled:
+    """B0 scaled along any of the three dimensions (EfficientNet §3.2, Fig. 3 single-dimension
+    scaling; Fig. 4 / Table 3's pairs). Not registered: these are experiment points, not paper
+    models. TF-style BN unless `bn_eps`/`bn_momentum` are given; `knobs` go to MBConvNet."""
+    if resolution < 32:
+        raise ValueError(f"resolution must be >= 32, got {resolution}")
+    knobs.setdefault("bn_eps", TF_BN_EPS)
+    knobs.setdefault("bn_momentum", TF_BN_MOMENTUM)
+    knobs.setdefault("drop_path_rate", EFFICIENTNET_DROP_PATH)
+    knobs.setdefault("dropout", 0.2)
+    return Scaled(MBConvNet(efficientnet_spec(width, depth), **knobs), resolution)
+
+
+def efficientnet(phi: float, **knobs: Any) -> Scaled:
+    """EfficientNet by the compound formula (§3.3): B0 with d = 1.2^phi, w = 1.1^phi at
+    224 * 1.15^phi. phi = 0 is B0; other phi are NOT the published B1..B7 (see
+    `EFFICIENTNET_PARAMS` and the tests)."""
+    d, w, r = compound_coefficients(phi)
+    return scaled_efficientnet(width=w, depth=d, resolution=r, **knobs)
+
+
+# ---------------------------------------------------------------- registry
+
+V1_PAPER = (
+    "Howard et al. 2017, MobileNets: Efficient Convolutional Neural Networks for Mobile "
+    "Vision Applications, arXiv:1704.04861"
+)
+V2_PAPER = (
+    "Sandler et al. 2018, MobileNetV2: Inverted Residuals and Linear Bottlenecks, arXiv:1801.04381"
+)
+EFFNET_PAPER = (
+    "Tan & Le 2019, EfficientNet: Rethinking Model Scaling for Convolutional Neural Networks, "
+    "arXiv:1905.11946"
+)
+TV_META = "torchvision 0.29.1 weight meta (num_params, _ops)"
+OUR_COUNT = "our exact count (platform.complexity: conv + FC, BN affine included in params)"
+
+FREE_KNOBS = frozenset(
+    {
+        "num_classes",
+        "in_chans",
+        "drop_path_rate",
+        "dropout",
+        "zero_init_residual",
+        "bn_eps",
+        "bn_momentum",
+    }
+)
+
+
+def _register(info: ModelInfo) -> Any:
+    return register_model(info, free_knobs=FREE_KNOBS, defining_fields=SPEC_FIELDS)
+
+
+def _v1_info(table: str, params: int, paper_params: str, macs: float, paper_macs: str, top1: float,
+             notes: str = "") -> ModelInfo:
+    return ModelInfo(
+        paper=V1_PAPER,
+        table=table,
+        family="mbconv",
+        resolution=224,
+        num_classes=1000,
+        params=params,
+        params_source=OUR_COUNT,
+        paper_params=paper_params,
+        macs=macs,
+        macs_source=OUR_COUNT,
+        paper_macs=paper_macs,
+        top1_err=round(100 - top1, 2),
+        err_protocol="ImageNet val, single crop 224, " + table,
+        notes=(
+            "Params include BN affine (2 per channel, ~0.02M at alpha 1); MACs include the FC. "
+            + notes
+        ).strip(),
+    )
+
+
+def _v1(alpha: float, **knobs: Any) -> MBConvNet:
+    return MBConvNet(mobilenet_v1_spec(alpha), **knobs)
+
+
+@_register(_v1_info("Table 1 (body), Table 8 (1.0 MobileNet-224)", 4_231_976, "4.2M", 568_740_352.0,
+                    "569e6", 70.6))
+def mobilenet_v1(**knobs: Any) -> MBConvNet:
+    return _v1(1.0, **knobs)
+
+
+@_register(_v1_info("Table 6 (0.75 MobileNet-224)", 2_585_560, "2.6M", 325_400_448.0, "325e6",
+                    68.4))
+def mobilenet_v1_075(**knobs: Any) -> MBConvNet:
+    return _v1(0.75, **knobs)
+
+
+@_register(_v1_info("Table 6 (0.5 MobileNet-224)", 1_331_592, "1.3M", 149_497_088.0, "149e6", 63.7))
+def mobilenet_v1_050(**knobs: Any) -> MBConvNet:
+    return _v1(0.5, **knobs)
+
+
+@_register(_v1_info("Table 6 (0.25 MobileNet-224)", 470_072, "0.5M", 41_030_272.0, "41e6", 50.6))
+def mobilenet_v1_025(**knobs: Any) -> MBConvNet:
+    return _v1(0.25, **knobs)
+
+
+@_register(
+    ModelInfo(
+        paper=V2_PAPER,
+        table="Table 2 (body), Table 4 (MobileNetV2)",
+        family="mbconv",
+        resolution=224,
+        num_classes=1000,
+        torchvision="mobilenet_v2",
+        params=3_504_872,
+        params_source=TV_META + "; equals our count",
+        paper_params=None,
+        macs=300_774_272.0,
+        macs_source=OUR_COUNT + "; torchvision _ops 0.301",
+        paper_macs="300e6",
+        top1_err=28.0,
+        err_protocol="ImageNet val, single crop 224, Table 4",
+        notes=(
+            "Table 4 prints 3.4M params; the exact count is 3,504,872 (3.5M, 3.1% above, outside "
+            "the 2% check, so paper_params is left unset). Without the 34,112 BN affine params it "
+            "is 3,470,760, which Table 4 seems to truncate to 3.4M. Dropout 0.2 as in torchvision."
+        ),
+    )
+)
+def mobilenet_v2(dropout: float = 0.2, **knobs: Any) -> MBConvNet:
+    return MBConvNet(mobilenet_v2_spec(1.0), dropout=dropout, **knobs)
+
+
+# EfficientNet Table 2 (final arXiv version): (top-1 %, top-5 %, params, FLOPs) as printed,
+# torchvision's exact params, our exact MACs at the paper's resolution.
+_EFFNET_ROWS: dict[str, tuple[float, float, str, str, int, float]] = {
+    "b0": (77.1, 93.3, "5.3M", "0.39e9", 5_288_548, 385_814_752.0),
+    "b1": (79.1, 94.4, "7.8M", "0.70e9", 7_794_184, 686_802_832.0),
+    "b2": (80.1, 94.9, "9.2M", "1.0e9", 9_109_994, 993_561_872.0),
+    "b3": (81.6, 95.7, "12M", "1.8e9", 12_233_232, 1_827_141_392.0),
+    "b4": (82.9, 96.4, "19M", "4.2e9", 19_341_616, 4_393_771_024.0),
+    "b5": (83.6, 96.7, "30M", "9.9e9", 30_389_784, 10_266_384_752.0),
+    "b6": (84.0, 96.8, "43M", "19e9", 43_040_704, 19_067_593_536.0),
+    "b7": (84.3, 97.0, "66M", "37e9", 66_347_960, 37_745_884_192.0),
+}
+
+
+# torchvision's B5-B7 weights are ports of the TF checkpoints and need TF's BN eps; B0-B4
+# were trained in PyTorch (timm) with PyTorch's defaults. Logits match only with the same eps.
+_TF_BN = frozenset({"b5", "b6", "b7"})
+_EXTRA_NOTES = {
+    "b2": " torchvision's _ops (1.088) is measured at its eval crop 288, not the paper's 260 "
+    "(ours at 288: 1.0875e9; at 260: 0.994e9, the paper's 1.0e9).",
+}
+
+
+def _effnet_info(variant: str) -> ModelInfo:
+    top1, top5, paper_params, paper_macs, params, macs = _EFFNET_ROWS[variant]
+    p = EFFICIENTNET_PARAMS[variant]
+    bn = (
+        "TF 1e-3/0.01 (torchvision's B5-B7 weights are TF ports)"
+        if variant in _TF_BN
+        else "PyTorch 1e-5/0.1 (torchvision's B0-B4 weights were trained in PyTorch)"
+    )
+    return ModelInfo(
+        paper=EFFNET_PAPER,
+        table=f"Table 1 (B0) at w={p.width}, d={p.depth}; Table 2 (EfficientNet-{variant.upper()})",
+        family="mbconv",
+        resolution=p.resolution,
+        num_classes=1000,
+        torchvision=f"efficientnet_{variant}",
+        params=params,
+        params_source=TV_META + "; equals our count",
+        paper_params=paper_params,
+        macs=macs,
+        macs_source=OUR_COUNT + " at the paper's resolution",
+        paper_macs=paper_macs,
+        top1_err=round(100 - top1, 2),
+        top5_err=round(100 - top5, 2),
+        err_protocol=f"ImageNet val, single crop {p.resolution}, Table 2",
+        notes=(
+            f"BN eps/momentum default to {bn}; dropout {p.dropout}; drop_path_rate 0.2 (survival "
+            "0.8, §5.2) under our linear rule (torchvision: 0.2 i/N, module docstring)."
+            + _EXTRA_NOTES.get(variant, "")
+        ),
+    )
+
+
+def _effnet(variant: str, **knobs: Any) -> MBConvNet:
+    p = EFFICIENTNET_PARAMS[variant]
+    if variant in _TF_BN:
+        knobs.setdefault("bn_eps", TF_BN_EPS)
+        knobs.setdefault("bn_momentum", TF_BN_MOMENTUM)
+    knobs.setdefault("dropout", p.dropout)
+    knobs.setdefault("drop_path_rate", EFFICIENTNET_DROP_PATH)
+    return MBConvNet(efficientnet_spec(p.width, p.depth), **knobs)
+
+
+@_register(_effnet_info("b0"))
+def efficientnet_b0(**knobs: Any) -> MBConvNet:
+    return _effnet("b0", **knobs)
+
+
+@_register(_effnet_info("b1"))
+def efficientnet_b1(**knobs: Any) -> MBConvNet:
+    return _effnet("b1", **knobs)
+
+
+@_register(_effnet_info("b2"))
+def efficientnet_b2(**knobs: Any) -> MBConvNet:
+    return _effnet("b2", **knobs)
+
+
+@_register(_effnet_info("b3"))
+def efficientnet_b3(**knobs: Any) -> MBConvNet:
+    return _effnet("b3", **knobs)
+
+
+@_register(_effnet_info("b4"))
+def efficientnet_b4(**knobs: Any) -> MBConvNet:
+    return _effnet("b4", **knobs)
+
+
+@_register(_effnet_info("b5"))
+def efficientnet_b5(**knobs: Any) -> MBConvNet:
+    return _effnet("b5", **knobs)
+
+
+@_register(_effnet_info("b6"))
+def efficientnet_b6(**knobs: Any) -> MBConvNet:
+    return _effnet("b6", **knobs)
+
+
+@_register(_effnet_info("b7"))
+def efficientnet_b7(**knobs: Any) -> MBConvNet:
+    return _effnet("b7", **knobs)
