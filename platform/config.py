@@ -48,6 +48,8 @@ class ModelConfig:
     zero_init_residual: Optional[bool] = _f(None, "zero-init the last BN gamma of each residual block (Goyal et al. 2017); null = the model's default (off)")
     dropout: Optional[float] = _f(None, "dropout before the classifier; null = the model's default (EfficientNet: 0.2-0.5)")
     stride_on: Optional[str] = _f(None, "bottleneck stride placement '3x3' (v1.5) or '1x1' (MSRA); null = model default")
+    block_dropout: Optional[float] = _f(None, "WRN dropout between the convs of a block (Zagoruyko & Komodakis: 0.3); null = model default")
+    se_reduction: Optional[int] = _f(None, "SE reduction ratio r on SE models (Hu et al.: 16); null = model default")
     init: Optional[str] = _f(None, "initial weights: a .ckpt of ours or a saved (ours or torchvision) state_dict")
 
 
@@ -89,6 +91,7 @@ class ScheduleConfig:
     name: str = _f("cosine", "cosine | step | exponential | linear | constant")
     warmup: str = _f("linear", "linear (Goyal et al.) | error_threshold (He et al. 2015 §4.2, ResNet-110)")
     warmup_epochs: float = _f(1.0, "linear warm-up length in epochs, applied per iteration (Goyal et al. 2017)")
+    warmup_steps: Optional[int] = _f(None, "linear warm-up length in iterations; overrides warmup_epochs when set")
     warmup_start_factor: float = _f(0.1, "linear warm-up starts at this fraction of the peak LR")
     warmup_lr: float = _f(0.01, "error_threshold: the LR held until the training error falls below warmup_error")
     warmup_error: float = _f(80.0, "error_threshold: training error (%) that ends the warm-up")

@@ -85,10 +85,13 @@ def lr_at(
 
 def lr_from_config(step: int, steps_per_epoch: int, total_epochs: float, base_lr: float, schedule) -> float:
     """:func:`lr_at` with the fields of a ``ScheduleConfig``."""
+    warmup_epochs = schedule.warmup_epochs
+    if getattr(schedule, "warmup_steps", None) is not None:  # warm-up stated in iterations
+        warmup_epochs = schedule.warmup_steps / steps_per_epoch
     return lr_at(
         step, steps_per_epoch, total_epochs, base_lr,
         name=schedule.name,
-        warmup_epochs=schedule.warmup_epochs,
+        warmup_epochs=warmup_epochs,
         warmup_start_factor=schedule.warmup_start_factor,
         milestones=schedule.milestones,
         gamma=schedule.gamma,

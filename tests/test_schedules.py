@@ -70,3 +70,12 @@ def test_progressive_resizing_ramps_in_multiples_of_32():
     assert res[0] == res[2] == 160 and res[10] == res[11] == 192
     assert all(r % 32 == 0 for r in res) and res == sorted(res)
     assert resolution_at(5, 160, 192, 4, 4) == 192
+
+
+def test_warmup_in_iterations_overrides_epochs():
+    from platform.config import ScheduleConfig
+    from platform.schedules import lr_from_config
+
+    sched = ScheduleConfig(name="constant", warmup_epochs=5, warmup_steps=10, warmup_start_factor=0.0)
+    assert lr_from_config(5, 100, 90, 0.1, sched) == pytest.approx(0.05)   # half of 10 iterations
+    assert lr_from_config(10, 100, 90, 0.1, sched) == pytest.approx(0.1)

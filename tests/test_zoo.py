@@ -72,3 +72,23 @@ def test_torchvision_weights_convert_with_equal_logits(name):
 def test_conversion_refuses_another_architecture():
     with pytest.raises(ConversionError, match="resnet50"):
         from_torchvision("resnet50", torchvision.models.resnet34().state_dict())
+
+
+def test_readme_zoo_table_is_generated_and_current():
+    from models.__main__ import END, README, START, markdown, rows
+
+    text = README.read_text()
+    section = text[text.index(START) + len(START):text.index(END)].strip()
+    assert section == markdown(rows()), "README.md's zoo table is stale: run python -m models --update-readme"
+
+
+def test_models_cli_json():
+    import json
+
+    from conftest import run_cli
+
+    proc = run_cli("models", "--json", "resnet5*", timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    table = json.loads(proc.stdout)
+    assert [r["name"] for r in table] == ["resnet50", "resnet56"]
+    assert {"name", "params", "macs", "resolution"} <= set(table[0]) and table[0]["params"] == 25_557_032
