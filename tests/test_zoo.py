@@ -92,3 +92,28 @@ def test_models_cli_json():
     table = json.loads(proc.stdout)
     assert [r["name"] for r in table] == ["resnet50", "resnet56"]
     assert {"name", "params", "macs", "resolution"} <= set(table[0]) and table[0]["params"] == 25_557_032
+
+
+ALL = list_models()
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_every_model_at_native_and_other_resolutions_and_backward_reaches_every_parameter(name):
+    """On the meta device (shapes and autograd, no arithmetic), for the whole registry: forward at
+    the paper's resolution gives (N, num_classes), the input resolution is free, num_classes is a
+    free knob, and backward reaches every parameter."""
+    info = model_info(name)
+    with torch.device("meta"):
+        model = create_model(name, num_classes=13).train()
+        for side in (info.resolution, max(info.min_input, info.resolution * 5 // 4)):
+            out = model(torch.zeros(2, 3, side, side))
+            assert tuple(out.shape) == (2, 13), (name, side)
+        out.sum().backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None]
+    assert not missing, f"{name}: no gradient for {missing[:5]}"
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_reference_entry_names_its_source(name):
+    info = model_info(name)
+    assert info.paper and "20" in info.paper and info.table and info.family
