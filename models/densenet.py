@@ -52,7 +52,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from .layers import BN_EPS, BN_MOMENTUM, ClassifierHead, ConvNormAct, NormAct, conv2d, relu
+from .layers import BN_EPS, BN_MOMENTUM, ClassifierHead, he_init_, ConvNormAct, NormAct, conv2d, relu
 from .registry import ModelInfo, register_model
 
 # ---------------------------------------------------------------- spec
@@ -281,13 +281,9 @@ class DenseNet(nn.Module):
     def init_weights(self) -> None:
         # Official code "Initialization following ResNet": conv weights N(0, 2/n) with
         # n = kW * kH * nOutputPlane (He et al. fan_out), BN gamma 1 / beta 0, Linear bias 0.
+        he_init_(self)  # DenseNet's convs have no bias
         for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
+            if isinstance(m, nn.Linear):
                 nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, num_classes)

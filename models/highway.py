@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .layers import BN_EPS, BN_MOMENTUM, ClassifierHead, DropPath, drop_path_rates, relu
+from .layers import BN_EPS, BN_MOMENTUM, ClassifierHead, he_init_, DropPath, drop_path_rates, relu
 from .registry import ModelInfo, register_model
 
 # Initial transform-gate bias b_T. Srivastava et al. §2.2: "b_T can be initialized with a
@@ -211,14 +211,7 @@ class HighwayNet(nn.Module):
     def init_weights(self) -> None:
         # He et al. 2015 ("Delving deep") normal init for the ReLU convs, zero biases;
         # then each highway layer sets its own negative gate bias.
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        he_init_(self, mode="fan_in")
         for m in self.modules():
             if isinstance(m, HighwayLayer):
                 m.init_gate()

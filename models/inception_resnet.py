@@ -51,7 +51,7 @@ from typing import Any, Literal, get_args
 import torch
 from torch import nn
 
-from .layers import BN_MOMENTUM, ClassifierHead, DropPath, SqueezeExcite, drop_path_rates, relu
+from .layers import BN_MOMENTUM, ClassifierHead, he_init_, DropPath, SqueezeExcite, drop_path_rates, relu
 from .registry import ModelInfo, register_model
 
 # ---------------------------------------------------------------- constants
@@ -394,14 +394,7 @@ class InceptionResNet(nn.Module):
     def init_weights(self, zero_init_residual: bool = False) -> None:
         # The paper does not state an init; He-normal (fan_out, as models.resnet) for the
         # convs, zero conv biases, BN at (1, 0); the Linear head keeps PyTorch's default.
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        he_init_(self)
         if zero_init_residual:
             for m in self.modules():
                 if isinstance(m, InceptionBlock):

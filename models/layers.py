@@ -26,6 +26,22 @@ relu: ActLayer = functools.partial(nn.ReLU, inplace=True)
 # ---------------------------------------------------------------- stochastic depth
 
 
+def he_init_(module: nn.Module, mode: str = "fan_out") -> None:
+    """He et al. 2015 ("Delving deep") normal init for every conv (zero biases), BN at (1, 0).
+
+    The families' shared starting point; each then adds its own specifics (heads, gates,
+    zero-init of residual branches). ``fan_out`` follows torchvision/fb.resnet.torch.
+    """
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode=mode, nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
 def drop_path_rates(num_blocks: int, max_rate: float) -> list[float]:
     """Per-block drop-path (stochastic depth) rates, indexed by global block index.
 

@@ -49,6 +49,7 @@ from torch import nn
 
 from .layers import (
     BN_EPS,
+    he_init_,
     BN_MOMENTUM,
     ActLayer,
     ClassifierHead,
@@ -405,15 +406,9 @@ class MBConvNet(nn.Module):
     def init_weights(self, zero_init_residual: bool) -> None:
         # Convs: He init, fan_out (torchvision's MobileNet/EfficientNet; TF uses a fan_out normal
         # too). FC: uniform +-1/sqrt(num_classes), TF EfficientNet's dense initializer.
+        he_init_(self)
         for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
+            if isinstance(m, nn.Linear):
                 bound = 1.0 / math.sqrt(m.out_features)
                 nn.init.uniform_(m.weight, -bound, bound)
                 nn.init.zeros_(m.bias)

@@ -50,6 +50,7 @@ from torch import nn
 
 from .layers import (
     BN_EPS,
+    he_init_,
     BN_MOMENTUM,
     ClassifierHead,
     ConvNormAct,
@@ -602,14 +603,7 @@ class ResidualNet(nn.Module):
     def init_weights(self, zero_init_residual: bool) -> None:
         # He et al. 2015 §3.4 uses the init of He et al. 2015b ("Delving deep"),
         # fan_out as in torchvision; the Linear head keeps PyTorch's default.
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        he_init_(self)
         if zero_init_residual:
             for m in self.modules():
                 if hasattr(m, "zero_init_last"):
