@@ -39,8 +39,11 @@ def create_datamodule(name: str, **options: Any) -> L.LightningDataModule:
 
 
 def _ffcv_options(o: dict) -> dict:
-    keep = ("batch_size", "num_workers", "os_cache", "order", "seed", "channels_last", "sampler", "epoch_samples")
+    keep = ("batch_size", "num_workers", "os_cache", "order", "seed", "channels_last", "sampler", "epoch_samples",
+            "batches_ahead")
     out = {k: o[k] for k in keep if o.get(k) is not None}
+    if o.get("progressive"):
+        out["progressive"] = True
     for k in ("val_resolution", "val_crop_ratio"):
         if o.get(k) is not None:
             out[k] = o[k]

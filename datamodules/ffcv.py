@@ -108,11 +108,15 @@ class FFCVDataModule(L.LightningDataModule):
         channels_last: bool = False,
         sampler: str = "random",
         epoch_samples: int | None = None,
+        batches_ahead: int = 3,
+        progressive: bool = False,
     ) -> None:
         super().__init__()
         if sampler not in ("random", "class_aware"):
             raise ValueError(f"unknown sampler {sampler!r}; expected random or class_aware")
         self.sampler, self.epoch_samples = sampler, epoch_samples
+        self.batches_ahead = batches_ahead
+        self._progressive = progressive  # FFCV must regenerate its pipeline when the size changes
         if augment not in AUGMENTATIONS:
             raise ValueError(f"unknown augmentation {augment!r}; expected one of {AUGMENTATIONS}")
         self.train_path, self.val_path = Path(train_path), Path(val_path)
@@ -170,7 +174,8 @@ class FFCVDataModule(L.LightningDataModule):
         world_size, device = self._world()
         distributed = world_size > 1
         if train:
-            image = train_image_pipeline(self.augment, self.resolution)
+            image = self.train_image_ops()
+            self._train_decoder = image[0]  # progressive resizing changes its output_size per epoch
         else:
             image = [CenterCropRGBImageDecoder((self.val_resolution,) * 2, ratio=self.val_crop_ratio)]
         to_device = [ToDevice(device, non_blocking=True)] if device.type != "cpu" else []
@@ -192,10 +197,26 @@ class FFCVDataModule(L.LightningDataModule):
             str(path), batch_size=self.per_device_batch_size(), num_workers=self.num_workers,
             os_cache=self.os_cache, order=order, distributed=distributed, seed=self.seed,
             drop_last=self.drop_last and train, pipelines={"image": image, "label": label},
+            batches_ahead=self.batches_ahead, recompile=train and self._progressive,
         )
         if train and self.trainer is not None:
             loader.next_epoch = self.trainer.current_epoch  # a resumed run continues the same order
         return loader
+
+    def train_image_ops(self) -> list:
+        """Decode + CPU augmentation for training (a subclass may override: CIFAR's pad-and-crop)."""
+        return train_image_pipeline(self.augment, self.resolution)
+
+    def set_train_resolution(self, resolution: int) -> None:
+        """Progressive resizing (ffcv-imagenet): the next training epoch decodes at ``resolution``.
+
+        Called by the platform's resolution callback from a pure schedule; build the datamodule
+        with ``progressive=True`` so the loader recompiles its pipeline code every epoch.
+        """
+        self.resolution = resolution
+        decoder = getattr(self, "_train_decoder", None)
+        if decoder is not None and hasattr(decoder, "output_size"):
+            decoder.output_size = (resolution, resolution)
 
     def train_dataloader(self):
         return self._loader(self.train_path, train=True)

@@ -62,6 +62,11 @@ class DataConfig:
     num_workers: int = _f(2, "FFCV decoding threads")
     resolution: Optional[int] = _f(None, "training crop side; null = the dataset's default")
     val_resolution: Optional[int] = _f(None, "validation crop side; null = the dataset's default")
+    min_resolution: Optional[int] = _f(None, "progressive resizing (ffcv-imagenet): training side until ramp_start; null = off")
+    max_resolution: Optional[int] = _f(None, "progressive resizing: training side from ramp_end on")
+    ramp_start: int = _f(0, "progressive resizing: first epoch of the linear ramp")
+    ramp_end: int = _f(0, "progressive resizing: epoch at which max_resolution is reached (multiples of 32 between)")
+    batches_ahead: int = _f(3, "FFCV: batches prepared ahead of the GPU")
     val_crop_ratio: Optional[float] = _f(None, "validation centre-crop ratio (224/256 for ImageNet); null = dataset default")
     os_cache: bool = _f(True, "FFCV os_cache: page-cache the whole file (set false when it does not fit in RAM)")
     order: str = _f("auto", "FFCV order: auto|random|quasi_random (auto: random when distributed or cached)")
@@ -289,6 +294,9 @@ def validate(cfg: ExperimentConfig) -> None:
             raise ConfigError(f"bad value for {key}: {value!r}; expected one of {', '.join(map(str, choices))}")
     if cfg.data.batch_size <= 0:
         raise ConfigError(f"bad value for data.batch_size: {cfg.data.batch_size}; expected a positive integer")
+    if (cfg.data.min_resolution is None) != (cfg.data.max_resolution is None):
+        raise ConfigError("progressive resizing needs both data.min_resolution and data.max_resolution "
+                          f"(got {cfg.data.min_resolution} and {cfg.data.max_resolution})")
     if not 0.0 <= cfg.data.val_fraction < 1.0:
         raise ConfigError(f"bad value for data.val_fraction: {cfg.data.val_fraction}; expected 0 <= x < 1")
     r = cfg.regularization

@@ -99,7 +99,8 @@ def datamodule_options(cfg: ExperimentConfig) -> dict[str, Any]:
                 os_cache=d.os_cache, order=d.order, seed=cfg.seed, split_seed=d.split_seed,
                 val_fraction=d.val_fraction, synthetic_size=d.synthetic_size,
                 synthetic_classes=d.synthetic_classes, channels_last=cfg.trainer.channels_last,
-                sampler=d.sampler, epoch_samples=d.epoch_samples)
+                sampler=d.sampler, epoch_samples=d.epoch_samples, batches_ahead=d.batches_ahead,
+                progressive=d.min_resolution is not None)
 
 
 def wandb_mode(setting: str) -> str:
@@ -160,6 +161,11 @@ def build_trainer(cfg: ExperimentConfig, run_dir: Path, extra_callbacks: list | 
 
         callbacks.append(EmaCallback(cfg.regularization.ema_decay, every_n_steps=cfg.regularization.ema_every,
                                      label_smoothing=cfg.optim.label_smoothing))
+    if cfg.data.min_resolution is not None:
+        from platform.callbacks import ProgressiveResizing
+
+        d = cfg.data
+        callbacks.append(ProgressiveResizing(d.min_resolution, d.max_resolution, d.ramp_start, d.ramp_end))
     callbacks += list(extra_callbacks or [])
     optional = {k: v for k, v in dict(limit_train_batches=t.limit_train_batches,
                                        limit_val_batches=t.limit_val_batches).items() if v is not None}

@@ -117,3 +117,18 @@ def test_schedule_plot_cli(tmp_path):
     proc = run_cli("platform.schedules", "recipe=resnet_cifar", "data=synthetic", f"--out={out}", timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_progressive_resizing_changes_the_training_resolution_per_epoch(tmp_path, digits_cache):
+    shapes = []
+
+    class Spy(L.Callback):
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            shapes.append((trainer.current_epoch, batch[0].shape[-1]))
+
+    cfg = load_config(["data.min_resolution=32", "data.max_resolution=64", "data.ramp_start=1", "data.ramp_end=2",
+                       "trainer.max_epochs=3", "trainer.limit_train_batches=2", "logging.wandb=disabled",
+                       "logging.progress_bar=false", f"run.root={tmp_path}", "data.num_workers=1",
+                       f"data.cache_dir={digits_cache}"])
+    train(cfg, callbacks=[Spy()])
+    assert shapes == [(0, 32), (0, 32), (1, 32), (1, 32), (2, 64), (2, 64)]
