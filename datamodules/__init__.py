@@ -59,14 +59,13 @@ def _digits(**o: Any) -> L.LightningDataModule:
                             split_seed=o.get("split_seed", 0), **_ffcv_options(o))
 
 
-@register_datamodule("beton")
-def _beton(**o: Any) -> L.LightningDataModule:
-    """Any directory holding ``train.beton`` and ``val.beton`` (and optionally ``meta.json``)."""
+def _beton_pair(name: str, o: dict) -> L.LightningDataModule:
     from .ffcv import FFCVDataModule
     from .write import BetonError, check_beton
 
     if not o.get("path"):
-        raise DataError("data=beton needs data.path=DIR, a directory holding train.beton and val.beton")
+        raise DataError(f"data={name} needs data.path=DIR, a directory holding train.beton and val.beton "
+                        "(write them with: python -m datamodules.write SRC DIR)")
     root = Path(o["path"]).expanduser()
     if not root.is_dir():
         raise DataError(f"data.path={o['path']}: no such directory (expected train.beton and val.beton in it)")
@@ -77,6 +76,31 @@ def _beton(**o: Any) -> L.LightningDataModule:
             raise DataError(str(e)) from None
     return FFCVDataModule(root / "train.beton", root / "val.beton", augment=o.get("augment") or "natural",
                           resolution=o.get("resolution") or 224, **_ffcv_options(o))
+
+
+@register_datamodule("beton")
+def _beton(**o: Any) -> L.LightningDataModule:
+    """Any directory holding ``train.beton`` and ``val.beton`` (and optionally ``meta.json``)."""
+    return _beton_pair("beton", o)
+
+
+@register_datamodule("imagenet")
+def _imagenet(**o: Any) -> L.LightningDataModule:
+    """ImageNet (or any ImageNet-layout set): the FFCV pair ``python -m datamodules.write`` wrote,
+    or with ``backend=torchvision`` the ImageFolder root itself (``train/<class>/*``, ``val/<class>/*``).
+    Random-resized crop + flip at 224 for training, centre crop 224 of 256 for validation."""
+    o = {**o, "val_crop_ratio": o.get("val_crop_ratio") or 224 / 256}
+    if (o.get("backend") or "ffcv") == "ffcv":
+        return _beton_pair("imagenet", o)
+    from .imagefolder import ImageFolderDataModule
+
+    if not o.get("path"):
+        raise DataError("data=imagenet data.backend=torchvision needs data.path=DIR, the ImageFolder root "
+                        "holding train/<class>/* and val/<class>/*")
+    keep = ("batch_size", "num_workers", "seed", "channels_last", "sampler", "epoch_samples", "val_resolution",
+            "val_crop_ratio")
+    return ImageFolderDataModule(o["path"], resolution=o.get("resolution") or 224,
+                                 **{k: o[k] for k in keep if o.get(k) is not None})
 
 
 @register_datamodule("synthetic")

@@ -55,8 +55,9 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    name: str = _f("digits", "dataset: digits (embedded, FFCV), synthetic (random tensors), beton (any .beton pair)")
-    path: Optional[str] = _f(None, "directory holding train.beton/val.beton (data=beton)")
+    name: str = _f("digits", "dataset: digits (embedded), imagenet, cifar10, cifar100, beton (any .beton pair), synthetic")
+    path: Optional[str] = _f(None, "data=beton|imagenet: directory holding train.beton/val.beton (backend=torchvision: the ImageFolder root)")
+    backend: str = _f("ffcv", "ffcv (.beton, fast) | torchvision (ImageFolder fallback, where FFCV is absent)")
     cache_dir: str = _f("~/.cache/cnn-platform", "where embedded datasets are written once as .beton")
     batch_size: int = _f(64, "global batch size (split evenly across DDP ranks)")
     num_workers: int = _f(2, "FFCV decoding threads")
@@ -279,6 +280,7 @@ _CHOICES = {
     "schedule.name": ("cosine", "step", "exponential", "linear", "constant"),
     "schedule.warmup": ("linear", "error_threshold"),
     "data.sampler": ("random", "class_aware"),
+    "data.backend": ("ffcv", "torchvision"),
     "trainer.precision": ("32-true", "bf16-mixed", "16-mixed", "32", "bf16", "16"),
     "logging.wandb": ("auto", "online", "offline", "disabled"),
     "data.order": ("auto", "random", "quasi_random"),

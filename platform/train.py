@@ -94,7 +94,7 @@ def resolve_run(cfg: ExperimentConfig) -> tuple[Path, Path | None]:
 # ---------------------------------------------------------------------------- building blocks
 def datamodule_options(cfg: ExperimentConfig) -> dict[str, Any]:
     d = cfg.data
-    return dict(path=d.path, cache_dir=d.cache_dir, batch_size=d.batch_size, num_workers=d.num_workers,
+    return dict(path=d.path, backend=d.backend, cache_dir=d.cache_dir, batch_size=d.batch_size, num_workers=d.num_workers,
                 resolution=d.resolution, val_resolution=d.val_resolution, val_crop_ratio=d.val_crop_ratio,
                 os_cache=d.os_cache, order=d.order, seed=cfg.seed, split_seed=d.split_seed,
                 val_fraction=d.val_fraction, synthetic_size=d.synthetic_size,
