@@ -103,6 +103,29 @@ def _imagenet(**o: Any) -> L.LightningDataModule:
                                  **{k: o[k] for k in keep if o.get(k) is not None})
 
 
+def _cifar(name: str, o: dict) -> L.LightningDataModule:
+    from .cifar import CifarDataModule
+
+    if not o.get("path"):
+        raise DataError(f"data={name} needs data.path=DIR holding the python CIFAR files "
+                        "(cifar-10-batches-py/ or cifar-100-python/, as extracted from the official tarballs)")
+    return CifarDataModule(o["path"], name=name, cache_dir=o.get("cache_dir") or "~/.cache/cnn-platform",
+                           resolution=o.get("resolution") or 32, augment=o.get("augment") or "cifar",
+                           **_ffcv_options(o))
+
+
+@register_datamodule("cifar10")
+def _cifar10(**o: Any) -> L.LightningDataModule:
+    """CIFAR-10 from its python pickles, written once to .beton; He et al. §4.2 augmentation."""
+    return _cifar("cifar10", o)
+
+
+@register_datamodule("cifar100")
+def _cifar100(**o: Any) -> L.LightningDataModule:
+    """CIFAR-100 from its python pickles, written once to .beton; He et al. §4.2 augmentation."""
+    return _cifar("cifar100", o)
+
+
 @register_datamodule("synthetic")
 def _synthetic(**o: Any) -> L.LightningDataModule:
     from .synthetic import SyntheticDataModule

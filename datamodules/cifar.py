@@ -1,0 +1,285 @@
+"""CIFAR-10/100 from the standard python-pickle files, written once to ``.beton`` and read by FFCV.
+
+Source: the directories torchvision's ``CIFAR10``/``CIFAR100`` read (nothing is downloaded
+here) -- ``cifar-10-batches-py/`` with ``data_batch_1`` .. ``data_batch_5``, ``test_batch``,
+``batches.meta``; ``cifar-100-python/`` with ``train``, ``test``, ``meta``.  ``root`` may be the
+directory holding that folder (torchvision's ``root``) or the folder itself.  The test set is
+the validation split.
+
+The images are written once through the platform's writer (``write_beton``, raw 32x32) to
+``cache_dir/<name>/{train,val}.beton`` plus ``meta.json`` (classes, counts, per-channel mean/std
+of the training set, a fingerprint of the source files), each file atomically and
+``meta.json`` last, so a complete ``meta.json`` means a complete cache; a cache whose
+fingerprint or format version differs is written again.
+
+Training augmentation ``augment='cifar'``: He et al. 2015 §4.2 ("4 pixels are padded on each
+side, and a 32x32 crop is randomly sampled from the padded image or its horizontal flip"):
+ffcv's ``RandomTranslate(padding=4)`` -- pad, crop back at a random offset -- and
+``RandomHorizontalFlip``.  He et al. pad the mean-subtracted image with zeros, i.e. with the
+mean colour, so the padding here is filled with the training mean (normalised to 0).
+Validation: the 32x32 image itself (centre crop of ratio 1).
+
+Imports nothing of ``platform/`` or ``models/``.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import pickle
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .ffcv import AUGMENTATIONS, FFCVDataModule
+from .imagefolder import DeviceNormalize
+from .write import BetonError, check_beton, now_iso, write_beton, write_json_atomic
+
+log = logging.getLogger(__name__)
+FORMAT_VERSION = 1  # bump when the conversion below changes, so caches are rewritten
+CIFAR_AUGMENTATIONS = ("cifar", *AUGMENTATIONS)
+
+# exactly the files torchvision.datasets.CIFAR10 / CIFAR100 read
+CIFAR_LAYOUTS: dict[str, dict[str, Any]] = {
+    "cifar10": {"folder": "cifar-10-batches-py", "archive": "cifar-10-python.tar.gz", "num_classes": 10,
+                "train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"],
+                "meta": "batches.meta", "label_key": "labels", "names_key": "label_names"},
+    "cifar100": {"folder": "cifar-100-python", "archive": "cifar-100-python.tar.gz", "num_classes": 100,
+                 "train": ["train"], "test": ["test"],
+                 "meta": "meta", "label_key": "fine_labels", "names_key": "fine_label_names"},
+}
+
+
+def _data_error(message: str) -> Exception:
+    from . import DataError  # here, not at import time: no circular import whatever __init__ imports
+
+    return DataError(message)
+
+
+def _layout(name: str) -> dict[str, Any]:
+    if name not in CIFAR_LAYOUTS:
+        raise ValueError(f"unknown CIFAR variant {name!r}; expected one of {sorted(CIFAR_LAYOUTS)}")
+    return CIFAR_LAYOUTS[name]
+
+
+def expected_layout(name: str) -> str:
+    lay = _layout(name)
+    files = ", ".join(lay["train"] + lay["test"] + [lay["meta"]])
+    return (f"expected the python version of {name.upper()} as torchvision reads it: "
+            f"ROOT/{lay['folder']}/{{{files}}} (as extracted from {lay['archive']}; "
+            f"ROOT may also be the {lay['folder']} directory itself)")
+
+
+def find_cifar(root: str | os.PathLike, name: str = "cifar10") -> Path:
+    """The directory holding ``name``'s pickle files: ``root/<folder>`` or ``root`` itself.
+
+    Raises ``DataError`` naming the path, the missing files and the expected layout.
+    """
+    lay = _layout(name)
+    root = Path(root).expanduser()
+    files = lay["train"] + lay["test"] + [lay["meta"]]
+    candidates = [root / lay["folder"], root]
+    for d in candidates:
+        if all((d / f).is_file() for f in files):
+            return d
+    if not root.is_dir():
+        raise _data_error(f"{root}: no such directory; {expected_layout(name)}")
+    d = next((c for c in candidates if c.is_dir() and any((c / f).is_file() for f in files)), None)
+    if d is None:
+        raise _data_error(f"{root}: no {name.upper()} files found (neither in it nor in {root / lay['folder']}); "
+                          f"{expected_layout(name)}")
+    missing = [f for f in files if not (d / f).is_file()]
+    raise _data_error(f"{d}: missing {', '.join(missing)}; {expected_layout(name)}")
+
+
+def _unpickle(path: Path) -> dict[str, Any]:
+    """One CIFAR pickle, as torchvision loads it (``encoding='latin1'``: the files were written
+    by Python 2, whose byte strings become ``str``); bytes keys are decoded too, so a file pickled
+    by Python 3 with ``b'data'`` keys reads the same."""
+    try:
+        with open(path, "rb") as f:
+            entry = pickle.load(f, encoding="latin1")
+    except Exception as e:  # truncated, not a pickle, ...
+        raise _data_error(f"{path}: not a readable CIFAR pickle ({type(e).__name__}: {e})") from None
+    if not isinstance(entry, dict):
+        raise _data_error(f"{path}: expected a pickled dict, got {type(entry).__name__}")
+    return {(k.decode("latin1") if isinstance(k, bytes) else k): v for k, v in entry.items()}
+
+
+def load_cifar_split(directory: str | os.PathLike, name: str, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """``split`` ('train' or 'test') as ``(N, 32, 32, 3)`` uint8 HWC images and ``(N,)`` int64 labels,
+    in file order (torchvision's order)."""
+    lay, directory = _layout(name), Path(directory)
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    images, labels = [], []
+    for fname in lay[split]:
+        path = directory / fname
+        entry = _unpickle(path)
+        if "data" not in entry or lay["label_key"] not in entry:
+            raise _data_error(f"{path}: has keys {sorted(entry)}, expected 'data' and {lay['label_key']!r}")
+        data = np.asarray(entry["data"])
+        y = np.asarray(entry[lay["label_key"]], dtype=np.int64).reshape(-1)
+        if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072 or len(data) != len(y):
+            raise _data_error(f"{path}: data is {data.dtype} {data.shape} with {len(y)} labels, expected "
+                              f"uint8 (N, 3072) rows of 3x32x32 pixels and N labels")
+        if len(y) and (y.min() < 0 or y.max() >= lay["num_classes"]):
+            raise _data_error(f"{path}: labels outside [0, {lay['num_classes']})")
+        images.append(data), labels.append(y)
+    data = np.concatenate(images)  # rows are channel-major: R plane, G plane, B plane, each row-major
+    return np.ascontiguousarray(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)), np.concatenate(labels)
+
+
+def cifar_classes(directory: str | os.PathLike, name: str) -> list[str]:
+    lay = _layout(name)
+    path = Path(directory) / lay["meta"]
+    meta = _unpickle(path)
+    if lay["names_key"] not in meta:
+        raise _data_error(f"{path}: has keys {sorted(meta)}, expected {lay['names_key']!r}")
+    names = [n.decode() if isinstance(n, bytes) else str(n) for n in meta[lay["names_key"]]]
+    if len(names) != lay["num_classes"]:
+        raise _data_error(f"{path}: {len(names)} class names, expected {lay['num_classes']}")
+    return names
+
+
+def source_fingerprint(directory: str | os.PathLike, name: str) -> dict[str, str]:
+    """Per source file: size and SHA-1 of its first MiB (cheap; tells a different copy apart)."""
+    lay, out = _layout(name), {}
+    for fname in lay["train"] + lay["test"] + [lay["meta"]]:
+        path = Path(directory) / fname
+        with open(path, "rb") as f:
+            head = hashlib.sha1(f.read(1 << 20)).hexdigest()
+        out[fname] = f"{path.stat().st_size}:{head}"
+    return out
+
+
+def channel_mean_std(images: np.ndarray, chunk: int = 2048) -> tuple[list[float], list[float]]:
+    """Per-channel mean and (population) std over all pixels of ``(N, H, W, 3)`` uint8 images,
+    in [0, 1] units, accumulated in float64 chunks (CIFAR's 50k images would need 1.2 GB at once)."""
+    total, sq, n = np.zeros(3), np.zeros(3), 0
+    for i in range(0, len(images), chunk):
+        x = images[i:i + chunk].reshape(-1, 3).astype(np.float64) / 255.0
+        total += x.sum(0)
+        sq += (x * x).sum(0)
+        n += len(x)
+    mean = total / n
+    std = np.sqrt(np.maximum(sq / n - mean ** 2, 0.0))
+    return mean.round(6).tolist(), std.round(6).tolist()
+
+
+class _ArrayDataset:
+    def __init__(self, images: np.ndarray, labels: np.ndarray) -> None:
+        self.images, self.labels = images, labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
+        return self.images[i], int(self.labels[i])
+
+
+def write_cifar(source: str | os.PathLike, directory: str | os.PathLike, name: str = "cifar10") -> Path:
+    """Convert ``name`` under ``source`` (see :func:`find_cifar`) to ``directory/{train,val}.beton``
+    and ``directory/meta.json``, each atomically, ``meta.json`` last."""
+    src, directory = find_cifar(source, name), Path(directory)
+    classes = cifar_classes(src, name)
+    train, val = load_cifar_split(src, name, "train"), load_cifar_split(src, name, "test")
+    for split, (images, labels) in (("train", train), ("val", val)):
+        write_beton(directory / f"{split}.beton", _ArrayDataset(images, labels), write_mode="raw")
+    mean, std = channel_mean_std(train[0])
+    write_json_atomic(directory / "meta.json", {
+        "dataset": name, "format_version": FORMAT_VERSION, "source": str(src),
+        "source_fingerprint": source_fingerprint(src, name),
+        "classes": classes, "num_classes": len(classes), "resolution": 32,
+        "counts": {"train": int(len(train[1])), "val": int(len(val[1]))},
+        "class_counts": {"train": np.bincount(train[1], minlength=len(classes)).tolist(),
+                         "val": np.bincount(val[1], minlength=len(classes)).tolist()},
+        "split": {"train": _layout(name)["train"], "val": _layout(name)["test"]},
+        "mean": mean, "std": std, "writer": {"write_mode": "raw"}, "created": now_iso(),
+    })
+    return directory
+
+
+def cifar_train_pipeline(resolution: int = 32, fill: tuple[int, int, int] = (0, 0, 0)) -> list:
+    """Decode + CPU ops for ``augment='cifar'`` (before ToTensor): the whole image (resized only
+    when ``resolution != 32``), a random translation of up to 4 pixels per 32 (pad + random crop)
+    filled with ``fill``, and a horizontal flip with probability 1/2."""
+    from ffcv.fields.decoders import CenterCropRGBImageDecoder
+    from ffcv.transforms import RandomHorizontalFlip, RandomTranslate
+
+    padding = max(1, round(4 * resolution / 32))
+    return [CenterCropRGBImageDecoder((resolution, resolution), ratio=1.0),
+            RandomTranslate(padding=padding, fill=tuple(int(v) for v in fill)),
+            RandomHorizontalFlip()]
+
+
+class CifarDataModule(FFCVDataModule):
+    """``data=cifar10`` / ``data=cifar100``: the pickle files under ``root``, cached as ``.beton``.
+
+    ``name``: 'cifar10' or 'cifar100'.  ``augment``: 'cifar' (default, He et al. §4.2) or any of
+    ``FFCVDataModule``'s.  Other keyword options go to :class:`FFCVDataModule` (``batch_size`` is
+    global; ``val_crop_ratio`` defaults to 1: the validation image is the whole 32x32 image).
+    """
+
+    def __init__(self, root: str | os.PathLike, *, name: str = "cifar10",
+                 cache_dir: str | os.PathLike = "~/.cache/cnn-platform", augment: str = "cifar",
+                 resolution: int = 32, **kwargs: Any) -> None:
+        lay = _layout(name)
+        if augment not in CIFAR_AUGMENTATIONS:
+            raise ValueError(f"unknown augmentation {augment!r}; expected one of {CIFAR_AUGMENTATIONS}")
+        self.name, self.source_root = name, Path(root).expanduser()
+        self.directory = Path(os.path.expanduser(cache_dir)) / name
+        kwargs.setdefault("val_crop_ratio", 1.0)
+        super().__init__(self.directory / "train.beton", self.directory / "val.beton",
+                         num_classes=lay["num_classes"], resolution=resolution,
+                         augment="none" if augment == "cifar" else augment, **kwargs)
+        self.augment = augment  # FFCVDataModule validates against its own list, which lacks 'cifar'
+
+    # ------------------------------------------------------------------ the cache
+    def is_written(self, source: Path | None = None) -> bool:
+        """Whether the cache is complete, of this format version, and from these source files."""
+        import json
+        try:
+            meta = json.loads(self.meta_path.read_text())
+            check_beton(self.train_path), check_beton(self.val_path)
+        except (OSError, ValueError, BetonError) as e:
+            if self.meta_path.exists() or self.train_path.exists():
+                log.warning("%s cache in %s is unusable (%s); writing it again", self.name, self.directory, e)
+            return False
+        if meta.get("format_version") != FORMAT_VERSION or meta.get("dataset") != self.name:
+            return False
+        if source is not None and meta.get("source_fingerprint") != source_fingerprint(source, self.name):
+            log.warning("%s cache in %s was written from other source files; writing it again",
+                        self.name, self.directory)
+            return False
+        return True
+
+    def prepare_data(self) -> None:
+        source = find_cifar(self.source_root, self.name)  # a clear error when the files are absent
+        if not self.is_written(source):
+            log.info("writing the %s .beton files to %s (once)", self.name, self.directory)
+            write_cifar(source, self.directory, self.name)
+
+    def setup(self, stage: str | None = None) -> None:
+        super().setup(stage)  # resolves mean/std (meta.json unless given)
+        self.normalize = DeviceNormalize(self.mean, self.std, channels_last=self.channels_last)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int):
+        # FFCVDataModule's normalisation, through the shared helper (which also gives a final
+        # batch of one example labels of shape (1,) rather than FFCV's squeezed 0-d tensor)
+        if getattr(self, "normalize", None) is None:
+            self.setup()
+        return self.normalize(*batch)
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self._meta().get("classes") or [])
+
+    # ------------------------------------------------------------------ the 'cifar' augmentation
+    def train_image_ops(self) -> list:
+        """The training decode + augmentation ops (``FFCVDataModule``'s hook, called by its ``_loader``)."""
+        if self.augment != "cifar":
+            return super().train_image_ops()
+        mean = self.mean or self._meta().get("mean") or (0.0, 0.0, 0.0)
+        return cifar_train_pipeline(self.resolution, fill=tuple(round(255 * m) for m in mean))

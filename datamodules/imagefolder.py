@@ -1,0 +1,331 @@
+"""torchvision ``ImageFolder`` datamodule: the fallback path where FFCV is absent.
+
+Same contract as :class:`datamodules.ffcv.FFCVDataModule`:
+
+* ``root/train/<class>/*.jpg`` and ``root/val/<class>/*.jpg``; classes are the sub-directory
+  names of ``root/train`` (sorted), and ``root/val`` is labelled with the *training* class
+  indices (a class missing from ``val`` cannot shift the labels of the others).
+* The same augmentations as the FFCV pipelines (:func:`train_transform`, :func:`val_transform`),
+  producing **uint8** tensors on the CPU (``PILToTensor``): normalisation to float happens on
+  the device in :meth:`on_after_batch_transfer` through :class:`DeviceNormalize` -- 4x less
+  host-to-device traffic, and the same numbers as the FFCV path.
+* ``batch_size`` is global; each of ``world_size`` ranks loads ``batch_size // world_size``.
+* It shards itself (the Trainer runs with ``use_distributed_sampler=False``): training through
+  ``DistributedSampler(drop_last=True)`` -- or :class:`datamodules.sampling.ClassAwareSampler`
+  with ``sampler='class_aware'`` -- and validation through an exact ``rank::world`` subset with
+  no padding, so the platform's "validation saw exactly ``val_size`` examples" check holds.
+
+Imports nothing of ``platform/`` or ``models/``.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, DistributedSampler, Subset
+from torchvision.datasets import ImageFolder
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)  # as datamodules.ffcv (not imported: that would import ffcv)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+AUGMENTATIONS = ("natural", "digits", "none")
+SAMPLERS = ("random", "class_aware")
+
+LAYOUT = ("expected the ImageFolder layout ROOT/train/<class>/<image> and ROOT/val/<class>/<image> "
+          "(one sub-directory per class, the same class names in both)")
+
+
+def _data_error(message: str) -> Exception:
+    """A ``datamodules.DataError`` (imported here, not at module level, so that the package's
+    ``__init__`` may import this module at any point without a circular import)."""
+    from . import DataError
+
+    return DataError(message)
+
+
+# --------------------------------------------------------------------------- on the device
+class DeviceNormalize:
+    """Batch normalisation on the device: uint8 ``(N, C, H, W)`` images -> float32
+    ``(x - 255 * mean) / (255 * std)``, labels -> a fresh int64 tensor.
+
+    Both outputs are new tensors (FFCV reuses its output buffers, so nothing of a loader's memory
+    may survive the batch); 0-d labels (FFCV's ``Squeeze`` on a batch of one) become shape
+    ``(1,)``.  ``channels_last=True`` returns images in channels-last memory format.  The scaled
+    mean/std live on the images' device and are built once per device.
+    Shared by every datamodule whose loaders yield uint8 images (ImageFolder here; proposed for
+    ``FFCVDataModule.on_after_batch_transfer`` too).
+    """
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float], *, channels_last: bool = False,
+                 scale: float = 255.0) -> None:
+        if len(mean) != len(std):
+            raise ValueError(f"mean {tuple(mean)} and std {tuple(std)} have different lengths")
+        if any(s <= 0 for s in std):
+            raise ValueError(f"std must be positive, got {tuple(std)}")
+        self.mean, self.std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
+        self.channels_last, self.scale = channels_last, float(scale)
+        self._cache: tuple[torch.device, torch.Tensor, torch.Tensor] | None = None
+
+    def _mean_std(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._cache is None or self._cache[0] != device:
+            mean = torch.tensor(self.mean, dtype=torch.float32, device=device).view(1, -1, 1, 1) * self.scale
+            std = torch.tensor(self.std, dtype=torch.float32, device=device).view(1, -1, 1, 1) * self.scale
+            self._cache = (device, mean, std)
+        return self._cache[1], self._cache[2]
+
+    def images(self, images: torch.Tensor) -> torch.Tensor:
+        if images.dim() != 4 or images.shape[1] != len(self.mean):
+            raise ValueError(f"expected images of shape (N, {len(self.mean)}, H, W), got {tuple(images.shape)}")
+        mean, std = self._mean_std(images.device)
+        out = (images.float() - mean) / std  # always a fresh tensor
+        if self.channels_last:
+            out = out.contiguous(memory_format=torch.channels_last)  # no copy when already so
+        return out
+
+    @staticmethod
+    def labels(labels: torch.Tensor) -> torch.Tensor:
+        """A fresh int64 copy; a 0-d tensor becomes shape ``(1,)`` -- FFCV's ``Squeeze()`` turns the
+        labels of a final batch of one example into a scalar, which the loss and metrics reject."""
+        return labels.reshape(1).long().clone() if labels.dim() == 0 else labels.long().clone()
+
+    def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.images(images), self.labels(labels)
+
+
+# --------------------------------------------------------------------------- transforms
+def train_transform(augment: str, resolution: int):
+    """The training transform of the FFCV pipeline ``train_image_pipeline(augment, resolution)``,
+    in torchvision, ending in a uint8 ``(3, resolution, resolution)`` tensor."""
+    from torchvision import transforms as T
+
+    if augment == "natural":  # Inception-style crop + mirror (Szegedy et al. 2015; ResNet §3.4)
+        ops = [T.RandomResizedCrop(resolution), T.RandomHorizontalFlip()]
+    elif augment == "digits":  # small crops and shifts, never a mirror: a mirrored digit is another digit
+        # ffcv's RandomTranslate(padding=p) pads by p and crops back at a random offset: RandomCrop(padding=p)
+        ops = [T.RandomResizedCrop(resolution, scale=(0.7, 1.0), ratio=(0.9, 1.1)),
+               T.RandomCrop(resolution, padding=max(1, resolution // 16), fill=0)]
+    elif augment == "none":  # ffcv CenterCropRGBImageDecoder(ratio=1): the central square, resized
+        ops = [T.Resize(resolution), T.CenterCrop(resolution)]
+    else:
+        raise ValueError(f"unknown augmentation {augment!r}; expected one of {AUGMENTATIONS}")
+    return T.Compose([*ops, T.PILToTensor()])
+
+
+class TrainTransform:
+    """:func:`train_transform` whose resolution can change between epochs (progressive resizing),
+    also inside persistent DataLoader workers: the resolution lives in a shared-memory tensor,
+    which fork inherits and torch.multiprocessing passes to spawned workers by handle."""
+
+    def __init__(self, augment: str, resolution: int) -> None:
+        self._ops = {resolution: train_transform(augment, resolution)}  # validates augment now
+        self.augment = augment
+        self._resolution = torch.tensor([resolution], dtype=torch.int64).share_memory_()
+
+    @property
+    def resolution(self) -> int:
+        return int(self._resolution[0])
+
+    def set_resolution(self, resolution: int) -> None:
+        self._resolution[0] = int(resolution)
+
+    def __call__(self, image):
+        r = self.resolution
+        if r not in self._ops:
+            self._ops[r] = train_transform(self.augment, r)
+        return self._ops[r](image)
+
+
+def val_transform(val_resolution: int, val_crop_ratio: float = 224 / 256):
+    """Validation: resize the shorter side to ``int(val_resolution / val_crop_ratio)``, take the
+    central ``val_resolution`` square (the FFCV path's centre crop of ratio ``val_crop_ratio``)."""
+    from torchvision import transforms as T
+
+    if not 0 < val_crop_ratio <= 1:
+        raise ValueError(f"val_crop_ratio must be in (0, 1], got {val_crop_ratio}")
+    return T.Compose([T.Resize(int(val_resolution / val_crop_ratio)), T.CenterCrop(val_resolution),
+                      T.PILToTensor()])
+
+
+# --------------------------------------------------------------------------- folders
+def _class_dirs(directory: Path) -> list[str]:
+    return sorted(e.name for e in os.scandir(directory) if e.is_dir() and not e.name.startswith("."))
+
+
+class LabelledImageFolder(ImageFolder):
+    """An ``ImageFolder`` whose labels are indices into a given class list (the training classes),
+    not into its own directory listing; class directories absent here are simply skipped.
+    Module-level so that it pickles (DataLoader workers under the spawn start method)."""
+
+    def __init__(self, root: str | os.PathLike, classes: Sequence[str], transform=None) -> None:
+        self.all_classes = list(classes)
+        super().__init__(str(root), transform=transform, allow_empty=True)
+
+    def find_classes(self, directory: str | os.PathLike) -> tuple[list[str], dict[str, int]]:
+        index = {c: i for i, c in enumerate(self.all_classes)}
+        present = [c for c in self.all_classes if (Path(directory) / c).is_dir()]
+        return present, {c: index[c] for c in present}
+
+
+def _image_folder(directory: Path, classes: list[str], transform) -> LabelledImageFolder:
+    try:
+        return LabelledImageFolder(directory, classes, transform)
+    except (FileNotFoundError, RuntimeError) as e:
+        raise _data_error(f"{directory}: {e}; {LAYOUT}") from None
+
+
+class ImageFolderDataModule(L.LightningDataModule):
+    """Images + integer labels from ``root/train`` and ``root/val`` (torchvision ``ImageFolder``).
+
+    Options as :class:`datamodules.ffcv.FFCVDataModule`'s (``batch_size`` global, ``augment``,
+    ``resolution``, ``val_resolution``/``val_crop_ratio``, ``mean``/``std`` in [0, 1] units,
+    ``seed``, ``sampler``, ``channels_last``); ``epoch_samples`` is the class-aware sampler's
+    draws per epoch (``None``: one per training image) and is ignored by ``sampler='random'``.
+    ``num_classes``/``classes`` come from the folder (no setup needed); ``train_size`` and
+    ``val_size`` exist after :meth:`setup`.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        *,
+        batch_size: int = 256,
+        num_workers: int = 2,
+        augment: str = "natural",
+        resolution: int = 224,
+        val_resolution: int | None = None,
+        val_crop_ratio: float = 224 / 256,
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+        seed: int = 0,
+        sampler: str = "random",
+        epoch_samples: int | None = None,
+        channels_last: bool = False,
+    ) -> None:
+        super().__init__()
+        if augment not in AUGMENTATIONS:
+            raise ValueError(f"unknown augmentation {augment!r}; expected one of {AUGMENTATIONS}")
+        if sampler not in SAMPLERS:
+            raise ValueError(f"unknown sampler {sampler!r}; expected random or class_aware")
+        if not 0 < val_crop_ratio <= 1:
+            raise ValueError(f"val_crop_ratio must be in (0, 1], got {val_crop_ratio}")
+        self.root = Path(root).expanduser()
+        self.batch_size, self.num_workers = batch_size, num_workers
+        self.augment, self.resolution = augment, resolution
+        self.val_resolution, self.val_crop_ratio = val_resolution or resolution, val_crop_ratio
+        self.mean, self.std = tuple(mean), tuple(std)
+        self.seed, self.sampler, self.epoch_samples = seed, sampler, epoch_samples
+        self.channels_last = channels_last
+        self.normalize = DeviceNormalize(self.mean, self.std, channels_last=channels_last)
+        self._classes: list[str] | None = None
+        self.train_set = self.val_set = None
+
+    # ------------------------------------------------------------------ metadata
+    @property
+    def train_dir(self) -> Path:
+        return self.root / "train"
+
+    @property
+    def val_dir(self) -> Path:
+        return self.root / "val"
+
+    def check_layout(self) -> None:
+        """Raise ``DataError`` naming the missing directory and the expected layout."""
+        if not self.root.is_dir():
+            raise _data_error(f"{self.root}: no such directory; {LAYOUT}")
+        for d in (self.train_dir, self.val_dir):
+            if not d.is_dir():
+                raise _data_error(f"{d}: no such directory; {LAYOUT}")
+        if not _class_dirs(self.train_dir):
+            raise _data_error(f"{self.train_dir}: no class sub-directories; {LAYOUT}")
+        unknown = sorted(set(_class_dirs(self.val_dir)) - set(_class_dirs(self.train_dir)))
+        if unknown:
+            raise _data_error(f"{self.val_dir}: classes {unknown[:5]} are not in {self.train_dir}; {LAYOUT}")
+
+    @property
+    def classes(self) -> list[str]:
+        """The class names: the sub-directories of ``root/train``, sorted (index = label)."""
+        if self._classes is None:
+            self.check_layout()
+            self._classes = _class_dirs(self.train_dir)
+        return self._classes
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        classes = self.classes  # checks the layout
+        self.train_transform = TrainTransform(self.augment, self.resolution)
+        self.train_set = _image_folder(self.train_dir, classes, self.train_transform)
+        self.val_set = _image_folder(self.val_dir, classes, val_transform(self.val_resolution, self.val_crop_ratio))
+        for split, ds in (("train", self.train_set), ("val", self.val_set)):
+            if len(ds) == 0:
+                raise _data_error(f"{self.root / split}: no images found; {LAYOUT}")
+        self.train_size, self.val_size = len(self.train_set), len(self.val_set)
+
+    def set_train_resolution(self, resolution: int) -> None:
+        """Progressive resizing: training batches from the next epoch on are ``resolution`` square
+        (called by the platform's resolution callback before each epoch; workers see it too)."""
+        self.resolution = int(resolution)
+        if self.train_set is not None:
+            self.train_transform.set_resolution(self.resolution)
+
+    # ------------------------------------------------------------------ sharding
+    def _world(self) -> tuple[int, int]:
+        """(global rank, world size) from the trainer; (0, 1) without one."""
+        if self.trainer is None:
+            return 0, 1
+        return self.trainer.global_rank, self.trainer.world_size
+
+    def per_device_batch_size(self) -> int:
+        world = self._world()[1]
+        if self.batch_size % world:
+            raise ValueError(f"data.batch_size={self.batch_size} is the global batch and must divide evenly "
+                             f"across {world} ranks; choose a multiple of {world}")
+        return self.batch_size // world
+
+    def train_sampler(self):
+        """This rank's training sampler, positioned at the trainer's current epoch."""
+        self.setup()
+        rank, world = self._world()
+        if self.sampler == "class_aware":  # label-balanced (Shen et al. 2016), sharded across ranks
+            from .sampling import ClassAwareSampler
+
+            sampler = ClassAwareSampler(self.train_set.targets, self.epoch_samples, self.seed, rank, world)
+        else:
+            sampler = DistributedSampler(self.train_set, world, rank, shuffle=True, seed=self.seed, drop_last=True)
+        sampler.set_epoch(self.trainer.current_epoch if self.trainer is not None else 0)
+        return sampler
+
+    def val_subset(self) -> Subset:
+        """This rank's validation examples: ``rank::world``, no padding (ranks may differ by one)."""
+        self.setup()
+        rank, world = self._world()
+        return Subset(self.val_set, range(rank, len(self.val_set), world))
+
+    # ------------------------------------------------------------------ loaders
+    def _loader_options(self) -> dict[str, Any]:
+        if self.trainer is not None:
+            cuda = self.trainer.strategy.root_device.type == "cuda"
+        else:
+            cuda = torch.cuda.is_available()
+        return dict(batch_size=self.per_device_batch_size(), num_workers=self.num_workers, pin_memory=cuda,
+                    persistent_workers=self.num_workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        # Lightning calls sampler.set_epoch every epoch (any sampler with one, also with
+        # use_distributed_sampler=False), so persistent workers still see each epoch's order.
+        sampler = self.train_sampler()  # sets the datasets up when Lightning has not
+        return DataLoader(self.train_set, sampler=sampler, drop_last=True, **self._loader_options())
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self.val_subset(), shuffle=False, drop_last=False, **self._loader_options())
+
+    # ------------------------------------------------------------------ on device
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> tuple[torch.Tensor, torch.Tensor]:
+        images, labels = batch
+        return self.normalize(images, labels)
