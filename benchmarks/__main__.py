@@ -1,7 +1,7 @@
-"""``python -m benchmarks SUITE [options]``; suites: models."""
+"""``python -m benchmarks SUITE [options]``; suites: models, data."""
 import sys
 
-SUITES = {"models": "benchmarks.models"}
+SUITES = {"models": "benchmarks.models", "data": "benchmarks.data_loading"}
 
 
 def main() -> int:

@@ -33,7 +33,6 @@ from typing import Any
 import numpy as np
 
 from .ffcv import AUGMENTATIONS, FFCVDataModule
-from .imagefolder import DeviceNormalize
 from .write import BetonError, check_beton, now_iso, write_beton, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -260,17 +259,6 @@ class CifarDataModule(FFCVDataModule):
         if not self.is_written(source):
             log.info("writing the %s .beton files to %s (once)", self.name, self.directory)
             write_cifar(source, self.directory, self.name)
-
-    def setup(self, stage: str | None = None) -> None:
-        super().setup(stage)  # resolves mean/std (meta.json unless given)
-        self.normalize = DeviceNormalize(self.mean, self.std, channels_last=self.channels_last)
-
-    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int):
-        # FFCVDataModule's normalisation, through the shared helper (which also gives a final
-        # batch of one example labels of shape (1,) rather than FFCV's squeezed 0-d tensor)
-        if getattr(self, "normalize", None) is None:
-            self.setup()
-        return self.normalize(*batch)
 
     @property
     def classes(self) -> list[str]:

@@ -16,6 +16,7 @@ import lightning as L
 import numpy as np
 import torch
 
+from .normalize import DeviceNormalize
 from .write import beton_labels, check_beton
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -128,7 +129,7 @@ class FFCVDataModule(L.LightningDataModule):
         self.mean, self.std = mean, std
         self.os_cache, self.order, self.seed = os_cache, order, seed
         self.drop_last, self.channels_last = drop_last, channels_last
-        self._mean_std: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._normalize: DeviceNormalize | None = None
 
     # ------------------------------------------------------------------ metadata
     @property

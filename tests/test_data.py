@@ -161,3 +161,12 @@ def test_cli_bad_dataset_errors(tmp_path):
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
         for w in words:
             assert w in proc.stderr
+
+
+def test_a_final_batch_of_one_keeps_1d_labels(tmp_path):
+    write_beton(tmp_path / "train.beton", Squares(16))
+    write_beton(tmp_path / "val.beton", Squares(9))
+    dm = create_datamodule("beton", path=str(tmp_path), batch_size=8, num_workers=1, resolution=8)
+    dm.setup("fit")
+    batches = [dm.on_after_batch_transfer(b, 0) for b in dm.val_dataloader()]
+    assert [tuple(y.shape) for _, y in batches] == [(8,), (1,)]  # FFCV's Squeeze gives a 0-d tensor here
