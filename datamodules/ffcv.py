@@ -227,12 +227,6 @@ class FFCVDataModule(L.LightningDataModule):
 
     # ------------------------------------------------------------------ on device
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> tuple[torch.Tensor, torch.Tensor]:
-        images, labels = batch
-        if self._mean_std is None or self._mean_std[0].device != images.device:
-            scale = 255.0
-            mean = torch.tensor(self.mean, device=images.device).view(1, -1, 1, 1) * scale
-            std = torch.tensor(self.std, device=images.device).view(1, -1, 1, 1) * scale
-            self._mean_std = (mean, std)
-        mean, std = self._mean_std
-        # a fresh tensor: FFCV overwrites its buffers with the next batch
-        return (images.float() - mean) / std, labels.long().clone()
+        if self._normalize is None:
+            self._normalize = DeviceNormalize(self.mean, self.std, channels_last=self.channels_last)
+        return self._normalize(*batch)  # fresh tensors: FFCV overwrites its buffers with the next batch
