@@ -8,4 +8,5 @@ train: setup
 	.venv/bin/python -m platform.train $(ARGS)
 
 test: setup
+	bash slurm/local-cluster.sh start
 	.venv/bin/python -m pytest -q $(PYTEST_ARGS)

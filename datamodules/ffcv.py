@@ -220,7 +220,9 @@ class FFCVDataModule(L.LightningDataModule):
             decoder.output_size = (resolution, resolution)
 
     def train_dataloader(self):
-        return self._loader(self.train_path, train=True)
+        from .resume import ResumableLoader  # a mid-epoch (preemption) resume skips the batches already done
+
+        return ResumableLoader(self._loader(self.train_path, train=True), self.trainer)
 
     def val_dataloader(self):
         return self._loader(self.val_path, train=False)

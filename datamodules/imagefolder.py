@@ -273,8 +273,11 @@ class ImageFolderDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         # Lightning calls sampler.set_epoch every epoch (any sampler with one, also with
         # use_distributed_sampler=False), so persistent workers still see each epoch's order.
+        from .resume import ResumableLoader  # a mid-epoch (preemption) resume skips the batches already done
+
         sampler = self.train_sampler()  # sets the datasets up when Lightning has not
-        return DataLoader(self.train_set, sampler=sampler, drop_last=True, **self._loader_options())
+        return ResumableLoader(DataLoader(self.train_set, sampler=sampler, drop_last=True, **self._loader_options()),
+                               self.trainer)
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.val_subset(), shuffle=False, drop_last=False, **self._loader_options())

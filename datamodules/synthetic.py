@@ -50,7 +50,10 @@ class SyntheticDataModule(L.LightningDataModule):
         else:
             sampler = DistributedSampler(self.train_set, world, rank, shuffle=True, seed=self.seed, drop_last=True)
         sampler.set_epoch(self.trainer.current_epoch if self.trainer is not None else 0)
-        return DataLoader(self.train_set, batch_size=self._per_device(), sampler=sampler, drop_last=True)
+        from .resume import ResumableLoader  # a mid-epoch (preemption) resume skips the batches already done
+
+        return ResumableLoader(DataLoader(self.train_set, batch_size=self._per_device(), sampler=sampler,
+                                          drop_last=True), self.trainer)
 
     def val_dataloader(self) -> DataLoader:
         rank, world = self._world()

@@ -81,6 +81,34 @@ class ErrorThresholdWarmup:
         return False
 
 
+def rng_states() -> dict[str, Any]:
+    """Python, NumPy, torch (and CUDA) generator states, for a checkpoint."""
+    import random
+
+    import numpy as np
+
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    # plain types and tensors only, so checkpoints stay loadable with torch.load(weights_only=True)
+    states = {"python": random.getstate(), "torch": torch.get_rng_state(),
+              "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached))}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: dict[str, Any]) -> None:
+    import random
+
+    import numpy as np
+
+    random.setstate(states["python"])
+    kind, keys, pos, has_gauss, cached = states["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
 def top_k_for(num_classes: int) -> int:
     return min(5, num_classes)
 
@@ -195,10 +223,13 @@ class ClassificationModule(L.LightningModule):
                      self.warmup.ended_at, 100 * self.warmup.threshold, self.peak_lr)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["rng_states"] = rng_states()  # a resumed (e.g. preempted) run continues the same streams
         if self.warmup is not None:
             checkpoint["error_threshold_warmup_ended_at"] = self.warmup.ended_at
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "rng_states" in checkpoint:
+            set_rng_states(checkpoint["rng_states"])
         if self.warmup is not None:
             self.warmup.ended_at = checkpoint.get("error_threshold_warmup_ended_at")
 

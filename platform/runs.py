@@ -122,6 +122,7 @@ class RunRecorder(L.Callback):
     @rank_zero_only
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # on_train_start, not on_fit_start: only here has a resumed run's epoch been restored
+        self.epoch_started = time.time()  # a mid-epoch resume gets no on_train_epoch_start
         kept = [r for r in read_metrics(self.run_dir) if r["epoch"] < trainer.current_epoch]
         _write_lines(self.path, kept)
 

@@ -21,6 +21,7 @@ import models
 from datamodules import DataError, create_datamodule
 from datamodules.write import BetonError, write_json_atomic
 from platform.config import ConfigError, ExperimentConfig, from_dict, help_text, load_config, to_dict, to_yaml
+from platform import slurm
 from platform.runs import RunRecorder, environment, last_checkpoint, read_summary, summarize
 
 log = logging.getLogger("platform.train")
@@ -85,7 +86,7 @@ def resolve_run(cfg: ExperimentConfig) -> tuple[Path, Path | None]:
             return twin, last_checkpoint(twin)
     run_dir = root / (name or default_run_name(cfg))
     ckpt = last_checkpoint(run_dir)
-    if ckpt is not None and cfg.resume is None:
+    if ckpt is not None and cfg.resume is None and not slurm.is_restart():  # a requeued job resumes itself
         raise ResumeError(f"run directory {run_dir} already holds {ckpt}; pass resume=auto to continue it "
                           f"or choose another run.name")
     return run_dir, ckpt
@@ -166,6 +167,7 @@ def build_trainer(cfg: ExperimentConfig, run_dir: Path, extra_callbacks: list | 
 
         d = cfg.data
         callbacks.append(ProgressiveResizing(d.min_resolution, d.max_resolution, d.ramp_start, d.ramp_end))
+    callbacks += slurm.callbacks(run_dir)  # SIGUSR1 under srun: checkpoint, requeue, stop
     callbacks += list(extra_callbacks or [])
     optional = {k: v for k, v in dict(limit_train_batches=t.limit_train_batches,
                                        limit_val_batches=t.limit_val_batches).items() if v is not None}
@@ -178,6 +180,7 @@ def build_trainer(cfg: ExperimentConfig, run_dir: Path, extra_callbacks: list | 
         callbacks=callbacks, default_root_dir=str(run_dir), enable_progress_bar=cfg.logging.progress_bar,
         enable_model_summary=False, sync_batchnorm=t.sync_batchnorm,
         use_distributed_sampler=False,  # every datamodule of ours shards itself (exactly, for validation)
+        plugins=slurm.plugins() or None,  # under srun: SLURMEnvironment (ranks/addresses from SLURM)
         **optional,
     )
 
@@ -194,6 +197,7 @@ def train(cfg: ExperimentConfig, callbacks: list | None = None) -> dict[str, Any
     from platform.module import ClassificationModule, module_kwargs
 
     started = time.time()
+    cfg = slurm.apply_allocation(cfg)  # under srun: devices/num_nodes from the allocation, or a ConfigError
     models.model_info(cfg.model.name)  # unknown model: fail before touching data or disk
     if cfg.trainer.sync_batchnorm and not torch.cuda.is_available():
         raise ConfigError("trainer.sync_batchnorm=true needs CUDA GPUs: torch's SyncBatchNorm has no CPU path "
@@ -224,6 +228,9 @@ def train(cfg: ExperimentConfig, callbacks: list | None = None) -> dict[str, Any
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt) if ckpt else None)
         status = "finished" if not trainer.interrupted else "interrupted"
+    except slurm.Requeued as e:  # SIGUSR1: checkpoint saved (and job requeued); the next start resumes
+        status = "interrupted"
+        log.info("%s", e)
     except (KeyboardInterrupt, SystemExit):
         status = "interrupted"
         raise

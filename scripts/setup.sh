@@ -22,6 +22,20 @@ if ! { command -v pkg-config >/dev/null && pkg-config --exists libturbojpeg open
     fi
 fi
 
+# --- a one-node Slurm for the SLURM tests (slurm/local-cluster.sh starts it) ---------------
+SLURM_DEPS="slurmctld slurmd slurm-client munge"
+if ! { command -v slurmctld >/dev/null && command -v sbatch >/dev/null && command -v munged >/dev/null; }; then
+    if [ "$(id -u)" = 0 ]; then
+        echo "setup: installing $SLURM_DEPS (the local test cluster)"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq $SLURM_DEPS >/dev/null
+    else
+        echo "setup: the SLURM tests need Debian packages that are missing:" >&2
+        echo "    sudo apt-get install -y $SLURM_DEPS" >&2
+    fi
+fi
+
 # --- virtual environment --------------------------------------------------------------------
 if [ ! -x .venv/bin/python ]; then
     echo "setup: creating .venv with $($PYTHON --version)"

@@ -107,3 +107,14 @@ def test_checkpoint_rebuilds_the_module_without_the_config(tmp_path):
     x = torch.randn(2, 3, 16, 16)
     module.eval(), restored.eval()
     torch.testing.assert_close(module(x), restored(x))
+
+
+def test_checkpoint_carries_and_restores_the_rng_states(tmp_path):
+    trainer, module = _fit(tmp_path, epochs=1)
+    path = tmp_path / "rng.ckpt"
+    trainer.save_checkpoint(path)
+    expected = torch.rand(3)  # the draws that follow the checkpoint
+    torch.manual_seed(12345)
+    ckpt = torch.load(path, weights_only=False)
+    module.on_load_checkpoint(ckpt)
+    torch.testing.assert_close(torch.rand(3), expected)

@@ -1,0 +1,309 @@
+"""SLURM: the allocation as trainer defaults, safe preemption (checkpoint + requeue), job-array sweeps.
+
+The ``slurm/*.sh`` scripts only launch ``srun python -m platform.train ...``; everything that
+depends on SLURM happens here, in Python:
+
+* :func:`apply_allocation` -- under ``srun``, ``trainer.devices`` / ``trainer.num_nodes`` default
+  to what SLURM allocated (tasks per node, nodes); a config that contradicts the allocation is a
+  :class:`ConfigError` at start-up instead of a DDP rendezvous that hangs.
+* :func:`plugins` -- Lightning's ``SLURMEnvironment`` (ranks, world size, ``MASTER_ADDR``/port from
+  SLURM) with ``auto_requeue=False``: Lightning's own SIGUSR1 handler saves a checkpoint *inside
+  the signal handler* (a collective barrier that can interleave with a DDP all-reduce, a state
+  taken halfway through an optimizer step), then keeps training until SLURM kills the job.
+  :class:`PreemptionCallback` replaces it: the handler only sets a flag; at the next training
+  batch end all ranks agree, save ``checkpoints/last.ckpt`` (atomically), rank 0 runs
+  ``scontrol requeue <job>``, and the run stops with :class:`Requeued`.
+* :func:`is_restart` -- a requeued job (same job id, ``SLURM_RESTART_COUNT`` >= 1) resumes its
+  run directory (keyed by the job id) without ``resume=auto`` on the command line.
+* ``python -m platform.slurm sweep FILE [overrides...]`` -- the ``SLURM_ARRAY_TASK_ID``-th
+  configuration of a sweep file (see :func:`sweep_configs`), then ``platform.train``;
+  ``python -m platform.slurm count FILE`` prints how many configurations the file has.
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import logging
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+
+from platform.config import ConfigError, ExperimentConfig
+
+log = logging.getLogger("platform.slurm")
+
+
+_requested = False  # set by the SIGUSR1 handler (installed as soon as train() starts under srun)
+
+
+def _on_signal(signum, frame) -> None:  # async-signal context: set a flag, nothing else
+    global _requested
+    _requested = True
+
+
+def install_signal_handler(signum: int = signal.SIGUSR1) -> None:
+    """Catch the requeue signal from the start (data setup can take minutes), not only during fit:
+    its default action would kill the task without a checkpoint."""
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signum, _on_signal)
+
+
+class Requeued(Exception):
+    """Raised on every rank after a SIGUSR1 checkpoint (and requeue): the run stops here."""
+
+
+# ---------------------------------------------------------------------------- the allocation
+def in_srun_step() -> bool:
+    """A task started by ``srun`` inside a job (not an ``salloc``/``sbatch`` shell, not interactive)."""
+    if "SLURM_JOB_ID" not in os.environ or "SLURM_STEP_ID" not in os.environ or "SLURM_PROCID" not in os.environ:
+        return False
+    from lightning.fabric.plugins.environments import SLURMEnvironment
+
+    return SLURMEnvironment.detect()
+
+
+def _int_env(*names: str) -> int | None:
+    for name in names:
+        value = os.environ.get(name)
+        if value:
+            m = re.match(r"\d+", value)
+            if m:
+                return int(m.group())
+    return None
+
+
+def allocation() -> tuple[int, int]:
+    """(nodes, tasks per node) of this ``srun`` step."""
+    nodes = _int_env("SLURM_STEP_NUM_NODES", "SLURM_NNODES", "SLURM_JOB_NUM_NODES") or 1
+    tasks = _int_env("SLURM_STEP_NUM_TASKS", "SLURM_NTASKS")
+    if tasks is None:
+        per_node = _int_env("SLURM_NTASKS_PER_NODE", "SLURM_TASKS_PER_NODE") or 1
+        return nodes, per_node
+    if tasks % nodes:
+        raise ConfigError(f"SLURM started {tasks} tasks on {nodes} nodes, not the same number on every node; "
+                          f"use --ntasks-per-node (one task per device) instead of --ntasks")
+    return nodes, tasks // nodes
+
+
+def apply_allocation(cfg: ExperimentConfig) -> ExperimentConfig:
+    """Under ``srun``: devices/num_nodes from the allocation, or a clear error when they contradict it."""
+    if not in_srun_step():
+        return cfg
+    install_signal_handler()
+    nodes, per_node = allocation()
+    t = cfg.trainer
+    hint = "(remove the override to use the allocation, or change the sbatch options)"
+    if t.devices not in ("auto", None, -1, "-1") and str(t.devices) != str(per_node):
+        raise ConfigError(f"trainer.devices={t.devices} but SLURM started {per_node} task(s) per node "
+                          f"(--ntasks-per-node={per_node}); each task drives one device {hint}")
+    if t.num_nodes not in (1, nodes):
+        raise ConfigError(f"trainer.num_nodes={t.num_nodes} but the SLURM job step has {nodes} node(s) "
+                          f"(--nodes={nodes}) {hint}")
+    if t.accelerator in ("gpu", "cuda"):
+        import torch
+
+        visible = torch.cuda.device_count()
+        if visible < per_node:
+            raise ConfigError(f"trainer.accelerator={t.accelerator} with {per_node} task(s) per node, but this task "
+                              f"sees {visible} CUDA GPU(s) (CUDA_VISIBLE_DEVICES="
+                              f"{os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}); ask SLURM for "
+                              f"--gpus-per-node={per_node} or use trainer.accelerator=cpu")
+    strategy = t.strategy if (t.strategy != "auto" or nodes * per_node == 1) else "ddp"
+    trainer = dataclasses.replace(t, devices=per_node, num_nodes=nodes, strategy=strategy)
+    if trainer != t:
+        log.info("SLURM allocation: %d node(s) x %d task(s) -> trainer.num_nodes=%d, trainer.devices=%d",
+                 nodes, per_node, nodes, per_node)
+    return dataclasses.replace(cfg, trainer=trainer)
+
+
+def is_restart() -> bool:
+    """This is a requeued job (its run directory holds its own earlier checkpoints)."""
+    return "SLURM_JOB_ID" in os.environ and (_int_env("SLURM_RESTART_COUNT") or 0) >= 1
+
+
+def job_id() -> str | None:
+    """The id ``scontrol requeue`` takes: ``<array job>_<task>`` for array tasks."""
+    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    if array and task:
+        return f"{array}_{task}"
+    return os.environ.get("SLURM_JOB_ID")
+
+
+def plugins() -> list:
+    """Lightning's SLURM cluster environment, without its in-handler auto-requeue (see module doc)."""
+    if not in_srun_step():
+        return []
+    from lightning.fabric.plugins.environments import SLURMEnvironment
+
+    return [SLURMEnvironment(auto_requeue=False)]
+
+
+def callbacks(run_dir: Path) -> list:
+    return [PreemptionCallback(run_dir)] if in_srun_step() else []
+
+
+# ---------------------------------------------------------------------------- preemption
+def requeue(job: str | None) -> bool:
+    """``scontrol requeue <job>``; False (with a log line saying what to do) when that is impossible."""
+    if not job:
+        log.error("SIGUSR1 outside a SLURM job: checkpoint saved, not requeued; continue with resume=auto")
+        return False
+    scontrol = shutil.which("scontrol")
+    if scontrol is None:
+        log.error("scontrol is not on PATH in the job's environment: job %s is NOT requeued; its checkpoint is "
+                  "saved, resubmit the same command (the run directory resumes from it)", job)
+        return False
+    # logged first: SLURM starts ending this job step as soon as the requeue is accepted
+    log.info("requeueing SLURM job %s (scontrol requeue); it resumes from its checkpoint when it starts again", job)
+    try:
+        proc = subprocess.run([scontrol, "requeue", job], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError) as e:
+        log.error("scontrol requeue %s failed (%s): job NOT requeued; its checkpoint is saved, resubmit to resume",
+                  job, e)
+        return False
+    if proc.returncode != 0:
+        log.error("scontrol requeue %s failed (rc %d: %s): job NOT requeued; its checkpoint is saved, "
+                  "resubmit to resume", job, proc.returncode, (proc.stderr or proc.stdout).strip())
+        return False
+    log.info("requeued SLURM job %s", job)
+    return True
+
+
+class PreemptionCallback(L.Callback):
+    """SIGUSR1 (``--signal=USR1@90``: time limit or preemption ahead) -> checkpoint, requeue, stop.
+
+    The handler only sets a flag, so it can never run a checkpoint in the middle of a step or of
+    another checkpoint.  At every training batch end the ranks agree on the flag (one tiny
+    all-reduce); then they save ``checkpoints/last.ckpt`` (written to a temporary file and
+    renamed, so a kill during the save leaves the previous one intact), rank 0 requeues the job,
+    and every rank raises :class:`Requeued`.  The resumed run continues mid-epoch at the next
+    batch (``datamodules.resume``), so the total number of optimizer steps is unchanged.
+    Not at the last batch of an epoch: there the epoch-end hooks (metrics line, checkpoint) come
+    first and the signal is acted on at the first batch of the next epoch.
+    """
+
+    def __init__(self, run_dir: Path, signum: int = signal.SIGUSR1) -> None:
+        self.run_dir = Path(run_dir)
+        self.signum = signum
+
+    @property
+    def requested(self) -> bool:
+        return _requested
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        install_signal_handler(self.signum)  # (again: in case something replaced it since start-up)
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        decision = trainer.strategy.reduce_boolean_decision(self.requested, all=False)
+        if not decision or batch_idx + 1 >= trainer.num_training_batches:
+            return
+        if trainer.is_global_zero:
+            log.info("SIGUSR1: saving a checkpoint at epoch %d, batch %d (step %d)",
+                     trainer.current_epoch, batch_idx + 1, trainer.global_step)
+        ckpt_dir = self.run_dir / "checkpoints"
+        tmp, final = ckpt_dir / ".preempt.ckpt.tmp", ckpt_dir / "last.ckpt"
+        trainer.save_checkpoint(tmp)  # collective: every rank gets here at the same batch
+        if trainer.is_global_zero:
+            os.replace(tmp, final)
+            log.info("checkpoint saved: %s", final)
+            requeue(job_id())
+        trainer.strategy.barrier("preempted")
+        raise Requeued(f"stopped for requeue at epoch {trainer.current_epoch}, step {trainer.global_step}")
+
+
+# ---------------------------------------------------------------------------- job-array sweeps
+def _override(key: str, value: Any) -> str:
+    import yaml
+
+    if isinstance(value, str):
+        return f"{key}={value}"
+    return f"{key}={yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip()}"
+
+
+def sweep_configs(path: str | Path) -> list[list[str]]:
+    """The configurations of a sweep file, each a list of ``key=value`` overrides.
+
+    Two forms (YAML):
+
+    * a list; each item a list of overrides (``[model=resnet20, optim.lr=0.1]``) or a mapping
+      (``{model: resnet20, optim.lr: 0.1}``);
+    * W&B's grid form: a mapping with ``parameters:``, each ``key: {values: [...]}`` or
+      ``key: {value: x}``; the configurations are the grid in file order, the last key
+      varying fastest (``method``, if present, must be ``grid``; other keys are ignored).
+    """
+    import yaml
+
+    text = Path(path).read_text()
+    data = yaml.safe_load(text)
+    if isinstance(data, list):
+        configs = []
+        for i, item in enumerate(data):
+            if isinstance(item, dict):
+                configs.append([_override(k, v) for k, v in item.items()])
+            elif isinstance(item, list) and all(isinstance(x, str) and "=" in x for x in item):
+                configs.append(list(item))
+            else:
+                raise ConfigError(f"{path}: entry {i} must be a list of key=value strings or a mapping, got {item!r}")
+        return configs
+    if isinstance(data, dict) and isinstance(data.get("parameters"), dict):
+        if data.get("method", "grid") != "grid":
+            raise ConfigError(f"{path}: method={data['method']!r}; a SLURM job array enumerates a grid only "
+                              f"(use method: grid, or a W&B agent for random/bayes sweeps)")
+        axes = []
+        for key, spec in data["parameters"].items():
+            if isinstance(spec, dict) and "values" in spec:
+                axes.append([(key, v) for v in spec["values"]])
+            elif isinstance(spec, dict) and "value" in spec:
+                axes.append([(key, spec["value"])])
+            else:
+                raise ConfigError(f"{path}: parameter {key} needs `values: [...]` or `value: x` for a grid")
+        return [[_override(k, v) for k, v in combo] for combo in itertools.product(*axes)]
+    raise ConfigError(f"{path}: a sweep file is a list of override lists or a mapping with `parameters:`")
+
+
+def sweep_task(path: str | Path, index: int | None = None) -> list[str]:
+    """The overrides of array task ``index`` (default ``SLURM_ARRAY_TASK_ID``)."""
+    configs = sweep_configs(path)
+    if index is None:
+        if "SLURM_ARRAY_TASK_ID" not in os.environ:
+            raise ConfigError("no SLURM_ARRAY_TASK_ID: submit as a job array, "
+                              f"sbatch --array=0-{len(configs) - 1} slurm/sweep.sh {path}")
+        index = int(os.environ["SLURM_ARRAY_TASK_ID"])
+    if not 0 <= index < len(configs):
+        raise ConfigError(f"array task {index} but {path} has {len(configs)} configurations "
+                          f"(use --array=0-{len(configs) - 1})")
+    return configs[index]
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    usage = ("usage: python -m platform.slurm sweep FILE [key=value ...]   (runs the SLURM_ARRAY_TASK_ID-th config)\n"
+             "       python -m platform.slurm count FILE                   (number of configurations)")
+    if len(argv) < 2 or argv[0] not in ("sweep", "count"):
+        print(usage, file=sys.stderr)
+        return 2
+    try:
+        if argv[0] == "count":
+            print(len(sweep_configs(argv[1])))
+            return 0
+        overrides = sweep_task(argv[1])
+    except (ConfigError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    from platform import train
+
+    print(f"sweep {argv[1]} task {os.environ.get('SLURM_ARRAY_TASK_ID')}: {' '.join(overrides)}", flush=True)
+    return train.main([*overrides, *argv[2:]])  # the command line comes last, so it wins
+
+
+if __name__ == "__main__":
+    sys.exit(main())
