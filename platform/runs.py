@@ -23,6 +23,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
 
 from datamodules.write import write_json_atomic
@@ -101,6 +102,23 @@ def summarize(run_dir: Path, base: dict[str, Any], status: str, wall_time_s: flo
     })
     write_json_atomic(Path(run_dir) / "summary.json", summary)
     return summary
+
+
+class AtomicModelCheckpoint(ModelCheckpoint):
+    """``ModelCheckpoint`` whose files appear only complete: written to ``<file>.tmp`` and renamed.
+
+    Lightning writes the bytes straight into the final file, so a SIGTERM without warning (SLURM's
+    time limit, a node reclaimed) during the write would leave a truncated ``last.ckpt``; here the
+    previous checkpoint stays usable until the new one is whole.
+    """
+
+    def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
+        tmp = f"{filepath}.tmp"
+        super()._save_checkpoint(trainer, tmp)
+        if trainer.is_global_zero:
+            os.replace(tmp, filepath)
+        trainer.strategy.barrier("atomic_checkpoint")
+        self._last_checkpoint_saved = filepath
 
 
 class RunRecorder(L.Callback):

@@ -22,7 +22,7 @@ from datamodules import DataError, create_datamodule
 from datamodules.write import BetonError, write_json_atomic
 from platform.config import ConfigError, ExperimentConfig, from_dict, help_text, load_config, to_dict, to_yaml
 from platform import slurm
-from platform.runs import RunRecorder, environment, last_checkpoint, read_summary, summarize
+from platform.runs import AtomicModelCheckpoint, RunRecorder, environment, last_checkpoint, read_summary, summarize
 
 log = logging.getLogger("platform.train")
 
@@ -144,14 +144,14 @@ def build_loggers(cfg: ExperimentConfig, run_dir: Path) -> list:
 
 def build_trainer(cfg: ExperimentConfig, run_dir: Path, extra_callbacks: list | None = None):
     import lightning as L
-    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+    from lightning.pytorch.callbacks import LearningRateMonitor
 
     t = cfg.trainer
     loggers = build_loggers(cfg, run_dir)
     callbacks = [
         RunRecorder(run_dir),
         # saved at train-epoch end, after RunRecorder wrote the epoch's line (see RunRecorder)
-        ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best-epoch{epoch:03d}", monitor="val/top1",
+        AtomicModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best-epoch{epoch:03d}", monitor="val/top1",
                         mode="max", save_top_k=1, save_last=True, save_on_train_epoch_end=True,
                         auto_insert_metric_name=False),
     ]

@@ -50,6 +50,7 @@ def test_main_job_end_to_end(tmp_path, digits_cache):
     assert summary["best_val_top1"] == max(r["val/top1"] for r in rows)
     assert 0 <= summary["final_val_top1"] <= summary["final_val_top5"] <= 100
     assert (run / "checkpoints" / "last.ckpt").is_file()
+    assert not list((run / "checkpoints").glob("*.tmp"))  # written under a temporary name, then renamed
     env = json.loads((run / "env.json").read_text())
     assert env["torch"] and env["git_commit"] is not None
     # W&B ran offline in the run directory, with the resolved config
