@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from .ffcv import AUGMENTATIONS, FFCVDataModule
-from .write import BetonError, check_beton, now_iso, write_beton, write_json_atomic
+from .write import ArrayDataset, BetonError, check_beton, now_iso, write_beton, write_json_atomic
 
 log = logging.getLogger(__name__)
 FORMAT_VERSION = 1  # bump when the conversion below changes, so caches are rewritten
@@ -167,17 +167,6 @@ def channel_mean_std(images: np.ndarray, chunk: int = 2048) -> tuple[list[float]
     return mean.round(6).tolist(), std.round(6).tolist()
 
 
-class _ArrayDataset:
-    def __init__(self, images: np.ndarray, labels: np.ndarray) -> None:
-        self.images, self.labels = images, labels
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
-        return self.images[i], int(self.labels[i])
-
-
 def write_cifar(source: str | os.PathLike, directory: str | os.PathLike, name: str = "cifar10") -> Path:
     """Convert ``name`` under ``source`` (see :func:`find_cifar`) to ``directory/{train,val}.beton``
     and ``directory/meta.json``, each atomically, ``meta.json`` last."""
@@ -185,7 +174,7 @@ def write_cifar(source: str | os.PathLike, directory: str | os.PathLike, name: s
     classes = cifar_classes(src, name)
     train, val = load_cifar_split(src, name, "train"), load_cifar_split(src, name, "test")
     for split, (images, labels) in (("train", train), ("val", val)):
-        write_beton(directory / f"{split}.beton", _ArrayDataset(images, labels), write_mode="raw")
+        write_beton(directory / f"{split}.beton", ArrayDataset(images, labels), write_mode="raw")
     mean, std = channel_mean_std(train[0])
     write_json_atomic(directory / "meta.json", {
         "dataset": name, "format_version": FORMAT_VERSION, "source": str(src),

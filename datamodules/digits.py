@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .ffcv import FFCVDataModule
-from .write import BetonError, check_beton, now_iso, write_beton, write_json_atomic
+from .write import ArrayDataset, BetonError, check_beton, now_iso, write_beton, write_json_atomic
 
 log = logging.getLogger(__name__)
 DIGIT_CLASSES = [str(i) for i in range(10)]
@@ -46,24 +46,13 @@ def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tupl
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
 
 
-class _ArrayDataset:
-    def __init__(self, images: np.ndarray, labels: np.ndarray) -> None:
-        self.images, self.labels = images, labels
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
-        return self.images[i], int(self.labels[i])
-
-
 def write_digits(directory: str | Path, resolution: int = 32, val_fraction: float = 0.2, seed: int = 0) -> Path:
     """Write ``train.beton``, ``val.beton`` and ``meta.json`` into ``directory`` (atomically)."""
     directory = Path(directory)
     images, labels = digits_arrays(resolution)
     train_idx, val_idx = stratified_split(labels, val_fraction, seed)
     for split, idx in (("train", train_idx), ("val", val_idx)):
-        write_beton(directory / f"{split}.beton", _ArrayDataset(images[idx], labels[idx]), write_mode="raw")
+        write_beton(directory / f"{split}.beton", ArrayDataset(images[idx], labels[idx]), write_mode="raw")
     pixels = images[train_idx].reshape(-1, 3) / 255.0
     write_json_atomic(directory / "meta.json", {
         "dataset": "digits", "format_version": FORMAT_VERSION, "source": "sklearn.datasets.load_digits",

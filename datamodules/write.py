@@ -64,6 +64,19 @@ def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
 
 
 # --------------------------------------------------------------------------- writing
+class ArrayDataset:
+    """In-memory ``(N, H, W, 3)`` uint8 images and ``(N,)`` labels as the writer's indexed dataset."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray) -> None:
+        self.images, self.labels = images, labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
+        return self.images[i], int(self.labels[i])
+
+
 def write_beton(
     path: str | os.PathLike,
     dataset: Any,
