@@ -95,8 +95,8 @@ def resolve_run(cfg: ExperimentConfig) -> tuple[Path, Path | None]:
 # ---------------------------------------------------------------------------- building blocks
 def datamodule_options(cfg: ExperimentConfig) -> dict[str, Any]:
     d = cfg.data
-    return dict(path=d.path, backend=d.backend, cache_dir=d.cache_dir, batch_size=d.batch_size, num_workers=d.num_workers,
-                resolution=d.resolution, val_resolution=d.val_resolution, val_crop_ratio=d.val_crop_ratio,
+    return dict(path=d.path, backend=d.backend, cache_dir=d.cache_dir, batch_size=d.batch_size,
+                num_workers=d.num_workers, resolution=d.resolution, val_resolution=d.val_resolution, val_crop_ratio=d.val_crop_ratio,
                 os_cache=d.os_cache, order=d.order, seed=cfg.seed, split_seed=d.split_seed,
                 val_fraction=d.val_fraction, synthetic_size=d.synthetic_size,
                 synthetic_classes=d.synthetic_classes, channels_last=cfg.trainer.channels_last,
@@ -151,9 +151,9 @@ def build_trainer(cfg: ExperimentConfig, run_dir: Path, extra_callbacks: list | 
     callbacks = [
         RunRecorder(run_dir),
         # saved at train-epoch end, after RunRecorder wrote the epoch's line (see RunRecorder)
-        AtomicModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best-epoch{epoch:03d}", monitor="val/top1",
-                        mode="max", save_top_k=1, save_last=True, save_on_train_epoch_end=True,
-                        auto_insert_metric_name=False),
+        AtomicModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best-epoch{epoch:03d}",
+                              monitor="val/top1", mode="max", save_top_k=1, save_last=True,
+                              save_on_train_epoch_end=True, auto_insert_metric_name=False),
     ]
     if loggers:
         callbacks.append(LearningRateMonitor(logging_interval="step"))
