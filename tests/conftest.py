@@ -25,6 +25,22 @@ def run_cli(*args: str, timeout: float = 600, **kw) -> subprocess.CompletedProce
                           timeout=timeout, env=kw.pop("env", cli_env()), **kw)
 
 
+def meta_model(name: str, **knobs):
+    """A registered model on the meta device: shapes and counts, no memory, no arithmetic."""
+    import torch
+
+    from models import create_model
+
+    with torch.device("meta"):
+        return create_model(name, **knobs)
+
+
+def n_params(model) -> int:
+    from platform.complexity import count_params
+
+    return count_params(model)
+
+
 @pytest.fixture(scope="session")
 def digits_cache(tmp_path_factory) -> Path:
     """One digits .beton cache for the whole session (written once, ~2 s)."""

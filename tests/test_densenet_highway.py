@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from conftest import meta_model, n_params
 from models import create_model, free_knobs, model_info
 from models.densenet import (
     DenseLayer,
@@ -34,13 +35,6 @@ from models.highway import (
 from models.layers import DropPath, drop_path_rates
 
 
-def n_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-def meta_model(name: str, **knobs) -> nn.Module:
-    with torch.device("meta"):
-        return create_model(name, **knobs)
 
 
 def assert_every_parameter_gets_a_gradient(model: nn.Module, side: int = 16) -> None:

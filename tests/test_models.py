@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from conftest import meta_model, n_params
 from models import (
     DropPath,
     NetSpec,
@@ -36,13 +37,6 @@ ALL_MODELS = list_models()
 FORWARD_MAX_PARAMS = 30_000_000  # ResNet-101/152: parameter and MAC counts only
 
 
-def n_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-def meta_model(name: str, **knobs) -> nn.Module:
-    with torch.device("meta"):
-        return create_model(name, **knobs)
 
 
 def count_macs(model: nn.Module, resolution: int) -> float:

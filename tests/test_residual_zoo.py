@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from conftest import meta_model, n_params
 from models import DropPath, NetSpec, ResidualNet, StageSpec, create_model, drop_path_rates
 from models import list_models, model_info
 from models.layers import NormAct, SqueezeExcite, drop_path
@@ -30,13 +31,6 @@ from models.resnet import (
 )
 
 
-def n_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-def meta_model(name: str, **knobs) -> nn.Module:
-    with torch.device("meta"):
-        return create_model(name, **knobs)
 
 
 def blocks_of(model: nn.Module) -> list[nn.Module]:
