@@ -6,7 +6,8 @@ group width (ResNeXt), stage widths (WRN), SE ratio, shortcut option and
 stride placement are all fields of the frozen `NetSpec` / `StageSpec`.
 Named paper models are registered at the bottom of this file:
 
-- ResNet (He et al. 2015) and ResNet-200 (He et al. 2016 Table 5),
+- ResNet (He et al. 2015) and ResNet-200 (He et al. 2016 Table 5), and the same paper's
+  plain nets (no shortcuts; Table 2, Fig. 6),
 - pre-activation ResNet (He et al. 2016, "Identity Mappings", arXiv 1603.05027),
 - ResNeXt (Xie et al. 2017, arXiv 1611.05431),
 - Wide ResNet (Zagoruyko & Komodakis 2016, arXiv 1605.07146),
@@ -27,6 +28,9 @@ Conventions (written down because implementations disagree):
   zero-padded channels), 'B' 1x1 projection only where the shape changes,
   'C' projection everywhere (Table 3). `proj_kernel=3` makes strided
   projections 3x3 (SENet-154).
+- Shortcut 'none' gives the plain nets of He et al. 2015 §4.1/§4.2 ("plain" baselines of
+  Table 2 and Fig. 6): the same blocks without the addition, so a plain net has exactly
+  the depth, widths and (with option-A twins) parameters of its residual counterpart.
 - Pre-activation nets (He et al. 2016 appendix): "for the first Residual Unit
   (that follows a stand-alone convolutional layer, conv1), we adopt the first
   activation right after conv1 and before splitting into two paths; for the
@@ -41,7 +45,9 @@ Conventions (written down because implementations disagree):
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass, fields
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, fields, replace
 from typing import Any, ClassVar, Literal, get_args
 
 import torch
@@ -67,7 +73,7 @@ from .registry import MacsVariant, ModelInfo, register_model
 
 BlockKind = Literal["basic", "bottleneck", "preact_basic", "preact_bottleneck"]
 StemKind = Literal["imagenet", "cifar", "deep"]
-Shortcut = Literal["A", "B", "C"]
+Shortcut = Literal["A", "B", "C", "none"]  # 'none': plain net, no shortcut at all
 StrideOn = Literal["3x3", "1x1"]
 
 
@@ -215,13 +221,16 @@ def make_shortcut(
     proj_kernel: int = 1,
     bn_eps: float,
     bn_momentum: float,
-) -> nn.Module:
-    """Identity where the shape is kept (options A, B), else pad (A) or project (B, C).
+) -> nn.Module | None:
+    """Identity where the shape is kept (options A, B), else pad (A) or project (B, C);
+    None for 'none' (a plain block: no shortcut, no addition).
 
     `norm=False` gives a bare conv projection, for pre-activation blocks whose
     input is already normalized (He et al. 2016 reference code). A strided
     projection uses `proj_kernel` (SENet-154: 3x3); stride-1 ones stay 1x1.
     """
+    if kind == "none":
+        return None
     if kind != "C" and in_channels == out_channels and stride == 1:
         return nn.Identity()
     if kind == "A":
@@ -293,6 +302,9 @@ def _no_block_dropout(block: str, p: float) -> None:
 # `input_activated` marks the net's first block, whose input the stem has already
 # BN-ReLU'd: a pre-act block then skips its own first BN-ReLU (module docstring).
 # A post-act block's input is always activated, so it ignores the flag.
+#
+# A plain block (shortcut 'none') has `shortcut = None` and skips the addition; its
+# branch is everything, so it takes no drop-path and no zero-init (the net refuses both).
 
 
 class BasicBlock(nn.Module):
@@ -335,8 +347,10 @@ class BasicBlock(nn.Module):
         self.act = relu()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.se(self.conv2(self.dropout(self.conv1(x))))
-        return self.act(self.drop_path(out) + self.shortcut(x))  # ReLU after the addition (v1)
+        out = self.drop_path(self.se(self.conv2(self.dropout(self.conv1(x)))))
+        if self.shortcut is not None:  # None: a plain block (He et al. 2015 §4.1)
+            out = out + self.shortcut(x)
+        return self.act(out)  # ReLU after the addition (v1)
 
     def zero_init_last(self) -> None:
         nn.init.zeros_(self.conv2.bn.weight)
@@ -409,8 +423,10 @@ class Bottleneck(nn.Module):
         self.act = relu()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.se(self.conv3(self.conv2(self.conv1(x))))
-        return self.act(self.drop_path(out) + self.shortcut(x))
+        out = self.drop_path(self.se(self.conv3(self.conv2(self.conv1(x)))))
+        if self.shortcut is not None:
+            out = out + self.shortcut(x)
+        return self.act(out)
 
     def zero_init_last(self) -> None:
         nn.init.zeros_(self.conv3.bn.weight)
@@ -463,8 +479,10 @@ class PreActBasicBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pre = self.norm1(x)
-        out = self.conv2(self.dropout(self.norm2(self.conv1(pre))))
-        return self.drop_path(self.se(out)) + self.shortcut(pre if self.projects else x)
+        out = self.drop_path(self.se(self.conv2(self.dropout(self.norm2(self.conv1(pre))))))
+        if self.shortcut is None:  # a plain block
+            return out
+        return out + self.shortcut(pre if self.projects else x)
 
     def zero_init_last(self) -> None:
         # No BN follows the last conv in a pre-act block: zero that conv instead.
@@ -518,7 +536,10 @@ class PreActBottleneck(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pre = self.norm1(x)
         out = self.conv3(self.norm3(self.conv2(self.norm2(self.conv1(pre)))))
-        return self.drop_path(self.se(out)) + self.shortcut(pre if self.projects else x)
+        out = self.drop_path(self.se(out))
+        if self.shortcut is None:
+            return out
+        return out + self.shortcut(pre if self.projects else x)
 
     def zero_init_last(self) -> None:
         nn.init.zeros_(self.conv3.weight)
@@ -535,6 +556,28 @@ BLOCKS: dict[str, type[nn.Module]] = {
 # ---------------------------------------------------------------- network
 
 
+class _ZeroBranch(nn.Module):
+    """Stands in for a block's `drop_path` during a lesion: the residual branch adds nothing."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.zeros_like(x)
+
+
+@dataclass(frozen=True)
+class BlockSite:
+    """Where a block sits and what it does to the shape of the feature map."""
+
+    name: str  # 's2.b1': stage 2, block 1 (the module path inside the net)
+    in_channels: int
+    out_channels: int
+    stride: int
+
+    @property
+    def keeps_shape(self) -> bool:
+        """False for a "downsampling block" (Veit et al. 2016 §4): stride 2 or more channels."""
+        return self.stride == 1 and self.in_channels == self.out_channels
+
+
 class ResidualNet(nn.Module):
     """stem -> s1..sN (stages of blocks b1..bK) -> [final norm-act if pre-act] -> head.
 
@@ -542,6 +585,10 @@ class ResidualNet(nn.Module):
     BN eps and momentum) are constructor arguments, not spec fields: they do not
     change the architecture. The spec is kept on the module so it can be saved
     with the state_dict.
+
+    Lesion studies (Veit et al. 2016, arXiv 1605.06431): `blocks()` lists the blocks
+    in forward order and `removed(names)` deletes some of them for the duration of a
+    `with` statement (see there).
     """
 
     def __init__(
@@ -560,9 +607,17 @@ class ResidualNet(nn.Module):
         bn_momentum: float = BN_MOMENTUM,
     ) -> None:
         super().__init__()
+        if spec.shortcut == "none" and (drop_path_rate > 0 or zero_init_residual):
+            # Both act on a residual branch that is added to a shortcut; a plain block's
+            # branch is the whole signal, so either would cut the network in two.
+            raise ValueError(
+                "a plain net (shortcut='none') takes neither drop_path_rate nor "
+                "zero_init_residual: there is no shortcut to fall back on"
+            )
         self.spec = spec
         bn = dict(bn_eps=bn_eps, bn_momentum=bn_momentum)
         self.stem = make_stem(spec.stem, in_chans, spec.stem_width, **bn)
+        self.block_sites: tuple[BlockSite, ...] = ()  # filled below, in forward order
 
         # Stochastic depth: one rate per block over the global block index
         # (Huang et al. 2016), so the deepest block of the net gets the full rate.
@@ -574,10 +629,14 @@ class ResidualNet(nn.Module):
             blocks: OrderedDict[str, nn.Module] = OrderedDict()
             for b in range(1, stage.depth + 1):
                 rate = rates[index]
+                stride = stage.stride if b == 1 else 1  # only the first block downsamples
+                out_channels = stage.width * block_cls.expansion
+                site = BlockSite(f"s{s}.b{b}", channels, out_channels, stride)
+                self.block_sites += (site,)
                 blocks[f"b{b}"] = block_cls(
                     channels,
                     stage.width,
-                    stage.stride if b == 1 else 1,  # only the first block downsamples
+                    stride,
                     groups=_pick(stage.groups, spec.groups),
                     base_width=_pick(stage.base_width, spec.base_width),
                     se_ratio=_pick(stage.se_ratio, spec.se_ratio),
@@ -590,7 +649,7 @@ class ResidualNet(nn.Module):
                     drop_path=DropPath(rate) if rate > 0 else None,
                     **bn,
                 )
-                channels = stage.width * block_cls.expansion
+                channels = out_channels
                 index += 1
             self.add_module(f"s{s}", nn.Sequential(blocks))
         if spec.preact:
@@ -613,6 +672,67 @@ class ResidualNet(nn.Module):
         for module in self.children():
             x = module(x)
         return x
+
+    # ------------------------------------------------------------ lesion studies
+
+    @property
+    def plain(self) -> bool:
+        return self.spec.shortcut == "none"
+
+    def blocks(self) -> list[tuple[str, nn.Module]]:
+        """(name, block) in forward order; names are module paths: 's1.b1', 's1.b2', ..."""
+        return [(site.name, self.get_submodule(site.name)) for site in self.block_sites]
+
+    def site(self, name: str) -> BlockSite:
+        for site in self.block_sites:
+            if site.name == name:
+                return site
+        known = ", ".join(s.name for s in self.block_sites)
+        raise ValueError(f"no block named {name!r} in this net; its blocks: {known}")
+
+    def removable(self, name: str) -> bool:
+        """Every residual block can be removed (its shortcut stays); a plain block only
+        where the identity can take its place, i.e. where it keeps the shape."""
+        return not self.plain or self.site(name).keeps_shape
+
+    @contextmanager
+    def removed(self, names: Iterable[str]) -> Iterator[ResidualNet]:
+        """Delete blocks for the duration of the `with` block (Veit et al. 2016 §4).
+
+        Residual block: its residual branch is replaced by zeros (through the
+        `drop_path` slot every block applies to the whole branch), so the block
+        computes only its shortcut: x for an identity shortcut (a post-act block's
+        ReLU leaves its non-negative input unchanged), and for a downsampling block
+        the strided pad or projection, as in Veit et al.'s "removing downsampling
+        blocks". Plain block: replaced by the identity, which needs the block to
+        keep the shape; a block that changes it cannot be removed (ValueError, before
+        anything changes). Everything is restored on exit, exceptions included.
+        """
+        names = list(dict.fromkeys(names))  # unique, in the caller's order
+        for name in names:
+            if not self.removable(name):
+                site = self.site(name)
+                raise ValueError(
+                    f"plain block {name} cannot be removed: it maps {site.in_channels} to "
+                    f"{site.out_channels} channels at stride {site.stride}, and without a "
+                    "shortcut nothing of the right shape is left in its place"
+                )
+        undo: list[tuple[nn.Module, str, nn.Module]] = []
+        try:
+            for name in names:
+                block = self.get_submodule(name)
+                if self.plain:
+                    stage, child = name.rsplit(".", 1)
+                    parent = self.get_submodule(stage)
+                    undo.append((parent, child, block))
+                    setattr(parent, child, nn.Identity())
+                else:
+                    undo.append((block, "drop_path", block.drop_path))
+                    block.drop_path = _ZeroBranch()
+            yield self
+        finally:
+            for owner, attr, original in reversed(undo):
+                setattr(owner, attr, original)
 
 
 def _pick(stage_value: Any, net_value: Any) -> Any:
@@ -961,6 +1081,104 @@ def resnet110(**knobs: Any) -> ResidualNet:
 )
 def resnet1202(**knobs: Any) -> ResidualNet:
     return _cifar(200, **knobs)
+
+
+# ---------------------------------------------------------------- plain nets (He et al. 2015)
+#
+# The paper's baselines: the same stacks without shortcuts (§4.1 "Plain Networks", §4.2),
+# trained to show the degradation problem (deeper plain nets have higher *training*
+# error) and, in Veit et al. 2016 §4, as the nets where deleting one layer is fatal.
+# No drop-path and no zero-init: both need a shortcut (ResidualNet refuses them).
+
+FREE_KNOBS_PLAIN = FREE_KNOBS - {"drop_path_rate", "zero_init_residual"}
+_FIG6 = (
+    "CIFAR-10 error of the plain nets is only plotted (Fig. 6 left, training and test curves); "
+    "the paper prints no number for them. Same depth, widths and parameters as the option-A "
+    "ResNet of the same depth (§4.2: 'exactly the same depth, width, and number of parameters')."
+)
+
+
+def plain_spec(spec: NetSpec) -> NetSpec:
+    """The plain counterpart of a residual spec: every shortcut removed (He et al. 2015 §4.1)."""
+    return replace(spec, shortcut="none")
+
+
+def _plain_cifar_info(depth: int, params: int, macs: float, notes: str = _FIG6) -> ModelInfo:
+    return _info(
+        RESNET_PAPER,
+        table=f"Fig. 6 left (plain-{depth}, CIFAR-10, §4.2)",
+        resolution=32,
+        num_classes=10,
+        params=params,
+        params_source="exact count; equals the option-A resnet of the same depth",
+        macs=macs,
+        notes=notes,
+    )
+
+
+def _plain_cifar(n: int, **knobs: Any) -> ResidualNet:
+    return ResidualNet(plain_spec(cifar_spec(n)), **knobs)
+
+
+@_register(_plain_cifar_info(20, 269_722, 40.551e6), FREE_KNOBS_PLAIN)
+def plain20(**knobs: Any) -> ResidualNet:
+    return _plain_cifar(3, **knobs)
+
+
+@_register(_plain_cifar_info(32, 464_154, 68.863e6), FREE_KNOBS_PLAIN)
+def plain32(**knobs: Any) -> ResidualNet:
+    return _plain_cifar(5, **knobs)
+
+
+@_register(_plain_cifar_info(44, 658_586, 97.174e6), FREE_KNOBS_PLAIN)
+def plain44(**knobs: Any) -> ResidualNet:
+    return _plain_cifar(7, **knobs)
+
+
+@_register(_plain_cifar_info(56, 853_018, 125.486e6), FREE_KNOBS_PLAIN)
+def plain56(**knobs: Any) -> ResidualNet:
+    return _plain_cifar(9, **knobs)
+
+
+@_register(
+    _plain_cifar_info(
+        110,
+        1_727_962,
+        252.888e6,
+        notes="Not in the paper: Fig. 6 left stops at plain-56. The plain twin of resnet110, for "
+        "the lesion study of Veit et al. 2016 (arXiv 1605.06431 §4), whose CIFAR-10 net is the "
+        "110-layer ResNet.",
+    ),
+    FREE_KNOBS_PLAIN,
+)
+def plain110(**knobs: Any) -> ResidualNet:
+    return _plain_cifar(18, **knobs)
+
+
+def _plain_imagenet_info(
+    depth: int, params: int, macs: float, paper_macs: str, top1: float
+) -> ModelInfo:
+    return _info(
+        RESNET_PAPER,
+        table=f"Table 1 / Table 2 (plain-{depth})",
+        params=params,
+        macs=macs,
+        paper_macs=paper_macs,
+        top1_err=top1,
+        err_protocol="ImageNet val, 10-crop, Table 2",
+        notes="The resnet of the same depth without its shortcuts (so without option-B "
+        "projections). Table 1's FLOPs describe both; §3.3: 3.6e9 for the 34-layer plain net.",
+    )
+
+
+@_register(_plain_imagenet_info(18, 11_515_688, 1.795e9, "1.8e9", 27.94), FREE_KNOBS_PLAIN)
+def plain18(**knobs: Any) -> ResidualNet:
+    return ResidualNet(plain_spec(_imagenet(18)), **knobs)
+
+
+@_register(_plain_imagenet_info(34, 21_623_848, 3.644e9, "3.6e9", 28.54), FREE_KNOBS_PLAIN)
+def plain34(**knobs: Any) -> ResidualNet:
+    return ResidualNet(plain_spec(_imagenet(34)), **knobs)
 
 
 # ---------------------------------------------------------------- pre-act ResNet (He et al. 2016)
