@@ -1,7 +1,8 @@
-"""``python -m benchmarks SUITE [options]``; suites: models, data."""
+"""``python -m benchmarks SUITE [options]``; suites: models, data, overhead, scaling, gpu; and report."""
 import sys
 
-SUITES = {"models": "benchmarks.models", "data": "benchmarks.data_loading"}
+SUITES = {"models": "benchmarks.models", "data": "benchmarks.data_loading", "overhead": "benchmarks.overhead",
+          "scaling": "benchmarks.scaling", "gpu": "benchmarks.gpu", "report": "benchmarks.report"}
 
 
 def main() -> int:

@@ -1,17 +1,122 @@
-import json
+"""Smoke tests of ``python -m benchmarks``: every suite at its smallest size, the JSON schema, the report.
 
+No timing is asserted: only that each suite runs, writes a record that follows the schema and
+holds its raw timings.  The MFU / anchor arithmetic is checked as plain functions.
+"""
+import json
+from pathlib import Path
+
+import pytest
 from conftest import run_cli
 
+from benchmarks.common import check_record
 
-def test_model_benchmark_runs_and_records_ratios(tmp_path):
-    proc = run_cli("benchmarks", "models", "--models", "resnet18", "--batch", "2", "--resolution", "64",
-                   "--reps", "1", timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    assert "ratio" in proc.stdout
-    path = proc.stdout.strip().splitlines()[-1].removeprefix("wrote ")
-    record = json.loads(open(path).read())
+
+def run_suite(tmp_path: Path, suite: str, *args: str, timeout: float = 300) -> dict:
+    results = tmp_path / "results"
+    proc = run_cli("benchmarks", suite, "--quick", "--threads", "1", "--results-dir", str(results), *args,
+                   timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    path = Path(proc.stdout.strip().splitlines()[-1].removeprefix("wrote "))
+    assert path.parent == results and path.name.startswith(f"{suite}-")
+    record = json.loads(path.read_text())
+    assert check_record(record) == [], check_record(record)
+    assert record["suite"] == suite and record["command"].startswith(f"python -m benchmarks {suite} --quick")
+    m = record["machine"]
+    assert m["torch"] and m["cpu_model"] and m["cores"] >= 1 and m["load_avg"]
+    assert suite == "data" or m["torch_threads"] == 1  # FFCV's loader sets torch's thread count itself
+    return record
+
+
+def test_models_suite_records_train_and_infer_ratios_and_memory(tmp_path):
+    record = run_suite(tmp_path, "models")
     (row,) = record["rows"]
-    assert row["model"] == "resnet18" and row["ratio"] > 0 and record["machine"]["torch"]
+    assert row["model"] == "resnet18" and row["dtype"] == "fp32" and row["memory_format"] == "contiguous"
+    for mode in ("train", "infer"):
+        r = row[mode]
+        assert r["ratio"] > 0 and len(r["raw_s"]["ours"]) == len(r["raw_s"]["torchvision"]) == 1
+    for impl in ("ours", "torchvision"):
+        assert row["memory"][impl]["kind"] == "rss" and row["memory"][impl]["peak_mb"] > 0
+
+
+def test_data_suite_compares_ffcv_with_imagefolder(tmp_path):
+    record = run_suite(tmp_path, "data", "--storage", "raw", "--dir", str(tmp_path / "data"))
+    (row,) = record["rows"]
+    assert row["storage"] == "raw" and row["ratio"] > 0 and row["raw_images_per_s"]
+    assert record["torchvision_raw_images_per_s"]
+
+
+def test_overhead_suite_times_lightning_and_plain_loops(tmp_path):
+    record = run_suite(tmp_path, "overhead")
+    assert set(record["step_s"]) == {"lightning", "plain", "plain_minimal"}
+    stamps = record["raw"]["stamps"]
+    assert all(len(run) == record["options"]["steps"] for runs in stamps.values() for run in runs)
+    assert record["ratio"] > 0 and record["overhead_pct"] == pytest.approx(100 * (record["ratio"] - 1))
+
+
+def test_scaling_suite_sweeps_batch_resolution_and_zoo(tmp_path):
+    record = run_suite(tmp_path, "scaling")
+    assert [r["batch"] for r in record["batch_sweep"]["rows"]] == [2, 4]
+    assert [r["resolution"] for r in record["resolution_sweep"]["rows"]] == [32, 48]
+    assert {"slope", "intercept", "r2"} <= set(record["batch_sweep"]["fit"])
+    assert {r["model"] for r in record["zoo"]} == {"resnet18", "mobilenet_v2"}
+    assert all(r["macs"] > 0 and r["ms_per_gmac"] > 0 for r in record["zoo"])
+
+
+def test_gpu_suite_skips_cleanly_without_cuda(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present: the skip path does not apply")
+    record = run_suite(tmp_path, "gpu")
+    assert record["skipped"] is True and "no CUDA" in record["reason"]
+
+
+def test_report_regenerates_results_markdown_from_records(tmp_path):
+    run_suite(tmp_path, "gpu")
+    results = tmp_path / "results"
+    # a record of another suite, built in-process so the test stays fast; plus a file to ignore
+    from benchmarks.common import write_result
+
+    write_result("overhead", {"model": "resnet20", "resolution": 16, "batch": 4, "steps": 6, "warmup_steps": 2,
+                              "reps": 1, "precision": "32-true", "channels_last": False},
+                 {"device": "cpu", "step_s": {"lightning": 0.0104, "plain": 0.01, "plain_minimal": 0.0095},
+                  "raw": {}, "ratio": 1.04, "overhead_pct": 4.0, "ratio_vs_minimal": 1.095},
+                 argv=["--quick"], results_dir=results)
+    (results / "old-format.json").write_text('{"machine": {}}')
+    out = tmp_path / "RESULTS.md"
+    proc = run_cli("benchmarks", "report", "--results-dir", str(results), "--output", str(out))
+    assert proc.returncode == 0, proc.stderr
+    text = out.read_text()
+    assert text.startswith("# Benchmark results") and "never edited by hand" in text
+    assert "python -m benchmarks overhead --quick" in text and "1.040" in text and "**pass**" in text
+    assert "Not run on this machine (no CUDA" in text
+    assert "## Model step throughput" in text and "No record." in text
+
+
+def test_check_record_names_the_problems():
+    assert check_record([]) == ["not a JSON object"]
+    problems = check_record({"schema": 1, "suite": "models", "command": "x", "options": {}, "machine": {}})
+    assert "missing 'rows'" in problems and "machine: missing 'cpu_model'" in problems
+    assert any(p.startswith("command") for p in problems)
+
+
+def test_mfu_and_anchor_arithmetic():
+    from benchmarks.gpu import anchor_comparison, mfu, peak_tflops, training_flops_per_image
+
+    assert peak_tflops("NVIDIA H100 80GB HBM3") == 989.0 and peak_tflops("NVIDIA H200") == 989.0
+    assert peak_tflops("NVIDIA A100-SXM4-80GB") == 312.0 and peak_tflops("NVIDIA GeForce RTX 3090") == 71.0
+    assert peak_tflops("Some Future GPU") is None and peak_tflops("Some Future GPU", 123.0) == 123.0
+    assert peak_tflops(None) is None
+    # ResNet-50: 4.1 GMACs forward -> 24.6 GFLOPs per training image; 3000 img/s on a 989 TFLOP/s GPU
+    assert training_flops_per_image(4_100_000_000) == pytest.approx(24.6e9)
+    assert mfu(4_100_000_000, 3000.0, 989.0) == pytest.approx(24.6e9 * 3000 / 989e12)
+    assert mfu(4_100_000_000, 3000.0, None) is None
+    (mlperf, timm) = anchor_comparison("resnet50", 3562.5)
+    assert mlperf["images_per_s_per_gpu"] == pytest.approx(7125.0) and mlperf["ratio"] == pytest.approx(0.5)
+    assert timm["images_per_s_per_gpu"] == 1218.0 and "3090" in timm["gpu"]
+    assert anchor_comparison("efficientnet_b0", 876.0)[0]["ratio"] == pytest.approx(0.5)
+    assert anchor_comparison("mobilenet_v1", 1.0) == []
 
 
 def test_unknown_suite_is_a_usage_error():
