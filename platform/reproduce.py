@@ -87,9 +87,16 @@ def _scaled_efficientnet(row: Row) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------- trained columns
+def row_specific(row: Row, scale: str) -> list[str]:
+    """The row's own overrides; at the paper's scale a row with its own input side (EfficientNet-B3
+    at 300, Inception-ResNet-v2 at 299) trains and evaluates at that side."""
+    side = [f"data.resolution={row.resolution}", f"data.val_resolution={row.resolution}"]
+    return [*row.overrides, *(side if scale == "imagenet" and row.resolution else [])]
+
+
 def row_overrides(table: Table, row: Row, scale: str) -> list[str]:
     """What makes a run this row at this scale: model, the scale's data/recipe/overrides, the row's."""
-    return [f"model={row.model}", *table.scales[scale].launch_overrides(), *row.overrides]
+    return [f"model={row.model}", *table.scales[scale].launch_overrides(), *row_specific(row, scale)]
 
 
 def row_runs(table: Table, row: Row, scale: str, records: list[RunRecord]) -> list[RunRecord]:
@@ -376,7 +383,7 @@ def launch_overrides(table: Table, row: Row, scale: str, seed: int, extra: list[
 def sweep_parameters(table: Table, scale: str, seeds: int) -> dict[str, Any]:
     """A W&B grid over the rows and seeds: one ``model`` value per row (with its knobs packed in)."""
     sc = table.scales[scale]
-    params: dict[str, Any] = {"model": {"values": [" ".join([r.model, *r.overrides]) for r in table.rows]}}
+    params: dict[str, Any] = {"model": {"values": [" ".join([r.model, *row_specific(r, scale)]) for r in table.rows]}}
     fixed = [f"data={sc.data}", *([f"recipe={sc.recipe}"] if sc.recipe else []), *sc.overrides]
     for key, raw in parse_overrides(fixed):
         import yaml

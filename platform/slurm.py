@@ -22,7 +22,6 @@ depends on SLURM happens here, in Python:
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import logging
 import os
 import re
@@ -36,6 +35,7 @@ from typing import Any
 import lightning as L
 
 from platform.config import ConfigError, ExperimentConfig
+from platform.sweep import sweep_configs  # the one sweep-file reader (also used by platform.slurm count)
 
 log = logging.getLogger("platform.slurm")
 
@@ -221,55 +221,6 @@ class PreemptionCallback(L.Callback):
 
 
 # ---------------------------------------------------------------------------- job-array sweeps
-def _override(key: str, value: Any) -> str:
-    import yaml
-
-    if isinstance(value, str):
-        return f"{key}={value}"
-    return f"{key}={yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip()}"
-
-
-def sweep_configs(path: str | Path) -> list[list[str]]:
-    """The configurations of a sweep file, each a list of ``key=value`` overrides.
-
-    Two forms (YAML):
-
-    * a list; each item a list of overrides (``[model=resnet20, optim.lr=0.1]``) or a mapping
-      (``{model: resnet20, optim.lr: 0.1}``);
-    * W&B's grid form: a mapping with ``parameters:``, each ``key: {values: [...]}`` or
-      ``key: {value: x}``; the configurations are the grid in file order, the last key
-      varying fastest (``method``, if present, must be ``grid``; other keys are ignored).
-    """
-    import yaml
-
-    text = Path(path).read_text()
-    data = yaml.safe_load(text)
-    if isinstance(data, list):
-        configs = []
-        for i, item in enumerate(data):
-            if isinstance(item, dict):
-                configs.append([_override(k, v) for k, v in item.items()])
-            elif isinstance(item, list) and all(isinstance(x, str) and "=" in x for x in item):
-                configs.append(list(item))
-            else:
-                raise ConfigError(f"{path}: entry {i} must be a list of key=value strings or a mapping, got {item!r}")
-        return configs
-    if isinstance(data, dict) and isinstance(data.get("parameters"), dict):
-        if data.get("method", "grid") != "grid":
-            raise ConfigError(f"{path}: method={data['method']!r}; a SLURM job array enumerates a grid only "
-                              f"(use method: grid, or a W&B agent for random/bayes sweeps)")
-        axes = []
-        for key, spec in data["parameters"].items():
-            if isinstance(spec, dict) and "values" in spec:
-                axes.append([(key, v) for v in spec["values"]])
-            elif isinstance(spec, dict) and "value" in spec:
-                axes.append([(key, spec["value"])])
-            else:
-                raise ConfigError(f"{path}: parameter {key} needs `values: [...]` or `value: x` for a grid")
-        return [[_override(k, v) for k, v in combo] for combo in itertools.product(*axes)]
-    raise ConfigError(f"{path}: a sweep file is a list of override lists or a mapping with `parameters:`")
-
-
 def sweep_task(path: str | Path, index: int | None = None) -> list[str]:
     """The overrides of array task ``index`` (default ``SLURM_ARRAY_TASK_ID``)."""
     configs = sweep_configs(path)

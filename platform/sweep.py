@@ -1,0 +1,141 @@
+"""``python -m platform.sweep FILE [--slurm] [--dry-run] [key=value ...]``: run a sweep without W&B.
+
+A sweep file is either W&B's grid form (``sweeps/*.yaml``: ``method: grid`` and ``parameters``,
+each ``key: {values: [...]}`` or ``key: {value: x}``) or a YAML list of override lists.  This
+runner expands the grid exactly as a W&B agent would pass it (``key=value`` per parameter) and
+runs every configuration that has no finished run yet -- one after another here, or as one SLURM
+job array (``--slurm``: ``sbatch --array=0-N slurm/sweep.sh FILE``) -- for clusters without
+internet access.  Overrides after the file apply to every configuration and win.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from platform.config import ConfigError, load_config, parse_overrides
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _override(key: str, value: Any) -> str:
+    import yaml
+
+    if isinstance(value, str):
+        return f"{key}={value}"
+    return f"{key}={yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip()}"
+
+
+def sweep_configs(path: str | Path) -> list[list[str]]:
+    """The configurations of a sweep file, each a list of ``key=value`` overrides.
+
+    Two forms (YAML):
+
+    * a list; each item a list of overrides (``[model=resnet20, optim.lr=0.1]``) or a mapping
+      (``{model: resnet20, optim.lr: 0.1}``);
+    * W&B's grid form: a mapping with ``parameters:``, each ``key: {values: [...]}`` or
+      ``key: {value: x}``; the configurations are the grid in file order, the last key
+      varying fastest (``method``, if present, must be ``grid``; other keys are ignored).
+    """
+    import yaml
+
+    text = Path(path).read_text()
+    data = yaml.safe_load(text)
+    if isinstance(data, list):
+        configs = []
+        for i, item in enumerate(data):
+            if isinstance(item, dict):
+                configs.append([_override(k, v) for k, v in item.items()])
+            elif isinstance(item, list) and all(isinstance(x, str) and "=" in x for x in item):
+                configs.append(list(item))
+            else:
+                raise ConfigError(f"{path}: entry {i} must be a list of key=value strings or a mapping, got {item!r}")
+        return configs
+    if isinstance(data, dict) and isinstance(data.get("parameters"), dict):
+        if data.get("method", "grid") != "grid":
+            raise ConfigError(f"{path}: method={data['method']!r}; a SLURM job array enumerates a grid only "
+                              f"(use method: grid, or a W&B agent for random/bayes sweeps)")
+        axes = []
+        for key, spec in data["parameters"].items():
+            if isinstance(spec, dict) and "values" in spec:
+                axes.append([(key, v) for v in spec["values"]])
+            elif isinstance(spec, dict) and "value" in spec:
+                axes.append([(key, spec["value"])])
+            else:
+                raise ConfigError(f"{path}: parameter {key} needs `values: [...]` or `value: x` for a grid")
+        return [[_override(k, v) for k, v in combo] for combo in itertools.product(*axes)]
+    raise ConfigError(f"{path}: a sweep file is a list of override lists or a mapping with `parameters:`")
+
+
+
+def pending(configs: list[list[str]], extra: list[str], runs_root: Path) -> list[int]:
+    """Indices of the configurations without a finished or running run under ``runs_root``."""
+    from platform.runs import local_records, matches
+
+    records = [r for r in local_records(runs_root) if r.status in ("finished", "running")]
+    return [i for i, c in enumerate(configs) if not any(matches(r, c) for r in records)]
+
+
+def check(path: str | Path) -> list[list[str]]:
+    """Expand a sweep file and validate every configuration with the platform's config."""
+    configs = sweep_configs(path)
+    for i, c in enumerate(configs):
+        try:
+            load_config(c)
+        except ConfigError as e:
+            raise ConfigError(f"{path}: configuration {i} ({' '.join(c)}): {e}") from None
+    return configs
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m platform.sweep", description=__doc__.split("\n")[0])
+    p.add_argument("file", help="sweep file (sweeps/*.yaml or a list of override lists)")
+    p.add_argument("--slurm", action="store_true", help="submit one job array through slurm/sweep.sh")
+    p.add_argument("--dry-run", action="store_true", help="print the exact commands and nothing else")
+    p.add_argument("--all", action="store_true", help="run every configuration, even those with a finished run")
+    p.add_argument("--sbatch-args", default="", help="extra sbatch options (quoted), e.g. '--partition=gpu'")
+    args, rest = p.parse_known_args(sys.argv[1:] if argv is None else argv)
+    extra = [a for a in rest if "=" in a and not a.startswith("-")]
+    if len(extra) != len(rest):
+        p.error(f"unrecognized arguments: {' '.join(a for a in rest if a not in extra)}")
+    try:
+        configs = check(args.file)
+        runs_root = Path(dict(parse_overrides(extra)).get("run.root", "runs"))
+        for c in configs:
+            load_config([*c, *extra])
+    except (ConfigError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.slurm:
+        # the array enumerates the whole file (task i = configuration i); finished runs are
+        # skipped by index so the array's task ids still address the file's configurations
+        todo = list(range(len(configs))) if args.all else pending(configs, extra, runs_root)
+        if not todo:
+            print(f"{args.file}: every configuration has a finished or running run")
+            return 0
+        cmd = ["sbatch", f"--array={','.join(map(str, todo))}", *shlex.split(args.sbatch_args), "slurm/sweep.sh",
+               str(args.file), *extra]
+        print(shlex.join(cmd), flush=True)
+        if args.dry_run:
+            return 0
+        (ROOT / "logs").mkdir(exist_ok=True)
+        return subprocess.run(cmd, cwd=ROOT).returncode
+    todo = list(range(len(configs))) if args.all else pending(configs, extra, runs_root)
+    skipped = len(configs) - len(todo)
+    if skipped:
+        print(f"{skipped} of {len(configs)} configurations already have a finished or running run; skipped")
+    failed = 0
+    for n, i in enumerate(todo, 1):
+        cmd = [sys.executable, "-m", "platform.train", *configs[i], *extra]
+        print(f"[{n}/{len(todo)}] {shlex.join(['python', *cmd[1:]])}", flush=True)
+        if not args.dry_run:
+            failed += subprocess.run(cmd, cwd=ROOT).returncode != 0
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
