@@ -45,6 +45,10 @@ SUITE_KEYS: dict[str, tuple[str, ...]] = {
 
 
 # ---------------------------------------------------------------------------- timing
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+clock: Callable[[], float] = time.perf_counter  # set by apply_common(--clock)
+
+
 def sync() -> None:
     if torch.cuda.is_available():
         torch.cuda.synchronize()
@@ -62,10 +66,10 @@ def interleaved(fns: dict[str, Callable[[], None]], reps: int, warmup: int = 2) 
     for _ in range(reps):
         for k, fn in fns.items():
             sync()
-            t0 = time.perf_counter()
+            t0 = clock()
             fn()
             sync()
-            times[k].append(time.perf_counter() - t0)
+            times[k].append(clock() - t0)
     return times
 
 
@@ -142,12 +146,21 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
                    help="torch intra-op threads (default: torch's, one per core).  On a shared machine where "
                         "another process keeps a core busy, all-core OpenMP regions stall at every barrier "
                         "(10-50x slower small ops); --threads 1 is then the stable choice")
+    p.add_argument("--clock", choices=tuple(CLOCKS), default="wall",
+                   help="wall: elapsed time; cpu: this process's CPU time (time.process_time), which time-slicing "
+                        "by other processes does not inflate: with --threads 1, the robust choice on a busy "
+                        "machine (CPU only: ignored where CUDA runs the work)")
 
 
 def apply_common(a: argparse.Namespace) -> None:
     """Apply the shared options; warn when the machine is already busy (the load goes into the record)."""
+    global clock
     if a.threads:
         torch.set_num_threads(a.threads)
+    if getattr(a, "clock", "wall") == "cpu" and torch.cuda.is_available():
+        print("note: --clock cpu ignored: CUDA does the work, wall time is used", file=sys.stderr)
+        a.clock = "wall"
+    clock = CLOCKS[getattr(a, "clock", "wall")]
     load = os.getloadavg()[0]
     if load > 0.5 * (os.cpu_count() or 1):
         print(f"note: load average {load:.2f} on {os.cpu_count()} cores before the run: timings may be noisy"

@@ -89,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="smoke-test size: 64 images, 2 classes, 64 px, 1 epoch")
     add_common_args(p)
     a = p.parse_args(argv)
+    if a.clock != "wall":
+        p.error("--clock cpu cannot see torchvision's worker processes: the data suite uses wall time")
     apply_common(a)
     if a.quick:
         a.images, a.classes, a.resolution, a.batch, a.epochs = 64, 2, 64, 16, 1

@@ -34,13 +34,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import time
 import warnings
 from contextlib import nullcontext
 from types import SimpleNamespace
 
 import torch
 
+from benchmarks import common
 from benchmarks.common import add_common_args, apply_common, median, sync, write_result
 
 PRECISIONS = ("32-true", "bf16-mixed")
@@ -87,7 +87,7 @@ def run_lightning(a, loader, dev: torch.device) -> list[float]:
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
             if batch_idx in last:
                 sync()
-            stamps.append(time.perf_counter())
+            stamps.append(common.clock())
 
     trainer = L.Trainer(accelerator=dev.type, devices=1, precision=a.precision, max_steps=a.steps, max_epochs=1,
                         logger=False, enable_checkpointing=False, enable_progress_bar=False,
@@ -129,7 +129,7 @@ def run_plain(a, loader, dev: torch.device, metrics: bool) -> list[float]:
             module.train_top1(logits.detach(), targets)
         if i in last:
             sync()
-        stamps.append(time.perf_counter())
+        stamps.append(common.clock())
     return stamps
 
 

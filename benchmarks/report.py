@@ -56,7 +56,8 @@ def header(path: Path, r: dict) -> list[str]:
     return [f"Machine: `{m.get('host')}`, {m.get('cpu_model')}, {m.get('cores')} cores, torch threads "
             f"{m.get('torch_threads')}, GPU {gpu}; torch {m.get('torch')}, torchvision {m.get('torchvision')}, "
             f"Python {m.get('python')}.  Commit `{m.get('commit')}`{dirty}, {m.get('date')}, load average "
-            f"(1/5/15 min, at the end) {m.get('load_avg')}.  Record `{path.name}`.", "",
+            f"(1/5/15 min, at the end) {m.get('load_avg')}.  Clock: {r['options'].get('clock', 'wall')} time.  "
+            f"Record `{path.name}`.", "",
             f"```\n{r['command']}\n```", ""]
 
 
