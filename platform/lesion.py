@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
-import json
 import math
 import random
 import statistics
@@ -44,7 +43,8 @@ from datamodules.write import BetonError, write_json_atomic
 from models.resnet import ResidualNet
 from platform.config import ConfigError, ExperimentConfig, from_dict
 
-PAPER = "Veit, Wilber & Belongie 2016, Residual networks behave like ensembles of relatively shallow networks, arXiv:1605.06431"
+PAPER = ("Veit, Wilber & Belongie 2016, Residual networks behave like ensembles of relatively shallow networks, "
+         "arXiv:1605.06431")
 EXPECTATION = (
     "Veit et al. 2016 §4: removing a single block of a residual net barely changes its error, except a "
     "downsampling block (\"a modest impact\"; \"no other block removal lead to a noticeable change\"); "
@@ -140,7 +140,9 @@ class ValBatches:
             images, labels = self.datamodule.on_after_batch_transfer((images, labels), 0)  # fresh tensors
             if cache is not None:
                 size += images.numel() * images.element_size()
-                cache = cache + [(images, labels)] if size <= self.cache_bytes else None
+                cache = None if size > self.cache_bytes else cache
+            if cache is not None:
+                cache.append((images, labels))
             yield images, labels
         self._cache = cache
 
@@ -292,13 +294,14 @@ def plot(path: Path, nets: list[NetLesions], chance: float) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.2))
     colors = {"residual": "tab:blue", "plain": "tab:red"}
     for n in nets:
         c = colors.get(n.label, None)
-        xs = [r["index"] for r in n.single if r["top1_err"] is not None]
-        ys = [r["top1_err"] for r in n.single if r["top1_err"] is not None]
+        xs = [r["index"] for r in n.single]
+        ys = [math.nan if r["top1_err"] is None else r["top1_err"] for r in n.single]  # gaps: not removable
         left.plot(xs, ys, "o-", ms=3, color=c, label=f"{n.label} ({n.model})")
         left.axhline(n.intact_err, ls="--", lw=0.8, color=c)
         blocked = [r["index"] for r in n.single if not r["removable"]]
@@ -319,6 +322,8 @@ def plot(path: Path, nets: list[NetLesions], chance: float) -> None:
     left.set_xlabel("deleted block (dotted: downsampling blocks)")
     left.set_title("one block deleted (Veit et al. Fig. 3)")
     right.set_xlabel("k blocks deleted at random")
+    right.xaxis.set_major_locator(MaxNLocator(integer=True))
+    left.xaxis.set_major_locator(MaxNLocator(integer=True))
     right.set_title("k blocks deleted (Veit et al. Fig. 4a)")
     fig.suptitle(f"lesion study, {nets[0].data} ({nets[0].scale} scale)")
     fig.tight_layout()
@@ -376,7 +381,7 @@ def _ks(text: str) -> list[int]:
     try:
         ks = sorted({int(t) for t in text.split(",") if t.strip()})
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--k {text!r}: expected a comma-separated list of integers, e.g. 1,2,5") from None
+        raise argparse.ArgumentTypeError(f"--k {text!r}: expected comma-separated integers, e.g. 1,2,5") from None
     if not ks or ks[0] < 1:
         raise argparse.ArgumentTypeError(f"--k {text!r}: numbers of deleted blocks must be >= 1")
     return ks
