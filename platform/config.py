@@ -208,7 +208,7 @@ def help_text() -> str:
 
 
 # ---------------------------------------------------------------------------- parsing
-def _split_packed(args: list[str], keys: dict) -> list[str]:
+def _split_packed(args: list[str]) -> list[str]:
     """``"model=resnet50 model.stride_on=1x1"`` (one argument) -> two overrides.
 
     A W&B grid sweep passes each parameter value as one ``key=value`` argument, so a table row
@@ -216,14 +216,13 @@ def _split_packed(args: list[str], keys: dict) -> list[str]:
     (``platform.reproduce`` writes such sweeps).  Split only when every piece is itself
     ``known_key=value``: ``logging.tags=[a, b]`` stays one argument.
     """
+    import re
     import shlex
 
     out = []
     for arg in args:
         pieces = shlex.split(arg) if " " in arg.strip() else [arg]
-        known = lambda p: "=" in p and (p.split("=", 1)[0].strip().lstrip("+") in keys  # noqa: E731
-                                        or p.split("=", 1)[0].strip() in _SELECTING_SECTIONS + ("recipe",))
-        out += pieces if len(pieces) > 1 and all(known(p) for p in pieces) else [arg]
+        out += pieces if len(pieces) > 1 and all(re.match(r"\+?[A-Za-z_][\w.]*=", p) for p in pieces) else [arg]
     return out
 
 
@@ -231,7 +230,7 @@ def parse_overrides(args: list[str]) -> list[tuple[str, str]]:
     """``["a.b=1", "model=x"]`` -> ``[("a.b", "1"), ("model.name", "x")]``, with key checks."""
     keys = all_keys()
     pairs = []
-    for arg in _split_packed(args, keys):
+    for arg in _split_packed(args):
         if "=" not in arg:
             raise ConfigError(f"argument {arg!r} is not of the form key=value (try --help)")
         key, value = arg.split("=", 1)

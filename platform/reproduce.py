@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import io
 import json
 import math
@@ -45,7 +46,7 @@ def static_columns(table: Table, row: Row) -> dict[str, Any]:
     import torch
 
     import models
-    from platform.complexity import complexity, count_macs
+    from platform.complexity import count_macs
 
     knobs = {"num_classes": table.num_classes, **row.knobs()}
     if row.scaling is not None:
@@ -58,8 +59,15 @@ def static_columns(table: Table, row: Row) -> dict[str, Any]:
         params = sum(m.weight.numel() for m in block.modules() if isinstance(m, torch.nn.Conv2d))
         return {"params": params, "macs": count_macs(block, side, in_chans=channels), "resolution": side}
     resolution = table.resolution_of(row) or models.model_info(row.model).resolution
-    c = complexity(row.model, resolution, **knobs)
+    c = _complexity(row.model, resolution, tuple(sorted(knobs.items())))
     return {"params": c.params, "macs": c.macs, "resolution": resolution}
+
+
+@functools.lru_cache(maxsize=None)
+def _complexity(name: str, resolution: int, knobs: tuple[tuple[str, Any], ...]):
+    from platform.complexity import complexity
+
+    return complexity(name, resolution, **dict(knobs))
 
 
 def _scaled_efficientnet(row: Row) -> dict[str, Any]:
@@ -99,9 +107,14 @@ def row_overrides(table: Table, row: Row, scale: str) -> list[str]:
     return [f"model={row.model}", *table.scales[scale].launch_overrides(), *row_specific(row, scale)]
 
 
+def distinguishing_keys(table: Table, scale: str) -> set[str]:
+    """Every key some row of the table sets: each row must hold its own value for all of them."""
+    return {k for row in table.rows for k, _ in parse_overrides(row_specific(row, scale))}
+
+
 def row_runs(table: Table, row: Row, scale: str, records: list[RunRecord]) -> list[RunRecord]:
-    want = row_overrides(table, row, scale)
-    return [r for r in records if matches(r, want)]
+    want, also = row_overrides(table, row, scale), distinguishing_keys(table, scale)
+    return [r for r in records if matches(r, want, also)]
 
 
 def _mean_std(xs: list[float]) -> tuple[float | None, float | None]:

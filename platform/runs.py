@@ -332,12 +332,15 @@ def wandb_api_records(project_path: str, filters: dict[str, Any] | None = None) 
     return [wandb_api_record(r) for r in wandb.Api().runs(project_path, filters=filters or {})]
 
 
-def matches(record: RunRecord, overrides: list[str]) -> bool:
-    """Does the run's config hold every value these overrides set?  (Other keys may differ.)"""
+def matches(record: RunRecord, overrides: list[str], also: set[str] | frozenset[str] = frozenset()) -> bool:
+    """Does the run's config hold every value these overrides set?  Keys in ``also`` must hold the
+    value these overrides resolve to (the default when not set): a table whose rows differ by a
+    knob (WRN-28-10 with and without dropout) passes that knob, so neither row takes the other's
+    runs.  Other keys may differ."""
     from platform.config import load_config, parse_overrides, to_dict
 
     expected = RunRecord("", "", "", to_dict(load_config(overrides)), "", None, None)
-    keys = {k for k, _ in parse_overrides(overrides)}
+    keys = {k for k, _ in parse_overrides(overrides)} | set(also)
     return all(_same(record.get(k), expected.get(k)) for k in keys)
 
 

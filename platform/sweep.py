@@ -82,11 +82,22 @@ def pending(configs: list[list[str]], extra: list[str], runs_root: Path) -> list
 
 def check(path: str | Path) -> list[list[str]]:
     """Expand a sweep file and validate every configuration with the platform's config."""
+    import models
+    from datamodules import list_datamodules
+
     configs = sweep_configs(path)
     for i, c in enumerate(configs):
         try:
-            load_config(c)
-        except ConfigError as e:
+            cfg = load_config(c)
+            if cfg.data.name not in list_datamodules():
+                raise ConfigError(f"unknown data {cfg.data.name!r}; known: {', '.join(list_datamodules())}")
+            knobs = {k for k, v in vars(cfg.model).items() if v is not None and k not in ("name", "init", "num_classes")}
+            models.model_info(cfg.model.name)  # UnknownModelError names the closest models
+            bad = knobs - models.free_knobs(cfg.model.name)
+            if bad:
+                raise ConfigError(f"model {cfg.model.name} has no knob {', '.join(sorted(bad))} "
+                                  f"(its knobs: {', '.join(sorted(models.free_knobs(cfg.model.name)))})")
+        except (ConfigError, models.UnknownModelError) as e:
             raise ConfigError(f"{path}: configuration {i} ({' '.join(c)}): {e}") from None
     return configs
 
