@@ -91,7 +91,17 @@ def linear_fit(xs: list[float], ys: list[float]) -> dict[str, float]:
 
 # ---------------------------------------------------------------------------- memory
 def peak_rss_mb() -> float:
-    """This process's peak resident set size so far (Linux ``ru_maxrss`` is in KiB)."""
+    """This process's peak resident set size so far: ``VmHWM`` of its current address space.
+
+    Not ``ru_maxrss``: Linux keeps that across ``fork``/``execve``, so a child started by a
+    process holding gigabytes would report the parent's peak.  ``VmHWM`` starts afresh at exec.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

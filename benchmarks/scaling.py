@@ -62,7 +62,7 @@ def train_step(model: torch.nn.Module, batch: int, resolution: int, dtype: str, 
 
 def build(name: str, dev: torch.device) -> torch.nn.Module:
     torch.manual_seed(0)
-    return models.create_model(name).to(dev).train()
+    return models.create_model(name, num_classes=1000).to(dev).train()  # CIFAR models default to 10
 
 
 def macs_at(name: str, resolution: int) -> int:
