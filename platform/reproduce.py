@@ -34,6 +34,7 @@ from typing import Any
 
 from platform.config import ConfigError, parse_overrides
 from platform.runs import RunRecord, local_records, matches, wandb_api_records, wandb_offline_records
+import models
 from platform.tables import SCALES, Row, Table, TableError, list_tables, load_table
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -508,6 +509,55 @@ def _launch_wandb(table: Table, scale: str, seeds: int, out_dir: Path, dry_run: 
     return 0
 
 
+# ---------------------------------------------------------------------------- the lesion study
+def _is_plain(name: str) -> bool:
+    import torch
+
+    with torch.device("meta"):
+        return bool(getattr(models.create_model(name), "plain", False))
+
+
+def lesion(argv: list[str]) -> int:
+    """``reproduce lesion --checkpoint PATH [--plain-checkpoint PATH] ...``: platform/lesion.py on
+    those checkpoints.  Without ``--checkpoint``: the first finished runs (by seed) of the lesion
+    table's residual and plain rows at ``--scale`` (``--table`` picks another table of that shape)."""
+    from platform.lesion import main as lesion_main
+
+    if any(a.split("=")[0] == "--checkpoint" for a in argv):
+        return lesion_main(argv)
+    p = argparse.ArgumentParser(prog="python -m platform.reproduce lesion", add_help=False)
+    p.add_argument("--table", default="lesion")
+    p.add_argument("--scale", choices=SCALES, default="imagenet")
+    p.add_argument("--runs", default="runs")
+    args, rest = p.parse_known_args(argv)
+    if {"-h", "--help"} & set(rest):
+        return lesion_main(["--help"])
+    try:
+        table = load_table(args.table)
+        records = local_records(args.runs)
+        found = {}
+        for row in table.rows:
+            done = sorted((r for r in row_runs(table, row, args.scale, records) if r.status == "finished"),
+                          key=lambda r: (r.get("seed"), r.path))
+            ckpts = [Path(r.path) / "checkpoints" / "last.ckpt" for r in done]
+            ckpts = [c for c in ckpts if c.is_file()]
+            plain = _is_plain(row.model)
+            if ckpts:
+                found.setdefault("plain" if plain else "residual", ckpts[0])
+        if "residual" not in found:
+            raise TableError(f"no finished run of {table.name}'s residual row at scale {args.scale} under "
+                             f"{args.runs}/: train it with `python -m platform.reproduce {table.name} --launch local "
+                             f"--scale {args.scale} --seeds 1`, or pass --checkpoint PATH")
+    except TableError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    cmd = ["--checkpoint", str(found["residual"])]
+    if "plain" in found:
+        cmd += ["--plain-checkpoint", str(found["plain"])]
+    print(f"lesion study of {' and '.join(str(c) for c in found.values())}", flush=True)
+    return lesion_main(cmd + rest)
+
+
 # ---------------------------------------------------------------------------- CLI
 def read_records(args: argparse.Namespace, runs_root: Path) -> list[RunRecord]:
     if args.wandb:
@@ -524,17 +574,15 @@ def list_text() -> str:
         alias = f" ({', '.join(t.aliases)})" if t.aliases else ""
         kind = "computed" if not t.trained else f"{len(t.rows)} rows"
         lines.append(f"{t.name + alias:28s} {t.paper.split(',')[0]:32s} {t.table:22s} {kind:9s} {t.title}")
-    lines.append(f"{'lesion':28s} {'Veit et al. 2016':32s} {'§4, Figures 3-5':22s} {'study':9s} "
-                 "error with residual blocks deleted at test time (--checkpoint PATH)")
+    lines.append("(python -m platform.reproduce lesion [--checkpoint PATH]: the lesion study of the lesion "
+                 "table's finished runs, or of any checkpoint)")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] == "lesion":
-        from platform.lesion import main as lesion_main
-
-        return lesion_main(argv[1:])
+    if argv and argv[0] == "lesion" and not {"--launch", "--write-sweep", "--list"} & {a.split("=")[0] for a in argv}:
+        return lesion(argv[1:])
     p = argparse.ArgumentParser(prog="python -m platform.reproduce", description=__doc__.split("\n")[0],
                                 epilog="key=value arguments are passed to every launched run "
                                        "(e.g. run.root=..., data.cache_dir=...)")

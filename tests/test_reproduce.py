@@ -36,7 +36,8 @@ def test_table_rows_are_registered_models_with_sources_and_valid_overrides(table
     for row in table.rows:
         models.model_info(row.model)  # raises for an unknown name
         if table.trained:
-            assert row.paper.get("top1_err") is not None, f"{table.name}/{row.id} has no paper error"
+            # every trained row prints the paper's error, or says why it has none
+            assert row.paper.get("top1_err") is not None or row.note, f"{table.name}/{row.id} has no paper error"
             for scale in table.scales:
                 load_config(row_overrides(table, row, scale))  # every row is a valid run at both scales
 
@@ -243,8 +244,7 @@ scales:
           note: "one short epoch"}
 rows:
   - {id: r20, label: ResNet-20, model: resnet20, x: 20, paper: {top1_err: 8.75, params: 0.27e6}}
-  - {id: r20_sd, label: "ResNet-20, drop path 0.1", model: resnet20, overrides: [model.drop_path_rate=0.1], x: 21,
-     paper: {top1_err: 8.75}}
+  - {id: plain20, label: Plain-20, model: plain20, x: 20}
 """
 
 
@@ -277,11 +277,14 @@ def test_launch_then_report_a_tiny_table_locally_and_from_wandb_files(tmp_path, 
         assert t["n"] == 2 and t["seeds"] == [0, 1], (rid, t)
         errs = [100 - r.top1 for r in local_records(runs) if r.path in t["runs"]]
         assert t["top1_err"] == pytest.approx(sum(errs) / 2) and t["top1_err_std"] >= 0
-        assert row["paper"]["top1_err"] == 8.75 and t["top1_err_delta"] == pytest.approx(t["top1_err"] - 8.75)
-        c = complexity("resnet20", 32, num_classes=10, **({"drop_path_rate": 0.1} if rid == "r20_sd" else {}))
+        c = complexity(row["model"], 32, num_classes=10)
         assert (row["static"]["params"], row["static"]["macs"]) == (c.params, c.macs)
-    assert "failed:" in rows["r20"]["trained"]["status"] and "crashing" in rows["r20"]["trained"]["status"]
-    assert rows["r20_sd"]["trained"]["status"] == "finished x2"
+    r20 = rows["r20"]
+    assert r20["paper"]["top1_err"] == 8.75
+    assert r20["trained"]["top1_err_delta"] == pytest.approx(r20["trained"]["top1_err"] - 8.75)
+    assert rows["plain20"]["trained"]["top1_err_delta"] is None  # no printed value: no delta
+    assert "failed:" in r20["trained"]["status"] and "crashing" in r20["trained"]["status"]
+    assert rows["plain20"]["trained"]["status"] == "finished x2"
     assert result["scale"] == "proxy" and (out / "plot.png").is_file() and (out / "table.csv").is_file()
 
     # the same table from the W&B offline run files gives the same numbers
@@ -294,6 +297,14 @@ def test_launch_then_report_a_tiny_table_locally_and_from_wandb_files(tmp_path, 
         assert from_wandb[rid]["n"] == 2
         assert from_wandb[rid]["top1_err"] == pytest.approx(row["trained"]["top1_err"], abs=1e-4)
         assert from_wandb[rid]["top5_err"] == pytest.approx(row["trained"]["top5_err"], abs=1e-4)
+
+    # the lesion study of the table's finished residual and plain runs (seed 0 of each)
+    proc = run_cli("platform.reproduce", "lesion", "--table", str(table_file), "--scale", "proxy", "--runs", str(runs),
+                   "--k", "1", "--samples", "1", "--max-batches", "1", "--out", str(tmp_path / "lesion"), env=env)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    study = json.loads((tmp_path / "lesion" / "lesion.json").read_text())
+    assert "tiny.r20.proxy.s0" in json.dumps(study) and "tiny.plain20.proxy.s0" in json.dumps(study)  # seed 0 of each
+    assert (tmp_path / "lesion" / "lesion.png").is_file()
 
     # launching again starts nothing: every row has its finished seeds
     proc = run_cli("platform.reproduce", str(table_file), "--launch", "local", "--scale", "proxy", "--seeds", "2",
