@@ -51,7 +51,7 @@ def static_columns(table: Table, row: Row) -> dict[str, Any]:
 
     knobs = {"num_classes": table.num_classes, **row.knobs()}
     if row.scaling is not None:
-        return _scaled_efficientnet(row)
+        return dict(_scaled_efficientnet(tuple(sorted(row.scaling.items()))))
     if row.module:
         with torch.device("meta"):
             block = models.create_model(row.model, **knobs).get_submodule(row.module)
@@ -71,7 +71,8 @@ def _complexity(name: str, resolution: int, knobs: tuple[tuple[str, Any], ...]):
     return complexity(name, resolution, **dict(knobs))
 
 
-def _scaled_efficientnet(row: Row) -> dict[str, Any]:
+@functools.lru_cache(maxsize=None)
+def _scaled_efficientnet(scaling: tuple[tuple[str, float], ...]) -> dict[str, Any]:
     """EfficientNet-B0 scaled along width/depth/resolution or by phi; paper = the FLOPs law.
 
     §3.3: FLOPs scale as d * w^2 * r^2, so the "paper" multiply-adds of a scaled net are B0's
@@ -82,7 +83,7 @@ def _scaled_efficientnet(row: Row) -> dict[str, Any]:
     from models.mobilenet import BASE_RESOLUTION, compound_coefficients, scaled_efficientnet
     from platform.complexity import count_macs, count_params
 
-    s = dict(row.scaling or {})
+    s = dict(scaling)
     if "phi" in s:
         d, w, r = compound_coefficients(float(s["phi"]))
     else:
