@@ -121,7 +121,8 @@ def wandb_run_id(run_dir: Path) -> str:
     if not id_file.is_file():
         run_dir.mkdir(parents=True, exist_ok=True)
         tmp = run_dir / f".wandb_id.{os.getpid()}"
-        tmp.write_text(uuid.uuid4().hex[:12])
+        # a W&B sweep agent names the run it started us for: keep that id, or the run leaves the sweep
+        tmp.write_text(os.environ.get("WANDB_RUN_ID") or uuid.uuid4().hex[:12])
         try:
             os.link(tmp, id_file)  # atomic: fails if another rank won the race
         except FileExistsError:

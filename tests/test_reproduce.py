@@ -310,3 +310,13 @@ def test_launch_then_report_a_tiny_table_locally_and_from_wandb_files(tmp_path, 
     proc = run_cli("platform.reproduce", str(table_file), "--launch", "local", "--scale", "proxy", "--seeds", "2",
                    *extra, env=env)
     assert proc.returncode == 0 and "nothing to launch" in proc.stdout
+
+
+def test_a_sweep_agents_run_id_is_kept_so_the_run_stays_in_its_sweep(tmp_path, monkeypatch):
+    from platform.train import wandb_run_id
+
+    monkeypatch.setenv("WANDB_RUN_ID", "agentrun123")
+    assert wandb_run_id(tmp_path / "a") == "agentrun123"
+    monkeypatch.delenv("WANDB_RUN_ID")
+    assert wandb_run_id(tmp_path / "a") == "agentrun123"  # a resumed run keeps its id
+    assert len(wandb_run_id(tmp_path / "b")) == 12
