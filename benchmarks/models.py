@@ -18,8 +18,9 @@ the step *time* (< 1: ours is faster).  Both models start from the same seed, on
 **Peak memory** is measured per contender in a fresh subprocess (``--memory subprocess``, the
 default), so the other contender, the first-touch of the allocator and earlier configurations
 cannot leak into it: the child builds the one model, runs three training steps and reports its
-peak RSS (``ru_maxrss``) and the growth of RSS over what the process held just before building
-the model (the interpreter, torch and the input batch).  On a GPU it reports
+peak RSS (``VmHWM``; not ``ru_maxrss``, which a child inherits from its parent) and the growth of
+RSS over what the process held just before building the model (the interpreter, torch and the
+input batch).  On a GPU it reports
 ``torch.cuda.max_memory_allocated()`` instead (and the growth the same way).
 """
 from __future__ import annotations
