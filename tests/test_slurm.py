@@ -11,6 +11,7 @@ import logging
 import re
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -250,3 +251,36 @@ def test_gpus_on_a_gpu_less_cluster_are_reported_clearly(cluster, digits_cache, 
     assert "trainer.accelerator=gpu with 1 task(s) per node, but this task sees 0 CUDA GPU(s)" in _log(tmp_path, jobs[0])
     assert "trainer.devices=2 but SLURM started 1 task(s) per node" in _log(tmp_path, jobs[1])
     assert "Traceback" not in _log(tmp_path, jobs[0]) + _log(tmp_path, jobs[1])
+
+
+@pytest.mark.slurm
+def test_reproduce_launches_a_tables_missing_rows_as_one_job_array(cluster, digits_cache, tmp_path):
+    """``python -m platform.reproduce TABLE --launch slurm``: the (row, seed) pairs without a run become
+    one array through slurm/sweep.sh; the finished runs then fill the report."""
+    table = tmp_path / "tiny.yaml"
+    table.write_text(
+        "name: tiny\ntitle: t\npaper: He et al. 2015\ntable: Table 6\nsource: Table 6\nresolution: 32\nnum_classes: 10\n"
+        "scales:\n  imagenet: {data: cifar10, recipe: resnet_cifar}\n"
+        "  proxy: {data: digits, overrides: [trainer.max_epochs=1, trainer.limit_train_batches=2]}\n"
+        "rows:\n  - {id: a, model: resnet20, paper: {top1_err: 8.75}}\n"
+        "  - {id: b, model: resnet20, overrides: [optim.lr=0.05], paper: {top1_err: 8.75}}\n")
+    one = [o for o in CPU_JOB if not o.startswith("--ntasks")] + ["--ntasks-per-node=1"]
+    sbatch = " ".join([*one, f"--output={tmp_path}/%A_%a.out", f"--error={tmp_path}/%A_%a.out"])
+    runs = tmp_path / "runs"
+    extra = [f"data.cache_dir={digits_cache}", "data.num_workers=1", "trainer.accelerator=cpu",
+             "logging.wandb=disabled", "logging.progress_bar=false", f"run.root={runs}"]
+    proc = subprocess.run([sys.executable, "-m", "platform.reproduce", str(table), "--launch", "slurm", "--scale",
+                           "proxy", "--seeds", "1", f"--sbatch-args={sbatch}", "--out", str(tmp_path / "rep"), *extra],
+                          cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "--array=0-1" in proc.stdout
+    job = re.search(r"Submitted batch job (\d+)", proc.stdout).group(1)
+    states = _wait(job, 300, until=lambda s: len(s) == 2 and all(v in TERMINAL for v in s.values()))
+    assert set(states.values()) == {"COMPLETED"}, (states, [p.read_text()[-2000:] for p in tmp_path.glob("*.out")])
+    assert sorted(p.name for p in runs.iterdir()) == ["tiny.a.proxy.s0", "tiny.b.proxy.s0"]
+    proc = subprocess.run([sys.executable, "-m", "platform.reproduce", str(table), "--scale", "proxy", "--no-plot",
+                           "--out", str(tmp_path / "rep"), f"--runs={runs}"],
+                          cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads((tmp_path / "rep" / "table.json").read_text())["rows"]
+    assert [r["trained"]["n"] for r in rows] == [1, 1]
