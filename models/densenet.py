@@ -161,10 +161,12 @@ class DenseLayer(nn.Module):
             out = checkpoint(first_conv, *features, use_reentrant=False)
         else:
             out = self._first_conv(features)
-        out = F.dropout(out, self.drop_rate, self.training)  # after every conv (§4.2)
+        if self.drop_rate > 0:  # after every conv (§4.2); skipped when off, as torchvision does
+            out = F.dropout(out, self.drop_rate, self.training)
         if self.bottleneck:
             out = self.conv2(self.act2(self.norm2(out)))
-            out = F.dropout(out, self.drop_rate, self.training)
+            if self.drop_rate > 0:
+                out = F.dropout(out, self.drop_rate, self.training)
         return out
 
     def extra_repr(self) -> str:

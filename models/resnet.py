@@ -299,6 +299,10 @@ def _no_block_dropout(block: str, p: float) -> None:
 # makes the residual branch output zero at init, so each block starts as the
 # identity (Goyal et al. 2017 §5.1, "zero gamma"; +0.2-0.3% top-1 in torchvision).
 #
+# The residual addition is in place (`out += shortcut`), as in torchvision: `out` is always a
+# fresh tensor that no backward needs (a BN, conv, SE-gating or drop-path output), and the
+# out-of-place sum cost ~1.5% of a ResNeXt-50 CPU training step (python -m benchmarks models).
+#
 # `input_activated` marks the net's first block, whose input the stem has already
 # BN-ReLU'd: a pre-act block then skips its own first BN-ReLU (module docstring).
 # A post-act block's input is always activated, so it ignores the flag.
@@ -349,7 +353,7 @@ class BasicBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.drop_path(self.se(self.conv2(self.dropout(self.conv1(x)))))
         if self.shortcut is not None:  # None: a plain block (He et al. 2015 §4.1)
-            out = out + self.shortcut(x)
+            out += self.shortcut(x)  # in place (see module notes on the blocks)
         return self.act(out)  # ReLU after the addition (v1)
 
     def zero_init_last(self) -> None:
@@ -425,7 +429,7 @@ class Bottleneck(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.drop_path(self.se(self.conv3(self.conv2(self.conv1(x)))))
         if self.shortcut is not None:
-            out = out + self.shortcut(x)
+            out += self.shortcut(x)
         return self.act(out)
 
     def zero_init_last(self) -> None:
@@ -482,7 +486,8 @@ class PreActBasicBlock(nn.Module):
         out = self.drop_path(self.se(self.conv2(self.dropout(self.norm2(self.conv1(pre))))))
         if self.shortcut is None:  # a plain block
             return out
-        return out + self.shortcut(pre if self.projects else x)
+        out += self.shortcut(pre if self.projects else x)
+        return out
 
     def zero_init_last(self) -> None:
         # No BN follows the last conv in a pre-act block: zero that conv instead.
@@ -539,7 +544,8 @@ class PreActBottleneck(nn.Module):
         out = self.drop_path(self.se(out))
         if self.shortcut is None:
             return out
-        return out + self.shortcut(pre if self.projects else x)
+        out += self.shortcut(pre if self.projects else x)
+        return out
 
     def zero_init_last(self) -> None:
         nn.init.zeros_(self.conv3.weight)
