@@ -218,19 +218,3 @@ def check_record(record: Any) -> list[str]:
     if isinstance(record.get("command"), str) and not record["command"].startswith("python -m benchmarks"):
         problems.append("command: expected 'python -m benchmarks ...'")
     return problems
-
-
-def latest_records(results_dir: str | os.PathLike | None = None) -> dict[str, tuple[Path, dict]]:
-    """The newest valid record of each suite (by its machine date, then file name)."""
-    found: dict[str, tuple[tuple, Path, dict]] = {}
-    for path in sorted(Path(results_dir or RESULTS).glob("*.json")):
-        try:
-            record = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        if check_record(record):
-            continue
-        key = (record["machine"].get("date", ""), path.name)
-        if record["suite"] not in found or key > found[record["suite"]][0]:
-            found[record["suite"]] = (key, path, record)
-    return {s: (p, r) for s, (_, p, r) in found.items()}
