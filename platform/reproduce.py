@@ -406,6 +406,7 @@ def sweep_parameters(table: Table, scale: str, seeds: int) -> dict[str, Any]:
         name = {"data.name": "data"}.get(key, key)
         params[name] = {"value": yaml.safe_load(raw) if name not in ("data", "recipe") else raw}
     params["seed"] = {"values": list(range(seeds))}
+    params["logging.tags"] = {"value": [table.name, scale]}  # --wandb ... --wandb-tag TABLE finds them
     return params
 
 
@@ -562,7 +563,11 @@ def lesion(argv: list[str]) -> int:
 # ---------------------------------------------------------------------------- CLI
 def read_records(args: argparse.Namespace, runs_root: Path) -> list[RunRecord]:
     if args.wandb:
-        filters = {"sweep": args.wandb_sweep} if args.wandb_sweep else None
+        filters = {}
+        if args.wandb_sweep:
+            filters["sweep"] = args.wandb_sweep
+        if args.wandb_tag:
+            filters["tags"] = {"$in": [args.wandb_tag]}
         return wandb_api_records(args.wandb, filters)
     if args.wandb_dir:
         return wandb_offline_records(args.wandb_dir)
@@ -594,6 +599,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", default=None, help="local run directories (default: run.root=... if given, else runs/)")
     p.add_argument("--wandb", metavar="ENTITY/PROJECT", help="read runs from the W&B API instead")
     p.add_argument("--wandb-sweep", metavar="ID", help="with --wandb: only this sweep's runs")
+    p.add_argument("--wandb-tag", metavar="TAG", help="with --wandb: only runs with this tag (launched runs and "
+                                                       "sweep runs carry the table's name)")
     p.add_argument("--wandb-dir", metavar="DIR", help="read runs from W&B run files (offline or synced) under DIR")
     p.add_argument("--out", default=None, help="output directory (default reproduce/<table>)")
     p.add_argument("--no-plot", action="store_true")
