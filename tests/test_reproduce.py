@@ -17,6 +17,17 @@ from platform.tables import TableError, list_tables, load_table, parse_table
 import models
 
 TABLES = list_tables()
+
+
+def _reproduce(capsys, *args: str) -> tuple[int, str, str]:
+    """``python -m platform.reproduce ARGS`` in this process (the CLI's subprocess form is tested
+    separately): (exit code, stdout, stderr)."""
+    from platform.reproduce import main
+
+    capsys.readouterr()
+    rc = main(list(args))
+    out = capsys.readouterr()
+    return rc, out.out, out.err
 TRAINED = [t for t in TABLES if t.trained]
 REQUIRED = {"resnext_table3", "resnext_table2", "resnext_table4", "resnet_table1", "senet_table2", "senet_reduction",
             "efficientnet_table2", "efficientnet_scaling", "stochastic_depth", "densenet_table3", "wrn_cifar"}
@@ -100,12 +111,12 @@ def test_bad_table_files_and_names_give_specific_errors(tmp_path):
     assert proc.returncode == 2 and "unknown table 'nope'" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_list_names_every_table():
-    proc = run_cli("platform.reproduce", "--list")
-    assert proc.returncode == 0
+def test_list_names_every_table(capsys):
+    rc, out, _ = _reproduce(capsys, "--list")
+    assert rc == 0
     for t in TABLES:
-        assert t.name in proc.stdout
-    assert "table3" in proc.stdout and "lesion" in proc.stdout
+        assert t.name in out
+    assert "table3" in out and "lesion" in out
 
 
 def test_table3_without_runs_prints_static_columns_and_pending(tmp_path):
@@ -210,22 +221,23 @@ def test_sweep_typos_are_caught_with_the_file_and_configuration(tmp_path):
     assert proc.returncode == 2 and "resnet2O" in proc.stderr
 
 
-def test_launch_dry_runs_print_the_exact_commands(tmp_path):
+def test_launch_dry_runs_print_the_exact_commands(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("WANDB_PROJECT", raising=False)
     runs = f"run.root={tmp_path / 'runs'}"
-    proc = run_cli("platform.reproduce", "stochastic_depth", "--launch", "local", "--dry-run", runs)
-    lines = proc.stdout.strip().splitlines()
-    assert proc.returncode == 0 and len(lines) == 6  # 2 rows x 3 seeds
+    rc, out, _ = _reproduce(capsys, "stochastic_depth", "--launch", "local", "--dry-run", runs)
+    lines = out.strip().splitlines()
+    assert rc == 0 and len(lines) == 6  # 2 rows x 3 seeds
     assert lines[0].startswith("python -m platform.train model=resnet110 data=cifar10 recipe=stochastic_depth_cifar")
     assert "seed=2" in lines[2] and "run.name=stochastic_depth.stochastic.imagenet.s0" in lines[3]
-    proc = run_cli("platform.reproduce", "stochastic_depth", "--launch", "slurm", "--dry-run", "--seeds", "2", runs,
-                   "--sbatch-args=--partition=gpu")
-    assert proc.returncode == 0 and "sbatch --array=0-3 --partition=gpu slurm/sweep.sh" in proc.stdout
-    proc = run_cli("platform.reproduce", "table3", "--launch", "wandb", "--dry-run")
-    assert proc.returncode == 0 and "wandb sweep --project cnn-platform sweeps/resnext_table3.yaml" in proc.stdout
-    assert "sbatch --array=0-29 slurm/wandb_agent.sh" in proc.stdout
+    rc, out, _ = _reproduce(capsys, "stochastic_depth", "--launch", "slurm", "--dry-run", "--seeds", "2", runs,
+                            "--sbatch-args=--partition=gpu")
+    assert rc == 0 and "sbatch --array=0-3 --partition=gpu slurm/sweep.sh" in out
+    rc, out, _ = _reproduce(capsys, "table3", "--launch", "wandb", "--dry-run")
+    assert rc == 0 and "wandb sweep --project cnn-platform sweeps/resnext_table3.yaml" in out
+    assert "sbatch --array=0-29 slurm/wandb_agent.sh" in out
     assert not (tmp_path / "runs").exists()  # a dry run starts nothing
-    proc = run_cli("platform.reproduce", "resnext_table2", "--launch", "local")
-    assert proc.returncode == 2 and "computed table" in proc.stderr
+    rc, _, err = _reproduce(capsys, "resnext_table2", "--launch", "local")
+    assert rc == 2 and "computed table" in err
 
 
 # ---------------------------------------------------------------------------- end to end (proxy scale)
@@ -249,7 +261,7 @@ rows:
 
 
 @pytest.mark.slow
-def test_launch_then_report_a_tiny_table_locally_and_from_wandb_files(tmp_path, digits_cache):
+def test_launch_then_report_a_tiny_table_locally_and_from_wandb_files(tmp_path, digits_cache, capsys):
     table_file = tmp_path / "tiny.yaml"
     table_file.write_text(TINY)
     runs = tmp_path / "runs"
@@ -289,9 +301,9 @@ def test_launch_then_report_a_tiny_table_locally_and_from_wandb_files(tmp_path, 
 
     # the same table from the W&B offline run files gives the same numbers
     out_w = tmp_path / "report-wandb"
-    proc = run_cli("platform.reproduce", str(table_file), "--scale", "proxy", "--wandb-dir", str(runs),
-                   "--out", str(out_w), "--no-plot", env=env)
-    assert proc.returncode == 0, proc.stderr
+    rc, _, err = _reproduce(capsys, str(table_file), "--scale", "proxy", "--wandb-dir", str(runs), "--out", str(out_w),
+                            "--no-plot")
+    assert rc == 0, err
     from_wandb = {e["id"]: e["trained"] for e in json.loads((out_w / "table.json").read_text())["rows"]}
     for rid, row in rows.items():
         assert from_wandb[rid]["n"] == 2
@@ -307,9 +319,8 @@ def test_launch_then_report_a_tiny_table_locally_and_from_wandb_files(tmp_path, 
     assert (tmp_path / "lesion" / "lesion.png").is_file()
 
     # launching again starts nothing: every row has its finished seeds
-    proc = run_cli("platform.reproduce", str(table_file), "--launch", "local", "--scale", "proxy", "--seeds", "2",
-                   *extra, env=env)
-    assert proc.returncode == 0 and "nothing to launch" in proc.stdout
+    rc, out, _ = _reproduce(capsys, str(table_file), "--launch", "local", "--scale", "proxy", "--seeds", "2", *extra)
+    assert rc == 0 and "nothing to launch" in out
 
 
 def test_a_sweep_agents_run_id_is_kept_so_the_run_stays_in_its_sweep(tmp_path, monkeypatch):
