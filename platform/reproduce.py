@@ -22,7 +22,6 @@ import csv
 import functools
 import io
 import json
-import math
 import os
 import shlex
 import statistics
@@ -32,9 +31,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from platform.config import ConfigError, parse_overrides
-from platform.runs import RunRecord, local_records, matches, wandb_api_records, wandb_offline_records
 import models
+from platform.config import ConfigError, parse_overrides
+from platform.runs import RunRecord, local_records, run_filter, wandb_api_records, wandb_offline_records
 from platform.tables import SCALES, Row, Table, TableError, list_tables, load_table
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,7 +45,6 @@ def static_columns(table: Table, row: Row) -> dict[str, Any]:
     """Params and multiply-adds of a row, counted now by ``platform.complexity`` (meta device)."""
     import torch
 
-    import models
     from platform.complexity import count_macs
 
     knobs = {"num_classes": table.num_classes, **row.knobs()}
@@ -115,8 +113,8 @@ def distinguishing_keys(table: Table, scale: str) -> set[str]:
 
 
 def row_runs(table: Table, row: Row, scale: str, records: list[RunRecord]) -> list[RunRecord]:
-    want, also = row_overrides(table, row, scale), distinguishing_keys(table, scale)
-    return [r for r in records if matches(r, want, also)]
+    is_row = run_filter(row_overrides(table, row, scale), distinguishing_keys(table, scale))
+    return [r for r in records if is_row(r)]
 
 
 def _mean_std(xs: list[float]) -> tuple[float | None, float | None]:
@@ -397,12 +395,10 @@ def launch_overrides(table: Table, row: Row, scale: str, seed: int, extra: list[
 
 def sweep_parameters(table: Table, scale: str, seeds: int) -> dict[str, Any]:
     """A W&B grid over the rows and seeds: one ``model`` value per row (with its knobs packed in)."""
-    sc = table.scales[scale]
-    params: dict[str, Any] = {"model": {"values": [" ".join([r.model, *row_specific(r, scale)]) for r in table.rows]}}
-    fixed = [f"data={sc.data}", *([f"recipe={sc.recipe}"] if sc.recipe else []), *sc.overrides]
-    for key, raw in parse_overrides(fixed):
-        import yaml
+    import yaml
 
+    params: dict[str, Any] = {"model": {"values": [" ".join([r.model, *row_specific(r, scale)]) for r in table.rows]}}
+    for key, raw in parse_overrides(table.scales[scale].launch_overrides()):
         name = {"data.name": "data"}.get(key, key)
         params[name] = {"value": yaml.safe_load(raw) if name not in ("data", "recipe") else raw}
     params["seed"] = {"values": list(range(seeds))}

@@ -332,16 +332,16 @@ def wandb_api_records(project_path: str, filters: dict[str, Any] | None = None) 
     return [wandb_api_record(r) for r in wandb.Api().runs(project_path, filters=filters or {})]
 
 
-def matches(record: RunRecord, overrides: list[str], also: set[str] | frozenset[str] = frozenset()) -> bool:
-    """Does the run's config hold every value these overrides set?  Keys in ``also`` must hold the
-    value these overrides resolve to (the default when not set): a table whose rows differ by a
-    knob (WRN-28-10 with and without dropout) passes that knob, so neither row takes the other's
-    runs.  Other keys may differ."""
+def run_filter(overrides: list[str], also: set[str] | frozenset[str] = frozenset()):
+    """A predicate: does a run's config hold every value these overrides set?  Keys in ``also``
+    must hold the value these overrides resolve to (the default when not set): a table whose rows
+    differ by a knob (WRN-28-10 with and without dropout) passes that knob, so neither row takes
+    the other's runs.  Other keys may differ.  The overrides are resolved once, not per run."""
     from platform.config import load_config, parse_overrides, to_dict
 
     expected = RunRecord("", "", "", to_dict(load_config(overrides)), "", None, None)
-    keys = {k for k, _ in parse_overrides(overrides)} | set(also)
-    return all(_same(record.get(k), expected.get(k)) for k in keys)
+    want = {k: expected.get(k) for k in {k for k, _ in parse_overrides(overrides)} | set(also)}
+    return lambda record: all(_same(record.get(k), v) for k, v in want.items())
 
 
 def _same(a: Any, b: Any) -> bool:

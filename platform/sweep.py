@@ -74,10 +74,10 @@ def sweep_configs(path: str | Path) -> list[list[str]]:
 
 def pending(configs: list[list[str]], extra: list[str], runs_root: Path) -> list[int]:
     """Indices of the configurations without a finished or running run under ``runs_root``."""
-    from platform.runs import local_records, matches
+    from platform.runs import local_records, run_filter
 
     records = [r for r in local_records(runs_root) if r.status in ("finished", "running")]
-    return [i for i, c in enumerate(configs) if not any(matches(r, c) for r in records)]
+    return [i for i, c in enumerate(configs) if not any(map(run_filter(c), records))]
 
 
 def check(path: str | Path) -> list[list[str]]:
@@ -121,10 +121,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    todo = list(range(len(configs))) if args.all else pending(configs, extra, runs_root)
     if args.slurm:
         # the array enumerates the whole file (task i = configuration i); finished runs are
         # skipped by index so the array's task ids still address the file's configurations
-        todo = list(range(len(configs))) if args.all else pending(configs, extra, runs_root)
         if not todo:
             print(f"{args.file}: every configuration has a finished or running run")
             return 0
@@ -135,7 +135,6 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         (ROOT / "logs").mkdir(exist_ok=True)
         return subprocess.run(cmd, cwd=ROOT).returncode
-    todo = list(range(len(configs))) if args.all else pending(configs, extra, runs_root)
     skipped = len(configs) - len(todo)
     if skipped:
         print(f"{skipped} of {len(configs)} configurations already have a finished or running run; skipped")

@@ -10,7 +10,7 @@ from conftest import ROOT, cli_env, run_cli
 from platform.complexity import complexity
 from platform.config import ConfigError, load_config, parse_overrides
 from platform.reproduce import gather, row_overrides, row_runs, static_columns, sweep_yaml, trained_columns
-from platform.runs import RunRecord, config_from_wandb, local_records, matches, wandb_api_record
+from platform.runs import RunRecord, config_from_wandb, local_records, run_filter, wandb_api_record
 from platform.sweep import check, sweep_configs
 from platform.tables import TableError, list_tables, load_table, parse_table
 
@@ -174,7 +174,7 @@ def test_wandb_configs_with_sweep_locked_keys_become_our_config():
     assert cfg["model"]["name"] == "se_resnet50" and cfg["model"]["se_reduction"] == 8 and cfg["seed"] == 1
     record = RunRecord("x", "x", "wandb", cfg, "finished", 77.0, 93.0)
     table = load_table("senet_reduction")
-    assert matches(record, row_overrides(table, table.row("r8"), "imagenet"))
+    assert run_filter(row_overrides(table, table.row("r8"), "imagenet"))(record)
 
     class ApiRun:  # the attributes of wandb.apis.public.Run that the reader uses
         name, path, state = "run-a", ["ent", "proj", "abc"], "crashed"
