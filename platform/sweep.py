@@ -43,8 +43,13 @@ def sweep_configs(path: str | Path) -> list[list[str]]:
     """
     import yaml
 
-    text = Path(path).read_text()
-    data = yaml.safe_load(text)
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except OSError as e:
+        raise ConfigError(f"cannot read sweep file {path}: {e.strerror} (a sweep file: sweeps/<table>.yaml, or a "
+                          f"YAML list of override lists)") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"sweep file {path} is not valid YAML: {e}") from None
     if isinstance(data, list):
         configs = []
         for i, item in enumerate(data):

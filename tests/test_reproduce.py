@@ -219,6 +219,11 @@ def test_sweep_typos_are_caught_with_the_file_and_configuration(tmp_path):
         check(bad)
     proc = run_cli("platform.sweep", str(bad), "--dry-run")
     assert proc.returncode == 2 and "resnet2O" in proc.stderr
+    with pytest.raises(ConfigError, match=r"cannot read sweep file .*missing.yaml: No such file"):
+        sweep_configs(tmp_path / "missing.yaml")
+    (tmp_path / "broken.yaml").write_text("a: [b\n")
+    with pytest.raises(ConfigError, match="broken.yaml is not valid YAML"):
+        sweep_configs(tmp_path / "broken.yaml")
 
 
 def test_launch_dry_runs_print_the_exact_commands(tmp_path, capsys, monkeypatch):
