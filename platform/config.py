@@ -125,6 +125,7 @@ class TrainerConfig:
     sync_batchnorm: bool = _f(False, "SyncBatchNorm under DDP: batch statistics over the global batch")
     compile: bool = _f(False, "torch.compile the model in place (checkpoints keep uncompiled keys)")
     compile_backend: str = _f("inductor", "torch.compile backend (inductor; eager/aot_eager for debugging)")
+    flush_denormal: Optional[bool] = _f(None, "flush denormal floats to zero in CPU ops (torch.set_flush_denormal: a CPU step slows ~15x once activations turn denormal); null = on when training on the CPU")
 
 
 @dataclass
