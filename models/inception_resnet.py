@@ -27,9 +27,14 @@ Conventions (written down because the paper and the implementations disagree):
   are not used.
 - Figure 3's last stem conv is printed "3x3 Conv (192 V)" without a stride; the
   71 -> 35 grid it draws needs stride 2, which we use (as TF-slim's Mixed_5a does).
-- The order of a block's concatenated branches, and of each 1x7/7x1 (1x3/3x1)
-  pair, changes no parameter or MAC count; we follow our reading of the figures
-  (TF-slim orders some pairs the other way).
+- The order of each 1x7/7x1 (1x3/3x1) pair follows the released TF-slim code
+  (research/slim/nets/inception_v4.py: Mixed_4a, block_inception_b Branch_2,
+  block_inception_c Branch_2), so Inception-v4's parameter shapes equal the released
+  net's one for one (tests/data/released_shapes.json). The figures draw some pairs the
+  other way; counts are the same either way.
+- `inception_resnet_v2` is the network the authors trained and released (TF-slim
+  research/slim/nets/inception_resnet_v2.py, see `inception_resnet_v2_spec`), whose
+  errors Table 2 reports; Figure 15 drawn literally is `inception_resnet_v2_fig15`.
 - SE (Hu et al., SENet Figs. 2-3) is an `InceptionSpec.se_ratio` field, off in the
   paper models; it goes on the A/B/C blocks, not on the stem or reductions.
 - Residual scales (§3.3: "scaling factors between 0.1 and 0.3") are a constructor
@@ -44,6 +49,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Mapping
+import dataclasses
 from dataclasses import dataclass, fields
 from types import MappingProxyType
 from typing import Any, Literal, get_args
@@ -51,8 +57,24 @@ from typing import Any, Literal, get_args
 import torch
 from torch import nn
 
-from .layers import BN_MOMENTUM, ClassifierHead, he_init_, DropPath, SqueezeExcite, drop_path_rates, relu
+import torch.nn.functional as F
+
+from .layers import (
+    BN_MOMENTUM,
+    ClassifierHead,
+    DropPathMode,
+    DropPathRule,
+    SqueezeExcite,
+    block_dropped,
+    drop_path_rates,
+    he_init_,
+    make_drop_path,
+    relu,
+)
 from .registry import ModelInfo, register_model
+
+SE_IRV2_PARAMS = 64_387_444  # exact count (meta device), SE r = 16 on the 40 residual blocks
+SE_IRV2_MACS = 13.164e9
 
 # ---------------------------------------------------------------- constants
 
@@ -60,7 +82,10 @@ from .registry import ModelInfo, register_model
 INCEPTION_BN_EPS = 1e-3
 # §3.3 residual scaling: the paper picks "between 0.1 and 0.3"; these are the released
 # TF-slim inception_resnet_v2 values (block35 scale=0.17, block17 0.10, block8 0.20).
-RESIDUAL_SCALES: Mapping[str, float] = MappingProxyType({"a": 0.17, "b": 0.10, "c": 0.20})
+# "c_last": the released net's final block8 (scale 1.0, no ReLU: `block8(net, activation_fn=None)`).
+RESIDUAL_SCALES: Mapping[str, float] = MappingProxyType(
+    {"a": 0.17, "b": 0.10, "c": 0.20, "c_last": 1.0}
+)
 # Figures 9 and 15: "Dropout (keep 0.8)".
 DROPOUT = 0.2
 
@@ -131,11 +156,13 @@ class BlockSpec:
     """Parallel branches, concatenated along channels.
 
     `residual`: an Inception-ResNet block (§3.1): the concatenation is projected by a
-    linear 1x1 conv back to the input width, scaled and added to the input, then ReLU.
+    linear 1x1 conv back to the input width, scaled and added to the input, then ReLU
+    (`activate=False` drops that ReLU: the released net's last block8).
     """
 
     branches: tuple[Branch, ...]
     residual: bool = False
+    activate: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "branches", tuple(self.branches))
@@ -302,7 +329,7 @@ class InceptionBlock(nn.Module):
             self.out_channels = in_channels
             self.residual_scale = residual_scale
             self.drop_path = drop_path if drop_path is not None else nn.Identity()
-            self.act = relu()
+            self.act = relu() if spec.activate else nn.Identity()
         else:
             self.out_channels = concat
         self.se = (
@@ -312,6 +339,8 @@ class InceptionBlock(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.residual and block_dropped(self.drop_path):  # batch-mode stochastic depth
+            return F.relu(x) if isinstance(self.act, nn.ReLU) else x
         out = torch.cat([b(x) for b in self.branches], dim=1)  # (B, sum of branch outs, H', W')
         if not self.residual:
             return self.se(out)
@@ -351,6 +380,9 @@ class InceptionResNet(nn.Module):
         in_chans: int = 3,
         residual_scales: float | Mapping[str, float] | None = None,
         drop_path_rate: float = 0.0,
+        # Not in the paper: per-sample drop-path with timm's rule by default (layers.drop_path_rates).
+        drop_path_mode: DropPathMode = "sample",
+        drop_path_rule: DropPathRule = "timm",
         dropout: float = DROPOUT,
         zero_init_residual: bool = False,  # off: the paper relies on the residual scale instead
         bn_eps: float = INCEPTION_BN_EPS,
@@ -372,7 +404,7 @@ class InceptionResNet(nn.Module):
             channels = block.out_channels
         self.stem = nn.Sequential(stem)
 
-        rates = iter(drop_path_rates(spec.num_residual_blocks, drop_path_rate))
+        rates = iter(drop_path_rates(spec.num_residual_blocks, drop_path_rate, drop_path_rule))
         for stage in spec.stages:
             blocks: OrderedDict[str, nn.Module] = OrderedDict()
             for b in range(1, stage.depth + 1):
@@ -382,7 +414,7 @@ class InceptionResNet(nn.Module):
                     stage.block,
                     residual_scale=scales.get(stage.name, 1.0),
                     se_ratio=spec.se_ratio if stage.se else 0.0,
-                    drop_path=DropPath(rate) if rate > 0 else None,
+                    drop_path=make_drop_path(rate, drop_path_mode),
                     **bn,
                 )
                 channels = block.out_channels
@@ -433,7 +465,8 @@ STEM_V4 = (
     BlockSpec(
         (
             branch(conv(64), conv(96, 3, valid=True)),
-            branch(conv(64), conv(64, (7, 1)), conv(64, (1, 7)), conv(96, 3, valid=True)),
+            # TF-slim inception_v4.py Mixed_4a Branch_1: 1x7 then 7x1
+            branch(conv(64), conv(64, (1, 7)), conv(64, (7, 1)), conv(96, 3, valid=True)),
         )
     ),  # 71x71x192
     BlockSpec((branch(conv(192, 3, 2, valid=True)), branch(MAX_POOL_S2_V))),  # 35x35x384
@@ -510,8 +543,9 @@ INCEPTION_B = BlockSpec(
         branch(AVG_POOL, conv(128)),
         branch(conv(384)),
         branch(conv(192), conv(224, (1, 7)), conv(256, (7, 1))),
+        # TF-slim block_inception_b Branch_2: 7x1, 1x7, 7x1, 1x7
         branch(
-            conv(192), conv(192, (1, 7)), conv(224, (7, 1)), conv(224, (1, 7)), conv(256, (7, 1))
+            conv(192), conv(192, (7, 1)), conv(224, (1, 7)), conv(224, (7, 1)), conv(256, (1, 7))
         ),
     )
 )
@@ -521,7 +555,8 @@ INCEPTION_C = BlockSpec(
         branch(AVG_POOL, conv(256)),
         branch(conv(256)),
         branch(conv(384), split=_SPLIT_256),
-        branch(conv(384), conv(448, (1, 3)), conv(512, (3, 1)), split=_SPLIT_256),
+        # TF-slim block_inception_c Branch_2: 3x1 then 1x3, then the 1x3 | 3x1 split
+        branch(conv(384), conv(448, (3, 1)), conv(512, (1, 3)), split=_SPLIT_256),
     )
 )
 
@@ -597,8 +632,8 @@ def inception_resnet_v1_spec(se_ratio: float = 0.0) -> InceptionSpec:
     )
 
 
-def inception_resnet_v2_spec(se_ratio: float = 0.0) -> InceptionSpec:
-    """Figure 15 with v2 parts: stem (Fig. 3), 5 x A (Fig. 16), Red.-A (Fig. 7, k/l/m/n
+def inception_resnet_v2_fig15_spec(se_ratio: float = 0.0) -> InceptionSpec:
+    """Figure 15 drawn literally, with v2 parts: stem (Fig. 3), 5 x A (Fig. 16), Red.-A (Fig. 7, k/l/m/n
     256/256/384/384), 10 x B (Fig. 17), Red.-B (Fig. 18), 5 x C (Fig. 19); 8x8x2144."""
     return _skeleton(
         STEM_V4,
@@ -607,6 +642,74 @@ def inception_resnet_v2_spec(se_ratio: float = 0.0) -> InceptionSpec:
         (5, 10, 5),
         se_ratio,
     )
+
+
+# The released Inception-ResNet-v2 (TF-slim research/slim/nets/inception_resnet_v2.py, commit
+# 0223fe37 of tensorflow/models), which is not Figure 15: an Inception-v3 stem and Mixed_5b,
+# 10/20/10 blocks, and a 1x1 conv to 1536 before the pool. Branch order as the released
+# concatenations (Mixed_6a, Mixed_7a put the pool last).
+
+# inception_resnet_v2_base, Conv2d_1a_3x3 .. MaxPool_5a_3x3 (L149-L176): 299 -> 35x35x192
+STEM_V3 = (
+    BlockSpec(
+        (
+            branch(
+                conv(32, 3, 2, valid=True),  # Conv2d_1a_3x3: 149x149x32
+                conv(32, 3, valid=True),  # Conv2d_2a_3x3: 147x147x32
+                conv(64, 3),  # Conv2d_2b_3x3: 147x147x64
+                MAX_POOL_S2_V,  # MaxPool_3a_3x3: 73x73x64
+                conv(80),  # Conv2d_3b_1x1: 73x73x80
+                conv(192, 3, valid=True),  # Conv2d_4a_3x3: 71x71x192
+                MAX_POOL_S2_V,  # MaxPool_5a_3x3: 35x35x192
+            ),
+        )
+    ),
+    BlockSpec(  # Mixed_5b (L179-L196): 35x35x320
+        (
+            branch(conv(96)),
+            branch(conv(48), conv(64, 5)),
+            branch(conv(64), conv(96, 3), conv(96, 3)),
+            branch(AVG_POOL, conv(64)),
+        )
+    ),
+)
+# Mixed_6a (L206-L223): 35x35x320 -> 17x17x1088 (Table 1's k, l, m, n = 256, 256, 384, 384)
+REDUCTION_A_IR_V2_RELEASED = BlockSpec(
+    (
+        branch(conv(384, 3, 2, valid=True)),
+        branch(conv(256), conv(256, 3), conv(384, 3, 2, valid=True)),
+        branch(MAX_POOL_S2_V),
+    )
+)
+# Mixed_7a (L238-L262): 17x17x1088 -> 8x8x2080
+REDUCTION_B_IR_V2_RELEASED = BlockSpec(
+    (
+        branch(conv(256), conv(384, 3, 2, valid=True)),
+        branch(conv(256), conv(288, 3, 2, valid=True)),
+        branch(conv(256), conv(288, 3), conv(320, 3, 2, valid=True)),
+        branch(MAX_POOL_S2_V),
+    )
+)
+
+
+def inception_resnet_v2_spec(se_ratio: float = 0.0) -> InceptionSpec:
+    """The released Inception-ResNet-v2: stem + Mixed_5b, 10 x block35 (L33, scale 0.17),
+    Mixed_6a, 20 x block17 (L54, scale 0.10), Mixed_7a, 9 x block8 (L74, scale 0.20) + one
+    block8 at scale 1.0 without ReLU, Conv2d_7b_1x1 to 1536 (L270): 8x8x1536 before the pool.
+
+    SE (Hu et al. Fig. 2, SE-Inception-ResNet-v2) goes on every Inception-ResNet block.
+    """
+    c = resnet_c((192, 224, 256))
+    stages = (
+        InceptionStage("a", resnet_a((32, 48, 64)), 10, se=True),
+        InceptionStage("reduction_a", REDUCTION_A_IR_V2_RELEASED),
+        InceptionStage("b", resnet_b(192, (128, 160, 192)), 20, se=True),
+        InceptionStage("reduction_b", REDUCTION_B_IR_V2_RELEASED),
+        InceptionStage("c", c, 9, se=True),
+        InceptionStage("c_last", dataclasses.replace(c, activate=False), 1, se=True),
+        InceptionStage("conv7b", BlockSpec((branch(conv(1536)),))),
+    )
+    return InceptionSpec(STEM_V3, stages, se_ratio)
 
 
 # ---------------------------------------------------------------- registry
@@ -620,7 +723,9 @@ ERR_PROTOCOL = "ILSVRC-2012 val (non-blacklisted), single model, single crop 299
 
 FREE_KNOBS = frozenset({"num_classes", "in_chans", "dropout", "bn_eps", "bn_momentum"})
 # Inception-v4 has no residual branch: drop-path and zero-init would have nothing to act on.
-FREE_KNOBS_RESIDUAL = FREE_KNOBS | {"drop_path_rate", "residual_scales", "zero_init_residual"}
+FREE_KNOBS_RESIDUAL = FREE_KNOBS | {
+    "drop_path_rate", "drop_path_mode", "drop_path_rule", "residual_scales", "zero_init_residual"
+}
 
 
 def _info(**row: Any) -> ModelInfo:
@@ -630,10 +735,12 @@ def _info(**row: Any) -> ModelInfo:
         resolution=299,
         num_classes=1000,
         min_input=75,  # valid-padded stem + two valid reductions: 75 -> 35 -> 17 -> 7 -> 3 -> 1
-        params_source=OUR_COUNT,
-        macs_source=OUR_COUNT + "; conv + linear multiply-adds at 299",
-        err_protocol=ERR_PROTOCOL,
-        **row,
+        **{
+            "params_source": OUR_COUNT,
+            "macs_source": OUR_COUNT + "; conv + linear multiply-adds at 299",
+            "err_protocol": ERR_PROTOCOL,
+            **row,
+        },
     )
 
 
@@ -667,26 +774,77 @@ def inception_resnet_v1(**knobs: Any) -> InceptionResNet:
 
 @_register(
     _info(
-        table="Figures 3, 16, 7, 17, 18, 19, 15; Table 1 (Inception-ResNet-v2)",
-        params=32_433_928,
-        macs=9.258e9,
+        table="TF-slim inception_resnet_v2.py (the released net); Table 2 errors",
+        params=55_843_464,
+        macs=13.157e9,
         top1_err=19.9,
         top5_err=4.9,
+        paper_params="56M (EfficientNet Table 2)",
+        params_source="exact count with PyTorch's affine BN (TF-slim trains BN without gamma: "
+        "55,813,192; Keras Applications also counts moving stats: 55,873,736)",
         notes=(
-            "Paper-faithful (Fig. 15: 5/10/5 blocks, Fig. 3 stem, 2144 channels before the "
-            "pool): 32,433,928 params, 9.258 GMACs. The commonly cited 55.8M / 13.2 GMACs "
-            "(timm model card; Keras Applications 55,873,736, paper_tables.md §7; EffNet T2 "
-            "56M) belong to the released TF-slim model, a different architecture: 10/20/10 "
-            "blocks, an Inception-v3 stem + Mixed_5b (35x35x320), 1088/2080 widths and a 1x1 "
-            "conv to 1536 before the pool. Built from our specs (tests/test_inception_resnet.py) "
-            "that variant counts 55,843,464 (timm; +BN running stats - gammas = Keras's "
-            "55,873,736) and 13.156 GMACs. Ours is 23.4M (-42%) and 3.9 GMACs below it."
+            "The network the authors trained and released: tensorflow/models "
+            "research/slim/nets/inception_resnet_v2.py (block35 L33, block17 L54, block8 L74, "
+            "inception_resnet_v2_base L101-L273: Inception-v3 stem + Mixed_5b 35x35x320, "
+            "10 x block35 0.17, Mixed_6a, 20 x block17 0.10, Mixed_7a, 9 x block8 0.20 + "
+            "block8 scale 1.0 without ReLU, Conv2d_7b_1x1 1536; dropout keep 0.8). The auxiliary "
+            "head (AuxLogits on PreAuxLogits) is not built. Figure 15 drawn literally is "
+            "inception_resnet_v2_fig15. SENet Table 2 prints 11.75 GFLOPs for this row, which "
+            "matches neither network (13.16 G here, 9.26 G for Figure 15)."
         ),
     ),
     FREE_KNOBS_RESIDUAL,
 )
 def inception_resnet_v2(**knobs: Any) -> InceptionResNet:
     return InceptionResNet(inception_resnet_v2_spec(), **knobs)
+
+
+@_register(
+    _info(
+        table="Figures 3, 16, 7, 17, 18, 19, 15; Table 1 (Inception-ResNet-v2 as drawn)",
+        params=32_433_928,
+        macs=9.258e9,
+        err_protocol="",
+        notes=(
+            "Figure 15 drawn literally (Fig. 3 stem, 5/10/5 blocks, 2144 channels before the "
+            "pool, no final 1x1 conv). Not the network the paper's errors belong to (that is "
+            "the released inception_resnet_v2), so it carries no error numbers."
+        ),
+    ),
+    FREE_KNOBS_RESIDUAL,
+)
+def inception_resnet_v2_fig15(**knobs: Any) -> InceptionResNet:
+    return InceptionResNet(inception_resnet_v2_fig15_spec(), **knobs)
+
+
+@_register(
+    ModelInfo(
+        paper="Hu et al. 2017, Squeeze-and-Excitation Networks, arXiv:1709.01507",
+        family="inception_resnet",
+        table="Table 2 (SE-Inception-ResNet-v2), Fig. 2",
+        resolution=299,
+        num_classes=1000,
+        min_input=75,
+        params=SE_IRV2_PARAMS,
+        params_source=OUR_COUNT.replace("the paper prints", "SENet prints"),
+        macs=SE_IRV2_MACS,
+        macs_source="platform.complexity count at 299",
+        top1_err=19.80,
+        top5_err=4.79,
+        err_protocol="ImageNet val, single crop 299, SENet Table 2",
+        notes=(
+            "SE (r = 16, on the up-projected branch before the scaling and the addition, "
+            "Fig. 2) on every Inception-ResNet block of the released inception_resnet_v2 "
+            "(TF-slim inception_resnet_v2.py). Hu et al. released no code for this model "
+            "(hujie-frank/SENet has Caffe prototxts of the SE-ResNe(X)ts and SENet-154 only), "
+            "so the SE placement follows Fig. 2. SENet's 11.76 G vs 11.75 G base matches "
+            "neither our base count (13.16 G)."
+        ),
+    ),
+    FREE_KNOBS_RESIDUAL,
+)
+def se_inception_resnet_v2(**knobs: Any) -> InceptionResNet:
+    return InceptionResNet(inception_resnet_v2_spec(se_ratio=1 / 16), **knobs)
 
 
 @_register(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from typing import Literal, get_args
 
 import torch
 from torch import nn
@@ -42,30 +43,46 @@ def he_init_(module: nn.Module, mode: str = "fan_out") -> None:
             nn.init.zeros_(m.bias)
 
 
-def drop_path_rates(num_blocks: int, max_rate: float) -> list[float]:
-    """Per-block drop-path (stochastic depth) rates, indexed by global block index.
+DropPathRule = Literal["huang", "timm", "tf"]
+DropPathMode = Literal["sample", "batch"]
+DROP_PATH_RULES: tuple[str, ...] = get_args(DropPathRule)
+DROP_PATH_MODES: tuple[str, ...] = get_args(DropPathMode)
 
-    Linear from 0 at the first block to `max_rate` at the last block, so the
-    last block gets the full rate, as in Huang et al. 2016 ("Deep Networks with
-    Stochastic Depth", §3 linear decay rule, p_L = 1 - max_rate). A single block
-    gets `max_rate`. Every model family calls this one function, so a given
-    `drop_path_rate` means the same thing everywhere.
 
-    Note: Huang et al. index blocks l = 1..L with p_l = 1 - (l/L)(1 - p_L), which
-    gives the first block a rate of max_rate/L; we start at exactly 0 (timm's
-    `idx / (N - 1)` rule). The two agree at the last block.
+def drop_path_rates(num_blocks: int, max_rate: float, rule: DropPathRule = "timm") -> list[float]:
+    """Per-block drop-path (stochastic depth) rates, indexed by global block index i = 0..N-1.
+
+    The one place the three rules in use are written down (every family calls this):
+
+    - ``huang``: Huang et al. 2016 §3 "linear decay rule", p_l = 1 - (l/L)(1 - p_L) for
+      blocks l = 1..L, i.e. rate (i+1)/N * max_rate: the first block already drops
+      max_rate/N, the last exactly max_rate (yueatsprograms/Stochastic_Depth main.lua,
+      ``deathRate = i / #addtables * opt.deathRate``, i = 1..#addtables).
+    - ``timm``: i/(N-1) * max_rate, 0 at the first block, max_rate at the last (timm
+      ``resnet.py`` make_blocks; a single block gets max_rate).
+    - ``tf``: i/N * max_rate, 0 at the first block, max_rate * (N-1)/N at the last
+      (TF EfficientNet ``efficientnet_model.py`` and torchvision ``efficientnet.py``:
+      ``drop_connect_rate * float(idx) / len(blocks)``).
+
+    `max_rate` = 1 - p_L of Huang et al. (the ``drop_path_rate`` knob).
     """
     if num_blocks < 0:
         raise ValueError(f"num_blocks must be >= 0, got {num_blocks}")
     if not 0.0 <= max_rate < 1.0:
         raise ValueError(f"max_rate must be in [0, 1), got {max_rate}")
+    if rule not in DROP_PATH_RULES:
+        raise ValueError(f"drop_path_rule must be one of {DROP_PATH_RULES}, got {rule!r}")
+    if rule == "huang":
+        return [max_rate * (i + 1) / num_blocks for i in range(num_blocks)]
+    if rule == "tf":
+        return [max_rate * i / num_blocks for i in range(num_blocks)]
     if num_blocks == 1:
         return [max_rate]
     return [max_rate * i / (num_blocks - 1) for i in range(num_blocks)]
 
 
 def drop_path(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
-    """Zero whole samples of a residual branch with probability `p` (Huang et al. 2016).
+    """Zero whole samples of a residual branch with probability `p` (``sample`` mode).
 
     Survivors are scaled by 1/(1-p) so the expectation is unchanged and
     inference needs no rescaling. x: (B, ...) -> same shape.
@@ -81,19 +98,84 @@ def drop_path(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
 
 
 class DropPath(nn.Module):
-    """Module wrapper of `drop_path`; active only in training mode."""
+    """Stochastic depth on one residual branch; active only in training mode.
 
-    def __init__(self, p: float) -> None:
+    ``mode="sample"`` (timm, EfficientNet): the branch is computed and whole samples of
+    it are zeroed (`drop_path`). ``mode="batch"`` (Huang et al. 2016 §3, ResidualDrop.lua):
+    one Bernoulli draw per block per training step drops the block for the whole
+    mini-batch; the block asks `dropped()` *before* computing its branch and then returns
+    its shortcut only (ResidualDrop.lua ``updateOutput``: "only compute convolutional
+    output when gate is open").
+
+    Survivor scaling, both modes: a kept branch is multiplied by 1/(1-p) in training and
+    left alone in eval ("inverted" scaling), so the training-mode expectation equals the
+    eval output. Huang's code instead trains unscaled and multiplies the branch by (1-p)
+    at test time (``mul(1-self.deathRate)``); the two differ only by a rescaling of the
+    branch's last layer, and ours keeps eval, lesion studies and weight export unchanged.
+
+    Batch-mode decisions: `set_drop_path_step(model, seed, step)` fixes every block's
+    decision for a step from (seed, step) alone, so DDP ranks drop the same blocks; when
+    nobody set it (a bare training loop) `dropped()` draws from torch's global RNG.
+    """
+
+    def __init__(self, p: float, mode: DropPathMode = "sample") -> None:
         super().__init__()
         if not 0.0 <= p < 1.0:
             raise ValueError(f"drop-path rate must be in [0, 1), got {p}")
+        if mode not in DROP_PATH_MODES:
+            raise ValueError(f"drop_path_mode must be one of {DROP_PATH_MODES}, got {mode!r}")
         self.p = p
+        self.mode = mode
+        self.decision: bool | None = None  # batch mode: set per step by set_drop_path_step
+
+    def dropped(self) -> bool:
+        """Batch mode in training: whether the whole block is skipped in this step."""
+        if self.mode != "batch" or not self.training or self.p == 0.0:
+            return False
+        if self.decision is not None:
+            return self.decision
+        return bool(torch.rand(()) < self.p)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return drop_path(x, self.p, self.training)
+        if self.mode == "sample":
+            return drop_path(x, self.p, self.training)
+        if self.training and self.p > 0:  # a kept block (dropped ones never call forward)
+            return x / (1.0 - self.p)
+        return x
 
     def extra_repr(self) -> str:
-        return f"p={self.p:.4g}"
+        return f"p={self.p:.4g}, mode={self.mode}"
+
+
+def block_dropped(drop_path_module: nn.Module) -> bool:
+    """A block's test before computing its branch: True when batch-mode stochastic depth
+    skips it in this step (False for nn.Identity, sample mode and eval)."""
+    return isinstance(drop_path_module, DropPath) and drop_path_module.dropped()
+
+
+def make_drop_path(p: float, mode: DropPathMode = "sample") -> DropPath | None:
+    """The DropPath a block receives for rate `p` (None for p = 0: nothing to drop)."""
+    if mode not in DROP_PATH_MODES:
+        raise ValueError(f"drop_path_mode must be one of {DROP_PATH_MODES}, got {mode!r}")
+    return DropPath(p, mode) if p > 0 else None
+
+
+def set_drop_path_step(model: nn.Module, seed: int, step: int) -> list[bool]:
+    """Fix the batch-mode decisions of every DropPath in `model` for one training step.
+
+    One generator seeded from (seed, step) draws one uniform per batch-mode DropPath in
+    module order; block i is dropped when u_i < p_i. Nothing depends on the rank, so every
+    DDP rank skips the same blocks, and a resumed run repeats the same decisions.
+    Returns the decisions in module order (for logging and tests).
+    """
+    blocks = [m for m in model.modules() if isinstance(m, DropPath) and m.mode == "batch"]
+    if not blocks:
+        return []
+    gen = torch.Generator().manual_seed((int(seed) * 1_000_003 + int(step)) % (2**63))
+    draws = torch.rand(len(blocks), generator=gen, dtype=torch.float64).tolist()
+    for m, u in zip(blocks, draws, strict=True):
+        m.decision = u < m.p
+    return [m.decision for m in blocks]
 
 
 # ---------------------------------------------------------------- conv / norm helpers

@@ -21,13 +21,11 @@ Conventions (written down because implementations disagree):
   output, squeeze width max(1, int(se_ratio * C_out)): this is SENet's SE-MobileNet
   (Hu et al., Table 3: 4.2M -> 4.7M params at r = 16, reproduced by the tests).
 - Drop-path rates come from `models.layers.drop_path_rates` over the GLOBAL block
-  index, blocks without a residual included (as TF and torchvision index them): linear
-  from 0 at the first block to `drop_path_rate` at the last. torchvision and the TF
-  reference use rate * i / N instead (first block 0, last block rate * (N-1)/N), so at
-  the same `drop_path_rate` ours is slightly larger, by a factor N/(N-1) (16/15 for B0).
-  Only blocks with a residual use their rate, and the last block of every v2 /
-  EfficientNet net changes width (no residual), so the largest rate actually applied
-  is rate * (N-2)/(N-1). Eval-mode numerics are unaffected.
+  index, blocks without a residual included (as TF and torchvision index them), with
+  the TF / torchvision rule by default (`drop_path_rule='tf'`: rate * i / N, first block
+  0, last block rate * (N-1)/N; torchvision efficientnet.py `sd_prob * float(stage_block_id)
+  / total_stage_blocks`) and per-sample drop-path (`drop_path_mode='sample'`, TF
+  `drop_connect`); both are free knobs. Only blocks with a residual use their rate.
 - BN: PyTorch defaults (eps 1e-5, momentum 0.1) for MobileNet v1/v2 and for
   EfficientNet-B0..B4, whose torchvision weights were trained in PyTorch (timm); B5..B7
   (weights ported from TF) and the generic compound-scaled builders use TF's eps 1e-3,
@@ -54,9 +52,12 @@ from .layers import (
     ActLayer,
     ClassifierHead,
     ConvNormAct,
-    DropPath,
+    DropPathMode,
+    DropPathRule,
     SqueezeExcite,
+    block_dropped,
     drop_path_rates,
+    make_drop_path,
 )
 from .registry import ModelInfo, register_model
 
@@ -321,6 +322,8 @@ class InvertedResidual(nn.Module):
         self.drop_path = drop_path if use_drop_path else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.has_residual and block_dropped(self.drop_path):  # batch-mode stochastic depth
+            return x
         out = self.expand(x)  # (B, C_in, H, W) -> (B, t C_in, H, W)
         out = self.project(self.se(self.dw(out)))  # -> (B, C_out, H/s, W/s)
         if self.has_residual:
@@ -355,6 +358,8 @@ class MBConvNet(nn.Module):
         *,
         in_chans: int = 3,
         drop_path_rate: float = 0.0,
+        drop_path_mode: DropPathMode = "sample",  # EfficientNet §5.2 / TF drop_connect
+        drop_path_rule: DropPathRule = "tf",
         dropout: float = 0.0,
         zero_init_residual: bool = False,
         bn_eps: float = BN_EPS,
@@ -372,7 +377,7 @@ class MBConvNet(nn.Module):
         self.stem = ConvNormAct(in_chans, spec.stem_width, 3, 2, act_layer=act, **bn)  # 224 -> 112
 
         # One rate per block over the global block index (module docstring).
-        rates = drop_path_rates(spec.num_blocks, drop_path_rate)
+        rates = drop_path_rates(spec.num_blocks, drop_path_rate, drop_path_rule)
         self.drop_path_rates = rates
         index = 0
         for s, stage in enumerate(spec.stages, start=1):
@@ -389,7 +394,7 @@ class MBConvNet(nn.Module):
                     expand=stage.expand,
                     se_ratio=stage.se_ratio,
                     act_layer=act,
-                    drop_path=DropPath(rate) if rate > 0 else None,
+                    drop_path=make_drop_path(rate, drop_path_mode),
                     **bn,
                 )
             self.add_module(f"s{s}", nn.Sequential(blocks))
@@ -586,6 +591,8 @@ FREE_KNOBS = frozenset(
         "num_classes",
         "in_chans",
         "drop_path_rate",
+        "drop_path_mode",
+        "drop_path_rule",
         "dropout",
         "zero_init_residual",
         "bn_eps",

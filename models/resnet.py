@@ -13,7 +13,9 @@ Named paper models are registered at the bottom of this file:
 - Wide ResNet (Zagoruyko & Komodakis 2016, arXiv 1605.07146),
 - SE-ResNet, SE-ResNeXt, SENet-154 (Hu et al. 2017, arXiv 1709.01507).
 Stochastic depth (Huang et al. 2016, arXiv 1603.09382) is the free knob
-`drop_path_rate` of every model.
+`drop_path_rate` of every model, run as the paper ran it by default: whole blocks dropped
+once per mini-batch (`drop_path_mode='batch'`, the branch is then not computed) with the
+l/L rule (`drop_path_rule='huang'`); see models.layers.drop_path_rates for the rules.
 
 Conventions (written down because implementations disagree):
 - `StageSpec.width` is the paper's stage width ("planes", the 64 in
@@ -60,11 +62,14 @@ from .layers import (
     BN_MOMENTUM,
     ClassifierHead,
     ConvNormAct,
-    DropPath,
+    DropPathMode,
+    DropPathRule,
     NormAct,
     SqueezeExcite,
+    block_dropped,
     conv2d,
     drop_path_rates,
+    make_drop_path,
     relu,
 )
 from .registry import MacsVariant, ModelInfo, register_model
@@ -75,6 +80,10 @@ BlockKind = Literal["basic", "bottleneck", "preact_basic", "preact_bottleneck"]
 StemKind = Literal["imagenet", "cifar", "deep"]
 Shortcut = Literal["A", "B", "C", "none"]  # 'none': plain net, no shortcut at all
 StrideOn = Literal["3x3", "1x1"]
+# How an option-A shortcut downsamples: 'stride' keeps every 2nd pixel (He et al. 2015 §3.3;
+# fb.resnet.torch's 1x1 average pool at stride 2); 'avgpool' averages 2x2 windows (Huang et
+# al.'s ResidualDrop.lua: nn.SpatialAveragePooling(stride, stride, stride, stride)).
+PadPool = Literal["stride", "avgpool"]
 
 
 def _check_choice(field: str, value: object, choices: tuple[object, ...]) -> None:
@@ -195,20 +204,27 @@ class PadShortcut(nn.Module):
     this is what the CIFAR nets of §4.2 use (resnet110 = 1.7M params, Table 6).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, stride: int, pool: PadPool = "stride"
+    ) -> None:
         super().__init__()
         if out_channels < in_channels:
             raise ValueError("option-A shortcuts can only add channels")
+        _check_choice("shortcut_downsample", pool, get_args(PadPool))
         self.extra = out_channels - in_channels
         self.stride = stride
+        self.pool = pool
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.stride > 1:
+        if self.stride > 1 and self.pool == "avgpool":  # Huang et al.: 2x2 average, stride 2
+            x = F.avg_pool2d(x, self.stride, self.stride)
+        elif self.stride > 1:
             x = x[:, :, :: self.stride, :: self.stride]  # same size as a strided 3x3/1x1 conv
+        # zero channels appended (ResidualDrop.lua: nn.Padding(1, nOut - nIn, 3))
         return F.pad(x, (0, 0, 0, 0, 0, self.extra))  # (B, C_in, H, W) -> (B, C_out, H, W)
 
     def extra_repr(self) -> str:
-        return f"extra_channels={self.extra}, stride={self.stride}"
+        return f"extra_channels={self.extra}, stride={self.stride}, pool={self.pool}"
 
 
 def make_shortcut(
@@ -219,6 +235,7 @@ def make_shortcut(
     *,
     norm: bool,
     proj_kernel: int = 1,
+    pad_pool: PadPool = "stride",
     bn_eps: float,
     bn_momentum: float,
 ) -> nn.Module | None:
@@ -234,7 +251,7 @@ def make_shortcut(
     if kind != "C" and in_channels == out_channels and stride == 1:
         return nn.Identity()
     if kind == "A":
-        return PadShortcut(in_channels, out_channels, stride)
+        return PadShortcut(in_channels, out_channels, stride, pad_pool)
     k = proj_kernel if stride > 1 else 1
     if not norm:
         return conv2d(in_channels, out_channels, k, stride)
@@ -333,6 +350,7 @@ class BasicBlock(nn.Module):
         input_activated: bool = False,  # unused (see above)
         block_dropout: float = 0.0,
         drop_path: nn.Module | None = None,
+        pad_pool: PadPool = "stride",
         bn_eps: float = BN_EPS,
         bn_momentum: float = BN_MOMENTUM,
     ) -> None:
@@ -346,11 +364,14 @@ class BasicBlock(nn.Module):
         self.se = _se(out_channels, se_ratio)
         self.drop_path = drop_path if drop_path is not None else nn.Identity()
         self.shortcut = make_shortcut(
-            in_channels, out_channels, stride, shortcut, norm=True, proj_kernel=proj_kernel, **bn
+            in_channels, out_channels, stride, shortcut, norm=True, proj_kernel=proj_kernel,
+            pad_pool=pad_pool, **bn
         )
         self.act = relu()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if block_dropped(self.drop_path):  # batch-mode stochastic depth: no branch at all
+            return F.relu(self.shortcut(x))  # ResidualDrop.lua: skip only, then the ReLU
         out = self.drop_path(self.se(self.conv2(self.dropout(self.conv1(x)))))
         if self.shortcut is not None:  # None: a plain block (He et al. 2015 §4.1)
             out += self.shortcut(x)  # in place (see module notes on the blocks)
@@ -405,6 +426,7 @@ class Bottleneck(nn.Module):
         input_activated: bool = False,  # unused
         block_dropout: float = 0.0,
         drop_path: nn.Module | None = None,
+        pad_pool: PadPool = "stride",
         bn_eps: float = BN_EPS,
         bn_momentum: float = BN_MOMENTUM,
     ) -> None:
@@ -422,11 +444,14 @@ class Bottleneck(nn.Module):
         self.se = _se(out_channels, se_ratio)
         self.drop_path = drop_path if drop_path is not None else nn.Identity()
         self.shortcut = make_shortcut(
-            in_channels, out_channels, stride, shortcut, norm=True, proj_kernel=proj_kernel, **bn
+            in_channels, out_channels, stride, shortcut, norm=True, proj_kernel=proj_kernel,
+            pad_pool=pad_pool, **bn
         )
         self.act = relu()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if block_dropped(self.drop_path):
+            return F.relu(self.shortcut(x))
         out = self.drop_path(self.se(self.conv3(self.conv2(self.conv1(x)))))
         if self.shortcut is not None:
             out += self.shortcut(x)
@@ -462,6 +487,7 @@ class PreActBasicBlock(nn.Module):
         input_activated: bool = False,
         block_dropout: float = 0.0,
         drop_path: nn.Module | None = None,
+        pad_pool: PadPool = "stride",
         bn_eps: float = BN_EPS,
         bn_momentum: float = BN_MOMENTUM,
     ) -> None:
@@ -477,11 +503,14 @@ class PreActBasicBlock(nn.Module):
         self.se = _se(out_channels, se_ratio)
         self.drop_path = drop_path if drop_path is not None else nn.Identity()
         self.shortcut = make_shortcut(
-            in_channels, out_channels, stride, shortcut, norm=False, proj_kernel=proj_kernel, **bn
+            in_channels, out_channels, stride, shortcut, norm=False, proj_kernel=proj_kernel,
+            pad_pool=pad_pool, **bn
         )
         self.projects = isinstance(self.shortcut, nn.Conv2d)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if block_dropped(self.drop_path):
+            return self.shortcut(self.norm1(x) if self.projects else x)
         pre = self.norm1(x)
         out = self.drop_path(self.se(self.conv2(self.dropout(self.norm2(self.conv1(pre))))))
         if self.shortcut is None:  # a plain block
@@ -516,6 +545,7 @@ class PreActBottleneck(nn.Module):
         input_activated: bool = False,
         block_dropout: float = 0.0,
         drop_path: nn.Module | None = None,
+        pad_pool: PadPool = "stride",
         bn_eps: float = BN_EPS,
         bn_momentum: float = BN_MOMENTUM,
     ) -> None:
@@ -534,11 +564,14 @@ class PreActBottleneck(nn.Module):
         self.se = _se(out_channels, se_ratio)
         self.drop_path = drop_path if drop_path is not None else nn.Identity()
         self.shortcut = make_shortcut(
-            in_channels, out_channels, stride, shortcut, norm=False, proj_kernel=proj_kernel, **bn
+            in_channels, out_channels, stride, shortcut, norm=False, proj_kernel=proj_kernel,
+            pad_pool=pad_pool, **bn
         )
         self.projects = isinstance(self.shortcut, nn.Conv2d)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if block_dropped(self.drop_path):
+            return self.shortcut(self.norm1(x) if self.projects else x)
         pre = self.norm1(x)
         out = self.conv3(self.norm3(self.conv2(self.norm2(self.conv1(pre)))))
         out = self.drop_path(self.se(out))
@@ -604,6 +637,11 @@ class ResidualNet(nn.Module):
         *,
         in_chans: int = 3,
         drop_path_rate: float = 0.0,
+        # Huang et al. 2016 ran stochastic depth per mini-batch with the l/L rule
+        # (layers.drop_path_rates, layers.DropPath); both are free knobs.
+        drop_path_mode: DropPathMode = "batch",
+        drop_path_rule: DropPathRule = "huang",
+        shortcut_downsample: PadPool = "stride",  # option-A shortcuts only (PadPool)
         dropout: float = 0.0,
         block_dropout: float = 0.0,  # WRN's dropout between the convs of basic blocks (§2.4)
         # Off by default, as in the papers and torchvision: the zero-gamma trick is Goyal
@@ -620,6 +658,11 @@ class ResidualNet(nn.Module):
                 "a plain net (shortcut='none') takes neither drop_path_rate nor "
                 "zero_init_residual: there is no shortcut to fall back on"
             )
+        if shortcut_downsample != "stride" and spec.shortcut != "A":
+            raise ValueError(
+                f"shortcut_downsample={shortcut_downsample!r} needs option-A shortcuts; "
+                f"this net uses shortcut={spec.shortcut!r}"
+            )
         self.spec = spec
         bn = dict(bn_eps=bn_eps, bn_momentum=bn_momentum)
         self.stem = make_stem(spec.stem, in_chans, spec.stem_width, **bn)
@@ -627,7 +670,7 @@ class ResidualNet(nn.Module):
 
         # Stochastic depth: one rate per block over the global block index
         # (Huang et al. 2016), so the deepest block of the net gets the full rate.
-        rates = drop_path_rates(spec.num_blocks, drop_path_rate)
+        rates = drop_path_rates(spec.num_blocks, drop_path_rate, drop_path_rule)
         index = 0
         channels = spec.stem_width
         for s, stage in enumerate(spec.stages, start=1):
@@ -652,7 +695,8 @@ class ResidualNet(nn.Module):
                     stride_on=spec.stride_on,
                     input_activated=index == 0,  # the stem's BN-ReLU feeds both paths
                     block_dropout=block_dropout,
-                    drop_path=DropPath(rate) if rate > 0 else None,
+                    drop_path=make_drop_path(rate, drop_path_mode),
+                    pad_pool=shortcut_downsample,
                     **bn,
                 )
                 channels = out_channels
@@ -867,12 +911,16 @@ FREE_KNOBS = frozenset(
         "num_classes",
         "in_chans",
         "drop_path_rate",
+        "drop_path_mode",
+        "drop_path_rule",
         "dropout",
         "zero_init_residual",
         "bn_eps",
         "bn_momentum",
     }
 )
+# Option-A nets (CIFAR ResNets): Huang et al.'s 2x2-average-pool shortcut is a free knob.
+FREE_KNOBS_PAD = FREE_KNOBS | {"shortcut_downsample"}
 # The paper's Table 1 FLOPs are the 1x1-stride models, torchvision's the 3x3 ones:
 # both placements are the "same" ResNet-50, so stride_on stays free for bottlenecks.
 FREE_KNOBS_BOTTLENECK = FREE_KNOBS | {"stride_on"}
@@ -1055,28 +1103,29 @@ def _cifar(n: int, **knobs: Any) -> ResidualNet:
     return ResidualNet(cifar_spec(n), **knobs)
 
 
-@_register(_cifar_info(269_722, "0.27M", 8.75))
+@_register(_cifar_info(269_722, "0.27M", 8.75), FREE_KNOBS_PAD)
 def resnet20(**knobs: Any) -> ResidualNet:
     return _cifar(3, **knobs)
 
 
-@_register(_cifar_info(464_154, "0.46M", 7.51))
+@_register(_cifar_info(464_154, "0.46M", 7.51), FREE_KNOBS_PAD)
 def resnet32(**knobs: Any) -> ResidualNet:
     return _cifar(5, **knobs)
 
 
-@_register(_cifar_info(658_586, "0.66M", 7.17))
+@_register(_cifar_info(658_586, "0.66M", 7.17), FREE_KNOBS_PAD)
 def resnet44(**knobs: Any) -> ResidualNet:
     return _cifar(7, **knobs)
 
 
-@_register(_cifar_info(853_018, "0.85M", 6.97))
+@_register(_cifar_info(853_018, "0.85M", 6.97), FREE_KNOBS_PAD)
 def resnet56(**knobs: Any) -> ResidualNet:
     return _cifar(9, **knobs)
 
 
 @_register(
     _cifar_info(1_727_962, "1.7M", 6.43, notes="6.43 is the best of 5 runs; mean 6.61 +- 0.16"),
+    FREE_KNOBS_PAD,
 )
 def resnet110(**knobs: Any) -> ResidualNet:
     return _cifar(18, **knobs)
@@ -1084,6 +1133,7 @@ def resnet110(**knobs: Any) -> ResidualNet:
 
 @_register(
     _cifar_info(19_421_274, "19.4M", 7.93, notes="overfits: worse than resnet110 (§4.2)"),
+    FREE_KNOBS_PAD,
 )
 def resnet1202(**knobs: Any) -> ResidualNet:
     return _cifar(200, **knobs)
@@ -1096,7 +1146,9 @@ def resnet1202(**knobs: Any) -> ResidualNet:
 # error) and, in Veit et al. 2016 §4, as the nets where deleting one layer is fatal.
 # No drop-path and no zero-init: both need a shortcut (ResidualNet refuses them).
 
-FREE_KNOBS_PLAIN = FREE_KNOBS - {"drop_path_rate", "zero_init_residual"}
+FREE_KNOBS_PLAIN = FREE_KNOBS - {
+    "drop_path_rate", "drop_path_mode", "drop_path_rule", "zero_init_residual"
+}
 _FIG6 = (
     "CIFAR-10 error of the plain nets is only plotted (Fig. 6 left, training and test curves); "
     "the paper prints no number for them. Same depth, widths and parameters as the option-A "
@@ -1278,7 +1330,8 @@ def _preact_cifar_info(table: str, **row: Any) -> ModelInfo:
         err_protocol="CIFAR-10 test, median of 5 runs, Table 3",
         notes="Option-A shortcuts as the 2015 ResNet-110 it is compared with; the paper "
         "prints no parameter count for it (the 2015 ResNet-110 is 1.7M, Table 6).",
-    )
+    ),
+    FREE_KNOBS_PAD,
 )
 def preact_resnet110(**knobs: Any) -> ResidualNet:
     return ResidualNet(preact_cifar_spec(110, "preact_basic"), **knobs)
