@@ -779,7 +779,6 @@ def inception_resnet_v1(**knobs: Any) -> InceptionResNet:
         macs=13.157e9,
         top1_err=19.9,
         top5_err=4.9,
-        paper_params="56M (EfficientNet Table 2)",
         params_source="exact count with PyTorch's affine BN (TF-slim trains BN without gamma: "
         "55,813,192; Keras Applications also counts moving stats: 55,873,736)",
         notes=(

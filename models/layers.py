@@ -160,6 +160,12 @@ def make_drop_path(p: float, mode: DropPathMode = "sample") -> DropPath | None:
     return DropPath(p, mode) if p > 0 else None
 
 
+def skips_blocks(model: nn.Module) -> bool:
+    """Whether training `model` can skip whole blocks (batch-mode DropPath with p > 0), so that
+    some parameters get no gradient in a step (DDP then needs find_unused_parameters)."""
+    return any(isinstance(m, DropPath) and m.mode == "batch" and m.p > 0 for m in model.modules())
+
+
 def set_drop_path_step(model: nn.Module, seed: int, step: int) -> list[bool]:
     """Fix the batch-mode decisions of every DropPath in `model` for one training step.
 

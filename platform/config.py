@@ -45,6 +45,9 @@ class ModelConfig:
     name: str = _f("resnet20", "registry name (python -c 'import models; print(models.list_models())')")
     num_classes: Optional[int] = _f(None, "classifier outputs; null = the dataset's number of classes")
     drop_path_rate: Optional[float] = _f(None, "stochastic depth: drop-path rate of the last block (Huang et al. 2016); null = the model's default")
+    drop_path_mode: Optional[str] = _f(None, "stochastic depth: sample (per-sample drop-path, timm/EfficientNet) | batch (whole blocks per step, branch not run: Huang et al.); null = the model's default (ResNets batch, others sample)")
+    drop_path_rule: Optional[str] = _f(None, "per-block rates: huang (l/L) | timm (i/(N-1)) | tf (i/N), see models.layers.drop_path_rates; null = the model's default (ResNets huang, EfficientNet tf)")
+    shortcut_downsample: Optional[str] = _f(None, "option-A shortcuts of CIFAR ResNets: stride (He et al.) | avgpool (2x2 average, Huang et al.'s stochastic-depth code); null = stride")
     zero_init_residual: Optional[bool] = _f(None, "zero-init the last BN gamma of each residual block (Goyal et al. 2017); null = the model's default (off)")
     dropout: Optional[float] = _f(None, "dropout before the classifier; null = the model's default (EfficientNet: 0.2-0.5)")
     stride_on: Optional[str] = _f(None, "bottleneck stride placement '3x3' (v1.5) or '1x1' (MSRA); null = model default")
@@ -305,6 +308,9 @@ _CHOICES = {
     "logging.wandb": ("auto", "online", "offline", "disabled"),
     "data.order": ("auto", "random", "quasi_random"),
     "model.stride_on": (None, "3x3", "1x1"),
+    "model.drop_path_mode": (None, "sample", "batch"),
+    "model.drop_path_rule": (None, "huang", "timm", "tf"),
+    "model.shortcut_downsample": (None, "stride", "avgpool"),
 }
 
 

@@ -139,6 +139,7 @@ class ClassificationModule(L.LightningModule):
         channels_last: bool = False,
         global_batch_size: int | None = None,
         regularization: dict[str, Any] | None = None,
+        seed: int = 0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -176,6 +177,11 @@ class ClassificationModule(L.LightningModule):
             images = random_erase(images, p=r.random_erasing)
         return mix_batch(images, targets, self.hparams.num_classes, mixup_alpha=r.mixup_alpha,
                          cutmix_alpha=r.cutmix_alpha, switch_prob=r.mix_switch_prob)
+
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        # Batch-mode stochastic depth: this step's dropped blocks from (seed, global step) alone,
+        # so every DDP rank skips the same blocks and a resumed run repeats the decisions.
+        models.set_drop_path_step(self.model, self.hparams.seed, self.global_step)
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         images, targets = batch
@@ -271,4 +277,5 @@ def module_kwargs(cfg, num_classes: int) -> dict[str, Any]:
     return dict(model_name=name, num_classes=cfg.model.num_classes or num_classes, model_knobs=knobs,
                 optim=dataclasses.asdict(cfg.optim), schedule=dataclasses.asdict(cfg.schedule),
                 max_epochs=cfg.trainer.max_epochs, channels_last=cfg.trainer.channels_last,
-                global_batch_size=cfg.data.batch_size, regularization=dataclasses.asdict(cfg.regularization))
+                global_batch_size=cfg.data.batch_size, regularization=dataclasses.asdict(cfg.regularization),
+                seed=cfg.seed)

@@ -160,7 +160,31 @@ def build_loggers(cfg: ExperimentConfig, run_dir: Path) -> list:
                         tags=list(cfg.logging.tags) or None, config=to_dict(cfg))]
 
 
-def build_trainer(cfg: ExperimentConfig, run_dir: Path, extra_callbacks: list | None = None):
+def _devices_total(t) -> int:
+    """How many processes the Trainer will start (an estimate for the strategy choice below)."""
+    d = t.devices
+    if isinstance(d, (list, tuple)):
+        n = len(d)
+    elif isinstance(d, int) or str(d).lstrip("-").isdigit():
+        n = int(d) if int(d) >= 0 else max(1, torch.cuda.device_count())
+    else:  # "auto": every GPU when training on GPUs, else one process
+        n = torch.cuda.device_count() if t.accelerator != "cpu" and torch.cuda.is_available() else 1
+    return max(1, n) * t.num_nodes
+
+
+def ddp_strategy(cfg: ExperimentConfig, skips_blocks: bool) -> str:
+    """The Trainer's strategy. Batch-mode stochastic depth skips whole blocks in a step, whose
+    parameters then get no gradient; plain DDP would wait for them and fail, so it runs with
+    ``find_unused_parameters`` (every rank skips the same blocks: ClassificationModule). Only
+    then: the unused-parameter search costs a graph traversal per step (benchmarks/RESULTS.md)."""
+    t = cfg.trainer
+    if skips_blocks and t.strategy in ("auto", "ddp") and _devices_total(t) > 1:
+        return "ddp_find_unused_parameters_true"
+    return t.strategy
+
+
+def build_trainer(cfg: ExperimentConfig, run_dir: Path, extra_callbacks: list | None = None,
+                  skips_blocks: bool = False):
     import lightning as L
     from lightning.pytorch.callbacks import LearningRateMonitor
 
@@ -193,7 +217,7 @@ def build_trainer(cfg: ExperimentConfig, run_dir: Path, extra_callbacks: list | 
         optional[k] = int(v) if float(v).is_integer() and v > 1 else float(v)
     return L.Trainer(
         max_epochs=t.max_epochs, accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes,
-        strategy=t.strategy, precision=t.precision, gradient_clip_val=t.gradient_clip_val,
+        strategy=ddp_strategy(cfg, skips_blocks), precision=t.precision, gradient_clip_val=t.gradient_clip_val,
         log_every_n_steps=t.log_every_n_steps, deterministic=t.deterministic, logger=loggers or False,
         callbacks=callbacks, default_root_dir=str(run_dir), enable_progress_bar=cfg.logging.progress_bar,
         enable_model_summary=False, sync_batchnorm=t.sync_batchnorm,
@@ -232,7 +256,7 @@ def train(cfg: ExperimentConfig, callbacks: list | None = None) -> dict[str, Any
         from platform.init import load_initial_weights
 
         load_initial_weights(module.model, cfg.model.name, cfg.model.init)
-    trainer = build_trainer(cfg, run_dir, callbacks)
+    trainer = build_trainer(cfg, run_dir, callbacks, skips_blocks=models.skips_blocks(module.model))
 
     base = {"model": cfg.model.name, "data": cfg.data.name, "seed": cfg.seed, "recipe": cfg.recipe,
             "max_epochs": cfg.trainer.max_epochs}

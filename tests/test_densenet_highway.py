@@ -319,7 +319,7 @@ def test_negative_gate_bias_makes_layers_start_near_carry():
     assert GATE_BIAS < 0
     model = create_model("highway19").eval()
     layers = [m for m in model.modules() if isinstance(m, HighwayLayer)]
-    assert len(layers) == 13
+    assert len(layers) == 14  # the released net: 4 + 5 + 5
     assert all(torch.equal(m.gate.bias, torch.full_like(m.gate.bias, GATE_BIAS)) for m in layers)
     gates = []
     def record(module: nn.Module, args: tuple, out: torch.Tensor) -> None:
@@ -331,7 +331,7 @@ def test_negative_gate_bias_makes_layers_start_near_carry():
     for h in hooks:
         h.remove()
     means = [g.mean().item() for g in gates]
-    assert len(means) == 13 and max(means) < 0.5, means
+    assert len(means) == 14 and max(means) < 0.5, means
     # the knob moves the bias, and with it the gates
     deeper = create_model("highway32", gate_bias=-3.0)
     assert all(m.gate.bias.eq(-3.0).all() for m in deeper.modules() if isinstance(m, HighwayLayer))
@@ -392,14 +392,17 @@ def test_highway_drop_path_drops_the_gated_branch_per_sample():
     assert rates == drop_path_rates(27, 0.1)
 
 
-def test_highway_reconstructed_layer_lists():
-    # Table 1 depths: 17 / 30 conv layers (+ the classifier, see models/highway.py).
+def test_highway_layer_lists():
+    # highway19: the released cifar10-19layers net, conv1..conv18 + ip2; highway32: 30 + classifier.
     b, c = cifar_spec_19(), cifar_spec_32()
-    assert (b.num_conv_layers, b.num_highway_layers) == (17, 13)
+    assert (b.num_conv_layers, b.num_highway_layers) == (18, 14)
     assert (c.num_conv_layers, c.num_highway_layers) == (30, 27)
     model = meta_model("highway19")
     assert isinstance(model.s3.pool, nn.MaxPool2d) and not hasattr(model.s1, "pool")
-    assert model.s2.entry.conv.out_channels == 48 and not hasattr(model.s1, "entry")
+    assert model.s2.entry.conv.out_channels == 80 and not hasattr(model.s1, "entry")
+    assert model.head_conv.conv.kernel_size == (1, 1) and model.head_conv.conv.out_channels == 100
+    # dropout 0.2: drop1 on the input, drop2 / drop3 after the pools, drop4 before ip2
+    assert model.input_dropout.p == model.s2.drop.p == model.s3.drop.p == model.head.dropout.p == 0.2
     # three resolutions: 32 -> 16 -> 8 before global pooling
     sizes = []
     real = create_model("highway32")

@@ -30,6 +30,7 @@ from models.inception_resnet import (
     branch,
     conv,
     inception_resnet_v1_spec,
+    inception_resnet_v2_fig15_spec,
     inception_resnet_v2_spec,
     inception_v4_spec,
     reduction_b_resnet,
@@ -40,10 +41,11 @@ from models.inception_resnet import (
 from models.layers import DropPath, SqueezeExcite
 from platform.complexity import count_macs, count_params
 
-NAMES = ("inception_resnet_v1", "inception_resnet_v2", "inception_v4")
+NAMES = ("inception_resnet_v1", "inception_resnet_v2", "inception_resnet_v2_fig15", "inception_v4")
 SPECS = {
     "inception_resnet_v1": inception_resnet_v1_spec,
     "inception_resnet_v2": inception_resnet_v2_spec,
+    "inception_resnet_v2_fig15": inception_resnet_v2_fig15_spec,
     "inception_v4": inception_v4_spec,
 }
 MIN_INPUT = 75
@@ -80,7 +82,7 @@ def test_registered_with_paper_metadata():
     ("name", "widths"),
     [
         ("inception_resnet_v1", (256, 896, 1792)),  # Fig. 14; Table 1 k,l,m,n = 192,192,256,384
-        ("inception_resnet_v2", (384, 1152, 2144)),  # Fig. 3; 256,256,384,384; Fig. 18
+        ("inception_resnet_v2_fig15", (384, 1152, 2144)),  # Fig. 3; 256,256,384,384; Fig. 18
         ("inception_v4", (384, 1024, 1536)),  # Fig. 3; 192,224,256,384; Fig. 8
     ],
 )
@@ -101,7 +103,7 @@ def test_grids_after_stem_and_reductions_at_299(name, widths):
 
 
 def test_v2_up_projection_uses_the_input_width_not_the_printed_1154_2048():
-    model = meta_net(inception_resnet_v2_spec())
+    model = meta_net(inception_resnet_v2_fig15_spec())
     assert model.b.b1.up.out_channels == 1152  # Fig. 17 prints 1154
     assert model.c.b1.up.out_channels == 2144  # Fig. 19 prints 2048
     assert model.a.b1.up.out_channels == 384
@@ -163,8 +165,8 @@ def test_default_and_overridden_residual_scales():
         0.20,
     ]
     with torch.device("meta"):
-        same = create_model("inception_resnet_v2", residual_scales=0.3)
-        mixed = create_model("inception_resnet_v2", residual_scales={"a": 0.1, "b": 0.2, "c": 0.3})
+        same = create_model("inception_resnet_v2_fig15", residual_scales=0.3)
+        mixed = create_model("inception_resnet_v2_fig15", residual_scales={"a": 0.1, "b": 0.2, "c": 0.3})
     assert {b.residual_scale for b in residual_blocks(same)} == {0.3}
     assert [mixed.a.b5.residual_scale, mixed.b.b10.residual_scale, mixed.c.b1.residual_scale] == [0.1, 0.2, 0.3]
     with pytest.raises(ValueError, match=r"missing \['c'\]"):
@@ -200,9 +202,12 @@ def test_inception_v4_has_no_residual_blocks():
     assert not residual_blocks(model)
     assert not any(hasattr(m, "up") for m in model.modules())
     assert len(model.a) == 4 and len(model.b) == 7 and len(model.c) == 3  # Figure 9
-    ir = meta_net(inception_resnet_v2_spec())
+    ir = meta_net(inception_resnet_v2_fig15_spec())
     assert len(ir.a) == 5 and len(ir.b) == 10 and len(ir.c) == 5  # Figure 15
     assert len(residual_blocks(ir)) == 20
+    released = meta_net(inception_resnet_v2_spec())  # TF-slim: 10 / 20 / 9 + 1
+    assert (len(released.a), len(released.b), len(released.c), len(released.c_last)) == (10, 20, 9, 1)
+    assert len(residual_blocks(released)) == 40
 
 
 # ---------------------------------------------------------------- gradients, drop-path, SE
@@ -260,7 +265,8 @@ def test_drop_path_drops_the_scaled_branch_in_training_only():
 def test_se_knob_adds_parameters(name):
     plain, se = meta_net(SPECS[name]()), meta_net(SPECS[name](se_ratio=1 / 16))
     units = [m for m in se.modules() if isinstance(m, SqueezeExcite)]
-    assert len(units) == len(se.a) + len(se.b) + len(se.c)  # the A/B/C blocks, not stem/reductions
+    se_stages = [getattr(se, st.name) for st in se.spec.stages if st.se]
+    assert len(units) == sum(map(len, se_stages))  # the A/B/C blocks, not stem/reductions
     assert not any(isinstance(m, SqueezeExcite) for m in se.reduction_a.modules())
     c = units[-1].fc1.in_channels
     assert units[-1].fc1.out_channels == round(c / 16)  # C/r of the block's output width
@@ -323,50 +329,26 @@ def test_inception_v4_matches_the_third_party_count():
     assert count_macs(model, 299) == pytest.approx(12.3e9, rel=5e-3)
 
 
-def tf_slim_inception_resnet_v2() -> InceptionSpec:
-    """The released TF-slim / Keras / timm Inception-ResNet-v2, which is not the paper's
-    Figure 15: Inception-v3 stem + Mixed_5b, 10/20/10 blocks, a 1x1 conv to 1536 at the end
-    (its last block also skips the ReLU, which changes no count)."""
-    stem = (
-        BlockSpec(
-            (
-                branch(
-                    conv(32, 3, 2, valid=True),
-                    conv(32, 3, valid=True),
-                    conv(64, 3),
-                    MAX_POOL_S2_V,
-                    conv(80),
-                    conv(192, 3, valid=True),
-                    MAX_POOL_S2_V,
-                ),
-            )
-        ),
-        BlockSpec(  # Mixed_5b: 35x35x320
-            (
-                branch(conv(96)),
-                branch(conv(48), conv(64, 5)),
-                branch(conv(64), conv(96, 3), conv(96, 3)),
-                branch(AVG_POOL, conv(64)),
-            )
-        ),
-    )
-    stages = (
-        InceptionStage("a", resnet_a((32, 48, 64)), 10),
-        InceptionStage("reduction_a", REDUCTION_A_IR_V2),
-        InceptionStage("b", resnet_b(192, (128, 160, 192)), 20),
-        InceptionStage("reduction_b", reduction_b_resnet(288, (288, 320))),
-        InceptionStage("c", resnet_c((192, 224, 256)), 10),
-        InceptionStage("conv7b", BlockSpec((branch(conv(1536)),))),
-    )
-    return InceptionSpec(stem, stages)
-
-
-def test_the_cited_55_8m_is_the_tf_slim_variant_not_figure_15():
-    released = meta_net(tf_slim_inception_resnet_v2())
+def test_the_released_inception_resnet_v2_counts_and_grids():
+    # TF-slim inception_resnet_v2.py: 55,843,464 with PyTorch's affine BN, 13.16 GMACs at 299
+    released = meta_net(inception_resnet_v2_spec())
     params = count_params(released)
     bn_channels = sum(m.num_features for m in released.modules() if isinstance(m, nn.BatchNorm2d))
-    assert params == 55_843_464  # timm inception_resnet_v2 (card: 55.8M, 13.2 GMACs)
-    # Keras counts BN moving mean + variance and has no gamma (scale=False): +1 per channel.
-    assert params + bn_channels == 55_873_736  # Keras Applications, paper_tables.md §7
-    assert count_macs(released, 299) == pytest.approx(13.2e9, rel=5e-3)
-    assert model_info("inception_resnet_v2").params == 32_433_928  # Figure 15 as drawn
+    assert params == 55_843_464 == model_info("inception_resnet_v2").params
+    assert params - bn_channels == 55_813_192  # TF-slim trains BN without gamma (scale=False)
+    assert params + bn_channels == 55_873_736  # Keras Applications: + moving mean and variance
+    assert count_macs(released, 299) == pytest.approx(13.16e9, rel=1e-3)
+    assert model_info("inception_resnet_v2_fig15").params == 32_433_928  # Figure 15 as drawn
+    assert model_info("inception_resnet_v2_fig15").top1_err is None
+    shapes = {}
+    for part in ("stem", "a", "reduction_a", "b", "reduction_b", "c", "c_last", "conv7b"):
+        getattr(released, part).register_forward_hook(
+            lambda _m, _i, out, part=part: shapes.__setitem__(part, tuple(out.shape[1:]))
+        )
+    released.eval()(torch.zeros(1, 3, 299, 299, device="meta"))
+    assert shapes["stem"] == shapes["a"] == (320, 35, 35)  # Mixed_5b
+    assert shapes["reduction_a"] == shapes["b"] == (1088, 17, 17)  # Mixed_6a
+    assert shapes["reduction_b"] == shapes["c_last"] == (2080, 8, 8)  # Mixed_7a
+    assert shapes["conv7b"] == (1536, 8, 8) and released.num_features == 1536
+    assert released.c.b9.residual_scale == 0.20 and released.c_last.b1.residual_scale == 1.0
+    assert isinstance(released.c.b9.act, nn.ReLU) and isinstance(released.c_last.b1.act, nn.Identity)
