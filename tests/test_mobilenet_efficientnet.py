@@ -284,8 +284,10 @@ def test_se_is_a_knob_of_the_mobilenet_blocks():
 def test_drop_path_rates_monotone_and_last_is_the_configured_rate():
     model = meta("efficientnet_b0", drop_path_rate=0.3)
     rates = model.drop_path_rates
-    assert len(rates) == 16 and rates == drop_path_rates(16, 0.3)
-    assert rates[0] == 0.0 and rates[-1] == pytest.approx(0.3)
+    assert len(rates) == 16 and rates == drop_path_rates(16, 0.3, "tf")  # the family's default rule
+    assert rates[0] == 0.0 and rates[-1] == pytest.approx(0.3 * 15 / 16)
+    timm = meta("efficientnet_b0", drop_path_rate=0.3, drop_path_rule="timm").drop_path_rates
+    assert timm[-1] == pytest.approx(0.3)
     assert all(b > a for a, b in zip(rates, rates[1:]))
     # Only residual blocks carry a DropPath, with their global-index rate.
     for block, rate in zip(blocks(model), rates):
@@ -296,18 +298,19 @@ def test_drop_path_rates_monotone_and_last_is_the_configured_rate():
             assert isinstance(block.drop_path, nn.Identity)
     assert not blocks(model)[-1].has_residual  # 192 -> 320: the full rate is never applied
     assert model.spec.has_residual and not meta("mobilenet_v1").spec.has_residual
-    assert meta("efficientnet_b4").drop_path_rates[-1] == pytest.approx(0.2)  # paper default
+    b4 = meta("efficientnet_b4").drop_path_rates
+    assert b4[-1] == pytest.approx(0.2 * (len(b4) - 1) / len(b4))  # paper default 0.2, TF rule i/N
 
 
 def test_drop_path_rule_vs_torchvision():
-    """torchvision (and TF) use rate * i / N; ours is rate * i / (N - 1): larger by N / (N - 1)."""
+    """torchvision (and TF) use rate * i / N, our EfficientNet default (drop_path_rule='tf')."""
     with torch.device("meta"):
         tv = torchvision.models.efficientnet_b0()
     tv_rates = [m.p for m in tv.modules() if type(m).__name__ == "StochasticDepth"]
     ours = meta("efficientnet_b0").drop_path_rates
     n = len(ours)
     assert len(tv_rates) == n == 16
-    assert [r * (n - 1) / n for r in ours] == pytest.approx(tv_rates)
+    assert ours == pytest.approx(tv_rates, abs=1e-12)
 
 
 # ---------------------------------------------------------------- gradients and knobs
@@ -381,7 +384,7 @@ def test_free_knobs_and_defaults():
     assert dropouts["efficientnet_b0"].p == 0.2 and dropouts["efficientnet_b7"].p == 0.5
     assert meta("efficientnet_b7", dropout=0.1).head.dropout.p == 0.1
     assert meta("efficientnet_b0", num_classes=10).head.fc.out_features == 10
-    assert meta("mobilenet_v2", drop_path_rate=0.1).drop_path_rates[-1] == pytest.approx(0.1)
+    assert meta("mobilenet_v2", drop_path_rate=0.1).drop_path_rates[-1] == pytest.approx(0.1 * 16 / 17)
 
 
 def test_bn_defaults_follow_the_weights_and_two_configs_coexist():

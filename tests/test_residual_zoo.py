@@ -315,8 +315,9 @@ def test_per_block_rates_come_from_drop_path_rates(name):
     model = meta_model(name, drop_path_rate=0.5)
     blocks = blocks_of(model)
     got = [b.drop_path.p if isinstance(b.drop_path, DropPath) else 0.0 for b in blocks]
-    assert got == drop_path_rates(len(blocks), 0.5)
+    assert got == drop_path_rates(len(blocks), 0.5, "huang")  # the ResNet family's default rule
     assert got[-1] == 0.5  # the paper's p_L = 0.5 survival at the last block
+    assert {b.drop_path.mode for b in blocks} == {"batch"}  # Huang et al.: per mini-batch
     assert all(isinstance(b.drop_path, nn.Identity) for b in blocks_of(meta_model(name)))
 
 
