@@ -325,11 +325,29 @@ def cifar_bc_spec(depth: int, growth_rate: int) -> DenseNetSpec:
     )
 
 
+def cifar_spec(depth: int, growth_rate: int) -> DenseNetSpec:
+    """§3 "Implementation Details", basic DenseNet (no bottleneck, no compression): 3 equal
+    blocks of (L - 4) / 3 3x3 layers on 32/16/8 maps, a 16-channel 3x3 stem conv (liuzhuang13/
+    DenseNet densenet.lua: nChannels = 2 * growthRate for BC, 16 otherwise)."""
+    if (depth - 4) % 3:
+        raise ValueError(f"DenseNet depth must be 3n + 4, got {depth}")
+    n = (depth - 4) // 3
+    return DenseNetSpec(
+        stem="cifar", growth_rate=growth_rate, block_config=(n, n, n), stem_width=16,
+        bn_size=0, compression=1.0,
+    )
+
+
 # ---------------------------------------------------------------- registry
 
 DENSENET_PAPER = "Huang et al. 2017, Densely Connected Convolutional Networks, arXiv:1608.06993"
 TV_META = "exact count; equals torchvision 0.29.1 weight meta (num_params, _ops to 3 decimals)"
 OURS = "exact count of this implementation (platform.complexity)"
+
+# (params, MACs at 32 px) of the basic CIFAR DenseNets: exact counts (platform.complexity)
+DENSENET40_K12 = (1_019_722, 264_812_928)
+DENSENET100_K12 = (6_979_642, 1_769_516_448)
+DENSENET100_K24 = (27_249_082, 6_889_347_744)
 
 FREE_KNOBS = frozenset(
     {"num_classes", "in_chans", "drop_rate", "memory_efficient", "dropout", "bn_eps", "bn_momentum"}
@@ -437,12 +455,12 @@ def densenet264(**knobs: Any) -> DenseNet:
 
 
 def _cifar_info(
-    *, depth: int, k: int, params: int, paper_params: str, macs: float, **row: Any
+    *, depth: int, k: int, params: int, paper_params: str, macs: float, bc: bool = True, **row: Any
 ) -> ModelInfo:
     return ModelInfo(
         paper=DENSENET_PAPER,
         family="densenet",
-        table=f"Table 2 (DenseNet-BC, L={depth}, k={k})",
+        table=f"Table 2 (DenseNet{'-BC' if bc else ''}, L={depth}, k={k})",
         resolution=32,
         num_classes=10,
         params=params,
@@ -498,3 +516,37 @@ def densenet_bc250_k24(**knobs: Any) -> DenseNet:
 )
 def densenet_bc190_k40(**knobs: Any) -> DenseNet:
     return DenseNet(cifar_bc_spec(190, 40), **knobs)
+
+
+# Table 2's DenseNets without bottleneck and compression (errors: C10, C10+, C100, C100+).
+@_register(
+    _cifar_info(
+        depth=40, k=12, bc=False, params=DENSENET40_K12[0], paper_params="1.0M",
+        macs=DENSENET40_K12[1], top1_err=5.24,
+        notes="Table 2: C10 7.00, C100 27.55, C100+ 24.42 (no augmentation: drop_rate=0.2).",
+    )
+)
+def densenet40_k12(**knobs: Any) -> DenseNet:
+    return DenseNet(cifar_spec(40, 12), **knobs)
+
+
+@_register(
+    _cifar_info(
+        depth=100, k=12, bc=False, params=DENSENET100_K12[0], paper_params="7.0M",
+        macs=DENSENET100_K12[1], top1_err=4.10,
+        notes="Table 2: C10 5.77, C100 23.79, C100+ 20.20 (no augmentation: drop_rate=0.2).",
+    )
+)
+def densenet100_k12(**knobs: Any) -> DenseNet:
+    return DenseNet(cifar_spec(100, 12), **knobs)
+
+
+@_register(
+    _cifar_info(
+        depth=100, k=24, bc=False, params=DENSENET100_K24[0], paper_params="27.2M",
+        macs=DENSENET100_K24[1], top1_err=3.74,
+        notes="Table 2: C10 5.83, C100 23.42, C100+ 19.25 (no augmentation: drop_rate=0.2).",
+    )
+)
+def densenet100_k24(**knobs: Any) -> DenseNet:
+    return DenseNet(cifar_spec(100, 24), **knobs)

@@ -74,6 +74,10 @@ from .layers import (
 )
 from .registry import MacsVariant, ModelInfo, register_model
 
+# Exact counts of the Table 3 shortcut variants (meta device, platform.complexity at 224).
+RESNET34_A_PARAMS, RESNET34_A_MACS = 21_623_848, 3.644e9
+RESNET34_C_PARAMS, RESNET34_C_MACS = 22_716_840, 3.831e9
+
 # ---------------------------------------------------------------- specs
 
 BlockKind = Literal["basic", "bottleneck", "preact_basic", "preact_bottleneck"]
@@ -804,11 +808,13 @@ def imagenet_spec(
     stem_width: int = 64,
     conv1_ratio: float = 1.0,
     proj_kernel: int = 1,
+    shortcut: Shortcut = "B",
 ) -> NetSpec:
     """He et al. 2015 Table 1: conv2_x..conv5_x at 64/128/256/512, 56 -> 7 at 224.
 
     conv2_x follows the max pool at stride 1; conv3_1, conv4_1, conv5_1 downsample
-    with stride 2. Shortcuts are option B (the torchvision / Table 3 "B" models).
+    with stride 2. Shortcuts are option B (the torchvision / Table 3 "B" models) unless
+    `shortcut` says otherwise (Table 3's A and C).
     """
     widths, strides = (64, 128, 256, 512), (1, 2, 2, 2)
     stages = tuple(StageSpec(d, w, s) for d, w, s in zip(depths, widths, strides, strict=True))
@@ -820,7 +826,7 @@ def imagenet_spec(
         groups=groups,
         base_width=base_width,
         se_ratio=se_ratio,
-        shortcut="B",
+        shortcut=shortcut,
         stride_on=stride_on,
         conv1_ratio=conv1_ratio,
         proj_kernel=proj_kernel,
@@ -1009,6 +1015,46 @@ def resnet18(**knobs: Any) -> ResidualNet:
 )
 def resnet34(**knobs: Any) -> ResidualNet:
     return ResidualNet(_imagenet(34), **knobs)
+
+
+# He et al. 2015 Table 3 / §4.1 "Identity vs. Projection Shortcuts": (A) zero-padding shortcuts
+# for increasing dimensions, all parameter-free; (C) all shortcuts are projections.
+@_register(
+    _info(
+        RESNET_PAPER,
+        table="Table 3 (ResNet-34 A)",
+        params=RESNET34_A_PARAMS,
+        macs=RESNET34_A_MACS,
+        paper_macs="3.6e9",
+        top1_err=25.03,
+        top5_err=7.76,
+        err_protocol=_T3,
+        notes="Option A: identity shortcuts, zero-padded channels and strided subsampling where "
+        "the shape changes (§3.3), so no shortcut parameters. The 2x2-average-pool variant of "
+        "Huang et al. is model.shortcut_downsample=avgpool.",
+    ),
+    FREE_KNOBS_PAD,
+)
+def resnet34_a(**knobs: Any) -> ResidualNet:
+    return ResidualNet(_imagenet(34, shortcut="A"), **knobs)
+
+
+@_register(
+    _info(
+        RESNET_PAPER,
+        table="Table 3 (ResNet-34 C)",
+        params=RESNET34_C_PARAMS,
+        macs=RESNET34_C_MACS,
+        paper_macs="3.6e9",
+        top1_err=24.19,
+        top5_err=7.40,
+        err_protocol=_T3,
+        notes="Option C: a 1x1 projection (+BN) on every shortcut, identity ones included; "
+        "§4.1 calls C 'marginally better than B' and attributes it to the extra parameters.",
+    )
+)
+def resnet34_c(**knobs: Any) -> ResidualNet:
+    return ResidualNet(_imagenet(34, shortcut="C"), **knobs)
 
 
 @_register(
