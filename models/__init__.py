@@ -8,7 +8,7 @@ model family listed below.
 """
 
 # importing a family module registers its entrypoints
-from . import densenet, highway, inception_resnet, mobilenet, resnet  # noqa: F401
+from . import bn_inception, densenet, highway, inception_resnet, mobilenet, resnet, vgg  # noqa: F401
 from .layers import (
     ClassifierHead,
     ConvNormAct,

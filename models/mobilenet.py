@@ -692,7 +692,7 @@ def mobilenet_v2(dropout: float = 0.2, **knobs: Any) -> MBConvNet:
         num_classes=1000,
         params=6_108_776,
         params_source=OUR_COUNT + "; equals torchvision mobilenet_v2(width_mult=1.4)",
-        paper_params="6.9M",
+        paper_params=None,
         macs=MOBILENET_V2_140_MACS,
         macs_source=OUR_COUNT,
         paper_macs="585e6",
