@@ -7,8 +7,9 @@ of every module replaced by two 3x3 convs ("double 3x3"), a 3x3 reduction to 64/
 GoogLeNet has 5x5, modules 3c and 4e reducing the grid with stride-2 convs and a max pool
 (no 1x1 branch), and average pooling in the pool branch except in 5b (max). The filter counts
 below are Figure 5's rows (#1x1, #3x3 reduce, #3x3, double #3x3 reduce, double #3x3,
-pool + proj), as in the released Caffe model of this net (the ``bn_inception`` prototxt used
-by Hu et al.'s and others' re-implementations: inception_3a_1x1 ... inception_5b_pool_proj).
+pool + proj); they agree with the Caffe-converted BN-Inception of Cadene's pretrainedmodels
+(``bninception.py``: e.g. inception_4c_double_3x3_2 160, inception_4c_pool_proj 576 -> 128),
+whose convs also carry a bias (here none: a BN follows every conv).
 
 Convs are conv (no bias) -> BN -> ReLU; stride-2 convs and pools pad 1, so the grids are
 224 -> 112 -> 56 -> 28 -> 14 -> 7 (Caffe's ceil-mode pools give the same sizes at 224). No
