@@ -4,6 +4,8 @@ import sys
 SUITES = {"models": "benchmarks.models", "data": "benchmarks.data_loading", "overhead": "benchmarks.overhead",
           "scaling": "benchmarks.scaling", "gpu": "benchmarks.gpu", "report": "benchmarks.report"}
 
+SUITES["stochastic_depth"] = "benchmarks.stochastic_depth"  # issue 15: Huang et al.'s batch-mode speed-up
+
 
 def main() -> int:
     if len(sys.argv) < 2 or sys.argv[1] not in SUITES:

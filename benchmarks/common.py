@@ -42,6 +42,9 @@ SUITE_KEYS: dict[str, tuple[str, ...]] = {
     "scaling": ("model", "batch_sweep", "resolution_sweep", "zoo"),
     "gpu": ("skipped",),
 }
+# issue 15: batch-mode stochastic depth vs none, and DDP's find_unused_parameters cost
+SUITES += ("stochastic_depth",)
+SUITE_KEYS["stochastic_depth"] = ("single", "ddp")
 
 
 # ---------------------------------------------------------------------------- timing

@@ -53,6 +53,8 @@ class ModelConfig:
     stride_on: Optional[str] = _f(None, "bottleneck stride placement '3x3' (v1.5) or '1x1' (MSRA); null = model default")
     block_dropout: Optional[float] = _f(None, "WRN dropout between the convs of a block (Zagoruyko & Komodakis: 0.3); null = model default")
     se_reduction: Optional[int] = _f(None, "SE reduction ratio r on SE models (Hu et al.: 16); null = model default")
+    bn_eps: Optional[float] = _f(None, "BatchNorm epsilon (TF-style EfficientNet training: 1e-3); null = the model's default")
+    bn_momentum: Optional[float] = _f(None, "BatchNorm momentum, PyTorch convention: weight of the new batch statistic (TF decay 0.99 = 0.01); null = the model's default")
     init: Optional[str] = _f(None, "initial weights: a .ckpt of ours or a saved (ours or torchvision) state_dict")
 
 
