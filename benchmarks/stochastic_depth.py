@@ -84,7 +84,7 @@ def _ddp_worker(rank: int, port: int, a: argparse.Namespace, out: str) -> None:
         torch.manual_seed(0)
         net = DDP(models.create_model(a.ddp_model, num_classes=10).train(), find_unused_parameters=find)
         fns[name] = _step_fn(net, x, y, seed=None)
-    times = interleaved(fns, reps=a.ddp_reps, warmup=2)
+    times = interleaved(fns, reps=a.ddp_reps, warmup=2)  # wall clock: common.clock is set per process
     if rank == 0:
         torch.save(times, out)
     dist.destroy_process_group()
@@ -126,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     result = {"single": single_process(a)}
     s = result["single"]
     print(f"{s['model']} train step, batch mode rate {s['rate']} vs no stochastic depth: "
-          f"{s['median_s']['sd'] * 1e3:.1f} ms / {s['median_s']['none'] * 1e3:.1f} ms = ratio {s['ratio']:.3f} "
+          f"{s['median_s']['sd'] * 1e3:.1f} ms / {s['median_s']['none'] * 1e3:.1f} ms = "
+          f"ratio {s['ratio']:.3f} "
           f"(expected share of blocks run {s['expected_block_share']:.3f})", flush=True)
     result["ddp"] = None
     if not a.no_ddp:
