@@ -121,17 +121,6 @@ def test_defining_fields_of_the_new_models_are_refused():
         create_model("inception_resnet_v2", se_ratio=0.0625)
 
 
-def test_vgg16_bn_loads_torchvision_weights_by_position():
-    import torchvision
-
-    from models.convert import from_torchvision
-
-    with torch.device("meta"):
-        tv = torchvision.models.vgg16_bn()
-    sd = from_torchvision("vgg16_bn", tv.state_dict())
-    assert list(sd) == list(meta("vgg16_bn").state_dict())
-
-
 def test_recipes_name_their_bn_and_stochastic_depth_settings():
     from platform.config import load_config
     from platform.module import module_kwargs

@@ -227,3 +227,17 @@ def test_bad_values_name_the_allowed_ones(key, allowed):
         load_config([f"model.{key}=foo"])
     with pytest.raises(ValueError, match=key):
         meta("resnet20", **{key: "foo"})
+
+
+@pytest.mark.slow
+def test_the_benchmark_suite_records_both_contenders(tmp_path):
+    from benchmarks.common import check_record
+
+    proc = run_cli("benchmarks", "stochastic_depth", "--quick", "--no-ddp", "--threads", "1",
+                   "--results-dir", str(tmp_path), timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    record = json.loads(next(tmp_path.glob("stochastic_depth-*.json")).read_text())
+    assert check_record(record) == [] and record["ddp"] is None
+    s = record["single"]
+    assert s["ratio"] > 0 and len(s["raw_s"]["sd"]) == len(s["raw_s"]["none"]) == 1
+    assert 0.5 < s["expected_block_share"] < 1  # resnet20, l/L rule at rate 0.5: 1 - 0.5 * 10/18
