@@ -11,9 +11,10 @@ weight sharing and local receptive fields for both H and T, zero padding to keep
 The carry gate is C = 1 - T (§2). b_T starts negative so that every layer begins close to
 the identity ("carry behaviour", §2.2); see `GATE_BIAS`.
 
-Named CIFAR-10 models (Table 1) are registered at the bottom of this file. The paper gives
-only their depth and parameter count; see `cifar_spec_19` / `cifar_spec_32` for how the
-layer lists were reconstructed.
+Named CIFAR-10 models are registered at the bottom of this file: `highway19` is the authors'
+released 19-layer config (flukeskywalker/highway-networks, see `cifar_spec_19`); `highway32`
+has no released config and is reconstructed from the paper's depth and parameter count
+(`cifar_spec_32`).
 """
 
 from __future__ import annotations
@@ -41,8 +42,8 @@ from .registry import ModelInfo, register_model
 
 # Initial transform-gate bias b_T. Srivastava et al. §2.2: "b_T can be initialized with a
 # negative value (e.g. -1, -3 etc.) such that the network is initially biased towards carry
-# behavior"; the deeper the net, the more negative. The exact value used for each CIFAR net
-# of Table 1 was not recovered [U]; -2 sits in the middle of the paper's range.
+# behavior"; the deeper the net, the more negative. The released 19-layer CIFAR-10 config uses
+# -2 (cifar10_network.prototxt, transform_bias_filler value: -2.0 on every highway layer).
 GATE_BIAS = -2.0
 HIGHWAY19_MACS = 330_826_728  # exact count of the released net at 32 px
 
@@ -257,14 +258,13 @@ class HighwayNet(nn.Module):
 
 # ---------------------------------------------------------------- paper specs
 #
-# Table 1 gives depth and parameter count only ("Highway B (Fitnet B): 19 layers, ~2.3M";
-# "Highway C: 32 layers, ~1.25M"); the architecture appendix was not available to us [U].
-# The reconstructions below follow the paper's statement that the Table 1 nets are "based
-# on fitnets" (Romero et al. 2015): 3x3 convs on 32/16/8 maps, 2x2 max pooling, a plain conv
-# wherever the width changes, global average pooling and a linear classifier. Both land
-# within 1.2% of the printed parameter counts. Our nets have 17 (resp. 30) conv/highway layers
-# plus the classifier; the paper's depth is one more, consistent with counting the
-# classifier as FitNets do (a fully connected layer + the softmax layer).
+# highway19 follows the authors' release layer by layer. For the 32-layer net (Table 1,
+# "Highway C: 32 layers, ~1.25M") nothing was released; its reconstruction follows the
+# paper's statement that the Table 1 nets are "based on fitnets" (Romero et al. 2015): 3x3
+# convs on 32/16/8 maps, 2x2 max pooling, a plain conv wherever the width changes, global
+# average pooling and a linear classifier, within 1.2% of the printed parameter count: 30
+# conv/highway layers plus the classifier (the paper's depth is one more, counting the
+# classifier as FitNets do).
 
 
 def cifar_spec_19() -> HighwayNetSpec:

@@ -854,9 +854,13 @@ def se_inception_resnet_v2(**knobs: Any) -> InceptionResNet:
         top1_err=20.0,
         top5_err=5.0,
         notes=(
-            "Equals the third-party references exactly: 42.68M (paper_tables.md §7, zhulf0804 "
-            "README) and 42.7M / 12.3 GMACs (timm inception_v4.tf_in1k model card, the TF-slim "
-            "port). EfficientNet Table 2 quotes 48M / 13B for Inception-v4."
+            "The released net's parameter shapes one for one: tensorflow/models "
+            "research/slim/nets/inception_v4.py (block_inception_a/b/c, block_reduction_a/b, "
+            "inception_v4_base Mixed_3a..Mixed_7d; asymmetric pairs in its order: Mixed_4a "
+            "1x7->7x1, Inception-B Branch_2 7x1,1x7,7x1,1x7, Inception-C Branch_2 3x1->1x3; "
+            "tests/data/released_shapes.json). 42.68M also in paper_tables.md §7 and the timm "
+            "model card (42.7M / 12.3 GMACs). EfficientNet Table 2 quotes 48M / 13B. The "
+            "auxiliary head (AuxLogits on Mixed_6h) is not built."
         ),
     ),
     FREE_KNOBS,
