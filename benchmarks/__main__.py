@@ -2,7 +2,8 @@
 import sys
 
 SUITES = {"models": "benchmarks.models", "data": "benchmarks.data_loading", "overhead": "benchmarks.overhead",
-          "scaling": "benchmarks.scaling", "gpu": "benchmarks.gpu", "report": "benchmarks.report"}
+          "scaling": "benchmarks.scaling", "gpu": "benchmarks.gpu", "report": "benchmarks.report",
+          "denormal": "benchmarks.denormal", "e2e": "benchmarks.e2e"}
 
 
 def main() -> int:
