@@ -1,14 +1,15 @@
 """Denormals on the CPU: the same training step with and without flush-to-zero, interleaved.
 
     python -m benchmarks denormal [--models plain56,resnet56] [--resolution 28] [--batch 128]
-                                  [--state vanished|init] [--grad-scale 1e-40] [--reps 3]
+                                  [--state vanished|init] [--grad-scale 1e-39] [--reps 3]
                                   [--platform-runs 0] [--quick]
 
 Data: scikit-learn's digits (the platform's embedded dataset) upscaled to ``--resolution`` and
 normalised, a fixed batch of ``--batch``.  State (``--state``):
 
-* ``vanished`` (default): the net as initialised, its loss multiplied by ``--grad-scale`` (1e-40)
-  before the backward pass, so every gradient lies below float32's smallest normal (1.18e-38): the
+* ``vanished`` (default): the net as initialised, its (batch-mean) loss multiplied by ``--batch`` x
+  ``--grad-scale`` (1e-39) before the backward pass, so the logits' gradients are ~1e-39 per image and
+  nearly every gradient lies below float32's smallest normal (1.18e-38; 98% of plain56's): the
   backward pass runs on denormals, as in a net whose gradients have vanished to that size.  The
   forward pass is untouched.  (A saturated softmax does not do it on its own: BatchNorm's backward
   mixes the normal-sized gradients of the batch's less confident images into every image's.)
@@ -83,7 +84,7 @@ def measure(name: str, a) -> dict:
     model = models.create_model(name, num_classes=10).train()
     x = digits_batch(a.resolution, a.batch)
     y = torch.randint(0, 10, (a.batch,), generator=torch.Generator().manual_seed(0))
-    scale = a.grad_scale if a.state == "vanished" else 1.0
+    scale = a.grad_scale * a.batch if a.state == "vanished" else 1.0
     opt = torch.optim.SGD(param_groups(model, 5e-4), lr=0.0, momentum=0.9, nesterov=True)
 
     def step() -> None:
@@ -131,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--resolution", type=int, default=28)
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--state", choices=STATES, default="vanished")
-    p.add_argument("--grad-scale", type=float, default=1e-40, help="vanished: the loss's factor")
+    p.add_argument("--grad-scale", type=float, default=1e-39, help="vanished: the loss's factor per image")
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--platform-runs", type=int, default=0,
