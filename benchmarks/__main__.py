@@ -2,7 +2,8 @@
 import sys
 
 SUITES = {"models": "benchmarks.models", "data": "benchmarks.data_loading", "overhead": "benchmarks.overhead",
-          "scaling": "benchmarks.scaling", "gpu": "benchmarks.gpu", "report": "benchmarks.report"}
+          "scaling": "benchmarks.scaling", "gpu": "benchmarks.gpu", "report": "benchmarks.report",
+          "denormal": "benchmarks.denormal", "e2e": "benchmarks.e2e"}
 
 SUITES["stochastic_depth"] = "benchmarks.stochastic_depth"  # issue 15: Huang et al.'s batch-mode speed-up
 

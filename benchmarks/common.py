@@ -31,7 +31,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
 SCHEMA_VERSION = 1
-SUITES = ("models", "data", "overhead", "scaling", "gpu")
+SUITES = ("models", "data", "overhead", "scaling", "gpu", "denormal", "e2e")
 MACHINE_KEYS = ("host", "cpu_model", "cores", "torch_threads", "torch", "torchvision", "python", "commit",
                 "dirty", "gpu", "date", "load_avg")
 # suite -> keys its record must hold besides the common ones
@@ -41,6 +41,8 @@ SUITE_KEYS: dict[str, tuple[str, ...]] = {
     "overhead": ("raw", "ratio", "overhead_pct", "ratio_vs_minimal"),
     "scaling": ("model", "batch_sweep", "resolution_sweep", "zoo"),
     "gpu": ("skipped",),
+    "denormal": ("rows", "platform_runs"),
+    "e2e": ("rows", "pairs"),
 }
 # issue 15: batch-mode stochastic depth vs none, and DDP's find_unused_parameters cost
 SUITES += ("stochastic_depth",)

@@ -17,6 +17,7 @@ from benchmarks.common import RESULTS, check_record
 OUTPUT = Path(__file__).resolve().parent / "RESULTS.md"
 MODEL_RATIO_TARGET, MODEL_RATIO_INVESTIGATE = 1.00, 1.05
 DATA_RATIO_TARGET = 4.0
+DATA_BOUND_TARGET = 0.9  # FFCV jpg images/s >= 0.9 x the libjpeg-turbo decode bound of its own JPEGs (issue 19)
 GENERATED_MAX_SIDE = 500  # benchmarks.data_loading.make_tree
 OVERHEAD_TARGET = {"cpu": 1.05, "cuda": 1.03}
 
@@ -44,7 +45,7 @@ def newest(results_dir: Path) -> list[tuple[Path, dict]]:
         stamp = (record["machine"].get("date", ""), path.name)
         if key not in found or stamp > found[key][0]:
             found[key] = (stamp, path, record)
-    order = {s: i for i, s in enumerate(("models", "data", "overhead", "scaling", "gpu"))}
+    order = {s: i for i, s in enumerate(("models", "data", "overhead", "scaling", "gpu", "denormal", "e2e"))}
 
     def rank(key: tuple) -> tuple:  # fp32 / contiguous / the like-for-like data run first
         if key[0] == "models":
@@ -103,8 +104,12 @@ def models_section(r: dict) -> list[str]:
 def data_section(r: dict) -> list[str]:
     o = r["options"]
     like_for_like = not o.get("max_resolution") or o["max_resolution"] >= GENERATED_MAX_SIDE
-    lines = [f"{o['images']} generated JPEGs (333-500 x 375-500 px), crop {o['resolution']} px, batch {o['batch']}, "
-             f"{o['workers']} workers, cached (after a warm-up epoch), median of {o['epochs']} epochs; "
+    natural = r.get("images") == "natural"
+    kind = ("natural-image JPEGs (crops/rescalings of the scikit-learn and scikit-image sample photos, 333-500 px a "
+            f"side, quality {o.get('jpeg_quality', 90)})" if natural else
+            "generated JPEGs (smooth random images, 333-500 x 375-500 px)")
+    lines = [f"{o['images']} {kind}, crop {o['resolution']} px, batch {o['batch']}, "
+             f"{o['workers']} workers, cached (after a warm-up epoch), median of {o['epochs']} interleaved epochs; "
              f".beton longest side ≤ {o['max_resolution']} px.", ""]
     if not like_for_like:
         lines += [f"**Not like-for-like**: the .beton holds the images downscaled to ≤ {o['max_resolution']} px, so "
@@ -119,7 +124,31 @@ def data_section(r: dict) -> list[str]:
         applies = o["resolution"] == 160 and like_for_like
         lines.append(f"| FFCV | {row['storage']} | {row['images_per_s']:.1f} | {row['ratio']:.2f} | "
                      f"{row['beton_mb']:.0f} | {_ok(row['ratio'] >= DATA_RATIO_TARGET) if applies else 'n/a'} |")
-    return lines + [""]
+    lines.append("")
+    bounds = r.get("bounds")
+    if bounds:
+        b = {k: v["images_per_s"] for k, v in bounds.items()}
+        lines += ["The decode bound: every JPEG of the epoch decoded at full size by libjpeg-turbo through FFCV's own "
+                  f"binding (`ffcv.libffcv.imdecode`) in {o['workers']} threads, from memory, nothing else; `+crop` "
+                  "adds FFCV's crop-and-resize to the crop size.  Measured in the same run, interleaved with the "
+                  "loaders.", "",
+                  "| contender | images/s | FFCV jpg / it | torchvision / it |", "|---|---:|---:|---:|"]
+        jpg = next((row for row in r["rows"] if row["storage"] == "jpg"), None)
+        for k, v in b.items():
+            f_jpg = f"{jpg['images_per_s'] / v:.2f}" if jpg else "-"
+            lines.append(f"| {k} | {v:.1f} | {f_jpg} | {r['torchvision_images_per_s'] / v:.2f} |")
+        lines.append("")
+        if jpg and "bound-beton" in b:
+            frac = jpg["images_per_s"] / b["bound-beton"]
+            lines += [f"FFCV jpg reaches **{frac:.2f}** of the decode bound of its own JPEGs (target ≥ "
+                      f"{DATA_BOUND_TARGET}: {_ok(frac >= DATA_BOUND_TARGET)}); torchvision ImageFolder "
+                      f"{r['torchvision_images_per_s'] / b['bound-tree']:.2f} of the bound of the tree's files.  "
+                      + (f"Of the gap: decode + crop/resize alone runs at "
+                         f"{b['bound-beton+crop'] / b['bound-beton']:.2f} of decode alone (the resize's share); "
+                         f"FFCV jpg at {jpg['images_per_s'] / b['bound-beton+crop']:.2f} of decode + crop/resize "
+                         "(the loader's own share: batching, thread scheduling, Python)."
+                         if "bound-beton+crop" in b else ""), ""]
+    return lines
 
 
 def overhead_section(r: dict) -> list[str]:
@@ -172,18 +201,75 @@ def scaling_section(r: dict) -> list[str]:
 
 def gpu_section(r: dict) -> list[str]:
     if r.get("skipped"):
-        return [f"Not run on this machine ({r.get('reason') or 'no CUDA'}).", ""]
-    lines = [f"{r['gpu']}, peak {r['peak_tflops']} TFLOP/s bf16 dense.", "",
-             "| model | torch.compile | images/s/GPU | MFU | ms/step | peak MB |", "|---|---|---:|---:|---:|---:|"]
+        return [f"Not run: no GPU was available to this run ({r.get('reason') or 'no CUDA'}); the suite is ready "
+                "(`python -m benchmarks gpu`, under 8 minutes on one GPU) and its logic is unit-tested on the CPU.", ""]
+    peak = (f"measured bf16 matmul {r['measured_matmul_tflops']:.0f} TFLOP/s (datasheet {r.get('datasheet_tflops')})"
+            if r.get("measured_matmul_tflops") else f"peak {r['peak_tflops']} TFLOP/s bf16 dense")
+    lines = [f"{r['gpu']}, {peak}; MFU against {r['peak_tflops']:.0f} TFLOP/s.", "",
+             "| model | impl | torch.compile | batch | images/s/GPU | MFU | ms/step | peak MB |",
+             "|---|---|---|---:|---:|---:|---:|---:|"]
     for row in r["rows"]:
         m = "-" if row.get("mfu") is None else f"{100 * row['mfu']:.1f}%"
-        lines.append(f"| {row['model']} | {row['compiled']} | {row['images_per_s']:.0f} | {m} | "
-                     f"{row['step_s'] * 1e3:.1f} | {row['max_memory_allocated_mb']:.0f} |")
+        lines.append(f"| {row['model']} | {row.get('impl', 'ours')} | {row['compiled']} | {row.get('batch', '-')} | "
+                     f"{row['images_per_s']:.0f} | {m} | {row['step_s'] * 1e3:.1f} | {row['max_memory_allocated_mb']:.0f} |")
+    for q in r.get("ours_vs_torchvision") or []:
+        lines.append(f"\nOurs / torchvision images/s, {q['model']}, compile={q['compiled']}: **{q['ratio']:.3f}**")
+    n = r.get("normalize")
+    if n:
+        lines += ["", f"DeviceNormalize to bf16 / to float32, time: alone {n['alone']['ratio']:.3f}, followed by a "
+                  f"resnet50 forward under autocast {n['with_forward']['ratio']:.3f}."]
+    ld = r.get("ffcv_loader")
+    if ld:
+        lines += ["", f"FFCV jpg loader at {ld['workers']} workers, crop {ld['resolution']} px: "
+                  f"{ld['images_per_s']:.0f} images/s."]
     lines += ["", "| model | compile | ours img/s/GPU | anchor | anchor img/s/GPU | ratio |", "|---|---|---:|---|---:|---:|"]
     for row in r["rows"]:
         for c in row.get("anchors", []):
+            ref = "-" if c["images_per_s_per_gpu"] is None else f"{c['images_per_s_per_gpu']:.0f}"
+            ratio = "-" if c.get("ratio") is None else f"{c['ratio']:.2f}"
             lines.append(f"| {row['model']} | {row['compiled']} | {row['images_per_s']:.0f} | {c['source']} | "
-                         f"{c['images_per_s_per_gpu']:.0f} | {c['ratio']:.2f} |")
+                         f"{ref} | {ratio} |")
+    if r.get("not_run"):
+        lines += ["", f"Not run (time budget): {', '.join(r['not_run'])}."]
+    return lines + [""]
+
+
+def denormal_section(r: dict) -> list[str]:
+    o = r["options"]
+    if r.get("skipped"):
+        return ["Not run: this CPU has no flush-to-zero mode.", ""]
+    lines = [f"Training step on the CPU, batch {o['batch']}, digits at {o['resolution']} px, state `{o['state']}` "
+             f"(`vanished`: the loss × batch × {o.get('grad_scale')} before backward, so the gradients lie below "
+             f"float32's smallest normal), median of {o['reps']} interleaved repetitions; ratio = step time with denormals / "
+             "flushed (`torch.set_flush_denormal(True)`).", "",
+             "| model | img/s with denormals | img/s flushed | ratio | denormal share of the gradients |",
+             "|---|---:|---:|---:|---:|"]
+    for x in r["rows"]:
+        lines.append(f"| {x['model']} | {x['images_per_s']['denormals']:.1f} | {x['images_per_s']['flushed']:.1f} | "
+                     f"**{x['ratio']:.2f}** | {100 * x['denormal_grad_fraction']['denormals']:.0f}% |")
+    if r.get("platform_runs"):
+        lines += ["", "The main job, alternating (`python -m platform.train ... trainer.max_epochs=1`, "
+                  "`trainer.flush_denormal=false` vs the default, on for the CPU):", "",
+                  "| flush_denormal | epoch 0 s | run s |", "|---|---:|---:|"]
+        for x in r["platform_runs"]:
+            lines.append(f"| {x['flush_denormal']} | {x['epoch_time_s']:.1f} | {x['wall_time_s']:.1f} |")
+        lines += ["", f"Epoch 0, false / default: **{r['platform_epoch_ratio']:.3f}**."]
+    return lines + [""]
+
+
+def e2e_section(r: dict) -> list[str]:
+    o = r["options"]
+    lines = [f"One training epoch on the CPU of the same generated ImageFolder tree ({o['images']} natural-image "
+             f"JPEGs, {o['classes']} classes), {o['resolution']} px, batch {o['batch']}, {o['workers']} loader "
+             f"workers, SGD lr {o['lr']} momentum 0.9 weight decay {o['weight_decay']}, alternating "
+             f"{o['alternations']} times: `python -m platform.train` (data=imagenet data.backend=torchvision) vs "
+             "torchvision's `references/classification/train.py` (not vendored; its path is given on the command "
+             "line).  images/s = training images / the epoch's training time (loading + step + optimizer, "
+             "validation excluded).", "",
+             "| model | ours img/s | reference img/s | ours / reference |", "|---|---:|---:|---:|"]
+    for x in r["rows"]:
+        lines.append(f"| {x['model']} | {x['ours_images_per_s']:.2f} | {x['reference_images_per_s']:.2f} | "
+                     f"**{x['ratio']:.3f}** |")
     return lines + [""]
 
 
@@ -191,7 +277,26 @@ SECTIONS = {"models": ("Model step throughput, ours vs torchvision", models_sect
             "data": ("Data loading: FFCV vs torchvision ImageFolder", data_section),
             "overhead": ("Framework overhead: Lightning vs a plain loop", overhead_section),
             "scaling": ("Scaling of cost with work", scaling_section),
-            "gpu": ("GPU profile", gpu_section)}
+            "gpu": ("GPU profile", gpu_section),
+            "denormal": ("Denormals on the CPU: flush-to-zero before/after", denormal_section),
+            "e2e": ("End to end: platform.train vs torchvision's reference script", e2e_section)}
+
+
+def previous_sections(path: Path) -> dict[str, str]:
+    """The sections (by title) and target rows of an existing RESULTS.md, to keep those whose records are absent."""
+    if not path.is_file():
+        return {}
+    out, title, body = {}, None, []
+    for line in path.read_text().splitlines():
+        if line.startswith("## "):
+            if title:
+                out[title] = "\n".join(body).strip()
+            title, body = line[3:], []
+        elif title:
+            body.append(line)
+    if title:
+        out[title] = "\n".join(body).strip()
+    return out
 
 
 def summary(records: list[tuple[Path, dict]]) -> list[str]:
@@ -214,6 +319,22 @@ def summary(records: list[tuple[Path, dict]]) -> list[str]:
             lines.append(f"| data: FFCV ≥ 4x torchvision at crop 160 (.beton ≤ {o.get('max_resolution')} px) | best "
                          f"{best['ratio']:.2f}x ({best['storage']}) | "
                          f"{('pass' if best['ratio'] >= DATA_RATIO_TARGET else 'FAIL') if judged else 'not judged'} |")
+            jpg = next((row for row in r["rows"] if row["storage"] == "jpg"), None)
+            bound = (r.get("bounds") or {}).get("bound-beton")
+            if jpg and bound:
+                frac = jpg["images_per_s"] / bound["images_per_s"]
+                lines.append(f"| data: FFCV jpg ≥ {DATA_BOUND_TARGET} of the JPEG decode bound (libjpeg-turbo, "
+                             f"{o['workers']} threads) | {frac:.2f} (ImageFolder "
+                             f"{r['torchvision_fraction_of_bound']:.2f}) | {'pass' if frac >= DATA_BOUND_TARGET else 'FAIL'} |")
+        elif r["suite"] == "denormal" and r["rows"]:
+            worst = min(r["rows"], key=lambda x: x["ratio"])
+            lines.append(f"| denormal: flush-to-zero on CPU (the platform's default) | step with denormals / flushed: "
+                         + ", ".join(f"{x['model']} {x['ratio']:.1f}x" for x in r["rows"])
+                         + (f"; platform.train epoch 0 {r['platform_epoch_ratio']:.2f}x" if r.get("platform_epoch_ratio")
+                            else "") + f" | {'on by default' if worst['ratio'] > 1 else 'no effect measured'} |")
+        elif r["suite"] == "e2e" and r["rows"]:
+            lines.append("| e2e: platform.train vs torchvision's reference train.py, one CPU epoch | "
+                         + ", ".join(f"{x['model']} {x['ratio']:.2f}x" for x in r["rows"]) + " | n/a (finding) |")
         elif r["suite"] == "overhead":
             dev = "cuda" if str(r.get("device", "cpu")).startswith("cuda") else "cpu"
             t = OVERHEAD_TARGET[dev]
@@ -247,17 +368,32 @@ def stochastic_depth_section(r: dict) -> list[str]:
 SECTIONS["stochastic_depth"] = ("Stochastic depth: skipping whole blocks (Huang et al.)",
                                 stochastic_depth_section)
 
-def render(records: list[tuple[Path, dict]]) -> str:
+
+KEPT = ("*Kept from the previous RESULTS.md: the record behind this section is not in this checkout's "
+        "`benchmarks/results/`.*")
+
+
+def render(records: list[tuple[Path, dict]], previous: dict[str, str] | None = None) -> str:
+    previous = previous or {}
+    present = {r["suite"] for _, r in records}
+    kept_targets = [row for row in previous.get("Targets", "").splitlines()[2:]
+                    if row.startswith("| ") and row.split()[1].rstrip(":") in set(SECTIONS) - present]
     lines = ["# Benchmark results", "",
              "Generated by `python -m benchmarks report` from the newest record of each suite in "
              "`benchmarks/results/` (models: of each dtype and memory format; data: of each .beton maximum "
              "resolution); never edited by hand.  What each suite measures and its targets: "
-             "`benchmarks/README.md`.", "", "## Targets", ""] + summary(records)
-    present = {r["suite"] for _, r in records}
+             "`benchmarks/README.md`.  The machine is shared (2 cores, several agents' jobs at once; each "
+             "record's load average says how busy): absolute numbers are noisy, the ratios (same run, "
+             "interleaved) are the result.", "", "## Targets", ""]
+    lines += summary(records)[:-1] + kept_targets + [""]
     for suite, (title, fn) in SECTIONS.items():
         lines += [f"## {title}", ""]
         if suite not in present:
-            lines += ["No record." if suite != "gpu" else "Not run on this machine (no CUDA).", ""]
+            old = previous.get(title, "")
+            if old and old != "No record." and not old.startswith("Not run on this machine"):
+                lines += [KEPT if KEPT not in old else "", "", old.replace(KEPT, "").strip(), ""]
+            else:
+                lines += ["No record." if suite != "gpu" else "Not run: no GPU was available (no CUDA).", ""]
             continue
         for path, r in records:
             if r["suite"] == suite:
@@ -275,6 +411,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no benchmark records under {a.results_dir}")
         return 1
     out = Path(a.output)
-    out.write_text(render(records))
+    text = render(records, previous_sections(out))
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(text)
+    tmp.replace(out)
     print(f"wrote {out} from {len(records)} records: {', '.join(p.name for p, _ in records)}")
     return 0

@@ -40,7 +40,7 @@ def create_datamodule(name: str, **options: Any) -> L.LightningDataModule:
 
 def _ffcv_options(o: dict) -> dict:
     keep = ("batch_size", "num_workers", "os_cache", "order", "seed", "channels_last", "sampler", "epoch_samples",
-            "batches_ahead")
+            "batches_ahead", "normalize_dtype")
     out = {k: o[k] for k in keep if o.get(k) is not None}
     if o.get("progressive"):
         out["progressive"] = True
@@ -98,7 +98,7 @@ def _imagenet(**o: Any) -> L.LightningDataModule:
         raise DataError("data=imagenet data.backend=torchvision needs data.path=DIR, the ImageFolder root "
                         "holding train/<class>/* and val/<class>/*")
     keep = ("batch_size", "num_workers", "seed", "channels_last", "sampler", "epoch_samples", "val_resolution",
-            "val_crop_ratio")
+            "val_crop_ratio", "normalize_dtype")
     return ImageFolderDataModule(o["path"], resolution=o.get("resolution") or 224,
                                  **{k: o[k] for k in keep if o.get(k) is not None})
 

@@ -107,6 +107,7 @@ class FFCVDataModule(L.LightningDataModule):
         seed: int = 0,
         drop_last: bool = True,
         channels_last: bool = False,
+        normalize_dtype: str | None = None,
         sampler: str = "random",
         epoch_samples: int | None = None,
         batches_ahead: int = 3,
@@ -129,6 +130,7 @@ class FFCVDataModule(L.LightningDataModule):
         self.mean, self.std = mean, std
         self.os_cache, self.order, self.seed = os_cache, order, seed
         self.drop_last, self.channels_last = drop_last, channels_last
+        self.normalize_dtype = normalize_dtype  # bf16/fp16: DeviceNormalize's output on CUDA (None: float32)
         self._normalize: DeviceNormalize | None = None
 
     # ------------------------------------------------------------------ metadata
@@ -230,5 +232,6 @@ class FFCVDataModule(L.LightningDataModule):
     # ------------------------------------------------------------------ on device
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> tuple[torch.Tensor, torch.Tensor]:
         if self._normalize is None:
-            self._normalize = DeviceNormalize(self.mean, self.std, channels_last=self.channels_last)
+            self._normalize = DeviceNormalize(self.mean, self.std, channels_last=self.channels_last,
+                                              dtype=self.normalize_dtype)
         return self._normalize(*batch)  # fresh tensors: FFCV overwrites its buffers with the next batch

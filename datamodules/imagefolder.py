@@ -156,6 +156,7 @@ class ImageFolderDataModule(L.LightningDataModule):
         sampler: str = "random",
         epoch_samples: int | None = None,
         channels_last: bool = False,
+        normalize_dtype: str | None = None,
     ) -> None:
         super().__init__()
         if augment not in AUGMENTATIONS:
@@ -171,7 +172,7 @@ class ImageFolderDataModule(L.LightningDataModule):
         self.mean, self.std = tuple(mean), tuple(std)
         self.seed, self.sampler, self.epoch_samples = seed, sampler, epoch_samples
         self.channels_last = channels_last
-        self.normalize = DeviceNormalize(self.mean, self.std, channels_last=channels_last)
+        self.normalize = DeviceNormalize(self.mean, self.std, channels_last=channels_last, dtype=normalize_dtype)
         self._classes: list[str] | None = None
         self.train_set = self.val_set = None
 

@@ -19,6 +19,7 @@ import torch
 
 import models
 from datamodules import DataError, create_datamodule
+from datamodules.normalize import autocast_dtype
 from datamodules.write import BetonError, write_json_atomic
 from platform.config import ConfigError, ExperimentConfig, from_dict, help_text, load_config, to_dict, to_yaml
 from platform import slurm
@@ -101,7 +102,8 @@ def datamodule_options(cfg: ExperimentConfig) -> dict[str, Any]:
                 val_fraction=d.val_fraction, synthetic_size=d.synthetic_size,
                 synthetic_classes=d.synthetic_classes, channels_last=cfg.trainer.channels_last,
                 sampler=d.sampler, epoch_samples=d.epoch_samples, batches_ahead=d.batches_ahead,
-                progressive=d.min_resolution is not None)
+                progressive=d.min_resolution is not None,
+                normalize_dtype=autocast_dtype(cfg.trainer.precision))  # on CUDA: inputs in the autocast dtype
 
 
 def uses_cpu(cfg: ExperimentConfig) -> bool:

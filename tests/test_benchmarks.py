@@ -40,10 +40,35 @@ def test_models_suite_records_train_and_infer_ratios_and_memory(tmp_path):
 
 
 def test_data_suite_compares_ffcv_with_imagefolder(tmp_path):
-    record = run_suite(tmp_path, "data", "--storage", "raw", "--dir", str(tmp_path / "data"))
+    record = run_suite(tmp_path, "data", "--storage", "jpg", "--dir", str(tmp_path / "data"))
     (row,) = record["rows"]
-    assert row["storage"] == "raw" and row["ratio"] > 0 and row["raw_images_per_s"]
-    assert record["torchvision_raw_images_per_s"]
+    assert row["storage"] == "jpg" and row["ratio"] > 0 and row["raw_images_per_s"] and row["fraction_of_bound"] > 0
+    assert record["torchvision_raw_images_per_s"] and record["images"] == "natural"
+    # the decode bound: every image the loaders deliver (64 of 64 at batch 16), decoded, with and without the crop
+    assert set(record["bounds"]) == {"bound-tree", "bound-tree+crop", "bound-beton", "bound-beton+crop"}
+    assert all(b["images"] == 64 and b["images_per_s"] > 0 for b in record["bounds"].values())
+
+
+def test_natural_images_are_imagenet_sized_crops_of_the_sample_photos():
+    import numpy as np
+
+    from benchmarks.data_loading import natural_image, sample_photos
+
+    photos = sample_photos()
+    assert len(photos) >= 10  # scikit-learn's 2 + scikit-image's (the dev extra)
+    rng = np.random.default_rng(0)
+    for _ in range(8):
+        img = natural_image(photos, rng)
+        assert img.dtype == np.uint8 and img.shape[2] == 3 and 333 <= min(img.shape[:2]) <= max(img.shape[:2]) <= 500
+        assert img.std() > 10  # content, not a flat fill
+
+
+def test_denormal_suite_runs_on_denormal_gradients(tmp_path):
+    record = run_suite(tmp_path, "denormal", "--clock", "cpu")
+    (row,) = record["rows"]
+    assert row["model"] == "resnet20" and row["ratio"] > 0 and set(row["step_s"]) == {"denormals", "flushed"}
+    # the vanished state puts most gradients below float32's smallest normal; flushing zeroes them
+    assert row["denormal_grad_fraction"]["denormals"] > 0.5 and row["denormal_grad_fraction"]["flushed"] == 0.0
 
 
 def test_overhead_suite_times_lightning_and_plain_loops(tmp_path):
@@ -90,7 +115,7 @@ def test_report_regenerates_results_markdown_from_records(tmp_path):
     text = out.read_text()
     assert text.startswith("# Benchmark results") and "never edited by hand" in text
     assert "python -m benchmarks overhead --quick" in text and "1.040" in text and "**pass**" in text
-    assert "Not run on this machine (no CUDA" in text
+    assert "no GPU was available" in text
     assert "## Model step throughput" in text and "No record." in text
 
 
@@ -112,13 +137,76 @@ def test_mfu_and_anchor_arithmetic():
     assert training_flops_per_image(4_100_000_000) == pytest.approx(24.6e9)
     assert mfu(4_100_000_000, 3000.0, 989.0) == pytest.approx(24.6e9 * 3000 / 989e12)
     assert mfu(4_100_000_000, 3000.0, None) is None
-    (mlperf, timm) = anchor_comparison("resnet50", 3562.5)
+    (ffcv, mlperf, timm) = anchor_comparison("resnet50", 3562.5)
+    assert ffcv["ratio"] is None and "73.8%" in ffcv["source"]
     assert mlperf["images_per_s_per_gpu"] == pytest.approx(7125.0) and mlperf["ratio"] == pytest.approx(0.5)
     assert timm["images_per_s_per_gpu"] == 1218.0 and "3090" in timm["gpu"]
     assert anchor_comparison("efficientnet_b0", 876.0)[0]["ratio"] == pytest.approx(0.5)
     assert anchor_comparison("mobilenet_v1", 1.0) == []
 
 
+def test_gpu_suite_helpers_run_on_cpu():
+    import torch
+
+    from benchmarks.gpu import anchor_comparison, build_model, fitting_batches, matmul_tflops, normalize_ab
+
+    assert fitting_batches(256) == [256, 128, 64, 32, 16, 8] and fitting_batches(8) == [8]
+    assert matmul_tflops("cpu", n=64, reps=2, dtype=torch.float32) > 0
+    ours, tv = build_model("resnext101_32x4d", "ours"), build_model("resnext101_32x4d", "torchvision")
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(ours) == count(tv) and abs(count(ours) - 44.18e6) < 0.05e6  # DLE's ResNeXt101-32x4d: 44.18M
+    dle = anchor_comparison("resnext101_32x4d", 454.0)
+    assert [a["images_per_s_per_gpu"] for a in dle] == [908.0, 861.0] and dle[0]["ratio"] == pytest.approx(0.5)
+    assert anchor_comparison("resnet50", 1.0)[0]["ratio"] is None  # ffcv-imagenet: time to accuracy
+    r = normalize_ab("cpu", batch=2, resolution=16, reps=1)
+    assert r["output_dtype"] == {"fp32": "float32", "bf16": "bfloat16"} and r["ratio"] > 0
+
+
+def test_device_normalize_in_the_autocast_dtype():
+    import torch
+
+    from datamodules.normalize import DeviceNormalize, autocast_dtype
+
+    assert autocast_dtype("bf16-mixed") == "bf16" and autocast_dtype("16-mixed") == "fp16"
+    assert autocast_dtype("32-true") is None and autocast_dtype(None) is None
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    x = torch.randint(0, 256, (2, 3, 8, 8), dtype=torch.uint8)
+    ref = DeviceNormalize(mean, std).images(x)
+    assert DeviceNormalize(mean, std, dtype="bf16").images(x).dtype == torch.float32  # CPU: unchanged by default
+    for name, dtype in (("bf16", torch.bfloat16), ("fp16", torch.float16)):
+        out = DeviceNormalize(mean, std, dtype=name, lowp_devices=("cpu",), channels_last=True).images(x)
+        assert out.dtype == dtype and out.is_contiguous(memory_format=torch.channels_last)
+        assert torch.allclose(out.float(), ref, atol=0.04, rtol=0.01)
+    with pytest.raises(ValueError, match="normalize dtype"):
+        DeviceNormalize(mean, std, dtype="int8")
+
+
+def test_report_keeps_sections_whose_records_are_absent(tmp_path):
+    from benchmarks.report import KEPT, previous_sections, render
+
+    old = tmp_path / "RESULTS.md"
+    old.write_text("# Benchmark results\n\n## Targets\n\n| target | measured | verdict |\n|---|---|---|\n"
+                   "| overhead on cpu (resnet20): Lightning/plain ≤ 1.05 | 1.011 | pass |\n\n"
+                   "## Framework overhead: Lightning vs a plain loop\n\nMachine: `vm` ... 1.011\n")
+    text = render([], previous_sections(old))
+    assert KEPT in text and "Machine: `vm` ... 1.011" in text and "| overhead on cpu (resnet20)" in text
+    assert text.count(KEPT) == 1 and "## Model step throughput" in text and "No record." in text
+    assert render([], previous_sections(tmp_path / "missing.md")).count(KEPT) == 0
+
+
 def test_unknown_suite_is_a_usage_error():
     proc = run_cli("benchmarks", "nope")
     assert proc.returncode == 2 and "usage" in proc.stderr
+
+
+def test_e2e_suite_names_how_to_get_the_reference_script(tmp_path, capsys):
+    from benchmarks.e2e import TOTAL_RE, main, reference_problem
+
+    assert main(["--reference", str(tmp_path / "train.py"), "--results-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "no such file" in err and "git clone --depth 1 https://github.com/pytorch/vision" in err
+    (tmp_path / "train.py").write_text("")
+    assert "presets.py, transforms.py, utils.py missing" in reference_problem(tmp_path / "train.py")
+    assert not list(tmp_path.glob("e2e-*.json"))  # nothing measured, nothing written
+    m = TOTAL_RE.search("Epoch: [0] Total time: 0:00:12 (0.3750 s / it)")
+    assert m and float(m.group(1)) == 0.375
