@@ -98,7 +98,8 @@ def datamodule_options(cfg: ExperimentConfig) -> dict[str, Any]:
     return dict(path=d.path, backend=d.backend, cache_dir=d.cache_dir, batch_size=d.batch_size,
                 num_workers=d.num_workers, resolution=d.resolution, val_resolution=d.val_resolution, val_crop_ratio=d.val_crop_ratio,
                 os_cache=d.os_cache, order=d.order, seed=cfg.seed, split_seed=d.split_seed,
-                val_fraction=d.val_fraction, synthetic_size=d.synthetic_size,
+                val_fraction=d.val_fraction, val_split=d.val_split, train_subset=d.train_subset,
+                val_subset=d.val_subset, synthetic_size=d.synthetic_size,
                 synthetic_classes=d.synthetic_classes, channels_last=cfg.trainer.channels_last,
                 sampler=d.sampler, epoch_samples=d.epoch_samples, batches_ahead=d.batches_ahead,
                 progressive=d.min_resolution is not None)
