@@ -53,6 +53,14 @@ def fake(tmp_path_factory):
     return fake_fashion(tmp_path_factory.mktemp("fashion"))
 
 
+@pytest.fixture(scope="module")
+def cache(fake, tmp_path_factory):
+    """The default cache of the fake files (official split), written once for this module's tests."""
+    cache = tmp_path_factory.mktemp("fashion-cache")
+    fm.FashionMNISTDataModule(fake, cache_dir=cache).prepare_data()
+    return cache
+
+
 # ---------------------------------------------------------------------------- the IDX parser
 def test_idx_parser_reads_good_files_gzipped_or_not(tmp_path):
     images = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
@@ -128,34 +136,39 @@ def test_the_debian_files_are_the_published_release():
 
 
 # ---------------------------------------------------------------------------- the cache and the splits
-def test_betons_meta_and_the_official_split(fake, tmp_path):
-    dm = fm.FashionMNISTDataModule(fake, cache_dir=tmp_path)
-    dm.prepare_data()
+def test_betons_meta_and_the_official_split(fake, cache):
+    dm = fm.FashionMNISTDataModule(fake, cache_dir=cache)
     meta = json.loads(dm.meta_path.read_text())
     x, _ = fm.load_fashion_split(fake, "train")
     assert meta["counts"] == {"train": 60, "val": 30} and meta["split"]["val_split"] == "test"
     assert meta["mean"] == [pytest.approx(x.mean() / 255, abs=1e-6)] * 3
     assert meta["std"] == [pytest.approx(x.std() / 255, abs=1e-6)] * 3
     assert check_beton(dm.train_path) == 60 and check_beton(dm.val_path) == 30
+    assert dm.is_written(fake)
     stamp = dm.train_path.stat().st_mtime_ns
-    fm.FashionMNISTDataModule(fake, cache_dir=tmp_path).prepare_data()
+    dm.prepare_data()
     assert dm.train_path.stat().st_mtime_ns == stamp  # written once, then reused
 
 
-def test_holdout_is_stratified_and_leaves_the_test_split_alone(fake, tmp_path):
-    dm = fm.FashionMNISTDataModule(fake, cache_dir=tmp_path, val_split="holdout", val_fraction=0.2,
-                                   train_subset=30, batch_size=8, num_workers=1)
-    dm.prepare_data()
-    meta = json.loads(dm.meta_path.read_text())
-    assert meta["counts"] == {"train": 30, "val": 10}  # 20% of 6 per class held out, then 30 of the other 50
-    assert meta["class_counts"]["val"] == [1] * 10 and meta["class_counts"]["train"] == [3] * 10
-    assert meta["split"]["val_split"] == "holdout" and "holdout" in dm.directory.name
+def test_holdout_is_stratified_and_leaves_the_test_split_alone(fake):
+    a = fm.split_arrays(fake, "holdout", val_fraction=0.2, seed=0, train_subset=30)
+    (x, y), (vx, vy) = a["train"], a["val"]
+    assert len(y) == 30 and len(vy) == 10  # 20% of 6 per class held out, then 30 of the other 50
+    assert np.bincount(vy).tolist() == [1] * 10 and np.bincount(y).tolist() == [3] * 10
+    full = fm.split_arrays(fake, "holdout", val_fraction=0.2, seed=0)
+    assert len(full["train"][1]) + len(full["val"][1]) == 60  # train split into two parts; t10k not used
+    assert np.array_equal(full["val"][0], vx) and full["mean"] == a["mean"]  # subsetting keeps the holdout
+    assert a["split"]["val_split"] == "holdout" and a["split"]["train_subset"]["n"] == 30
+    assert fm.cache_name("holdout", 0.2, 0, 30) == "fashion_mnist-holdout0.2-s0-train30"
+    assert fm.cache_name() == "fashion_mnist-test"
     assert fm.stratified_subset(np.arange(100) % 10, 25, 0).size == 25
+    with pytest.raises(DataError, match="data.val_split='train'"):
+        fm.FashionMNISTDataModule(fake, val_split="train")
 
 
-def test_batches_are_pad_cropped_flipped_and_normalised_with_the_datasets_stats(fake, tmp_path):
-    dm = fm.FashionMNISTDataModule(fake, cache_dir=tmp_path, batch_size=20, num_workers=1)
-    dm.prepare_data()
+@pytest.mark.timeout(600)
+def test_batches_are_pad_cropped_flipped_and_normalised_with_the_datasets_stats(fake, cache):
+    dm = fm.FashionMNISTDataModule(fake, cache_dir=cache, batch_size=20, num_workers=1)
     dm.setup("fit")
     x, y = dm.on_after_batch_transfer(next(iter(dm.train_dataloader())), 0)
     assert x.shape == (20, 3, 28, 28) and x.dtype == torch.float32
@@ -181,6 +194,7 @@ INTERRUPTED_WRITER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.timeout(600)
 def test_an_interrupted_write_leaves_nothing_behind(fake, tmp_path):
     out = tmp_path / "cache"
     proc = subprocess.Popen([sys.executable, "-c", INTERRUPTED_WRITER, str(fake), str(out)], cwd=ROOT,
@@ -195,11 +209,13 @@ def test_an_interrupted_write_leaves_nothing_behind(fake, tmp_path):
 
 
 # ---------------------------------------------------------------------------- end to end
-def test_data_fashion_mnist_trains_a_few_batches_end_to_end(fake, tmp_path):
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_data_fashion_mnist_trains_a_few_batches_end_to_end(fake, cache, tmp_path):
     from platform.config import load_config
     from platform.train import train
 
-    cfg = load_config(["data=fashion_mnist", f"data.path={fake}", f"data.cache_dir={tmp_path / 'cache'}",
+    cfg = load_config(["data=fashion_mnist", f"data.path={fake}", f"data.cache_dir={cache}",
                        "model=resnet20", "data.batch_size=16", "trainer.max_epochs=2", "data.num_workers=1",
                        f"run.root={tmp_path}", "run.name=fm", "logging.wandb=disabled", "logging.progress_bar=false"])
     summary = train(cfg)
