@@ -118,7 +118,8 @@ def read_idx(path: str | os.PathLike, ndim: int) -> np.ndarray:
     shape = tuple(int(d) for d in np.frombuffer(raw, dtype=">i4", count=ndim, offset=4))
     expected = int(np.prod(shape, dtype=np.int64))
     if len(raw) - header != expected:
-        raise _data_error(f"{path}: the header promises {'x'.join(map(str, shape))} = {expected} bytes of data, "
+        dims = "x".join(map(str, shape))
+        raise _data_error(f"{path}: the header promises {dims} = {expected} bytes of data, "
                           f"the file holds {len(raw) - header}: truncated or corrupt; {fix}")
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
 
@@ -145,22 +146,25 @@ def find_fashion_mnist(path: str | os.PathLike | None = None) -> Path:
         raise _data_error(f"data=fashion_mnist: no Fashion-MNIST files in {DEFAULT_DIR}; {install_hint()}")
     root = candidates[0]
     if not root.is_dir():
-        raise _data_error(f"data.path={path}: no such directory; expected the four Fashion-MNIST IDX files in it")
+        raise _data_error(f"data.path={path}: no such directory; "
+                          "expected the four Fashion-MNIST IDX files in it")
     missing = [s + ".gz" for s in stems if not _locate(root, s).is_file()]
     raise _data_error(f"data.path={path}: missing {', '.join(missing)} (gzipped or not); {install_hint()}")
 
 
 def load_fashion_split(directory: str | os.PathLike, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """``split`` ('train' or 'test') as ``(N, 28, 28)`` uint8 images and ``(N,)`` int64 labels, in file order."""
+    """``split`` ('train' or 'test'): ``(N, 28, 28)`` uint8 images, ``(N,)`` int64 labels, in file order."""
     if split not in FILES:
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     directory = Path(directory)
     image_path, label_path = (_locate(directory, s) for s in FILES[split])
     images, labels = read_idx(image_path, 3), read_idx(label_path, 1).astype(np.int64)
     if images.shape[1:] != (SIDE, SIDE):
-        raise _data_error(f"{image_path}: images are {images.shape[1]}x{images.shape[2]}, expected {SIDE}x{SIDE}")
+        raise _data_error(f"{image_path}: images are {images.shape[1]}x{images.shape[2]}, "
+                          f"expected {SIDE}x{SIDE}")
     if len(images) != len(labels):
-        raise _data_error(f"{image_path} holds {len(images)} images but {label_path} holds {len(labels)} labels; "
+        raise _data_error(f"{image_path} holds {len(images)} images but {label_path} holds "
+                          f"{len(labels)} labels; "
                           f"the two files must come from the same release")
     if len(labels) and labels.max() >= len(CLASSES):
         raise _data_error(f"{label_path}: label {labels.max()} outside [0, {len(CLASSES)})")
@@ -180,7 +184,7 @@ def source_fingerprint(directory: str | os.PathLike) -> dict[str, str]:
 
 # --------------------------------------------------------------------------- splits and writing
 def stratified_subset(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
-    """Sorted indices of ``n`` examples, each class in proportion (largest remainders), chosen with ``seed``."""
+    """Sorted indices of ``n`` examples, each class in proportion (largest remainders), drawn by ``seed``."""
     if not 0 < n <= len(labels):
         raise _data_error(f"a subset of {n} examples: expected 1 <= n <= {len(labels)}")
     rng = np.random.default_rng(seed)
@@ -188,7 +192,8 @@ def stratified_subset(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
     quota = counts * n / len(labels)
     take = np.floor(quota).astype(int)
     take[np.argsort(-(quota - take), kind="stable")[: n - take.sum()]] += 1
-    return np.sort(np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:k] for c, k in zip(classes, take)]))
+    picks = [rng.permutation(np.flatnonzero(labels == c))[:k] for c, k in zip(classes, take)]
+    return np.sort(np.concatenate(picks))
 
 
 def split_arrays(source: Path, val_split: str = "test", val_fraction: float = 1 / 6, seed: int = 0,
@@ -242,7 +247,8 @@ def write_fashion_mnist(source: str | os.PathLike | None, directory: str | os.Pa
         "source_fingerprint": source_fingerprint(src), "classes": CLASSES, "num_classes": len(CLASSES),
         "resolution": SIDE, "channels": "grey replicated to RGB",
         "counts": {"train": int(len(y)), "val": int(len(vy))},
-        "class_counts": {"train": np.bincount(y, minlength=10).tolist(), "val": np.bincount(vy, minlength=10).tolist()},
+        "class_counts": {"train": np.bincount(y, minlength=10).tolist(),
+                         "val": np.bincount(vy, minlength=10).tolist()},
         "split": arrays["split"], "mean": [arrays["mean"]] * 3, "std": [arrays["std"]] * 3,
         "writer": {"write_mode": "raw"}, "created": now_iso(),
     })
@@ -281,7 +287,8 @@ class FashionMNISTDataModule(FFCVDataModule):
     ``augment``: 'fashion' (default: pad-4 crop + flip) or any of ``FFCVDataModule``'s.
     """
 
-    def __init__(self, path: str | os.PathLike | None = None, *, cache_dir: str | os.PathLike = "~/.cache/cnn-platform",
+    def __init__(self, path: str | os.PathLike | None = None, *,
+                 cache_dir: str | os.PathLike = "~/.cache/cnn-platform",
                  val_split: str = "test", val_fraction: float = 1 / 6, split_seed: int = 0,
                  train_subset: int | None = None, val_subset: int | None = None, augment: str = "fashion",
                  resolution: int = SIDE, **kwargs: Any) -> None:
@@ -297,8 +304,9 @@ class FashionMNISTDataModule(FFCVDataModule):
                       "train_subset": train_subset, "val_subset": val_subset}
         self.directory = Path(os.path.expanduser(cache_dir)) / cache_name(**self.split)
         kwargs.setdefault("val_crop_ratio", 1.0)
-        super().__init__(self.directory / "train.beton", self.directory / "val.beton", num_classes=len(CLASSES),
-                         resolution=resolution, augment="none" if augment == "fashion" else augment, **kwargs)
+        super().__init__(self.directory / "train.beton", self.directory / "val.beton",
+                         num_classes=len(CLASSES), resolution=resolution,
+                         augment="none" if augment == "fashion" else augment, **kwargs)
         self.augment = augment  # FFCVDataModule validates against its own list, which lacks 'fashion'
 
     def is_written(self, source: Path | None = None) -> bool:

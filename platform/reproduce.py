@@ -347,7 +347,8 @@ def plot(table: Table, rows: list[dict[str, Any]], scale: str, path: Path) -> Pa
     return path
 
 
-def curves_plot(table: Table, rows: list[dict[str, Any]], records: list[RunRecord], scale: str, path: Path) -> Path:
+def curves_plot(table: Table, rows: list[dict[str, Any]], records: list[RunRecord], scale: str,
+                path: Path) -> Path:
     """Per-epoch error of every row as He et al. 2015 Fig. 6: training error dashed, validation
     error solid, mean over the row's finished seeds (a band: min to max); one panel per group."""
     import matplotlib

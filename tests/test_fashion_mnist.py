@@ -187,7 +187,7 @@ INTERRUPTED_WRITER = textwrap.dedent("""
     from datamodules import fashion_mnist as fm, write
     slow = write.ArrayDataset.__getitem__
     def getitem(self, i):
-        time.sleep(0.02)
+        time.sleep(0.05)
         return slow(self, i)
     write.ArrayDataset.__getitem__ = getitem
     fm.write_fashion_mnist(sys.argv[1], sys.argv[2])
@@ -199,7 +199,7 @@ def test_an_interrupted_write_leaves_nothing_behind(fake, tmp_path):
     out = tmp_path / "cache"
     proc = subprocess.Popen([sys.executable, "-c", INTERRUPTED_WRITER, str(fake), str(out)], cwd=ROOT,
                             start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.time() + 60
+    deadline = time.time() + 300  # the child imports torch and lightning first: slow on a busy machine
     while not list(out.glob(".*.tmp-*")) and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
     assert list(out.glob(".*.tmp-*")), "the write never started"

@@ -86,7 +86,7 @@ class Table:
     trend: str = ""
     recipe_note: str = ""
     plot: dict[str, Any] = field(default_factory=dict)
-    curves: bool = False                # also plot per-epoch train (dashed) / val (solid) error (He et al. Fig. 6)
+    curves: bool = False                # also plot per-epoch train (dashed) / val (solid) error (Fig. 6)
     path: Path | None = None
 
     @property
