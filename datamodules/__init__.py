@@ -126,6 +126,19 @@ def _cifar100(**o: Any) -> L.LightningDataModule:
     return _cifar("cifar100", o)
 
 
+@register_datamodule("fashion_mnist")
+def _fashion_mnist(**o: Any) -> L.LightningDataModule:
+    """Fashion-MNIST from its IDX files (Debian's dataset-fashion-mnist, or data.path), written once to
+    .beton; 28 px, grey as RGB, pad-4 crop + flip (Zhong et al. 2017); the official test split validates."""
+    from .fashion_mnist import FashionMNISTDataModule
+
+    return FashionMNISTDataModule(o.get("path"), cache_dir=o.get("cache_dir") or "~/.cache/cnn-platform",
+                                  val_split=o.get("val_split") or "test", val_fraction=o.get("val_fraction", 0.2),
+                                  split_seed=o.get("split_seed", 0), train_subset=o.get("train_subset"),
+                                  val_subset=o.get("val_subset"), augment=o.get("augment") or "fashion",
+                                  resolution=o.get("resolution") or 28, **_ffcv_options(o))
+
+
 @register_datamodule("synthetic")
 def _synthetic(**o: Any) -> L.LightningDataModule:
     from .synthetic import SyntheticDataModule

@@ -60,8 +60,8 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    name: str = _f("digits", "dataset: digits (embedded), imagenet, cifar10, cifar100, beton (any .beton pair), synthetic")
-    path: Optional[str] = _f(None, "data=beton|imagenet: directory holding train.beton/val.beton (backend=torchvision: the ImageFolder root)")
+    name: str = _f("digits", "dataset: digits (embedded), fashion_mnist (Debian's dataset-fashion-mnist), imagenet, cifar10, cifar100, beton (any .beton pair), synthetic")
+    path: Optional[str] = _f(None, "data=beton|imagenet: directory holding train.beton/val.beton (backend=torchvision: the ImageFolder root); fashion_mnist: the four IDX files (default: Debian's)")
     backend: str = _f("ffcv", "ffcv (.beton, fast) | torchvision (ImageFolder fallback, where FFCV is absent)")
     cache_dir: str = _f("~/.cache/cnn-platform", "where embedded datasets are written once as .beton")
     batch_size: int = _f(64, "global batch size (split evenly across DDP ranks)")
@@ -77,7 +77,10 @@ class DataConfig:
     os_cache: bool = _f(True, "FFCV os_cache: page-cache the whole file (set false when it does not fit in RAM)")
     order: str = _f("auto", "FFCV order: auto|random|quasi_random (auto: random when distributed or cached)")
     split_seed: int = _f(0, "seed of the train/val split of embedded datasets")
-    val_fraction: float = _f(0.2, "held-out fraction for datasets without a validation split")
+    val_fraction: float = _f(0.2, "held-out fraction for datasets without a validation split (and for val_split=holdout)")
+    val_split: str = _f("test", "fashion_mnist: validate on the official test split (test) or a stratified val_fraction of train (holdout, test untouched)")
+    train_subset: Optional[int] = _f(None, "fashion_mnist: train on a stratified subset of this many images (CPU budgets); null = all")
+    val_subset: Optional[int] = _f(None, "fashion_mnist: validate on a stratified subset of this many images; null = all")
     sampler: str = _f("random", "training order: random | class_aware (label-balanced, Shen et al. 2016)")
     epoch_samples: Optional[int] = _f(None, "class_aware: draws per epoch; null = the training set size")
     synthetic_size: int = _f(512, "number of training examples for data=synthetic")
@@ -309,6 +312,7 @@ _CHOICES = {
     "trainer.precision": ("32-true", "bf16-mixed", "16-mixed", "32", "bf16", "16"),
     "logging.wandb": ("auto", "online", "offline", "disabled"),
     "data.order": ("auto", "random", "quasi_random"),
+    "data.val_split": ("test", "holdout"),
     "model.stride_on": (None, "3x3", "1x1"),
     "model.drop_path_mode": (None, "sample", "batch"),
     "model.drop_path_rule": (None, "huang", "timm", "tf"),

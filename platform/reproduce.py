@@ -123,6 +123,20 @@ def _mean_std(xs: list[float]) -> tuple[float | None, float | None]:
     return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
 
 
+def epoch_curves(run: RunRecord) -> list[dict[str, Any]]:
+    """A local run's per-epoch records (``metrics.jsonl``); none for W&B records."""
+    from platform.runs import read_metrics
+
+    return read_metrics(Path(run.path)) if run.source == "local" else []
+
+
+def final_train_top1(run: RunRecord) -> float | None:
+    """The last epoch's training top-1 (%): the running accuracy over that epoch's augmented
+    batches in train mode, as He et al.'s Fig. 6 training curves are."""
+    rows = [r for r in epoch_curves(run) if "train/top1" in r]
+    return rows[-1]["train/top1"] if rows else None
+
+
 def trained_columns(runs: list[RunRecord]) -> dict[str, Any]:
     """Final-epoch errors over seeds (one run per seed: the newest finished), plus the row's status."""
     finished: dict[Any, RunRecord] = {}
@@ -133,6 +147,8 @@ def trained_columns(runs: list[RunRecord]) -> dict[str, Any]:
     for metric, attr in (("top1_err", "top1"), ("top5_err", "top5")):
         vals = [100.0 - getattr(r, attr) for r in finished.values() if getattr(r, attr) is not None]
         out[metric], out[f"{metric}_std"] = _mean_std(vals)
+    train = [100.0 - t for t in (final_train_top1(r) for r in finished.values()) if t is not None]
+    out["train_err"], out["train_err_std"] = _mean_std(train)
     running = [r.path for r in runs if r.status == "running"]
     failed = [r.path for r in runs if r.status in ("failed", "interrupted")]
     parts = []
@@ -233,7 +249,9 @@ def to_markdown(table: Table, rows: list[dict[str, Any]], scale: str) -> str:
     lines += ["| " + " | ".join(c.replace("|", "\\|") for c in cells(table, e)) + " |" for e in rows]
     notes = [f"- {e['label']}: {e['note']}" for e in rows if e["note"]]
     lines += ["", "MACs = multiply-adds (the papers' \"FLOPs\"), counted by platform/complexity.py. "
-              "Errors are final-epoch validation errors; mean ± sample std over seeds."]
+              "Errors are final-epoch validation errors; mean ± sample std over seeds."
+              + (" Train err: the last epoch's running training error (augmented batches, train mode)."
+                 if "train_err" in table.metrics else "")]
     if notes:
         lines += ["", "Notes:", *notes]
     return "\n".join(lines) + "\n"
@@ -329,6 +347,51 @@ def plot(table: Table, rows: list[dict[str, Any]], scale: str, path: Path) -> Pa
     return path
 
 
+def curves_plot(table: Table, rows: list[dict[str, Any]], records: list[RunRecord], scale: str,
+                path: Path) -> Path:
+    """Per-epoch error of every row as He et al. 2015 Fig. 6: training error dashed, validation
+    error solid, mean over the row's finished seeds (a band: min to max); one panel per group."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    groups = list(dict.fromkeys(e["group"] for e in rows))
+    fig, axes = plt.subplots(1, len(groups), figsize=(5.2 * len(groups), 4.2), sharey=True, squeeze=False)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    by_path = {r.path: r for r in records}
+    for ax, g in zip(axes[0], groups):
+        for i, e in enumerate(e for e in rows if e["group"] == g):
+            runs = [by_path[p] for p in e["trained"]["runs"] if p in by_path]
+            curves = [epoch_curves(r) for r in runs]
+            for key, style, what in (("train/top1", "--", "train"), ("val/top1", "-", "val")):
+                series = [[100.0 - m[key] for m in c if key in m] for c in curves]
+                series = [s for s in series if s]
+                if not series:
+                    continue
+                n = min(map(len, series))
+                ys = np.array([s[:n] for s in series])
+                xs = np.arange(1, n + 1)
+                c = colors[i % len(colors)]
+                ax.plot(xs, ys.mean(0), style, color=c, label=f"{e['label']} {what} (n={len(series)})")
+                if len(series) > 1:
+                    ax.fill_between(xs, ys.min(0), ys.max(0), color=c, alpha=0.12, linewidth=0)
+        ax.set_title(g or table.name, fontsize=9)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    axes[0][0].set_ylabel("error (%)")
+    title = f"{table.paper.split(',')[0]} {table.table}: dashed = training error, solid = validation error"
+    if scale == "proxy":
+        title += f"\nPROXY scale ({table.scales['proxy'].data}), not the paper's setting"
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, format="png")
+    plt.close(fig)
+    return path
+
+
 def print_rich(table: Table, rows: list[dict[str, Any]], scale: str) -> None:
     from rich.console import Console
     from rich.table import Table as RichTable
@@ -360,6 +423,9 @@ def report(table: Table, records: list[RunRecord], scale: str, out_dir: Path, *,
     if make_plot:
         with atomic_path(out_dir / "plot.png") as tmp:
             plot(table, rows, scale, tmp)
+        if table.curves and table.trained:
+            with atomic_path(out_dir / "curves.png") as tmp:
+                curves_plot(table, rows, records, scale, tmp)
     if not quiet:
         print_rich(table, rows, scale)
         if table.trained and not any(e["trained"]["n"] for e in rows):
@@ -367,7 +433,8 @@ def report(table: Table, records: list[RunRecord], scale: str, out_dir: Path, *,
             n_other = sum(trained_columns(row_runs(table, r, other, records))["n"] for r in table.rows)
             if n_other:
                 print(f"({n_other} finished {other}-scale runs match this table: pass --scale {other})")
-        print(f"wrote {out_dir}/table.md, table.csv, table.json" + (", plot.png" if make_plot else ""))
+        print(f"wrote {out_dir}/table.md, table.csv, table.json" + (", plot.png" if make_plot else "")
+              + (", curves.png" if make_plot and table.curves and table.trained else ""))
     return result
 
 

@@ -36,6 +36,20 @@ if ! { command -v slurmctld >/dev/null && command -v sbatch >/dev/null && comman
     fi
 fi
 
+# --- Fashion-MNIST (data=fashion_mnist): Debian ships Zalando's IDX files (31 MB) -------------
+FASHION_DEPS="dataset-fashion-mnist"
+if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
+    if [ "$(id -u)" = 0 ]; then
+        echo "setup: installing $FASHION_DEPS (data=fashion_mnist)"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq $FASHION_DEPS >/dev/null
+    else
+        echo "setup: data=fashion_mnist needs a Debian package that is missing (or pass data.path=DIR):" >&2
+        echo "    sudo apt-get install -y $FASHION_DEPS" >&2
+    fi
+fi
+
 # --- virtual environment --------------------------------------------------------------------
 if [ ! -x .venv/bin/python ]; then
     echo "setup: creating .venv with $($PYTHON --version)"

@@ -22,7 +22,7 @@ import yaml
 TABLES_DIR = Path(__file__).resolve().parent
 SCALES = ("imagenet", "proxy")
 PAPER_KEYS = ("top1_err", "top5_err", "params", "macs", "resolution")
-METRICS = ("top1_err", "top5_err")
+METRICS = ("top1_err", "top5_err", "train_err")  # train_err: the last epoch's training error (metrics.jsonl)
 
 
 class TableError(ValueError):
@@ -86,6 +86,7 @@ class Table:
     trend: str = ""
     recipe_note: str = ""
     plot: dict[str, Any] = field(default_factory=dict)
+    curves: bool = False                # also plot per-epoch train (dashed) / val (solid) error (Fig. 6)
     path: Path | None = None
 
     @property
@@ -181,7 +182,8 @@ def parse_table(path: Path) -> Table:
                  source=str(d.get("source", "")), kind=kind, rows=rows, scales=scales,
                  aliases=tuple(d.get("aliases", ())), num_classes=int(d.get("num_classes", 1000)),
                  resolution=d.get("resolution"), metrics=metrics, trend=str(d.get("trend", "")).strip(),
-                 recipe_note=str(d.get("recipe_note", "")).strip(), plot=dict(d.get("plot") or {}), path=Path(path))
+                 recipe_note=str(d.get("recipe_note", "")).strip(), plot=dict(d.get("plot") or {}),
+                 curves=bool(d.get("curves", False)), path=Path(path))
 
 
 def table_files() -> list[Path]:
