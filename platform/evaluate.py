@@ -30,8 +30,10 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 if __package__ in (None, ""):  # run as a file (python platform/evaluate.py): `platform` is the stdlib's
-    sys.exit("error: run this as `python -m platform.evaluate ...` from the repository root, or "
-             "`import cnn_platform` first in a script or notebook elsewhere (see README, 'After training')")
+    print("error: run this as `python -m platform.evaluate ...` from the repository root, or "
+          "`import cnn_platform` first in a script or notebook elsewhere (see README, 'After training')",
+          file=sys.stderr)
+    sys.exit(2)
 
 import torch
 import torch.nn.functional as F

@@ -23,8 +23,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 if __package__ in (None, ""):  # run as a file: `platform` would be the stdlib's
-    sys.exit("error: run this as `python -m platform.export ...` from the repository root, or "
-             "`import cnn_platform` first in a script or notebook elsewhere (see README, 'After training')")
+    print("error: run this as `python -m platform.export ...` from the repository root, or "
+          "`import cnn_platform` first in a script or notebook elsewhere (see README, 'After training')",
+          file=sys.stderr)
+    sys.exit(2)
 
 import torch
 from torch import nn
