@@ -43,6 +43,7 @@ import models
 from datamodules import DataError, create_datamodule
 from datamodules.write import BetonError, write_json_atomic
 from platform.config import ConfigError, ExperimentConfig, from_dict, load_config, parse_overrides
+from platform.runs import read_evaluations  # noqa: F401 -- the reader lives with the run directory's layout
 
 log = logging.getLogger("platform.evaluate")
 
@@ -314,19 +315,6 @@ def evaluate(ckpt: str | Path, overrides: Sequence[str] = (), protocol: str = "c
         write_json_atomic(out_dir / f"eval-{protocol}.json", record)
     record["confusion"] = r["confusion"]
     return record
-
-
-def read_evaluations(run_dir: str | Path) -> dict[str, dict[str, Any]]:
-    """protocol -> the ``eval-<protocol>.json`` record of a run directory (for ``platform.reproduce``)."""
-    out = {}
-    for path in sorted(Path(run_dir).glob("eval-*.json")):
-        try:
-            rec = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        if isinstance(rec, dict) and rec.get("protocol") in PROTOCOLS:
-            out[rec["protocol"]] = rec
-    return out
 
 
 def summary_line(r: dict[str, Any]) -> str:

@@ -133,6 +133,12 @@ def trained_columns(runs: list[RunRecord]) -> dict[str, Any]:
     for metric, attr in (("top1_err", "top1"), ("top5_err", "top5")):
         vals = [100.0 - getattr(r, attr) for r in finished.values() if getattr(r, attr) is not None]
         out[metric], out[f"{metric}_std"] = _mean_std(vals)
+    evaluated: dict[str, dict[str, Any]] = {}  # platform.evaluate's numbers beside the trained ones
+    for protocol in sorted({p for r in finished.values() for p in r.evaluated}):
+        errs = [r.evaluated[protocol]["top1_err"] for r in finished.values() if protocol in r.evaluated]
+        mean, std = _mean_std(errs)
+        evaluated[protocol] = {"top1_err": mean, "top1_err_std": std, "n": len(errs)}
+    out["evaluated"] = evaluated
     running = [r.path for r in runs if r.status == "running"]
     failed = [r.path for r in runs if r.status in ("failed", "interrupted")]
     parts = []
@@ -190,7 +196,7 @@ def columns(table: Table, scale: str) -> list[str]:
         for m in table.metrics:
             name = m.replace("_err", " err %")
             cols += [f"{name} ours ({scale})", f"{name} paper", "delta"]
-        cols.append("status")
+        cols += ["evaluated top-1 err %", "status"]
     return cols
 
 
@@ -206,6 +212,8 @@ def cells(table: Table, entry: dict[str, Any]) -> list[str]:
             d = t.get(f"{m}_delta")
             out += [_err(t[m], t[f"{m}_std"], t["n"]), "–" if p.get(m) is None else f"{p[m]:.2f}",
                     "–" if d is None else f"{d:+.2f}"]
+        ev = t.get("evaluated") or {}
+        out.append("; ".join(f"{p} {_err(v['top1_err'], v['top1_err_std'], v['n'])}" for p, v in ev.items()) or "–")
         out.append(t["status"])
     return out
 
