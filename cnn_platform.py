@@ -33,7 +33,8 @@ def install() -> None:
     if current is not None and hasattr(current, "__path__"):  # a package: ours already, or someone else's
         if Path(list(current.__path__)[0]).resolve() != PACKAGE:
             raise ImportError(f"cnn_platform: another package named 'platform' is imported "
-                              f"({list(current.__path__)[0]}); start a fresh interpreter and import cnn_platform first")
+                              f"({list(current.__path__)[0]}); start a fresh interpreter and import "
+                              "cnn_platform first")
         return
     spec = importlib.util.spec_from_file_location("platform", PACKAGE / "__init__.py",
                                                   submodule_search_locations=[str(PACKAGE)])

@@ -300,8 +300,8 @@ class FFCVDataModule(L.LightningDataModule):
         if train:
             return "training"
         fn = getattr(getattr(getattr(self.trainer, "state", None), "fn", None), "value", None)
-        return getattr(self, "stage_name", None) or {"fit": "validation", "validate": "validation",
-                                                      "test": "testing", "predict": "prediction"}.get(fn, "validation")
+        names = {"fit": "validation", "validate": "validation", "test": "testing", "predict": "prediction"}
+        return getattr(self, "stage_name", None) or names.get(fn, "validation")
 
     def train_image_ops(self) -> list:
         """Decode + CPU augmentation for training (a subclass may override: CIFAR's pad-and-crop)."""

@@ -78,7 +78,8 @@ def torchvision_builder(name: str) -> str:
     return tv
 
 
-def to_torchvision(name: str, state_dict: Mapping[str, torch.Tensor], **knobs) -> "OrderedDict[str, torch.Tensor]":
+def to_torchvision(name: str, state_dict: Mapping[str, torch.Tensor],
+                   **knobs) -> "OrderedDict[str, torch.Tensor]":
     """Our ``state_dict`` of ``name`` in torchvision's key layout (the inverse of :func:`from_torchvision`).
 
     The pairing is not written twice: the forward conversion is run on torchvision's own tensors
@@ -96,13 +97,16 @@ def to_torchvision(name: str, state_dict: Mapping[str, torch.Tensor], **knobs) -
     out: dict[str, torch.Tensor] = {}
     for ours, theirs in forward.items():
         if id(theirs) not in tv_key or ours not in state_dict:
-            raise ConversionError(f"{name}: cannot invert the conversion at {ours}; is the state_dict of {name}?")
+            raise ConversionError(f"{name}: cannot invert the conversion at {ours}; "
+                                  f"is the state_dict of {name}?")
         if tuple(state_dict[ours].shape) != tuple(theirs.shape):
-            raise ConversionError(f"{name}: {ours} {tuple(state_dict[ours].shape)} does not match torchvision's "
+            raise ConversionError(f"{name}: {ours} {tuple(state_dict[ours].shape)} does not match "
+                                  "torchvision's "
                                   f"{tv_key[id(theirs)]} {tuple(theirs.shape)}")
         out[tv_key[id(theirs)]] = state_dict[ours]
     missing = [k for k in tv_sd if k not in out]
     if missing or len(forward) != len(state_dict):
-        raise ConversionError(f"{name}: the state_dict does not map onto torchvision's {torchvision_builder(name)} "
-                              f"(unset: {missing[:3]}, ours: {len(state_dict)} tensors, torchvision: {len(tv_sd)})")
+        raise ConversionError(f"{name}: the state_dict does not map onto torchvision's "
+                              f"{torchvision_builder(name)} (unset: {missing[:3]}, ours: {len(state_dict)} "
+                              f"tensors, torchvision: {len(tv_sd)})")
     return OrderedDict((k, out[k]) for k in tv_sd)

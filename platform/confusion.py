@@ -27,7 +27,8 @@ def class_names(datamodule, num_classes: int) -> list[str]:
 def per_class_accuracy(matrix: torch.Tensor) -> list[float | None]:
     """Top-1 accuracy (%) of each true class; None for a class with no example."""
     counts = matrix.sum(1)
-    return [None if n == 0 else round(100.0 * float(matrix[i, i]) / float(n), 4) for i, n in enumerate(counts)]
+    return [None if n == 0 else round(100.0 * float(matrix[i, i]) / float(n), 4)
+            for i, n in enumerate(counts)]
 
 
 def write_confusion(directory: Path, matrix: torch.Tensor, names: Sequence[str],

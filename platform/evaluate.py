@@ -1,4 +1,4 @@
-"""``python -m platform.evaluate ckpt=PATH [protocol=center|flip|10crop] [data=... data.path=...] [key=value ...]``
+"""``python -m platform.evaluate ckpt=PATH [protocol=center|flip|10crop] [data=... data.path=...] [k=v ...]``
 
 Top-1/top-5 error of a checkpoint on a validation split, with the papers' test protocols:
 
@@ -105,7 +105,8 @@ def read_weights(path: str | Path) -> Weights:
         return Weights("state_dict", dict(obj), None)
     if isinstance(obj, nn.Module):
         raise EvalError(f"ckpt={path}: holds an nn.Module, not weights; save `model.state_dict()` instead")
-    raise EvalError(f"ckpt={path}: holds a {type(obj).__name__}, neither a checkpoint nor a state_dict; {_ACCEPTED}")
+    raise EvalError(f"ckpt={path}: holds a {type(obj).__name__}, neither a checkpoint nor a state_dict; "
+                    f"{_ACCEPTED}")
 
 
 def run_dir_of(ckpt: Path) -> Path | None:
@@ -119,11 +120,12 @@ def run_dir_of(ckpt: Path) -> Path | None:
 
 # ---------------------------------------------------------------------------- composition
 # Placement and debug limits belong to this machine and this command, not to the training run.
-_THIS_MACHINE = dict(accelerator="auto", devices="auto", num_nodes=1, strategy="auto", limit_train_batches=None,
-                     limit_val_batches=None, compile=False)
+_THIS_MACHINE = dict(accelerator="auto", devices="auto", num_nodes=1, strategy="auto",
+                     limit_train_batches=None, limit_val_batches=None, compile=False)
 
 
-def eval_config(ckpt: str | Path, overrides: Sequence[str] = (), weights: Weights | None = None) -> ExperimentConfig:
+def eval_config(ckpt: str | Path, overrides: Sequence[str] = (),
+                weights: Weights | None = None) -> ExperimentConfig:
     """The run's saved config (or the defaults), with the model a checkpoint names, then ``overrides``."""
     import yaml
 
@@ -136,8 +138,8 @@ def eval_config(ckpt: str | Path, overrides: Sequence[str] = (), weights: Weight
     given = dict(parse_overrides(list(overrides)))
     if hp and hp.get("model_name"):
         if "model.name" in given and given["model.name"] != hp["model_name"]:
-            raise EvalError(f"ckpt={ckpt}: a {hp['model_name']} checkpoint, but model={given['model.name']} was "
-                            f"given; drop model= or give a {given['model.name']} checkpoint")
+            raise EvalError(f"ckpt={ckpt}: a {hp['model_name']} checkpoint, but model={given['model.name']} "
+                            f"was given; drop model= or give a {given['model.name']} checkpoint")
         base.model = dataclasses.replace(base.model, name=hp["model_name"])
     return load_config(list(overrides), base=base)
 
@@ -155,12 +157,13 @@ def build_module(weights: Weights, cfg: ExperimentConfig, ckpt: str | Path):
         if kind == "state_dict" and looks_like_torchvision(name, sd):
             sd, kind = from_torchvision(name, sd), "torchvision state_dict"
     except ConversionError as e:
-        raise EvalError(f"ckpt={ckpt}: {e}; is it a checkpoint of another architecture than model={name}?") from None
+        raise EvalError(f"ckpt={ckpt}: {e}; is it a checkpoint of another architecture than "
+                        f"model={name}?") from None
     if weights.hparams:
         kwargs = {**weights.hparams, "model_knobs": weights.hparams.get("model_knobs") or {}}
     else:
-        kwargs = module_kwargs(dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, num_classes=classes)),
-                               classes)
+        with_head = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, num_classes=classes))
+        kwargs = module_kwargs(with_head, classes)
     module = ClassificationModule(**kwargs)
     try:
         module.model.load_state_dict(sd, strict=True)
@@ -258,7 +261,8 @@ def _trainer(cfg: ExperimentConfig, out_dir: Path):
 
     t = cfg.trainer
     return L.Trainer(accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy,
-                     precision=t.precision, logger=False, enable_checkpointing=False, enable_model_summary=False,
+                     precision=t.precision, logger=False, enable_checkpointing=False,
+                     enable_model_summary=False,
                      enable_progress_bar=cfg.logging.progress_bar, default_root_dir=str(out_dir),
                      use_distributed_sampler=False,  # our loaders shard exactly: no padded duplicates
                      plugins=slurm.plugins() or None)
@@ -286,7 +290,8 @@ def evaluate(ckpt: str | Path, overrides: Sequence[str] = (), protocol: str = "c
     num_classes = module.hparams.num_classes
     if dm.num_classes != num_classes:
         raise EvalError(f"ckpt={ckpt}: the model has {num_classes} classes, data={cfg.data.name} has "
-                        f"{dm.num_classes}; evaluate on the dataset it was trained for (data=..., data.path=...)")
+                        f"{dm.num_classes}; evaluate on the dataset it was trained for "
+                        "(data=..., data.path=...)")
     out_dir = run_dir_of(ckpt) or ckpt.resolve().parent
     evaluator = _evaluator(module, num_classes, protocol, crop)
     trainer = _trainer(cfg, out_dir)
@@ -318,14 +323,16 @@ def evaluate(ckpt: str | Path, overrides: Sequence[str] = (), protocol: str = "c
 
 
 def summary_line(r: dict[str, Any]) -> str:
-    res = f"{r['resolution']}" + (f" of {r['decode_resolution']}" if r["decode_resolution"] != r["resolution"] else "")
+    res = str(r["resolution"])
+    if r["decode_resolution"] != r["resolution"]:
+        res += f" of {r['decode_resolution']}"
     return (f"eval {r['protocol']}: {r['model']} on {r['data']['name']} val | n={r['n']} | top-1 err "
             f"{r['top1_err']:.2f}% | top-{r['top5_k']} err {r['top5_err']:.2f}% | res {res} | "
             f"{r.get('path', r['checkpoint'])}")
 
 
-USAGE = ("usage: python -m platform.evaluate ckpt=PATH [protocol=center|flip|10crop] [data=NAME data.path=DIR] "
-         "[key=value ...]")
+USAGE = ("usage: python -m platform.evaluate ckpt=PATH [protocol=center|flip|10crop] "
+         "[data=NAME data.path=DIR] [key=value ...]")
 
 
 def split_args(argv: Sequence[str], own: Sequence[str]) -> tuple[dict[str, str], list[str]]:

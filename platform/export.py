@@ -1,4 +1,4 @@
-"""``python -m platform.export ckpt=PATH --format state_dict|torchvision|torchscript|onnx OUT [key=value ...]``
+"""``python -m platform.export ckpt=PATH --format state_dict|torchvision|torchscript|onnx OUT [k=v ...]``
 
 * ``state_dict``: our model's weights only (no optimizer, no pickled objects): small, and
   ``torch.load(OUT, weights_only=True)`` reads it; ``platform.evaluate`` / ``model.init`` take it back.
@@ -50,7 +50,8 @@ def input_side(cfg) -> int:
     except Exception:  # noqa: BLE001 -- a dataset not on this machine: the model's paper side
         import models
 
-        return int(cfg.data.val_resolution or cfg.data.resolution or models.model_info(cfg.model.name).resolution)
+        d = cfg.data
+        return int(d.val_resolution or d.resolution or models.model_info(cfg.model.name).resolution)
 
 
 @contextlib.contextmanager
@@ -70,11 +71,13 @@ def _same(ours: torch.Tensor, theirs: Any, what: str, out: Path) -> float:
     theirs = torch.as_tensor(theirs)
     diff = float((ours - theirs).abs().max())
     if not torch.allclose(ours, theirs, atol=ATOL, rtol=0):
-        raise ExportError(f"{out}: the {what} outputs differ from ours by up to {diff:.3g} (> {ATOL}); not kept")
+        raise ExportError(f"{out}: the {what} outputs differ from ours by up to {diff:.3g} (> {ATOL}); "
+                          "not kept")
     return diff
 
 
-def export(model: nn.Module, name: str, fmt: str, out: str | Path, side: int, batch: int = 2) -> dict[str, Any]:
+def export(model: nn.Module, name: str, fmt: str, out: str | Path, side: int,
+           batch: int = 2) -> dict[str, Any]:
     """Write ``model`` (our ``nn.Module``, registry name ``name``) as ``fmt`` to ``out``; check it."""
     if fmt not in FORMATS:
         raise ExportError(f"--format {fmt}: unknown; expected one of {', '.join(FORMATS)}")
@@ -140,7 +143,8 @@ def _onnx(model: nn.Module, name: str, x: torch.Tensor, expected: torch.Tensor, 
                                   dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}})
         except Exception as e:  # noqa: BLE001 -- UnsupportedOperatorError, SymbolicValueError, ...
             first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-            raise ExportError(f"--format onnx: the ONNX exporter (opset {OPSET}) cannot export {name}: {first}; "
+            raise ExportError(f"--format onnx: the ONNX exporter (opset {OPSET}) cannot export {name}: "
+                              f"{first}; "
                               "export --format torchscript or state_dict instead") from None
         onnx.checker.check_model(str(tmp))
         session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
@@ -158,15 +162,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--format", required=True, help="|".join(FORMATS))
     parser.add_argument("out", help="output file")
-    parser.add_argument("--side", type=int, default=None, help="input side for tracing/checking (default: the "
-                        "run's validation side)")
+    parser.add_argument("--side", type=int, default=None,
+                        help="input side for tracing/checking (default: the run's validation side)")
     mine, rest = split_args(argv, ("ckpt",))
     flags = [a for a in rest if a.startswith("-") or "=" not in a]
     overrides = [a for a in rest if a not in flags]
     args = parser.parse_args(flags)
     try:
         if "ckpt" not in mine:
-            raise ExportError("ckpt=PATH is required (usage: python -m platform.export ckpt=PATH --format FMT OUT)")
+            raise ExportError("ckpt=PATH is required "
+                              "(usage: python -m platform.export ckpt=PATH --format FMT OUT)")
         if args.format not in FORMATS:  # before loading anything
             raise ExportError(f"--format {args.format}: unknown; expected one of {', '.join(FORMATS)}")
         module, cfg, _ = load(mine["ckpt"], overrides)
@@ -176,7 +181,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     extra = f" opset {info['opset']}" if "opset" in info else ""
     diff = f", max |diff| {info['max_abs_diff']:.2g} on a batch" if "max_abs_diff" in info else ""
-    print(f"exported {info['model']} as {info['format']}{extra} -> {info['out']} ({info['bytes']} bytes{diff})")
+    print(f"exported {info['model']} as {info['format']}{extra} -> {info['out']} "
+          f"({info['bytes']} bytes{diff})")
     return 0
 
 

@@ -31,7 +31,8 @@ from datamodules.normalize import DeviceNormalize
 from platform.evaluate import USER_ERRORS, EvalError, eval_datamodule, load, split_args
 
 
-def center_crop_resize(image: np.ndarray, side: int, ratio: float, max_resolution: int | None = None) -> np.ndarray:
+def center_crop_resize(image: np.ndarray, side: int, ratio: float,
+                       max_resolution: int | None = None) -> np.ndarray:
     """(H, W, 3) uint8 -> (side, side, 3) uint8, as the .beton writer + FFCV's centre-crop decoder do."""
     import cv2
 
@@ -93,7 +94,8 @@ def predict(ckpt: str | Path, inputs: Sequence[str | Path], overrides: Sequence[
         arrays = []
         for f in chunk:
             try:
-                arrays.append(center_crop_resize(load_rgb(f)[0], pre["side"], pre["ratio"], pre["max_resolution"]))
+                rgb = load_rgb(f)[0]
+                arrays.append(center_crop_resize(rgb, pre["side"], pre["ratio"], pre["max_resolution"]))
             except ImageError as e:
                 raise EvalError(f"{e} (predict takes image files: {', '.join(IMG_EXTENSIONS)})") from None
         images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)  # (N, 3, side, side) uint8
@@ -125,7 +127,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(flags)
     try:
         if "ckpt" not in mine:
-            raise EvalError("ckpt=PATH is required (usage: python -m platform.predict ckpt=PATH IMAGE_OR_DIR ...)")
+            raise EvalError("ckpt=PATH is required "
+                            "(usage: python -m platform.predict ckpt=PATH IMAGE_OR_DIR ...)")
         rows = predict(mine["ckpt"], args.inputs, overrides, args.top_k)
     except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
