@@ -5,9 +5,14 @@ Pipelines are explicit lists (ffcv-imagenet): decode (random-resized crop | cent
 :meth:`on_after_batch_transfer`, producing a fresh tensor -- FFCV reuses its output buffers,
 so nothing of the loader's memory is kept across batches.  Loaders are built inside the
 ``*_dataloader`` hooks, i.e. after the process group exists, so ``distributed`` is known.
+
+FFCV decodes in a background thread; :class:`GuardedLoader` makes it safe to use under Lightning's
+``inference_mode=True`` (``validate``/``test``/``predict``) and turns a dying thread into an error
+naming the cause instead of a wait for ever (see :func:`guarded_loader_class`).
 """
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any, Sequence
@@ -45,6 +50,86 @@ def custom_order(order_class: type, **kwargs: Any):
             raise TypeError("a factory, not an order")
 
     return _Factory()
+
+
+class LoaderThreadError(RuntimeError):
+    """FFCV's loader thread died; the message names the file, the stage and the thread's error."""
+
+
+POLL_S = 1.0  # how often a consumer waiting for a batch checks that the loader thread still lives
+
+
+@functools.cache
+def guarded_loader_class() -> type:
+    """``ffcv.loader.Loader`` with two fixes (FFCV 1.0.2), built on first use so that importing
+    this module does not import FFCV.
+
+    1. *Inference mode.*  ``EpochIterator.__init__`` allocates the pipeline's output buffers in
+       the calling thread (``graph.allocate_memory``); under ``torch.inference_mode()`` -- Lightning
+       wraps ``validate``/``test``/``predict`` in it -- they become inference tensors, and the worker
+       thread (outside inference mode: the mode is thread-local) then fails on its first in-place
+       write into them (``ToTorchImage``'s ``dst[:n] = ...``, ``ToDevice``'s ``dst.copy_``) with
+       "Inplace update to inference tensor outside InferenceMode".  The buffers are therefore
+       always allocated with inference mode off: plain tensors, valid inside and outside it.
+    2. *No hang.*  ``EpochIterator.run`` has no handler: when a stage raises, the thread dies and
+       ``__next__`` blocks in ``Queue.get()`` for ever.  Here the thread records its exception and
+       the consumer polls, raising :class:`LoaderThreadError` (chained to the cause) instead.
+    ``__iter__`` follows ``ffcv/loader/loader.py`` ``Loader.__iter__`` (lines 216-226) and
+    ``__next__`` ``ffcv/loader/epoch_iterator.py`` ``EpochIterator.__next__`` (lines 154-165).
+    """
+    from queue import Empty
+
+    from ffcv.loader import Loader
+    from ffcv.loader import epoch_iterator as ei
+    from ffcv.pipeline.compiler import Compiler
+
+    class GuardedEpochIterator(ei.EpochIterator):
+        def __init__(self, loader: "GuardedLoader", order) -> None:
+            self.error: BaseException | None = None
+            super().__init__(loader, order)  # starts the thread
+
+        def run(self) -> None:
+            try:
+                super().run()
+            except BaseException as e:  # noqa: BLE001 -- re-raised in the consumer, with its traceback
+                self.error = e
+
+        def __next__(self):
+            while True:
+                try:
+                    item = self.output_queue.get(timeout=POLL_S)
+                    break
+                except Empty:
+                    if not self.is_alive() and self.output_queue.empty():
+                        self.close()
+                        raise self.loader.thread_error(self.error) from self.error
+            if item is None:
+                self.close()
+                raise StopIteration
+            slot, result = item
+            if ei.IS_CUDA:
+                self.current_stream.wait_stream(self.cuda_streams[slot])  # the batch's copy is done
+            return result
+
+    class GuardedLoader(Loader):
+        stage = "loading"  # set by the datamodule: training | validation | evaluation ...
+
+        def __iter__(self):
+            Compiler.set_num_threads(self.num_workers)
+            order = self.next_traversal_order()
+            selected = order[:len(self) * self.batch_size]
+            self.next_epoch += 1
+            if self.code is None or self.recompile:
+                self.generate_code()
+            with torch.inference_mode(False):  # fix 1: plain-tensor buffers (see above)
+                return GuardedEpochIterator(self, selected)
+
+        def thread_error(self, cause: BaseException | None) -> LoaderThreadError:
+            what = f"{type(cause).__name__}: {cause}" if cause is not None else "no exception recorded"
+            return LoaderThreadError(f"the FFCV loader thread reading {self.fname} died during "
+                                     f"{self.stage} ({what})")
+
+    return GuardedLoader
 
 
 def exact_shard_order():
@@ -149,6 +234,11 @@ class FFCVDataModule(L.LightningDataModule):
             self._num_classes = int(meta.get("num_classes") or beton_labels(self.train_path).max() + 1)
         return self._num_classes
 
+    @property
+    def class_names(self) -> list[str] | None:
+        """``meta.json``'s ``classes`` (label i is ``class_names[i]``), if the writer recorded them."""
+        return self._meta().get("classes")
+
     def setup(self, stage: str | None = None) -> None:
         self.train_size, self.val_size = check_beton(self.train_path), check_beton(self.val_path)
         meta = self._meta()
@@ -171,7 +261,7 @@ class FFCVDataModule(L.LightningDataModule):
 
     def _loader(self, path: Path, train: bool):
         from ffcv.fields.decoders import CenterCropRGBImageDecoder, IntDecoder
-        from ffcv.loader import Loader, OrderOption
+        from ffcv.loader import OrderOption
         from ffcv.transforms import Squeeze, ToDevice, ToTensor, ToTorchImage
 
         world_size, device = self._world()
@@ -196,15 +286,24 @@ class FFCVDataModule(L.LightningDataModule):
             order = OrderOption.QUASI_RANDOM  # ffcv-imagenet: QUASI_RANDOM for data that does not fit in RAM
         else:
             order = OrderOption.RANDOM
-        loader = Loader(
+        loader = guarded_loader_class()(
             str(path), batch_size=self.per_device_batch_size(), num_workers=self.num_workers,
             os_cache=self.os_cache, order=order, distributed=distributed, seed=self.seed,
             drop_last=self.drop_last and train, pipelines={"image": image, "label": label},
             batches_ahead=self.batches_ahead, recompile=train and self._progressive,
         )
+        loader.stage = self._stage(train)
         if train and self.trainer is not None:
             loader.next_epoch = self.trainer.current_epoch  # a resumed run continues the same order
         return loader
+
+    def _stage(self, train: bool) -> str:
+        """What the loader is for, in a dying thread's error: training, validation, evaluation..."""
+        if train:
+            return "training"
+        fn = getattr(getattr(getattr(self.trainer, "state", None), "fn", None), "value", None)
+        names = {"fit": "validation", "validate": "validation", "test": "testing", "predict": "prediction"}
+        return getattr(self, "stage_name", None) or names.get(fn, "validation")
 
     def train_image_ops(self) -> list:
         """Decode + CPU augmentation for training (a subclass may override: CIFAR's pad-and-crop)."""

@@ -64,3 +64,49 @@ def looks_like_torchvision(name: str, state_dict: Mapping[str, torch.Tensor]) ->
     with torch.device("meta"):
         ours = create_model(name, num_classes=head_classes(state_dict)).state_dict()
     return not set(ours) & set(state_dict)
+
+
+# ---------------------------------------------------------------------------- ours -> torchvision
+def torchvision_builder(name: str) -> str:
+    """torchvision's builder name for ``name`` (``ModelInfo.torchvision``), or a ConversionError."""
+    tv = model_info(name).torchvision
+    if not tv:
+        from .registry import list_models
+
+        have = [n for n in list_models() if model_info(n).torchvision]
+        raise ConversionError(f"{name}: torchvision has no such architecture (it has: {', '.join(have)})")
+    return tv
+
+
+def to_torchvision(name: str, state_dict: Mapping[str, torch.Tensor],
+                   **knobs) -> "OrderedDict[str, torch.Tensor]":
+    """Our ``state_dict`` of ``name`` in torchvision's key layout (the inverse of :func:`from_torchvision`).
+
+    The pairing is not written twice: the forward conversion is run on torchvision's own tensors
+    (meta device) and inverted by tensor identity, so ours -> tv -> ours returns the same tensors
+    whatever rule (by position, by name, a family's key mapper) the forward direction pairs by.
+    """
+    import torchvision
+
+    knobs.setdefault("num_classes", head_classes(state_dict))
+    with torch.device("meta"):
+        tv_sd = torchvision.models.get_model(torchvision_builder(name), weights=None,
+                                             num_classes=knobs["num_classes"]).state_dict()
+        forward = from_torchvision(name, tv_sd, **knobs)  # our key -> torchvision's (meta) tensor
+    tv_key = {id(v): k for k, v in tv_sd.items()}
+    out: dict[str, torch.Tensor] = {}
+    for ours, theirs in forward.items():
+        if id(theirs) not in tv_key or ours not in state_dict:
+            raise ConversionError(f"{name}: cannot invert the conversion at {ours}; "
+                                  f"is the state_dict of {name}?")
+        if tuple(state_dict[ours].shape) != tuple(theirs.shape):
+            raise ConversionError(f"{name}: {ours} {tuple(state_dict[ours].shape)} does not match "
+                                  "torchvision's "
+                                  f"{tv_key[id(theirs)]} {tuple(theirs.shape)}")
+        out[tv_key[id(theirs)]] = state_dict[ours]
+    missing = [k for k in tv_sd if k not in out]
+    if missing or len(forward) != len(state_dict):
+        raise ConversionError(f"{name}: the state_dict does not map onto torchvision's "
+                              f"{torchvision_builder(name)} (unset: {missing[:3]}, ours: {len(state_dict)} "
+                              f"tensors, torchvision: {len(tv_sd)})")
+    return OrderedDict((k, out[k]) for k in tv_sd)

@@ -279,13 +279,14 @@ def _recipe_pairs(name: str) -> list[tuple[str, str]]:
         raise ConfigError(f"in recipe file {path}: {e}") from None
 
 
-def load_config(args: list[str] | None = None) -> ExperimentConfig:
-    """Defaults <- recipe <- command-line overrides, type-checked, then validated."""
+def load_config(args: list[str] | None = None, base: ExperimentConfig | None = None) -> ExperimentConfig:
+    """Defaults (or ``base``, e.g. a run's saved config) <- recipe <- command-line overrides,
+    type-checked, then validated."""
     pairs = parse_overrides(list(args or []))
     recipe = [v for k, v in pairs if k == "recipe"]
     if recipe:
         pairs = _recipe_pairs(recipe[-1]) + pairs
-    cfg = OmegaConf.structured(ExperimentConfig)
+    cfg = OmegaConf.structured(base if base is not None else ExperimentConfig)
     keys = all_keys()
     for key, raw in pairs:
         try:

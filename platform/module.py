@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MaxMetric, MeanMetric, SumMetric
-from torchmetrics.classification import MulticlassAccuracy
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 import models
 from platform.config import ConfigError, ModelConfig, OptimConfig, RegularizationConfig, ScheduleConfig
@@ -161,6 +161,8 @@ class ClassificationModule(L.LightningModule):
         self.val_top1_best = MaxMetric()
         self.val_top1_best.persistent(True)  # a resumed run remembers its best epoch
         self.val_seen = SumMetric()  # validation must see every example exactly once
+        self.val_confusion = MulticlassConfusionMatrix(num_classes)  # rows true, columns predicted
+        self.last_confusion: torch.Tensor | None = None  # of the latest validation epoch (ConfusionReport)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x.contiguous(memory_format=self.memory_format))
@@ -204,14 +206,17 @@ class ClassificationModule(L.LightningModule):
         self.val_top1(logits, targets)
         self.val_top5(logits, targets)
         self.val_seen.update(torch.tensor(float(targets.numel()), device=targets.device))
+        self.val_confusion.update(logits.argmax(1), targets)
         self.log_dict({"val/loss": self.val_loss, "val/top1": self.val_top1, "val/top5": self.val_top5},
                       on_step=False, on_epoch=True, prog_bar=True)
 
     def on_validation_epoch_end(self) -> None:
         seen = int(self.val_seen.compute())  # summed over DDP ranks
-        self.val_seen.reset()
+        confusion = self.val_confusion.compute().cpu()  # every rank takes part in the sync
+        self.val_seen.reset(), self.val_confusion.reset()
         if self.trainer.sanity_checking:
             return
+        self.last_confusion = confusion
         expected = getattr(self.trainer.datamodule, "val_size", None)
         if expected is not None and self.trainer.limit_val_batches == 1.0 and seen != expected:
             raise RuntimeError(f"validation saw {seen} examples, the validation set has {expected}: "

@@ -149,6 +149,12 @@ def trained_columns(runs: list[RunRecord]) -> dict[str, Any]:
         out[metric], out[f"{metric}_std"] = _mean_std(vals)
     train = [100.0 - t for t in (final_train_top1(r) for r in finished.values()) if t is not None]
     out["train_err"], out["train_err_std"] = _mean_std(train)
+    evaluated: dict[str, dict[str, Any]] = {}  # platform.evaluate's numbers beside the trained ones
+    for protocol in sorted({p for r in finished.values() for p in r.evaluated}):
+        errs = [r.evaluated[protocol]["top1_err"] for r in finished.values() if protocol in r.evaluated]
+        mean, std = _mean_std(errs)
+        evaluated[protocol] = {"top1_err": mean, "top1_err_std": std, "n": len(errs)}
+    out["evaluated"] = evaluated
     running = [r.path for r in runs if r.status == "running"]
     failed = [r.path for r in runs if r.status in ("failed", "interrupted")]
     parts = []
@@ -206,7 +212,7 @@ def columns(table: Table, scale: str) -> list[str]:
         for m in table.metrics:
             name = m.replace("_err", " err %")
             cols += [f"{name} ours ({scale})", f"{name} paper", "delta"]
-        cols.append("status")
+        cols += ["evaluated top-1 err %", "status"]
     return cols
 
 
@@ -222,6 +228,8 @@ def cells(table: Table, entry: dict[str, Any]) -> list[str]:
             d = t.get(f"{m}_delta")
             out += [_err(t[m], t[f"{m}_std"], t["n"]), "–" if p.get(m) is None else f"{p[m]:.2f}",
                     "–" if d is None else f"{d:+.2f}"]
+        ev = t.get("evaluated") or {}
+        out.append("; ".join(f"{p} {_err(v['top1_err'], v['top1_err_std'], v['n'])}" for p, v in ev.items()) or "–")
         out.append(t["status"])
     return out
 

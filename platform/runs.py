@@ -7,6 +7,8 @@
     ``summary.json``      model, data, seed, epochs, best/final val top-1, final top-5, wall time,
                           world size, status (running | finished | interrupted | failed)
     ``checkpoints/``      ``last.ckpt`` (every epoch) and the best epoch's checkpoint
+    ``confusion.csv/.png`` the last validation epoch's confusion matrix (per-class top-1)
+    ``eval-<protocol>.json`` ``platform.evaluate``'s results (center | flip | 10crop), if evaluated
     ``wandb/``            the W&B run (offline runs sync with ``wandb sync``)
 
 ``platform.reproduce`` reads these records, with or without W&B.
@@ -18,7 +20,7 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +54,19 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
 def read_summary(run_dir: Path) -> dict[str, Any] | None:
     path = Path(run_dir) / "summary.json"
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+def read_evaluations(run_dir: Path) -> dict[str, dict[str, Any]]:
+    """protocol -> the ``eval-<protocol>.json`` record ``platform.evaluate`` wrote into a run directory."""
+    out = {}
+    for path in sorted(Path(run_dir).glob("eval-*.json")):
+        try:
+            rec = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(rec, dict) and rec.get("protocol"):
+            out[rec["protocol"]] = rec
+    return out
 
 
 def _write_lines(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -173,6 +188,7 @@ class RunRecord:
     top1: float | None     # final-epoch val top-1 (%), the number papers report
     top5: float | None
     epochs: int | None = None
+    evaluated: dict[str, dict[str, Any]] = field(default_factory=dict)  # protocol -> eval-<protocol>.json
 
     def get(self, dotted: str) -> Any:
         node: Any = self.config
@@ -196,7 +212,8 @@ def local_records(root: str | Path) -> list[RunRecord]:
             continue
         s = read_summary(run_dir) or {}
         out.append(RunRecord(run_dir.name, str(run_dir), "local", config, s.get("status", "running"),
-                             s.get("final_val_top1"), s.get("final_val_top5"), s.get("epochs")))
+                             s.get("final_val_top1"), s.get("final_val_top5"), s.get("epochs"),
+                             read_evaluations(run_dir)))
     return out
 
 

@@ -212,6 +212,9 @@ def build_trainer(cfg: ExperimentConfig, run_dir: Path, extra_callbacks: list | 
 
         d = cfg.data
         callbacks.append(ProgressiveResizing(d.min_resolution, d.max_resolution, d.ramp_start, d.ramp_end))
+    from platform.confusion import ConfusionReport
+
+    callbacks.append(ConfusionReport(run_dir))  # confusion.csv/.png at the end of training (+ W&B image)
     callbacks += slurm.callbacks(run_dir)  # SIGUSR1 under srun: checkpoint, requeue, stop
     callbacks += list(extra_callbacks or [])
     optional = {k: v for k, v in dict(limit_train_batches=t.limit_train_batches,

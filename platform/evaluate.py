@@ -1,0 +1,373 @@
+"""``python -m platform.evaluate ckpt=PATH [protocol=center|flip|10crop] [data=... data.path=...] [k=v ...]``
+
+Top-1/top-5 error of a checkpoint on a validation split, with the papers' test protocols:
+
+* ``center``: one centre crop of side ``data.val_resolution`` at ``data.val_crop_ratio`` -- exactly
+  the validation pass of training (ResNeXt Table 3, DenseNet Table 3 "single-crop", torchvision).
+* ``flip``: the centre crop and its mirror, softmax scores averaged (ffcv-imagenet's flip TTA,
+  ``train_imagenet.py`` ``val_loop``, which sums logits; we average probabilities as for 10-crop).
+* ``10crop``: the image's centre square resized to ``val_resolution / val_crop_ratio`` (256 for
+  224 at 0.875), then the 4 corner and the centre ``val_resolution`` crops and their mirrors, the
+  10 softmax scores averaged (Krizhevsky et al. 2012 §4.1; "the standard 10-crop testing" of He et
+  al. 2015 §3.4, behind ResNet Tables 2 and 3 and DenseNet Table 3's parenthesised errors).
+
+The dataset is the run's own (from ``config.yaml`` in the checkpoint's run directory) unless
+``data=``/``data.path=`` say otherwise.  Accepted files: a ``.ckpt`` of ours, a ``state_dict`` of
+ours, or a torchvision ``state_dict`` (converted as ``model.init`` does; give ``model=``).  Prints
+one line and writes ``eval-<protocol>.json`` (+ ``eval-<protocol>-confusion.csv/.png``) into the
+run directory (else beside the file).  Under DDP every rank scores its exact shard; the counts
+are summed, so each example is counted once.  From Python: ``from platform.evaluate import evaluate``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+if __package__ in (None, ""):  # run as a file (python platform/evaluate.py): `platform` is the stdlib's
+    print("error: run this as `python -m platform.evaluate ...` from the repository root, or "
+          "`import cnn_platform` first in a script or notebook elsewhere (see README, 'After training')",
+          file=sys.stderr)
+    sys.exit(2)
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import models
+from datamodules import DataError, create_datamodule
+from datamodules.write import BetonError, write_json_atomic
+from platform.config import ConfigError, ExperimentConfig, from_dict, load_config, parse_overrides
+from platform.runs import read_evaluations  # noqa: F401 -- the reader lives with the run directory's layout
+
+log = logging.getLogger("platform.evaluate")
+
+PROTOCOLS = ("center", "flip", "10crop")
+VIEWS = {"center": 1, "flip": 2, "10crop": 10}
+
+
+class EvalError(ValueError):
+    """A checkpoint, image or argument that cannot be used; the message names it and the fix."""
+
+
+# ---------------------------------------------------------------------------- reading weights
+@dataclasses.dataclass
+class Weights:
+    kind: str                        # "checkpoint of ours" | "state_dict" | "torchvision state_dict"
+    state_dict: dict[str, torch.Tensor]
+    hparams: dict[str, Any] | None   # a checkpoint's ClassificationModule arguments
+
+
+_ACCEPTED = ("give a .ckpt of ours, a state_dict saved with torch.save(model.state_dict(), PATH), "
+             "or a torchvision state_dict")
+
+
+def _pickled_class(error: Exception) -> str | None:
+    """The class a weights-only load refused (``GLOBAL models.resnet.ResidualNet``), if an nn.Module."""
+    match = re.search(r"GLOBAL ([\w.]+)", str(error))
+    if not match or not match.group(1).startswith(("models.", "torch.", "torchvision.")):
+        return None
+    module, _, attr = match.group(1).rpartition(".")
+    try:
+        import importlib
+
+        cls = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError):
+        return None
+    return match.group(1) if isinstance(cls, type) and issubclass(cls, nn.Module) else None
+
+
+def read_weights(path: str | Path) -> Weights:
+    """Our ``.ckpt``, a plain ``state_dict``, or neither (an :class:`EvalError` that says what to do)."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise EvalError(f"ckpt={path}: no such file ({_ACCEPTED})")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)  # never runs a pickle's code
+    except Exception as e:  # noqa: BLE001 -- any unreadable file is the same user error
+        cls = _pickled_class(e)
+        if cls:
+            raise EvalError(f"ckpt={path}: holds a pickled {cls} (a whole nn.Module), not weights; save "
+                            f"`model.state_dict()` instead: torch.save(model.state_dict(), PATH)") from None
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise EvalError(f"ckpt={path}: not a checkpoint ({first[:160]}); {_ACCEPTED}") from None
+    if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
+        sd = {k[len("model."):]: v for k, v in obj["state_dict"].items() if k.startswith("model.")}
+        if not sd:
+            raise EvalError(f"ckpt={path}: a Lightning checkpoint without model.* weights (not one of ours)")
+        return Weights("checkpoint of ours", sd, dict(obj.get("hyper_parameters") or {}) or None)
+    if isinstance(obj, Mapping) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        return Weights("state_dict", dict(obj), None)
+    if isinstance(obj, nn.Module):
+        raise EvalError(f"ckpt={path}: holds an nn.Module, not weights; save `model.state_dict()` instead")
+    raise EvalError(f"ckpt={path}: holds a {type(obj).__name__}, neither a checkpoint nor a state_dict; "
+                    f"{_ACCEPTED}")
+
+
+def run_dir_of(ckpt: Path) -> Path | None:
+    """``runs/<name>`` for ``runs/<name>/checkpoints/*.ckpt`` (a directory with our config.yaml)."""
+    ckpt = Path(ckpt).expanduser().resolve()
+    for parent in (ckpt.parent.parent, ckpt.parent):
+        if (parent / "config.yaml").is_file():
+            return parent
+    return None
+
+
+# ---------------------------------------------------------------------------- composition
+# Placement and debug limits belong to this machine and this command, not to the training run.
+_THIS_MACHINE = dict(accelerator="auto", devices="auto", num_nodes=1, strategy="auto",
+                     limit_train_batches=None, limit_val_batches=None, compile=False)
+
+
+def eval_config(ckpt: str | Path, overrides: Sequence[str] = (),
+                weights: Weights | None = None) -> ExperimentConfig:
+    """The run's saved config (or the defaults), with the model a checkpoint names, then ``overrides``."""
+    import yaml
+
+    run_dir = run_dir_of(Path(ckpt))
+    base = from_dict(yaml.safe_load((run_dir / "config.yaml").read_text())) if run_dir else ExperimentConfig()
+    base.trainer = dataclasses.replace(base.trainer, **_THIS_MACHINE)
+    base.model = dataclasses.replace(base.model, init=None)
+    base.resume = None
+    hp = weights.hparams if weights else None
+    given = dict(parse_overrides(list(overrides)))
+    if hp and hp.get("model_name"):
+        if "model.name" in given and given["model.name"] != hp["model_name"]:
+            raise EvalError(f"ckpt={ckpt}: a {hp['model_name']} checkpoint, but model={given['model.name']} "
+                            f"was given; drop model= or give a {given['model.name']} checkpoint")
+        base.model = dataclasses.replace(base.model, name=hp["model_name"])
+    return load_config(list(overrides), base=base)
+
+
+def build_module(weights: Weights, cfg: ExperimentConfig, ckpt: str | Path):
+    """A ``ClassificationModule`` holding the weights (train.py's own builder), in eval mode."""
+    from models.convert import ConversionError, from_torchvision, head_classes, looks_like_torchvision
+    from platform.module import ClassificationModule, module_kwargs
+
+    name, sd = cfg.model.name, weights.state_dict
+    models.model_info(name)  # an unknown name: UnknownModelError, before any work
+    kind = weights.kind
+    try:
+        classes = head_classes(sd)
+        if kind == "state_dict" and looks_like_torchvision(name, sd):
+            sd, kind = from_torchvision(name, sd), "torchvision state_dict"
+    except ConversionError as e:
+        raise EvalError(f"ckpt={ckpt}: {e}; is it a checkpoint of another architecture than "
+                        f"model={name}?") from None
+    if weights.hparams:
+        kwargs = {**weights.hparams, "model_knobs": weights.hparams.get("model_knobs") or {}}
+    else:
+        with_head = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, num_classes=classes))
+        kwargs = module_kwargs(with_head, classes)
+    module = ClassificationModule(**kwargs)
+    try:
+        module.model.load_state_dict(sd, strict=True)
+    except RuntimeError as e:
+        detail = " ".join(str(e).split())[:200]
+        raise EvalError(f"ckpt={ckpt}: does not fit model={name} ({detail}); is it a checkpoint of another "
+                        f"architecture? pass model=NAME") from None
+    module.eval()
+    return module, kind
+
+
+def load(ckpt: str | Path, overrides: Sequence[str] = ()):
+    """(module, config, weights kind) for a checkpoint file and ``key=value`` overrides."""
+    weights = read_weights(ckpt)
+    cfg = eval_config(ckpt, overrides, weights)
+    module, kind = build_module(weights, cfg, ckpt)
+    return module, cfg, kind
+
+
+def eval_datamodule(cfg: ExperimentConfig, **changes: Any):
+    """The config's datamodule with the training run's options (platform.train.datamodule_options)."""
+    from platform.train import datamodule_options
+
+    dm = create_datamodule(cfg.data.name, **{**datamodule_options(cfg), **changes})
+    dm.stage_name = "evaluation"  # a dying loader thread's error says so
+    return dm
+
+
+# ---------------------------------------------------------------------------- protocols
+def crop_views(images: torch.Tensor, protocol: str, crop: int) -> list[torch.Tensor]:
+    """The views a protocol scores: (N, C, S, S) -> a list of (N, C, crop, crop) batches."""
+    if protocol == "center":
+        return [images]
+    if protocol == "flip":
+        return [images, images.flip(3)]
+    if protocol != "10crop":
+        raise EvalError(f"protocol={protocol}: unknown; expected one of {', '.join(PROTOCOLS)}")
+    h, w = images.shape[-2:]
+    if crop > min(h, w):
+        raise EvalError(f"10crop: crop {crop} is larger than the decoded image {h}x{w}")
+    c, cy, cx = crop, (h - crop) // 2, (w - crop) // 2
+    corners = [(0, 0), (0, w - c), (h - c, 0), (h - c, w - c), (cy, cx)]  # AlexNet §4.1: 4 corners + centre
+    five = [images[..., y:y + c, x:x + c] for y, x in corners]
+    return five + [v.flip(3) for v in five]
+
+
+def protocol_scores(model: nn.Module, images: torch.Tensor, protocol: str, crop: int) -> torch.Tensor:
+    """(N, classes) scores: one view's logits, or the mean softmax of several views."""
+    views = crop_views(images, protocol, crop)
+    if len(views) == 1:
+        return model(views[0]).float()
+    return torch.stack([F.softmax(model(v).float(), dim=1) for v in views]).mean(0)
+
+
+# ---------------------------------------------------------------------------- the Lightning pass
+def _evaluator(module, num_classes: int, protocol: str, crop: int):
+    import lightning as L
+    from torchmetrics import SumMetric
+    from torchmetrics.classification import MulticlassConfusionMatrix
+
+    from platform.module import PercentAccuracy, top_k_for
+
+    class Evaluator(L.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = module.model
+            self.memory_format = module.memory_format
+            self.top1 = PercentAccuracy(num_classes, top_k=1, average="micro")
+            self.top5 = PercentAccuracy(num_classes, top_k=top_k_for(num_classes), average="micro")
+            self.confusion = MulticlassConfusionMatrix(num_classes)
+            self.seen = SumMetric()
+            self.result: dict[str, Any] | None = None
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.net(x.contiguous(memory_format=self.memory_format))
+
+        def validation_step(self, batch, batch_idx: int) -> None:
+            images, targets = batch
+            scores = protocol_scores(self, images, protocol, crop)
+            self.top1.update(scores, targets), self.top5.update(scores, targets)
+            self.confusion.update(scores.argmax(1), targets)
+            self.seen.update(torch.tensor(float(targets.numel()), device=targets.device))
+
+        def on_validation_epoch_end(self) -> None:  # every rank: the metrics sync over DDP here
+            self.result = {"top1": float(self.top1.compute()), "top5": float(self.top5.compute()),
+                           "n": int(self.seen.compute()), "confusion": self.confusion.compute().cpu()}
+
+    return Evaluator()
+
+
+def _trainer(cfg: ExperimentConfig, out_dir: Path):
+    import lightning as L
+
+    from platform import slurm
+
+    t = cfg.trainer
+    return L.Trainer(accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy,
+                     precision=t.precision, logger=False, enable_checkpointing=False,
+                     enable_model_summary=False,
+                     enable_progress_bar=cfg.logging.progress_bar, default_root_dir=str(out_dir),
+                     use_distributed_sampler=False,  # our loaders shard exactly: no padded duplicates
+                     plugins=slurm.plugins() or None)
+
+
+def evaluate(ckpt: str | Path, overrides: Sequence[str] = (), protocol: str = "center", *,
+             write: bool = True) -> dict[str, Any]:
+    """Evaluate ``ckpt`` under ``protocol``; return the record written to ``eval-<protocol>.json``."""
+    from platform import slurm
+    from platform.confusion import class_names, per_class_accuracy, write_confusion
+    from platform.train import apply_flush_denormal
+
+    if protocol not in PROTOCOLS:
+        raise EvalError(f"protocol={protocol}: unknown; expected one of {', '.join(PROTOCOLS)}")
+    ckpt = Path(ckpt).expanduser()
+    module, cfg, kind = load(ckpt, overrides)
+    cfg = slurm.apply_allocation(cfg)
+    apply_flush_denormal(cfg)
+    dm = eval_datamodule(cfg)
+    crop, ratio = int(dm.val_resolution), float(dm.val_crop_ratio)
+    decode = crop
+    if protocol == "10crop":  # decode the centre square at crop / ratio, then crop on the device
+        decode = int(round(crop / ratio))
+        dm = eval_datamodule(cfg, val_resolution=decode, val_crop_ratio=1.0)
+    num_classes = module.hparams.num_classes
+    if dm.num_classes != num_classes:
+        raise EvalError(f"ckpt={ckpt}: the model has {num_classes} classes, data={cfg.data.name} has "
+                        f"{dm.num_classes}; evaluate on the dataset it was trained for "
+                        "(data=..., data.path=...)")
+    out_dir = run_dir_of(ckpt) or ckpt.resolve().parent
+    evaluator = _evaluator(module, num_classes, protocol, crop)
+    trainer = _trainer(cfg, out_dir)
+    started = time.time()
+    trainer.validate(evaluator, datamodule=dm, verbose=False)  # inference_mode=True, Lightning's default
+    r = evaluator.result
+    expected = getattr(dm, "val_size", None)
+    if expected is not None and r["n"] != expected:
+        raise RuntimeError(f"evaluation saw {r['n']} examples, the validation set has {expected}")
+    names = class_names(dm, num_classes)
+    record = {
+        "model": cfg.model.name, "checkpoint": str(ckpt.resolve()), "checkpoint_kind": kind,
+        "data": {"name": cfg.data.name, "path": cfg.data.path, "split": "val",
+                 "val_file": str(getattr(dm, "val_path", "")) or None},
+        "protocol": protocol, "views": VIEWS[protocol], "resolution": crop, "crop_ratio": ratio,
+        "decode_resolution": decode, "n": r["n"],
+        "top1_err": round(100.0 - r["top1"], 6), "top5_err": round(100.0 - r["top5"], 6),
+        "top1": round(r["top1"], 6), "top5": round(r["top5"], 6), "top5_k": min(5, num_classes),
+        "per_class_top1": dict(zip(names, per_class_accuracy(r["confusion"]))),
+        "precision": cfg.trainer.precision, "world_size": trainer.world_size,
+        "wall_time_s": round(time.time() - started, 2), "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    if write and trainer.is_global_zero:
+        record["path"] = str(out_dir / f"eval-{protocol}.json")
+        write_confusion(out_dir, r["confusion"], names, stem=f"eval-{protocol}-confusion")
+        write_json_atomic(out_dir / f"eval-{protocol}.json", record)
+    record["confusion"] = r["confusion"]
+    return record
+
+
+def summary_line(r: dict[str, Any]) -> str:
+    res = str(r["resolution"])
+    if r["decode_resolution"] != r["resolution"]:
+        res += f" of {r['decode_resolution']}"
+    return (f"eval {r['protocol']}: {r['model']} on {r['data']['name']} val | n={r['n']} | top-1 err "
+            f"{r['top1_err']:.2f}% | top-{r['top5_k']} err {r['top5_err']:.2f}% | res {res} | "
+            f"{r.get('path', r['checkpoint'])}")
+
+
+USAGE = ("usage: python -m platform.evaluate ckpt=PATH [protocol=center|flip|10crop] "
+         "[data=NAME data.path=DIR] [key=value ...]")
+
+
+def split_args(argv: Sequence[str], own: Sequence[str]) -> tuple[dict[str, str], list[str]]:
+    """Our own ``name=value`` arguments (``ckpt=``, ``protocol=`` ...) apart from config overrides."""
+    mine, rest = {}, []
+    for a in argv:
+        key = a.split("=", 1)[0]
+        if "=" in a and key in own:
+            mine[key] = a.split("=", 1)[1]
+        else:
+            rest.append(a)
+    return mine, rest
+
+
+USER_ERRORS = (EvalError, ConfigError, DataError, BetonError, models.UnknownModelError)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if any(a in ("-h", "--help", "help") for a in argv):
+        print(__doc__)
+        return 0
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    mine, overrides = split_args(argv, ("ckpt", "protocol"))
+    try:
+        if "ckpt" not in mine:
+            raise EvalError(f"ckpt=PATH is required\n{USAGE}")
+        record = evaluate(mine["ckpt"], overrides, mine.get("protocol", "center"))
+    except USER_ERRORS as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if "path" in record:  # rank 0
+        print(summary_line(record), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
