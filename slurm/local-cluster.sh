@@ -239,6 +239,8 @@ SlurmctldTimeout=30
 SlurmdTimeout=30
 # the configured CPUs, not the hardware's (else a node with CPUs > nproc registers as INVAL)
 SlurmdParameters=config_overrides
+# a request the cluster can never satisfy (--nodes=3 on 2 nodes) is refused at submit time, not left pending
+EnforcePartLimits=ALL
 EOF
     for k in $(seq "$n"); do
         echo "NodeName=n$k NodeAddr=$NET.$((10 + k)) NodeHostname=n$k CPUs=$MCPUS RealMemory=$mem State=UNKNOWN"
