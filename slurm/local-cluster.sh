@@ -234,7 +234,8 @@ ReturnToService=2
 MpiDefault=none
 KillWait=10
 InactiveLimit=0
-MinJobAge=300
+# finished jobs stay visible to `scontrol show job` for 2 h (no accounting here, so no sacct)
+MinJobAge=7200
 SlurmctldTimeout=30
 SlurmdTimeout=30
 # the configured CPUs, not the hardware's (else a node with CPUs > nproc registers as INVAL)
