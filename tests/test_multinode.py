@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import threading
@@ -259,6 +260,18 @@ def test_cluster_has_two_nodes_in_their_own_namespaces(multinode_cluster):
 def test_bad_arguments_are_a_usage_error(args):
     proc = subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True, timeout=30)
     assert proc.returncode == 2 and proc.stderr.startswith("usage:"), (proc.returncode, proc.stderr)
+
+
+@pytest.mark.skipif(shutil.which("runuser") is None, reason="needs runuser (util-linux) to drop root")
+def test_without_root_it_says_why_and_builds_nothing(tmp_path):
+    base = tmp_path / "base"
+    env = dict(os.environ, SLURM_MULTI_BASE=str(base), SLURM_NETNS_PREFIX="cnnz-")
+    proc = subprocess.run(["runuser", "-u", "nobody", "--", "bash", str(SCRIPT), "start", "--nodes", "2"],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 3 and "must run as root" in proc.stderr, (proc.returncode, proc.stderr)
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert not base.exists() and "cnnz-" not in subprocess.run(["ip", "netns", "list"], capture_output=True,
+                                                               text=True).stdout
 
 
 def test_more_nodes_than_the_cluster_has_is_slurms_own_error(multinode_cluster):
