@@ -199,7 +199,8 @@ m_write_conf() {
     local n=$1 k mem
     mem=$(( ($(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 - 512) / n ))
     mkdir -p "$MBASE"/{state,log,run,local}
-    rm -rf "${MBASE:?}"/state/* "${MBASE:?}/spool"  # a fresh start: no jobs of a crashed cluster
+    # a fresh start: no jobs (job ids start again at 1) and no logs of an earlier cluster
+    rm -rf "${MBASE:?}"/state/* "${MBASE:?}/spool" "${MBASE:?}"/log/*
     for k in $(seq "$n"); do mkdir -p "$MBASE/spool/n$k"; done  # SlurmdSpoolDir=.../%n must exist first
     { echo "127.0.0.1 localhost"; echo "$NET.1 ctl"
       for k in $(seq "$n"); do echo "$NET.$((10 + k)) n$k"; done; } > "$MBASE/hosts"
