@@ -336,7 +336,8 @@ def validate(cfg: ExperimentConfig) -> None:
     if cfg.optim.lr <= 0:
         raise ConfigError(f"bad value for optim.lr: {cfg.optim.lr}; expected > 0")
     if not cfg.trainer.dist_timeout_s > 0:  # (also catches nan)
-        raise ConfigError(f"bad value for trainer.dist_timeout_s: {cfg.trainer.dist_timeout_s}; expected seconds > 0")
+        raise ConfigError(f"bad value for trainer.dist_timeout_s: {cfg.trainer.dist_timeout_s}; "
+                          "expected seconds > 0")
 
 
 def to_dict(cfg: ExperimentConfig) -> dict:

@@ -180,9 +180,10 @@ def rank_info(trainer: L.Trainer) -> dict[str, Any]:
     """Where this rank runs: recorded per rank in ``env.json`` (``ranks``)."""
     import socket
 
-    return {"global_rank": trainer.global_rank, "node_rank": trainer.node_rank, "local_rank": trainer.local_rank,
-            "hostname": socket.gethostname(), "pid": os.getpid(), "slurm_procid": os.environ.get("SLURM_PROCID"),
-            "master_addr": os.environ.get("MASTER_ADDR"), "master_port": os.environ.get("MASTER_PORT")}
+    return {"global_rank": trainer.global_rank, "node_rank": trainer.node_rank,
+            "local_rank": trainer.local_rank, "hostname": socket.gethostname(), "pid": os.getpid(),
+            "slurm_procid": os.environ.get("SLURM_PROCID"), "master_addr": os.environ.get("MASTER_ADDR"),
+            "master_port": os.environ.get("MASTER_PORT")}
 
 
 class NodeCheck(L.Callback):
@@ -234,9 +235,10 @@ class NodeCheck(L.Callback):
         if blind:
             where = ", ".join(sorted({f"{r['hostname']} (node rank {r['node_rank']})" for r in blind}))
             raise ConfigError(
-                f"run directory {self.run_dir} is not shared between the nodes: rank 0 on {ranks[0]['hostname']} "
-                f"wrote {token.name} there, but {where} cannot read it; set run.root to a filesystem "
-                f"mounted at the same path on every node (NFS, Lustre, GPFS), not node-local disk")
+                f"run directory {self.run_dir} is not shared between the nodes: rank 0 on "
+                f"{ranks[0]['hostname']} wrote {token.name} there, but {where} cannot read it; set run.root "
+                f"to a filesystem mounted at the same path on every node (NFS, Lustre, GPFS), "
+                f"not node-local disk")
 
 
 # ---------------------------------------------------------------------------- preemption

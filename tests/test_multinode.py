@@ -39,7 +39,8 @@ CPU = ["--gpus-per-node=0", "--cpus-per-task=1", "--mem=1G", "--time=30"]
 # generous: every wait is bounded, none is asserted on (jobs queue behind each other; the machine is shared)
 JOB_TIMEOUT = 1500  # s from a test's start to its job's end (queueing included)
 TEST_TIMEOUT = 1800
-TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE"}
+TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL",
+            "DEADLINE"}
 
 
 def slurm(*cmd: str, timeout: float = 60, check: bool = False) -> subprocess.CompletedProcess:
@@ -47,14 +48,14 @@ def slurm(*cmd: str, timeout: float = 60, check: bool = False) -> subprocess.Com
     env = cli_env()
     for key in ("MASTER_ADDR", "MASTER_PORT"):  # a submitting shell's values would override the job's own
         env.pop(key, None)
-    return subprocess.run(["bash", str(SCRIPT), "run", *cmd], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=timeout, check=check)
+    return subprocess.run(["bash", str(SCRIPT), "run", *cmd], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=timeout, check=check)
 
 
 @pytest.fixture(scope="session")
 def multinode_cluster():
-    proc = subprocess.run(["bash", str(SCRIPT), "start", "--nodes", "2"], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run(["bash", str(SCRIPT), "start", "--nodes", "2"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
     if proc.returncode == 3:
         pytest.skip(proc.stderr.strip().splitlines()[-1])
     assert proc.returncode == 0, f"local-cluster.sh start --nodes 2 failed:\n{proc.stdout}{proc.stderr}"
@@ -94,8 +95,8 @@ def rank_pid(job: str, rank: int) -> int | None:
             cmd = (proc / "cmdline").read_text()
         except OSError:
             continue
-        if (env.get("SLURM_JOB_ID") == job and env.get("SLURM_PROCID") == str(rank) and "platform.train" in cmd
-                and "SLURM_STEP_ID" in env):
+        if (env.get("SLURM_JOB_ID") == job and env.get("SLURM_PROCID") == str(rank)
+                and "platform.train" in cmd and "SLURM_STEP_ID" in env):
             found.append(int(proc.name))
     return min(found, default=None)  # the task itself, not a helper process it started
 
@@ -103,7 +104,8 @@ def rank_pid(job: str, rank: int) -> int | None:
 class Job:
     """One ``sbatch slurm/imagenet.sh`` of this module, its run directory and its log."""
 
-    def __init__(self, out: Path, name: str, opts: list[str], args: list[str], runs: Path | None = None) -> None:
+    def __init__(self, out: Path, name: str, opts: list[str], args: list[str],
+                 runs: Path | None = None) -> None:
         self.out = out / name
         self.out.mkdir(parents=True)
         self.runs = runs or self.out / "runs"
@@ -155,7 +157,7 @@ class Job:
         deadline = time.time() + timeout
         if self.thread is not None:
             self.thread.join(timeout)
-            assert not self.thread.is_alive(), f"intervention still waiting; {self.events}\n{self.log()[-3000:]}"
+            assert not self.thread.is_alive(), f"intervention still waiting: {self.events}"
             if self.error is not None:
                 raise AssertionError(f"{self.error!r}; {self.events}\n{self.log()[-4000:]}") from self.error
         return wait_state(self.id, max(30.0, deadline - time.time()))
@@ -179,7 +181,8 @@ def train_args(cache: Path, *extra: str) -> list[str]:
 def epoch0_saved(job: Job) -> bool:
     """The first epoch is recorded and its checkpoint written (the checkpoint comes after the line)."""
     ckpt = job.run / "checkpoints" / "last.ckpt"
-    return bool(job.metrics()) and ckpt.is_file() and ckpt.stat().st_mtime >= (job.run / "metrics.jsonl").stat().st_mtime
+    metrics = job.run / "metrics.jsonl"
+    return bool(job.metrics()) and ckpt.is_file() and ckpt.stat().st_mtime >= metrics.stat().st_mtime
 
 
 def release_when_requeued(job: Job) -> None:
@@ -225,14 +228,14 @@ def jobs(multinode_cluster, digits_cache, tmp_path_factory) -> dict[str, Job]:
     out = tmp_path_factory.mktemp("multinode")
     a = lambda *extra: train_args(digits_cache, *extra)  # noqa: E731
     two_by_one = ["--nodes=2", "--ntasks-per-node=1", *CPU]
-    one_epoch = ["trainer.max_epochs=1", "trainer.limit_train_batches=2"]  # (limit_val_batches=1 would mean 100%)
+    one_epoch = ["trainer.max_epochs=1", "trainer.limit_train_batches=2"]  # (limit_val_batches=1 means 100%)
     j = {}
     for k in (1, 2):  # first, so that both fit on n1 at once: two 1-node jobs sharing a node
         j[f"shared{k}"] = Job(out, f"shared{k}", ["--nodes=1", "--nodelist=n1", "--ntasks-per-node=2", *CPU],
                               a(*one_epoch))
     j["preempted"] = Job(out, "preempted", two_by_one, a())
     j["killed"] = Job(out, "killed", two_by_one, a())
-    # 90 s: longer than the ranks' start-up skew on a loaded 2-core machine (the rendezvous has this timeout too)
+    # 90 s: longer than the ranks' start-up skew on a loaded 2-core machine (the rendezvous has it too)
     j["frozen"] = Job(out, "frozen", two_by_one, a("trainer.max_epochs=4", "trainer.dist_timeout_s=90"))
     j["2x1"] = Job(out, "2x1", two_by_one, a())
     # same math: data=synthetic (fixed tensors, seeded sampler; the digits pipeline's FFCV crops draw from
@@ -241,7 +244,8 @@ def jobs(multinode_cluster, digits_cache, tmp_path_factory) -> dict[str, Job]:
     j["same1x2"] = Job(out, "same1x2", ["--nodes=1", "--ntasks-per-node=2", *CPU], a(*same))
     j["same2x1"] = Job(out, "same2x1", two_by_one, a(*same))
     j["2x2"] = Job(out, "2x2", ["--nodes=2", "--ntasks-per-node=2", *CPU], a(*one_epoch))
-    j["node_local"] = Job(out, "node_local", two_by_one, a(*one_epoch), runs=BASE / "local" / f"runs-{os.getpid()}")
+    j["node_local"] = Job(out, "node_local", two_by_one, a(*one_epoch),
+                          runs=BASE / "local" / f"runs-{os.getpid()}")
     j["num_nodes"] = Job(out, "num_nodes", two_by_one, a(*one_epoch, "trainer.num_nodes=3"))
     j["preempted"].act(preempt)
     j["killed"].act(kill_node_rank)
@@ -254,7 +258,8 @@ def jobs(multinode_cluster, digits_cache, tmp_path_factory) -> dict[str, Job]:
 
 # ---------------------------------------------------------------------------- the cluster itself
 def test_cluster_has_two_nodes_in_their_own_namespaces(multinode_cluster):
-    proc = subprocess.run(["bash", str(SCRIPT), "status", "--multi"], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(["bash", str(SCRIPT), "status", "--multi"], capture_output=True, text=True,
+                          timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "namespace cnnp-n1: present" in proc.stdout and "namespace cnnp-n2: present" in proc.stdout
     names = slurm("srun", "--nodes=2", "--ntasks-per-node=1", "--gpus-per-node=0", "hostname", timeout=120)
@@ -267,8 +272,8 @@ def test_cluster_has_two_nodes_in_their_own_namespaces(multinode_cluster):
     assert "n1" not in single.stdout.split()
 
 
-@pytest.mark.parametrize("args", [["start", "--nodes", "0"], ["start", "--nodes", "two"], ["start", "--nodes"],
-                                  ["start", "--bogus"], ["frobnicate"]])
+@pytest.mark.parametrize("args", [["start", "--nodes", "0"], ["start", "--nodes", "two"],
+                                  ["start", "--nodes"], ["start", "--bogus"], ["frobnicate"]])
 def test_bad_arguments_are_a_usage_error(args):
     proc = subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True, timeout=30)
     assert proc.returncode == 2 and proc.stderr.startswith("usage:"), (proc.returncode, proc.stderr)
@@ -300,7 +305,7 @@ def test_two_nodes_one_task_each(jobs):
     summary, env = job.summary(), job.env()
     assert summary["status"] == "finished" and summary["world_size"] == 2 and summary["epochs"] == 2
     ranks = env["ranks"]
-    assert [(r["global_rank"], r["node_rank"], r["local_rank"]) for r in ranks] == [(0, 0, 0), (1, 1, 0)], ranks
+    assert [(r["global_rank"], r["node_rank"], r["local_rank"]) for r in ranks] == [(0, 0, 0), (1, 1, 0)]
     assert [r["hostname"] for r in ranks] == ["n1", "n2"], ranks  # one rank per node, on different hosts
     assert {r["master_addr"] for r in ranks} == {"n1"} and env["slurm_nodelist"] == "n[1-2]"
     for node in ("n1", "n2"):  # each node's slurmd launched a task of the training step
@@ -387,7 +392,8 @@ def test_preemption_across_nodes_resumes_mid_epoch_on_both(jobs):
     m = re.search(r"SIGUSR1: saving a checkpoint at epoch 1, batch (\d+) \(step (\d+)\)", log)
     assert m and 0 < int(m.group(1)) < BATCHES, log[-4000:]  # mid-epoch
     # both ranks (one per node) left out the batches already trained on
-    assert log.count(f"leaving out the {m.group(1)} training batches of this epoch already trained on") == 2, log[-4000:]
+    skip = f"leaving out the {m.group(1)} training batches of this epoch already trained on"
+    assert log.count(skip) == 2, log[-4000:]
     assert f"requeueing SLURM job {job.id}" in log and f"resuming {job.run}" in log
     assert fields(job.id)["Restarts"] == "1" and fields(job.id)["NodeList"] == "n[1-2]"
     assert reference.finish(JOB_TIMEOUT) == "COMPLETED"
