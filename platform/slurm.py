@@ -180,10 +180,12 @@ def rank_info(trainer: L.Trainer) -> dict[str, Any]:
     """Where this rank runs: recorded per rank in ``env.json`` (``ranks``)."""
     import socket
 
+    import torch
+
     return {"global_rank": trainer.global_rank, "node_rank": trainer.node_rank,
             "local_rank": trainer.local_rank, "hostname": socket.gethostname(), "pid": os.getpid(),
             "slurm_procid": os.environ.get("SLURM_PROCID"), "master_addr": os.environ.get("MASTER_ADDR"),
-            "master_port": os.environ.get("MASTER_PORT")}
+            "master_port": os.environ.get("MASTER_PORT"), "torch_threads": torch.get_num_threads()}
 
 
 class NodeCheck(L.Callback):

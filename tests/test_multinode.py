@@ -243,9 +243,13 @@ def jobs(multinode_cluster, digits_cache, tmp_path_factory) -> dict[str, Job]:
     j["2x1"] = Job(out, "2x1", two_by_one, a())
     # same math: data=synthetic (fixed tensors, seeded sampler; the digits pipeline's FFCV crops draw from
     # unseeded per-thread RNGs), one epoch (its last.ckpt is the end of training)
+    # and one intra-op thread per rank in both: without OMP_NUM_THREADS, Lightning gives each rank
+    # cpu_count // tasks_per_node threads (fabric/utilities/distributed.py, _set_num_threads_if_needed):
+    # 1 on the shared node, 2 alone on a node, and a different split of a conv's sums changes its rounding
     same = [*synth, "trainer.max_epochs=1"]
-    j["same1x2"] = Job(out, "same1x2", ["--nodes=1", "--ntasks-per-node=2", *CPU], a(*same))
-    j["same2x1"] = Job(out, "same2x1", two_by_one, a(*same))
+    threads = "--export=ALL,OMP_NUM_THREADS=1"
+    j["same1x2"] = Job(out, "same1x2", ["--nodes=1", "--ntasks-per-node=2", threads, *CPU], a(*same))
+    j["same2x1"] = Job(out, "same2x1", [*two_by_one, threads], a(*same))
     j["2x2"] = Job(out, "2x2", ["--nodes=2", "--ntasks-per-node=2", *CPU], a(*one_epoch))
     j["node_local"] = Job(out, "node_local", two_by_one, a(*one_epoch),
                           runs=BASE / "local" / f"runs-{os.getpid()}")
@@ -330,7 +334,9 @@ def test_two_nodes_two_tasks_each(jobs):
 @pytest.mark.timeout(TEST_TIMEOUT)
 def test_same_math_on_one_node_and_across_two(jobs):
     """1 node x 2 tasks vs 2 nodes x 1 task: same seed, same global batch, same 2 ranks each training on
-    the same shard (BatchNorm statistics are per rank, so BN is no confound here): bit-identical weights.
+    the same shard (BatchNorm statistics are per rank, so BN is no confound here), one intra-op thread
+    per rank in both (with 1 vs 2 threads the weights differed by up to 6e-3 after 6 steps, the loss
+    in the 5th digit): bit-identical weights.
     Only the transport differs (gloo over loopback vs across the nodes' veth link), and a 2-rank
     all-reduce sums the same two numbers either way (a + b == b + a exactly in floating point)."""
     import torch
@@ -341,6 +347,7 @@ def test_same_math_on_one_node_and_across_two(jobs):
     node = fields(a.id)["NodeList"]
     assert node in ("n1", "n2") and fields(b.id)["NodeList"] == "n[1-2]"
     assert [r["hostname"] for r in a.env()["ranks"]] == [node, node]
+    assert [r["torch_threads"] for r in a.env()["ranks"] + b.env()["ranks"]] == [1, 1, 1, 1]
     wa = torch.load(a.run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
     wb = torch.load(b.run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
     assert wa.keys() == wb.keys()
