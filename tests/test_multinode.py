@@ -223,40 +223,57 @@ def freeze_node_rank(job: Job) -> None:
     job.events.append("rank 1 stopped")
 
 
+# which jobs each test needs: the fixture submits only those of the selected tests (e.g. under -k)
+NEEDS = {
+    "test_master_port_from_the_job_id_two_jobs_share_a_node": ["shared1", "shared2"],
+    "test_preemption_across_nodes_resumes_mid_epoch_on_both": ["preempted", "2x1"],
+    "test_a_node_dies_the_job_ends_and_the_requeue_resumes_from_the_checkpoint": ["killed", "2x1"],
+    "test_a_frozen_node_ends_the_job_after_the_dist_timeout": ["frozen"],
+    "test_two_nodes_one_task_each": ["2x1"],
+    "test_same_math_on_one_node_and_across_two": ["same1x2", "same2x1"],
+    "test_two_nodes_two_tasks_each": ["2x2"],
+    "test_run_root_other_nodes_cannot_see_is_a_clear_error": ["node_local"],
+    "test_num_nodes_contradicting_the_allocation_is_a_clear_error": ["num_nodes"],
+}
+
+
 @pytest.fixture(scope="module")
-def jobs(multinode_cluster, digits_cache, tmp_path_factory) -> dict[str, Job]:
-    """Every job of the module, submitted at once (the interventions early: they take longest)."""
+def jobs(request, multinode_cluster, digits_cache, tmp_path_factory) -> dict[str, Job]:
+    """The selected tests' jobs, submitted at once, in this order: the two that must share n1 first
+    (so that both fit at the same time), then the interventions (they take longest)."""
     out = tmp_path_factory.mktemp("multinode")
     a = lambda *extra: train_args(digits_cache, *extra)  # noqa: E731
     two_by_one = ["--nodes=2", "--ntasks-per-node=1", *CPU]
     # data=synthetic where the FFCV path is not the point (FFCV compiles its pipeline in every rank: slow)
     synth = ["data=synthetic", "data.synthetic_size=384"]
     one_epoch = [*synth, "trainer.max_epochs=1", "trainer.limit_train_batches=2"]  # (limit_val_batches=1: 100%)
-    j = {}
-    for k in (1, 2):  # first, so that both fit on n1 at once: two 1-node jobs sharing a node
-        j[f"shared{k}"] = Job(out, f"shared{k}", ["--nodes=1", "--nodelist=n1", "--ntasks-per-node=2", *CPU],
-                              a(*one_epoch))
-    j["preempted"] = Job(out, "preempted", two_by_one, a())
-    j["killed"] = Job(out, "killed", two_by_one, a())
-    # 90 s: longer than the ranks' start-up skew on a loaded 2-core machine (the rendezvous has it too)
-    j["frozen"] = Job(out, "frozen", two_by_one, a(*synth, "trainer.max_epochs=4", "trainer.dist_timeout_s=90"))
-    j["2x1"] = Job(out, "2x1", two_by_one, a())
     # same math: data=synthetic (fixed tensors, seeded sampler; the digits pipeline's FFCV crops draw from
-    # unseeded per-thread RNGs), one epoch (its last.ckpt is the end of training)
-    # and one intra-op thread per rank in both: without OMP_NUM_THREADS, Lightning gives each rank
-    # cpu_count // tasks_per_node threads (fabric/utilities/distributed.py, _set_num_threads_if_needed):
-    # 1 on the shared node, 2 alone on a node, and a different split of a conv's sums changes its rounding
+    # unseeded per-thread RNGs), one epoch (its last.ckpt is the end of training), and one intra-op thread
+    # per rank in both: without OMP_NUM_THREADS, Lightning gives each rank cpu_count // tasks_per_node
+    # threads (fabric/utilities/distributed.py, _set_num_threads_if_needed): 1 on the shared node, 2 alone
+    # on a node, and a different split of a conv's sums changes its rounding
     same = [*synth, "trainer.max_epochs=1"]
     threads = "--export=ALL,OMP_NUM_THREADS=1"
-    j["same1x2"] = Job(out, "same1x2", ["--nodes=1", "--ntasks-per-node=2", threads, *CPU], a(*same))
-    j["same2x1"] = Job(out, "same2x1", [*two_by_one, threads], a(*same))
-    j["2x2"] = Job(out, "2x2", ["--nodes=2", "--ntasks-per-node=2", *CPU], a(*one_epoch))
-    j["node_local"] = Job(out, "node_local", two_by_one, a(*one_epoch),
-                          runs=BASE / "local" / f"runs-{os.getpid()}")
-    j["num_nodes"] = Job(out, "num_nodes", two_by_one, a(*one_epoch, "trainer.num_nodes=3"))
-    j["preempted"].act(preempt)
-    j["killed"].act(kill_node_rank)
-    j["frozen"].act(freeze_node_rank)
+    shared = ["--nodes=1", "--nodelist=n1", "--ntasks-per-node=2", *CPU]
+    specs = {
+        "shared1": (shared, a(*one_epoch)), "shared2": (shared, a(*one_epoch)),
+        "preempted": (two_by_one, a()), "killed": (two_by_one, a()),
+        # 90 s: longer than the ranks' start-up skew on a loaded 2-core machine (the rendezvous has it too)
+        "frozen": (two_by_one, a(*synth, "trainer.max_epochs=4", "trainer.dist_timeout_s=90")),
+        "2x1": (two_by_one, a()),
+        "same1x2": (["--nodes=1", "--ntasks-per-node=2", threads, *CPU], a(*same)),
+        "same2x1": ([*two_by_one, threads], a(*same)),
+        "2x2": (["--nodes=2", "--ntasks-per-node=2", *CPU], a(*one_epoch)),
+        "node_local": (two_by_one, a(*one_epoch)),
+        "num_nodes": (two_by_one, a(*one_epoch, "trainer.num_nodes=3")),
+    }
+    selected = {item.originalname for item in request.session.items}
+    wanted = {name for test, names in NEEDS.items() if test in selected for name in names}
+    runs = {"node_local": BASE / "local" / f"runs-{os.getpid()}"}  # node-local disk: each node its own
+    j = {name: Job(out, name, *spec, runs=runs.get(name)) for name, spec in specs.items() if name in wanted}
+    for name, action in (("preempted", preempt), ("killed", kill_node_rank), ("frozen", freeze_node_rank)):
+        if name in j:
+            j[name].act(action)
     yield j
     for job in j.values():
         if job.id:
