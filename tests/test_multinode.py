@@ -210,6 +210,11 @@ def kill_node_rank(job: Job) -> None:
     job.events.append("rank 1 killed")
     job.wait_for("the job's end", lambda: state(job.id) in TERMINAL, timeout=600, ended_ok=True)
     job.events.append(f"ended {state(job.id)}")
+    # the old step's tasks and the nodes' clean-up must be over first: the requeued run's first step has
+    # the same id (<job>.0), and a late clean-up of the old one cancelled it once (STEP 5.0 CANCELLED)
+    job.wait_for("old tasks gone", lambda: rank_pid(job.id, 0) is None and rank_pid(job.id, 1) is None,
+                 timeout=300, ended_ok=True)
+    time.sleep(15)  # and slurmstepd's own teardown (KillWait=10)
     # what a retry policy or an operator does next: requeue the failed job (same id, same run directory)
     slurm("scontrol", "requeue", job.id, check=True)
     release_when_requeued(job)
