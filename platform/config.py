@@ -133,6 +133,7 @@ class TrainerConfig:
     sync_batchnorm: bool = _f(False, "SyncBatchNorm under DDP: batch statistics over the global batch")
     compile: bool = _f(False, "torch.compile the model in place (checkpoints keep uncompiled keys)")
     compile_backend: str = _f("inductor", "torch.compile backend (inductor; eager/aot_eager for debugging)")
+    dist_timeout_s: float = _f(600.0, "seconds a rank waits in one collective (DDP all-reduce, barrier, rendezvous) for the others before the run fails: a dead or frozen node ends the job instead of hanging until its time limit (replaces torch's default_pg_timeout of 1800 s that Lightning's DDPStrategy passes for gloo; NCCL's default is 600 s)")
     flush_denormal: Optional[bool] = _f(None, "flush denormal floats to zero in CPU ops (torch.set_flush_denormal: a CPU step slows ~15x once activations turn denormal); null = on when training on the CPU")
 
 
@@ -347,6 +348,9 @@ def validate(cfg: ExperimentConfig) -> None:
         raise ConfigError(f"bad value for trainer.max_epochs: {cfg.trainer.max_epochs}; expected >= 1")
     if cfg.optim.lr <= 0:
         raise ConfigError(f"bad value for optim.lr: {cfg.optim.lr}; expected > 0")
+    if not cfg.trainer.dist_timeout_s > 0:  # (also catches nan)
+        raise ConfigError(f"bad value for trainer.dist_timeout_s: {cfg.trainer.dist_timeout_s}; "
+                          "expected seconds > 0")
 
 
 def to_dict(cfg: ExperimentConfig) -> dict:

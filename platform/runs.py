@@ -96,6 +96,8 @@ def environment() -> dict[str, Any]:
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+        # the allocation; per-rank host, node rank and rendezvous address: "ranks" (platform.slurm.NodeCheck)
+        "slurm_nodelist": os.environ.get("SLURM_JOB_NODELIST"),
     }
 
 

@@ -223,7 +223,7 @@ def build_trainer(cfg: ExperimentConfig, run_dir: Path, extra_callbacks: list | 
         optional[k] = int(v) if float(v).is_integer() and v > 1 else float(v)
     return L.Trainer(
         max_epochs=t.max_epochs, accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes,
-        strategy=ddp_strategy(cfg, skips_blocks), precision=t.precision,
+        strategy=slurm.strategy(t, ddp_strategy(cfg, skips_blocks)), precision=t.precision,
         gradient_clip_val=t.gradient_clip_val,
         log_every_n_steps=t.log_every_n_steps, deterministic=t.deterministic, logger=loggers or False,
         callbacks=callbacks, default_root_dir=str(run_dir), enable_progress_bar=cfg.logging.progress_bar,

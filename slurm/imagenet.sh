@@ -49,4 +49,6 @@ cd "$root"
 [[ -f .venv/bin/activate ]] && source .venv/bin/activate
 # export NCCL_DEBUG=WARN NCCL_SOCKET_IFNAME=ib0   # site-specific network settings, see slurm/README.md
 
-srun python -m platform.train data=imagenet "$@"
+# --kill-on-bad-exit: a rank that fails (or is killed) ends the whole step at once; the others would
+# otherwise wait for it in a collective until trainer.dist_timeout_s
+srun --kill-on-bad-exit=1 python -m platform.train data=imagenet "$@"

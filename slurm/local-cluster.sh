@@ -1,19 +1,37 @@
 #!/usr/bin/env bash
-# A one-node Slurm cluster on this machine, for tests and CI (Debian's slurm-wlm 22.05 + munge).
+# A local Slurm cluster on this machine, for tests and CI (Debian's slurm-wlm 22.05 + munge).
 #
-#   bash slurm/local-cluster.sh start    # idempotent: does nothing if it is already up
-#   bash slurm/local-cluster.sh status   # daemons, sinfo; exit 0 only when the node is usable
-#   bash slurm/local-cluster.sh stop     # ends the daemons it started, by the PIDs it recorded
+#   bash slurm/local-cluster.sh start [--nodes N]  # idempotent; N=1 (default): one node in the host namespace
+#   bash slurm/local-cluster.sh status [--multi]   # daemons, sinfo; exit 0 only when every node is usable
+#   bash slurm/local-cluster.sh stop [--multi]     # ends what it started (by recorded PIDs), namespaces too
+#   bash slurm/local-cluster.sh run [--nodes 1] CMD ...   # CMD against the N-node cluster (or the 1-node one)
 #
-# Needs root and `apt-get install slurmctld slurmd slurm-client munge`.  Everything it writes
-# (slurm.conf, state, spool, logs, pid files) lives under one base directory,
-# $SLURM_LOCAL_BASE (default /tmp/cnn-platform-slurm); /etc/slurm/slurm.conf is made a symlink
-# to the generated file so that plain `sbatch`/`sinfo` find it (an existing real slurm.conf is
-# never replaced: then export SLURM_CONF=$SLURM_LOCAL_BASE/slurm.conf yourself).
+# Needs root and `apt-get install slurmctld slurmd slurm-client munge`.
+#
+# One node (N=1): everything it writes (slurm.conf, state, spool, logs, pid files) lives under one
+# base directory, $SLURM_LOCAL_BASE (default /tmp/cnn-platform-slurm); /etc/slurm/slurm.conf is made
+# a symlink to the generated file so that plain `sbatch`/`sinfo` find it (an existing real
+# slurm.conf is never replaced: then export SLURM_CONF=$SLURM_LOCAL_BASE/slurm.conf yourself).
+#
+# N nodes (N >= 2; ../shared/reference/multinode-slurm.md says why each step is as it is): a
+# controller network namespace ${prefix}ctl (a bridge with address $NET.1, slurmctld, host name
+# `ctl`) and one namespace ${prefix}nK per node (a veth `eth0` on that bridge with $NET.(10+K),
+# slurmd, host name nK); prefix $SLURM_NETNS_PREFIX (default cnnp-); all state under
+# $SLURM_MULTI_BASE (default /tmp/cnn-platform-slurm-multi): its own slurm.conf, its own munged
+# (own socket, copy of the key).  Both veth ends are created inside the namespaces and there is no
+# default route: the host's interfaces, addresses and routes are never touched.  Each daemon runs
+# in a private mount namespace where the cluster's hosts file is bound onto /etc/hosts (node names
+# resolve inside jobs) and, on the nodes only, a tmpfs is mounted on $SLURM_MULTI_BASE/local
+# (node-local scratch that only that node sees: the shared-filesystem check's test uses it).
+# Slurm clients must run in the controller namespace with this SLURM_CONF: that is what `run`
+# does.  The one-node and the N-node cluster can run at the same time.
 #
 # Settings known to work on these machines (no systemd, no usable cgroups): root as SlurmUser,
 # munged started with runuser, ProctrackType=proctrack/pgid (linuxproc leaves orphans after a
 # requeue), TaskPlugin=task/none, select/cons_tres with CR_Core, no accounting, no GPUs (gres).
+# Exit codes: 0 ok, 1 failure (see the message and the logs), 2 usage, 3 impossible here (not
+# root, no namespaces, a tool missing); a failed or refused start leaves nothing half-built.
+
 set -euo pipefail
 
 BASE=${SLURM_LOCAL_BASE:-/tmp/cnn-platform-slurm}
@@ -141,9 +159,253 @@ status() {
     return $ok
 }
 
-case ${1:-} in
-    start) start ;;
-    stop) stop ;;
-    status) status ;;
-    *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+# ---------------------------------------------------------------------------- N nodes in namespaces
+MBASE=${SLURM_MULTI_BASE:-/tmp/cnn-platform-slurm-multi}
+MCONF=$MBASE/slurm.conf
+PREFIX=${SLURM_NETNS_PREFIX:-cnnp-}
+NET=${SLURM_MULTI_NET:-10.213.0}  # a /24 that exists only inside the namespaces
+MCPUS=${SLURM_MULTI_CPUS:-4}      # per node, more than this machine has on purpose: two 2-task jobs share a node
+CTL=${PREFIX}ctl
+
+impossible() { echo "local-cluster: cannot build a multi-node cluster here: $*" >&2; exit 3; }
+
+preflight() {
+    [[ $(id -u) == 0 ]] || impossible "must run as root (network namespaces need CAP_SYS_ADMIN and CAP_NET_ADMIN)"
+    local c
+    for c in ip nsenter unshare mount runuser slurmctld slurmd sbatch sinfo /usr/sbin/munged; do
+        command -v "$c" >/dev/null || impossible "$c not found (apt-get install -y iproute2 util-linux" \
+            "slurmctld slurmd slurm-client munge)"
+    done
+    # a throwaway anonymous namespace: it vanishes with this process, so a refusal leaves nothing behind
+    unshare --net --uts --mount --propagation private sh -c \
+        'ip link add cnnp-br type bridge && ip link add cnnp-a type veth peer name cnnp-b && hostname cnnp-test' \
+        >/dev/null 2>&1 || impossible "this kernel or these privileges forbid network/UTS/mount namespaces," \
+        "veth pairs or bridges (unshare --net --uts --mount, ip link add ... failed)"
+}
+
+node_count() { cat "$MBASE/run/nodes" 2>/dev/null || echo 0; }
+in_ctl() { nsenter --net="/run/netns/$CTL" env SLURM_CONF="$MCONF" "$@"; }
+
+m_running() {  # every daemon of an N-node cluster alive, every namespace there
+    local n=$1 k
+    (( n >= 2 )) && alive "$MBASE/run/munged.pid" && alive "$MBASE/run/slurmctld.pid" \
+        && [[ -e /run/netns/$CTL ]] || return 1
+    for k in $(seq "$n"); do
+        alive "$MBASE/run/slurmd-n$k.pid" && [[ -e /run/netns/${PREFIX}n$k ]] || return 1
+    done
+}
+
+m_write_conf() {
+    local n=$1 k mem
+    mem=$(( ($(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 - 512) / n ))
+    mkdir -p "$MBASE"/{state,log,run,local}
+    # a fresh start: no jobs (job ids start again at 1) and no logs of an earlier cluster
+    rm -rf "${MBASE:?}"/state/* "${MBASE:?}/spool" "${MBASE:?}"/log/*
+    for k in $(seq "$n"); do mkdir -p "$MBASE/spool/n$k"; done  # SlurmdSpoolDir=.../%n must exist first
+    { echo "127.0.0.1 localhost"; echo "$NET.1 ctl"
+      for k in $(seq "$n"); do echo "$NET.$((10 + k)) n$k"; done; } > "$MBASE/hosts"
+    {
+    cat <<EOF
+# generated by slurm/local-cluster.sh start --nodes $n -- a $n-node test cluster in network namespaces
+ClusterName=cnn-platform-multi
+SlurmctldHost=ctl($NET.1)
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+CredType=cred/munge
+AuthInfo=socket=$MBASE/munge/munge.socket
+StateSaveLocation=$MBASE/state
+SlurmdSpoolDir=$MBASE/spool/%n
+SlurmctldPidFile=$MBASE/run/slurmctld.pid
+SlurmdPidFile=$MBASE/run/slurmd-%n.pid
+SlurmctldLogFile=$MBASE/log/slurmctld.log
+SlurmdLogFile=$MBASE/log/slurmd-%n.log
+SlurmctldPort=6817
+SlurmdPort=6818
+ProctrackType=proctrack/pgid
+TaskPlugin=task/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+SchedulerType=sched/backfill
+MailProg=/bin/true
+AccountingStorageType=accounting_storage/none
+JobAcctGatherType=jobacct_gather/none
+JobCompType=jobcomp/none
+ReturnToService=2
+MpiDefault=none
+KillWait=10
+InactiveLimit=0
+# finished jobs stay visible to `scontrol show job` for 2 h (no accounting here, so no sacct)
+MinJobAge=7200
+SlurmctldTimeout=30
+SlurmdTimeout=30
+# the configured CPUs, not the hardware's (else a node with CPUs > nproc registers as INVAL)
+SlurmdParameters=config_overrides
+# a request the cluster can never satisfy (--nodes=3 on 2 nodes) is refused at submit time, not left pending
+EnforcePartLimits=ALL
+EOF
+    for k in $(seq "$n"); do
+        echo "NodeName=n$k NodeAddr=$NET.$((10 + k)) NodeHostname=n$k CPUs=$MCPUS RealMemory=$mem State=UNKNOWN"
+    done
+    echo "PartitionName=debug Nodes=n[1-$n] Default=YES MaxTime=INFINITE State=UP"
+    } > "$MCONF.tmp"
+    mv "$MCONF.tmp" "$MCONF"
+}
+
+m_start_munge() {  # our own munged: a copy of the key, its own socket (AuthInfo=socket=...), seen from every namespace
+    local d=$MBASE/munge
+    mkdir -p "$d"
+    if [[ -s /etc/munge/munge.key ]]; then cp /etc/munge/munge.key "$d/munge.key"
+    else dd if=/dev/urandom of="$d/munge.key" bs=1024 count=1 status=none; fi
+    chown -R munge:munge "$d" && chmod 755 "$d" && chmod 400 "$d/munge.key"
+    runuser -u munge -- /usr/sbin/munged --force --key-file="$d/munge.key" --socket="$d/munge.socket" \
+        --pid-file="$d/munged.pid" --log-file="$d/munged.log" --seed-file="$d/munged.seed"
+    for _ in $(seq 50); do [[ -s $d/munged.pid ]] && break; sleep 0.1; done
+    cp "$d/munged.pid" "$MBASE/run/munged.pid"
+}
+
+# m_daemon NETNS HOSTNAME LOCAL_MOUNT|no CMD...: CMD in that network namespace, with its own host name and a
+# private mount namespace (the cluster's hosts file on /etc/hosts; on nodes a tmpfs on LOCAL_MOUNT)
+m_daemon() {
+    local ns=$1 host=$2 local_mount=$3; shift 3
+    # nsenter --net, not `ip netns exec` (which remounts /sys: slurmd then fails on cgroups)
+    nsenter --net="/run/netns/$ns" unshare --uts --mount --propagation private \
+        env SLURM_CONF="$MCONF" sh -c 'hostname "$1" && mount --bind "$2" /etc/hosts &&
+            { [ "$3" = no ] || mount -t tmpfs -o size=256m cnnp-local "$3"; } && shift 3 && exec "$@"' \
+        sh "$host" "$MBASE/hosts" "$local_mount" "$@"
+}
+
+m_wait_idle() {
+    local n=$1 up out
+    for _ in $(seq 150); do
+        out=$(in_ctl sinfo -h -N -o '%N %T' 2>/dev/null || true)
+        up=$(awk '$2 ~ /^(idle|mixed|allocated|completing)/ {print $1}' <<<"$out" | sort -u | wc -l)
+        (( up >= n )) && return 0
+        sleep 0.2
+    done
+    echo "local-cluster: the $n nodes did not all become idle (sinfo: ${out:-none}); see $MBASE/log/" >&2
+    return 1
+}
+
+m_start() {
+    local n=$1 have k
+    preflight
+    have=$(node_count)
+    if m_running "$have"; then
+        (( have == n )) || die "a $have-node cluster is already up (base $MBASE); stop it first: $0 stop --multi"
+        echo "local-cluster: already running ($n nodes, base $MBASE)"; m_wait_idle "$n" || exit 1; return 0
+    fi
+    m_stop >/dev/null 2>&1 || true  # leftovers of a crash: daemons, tasks, namespaces
+    trap 'echo "local-cluster: start failed; removing what was built" >&2; m_stop >/dev/null 2>&1' EXIT
+    mkdir -p "$MBASE/run"
+    m_write_conf "$n"
+    m_start_munge
+    [[ -d /run/netns ]] || touch "$MBASE/run/created-run-netns"  # `ip netns add` makes it a bind mount
+    ip netns add "$CTL"
+    ip -n "$CTL" link set lo up
+    ip -n "$CTL" link add br0 type bridge
+    ip -n "$CTL" addr add "$NET.1/24" dev br0
+    ip -n "$CTL" link set br0 up
+    for k in $(seq "$n"); do
+        ip netns add "${PREFIX}n$k"
+        ip -n "${PREFIX}n$k" link set lo up
+        # both ends created inside the namespaces: the host namespace never gets an interface
+        ip -n "$CTL" link add "v-n$k" type veth peer name eth0 netns "${PREFIX}n$k"
+        ip -n "$CTL" link set "v-n$k" master br0 up
+        ip -n "${PREFIX}n$k" addr add "$NET.$((10 + k))/24" dev eth0
+        ip -n "${PREFIX}n$k" link set eth0 up
+    done
+    echo "$n" > "$MBASE/run/nodes"
+    m_daemon "$CTL" ctl no /usr/sbin/slurmctld -f "$MCONF"
+    for k in $(seq "$n"); do m_daemon "${PREFIX}n$k" "n$k" "$MBASE/local" /usr/sbin/slurmd -f "$MCONF"; done
+    for _ in $(seq 50); do m_running "$n" && break; sleep 0.1; done
+    m_running "$n" || { echo "local-cluster: the daemons did not start; see $MBASE/log/" >&2; false; }
+    in_ctl scontrol update NodeName="n[1-$n]" State=RESUME >/dev/null 2>&1 || true
+    m_wait_idle "$n"
+    trap - EXIT
+    echo "local-cluster: up ($n nodes n[1-$n] at $NET.11-$((10 + n)), controller ctl at $NET.1, base $MBASE;" \
+         "Slurm commands: $0 run CMD ...)"
+}
+
+m_stop() {
+    local f pid ns pids
+    for f in "$MBASE"/run/slurmd-*.pid "$MBASE/run/slurmctld.pid" "$MBASE/run/munged.pid"; do
+        [[ -e $f ]] || continue
+        if alive "$f"; then
+            pid=$(cat "$f")
+            kill "$pid"
+            for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+            kill -0 "$pid" 2>/dev/null && kill -9 "$pid" || true
+            echo "local-cluster: stopped $(basename "$f" .pid) ($pid)"
+        fi
+        rm -f "$f"
+    done
+    # what still runs inside our namespaces (slurmstepd, job tasks), then the namespaces (veths and bridge go too)
+    for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep -E "^${PREFIX}(ctl|n[0-9]+)$" || true); do
+        pids=$(ip netns pids "$ns" 2>/dev/null || true)
+        if [[ -n $pids ]]; then kill -9 $pids 2>/dev/null || true; fi
+        ip netns delete "$ns" && echo "local-cluster: removed namespace $ns"
+    done
+    if [[ -e $MBASE/run/created-run-netns && -z $(ip netns list 2>/dev/null) ]]; then
+        umount /run/netns 2>/dev/null || true
+        rmdir /run/netns 2>/dev/null || true
+        rm -f "$MBASE/run/created-run-netns"
+    fi
+    rm -f "$MBASE/run/nodes"
+}
+
+m_status() {
+    local n ok=0 k f
+    n=$(node_count)
+    if (( n < 2 )); then echo "multi-node cluster: not running (base $MBASE)"; return 1; fi
+    for f in munged slurmctld $(for k in $(seq "$n"); do echo "slurmd-n$k"; done); do
+        if alive "$MBASE/run/$f.pid"; then echo "$f: running (pid $(cat "$MBASE/run/$f.pid"))"
+        else echo "$f: not running"; ok=1; fi
+    done
+    for f in "$CTL" $(for k in $(seq "$n"); do echo "${PREFIX}n$k"; done); do
+        if [[ -e /run/netns/$f ]]; then echo "namespace $f: present"; else echo "namespace $f: missing"; ok=1; fi
+    done
+    if [[ $ok == 0 ]]; then in_ctl sinfo -N -l 2>/dev/null || true; fi
+    return $ok
+}
+
+# ---------------------------------------------------------------------------- command line
+usage() {
+    echo "usage: $0 start [--nodes N] | stop [--multi] | status [--multi] | run [--nodes 1] CMD ..." >&2
+    echo "  N: a whole number >= 1 (1: the one-node cluster); --multi: the N-node cluster (N >= 2)" >&2
+    exit 2
+}
+
+verb=${1:-}
+[[ $# -gt 0 ]] && shift
+nodes=""
+while [[ $# -gt 0 ]]; do
+    case $1 in
+        --nodes) [[ $# -ge 2 ]] || usage; nodes=$2; shift 2 ;;
+        --nodes=*) nodes=${1#--nodes=}; shift ;;
+        --multi) nodes=multi; shift ;;
+        *) [[ $verb == run ]] && break; usage ;;
+    esac
+done
+if [[ -n $nodes && $nodes != multi ]]; then
+    [[ $nodes =~ ^[0-9]+$ ]] && (( 10#$nodes >= 1 && 10#$nodes <= 200 )) || usage
+    nodes=$((10#$nodes))
+fi
+[[ $nodes == multi && $verb == start ]] && usage  # start takes the number of nodes
+multi=0
+if [[ $nodes == multi ]] || (( ${nodes:-1} >= 2 )); then multi=1; fi
+[[ $verb == run && -z $nodes ]] && multi=1  # run: the N-node cluster unless --nodes 1
+
+case $verb in
+    start) if (( multi )); then m_start "$nodes"; else start; fi ;;
+    stop) if (( multi )); then m_stop; else stop; fi ;;
+    status) if (( multi )); then m_status; else status; fi ;;
+    run)
+        [[ $# -ge 1 ]] || usage
+        if (( multi )); then
+            [[ -e /run/netns/$CTL && -f $MCONF ]] || die "the multi-node cluster is not up: $0 start --nodes 2"
+            exec nsenter --net="/run/netns/$CTL" env SLURM_CONF="$MCONF" "$@"
+        fi
+        SLURM_CONF=$CONF exec "$@" ;;
+    *) usage ;;
 esac

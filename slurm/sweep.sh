@@ -34,4 +34,6 @@ cd "$root"
 
 [[ -f .venv/bin/activate ]] && source .venv/bin/activate
 
-srun python -m platform.slurm sweep "$@"
+# --kill-on-bad-exit: a rank that fails (or is killed) ends the whole step at once; the others would
+# otherwise wait for it in a collective until trainer.dist_timeout_s
+srun --kill-on-bad-exit=1 python -m platform.slurm sweep "$@"

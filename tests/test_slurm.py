@@ -284,3 +284,36 @@ def test_reproduce_launches_a_tables_missing_rows_as_one_job_array(cluster, digi
     assert proc.returncode == 0, proc.stderr
     rows = json.loads((tmp_path / "rep" / "table.json").read_text())["rows"]
     assert [r["trained"]["n"] for r in rows] == [1, 1]
+
+
+def test_dist_timeout_reaches_the_ddp_strategy():
+    """trainer.dist_timeout_s becomes DDPStrategy(timeout=...) wherever DDP runs (torch's gloo default: 30 min)."""
+    from datetime import timedelta
+
+    from lightning.pytorch.strategies import DDPStrategy
+
+    from platform.config import ConfigError, load_config
+    from platform.slurm import strategy
+
+    t = load_config(["trainer.strategy=ddp", "trainer.dist_timeout_s=12"]).trainer
+    ddp = strategy(t)
+    assert isinstance(ddp, DDPStrategy) and ddp._timeout == timedelta(seconds=12)
+    assert strategy(load_config(["trainer.devices=2"]).trainer)._timeout == timedelta(seconds=600)  # auto -> DDP
+    assert strategy(load_config([]).trainer) == "auto"  # one device: no process group
+    for bad in ("0", "-5", "nan"):
+        with pytest.raises(ConfigError, match="trainer.dist_timeout_s"):
+            load_config([f"trainer.dist_timeout_s={bad}"])
+
+
+def test_node_check_records_every_rank_and_removes_its_token(tmp_path):
+    """Single process: the check passes, env.json gains ``ranks``, the token file is gone (the
+    multi-node failure case runs for real in tests/test_multinode.py)."""
+    from platform.slurm import NodeCheck
+
+    (tmp_path / "env.json").write_text(json.dumps({"host": "x"}))
+    trainer = SimpleNamespace(global_rank=0, node_rank=0, local_rank=0, is_global_zero=True)
+    NodeCheck(tmp_path).setup(trainer, None, "fit")
+    env = json.loads((tmp_path / "env.json").read_text())
+    assert env["host"] == "x" and len(env["ranks"]) == 1 and env["ranks"][0]["sees_run_dir"] is True
+    assert env["ranks"][0]["node_rank"] == 0 and env["ranks"][0]["hostname"]
+    assert not list(tmp_path.glob(".shared-fs-check*"))
