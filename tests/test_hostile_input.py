@@ -1,0 +1,65 @@
+"""Hostile and careless input (issue 13): no code from data, names by meaning, refused degenerate data."""
+from __future__ import annotations
+
+import os
+import pickle
+import shutil
+
+import numpy as np
+import pytest
+
+from datamodules import DataError
+from datamodules.cifar import CIFAR_LAYOUTS, find_cifar, load_cifar_split, cifar_classes
+from test_imagefolder_cifar import write_fake_cifar
+
+
+# =========================================================================== 1. CIFAR pickles run no code
+class _Payload:
+    """Unpickling this calls ``func(*args)``: the classic pickle code-execution vector."""
+
+    def __init__(self, func, *args):
+        self.func, self.args = func, args
+
+    def __reduce__(self):
+        return self.func, self.args
+
+
+def _payloads(marker):
+    cmd = f"touch {marker}"
+    return {
+        "os.system": _Payload(os.system, cmd),
+        "builtins.exec": _Payload(exec, f"open({str(marker)!r}, 'w').close()"),
+        "subprocess.call": _Payload(__import__("subprocess").call, ["touch", str(marker)]),
+        "builtins.open": _Payload(open, str(marker), "w"),
+    }
+
+
+@pytest.mark.parametrize("kind, where", [("os.system", "data_batch_1"), ("builtins.exec", "batches.meta"),
+                                         ("subprocess.call", "test_batch"), ("builtins.open", "data_batch_5")])
+def test_crafted_cifar_pickle_runs_no_code(tmp_path, where, kind):
+    write_fake_cifar(tmp_path, "cifar10", per_file=2, test_size=2)
+    d = find_cifar(tmp_path, "cifar10")
+    marker = tmp_path / "PWNED"
+    entry = {"data": np.zeros((2, 3072), np.uint8), "labels": [0, 1], "label_names": [f"c{i}" for i in range(10)],
+             "note": _payloads(marker)[kind]}  # nested inside an otherwise valid batch
+    (d / where).write_bytes(pickle.dumps(entry, protocol=2))
+    with pytest.raises(DataError) as e:
+        cifar_classes(d, "cifar10")
+        load_cifar_split(d, "cifar10", "train")
+        load_cifar_split(d, "cifar10", "test")
+    assert not marker.exists(), "the crafted pickle ran code"
+    assert str(d / where) in str(e.value) and "refused to unpickle" in str(e.value)
+    assert f".{kind.split('.')[-1]}," in str(e.value)  # names the global it asked for (posix.system, io.open)
+
+
+def test_legitimate_cifar_pickles_of_every_protocol_still_load(tmp_path):
+    train, _ = write_fake_cifar(tmp_path, "cifar10", per_file=2, test_size=2)
+    d = find_cifar(tmp_path, "cifar10")
+    for proto in (2, 4, 5):  # Python 3 re-saves: _codecs.encode (2), _reconstruct (4), _frombuffer (5)
+        for i, name in enumerate(CIFAR_LAYOUTS["cifar10"]["train"]):
+            entry = {b"data": train[0][2 * i:2 * i + 2].transpose(0, 3, 1, 2).reshape(2, 3072),
+                     b"labels": train[1][2 * i:2 * i + 2].tolist(), b"batch_label": b"x"}
+            (d / name).write_bytes(pickle.dumps(entry, protocol=proto))
+        images, labels = load_cifar_split(d, "cifar10", "train")
+        np.testing.assert_array_equal(images, train[0])
+        np.testing.assert_array_equal(labels, train[1])
