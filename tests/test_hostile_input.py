@@ -63,3 +63,55 @@ def test_legitimate_cifar_pickles_of_every_protocol_still_load(tmp_path):
         images, labels = load_cifar_split(d, "cifar10", "train")
         np.testing.assert_array_equal(images, train[0])
         np.testing.assert_array_equal(labels, train[1])
+
+
+# =========================================================================== 5. state_dicts by name
+def _tv_resnet18():
+    import torch
+    import torchvision
+
+    torch.manual_seed(0)
+    return torchvision.models.resnet18(num_classes=5).state_dict()
+
+
+def test_torchvision_state_dict_is_paired_by_name_not_position():
+    """A state_dict whose entries come in another order (here BN weight/bias swapped, then all reversed)
+    converts to the same tensors: position pairing loaded bn1.bias into the stem BN's weight."""
+    from collections import OrderedDict
+
+    from models.convert import from_torchvision, name_map
+
+    sd = _tv_resnet18()
+    keys = list(sd)
+    i, j = keys.index("bn1.weight"), keys.index("bn1.bias")
+    keys[i], keys[j] = keys[j], keys[i]
+    for order in (keys, keys[::-1]):
+        got = from_torchvision("resnet18", OrderedDict((k, sd[k]) for k in order))
+        table = name_map("resnet18", 5)
+        assert all(got[ok] is sd[tk] for ok, tk in table.items())
+        assert got["stem.conv.bn.weight"] is sd["bn1.weight"] and got["stem.conv.bn.bias"] is sd["bn1.bias"]
+
+
+@pytest.mark.parametrize("edit, words", [
+    ("rename", ["'head.weight' is not a tensor name", "resnet18"]),
+    ("drop", ["lacks 'layer1.0.bn1.running_var'"]),
+    ("extra", ["'layer5.0.conv1.weight' is not a tensor name"]),
+    ("reshape", ["layer1.0.conv1.weight has shape (64, 64, 1, 1)"]),
+])
+def test_unmappable_state_dict_is_refused_naming_the_first_name(edit, words):
+    import torch
+
+    from models.convert import ConversionError, from_torchvision
+
+    sd = _tv_resnet18()
+    if edit == "rename":
+        sd["head.weight"] = sd.pop("fc.weight")
+    elif edit == "drop":
+        del sd["layer1.0.bn1.running_var"]
+    elif edit == "extra":
+        sd["layer5.0.conv1.weight"] = torch.zeros(1)
+    else:
+        sd["layer1.0.conv1.weight"] = torch.zeros(64, 64, 1, 1)
+    with pytest.raises(ConversionError) as e:
+        from_torchvision("resnet18", sd)
+    assert all(w in str(e.value) for w in words), str(e.value)
