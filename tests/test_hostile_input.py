@@ -115,3 +115,67 @@ def test_unmappable_state_dict_is_refused_naming_the_first_name(edit, words):
     with pytest.raises(ConversionError) as e:
         from_torchvision("resnet18", sd)
     assert all(w in str(e.value) for w in words), str(e.value)
+
+
+# =========================================================================== 3. the writer refuses a wrong dataset
+def _img(path, h=12, w=12, seed=0):
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)).save(path)
+
+
+def _two_class_tree(root):
+    for split in ("train", "val"):
+        for c in ("a", "b"):
+            for k in range(2):
+                _img(root / split / c / f"{k}.png", seed=k)
+    return root
+
+
+def test_writer_follows_each_real_directory_once_and_skips_tiny_images(tmp_path):
+    import json
+
+    from datamodules.write import MIN_SIDE, beton_labels, write_imagefolder
+
+    src = _two_class_tree(tmp_path / "src")
+    (src / "train" / "a" / "loop").symlink_to(src / "train" / "a")  # a cycle: today thousands of copies
+    (src / "train" / "b" / "again").symlink_to(src / "train" / "a")  # a's images again, labelled b
+    _img(tmp_path / "elsewhere" / "x.png")
+    (src / "train" / "b" / "outside").symlink_to(tmp_path / "elsewhere")  # leaves the class: followed once
+    _img(src / "train" / "a" / "tiny.png", h=MIN_SIDE - 1, w=40)
+    _img(src / "val" / "b" / "tall.png", h=4000, w=9)  # 9 px, but 1 px after --max-resolution 500
+    meta = write_imagefolder(src, tmp_path / "out", num_workers=1, write_mode="raw", max_resolution=500)
+    assert meta["counts"] == {"train": 5, "val": 4}  # a: 0.png 1.png; b: 0.png 1.png outside/x.png
+    assert beton_labels(tmp_path / "out" / "train.beton").tolist() == [0, 0, 1, 1, 1]
+    on_disk = json.loads((tmp_path / "out" / "meta.json").read_text())
+    actions = {e["path"]: e["action"] for e in on_disk["links"]}
+    assert "already walked" in actions["train/a/loop"] and "already walked" in actions["train/b/again"]
+    assert "leaves its class directory" in actions["train/b/outside"]
+    reasons = {e["path"]: e["error"] for e in on_disk["skipped"]}
+    assert set(reasons) == {"train/a/tiny.png", "val/b/tall.png"}
+    assert all("too small" in r for r in reasons.values()) and "after --max-resolution 500" in reasons["val/b/tall.png"]
+    assert "too small" in on_disk["skip_rules"]
+    report = "\n".join(meta["_report"])
+    assert "train/a/loop" in report and "tiny.png" in report
+
+
+def test_writer_refuses_fewer_than_two_classes(tmp_path):
+    from datamodules.write import UsageError, write_imagefolder
+
+    src = tmp_path / "src"
+    for split in ("train", "val"):
+        _img(src / split / "only" / "0.png")
+    with pytest.raises(UsageError, match=r"train: 1 class directory \(only\).*at least 2 classes"):
+        write_imagefolder(src, tmp_path / "out", num_workers=1)
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+def test_class_directory_linked_to_another_is_refused(tmp_path):
+    from datamodules.imagefolder_source import LayoutError, scan_tree
+
+    src = _two_class_tree(tmp_path / "src")
+    shutil.rmtree(src / "val" / "b")
+    (src / "val" / "b").symlink_to(src / "train" / "b")  # val/b is train/b: a leak, not a validation set
+    with pytest.raises(LayoutError, match="val/b: the same real directory"):
+        scan_tree(src)
