@@ -121,6 +121,17 @@ class LabelledImageFolder(ImageFolder):
         present = [c for c in self.all_classes if (Path(directory) / c).is_dir()]
         return present, {c: index[c] for c in present}
 
+    def __getitem__(self, index: int):
+        """ImageFolder's item; a decode or transform error names the file and the sample index."""
+        try:
+            return super().__getitem__(index)
+        except Exception as e:
+            from . import SampleError
+
+            raise SampleError(f"{self.samples[index][0]}: sample {index} of {self.root} failed to decode or "
+                              f"transform ({type(e).__name__}: {' '.join(str(e).split())}); remove or replace "
+                              "the file (python -m datamodules.write checks every image)") from None
+
 
 def _image_folder(directory: Path, classes: list[str], transform) -> LabelledImageFolder:
     try:
@@ -220,6 +231,9 @@ class ImageFolderDataModule(L.LightningDataModule):
             if len(ds) == 0:
                 raise _data_error(f"{self.root / split}: no images found; {LAYOUT}")
         self.train_size, self.val_size = len(self.train_set), len(self.val_set)
+        from . import check_shardable
+
+        check_shardable(str(self.val_dir), self.val_size, self._world()[1], self.num_classes)
 
     def set_train_resolution(self, resolution: int) -> None:
         """Progressive resizing: training batches from the next epoch on are ``resolution`` square

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import pickle
 import shutil
 
@@ -179,3 +180,86 @@ def test_class_directory_linked_to_another_is_refused(tmp_path):
     (src / "val" / "b").symlink_to(src / "train" / "b")  # val/b is train/b: a leak, not a validation set
     with pytest.raises(LayoutError, match="val/b: the same real directory"):
         scan_tree(src)
+
+
+# =========================================================================== 4. loaders fail by name
+class _Images:
+    """An indexed dataset of random RGB images of the given (h, w) sizes, labels alternating 0/1."""
+
+    def __init__(self, sizes):
+        self.sizes = sizes
+
+    def __len__(self):
+        return len(self.sizes)
+
+    def __getitem__(self, i):
+        h, w = self.sizes[i]
+        return np.random.default_rng(i).integers(0, 256, (h, w, 3), dtype=np.uint8), i % 2
+
+
+def _beton_pair(root, val_sizes):
+    from datamodules.write import write_beton
+
+    root.mkdir(parents=True, exist_ok=True)
+    write_beton(root / "train.beton", _Images([(12, 12)] * 8))
+    write_beton(root / "val.beton", _Images(val_sizes))
+    return root
+
+
+def test_beton_with_an_image_the_centre_crop_would_abort_on_is_refused_by_name(tmp_path):
+    from datamodules.ffcv import FFCVDataModule
+
+    root = _beton_pair(tmp_path / "d", [(12, 12), (12, 12), (1, 40), (12, 12)])
+    dm = FFCVDataModule(root / "train.beton", root / "val.beton", resolution=8, val_crop_ratio=0.875)
+    with pytest.raises(DataError, match=r"val.beton: sample 2 is 40x1 pixels, too small for a centre crop"):
+        dm.setup()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_training_on_such_a_beton_fails_with_a_record_not_an_abort(tmp_path):
+    """Today: SIGABRT (exit 134) from cv::resize at the first validation batch, summary left 'running'."""
+    import json
+
+    from conftest import cli_env, run_cli
+
+    root = _beton_pair(tmp_path / "d", [(12, 12), (1, 40), (12, 12), (12, 12)])
+    proc = run_cli("platform.train", "data=beton", f"data.path={root}", "data.resolution=8",
+                   "data.val_resolution=8", "data.val_crop_ratio=0.875", "data.batch_size=4", "data.num_workers=1",
+                   "trainer.max_epochs=1", "trainer.accelerator=cpu", "logging.wandb=disabled",
+                   "logging.progress_bar=false", f"run.root={tmp_path / 'runs'}", "run.name=r",
+                   env=cli_env(tmp_path), timeout=800)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "val.beton: sample 1 is 40x1 pixels" in proc.stderr and "Traceback" not in proc.stderr
+    assert json.loads((tmp_path / "runs" / "r" / "summary.json").read_text())["status"] == "failed"
+
+
+def test_imagefolder_decode_error_names_file_and_index_across_workers(tmp_path):
+    from torch.utils.data import DataLoader
+
+    from datamodules import SampleError
+    from datamodules.imagefolder import LabelledImageFolder, val_transform
+
+    src = _two_class_tree(tmp_path / "src")
+    bad = src / "val" / "b" / "1.png"
+    bad.write_bytes(bad.read_bytes()[:60])  # truncated: PIL fails while decoding
+    ds = LabelledImageFolder(src / "val", ["a", "b"], val_transform(8, 1.0))
+    with pytest.raises(SampleError) as e:
+        next(iter(DataLoader(ds, batch_size=4, num_workers=1)))
+    msg = str(e.value)
+    assert msg.startswith(f"{bad}: sample 3 of {src / 'val'} failed to decode") and "\n" not in msg
+
+
+@pytest.mark.parametrize("world, size, classes, words", [(4, 3, 10, "3 validation example(s) for 4 ranks"),
+                                                         (1, 8, 1, "1 class(es)")])
+def test_shards_and_classes_are_checked_at_setup(world, size, classes, words):
+    from types import SimpleNamespace
+
+    import torch
+
+    from datamodules.synthetic import SyntheticDataModule
+
+    dm = SyntheticDataModule(size=size * 4, num_classes=classes, resolution=4, batch_size=4)
+    dm.trainer = SimpleNamespace(world_size=world, global_rank=0, strategy=SimpleNamespace(root_device=torch.device("cpu")))
+    with pytest.raises(DataError, match=re.escape(words)):
+        dm.setup()
