@@ -166,6 +166,11 @@ class FFCVDataModule(L.LightningDataModule):
         if self._num_classes is None:
             meta = self._meta()
             self._num_classes = int(meta.get("num_classes") or beton_labels(self.train_path).max() + 1)
+            if self._num_classes < 2:
+                from . import DataError
+
+                raise DataError(f"{self.train_path}: {self._num_classes} class (labels and meta.json); "
+                                "a classifier needs at least 2")
         return self._num_classes
 
     def setup(self, stage: str | None = None) -> None:
@@ -175,7 +180,7 @@ class FFCVDataModule(L.LightningDataModule):
         meta = self._meta()
         self.mean = tuple(self.mean or meta.get("mean") or IMAGENET_MEAN)
         self.std = tuple(self.std or meta.get("std") or IMAGENET_STD)
-        check_shardable(str(self.val_path), self.val_size, self._world()[0], self.num_classes)
+        check_shardable(str(self.val_path), self.val_size, self._world()[0])
         check_crop_sides(self.val_path, self.val_crop_ratio)
         if self.augment == "none":  # the training centre crop (ratio 1); random-resized crops never empty
             check_crop_sides(self.train_path, 1.0)

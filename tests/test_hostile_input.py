@@ -263,3 +263,27 @@ def test_shards_and_classes_are_checked_at_setup(world, size, classes, words):
     dm.trainer = SimpleNamespace(world_size=world, global_rank=0, strategy=SimpleNamespace(root_device=torch.device("cpu")))
     with pytest.raises(DataError, match=re.escape(words)):
         dm.setup()
+
+
+def test_one_class_beton_is_refused_before_the_model_is_built(tmp_path):
+    from datamodules.ffcv import FFCVDataModule
+    from datamodules.write import write_beton
+
+    class OneClass(_Images):
+        def __getitem__(self, i):
+            return super().__getitem__(i)[0], 0
+
+    write_beton(tmp_path / "train.beton", OneClass([(12, 12)] * 4))
+    dm = FFCVDataModule(tmp_path / "train.beton", tmp_path / "train.beton")
+    with pytest.raises(DataError, match="train.beton: 1 class"):
+        dm.num_classes
+
+
+def test_torchvision_backend_walks_a_link_cycle_once(tmp_path):
+    from datamodules.imagefolder import LabelledImageFolder
+
+    src = _two_class_tree(tmp_path / "src")
+    (src / "train" / "a" / "loop").symlink_to(src / "train" / "a")
+    ds = LabelledImageFolder(src / "train", ["a", "b"])
+    assert [os.path.relpath(p, src) for p, _ in ds.samples] == ["train/a/0.png", "train/a/1.png",
+                                                                "train/b/0.png", "train/b/1.png"]
