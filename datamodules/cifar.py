@@ -124,9 +124,10 @@ def _unpickle(path: Path) -> dict[str, Any]:
             entry = _CifarUnpickler(f, encoding="latin1").load()
     except pickle.UnpicklingError as e:
         if str(e).startswith("it asks for "):
-            raise _data_error(f"{path}: refused to unpickle: {e}, which no CIFAR batch holds (only NumPy arrays, "
-                              "lists, dicts, bytes, str and numbers are read); this is not a CIFAR file and may "
-                              "be crafted to run code -- use the files of the official archive") from None
+            raise _data_error(f"{path}: refused to unpickle: {e}, which no CIFAR batch holds (only NumPy "
+                              "arrays, lists, dicts, bytes, str and numbers are read); this is not a CIFAR "
+                              "file and may be crafted to run code -- use the files of the official archive"
+                              ) from None
         raise _data_error(f"{path}: not a readable CIFAR pickle (UnpicklingError: {e})") from None
     except Exception as e:  # truncated, not a pickle, ...
         raise _data_error(f"{path}: not a readable CIFAR pickle ({type(e).__name__}: {e})") from None

@@ -97,10 +97,11 @@ def check_crop_sides(path: str | Path, ratio: float) -> None:
         i = int(bad[0])
         from . import DataError
 
-        raise DataError(f"{path}: sample {i} is {int(meta['width'][i])}x{int(meta['height'][i])} pixels, too small "
-                        f"for a centre crop of ratio {ratio:g} ({len(bad)} such sample(s)); FFCV would abort "
-                        "the process on it -- rewrite the dataset with python -m datamodules.write, which skips "
-                        "such images, or raise data.val_crop_ratio")
+        w, h = int(meta["width"][i]), int(meta["height"][i])
+        raise DataError(f"{path}: sample {i} is {w}x{h} pixels, too small for a centre crop of ratio "
+                        f"{ratio:g} ({len(bad)} such sample(s)); FFCV would abort the process on it -- "
+                        "rewrite the dataset with python -m datamodules.write, which skips such images, "
+                        "or raise data.val_crop_ratio")
 
 
 class FFCVDataModule(L.LightningDataModule):

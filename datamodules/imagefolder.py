@@ -121,7 +121,8 @@ class LabelledImageFolder(ImageFolder):
         present = [c for c in self.all_classes if (Path(directory) / c).is_dir()]
         return present, {c: index[c] for c in present}
 
-    def make_dataset(self, directory, class_to_idx, extensions=None, is_valid_file=None, allow_empty=False):
+    def make_dataset(self, directory, class_to_idx, extensions=None, is_valid_file=None,
+                     allow_empty=False):
         """torchvision's samples and order, except that a directory link is followed at most once per
         real directory (``imagefolder_source.class_files``): a link cycle cannot repeat images."""
         from .imagefolder_source import LayoutError, class_files
@@ -231,7 +232,8 @@ class ImageFolderDataModule(L.LightningDataModule):
     @property
     def num_classes(self) -> int:
         if len(self.classes) < 2:
-            raise _data_error(f"{self.train_dir}: {len(self.classes)} class directory; a classifier needs at least 2")
+            raise _data_error(f"{self.train_dir}: {len(self.classes)} class directory; "
+                              "a classifier needs at least 2")
         return len(self.classes)
 
     def setup(self, stage: str | None = None) -> None:

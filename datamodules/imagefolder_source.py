@@ -66,7 +66,7 @@ class SourceTree:
     classes: list[str]
     samples: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
     missing_classes: dict[str, list[str]] = field(default_factory=dict)  # split -> training classes it lacks
-    links: list[dict[str, str]] = field(default_factory=list)  # directory links not entered or leaving a class
+    links: list[dict[str, str]] = field(default_factory=list)  # links not entered or leaving a class
 
     @property
     def class_to_idx(self) -> dict[str, int]:
@@ -98,8 +98,9 @@ def class_files(class_dir: str | os.PathLike, limit: int | None = None,
     top = os.path.realpath(class_dir)
     st = os.stat(class_dir)
     if (st.st_dev, st.st_ino) in seen:  # the class directory itself links to one already walked
-        raise LayoutError(f"{class_dir}: the same real directory ({top}) as one already walked; a class "
-                          "directory linked to another class or split would duplicate and mislabel its images")
+        raise LayoutError(f"{class_dir}: the same real directory ({top}) as one already walked; a "
+                          "class directory linked to another class or split would duplicate and mislabel "
+                          "its images")
     seen.add((st.st_dev, st.st_ino))
     walked: list[tuple[str, list[str]]] = []
     for root, dirs, fnames in os.walk(class_dir, followlinks=True):
@@ -114,13 +115,15 @@ def class_files(class_dir: str | os.PathLike, limit: int | None = None,
                 continue
             if (st.st_dev, st.st_ino) in seen:
                 links.append({"path": path, "target": os.path.realpath(path),
-                              "action": "not entered: directory already walked (a link cycle or a second link)"})
+                              "action": "not entered: directory already walked "
+                                        "(a link cycle or a second link)"})
                 continue
             seen.add((st.st_dev, st.st_ino))
             keep.append(d)
             target = os.path.realpath(path)
             if os.path.islink(path) and os.path.commonpath([top, target]) != top:
-                links.append({"path": path, "target": target, "action": "followed once: leaves its class directory"})
+                links.append({"path": path, "target": target,
+                              "action": "followed once: leaves its class directory"})
         dirs[:] = keep
         walked.append((root, fnames))
     out: list[str] = []

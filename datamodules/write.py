@@ -515,8 +515,8 @@ def write_imagefolder(src: str | os.PathLike, out: str | os.PathLike, *, console
     except LayoutError as e:
         raise UsageError(str(e)) from None
     if len(tree.classes) < 2:
-        raise UsageError(f"{tree.root / 'train'}: {len(tree.classes)} class directory ({', '.join(tree.classes)}); "
-                         "a classifier needs at least 2 classes -- " + LAYOUT)
+        raise UsageError(f"{tree.root / 'train'}: {len(tree.classes)} class directory "
+                         f"({', '.join(tree.classes)}); a classifier needs at least 2 classes -- " + LAYOUT)
     out = _check_output_dir(out, tree.root)
     name = o["name"] or tree.root.name
     old_meta: dict[str, Any] = {}
@@ -551,9 +551,9 @@ def write_imagefolder(src: str | os.PathLike, out: str | os.PathLike, *, console
             rel = relative(path, tree.root)
             stored = _stored_side(h, w, max_res)
             if reason is None and stored < MIN_SIDE:
-                reason = (f"too small: {w}x{h} pixels" + (f", {stored} px short side after --max-resolution {max_res}"
-                                                         if stored != min(h, w) else "")
-                          + f"; sides below {MIN_SIDE} px make FFCV's centre crop abort the training process")
+                after = f", {stored} px short side after --max-resolution {max_res}" if stored != min(h, w) else ""
+                reason = (f"too small: {w}x{h} pixels{after}; sides below {MIN_SIDE} px make FFCV's "
+                          "centre crop abort the training process")
             if reason is not None:
                 if o["on_error"] == "fail":
                     raise WriteError(f"{path}: {reason} (--on-error fail; nothing was written; "
@@ -578,8 +578,9 @@ def write_imagefolder(src: str | os.PathLike, out: str | os.PathLike, *, console
     empty_after_skip = {s: sorted({tree.classes[lab] for _, lab in tree.samples[s]} -
                                   {tree.classes[lab] for _, lab in good[s]}) for s in splits}
     if "train" in splits and len({lab for _, lab in good["train"]}) < 2:
-        raise WriteError(f"{tree.root / 'train'}: after skipping, only {len({lab for _, lab in good['train']})} class "
-                         "has images; a classifier needs at least 2; nothing was written")
+        n_left = len({lab for _, lab in good["train"]})
+        raise WriteError(f"{tree.root / 'train'}: after skipping, only {n_left} class has images; "
+                         "a classifier needs at least 2; nothing was written")
 
     # ---- write pass
     from ffcv.fields import IntField, RGBImageField
@@ -644,8 +645,8 @@ def write_imagefolder(src: str | os.PathLike, out: str | os.PathLike, *, console
                        "too small": f"a side below {MIN_SIDE} px after --max-resolution (FFCV's centre crop "
                                     "would abort the training process)"},
         "links": tree.links,
-        "link_policy": "directory links followed at most once per real directory (device, inode); "
-                       "a cycle or second link is not entered; links leaving their class directory are listed",
+        "link_policy": "directory links followed at most once per real directory (device, inode); a cycle "
+                       "or second link is not entered; links leaving their class directory are listed",
         "mean": mean_l, "std": std_l, "stats": stats_meta,
         "writer": writer_params,
         "conversions": {s: notes[s] for s in splits},

@@ -43,15 +43,18 @@ def _table(name: str, num_classes: int) -> dict[str, tuple[str, tuple[int, ...]]
 
     info = model_info(name)
     if not info.torchvision:
-        raise ConversionError(f"{name} has no torchvision counterpart; torchvision weights cannot be converted")
+        raise ConversionError(f"{name} has no torchvision counterpart; torchvision weights cannot be "
+                              "converted")
     with torch.device("meta"):
         ours = create_model(name, num_classes=num_classes).state_dict()
-        theirs = torchvision.models.get_model(info.torchvision, weights=None, num_classes=num_classes).state_dict()
+        tv_model = torchvision.models.get_model(info.torchvision, weights=None, num_classes=num_classes)
+        theirs = tv_model.state_dict()
     mapper = KEY_MAPPERS.get(info.family)
     if mapper is not None:
         return {ok: (tk, tuple(ours[ok].shape)) for ok, tk in mapper(name, list(ours)).items()}
     if len(ours) != len(theirs):
-        raise ConversionError(f"{name}: {len(ours)} tensors here, {len(theirs)} in torchvision's {info.torchvision}")
+        raise ConversionError(f"{name}: {len(ours)} tensors here, {len(theirs)} in torchvision's "
+                              f"{info.torchvision}")
     table = {}
     for (ok, ov), (tk, tv) in zip(ours.items(), theirs.items()):
         if ok.rsplit(".", 1)[-1] != tk.rsplit(".", 1)[-1] or ov.shape != tv.shape:  # the orders drifted apart
@@ -67,7 +70,8 @@ def name_map(name: str, num_classes: int = 1000) -> dict[str, str]:
     return {ok: tk for ok, (tk, _) in _table(name, num_classes).items()}
 
 
-def from_torchvision(name: str, tv_state_dict: Mapping[str, torch.Tensor], **knobs) -> "OrderedDict[str, torch.Tensor]":
+def from_torchvision(name: str, tv_state_dict: Mapping[str, torch.Tensor],
+                     **knobs) -> "OrderedDict[str, torch.Tensor]":
     """Convert a torchvision ``state_dict`` of the same architecture into ``name``'s keys, by name.
 
     ``knobs``: only ``num_classes`` matters (default: the state_dict's head); the others do not
@@ -76,8 +80,9 @@ def from_torchvision(name: str, tv_state_dict: Mapping[str, torch.Tensor], **kno
     known = {tk for tk, _ in table.values()}
     unknown = [k for k in tv_state_dict if k not in known]
     if unknown:
-        raise ConversionError(f"{name}: the state_dict's {unknown[0]!r} is not a tensor name of torchvision's "
-                              f"{model_info(name).torchvision} ({len(unknown)} such names); not the same architecture")
+        raise ConversionError(f"{name}: the state_dict's {unknown[0]!r} is not a tensor name of "
+                              f"torchvision's {model_info(name).torchvision} ({len(unknown)} such names); "
+                              "not the same architecture")
     absent = [tk for tk, _ in table.values() if tk not in tv_state_dict]
     if absent:
         raise ConversionError(f"{name}: the state_dict lacks {absent[0]!r} ({len(absent)} tensors missing); "
@@ -85,7 +90,8 @@ def from_torchvision(name: str, tv_state_dict: Mapping[str, torch.Tensor], **kno
     out = OrderedDict()
     for ok, (tk, shape) in table.items():
         if tuple(tv_state_dict[tk].shape) != shape:
-            raise ConversionError(f"{name}: {tk} has shape {tuple(tv_state_dict[tk].shape)}, our {ok} expects {shape}")
+            raise ConversionError(f"{name}: {tk} has shape {tuple(tv_state_dict[tk].shape)}, our {ok} "
+                                  f"expects {shape}")
         out[ok] = tv_state_dict[tk]
     return out
 
