@@ -92,13 +92,43 @@ def find_cifar(root: str | os.PathLike, name: str = "cifar10") -> Path:
     raise _data_error(f"{d}: missing {', '.join(missing)}; {expected_layout(name)}")
 
 
+# What the CIFAR-10/100 python batches reference, and nothing else (issue 13): NumPy's array
+# reconstruction (``numpy.core`` before NumPy 2, ``numpy._core`` after; ``_frombuffer`` for pickle
+# protocol 5, ``scalar`` for a NumPy number) and ``_codecs.encode``, which Python 3 writes for bytes
+# under protocol 2.  dicts, lists, str, bytes and numbers need no global.  Any other global --
+# ``os.system``, ``builtins.eval``, a class with a ``__reduce__`` -- is how a pickle runs code.
+_CIFAR_GLOBALS = frozenset({
+    *((f"numpy.{core}.multiarray", fn) for core in ("core", "_core") for fn in ("_reconstruct", "scalar")),
+    *((f"numpy.{core}.numeric", "_frombuffer") for core in ("core", "_core")),
+    ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+})
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """``pickle.Unpickler`` that resolves only :data:`_CIFAR_GLOBALS` (the restricted-unpickler
+    pattern of the ``pickle`` docs, "Restricting Globals")."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in _CIFAR_GLOBALS:
+            raise pickle.UnpicklingError(f"it asks for {module}.{name}")
+        return super().find_class(module, name)
+
+
 def _unpickle(path: Path) -> dict[str, Any]:
     """One CIFAR pickle, as torchvision loads it (``encoding='latin1'``: the files were written
     by Python 2, whose byte strings become ``str``); bytes keys are decoded too, so a file pickled
-    by Python 3 with ``b'data'`` keys reads the same."""
+    by Python 3 with ``b'data'`` keys reads the same.  Only NumPy arrays, dicts, lists, str, bytes
+    and numbers are admitted (:class:`_CifarUnpickler`): a crafted file cannot run code."""
     try:
         with open(path, "rb") as f:
-            entry = pickle.load(f, encoding="latin1")
+            entry = _CifarUnpickler(f, encoding="latin1").load()
+    except pickle.UnpicklingError as e:
+        if str(e).startswith("it asks for "):
+            raise _data_error(f"{path}: refused to unpickle: {e}, which no CIFAR batch holds (only NumPy "
+                              "arrays, lists, dicts, bytes, str and numbers are read); this is not a CIFAR "
+                              "file and may be crafted to run code -- use the files of the official archive"
+                              ) from None
+        raise _data_error(f"{path}: not a readable CIFAR pickle (UnpicklingError: {e})") from None
     except Exception as e:  # truncated, not a pickle, ...
         raise _data_error(f"{path}: not a readable CIFAR pickle ({type(e).__name__}: {e})") from None
     if not isinstance(entry, dict):

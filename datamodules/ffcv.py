@@ -167,6 +167,28 @@ def train_image_pipeline(augment: str, resolution: int) -> list:
     raise ValueError(f"unknown augmentation {augment!r}; expected one of {AUGMENTATIONS}")
 
 
+def check_crop_sides(path: str | Path, ratio: float) -> None:
+    """Refuse a ``.beton`` holding an image whose centre crop at ``ratio`` is empty, naming the file and
+    the first such sample.  FFCV's ``CenterCropRGBImageDecoder`` crops ``int(ratio * min(h, w))``
+    pixels and cv::resize aborts the whole process (SIGABRT, no record) on an empty crop; the image
+    metadata (no decoding) tells beforehand.  ``datamodules.write`` skips such images (``MIN_SIDE``)."""
+    from ffcv.reader import Reader
+
+    reader = Reader(str(path))
+    meta = reader.metadata[f"f{reader.field_names.index('image')}"]
+    side = np.minimum(meta["height"], meta["width"]).astype(np.int64)
+    bad = np.flatnonzero((ratio * side).astype(np.int64) < 1)
+    if len(bad):
+        i = int(bad[0])
+        from . import DataError
+
+        w, h = int(meta["width"][i]), int(meta["height"][i])
+        raise DataError(f"{path}: sample {i} is {w}x{h} pixels, too small for a centre crop of ratio "
+                        f"{ratio:g} ({len(bad)} such sample(s)); FFCV would abort the process on it -- "
+                        "rewrite the dataset with python -m datamodules.write, which skips such images, "
+                        "or raise data.val_crop_ratio")
+
+
 class FFCVDataModule(L.LightningDataModule):
     """Images + integer labels from ``train_path``/``val_path`` ``.beton`` files.
 
@@ -232,6 +254,11 @@ class FFCVDataModule(L.LightningDataModule):
         if self._num_classes is None:
             meta = self._meta()
             self._num_classes = int(meta.get("num_classes") or beton_labels(self.train_path).max() + 1)
+            if self._num_classes < 2:
+                from . import DataError
+
+                raise DataError(f"{self.train_path}: {self._num_classes} class (labels and meta.json); "
+                                "a classifier needs at least 2")
         return self._num_classes
 
     @property
@@ -240,10 +267,16 @@ class FFCVDataModule(L.LightningDataModule):
         return self._meta().get("classes")
 
     def setup(self, stage: str | None = None) -> None:
+        from . import check_shardable
+
         self.train_size, self.val_size = check_beton(self.train_path), check_beton(self.val_path)
         meta = self._meta()
         self.mean = tuple(self.mean or meta.get("mean") or IMAGENET_MEAN)
         self.std = tuple(self.std or meta.get("std") or IMAGENET_STD)
+        check_shardable(str(self.val_path), self.val_size, self._world()[0])
+        check_crop_sides(self.val_path, self.val_crop_ratio)
+        if self.augment == "none":  # the training centre crop (ratio 1); random-resized crops never empty
+            check_crop_sides(self.train_path, 1.0)
 
     # ------------------------------------------------------------------ loaders
     def _world(self) -> tuple[int, torch.device]:

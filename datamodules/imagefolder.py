@@ -121,6 +121,30 @@ class LabelledImageFolder(ImageFolder):
         present = [c for c in self.all_classes if (Path(directory) / c).is_dir()]
         return present, {c: index[c] for c in present}
 
+    def make_dataset(self, directory, class_to_idx, extensions=None, is_valid_file=None,
+                     allow_empty=False):
+        """torchvision's samples and order, except that a directory link is followed at most once per
+        real directory (``imagefolder_source.class_files``): a link cycle cannot repeat images."""
+        from .imagefolder_source import LayoutError, class_files
+
+        seen: set[tuple[int, int]] = set()
+        try:
+            return [(f, class_to_idx[c]) for c in sorted(class_to_idx)
+                    for f in class_files(os.path.join(directory, c), seen=seen)]
+        except LayoutError as e:
+            raise _data_error(str(e)) from None
+
+    def __getitem__(self, index: int):
+        """ImageFolder's item; a decode or transform error names the file and the sample index."""
+        try:
+            return super().__getitem__(index)
+        except Exception as e:
+            from . import SampleError
+
+            raise SampleError(f"{self.samples[index][0]}: sample {index} of {self.root} failed to decode or "
+                              f"transform ({type(e).__name__}: {' '.join(str(e).split())}); remove or replace "
+                              "the file (python -m datamodules.write checks every image)") from None
+
 
 def _image_folder(directory: Path, classes: list[str], transform) -> LabelledImageFolder:
     try:
@@ -208,6 +232,9 @@ class ImageFolderDataModule(L.LightningDataModule):
 
     @property
     def num_classes(self) -> int:
+        if len(self.classes) < 2:
+            raise _data_error(f"{self.train_dir}: {len(self.classes)} class directory; "
+                              "a classifier needs at least 2")
         return len(self.classes)
 
     def setup(self, stage: str | None = None) -> None:
@@ -221,6 +248,9 @@ class ImageFolderDataModule(L.LightningDataModule):
             if len(ds) == 0:
                 raise _data_error(f"{self.root / split}: no images found; {LAYOUT}")
         self.train_size, self.val_size = len(self.train_set), len(self.val_set)
+        from . import check_shardable
+
+        check_shardable(str(self.val_dir), self.val_size, self._world()[1])
 
     def set_train_resolution(self, resolution: int) -> None:
         """Progressive resizing: training batches from the next epoch on are ``resolution`` square

@@ -8,9 +8,15 @@ The layout is ImageNet's as torchvision reads it::
   order -- exactly :func:`torchvision.datasets.folder.find_classes`.  ``SRC/val`` is labelled
   with the *training* indices; a val class that is not a training class is an error, a
   training class absent from val is allowed (reported).
-* Files are collected exactly like :func:`torchvision.datasets.folder.make_dataset`: a sorted
+* Files are collected like :func:`torchvision.datasets.folder.make_dataset`: a sorted
   ``os.walk`` (following links) of each class directory, sorted file names, kept when the name
   ends (case-insensitively) in one of torchvision's ``IMG_EXTENSIONS`` -- so ``.JPEG`` counts.
+  Unlike torchvision, a directory link is followed **at most once per real directory** in the
+  whole tree (identified by device and inode): a link back to a parent (a cycle) or a second
+  link to a directory already walked is not entered -- it would duplicate samples, and under
+  another class mislabel them -- and is listed in ``SourceTree.links``; a link that leaves its
+  class directory is followed once and listed too.  Both appear in the write report and
+  ``meta.json``.
   The list is duplicated here (not imported) so that the check-and-decode path stays cheap to
   import in worker processes; a test holds it equal to torchvision's.
 * Images are decoded by content, not by extension (a PNG named ``.JPEG`` is a PNG), fully
@@ -60,6 +66,7 @@ class SourceTree:
     classes: list[str]
     samples: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
     missing_classes: dict[str, list[str]] = field(default_factory=dict)  # split -> training classes it lacks
+    links: list[dict[str, str]] = field(default_factory=list)  # links not entered or leaving a class
 
     @property
     def class_to_idx(self) -> dict[str, int]:
@@ -76,10 +83,51 @@ def find_classes(directory: str | os.PathLike) -> list[str]:
         return sorted(entry.name for entry in it if entry.is_dir())
 
 
-def class_files(class_dir: str | os.PathLike, limit: int | None = None) -> list[str]:
-    """Image files of one class directory in torchvision's order (first ``limit`` of them)."""
+def class_files(class_dir: str | os.PathLike, limit: int | None = None,
+                seen: set[tuple[int, int]] | None = None,
+                links: list[dict[str, str]] | None = None) -> list[str]:
+    """Image files of one class directory in torchvision's order (first ``limit`` of them).
+
+    Directory links are followed at most once per real directory: ``seen`` holds the
+    ``(st_dev, st_ino)`` of the directories walked so far (share it across classes and splits),
+    and each directory not entered (already walked: a cycle or a second link) or link leaving
+    ``class_dir`` is appended to ``links`` as ``{"path", "target", "action"}``.
+    """
+    seen = set() if seen is None else seen
+    links = [] if links is None else links
+    top = os.path.realpath(class_dir)
+    st = os.stat(class_dir)
+    if (st.st_dev, st.st_ino) in seen:  # the class directory itself links to one already walked
+        raise LayoutError(f"{class_dir}: the same real directory ({top}) as one already walked; a "
+                          "class directory linked to another class or split would duplicate and mislabel "
+                          "its images")
+    seen.add((st.st_dev, st.st_ino))
+    walked: list[tuple[str, list[str]]] = []
+    for root, dirs, fnames in os.walk(class_dir, followlinks=True):
+        keep = []
+        for d in sorted(dirs):
+            path = os.path.join(root, d)
+            try:
+                st = os.stat(path)
+            except OSError as e:  # a dangling link
+                links.append({"path": path, "target": os.path.realpath(path),
+                              "action": f"not entered: unreadable ({type(e).__name__})"})
+                continue
+            if (st.st_dev, st.st_ino) in seen:
+                links.append({"path": path, "target": os.path.realpath(path),
+                              "action": "not entered: directory already walked "
+                                        "(a link cycle or a second link)"})
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            keep.append(d)
+            target = os.path.realpath(path)
+            if os.path.islink(path) and os.path.commonpath([top, target]) != top:
+                links.append({"path": path, "target": target,
+                              "action": "followed once: leaves its class directory"})
+        dirs[:] = keep
+        walked.append((root, fnames))
     out: list[str] = []
-    for root, _, fnames in sorted(os.walk(class_dir, followlinks=True)):
+    for root, fnames in sorted(walked):
         for fname in sorted(fnames):
             if is_image_file(fname):
                 out.append(os.path.join(root, fname))
@@ -108,6 +156,7 @@ def scan_tree(src: str | os.PathLike, splits: Sequence[str] = SPLITS,
         raise LayoutError(f"{train_dir}: no class sub-directories in it; {LAYOUT}")
     tree = SourceTree(root, classes)
     index = tree.class_to_idx
+    seen: set[tuple[int, int]] = set()  # real directories walked, across classes and splits
     for split in splits:
         split_dir = root / split
         if not split_dir.is_dir():
@@ -120,7 +169,10 @@ def scan_tree(src: str | os.PathLike, splits: Sequence[str] = SPLITS,
                               f"{', '.join(unknown[:5])}{' ...' if len(unknown) > 5 else ''}); {LAYOUT}")
         samples: list[tuple[str, int]] = []
         for c in present:
-            files = class_files(split_dir / c, limit_per_class)
+            n_links = len(tree.links)
+            files = class_files(split_dir / c, limit_per_class, seen, tree.links)
+            for entry in tree.links[n_links:]:
+                entry.update(split=split, path=relative(entry["path"], root))
             if not files:
                 raise LayoutError(f"{split_dir / c}: empty class directory (no file ending in "
                                   f"{', '.join(IMG_EXTENSIONS)}, any case); remove it or add its images")

@@ -24,6 +24,9 @@ class SyntheticDataModule(L.LightningDataModule):
         self.train_set = TensorDataset(images[: self.size], labels[: self.size])
         self.val_set = TensorDataset(images[self.size:], labels[self.size:])
         self.val_size = len(self.val_set)
+        from . import check_shardable
+
+        check_shardable("data=synthetic", self.val_size, self._world()[1], self.num_classes)
 
     def _world(self) -> tuple[int, int]:
         if self.trainer is None:

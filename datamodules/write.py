@@ -188,6 +188,14 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)  # as datamodules.ffcv (not imported: it i
 IMAGENET_STD = (0.229, 0.224, 0.225)
 WRITE_MODES = ("raw", "jpg", "smart", "proportion")
 META_FORMAT_VERSION = 1
+# Smallest side (after --max-resolution) an image may keep.  FFCV's centre-crop decoder crops a
+# square of side int(ratio * min(h, w)) (ffcv/fields/rgb_image.py, get_center_crop) and hands it
+# to cv::resize, which asserts a non-empty source (``!ssize.empty()``): the C++ exception
+# escapes numba and aborts the process (SIGABRT, exit 134).  At ImageNet's ratio 224/256 a 1-px
+# side already does (int(0.875) = 0; measured: 1x1, 1x7 and 1x40 abort, 2x2 and 3x3 decode).
+# 8 px keeps the crop non-empty for every ratio >= 1/8, the smallest data.val_crop_ratio the
+# platform's config allows; smaller images carry nothing a CNN at 224 px could use anyway.
+MIN_SIDE = 8
 DEFAULTS: dict[str, Any] = {
     # ffcv-imagenet's recommended ImageNet files (``write_imagenet.sh 500 0.50 90``):
     # longest side <= 500 px, half the images JPEG-compressed at quality 90, half raw.
@@ -442,6 +450,14 @@ def _page_size(max_sample_bytes: int) -> int:
     return page
 
 
+def _stored_side(h: int, w: int, max_resolution: int | None) -> int:
+    """Short side of an image after FFCV's ``resizer`` (longest side <= max_resolution, truncated)."""
+    if max_resolution and max(h, w) > max_resolution:
+        ratio = max_resolution / max(h, w)
+        return int(min(int(ratio * h), int(ratio * w)))
+    return min(h, w)
+
+
 def _stored_bytes(h: np.ndarray, w: np.ndarray, max_resolution: int | None) -> int:
     """Largest raw size of the images after FFCV's ``resizer`` (longest side <= max_resolution)."""
     if not len(h):
@@ -464,7 +480,7 @@ def write_imagefolder(src: str | os.PathLike, out: str | os.PathLike, *, console
     ``on_error='fail'``, a failed worker) or ``KeyboardInterrupt``; in each case OUT is left
     as it was.  Every image is decoded twice: once by the check pass, once by the write.
     """
-    from .imagefolder_source import FileDataset, LayoutError, relative, scan_tree
+    from .imagefolder_source import LAYOUT, FileDataset, LayoutError, relative, scan_tree
 
     o = {**DEFAULTS, **{k: v for k, v in options.items() if v is not None}}
     unknown = set(options) - set(DEFAULTS)
@@ -498,6 +514,9 @@ def write_imagefolder(src: str | os.PathLike, out: str | os.PathLike, *, console
         tree = scan_tree(src, splits, o["limit_per_class"])
     except LayoutError as e:
         raise UsageError(str(e)) from None
+    if len(tree.classes) < 2:
+        raise UsageError(f"{tree.root / 'train'}: {len(tree.classes)} class directory "
+                         f"({', '.join(tree.classes)}); a classifier needs at least 2 classes -- " + LAYOUT)
     out = _check_output_dir(out, tree.root)
     name = o["name"] or tree.root.name
     old_meta: dict[str, Any] = {}
@@ -530,6 +549,11 @@ def write_imagefolder(src: str | os.PathLike, out: str | os.PathLike, *, console
             contextlib.closing(_imap(_check_one, jobs, workers)) as results:
         for (split, path, label), (h, w, note, warn, reason, stats) in zip(entries, results):
             rel = relative(path, tree.root)
+            stored = _stored_side(h, w, max_res)
+            if reason is None and stored < MIN_SIDE:
+                after = f", {stored} px short side after --max-resolution {max_res}" if stored != min(h, w) else ""
+                reason = (f"too small: {w}x{h} pixels{after}; sides below {MIN_SIDE} px make FFCV's "
+                          "centre crop abort the training process")
             if reason is not None:
                 if o["on_error"] == "fail":
                     raise WriteError(f"{path}: {reason} (--on-error fail; nothing was written; "
@@ -553,6 +577,10 @@ def write_imagefolder(src: str | os.PathLike, out: str | os.PathLike, *, console
                              "decoded; nothing was written")
     empty_after_skip = {s: sorted({tree.classes[lab] for _, lab in tree.samples[s]} -
                                   {tree.classes[lab] for _, lab in good[s]}) for s in splits}
+    if "train" in splits and len({lab for _, lab in good["train"]}) < 2:
+        n_left = len({lab for _, lab in good["train"]})
+        raise WriteError(f"{tree.root / 'train'}: after skipping, only {n_left} class has images; "
+                         "a classifier needs at least 2; nothing was written")
 
     # ---- write pass
     from ffcv.fields import IntField, RGBImageField
@@ -613,6 +641,12 @@ def write_imagefolder(src: str | os.PathLike, out: str | os.PathLike, *, console
         "counts": counts,
         "found": {s: len(tree.samples[s]) for s in splits},
         "skipped": [e for e in previous.get("skipped", [])] + skipped,
+        "skip_rules": {"undecodable": "PIL cannot fully decode it (empty, truncated, unidentified, corrupt)",
+                       "too small": f"a side below {MIN_SIDE} px after --max-resolution (FFCV's centre crop "
+                                    "would abort the training process)"},
+        "links": tree.links,
+        "link_policy": "directory links followed at most once per real directory (device, inode); a cycle "
+                       "or second link is not entered; links leaving their class directory are listed",
         "mean": mean_l, "std": std_l, "stats": stats_meta,
         "writer": writer_params,
         "conversions": {s: notes[s] for s in splits},
@@ -658,8 +692,13 @@ def write_imagefolder(src: str | os.PathLike, out: str | os.PathLike, *, console
     if warned:
         lines.append(f"  {len(warned)} decoder warning(s), listed in meta.json (first: {warned[0]['path']}: "
                      f"{warned[0]['warning']})")
+    for e in tree.links[:20]:
+        lines.append(f"  link {e['split']}/{e['path']} -> {e['target']}: {e['action']}")
+    if len(tree.links) > 20:
+        lines.append(f"  ... and {len(tree.links) - 20} more directory links (all in meta.json)")
     if skipped:
-        lines.append(f"  skipped {len(skipped)} file(s) that could not be decoded (also listed in meta.json):")
+        lines.append(f"  skipped {len(skipped)} file(s) that could not be decoded or are too small "
+                     "(also listed in meta.json):")
         for e in skipped[:50]:
             lines.append(f"    {e['path']}: {e['error']}")
         if len(skipped) > 50:

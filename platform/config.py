@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -33,118 +34,179 @@ class ConfigError(ValueError):
     """A configuration problem a user can fix; ``platform.train`` prints it without a traceback."""
 
 
-def _f(default: Any, help: str, **kw: Any) -> Any:
+# ---------------------------------------------------------------------------- value rules
+# Each key's allowed values are declared ONCE, next to its help text: ``range="[0, 1)"`` (an
+# interval in the usual notation, ``inf`` for no bound) or ``rule=`` one of the rules below.
+# ``--help`` prints them and :func:`validate` checks them (``check_key``); the tests generate
+# their valid/invalid tables from the same declarations.  Every float value, whether declared
+# or not, must be finite (``nan``, ``.inf`` and overflowing literals such as ``1e999`` are refused).
+_PATH_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.+")
+
+
+@dataclass(frozen=True)
+class Interval:
+    """``[lo, hi)``-style bounds; ``closed`` says which ends belong to the interval."""
+
+    lo: float
+    hi: float
+    lo_closed: bool
+    hi_closed: bool
+
+    @classmethod
+    def parse(cls, text: str) -> "Interval":
+        t = text.replace(" ", "")
+        if t[0] not in "[(" or t[-1] not in "])" or t.count(",") != 1:
+            raise ValueError(f"bad interval {text!r}")
+        lo, hi = t[1:-1].split(",")
+        return cls(float(lo), float(hi), t[0] == "[", t[-1] == "]")
+
+    def __contains__(self, v: float) -> bool:
+        return ((self.lo <= v if self.lo_closed else self.lo < v)
+                and (v <= self.hi if self.hi_closed else v < self.hi))
+
+    def __str__(self) -> str:
+        num = lambda x: "inf" if math.isinf(x) else f"{x:g}"  # noqa: E731
+        return f"{'[' if self.lo_closed else '('}{num(self.lo)}, {num(self.hi)}{']' if self.hi_closed else ')'}"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A non-numeric value rule: ``ok(value)`` and the sentence ``--help`` and errors show."""
+
+    describe: str
+    ok: Any
+
+
+def _is_component(v: Any) -> bool:
+    return isinstance(v, str) and v not in ("", ".", "..") and set(v) <= _PATH_CHARS
+
+
+PATH_COMPONENT = Rule("one path component: letters, digits and -_.+ only, not '.' or '..'",
+                      lambda v: v is None or _is_component(v))
+RELATIVE_NAME = Rule("a relative name whose /-separated parts are each letters, digits and -_.+ "
+                     "(not '.' or '..')", lambda v: v is None or (isinstance(v, str)
+                                                                  and all(map(_is_component, v.split("/")))))
+DEVICES = Rule("'auto', a positive integer, or -1 (all devices)",
+               lambda v: v == "auto" or (type(v) is int and (v >= 1 or v == -1)))
+
+
+def _f(default: Any, help: str, *, range: str | None = None, rule: Rule | None = None, **kw: Any) -> Any:
+    meta: dict[str, Any] = {"help": help}
+    if range is not None:
+        meta["range"] = Interval.parse(range)
+    if rule is not None:
+        meta["rule"] = rule
     if isinstance(default, (list, dict)):
-        return field(default_factory=lambda d=default: type(d)(d), metadata={"help": help}, **kw)
-    return field(default=default, metadata={"help": help}, **kw)
+        return field(default_factory=lambda d=default: type(d)(d), metadata=meta, **kw)
+    return field(default=default, metadata=meta, **kw)
 
 
 # ---------------------------------------------------------------------------- sections
 @dataclass
 class ModelConfig:
-    name: str = _f("resnet20", "registry name (python -c 'import models; print(models.list_models())')")
-    num_classes: Optional[int] = _f(None, "classifier outputs; null = the dataset's number of classes")
-    drop_path_rate: Optional[float] = _f(None, "stochastic depth: drop-path rate of the last block (Huang et al. 2016); null = the model's default")
+    name: str = _f("resnet20", "registry name (python -c 'import models; print(models.list_models())')", rule=PATH_COMPONENT)
+    num_classes: Optional[int] = _f(None, "classifier outputs; null = the dataset's number of classes", range="[2, inf)")
+    drop_path_rate: Optional[float] = _f(None, "stochastic depth: drop-path rate of the last block (Huang et al. 2016); null = the model's default", range="[0, 1)")
     drop_path_mode: Optional[str] = _f(None, "stochastic depth: sample (per-sample drop-path, timm/EfficientNet) | batch (whole blocks per step, branch not run: Huang et al.); null = the model's default (ResNets batch, others sample)")
     drop_path_rule: Optional[str] = _f(None, "per-block rates: huang (l/L) | timm (i/(N-1)) | tf (i/N), see models.layers.drop_path_rates; null = the model's default (ResNets huang, EfficientNet tf)")
     shortcut_downsample: Optional[str] = _f(None, "option-A shortcuts of CIFAR ResNets: stride (He et al.) | avgpool (2x2 average, Huang et al.'s stochastic-depth code); null = stride")
     zero_init_residual: Optional[bool] = _f(None, "zero-init the last BN gamma of each residual block (Goyal et al. 2017); null = the model's default (off)")
-    dropout: Optional[float] = _f(None, "dropout before the classifier; null = the model's default (EfficientNet: 0.2-0.5)")
+    dropout: Optional[float] = _f(None, "dropout before the classifier; null = the model's default (EfficientNet: 0.2-0.5)", range="[0, 1)")
     stride_on: Optional[str] = _f(None, "bottleneck stride placement '3x3' (v1.5) or '1x1' (MSRA); null = model default")
-    block_dropout: Optional[float] = _f(None, "WRN dropout between the convs of a block (Zagoruyko & Komodakis: 0.3); null = model default")
-    se_reduction: Optional[int] = _f(None, "SE reduction ratio r on SE models (Hu et al.: 16); null = model default")
-    bn_eps: Optional[float] = _f(None, "BatchNorm epsilon (TF-style EfficientNet training: 1e-3); null = the model's default")
-    bn_momentum: Optional[float] = _f(None, "BatchNorm momentum, PyTorch convention: weight of the new batch statistic (TF decay 0.99 = 0.01); null = the model's default")
+    block_dropout: Optional[float] = _f(None, "WRN dropout between the convs of a block (Zagoruyko & Komodakis: 0.3); null = model default", range="[0, 1)")
+    se_reduction: Optional[int] = _f(None, "SE reduction ratio r on SE models (Hu et al.: 16); null = model default", range="[1, inf)")
+    bn_eps: Optional[float] = _f(None, "BatchNorm epsilon (TF-style EfficientNet training: 1e-3); null = the model's default", range="(0, inf)")
+    bn_momentum: Optional[float] = _f(None, "BatchNorm momentum, PyTorch convention: weight of the new batch statistic (TF decay 0.99 = 0.01); null = the model's default", range="[0, 1]")
     init: Optional[str] = _f(None, "initial weights: a .ckpt of ours or a saved (ours or torchvision) state_dict")
 
 
 @dataclass
 class DataConfig:
-    name: str = _f("digits", "dataset: digits (embedded), fashion_mnist (Debian's dataset-fashion-mnist), imagenet, cifar10, cifar100, beton (any .beton pair), synthetic")
+    name: str = _f("digits", "dataset: digits (embedded), fashion_mnist (Debian's dataset-fashion-mnist), imagenet, cifar10, cifar100, beton (any .beton pair), synthetic", rule=PATH_COMPONENT)
     path: Optional[str] = _f(None, "data=beton|imagenet: directory holding train.beton/val.beton (backend=torchvision: the ImageFolder root); fashion_mnist: the four IDX files (default: Debian's)")
     backend: str = _f("ffcv", "ffcv (.beton, fast) | torchvision (ImageFolder fallback, where FFCV is absent)")
     cache_dir: str = _f("~/.cache/cnn-platform", "where embedded datasets are written once as .beton")
-    batch_size: int = _f(64, "global batch size (split evenly across DDP ranks)")
-    num_workers: int = _f(2, "FFCV decoding threads")
-    resolution: Optional[int] = _f(None, "training crop side; null = the dataset's default")
-    val_resolution: Optional[int] = _f(None, "validation crop side; null = the dataset's default")
-    min_resolution: Optional[int] = _f(None, "progressive resizing (ffcv-imagenet): training side until ramp_start; null = off")
-    max_resolution: Optional[int] = _f(None, "progressive resizing: training side from ramp_end on")
-    ramp_start: int = _f(0, "progressive resizing: first epoch of the linear ramp")
-    ramp_end: int = _f(0, "progressive resizing: epoch at which max_resolution is reached (multiples of 32 between)")
-    batches_ahead: int = _f(3, "FFCV: batches prepared ahead of the GPU")
-    val_crop_ratio: Optional[float] = _f(None, "validation centre-crop ratio (224/256 for ImageNet); null = dataset default")
+    batch_size: int = _f(64, "global batch size (split evenly across DDP ranks)", range="[1, inf)")
+    num_workers: int = _f(2, "FFCV decoding threads (0: FFCV uses every core)", range="[0, inf)")
+    resolution: Optional[int] = _f(None, "training crop side; null = the dataset's default", range="[1, inf)")
+    val_resolution: Optional[int] = _f(None, "validation crop side; null = the dataset's default", range="[1, inf)")
+    min_resolution: Optional[int] = _f(None, "progressive resizing (ffcv-imagenet): training side until ramp_start; null = off", range="[1, inf)")
+    max_resolution: Optional[int] = _f(None, "progressive resizing: training side from ramp_end on", range="[1, inf)")
+    ramp_start: int = _f(0, "progressive resizing: first epoch of the linear ramp", range="[0, inf)")
+    ramp_end: int = _f(0, "progressive resizing: epoch at which max_resolution is reached (multiples of 32 between)", range="[0, inf)")
+    batches_ahead: int = _f(3, "FFCV: batches prepared ahead of the GPU", range="[1, inf)")
+    val_crop_ratio: Optional[float] = _f(None, "validation centre-crop ratio (224/256 for ImageNet); null = dataset default; >= 1/8 so that every image datamodules.write keeps (sides >= 8 px) gives a non-empty crop", range="[0.125, 1]")
     os_cache: bool = _f(True, "FFCV os_cache: page-cache the whole file (set false when it does not fit in RAM)")
     order: str = _f("auto", "FFCV order: auto|random|quasi_random (auto: random when distributed or cached)")
-    split_seed: int = _f(0, "seed of the train/val split of embedded datasets")
-    val_fraction: float = _f(0.2, "held-out fraction for datasets without a validation split (and for val_split=holdout)")
+    split_seed: int = _f(0, "seed of the train/val split of embedded datasets", range="[0, 4294967295]")
+    val_fraction: float = _f(0.2, "held-out fraction for datasets without a validation split (and for val_split=holdout)", range="[0, 1)")
     val_split: str = _f("test", "fashion_mnist: validate on the official test split (test) or a stratified val_fraction of train (holdout, test untouched)")
-    train_subset: Optional[int] = _f(None, "fashion_mnist: train on a stratified subset of this many images (CPU budgets); null = all")
-    val_subset: Optional[int] = _f(None, "fashion_mnist: validate on a stratified subset of this many images; null = all")
+    train_subset: Optional[int] = _f(None, "fashion_mnist: train on a stratified subset of this many images (CPU budgets); null = all", range="[1, inf)")
+    val_subset: Optional[int] = _f(None, "fashion_mnist: validate on a stratified subset of this many images; null = all", range="[1, inf)")
     sampler: str = _f("random", "training order: random | class_aware (label-balanced, Shen et al. 2016)")
-    epoch_samples: Optional[int] = _f(None, "class_aware: draws per epoch; null = the training set size")
-    synthetic_size: int = _f(512, "number of training examples for data=synthetic")
-    synthetic_classes: int = _f(10, "number of classes for data=synthetic")
+    epoch_samples: Optional[int] = _f(None, "class_aware: draws per epoch; null = the training set size", range="[1, inf)")
+    synthetic_size: int = _f(512, "number of training examples for data=synthetic", range="[1, inf)")
+    synthetic_classes: int = _f(10, "number of classes for data=synthetic", range="[2, inf)")
 
 
 @dataclass
 class OptimConfig:
     name: str = _f("sgd", "sgd | adamw | rmsprop")
-    lr: float = _f(0.1, "peak learning rate (after warm-up) at reference_batch_size")
-    reference_batch_size: Optional[int] = _f(None, "lr is for this global batch; scaled linearly to data.batch_size (Goyal et al. 2017); null = no scaling")
-    momentum: float = _f(0.9, "SGD/RMSProp momentum, AdamW beta1")
+    lr: float = _f(0.1, "peak learning rate (after warm-up) at reference_batch_size", range="(0, inf)")
+    reference_batch_size: Optional[int] = _f(None, "lr is for this global batch; scaled linearly to data.batch_size (Goyal et al. 2017); null = no scaling", range="[1, inf)")
+    momentum: float = _f(0.9, "SGD/RMSProp momentum, AdamW beta1", range="[0, 1)")
     nesterov: bool = _f(True, "Nesterov momentum (SGD)")
-    weight_decay: float = _f(5e-4, "decay on weights with ndim >= 2; norms and biases get none")
-    eps: float = _f(1e-8, "AdamW/RMSProp epsilon (EfficientNet's TF RMSProp: 1e-3)")
-    rmsprop_alpha: float = _f(0.9, "RMSProp squared-gradient decay (EfficientNet: 0.9)")
-    label_smoothing: float = _f(0.0, "cross-entropy label smoothing")
+    weight_decay: float = _f(5e-4, "decay on weights with ndim >= 2; norms and biases get none", range="[0, inf)")
+    eps: float = _f(1e-8, "AdamW/RMSProp epsilon (EfficientNet's TF RMSProp: 1e-3)", range="(0, inf)")
+    rmsprop_alpha: float = _f(0.9, "RMSProp squared-gradient decay (EfficientNet: 0.9)", range="[0, 1)")
+    label_smoothing: float = _f(0.0, "cross-entropy label smoothing", range="[0, 1)")
 
 
 @dataclass
 class ScheduleConfig:
     name: str = _f("cosine", "cosine | step | exponential | linear | constant")
     warmup: str = _f("linear", "linear (Goyal et al.) | error_threshold (He et al. 2015 §4.2, ResNet-110)")
-    warmup_epochs: float = _f(1.0, "linear warm-up length in epochs, applied per iteration (Goyal et al. 2017)")
-    warmup_steps: Optional[int] = _f(None, "linear warm-up length in iterations; overrides warmup_epochs when set")
-    warmup_start_factor: float = _f(0.1, "linear warm-up starts at this fraction of the peak LR")
-    warmup_lr: float = _f(0.01, "error_threshold: the LR held until the training error falls below warmup_error")
-    warmup_error: float = _f(80.0, "error_threshold: training error (%) that ends the warm-up")
-    warmup_max_steps: int = _f(2000, "error_threshold: the warm-up ends here at the latest")
-    milestones: list[float] = _f([], "step schedule: epochs at which the LR is multiplied by gamma")
-    gamma: float = _f(0.1, "step/exponential schedule: multiplicative factor")
-    decay_every: float = _f(1.0, "exponential schedule: epochs between multiplications by gamma (EfficientNet: 2.4)")
-    min_lr_factor: float = _f(0.0, "cosine/linear: final LR as a fraction of the peak LR")
+    warmup_epochs: float = _f(1.0, "linear warm-up length in epochs, applied per iteration (Goyal et al. 2017)", range="[0, inf)")
+    warmup_steps: Optional[int] = _f(None, "linear warm-up length in iterations; overrides warmup_epochs when set", range="[0, inf)")
+    warmup_start_factor: float = _f(0.1, "linear warm-up starts at this fraction of the peak LR", range="[0, 1]")
+    warmup_lr: float = _f(0.01, "error_threshold: the LR held until the training error falls below warmup_error", range="(0, inf)")
+    warmup_error: float = _f(80.0, "error_threshold: training error (%) that ends the warm-up", range="[0, 100]")
+    warmup_max_steps: int = _f(2000, "error_threshold: the warm-up ends here at the latest", range="[0, inf)")
+    milestones: list[float] = _f([], "step schedule: epochs at which the LR is multiplied by gamma", range="[0, inf)")
+    gamma: float = _f(0.1, "step/exponential schedule: multiplicative factor", range="(0, inf)")
+    decay_every: float = _f(1.0, "exponential schedule: epochs between multiplications by gamma (EfficientNet: 2.4)", range="(0, inf)")
+    min_lr_factor: float = _f(0.0, "cosine/linear: final LR as a fraction of the peak LR", range="[0, 1]")
 
 
 @dataclass
 class TrainerConfig:
-    max_epochs: int = _f(15, "total epochs of the run (resume continues up to this)")
+    max_epochs: int = _f(15, "total epochs of the run (resume continues up to this)", range="[1, inf)")
     accelerator: str = _f("auto", "cpu | gpu | auto")
-    devices: Any = _f("auto", "devices per node (int or 'auto')")
-    num_nodes: int = _f(1, "nodes")
+    devices: Any = _f("auto", "devices per node (int or 'auto')", rule=DEVICES)
+    num_nodes: int = _f(1, "nodes", range="[1, inf)")
     strategy: str = _f("auto", "auto | ddp | ...")
     precision: str = _f("32-true", "32-true | bf16-mixed | 16-mixed")
     channels_last: bool = _f(False, "NHWC memory format for model and inputs (faster on tensor cores)")
-    gradient_clip_val: Optional[float] = _f(None, "clip gradient norm to this value")
-    limit_train_batches: Optional[float] = _f(None, "debug: fraction or number of train batches per epoch")
-    limit_val_batches: Optional[float] = _f(None, "debug: fraction or number of val batches")
-    log_every_n_steps: int = _f(10, "step-level logging interval")
+    gradient_clip_val: Optional[float] = _f(None, "clip gradient norm to this value", range="[0, inf)")
+    limit_train_batches: Optional[float] = _f(None, "debug: fraction or number of train batches per epoch", range="[0, inf)")
+    limit_val_batches: Optional[float] = _f(None, "debug: fraction or number of val batches", range="[0, inf)")
+    log_every_n_steps: int = _f(10, "step-level logging interval", range="[1, inf)")
     deterministic: bool = _f(False, "torch deterministic algorithms")
     sync_batchnorm: bool = _f(False, "SyncBatchNorm under DDP: batch statistics over the global batch")
     compile: bool = _f(False, "torch.compile the model in place (checkpoints keep uncompiled keys)")
     compile_backend: str = _f("inductor", "torch.compile backend (inductor; eager/aot_eager for debugging)")
-    dist_timeout_s: float = _f(600.0, "seconds a rank waits in one collective (DDP all-reduce, barrier, rendezvous) for the others before the run fails: a dead or frozen node ends the job instead of hanging until its time limit (replaces torch's default_pg_timeout of 1800 s that Lightning's DDPStrategy passes for gloo; NCCL's default is 600 s)")
+    dist_timeout_s: float = _f(600.0, "seconds a rank waits in one collective (DDP all-reduce, barrier, rendezvous) for the others before the run fails: a dead or frozen node ends the job instead of hanging until its time limit (replaces torch's default_pg_timeout of 1800 s that Lightning's DDPStrategy passes for gloo; NCCL's default is 600 s)", range="(0, inf)")
     flush_denormal: Optional[bool] = _f(None, "flush denormal floats to zero in CPU ops (torch.set_flush_denormal: a CPU step slows ~15x once activations turn denormal); null = on when training on the CPU")
 
 
 @dataclass
 class RegularizationConfig:
-    mixup_alpha: float = _f(0.0, "mixup Beta(alpha, alpha) (Zhang et al. 2018; torchvision recipe 0.2); 0 = off")
-    cutmix_alpha: float = _f(0.0, "cutmix Beta(alpha, alpha) (Yun et al. 2019; torchvision recipe 1.0); 0 = off")
-    mix_switch_prob: float = _f(0.5, "when both are on: probability of cutmix for a batch")
-    random_erasing: float = _f(0.0, "random erasing probability per image (Zhong et al. 2017; torchvision 0.1)")
-    ema_decay: float = _f(0.0, "EMA of weights, decay per update, validated as val_ema/*; 0 = off (torchvision's 0.99998 at its batch/epochs is ~0.9989 per update: regularization.adjusted_ema_decay)")
-    ema_every: int = _f(1, "EMA update interval in optimizer steps")
+    mixup_alpha: float = _f(0.0, "mixup Beta(alpha, alpha) (Zhang et al. 2018; torchvision recipe 0.2); 0 = off", range="[0, inf)")
+    cutmix_alpha: float = _f(0.0, "cutmix Beta(alpha, alpha) (Yun et al. 2019; torchvision recipe 1.0); 0 = off", range="[0, inf)")
+    mix_switch_prob: float = _f(0.5, "when both are on: probability of cutmix for a batch", range="[0, 1]")
+    random_erasing: float = _f(0.0, "random erasing probability per image (Zhong et al. 2017; torchvision 0.1)", range="[0, 1]")
+    ema_decay: float = _f(0.0, "EMA of weights, decay per update, validated as val_ema/*; 0 = off (torchvision's 0.99998 at its batch/epochs is ~0.9989 per update: regularization.adjusted_ema_decay)", range="[0, 1)")
+    ema_every: int = _f(1, "EMA update interval in optimizer steps", range="[1, inf)")
 
 
 @dataclass
@@ -158,7 +220,7 @@ class LoggingConfig:
 
 @dataclass
 class RunConfig:
-    name: Optional[str] = _f(None, "run directory name; null = SLURM job id or model_data_timestamp")
+    name: Optional[str] = _f(None, "run directory name; null = SLURM job id or model_data_timestamp", rule=PATH_COMPONENT)
     root: str = _f("runs", "parent directory of run directories")
 
 
@@ -172,9 +234,9 @@ class ExperimentConfig:
     regularization: RegularizationConfig = field(default_factory=RegularizationConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     run: RunConfig = field(default_factory=RunConfig)
-    seed: int = _f(0, "global seed (weights, augmentation, order)")
+    seed: int = _f(0, "global seed (weights, augmentation, order)", range="[0, 4294967295]")
     resume: Optional[str] = _f(None, "auto (continue this run's last checkpoint) or a checkpoint path")
-    recipe: Optional[str] = _f(None, "YAML preset under platform/recipes/, applied before the other overrides")
+    recipe: Optional[str] = _f(None, "YAML preset under platform/recipes/, applied before the other overrides", rule=RELATIVE_NAME)
 
 
 _SELECTING_SECTIONS = ("model", "data")  # `model=NAME` sets model.name
@@ -213,7 +275,10 @@ def help_text() -> str:
         value = defaults
         for part in key.split("."):
             value = value[part]
-        lines.append(f"  {key:32s} = {yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip():18s} {f.metadata.get('help', '')}")
+        allowed = (f" [range {f.metadata['range']}]" if "range" in f.metadata else
+                   f" [{f.metadata['rule'].describe}]" if "rule" in f.metadata else "")
+        lines.append(f"  {key:32s} = {yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip():18s} "
+                     f"{f.metadata.get('help', '')}{allowed}")
     return "\n".join(lines)
 
 
@@ -286,7 +351,10 @@ def load_config(args: list[str] | None = None, base: ExperimentConfig | None = N
     pairs = parse_overrides(list(args or []))
     recipe = [v for k, v in pairs if k == "recipe"]
     if recipe:
-        pairs = _recipe_pairs(recipe[-1]) + pairs
+        error = check_key("recipe", recipe[-1].strip())  # before it names a file to read
+        if error:
+            raise ConfigError(error)
+        pairs = _recipe_pairs(recipe[-1].strip()) + pairs
     cfg = OmegaConf.structured(base if base is not None else ExperimentConfig)
     keys = all_keys()
     for key, raw in pairs:
@@ -322,35 +390,53 @@ _CHOICES = {
 }
 
 
+def _floats(f: dataclasses.Field) -> bool:
+    return "float" in str(f.type)
+
+
+def check_key(key: str, value: Any, f: dataclasses.Field | None = None) -> str | None:
+    """The error for ``key=value`` against the key's declared rule, or None when it is allowed."""
+    f = f or all_keys()[key]
+    items = value if isinstance(value, (list, tuple)) else [value]
+    if "rule" in f.metadata:
+        rule: Rule = f.metadata["rule"]
+        return None if rule.ok(value) else f"bad value for {key}: {value!r}; expected {rule.describe}"
+    for v in items:
+        if v is None or isinstance(v, bool) or not isinstance(v, (int, float)):
+            continue
+        if _floats(f) and not math.isfinite(v):
+            return f"bad value for {key}: {v!r}; expected a finite number" + (
+                f" in {f.metadata['range']}" if "range" in f.metadata else "")
+        if "range" in f.metadata and v not in f.metadata["range"]:
+            kind = "a number" if _floats(f) else "an integer"
+            return f"bad value for {key}: {v!r}; expected {kind} in {f.metadata['range']}"
+    return None
+
+
+def _get(cfg: Any, key: str) -> Any:
+    for part in key.split("."):
+        cfg = getattr(cfg, part)
+    return cfg
+
+
 def validate(cfg: ExperimentConfig) -> None:
+    """Every key against its declared range/rule (see ``_f``), then the rules that span keys."""
+    for key, f in all_keys().items():
+        error = check_key(key, _get(cfg, key), f)
+        if error:
+            raise ConfigError(error)
     for key, choices in _CHOICES.items():
-        section, name = key.split(".")
-        value = getattr(getattr(cfg, section), name)
+        value = _get(cfg, key)
         if value not in choices:
             raise ConfigError(f"bad value for {key}: {value!r}; expected one of {', '.join(map(str, choices))}")
-    if cfg.data.batch_size <= 0:
-        raise ConfigError(f"bad value for data.batch_size: {cfg.data.batch_size}; expected a positive integer")
     if (cfg.data.min_resolution is None) != (cfg.data.max_resolution is None):
         raise ConfigError("progressive resizing needs both data.min_resolution and data.max_resolution "
                           f"(got {cfg.data.min_resolution} and {cfg.data.max_resolution})")
-    if not 0.0 <= cfg.data.val_fraction < 1.0:
-        raise ConfigError(f"bad value for data.val_fraction: {cfg.data.val_fraction}; expected 0 <= x < 1")
-    r = cfg.regularization
-    if not 0.0 <= r.ema_decay < 1.0:
-        raise ConfigError(f"bad value for regularization.ema_decay: {r.ema_decay}; expected 0 (off) <= x < 1")
-    if not 0.0 <= r.random_erasing <= 1.0:
-        raise ConfigError(f"bad value for regularization.random_erasing: {r.random_erasing}; expected a probability")
-    if r.mixup_alpha < 0 or r.cutmix_alpha < 0:
-        raise ConfigError("bad value for regularization.mixup_alpha/cutmix_alpha: expected >= 0 (0 = off)")
-    if r.ema_every < 1:
-        raise ConfigError(f"bad value for regularization.ema_every: {r.ema_every}; expected >= 1")
-    if cfg.trainer.max_epochs <= 0:
-        raise ConfigError(f"bad value for trainer.max_epochs: {cfg.trainer.max_epochs}; expected >= 1")
-    if cfg.optim.lr <= 0:
-        raise ConfigError(f"bad value for optim.lr: {cfg.optim.lr}; expected > 0")
-    if not cfg.trainer.dist_timeout_s > 0:  # (also catches nan)
-        raise ConfigError(f"bad value for trainer.dist_timeout_s: {cfg.trainer.dist_timeout_s}; "
-                          "expected seconds > 0")
+    cache = Path(cfg.data.cache_dir).expanduser()
+    existing = next((p for p in (cache, *cache.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise ConfigError(f"bad value for data.cache_dir: {cfg.data.cache_dir!r}; {existing} is a file, "
+                          "expected a directory (or a path that can be created as one)")
 
 
 def to_dict(cfg: ExperimentConfig) -> dict:

@@ -276,7 +276,8 @@ def train(cfg: ExperimentConfig, callbacks: list | None = None) -> dict[str, Any
             log.info("resuming %s from %s", run_dir, ckpt)
     status, summary = "failed", None
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt) if ckpt else None)
+        # weights_only: a resumed checkpoint is data (tensors and plain types), never pickled code
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt) if ckpt else None, weights_only=True)
         status = "finished" if not trainer.interrupted else "interrupted"
     except slurm.Requeued as e:  # SIGUSR1: checkpoint saved (and job requeued); the next start resumes
         status = "interrupted"
