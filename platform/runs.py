@@ -292,6 +292,17 @@ def lock_holder(run_dir: Path) -> dict[str, Any] | None:
     return holder if time.time() - mtime < LOCK_STALE_S else None
 
 
+def _earlier_attempt_of_this_job(holder: dict[str, Any]) -> bool:
+    """A requeued SLURM job (restart count >= 1) finding the lock of its own previous attempt, which may
+    still look alive from another node for LOCK_STALE_S: SLURM ended that attempt before starting this one."""
+    job = os.environ.get("SLURM_JOB_ID")
+    try:
+        restarts = int(os.environ.get("SLURM_RESTART_COUNT") or 0)
+    except ValueError:
+        restarts = 0
+    return bool(job) and holder.get("slurm_job") == job and restarts >= 1
+
+
 class RunLock:
     """The one-writer lock of a run directory (``<run dir>/.lock``: pid, host, start time).
 
@@ -310,14 +321,18 @@ class RunLock:
     def acquire(self) -> "RunLock":
         import platform
 
-        me = {"pid": os.getpid(), "host": platform.node(), "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        me = {"pid": os.getpid(), "host": platform.node(), "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+              "slurm_job": os.environ.get("SLURM_JOB_ID")}
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise RunWriteError(e.filename or self.run_dir, e) from None
         for _ in range(3):
             try:
                 fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             except FileExistsError:
                 holder = lock_holder(self.run_dir)
-                if holder is not None:
+                if holder is not None and not _earlier_attempt_of_this_job(holder):
                     raise RunBusyError(
                         f"run directory {self.run_dir} is in use by pid {holder['pid']} on {holder.get('host')} "
                         f"(since {holder.get('since')}); wait for it to end, stop it, or choose another run.name"
@@ -329,6 +344,8 @@ class RunLock:
                 with contextlib.suppress(FileNotFoundError):
                     self.path.unlink()
                 continue
+            except OSError as e:
+                raise RunWriteError(self.path, e) from None
             try:
                 os.write(fd, json.dumps(me).encode())
             finally:

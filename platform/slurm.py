@@ -251,6 +251,12 @@ class PreemptionCallback(L.Callback):
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         install_signal_handler(self.signum)  # (again: in case something replaced it since start-up)
 
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Lightning 2.6 registers its own SIGTERM handler just before training (signal_connector.py): it
+        # runs a collective inside the handler and kills the DDP children; ours only sets the flag
+        for signum in STOP_SIGNALS:
+            install_signal_handler(signum)
+
     def _agree(self, pl_module, loss=None) -> tuple[int | None, bool, bool]:
         import torch
 

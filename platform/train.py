@@ -424,7 +424,8 @@ def _train(cfg: ExperimentConfig, callbacks: list | None, tail: LogTail) -> dict
         if trainer.interrupted:
             status, signum = "interrupted", signal.SIGINT
         elif trainer.global_step == steps_before and trainer.current_epoch < cfg.trainer.max_epochs:
-            n, b = getattr(datamodule, "train_size", None), cfg.data.batch_size
+            n = getattr(datamodule, "train_size", None) or len(getattr(datamodule, "train_set", None) or ()) or None
+            b = cfg.data.batch_size
             raise EmptyTrainingError(
                 f"no training batch: data={cfg.data.name} has {n if n is not None else 'too few'} training "
                 f"examples for data.batch_size={b} over {trainer.world_size} device(s) (incomplete batches are "
