@@ -102,10 +102,11 @@ def test_sigterm_mid_epoch_saves_resumes_and_keeps_each_epoch_once(tmp_path):
     s = _run(tmp_path, "run.name=cut", "trainer.max_epochs=3", callbacks=[cut])
     assert s["status"] == "interrupted" and s["exit_code"] == 143 and "SIGTERM" in s["reason"]
     assert "resume=auto run.name=cut" in s["resume_command"]
-    assert _ckpt_step(tmp_path / "cut" / "checkpoints" / "last.ckpt") == BATCHES + 2
+    # sent after batch 1's end hooks of the platform ran: acted on at the end of batch 2
+    assert _ckpt_step(tmp_path / "cut" / "checkpoints" / "last.ckpt") == BATCHES + 3
     rest = _At(99, 0, lambda t: None)
     s2 = _run(tmp_path, "run.name=cut", "trainer.max_epochs=3", "resume=auto", callbacks=[rest])
-    assert rest.first_step == BATCHES + 2  # nothing trained twice, nothing skipped
+    assert rest.first_step == BATCHES + 3  # nothing trained twice, nothing skipped
     rows = read_metrics(tmp_path / "cut")
     assert s2["status"] == "finished" and [r["epoch"] for r in rows] == [0, 1, 2]
     assert [r["step"] for r in rows] == [BATCHES, 2 * BATCHES, 3 * BATCHES] and s2["segments"] == 2
@@ -117,12 +118,13 @@ def test_periodic_step_checkpoints_and_divergence_stop(tmp_path):
     non-finite loss with status diverged, exit code 3, the step and LR in the message, and the last
     good checkpoint left as it was (finite weights, verified digest)."""
     seen = []
-    probe = _At(0, 2, lambda t: seen.append(verify_checkpoint(tmp_path / "d" / "checkpoints" / "last.ckpt")))
-    s = _run(tmp_path, "run.name=d", "optim.lr=1e6", "schedule.warmup_epochs=0", "checkpoint.every_n_steps=1",
+    probe = _At(0, 0, lambda t: seen.append(verify_checkpoint(tmp_path / "d" / "checkpoints" / "last.ckpt")))
+    # (lr=1e6 keeps this tiny net's loss finite for many steps, ~1e26; 1e30 overflows at the second step)
+    s = _run(tmp_path, "run.name=d", "optim.lr=1e30", "schedule.warmup_epochs=0", "checkpoint.every_n_steps=1",
              callbacks=[probe])
     assert s["status"] == "diverged" and s["exit_code"] == 3, s
-    assert "non-finite training loss" in s["reason"] and "step" in s["reason"] and "lr 1e+06" in s["reason"]
-    assert seen and seen[0]["kind"] == "step" and seen[0]["global_step"] == 2  # saved mid-epoch, every step
+    assert "non-finite training loss (nan) at step 2" in s["reason"] and "with lr 8.5" in s["reason"], s["reason"]
+    assert seen and seen[0]["kind"] == "step" and seen[0]["global_step"] == 1  # saved mid-epoch, every step
     info = verify_checkpoint(tmp_path / "d" / "checkpoints" / "last.ckpt")  # also checks the weights are finite
     assert info["global_step"] < s["global_step"]
     with pytest.raises(ConfigError, match="finite"):
