@@ -204,6 +204,8 @@ def test_a_lost_run_is_not_running_and_a_stale_lock_does_not_block(tmp_path):
         holder.wait()
     assert lock_holder(run) is None and run_status(run) == "lost"
     assert [r.status for r in local_records(tmp_path)] == ["lost"]
+    from platform.reproduce import trained_columns
+    assert trained_columns(local_records(tmp_path))["status"] == f"lost: {run}"
     lock = RunLock(run).acquire()  # the dead holder's lock is taken over
     assert lock_holder(run)["pid"] == os.getpid()
     lock.release()
@@ -376,8 +378,9 @@ def test_sigkill_after_a_step_checkpoint_loses_at_most_the_interval_then_ctrl_c_
     assert run_status(tmp_path / "k") == "lost"
     epochs = saved["epoch"] + 1
     first = _At(99, 0, lambda t: None)
-    s = _run(tmp_path, *args[:-3], f"trainer.max_epochs={epochs}", *args[2:], callbacks=[first])
-    assert first.first_step >= saved["global_step"] and first.first_step - saved["global_step"] < 3
+    s = _run(tmp_path, "run.name=k", f"trainer.max_epochs={epochs}", *args[2:], "resume=auto", callbacks=[first])
+    # resumed at the newest checkpoint, at most every_n_steps=3 steps before the kill
+    assert first.first_step == saved["global_step"] and saved["kind"] in ("step", "epoch")
     rows = read_metrics(tmp_path / "k")
     assert s["status"] == "finished" and [r["epoch"] for r in rows] == list(range(epochs))
     assert rows[-1]["step"] == 10 * epochs and s["segments"] == 2
