@@ -42,7 +42,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
 
 from datamodules.write import atomic_path, write_json_atomic
@@ -524,9 +524,10 @@ class AtomicModelCheckpoint(ModelCheckpoint):
             remove_checkpoint(Path(filepath))
 
 
-class RunCheckpoint(L.Callback):
+class RunCheckpoint(Checkpoint):
     """``checkpoints/last.ckpt`` = the newest resumable state: at every training-epoch end (after
-    :class:`RunRecorder` wrote the epoch's line), and inside an epoch every ``every_n_steps``
+    :class:`RunRecorder` wrote the epoch's line and, being a ``Checkpoint``, after the best
+    checkpoint, so that ``last.ckpt`` holds the updated best-model state), and inside an epoch every ``every_n_steps``
     optimizer steps or ``every_minutes`` (the SIGUSR1/SIGTERM path in ``platform.slurm`` asks
     :meth:`periodic_due` at each batch end and calls :meth:`save`; the decision is agreed by all
     ranks there).  ``on_saved`` is called after each save (the summary heartbeat).
@@ -599,13 +600,21 @@ class RunRecorder(L.Callback):
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.epoch_started = time.time()
 
-    @rank_zero_only
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # on every rank: reading callback_metrics syncs the epoch's metrics across ranks (a collective);
+        # rank 0 alone reading them deadlocks against the next collective of the other ranks
         metrics = trainer.callback_metrics  # epoch-level values: Lightning has reached epoch end
         row: dict[str, Any] = {"epoch": trainer.current_epoch, "step": trainer.global_step,
                                "epoch_time_s": round(time.time() - self.epoch_started, 3)}
         row.update({k: _finite(float(metrics[k])) for k in METRIC_KEYS if k in metrics})
-        fsync_append(self.path, json.dumps(row) + "\n")
+        error = None
+        if trainer.is_global_zero:
+            try:
+                fsync_append(self.path, json.dumps(row) + "\n")
+            except RunWriteError as e:
+                error = e
+        if trainer.strategy.reduce_boolean_decision(error is not None, all=False):  # every rank stops
+            raise error or RunWriteError(self.path, "the write failed on global rank 0")
 
 
 # ---------------------------------------------------------------------------- reading many runs
