@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from .ffcv import FFCVDataModule
-from .write import ArrayDataset, BetonError, check_beton, now_iso, write_beton, write_json_atomic
+from .write import (ArrayDataset, BetonError, check_beton, file_digest, now_iso, verify_files, write_beton,
+                    write_json_atomic)
 
 log = logging.getLogger(__name__)
 DIGIT_CLASSES = [str(i) for i in range(10)]
@@ -61,6 +62,7 @@ def write_digits(directory: str | Path, resolution: int = 32, val_fraction: floa
         "split": {"val_fraction": val_fraction, "seed": seed, "stratified": True},
         "mean": pixels.mean(0).round(6).tolist(), "std": pixels.std(0).round(6).tolist(),
         "writer": {"write_mode": "raw"}, "created": now_iso(),
+        "files": {s: {"path": f"{s}.beton", **file_digest(directory / f"{s}.beton")} for s in ("train", "val")},
     })
     return directory
 
@@ -86,7 +88,14 @@ class DigitsDataModule(FFCVDataModule):
             if self.meta_path.exists() or self.train_path.exists():
                 log.warning("digits cache in %s is unusable (%s); writing it again", self.directory, e)
             return False
-        return meta.get("format_version") == FORMAT_VERSION
+        if meta.get("format_version") != FORMAT_VERSION:
+            return False
+        problems = verify_files(self.directory, meta)  # a few MB: cheap enough to check at every start
+        if problems:
+            log.warning("digits cache in %s does not match its meta.json (%s); writing it again",
+                        self.directory, "; ".join(problems))
+            return False
+        return True
 
     def prepare_data(self) -> None:
         if not self.is_written():

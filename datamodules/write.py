@@ -94,7 +94,6 @@ def write_beton(
     ``max_resolution``, ``jpeg_quality``, ``compress_probability``).
     """
     from ffcv.fields import IntField, RGBImageField
-    from ffcv.writer import DatasetWriter
 
     if len(dataset) == 0:
         raise ValueError(f"refusing to write {path}: the dataset is empty")
@@ -104,10 +103,65 @@ def write_beton(
         "label": IntField(),
     }
     path = Path(path)
+    images = getattr(dataset, "images", None)
+    largest = int(np.prod(images.shape[1:])) if isinstance(images, np.ndarray) and images.ndim == 4 else 0
     with atomic_path(path) as tmp:
-        DatasetWriter(str(tmp), fields, num_workers=num_workers).from_indexed_dataset(dataset, chunksize=chunk_size)
+        # our writer, not FFCV's: a worker that dies (ENOSPC, SIGBUS on a full tmpfs) is an error, not a hang
+        writer = _ffcv_writer(str(tmp), fields, num_workers, _page_size(largest), None)
+        try:
+            writer.from_indexed_dataset(dataset, chunksize=chunk_size)
+        except (WriteError, OSError) as e:
+            raise WriteError(f"writing {path} failed: {e}{_space_hint(path)}") from None
     check_beton(path)
     return path
+
+
+def _space_hint(path: Path) -> str:
+    """``; N bytes free on DIR (disk full?)`` when the file system of ``path`` is (nearly) full."""
+    try:
+        st = os.statvfs(Path(path).parent)
+    except OSError:
+        return ""
+    free = st.f_bavail * st.f_frsize
+    return f"; {free} bytes free on {Path(path).parent} (disk full?)" if free < 64 << 20 else ""
+
+
+# --------------------------------------------------------------------------- content digests
+def file_digest(path: str | os.PathLike) -> dict[str, Any]:
+    """``{"bytes", "sha256"}`` of a file, as ``meta.json`` records each ``.beton``."""
+    import hashlib
+
+    with open(path, "rb") as fh:
+        return {"bytes": os.fstat(fh.fileno()).st_size, "sha256": hashlib.file_digest(fh, "sha256").hexdigest()}
+
+
+def verify_files(directory: str | os.PathLike, meta: dict[str, Any] | None = None) -> list[str]:
+    """Problems (one line each) of the ``.beton`` files of ``directory`` against its ``meta.json``:
+    missing files, sizes or SHA-256 digests that differ, files the meta has no digest for."""
+    directory = Path(directory)
+    if meta is None:
+        try:
+            meta = json.loads((directory / "meta.json").read_text())
+        except (OSError, ValueError) as e:
+            return [f"{directory / 'meta.json'}: unreadable ({e})"]
+    files = meta.get("files") if isinstance(meta, dict) else None
+    if not isinstance(files, dict) or not files:
+        return [f"{directory / 'meta.json'}: records no files (written before digests were recorded)"]
+    problems = []
+    for split, want in files.items():
+        path = directory / str(want.get("path", f"{split}.beton"))
+        if not path.is_file():
+            problems.append(f"{path}: missing")
+            continue
+        if "sha256" not in want:
+            problems.append(f"{path}: meta.json records no digest for it")
+            continue
+        got = file_digest(path)
+        if got["bytes"] != want.get("bytes"):
+            problems.append(f"{path}: {got['bytes']} bytes, meta.json says {want.get('bytes')}")
+        elif got["sha256"] != want["sha256"]:
+            problems.append(f"{path}: content differs from meta.json's SHA-256 (bytes changed on disk)")
+    return problems
 
 
 # --------------------------------------------------------------------------- checking
@@ -653,7 +707,7 @@ def write_imagefolder(src: str | os.PathLike, out: str | os.PathLike, *, console
         "warnings": warned,
         "missing_classes": {s: tree.missing_classes[s] for s in splits if s in tree.missing_classes},
         "classes_without_images": {s: v for s, v in empty_after_skip.items() if v},
-        "files": {s: {"path": f"{s}.beton", "bytes": (out / f"{s}.beton").stat().st_size} for s in splits},
+        "files": {s: {"path": f"{s}.beton", **file_digest(out / f"{s}.beton")} for s in splits},
         "timing": {"total_s": round(total_s, 3), "check_s": round(check_s, 3),
                    "write_s": {s: round(v, 3) for s, v in write_s.items()},
                    "images_per_s": round(n_written / work_s, 1) if work_s > 0 else None},
@@ -782,7 +836,8 @@ def _note(console: Any, text: str) -> None:
 
 # --------------------------------------------------------------------------- command line
 _USAGE = """python -m datamodules.write SRC OUT [options]
-       python -m datamodules.write --dataset digits OUT [--resolution PX]"""
+       python -m datamodules.write --dataset digits OUT [--resolution PX]
+       python -m datamodules.write --verify OUT"""
 
 _DESCRIPTION = """\
 Write an ImageNet-layout ImageFolder tree to FFCV files: SRC/train/<class>/* and
@@ -827,6 +882,9 @@ def build_parser() -> "argparse.ArgumentParser":
                    help="imagefolder: SRC is an ImageNet-layout tree (default); digits: the embedded default "
                         "dataset, written to OUT (no SRC)")
     p.add_argument("--name", help="dataset name recorded in meta.json (default: SRC's directory name)")
+    p.add_argument("--verify", action="store_true",
+                   help="check a written OUT: each .beton against the size and SHA-256 meta.json records (exit 1 "
+                        "on a mismatch)")
     g = p.add_argument_group("selection")
     g.add_argument("--splits", help=f"comma-separated splits to write (default: {d['splits']})")
     g.add_argument("--limit-per-class", type=int, metavar="N",
@@ -900,6 +958,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, on_sigterm) if main_thread else None
     try:
+        if args.verify:
+            if len(args.paths) != 1:
+                raise UsageError(f"--verify takes one path, OUT (got {len(args.paths)})")
+            out = Path(args.paths[0])
+            problems = verify_files(out)
+            for split in ("train", "val"):
+                if (out / f"{split}.beton").is_file() and not problems:
+                    check_beton(out / f"{split}.beton")
+            if problems:
+                for line in problems:
+                    err.print(f"error: {line}", markup=False)
+                return 1
+            print(f"verified {out}: every .beton matches the size and SHA-256 in meta.json", flush=True)
+            return 0
         if args.dataset == "digits":
             given = [f"--{k.replace('_', '-')}" for k in DEFAULTS if getattr(args, k, None) is not None]
             if given:

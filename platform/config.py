@@ -219,6 +219,12 @@ class LoggingConfig:
 
 
 @dataclass
+class CheckpointConfig:
+    every_n_steps: Optional[int] = _f(None, "also save the resumable state (checkpoints/last.ckpt) every N optimizer steps inside an epoch; null = off", range="[1, inf)")
+    every_minutes: Optional[float] = _f(30.0, "also save it when this many minutes passed since the last save (a SIGKILL or dead node loses at most this); null = off", range="(0, inf)")
+
+
+@dataclass
 class RunConfig:
     name: Optional[str] = _f(None, "run directory name; null = SLURM job id or model_data_timestamp", rule=PATH_COMPONENT)
     root: str = _f("runs", "parent directory of run directories")
@@ -233,6 +239,7 @@ class ExperimentConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     regularization: RegularizationConfig = field(default_factory=RegularizationConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     run: RunConfig = field(default_factory=RunConfig)
     seed: int = _f(0, "global seed (weights, augmentation, order)", range="[0, 4294967295]")
     resume: Optional[str] = _f(None, "auto (continue this run's last checkpoint) or a checkpoint path")
@@ -240,7 +247,14 @@ class ExperimentConfig:
 
 
 _SELECTING_SECTIONS = ("model", "data")  # `model=NAME` sets model.name
-SECTIONS = ("model", "data", "optim", "schedule", "trainer", "regularization", "logging", "run")
+SECTIONS = ("model", "data", "optim", "schedule", "trainer", "regularization", "logging", "checkpoint", "run")
+
+# keys a resumed run may change (resume=auto compares the saved config.yaml with the new one): where
+# and how it runs, how long, what it logs -- never what it computes (data, model, optimizer, schedule)
+RESUME_MAY_CHANGE = ("trainer.max_epochs", "trainer.devices", "trainer.num_nodes", "trainer.strategy",
+                     "trainer.accelerator", "trainer.log_every_n_steps", "trainer.flush_denormal", "logging.*",
+                     "run.*", "checkpoint.*", "resume", "recipe", "model.init", "data.num_workers",
+                     "data.batches_ahead", "data.os_cache", "data.cache_dir")
 
 
 # ---------------------------------------------------------------------------- key schema
@@ -437,6 +451,27 @@ def validate(cfg: ExperimentConfig) -> None:
     if existing is not None and not existing.is_dir():
         raise ConfigError(f"bad value for data.cache_dir: {cfg.data.cache_dir!r}; {existing} is a file, "
                           "expected a directory (or a path that can be created as one)")
+
+
+def flat_dict(cfg: ExperimentConfig | dict) -> dict[str, Any]:
+    """``{"optim.lr": 0.1, ...}``: every leaf of a config (or of its dict form) by dotted key."""
+    out: dict[str, Any] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        for k, v in node.items():
+            if isinstance(v, dict):
+                walk(v, f"{prefix}{k}.")
+            else:
+                out[f"{prefix}{k}"] = v
+    walk(cfg if isinstance(cfg, dict) else to_dict(cfg), "")
+    return out
+
+
+def resume_differences(saved: ExperimentConfig, new: ExperimentConfig) -> list[tuple[str, Any, Any]]:
+    """(key, saved value, new value) for every key that differs and may not change on resume."""
+    a, b = flat_dict(saved), flat_dict(new)
+    allowed = lambda k: any(k == p or (p.endswith(".*") and k.startswith(p[:-1])) for p in RESUME_MAY_CHANGE)  # noqa: E731
+    return [(k, a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k) and not allowed(k)]
 
 
 def to_dict(cfg: ExperimentConfig) -> dict:

@@ -4,6 +4,8 @@ Accepted files, detected automatically:
 * a Lightning checkpoint of ours (``runs/*/checkpoints/*.ckpt``: ``state_dict`` with ``model.`` keys),
 * a plain ``state_dict`` of our model (``torch.save(model.state_dict(), path)``),
 * a torchvision ``state_dict`` of the same architecture (converted by ``models.convert``).
+A checkpoint with a digest file (``<file>.sha256.json``, written beside every checkpoint of ours)
+is verified against it first; every file is read with ``torch.load(weights_only=True)``.
 When the checkpoint's classifier has another number of classes than the dataset, the head is
 left freshly initialised -- and the log says so.  Any other mismatch is an error.
 """
@@ -25,6 +27,13 @@ log = logging.getLogger(__name__)
 def _read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], str]:
     if not path.is_file():
         raise ConfigError(f"model.init={path}: no such file (give a .ckpt of ours or a saved state_dict)")
+    from platform.runs import CheckpointError, digest_path, verify_checkpoint
+
+    if digest_path(path).is_file():  # a checkpoint of ours: its SHA-256 must match before it is used
+        try:
+            verify_checkpoint(path)
+        except CheckpointError as e:
+            raise ConfigError(f"model.init={path}: {e}; use another checkpoint (e.g. the run's best-epoch*.ckpt)") from None
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # pickles of arbitrary objects, truncated files, not torch at all

@@ -156,7 +156,8 @@ def trained_columns(runs: list[RunRecord]) -> dict[str, Any]:
         evaluated[protocol] = {"top1_err": mean, "top1_err_std": std, "n": len(errs)}
     out["evaluated"] = evaluated
     running = [r.path for r in runs if r.status == "running"]
-    failed = [r.path for r in runs if r.status in ("failed", "interrupted")]
+    failed = [r.path for r in runs if r.status in ("failed", "interrupted", "diverged")]
+    lost = [r.path for r in runs if r.status == "lost"]  # a dead writer without a final status (SIGKILL, node)
     parts = []
     if finished:
         parts.append(f"finished x{len(finished)}")
@@ -164,6 +165,8 @@ def trained_columns(runs: list[RunRecord]) -> dict[str, Any]:
         parts.append(f"running: {', '.join(running)}")
     if failed:
         parts.append(f"failed: {', '.join(failed)}")
+    if lost:
+        parts.append(f"lost: {', '.join(lost)}")
     out["status"] = "; ".join(parts) if parts else "pending"
     out["running"], out["failed"] = running, failed
     return out

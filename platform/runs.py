@@ -1,24 +1,42 @@
-"""The run directory: its layout, the callback that writes it, and the functions that read it.
+"""The run directory: its layout, the callbacks that write it, and the functions that read it.
 
 ``runs/<name>/``
-    ``config.yaml``       the resolved ExperimentConfig
+    ``config.yaml``       the resolved ExperimentConfig (written atomically; a resume may change only
+                          the keys of ``platform.config.RESUME_MAY_CHANGE``)
     ``env.json``          git commit, torch/CUDA/GPU, host, command line
-    ``metrics.jsonl``     one JSON line per finished epoch (accuracies in percent)
-    ``summary.json``      model, data, seed, epochs, best/final val top-1, final top-5, wall time,
-                          world size, status (running | finished | interrupted | failed)
-    ``checkpoints/``      ``last.ckpt`` (every epoch) and the best epoch's checkpoint
+    ``metrics.jsonl``     one JSON line per finished epoch (accuracies in percent), each epoch once
+    ``summary.json``      model, data, seed, epochs, best/final val top-1, final top-5, wall time summed
+                          over ``segments``, world size, host, pid, heartbeat, status (running | finished |
+                          interrupted | diverged | failed; a ``running`` run whose writer is gone reads
+                          as ``lost``), and for a failure the exception and the last log lines
+    ``checkpoints/``      ``last.ckpt``: the newest resumable state, written at every epoch end and every
+                          ``checkpoint.every_n_steps`` / ``every_minutes`` inside an epoch (and on SIGUSR1,
+                          SIGTERM, Ctrl-C); ``best-epochNNN.ckpt``: the best epoch by val top-1.  Each
+                          has a ``<file>.sha256.json`` digest, checked before a resume or ``model.init``
+    ``.lock``             pid and host of the one process writing the directory (heartbeat: its mtime)
     ``confusion.csv/.png`` the last validation epoch's confusion matrix (per-class top-1)
     ``eval-<protocol>.json`` ``platform.evaluate``'s results (center | flip | 10crop), if evaluated
     ``wandb/``            the W&B run (offline runs sync with ``wandb sync``)
 
-``platform.reproduce`` reads these records, with or without W&B.
+Every file is written under a temporary name and renamed, so a kill at any moment leaves the
+previous version; ``metrics.jsonl`` is appended one whole line per write (a torn last line from a
+crash mid-write is skipped with a warning by the readers).  ``platform.reproduce`` reads these
+records, with or without W&B.
 """
 from __future__ import annotations
 
+import collections
+import contextlib
+import errno
+import hashlib
 import json
+import logging
+import math
 import os
+import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,13 +44,38 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
 
-from datamodules.write import write_json_atomic
+from datamodules.write import atomic_path, write_json_atomic
+
+log = logging.getLogger("platform.runs")
 
 METRIC_KEYS = ("train/loss", "train/top1", "val/loss", "val/top1", "val/top5", "val/top1_best", "lr",
                "val_ema/loss", "val_ema/top1", "val_ema/top5")
+LAST = "last.ckpt"
+DIGEST_SUFFIX = ".sha256.json"
+
+
+class RunWriteError(RuntimeError):
+    """A record or checkpoint that could not be written (disk full, read-only file system)."""
+
+    def __init__(self, path: str | os.PathLike, error: BaseException | str) -> None:
+        self.path = Path(path)
+        if isinstance(error, OSError):
+            code = errno.errorcode.get(error.errno or 0, "")
+            what = f"{error.strerror or error}" + (f" ({code})" if code else "")
+        else:
+            what = str(error)
+        super().__init__(f"cannot write {self.path}: {what}")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that is empty, truncated, altered or unreadable."""
+
+
+class RunBusyError(RuntimeError):
+    """The run directory is being written by another live process."""
 
 
 def checkpoint_dir(run_dir: Path) -> Path:
@@ -40,20 +83,62 @@ def checkpoint_dir(run_dir: Path) -> Path:
 
 
 def last_checkpoint(run_dir: Path) -> Path | None:
-    path = checkpoint_dir(run_dir) / "last.ckpt"
+    path = checkpoint_dir(run_dir) / LAST
     return path if path.is_file() else None
 
 
+def _fsync_dir(directory: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _finite(v: float) -> float | None:
+    return round(v, 6) if math.isfinite(v) else None  # json.dumps would write a bare NaN (not JSON)
+
+
+# ---------------------------------------------------------------------------- reading records
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    """The epoch lines of ``metrics.jsonl``; a line that is not JSON (torn by a crash mid-write) is
+    skipped with a warning."""
     path = Path(run_dir) / "metrics.jsonl"
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = []
+    for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            row = None
+        if not isinstance(row, dict) or not isinstance(row.get("epoch"), int):
+            log.warning("%s: line %d is not a complete record (torn by a crash while it was written?); skipped",
+                        path, n)
+            continue
+        rows.append(row)
+    return rows
 
 
 def read_summary(run_dir: Path) -> dict[str, Any] | None:
     path = Path(run_dir) / "summary.json"
-    return json.loads(path.read_text()) if path.is_file() else None
+    try:
+        return json.loads(path.read_text()) if path.is_file() else None
+    except (OSError, ValueError):
+        log.warning("%s is not readable JSON; treating the run as having no summary", path)
+        return None
+
+
+def run_status(run_dir: Path, summary: dict[str, Any] | None = None) -> str:
+    """The summary's status, except that a ``running`` run whose writer is gone is ``lost``."""
+    summary = read_summary(run_dir) if summary is None else summary
+    status = (summary or {}).get("status", "running")
+    if status == "running" and lock_holder(run_dir) is None:
+        return "lost"
+    return status
 
 
 def read_evaluations(run_dir: Path) -> dict[str, dict[str, Any]]:
@@ -70,8 +155,6 @@ def read_evaluations(run_dir: Path) -> dict[str, dict[str, Any]]:
 
 
 def _write_lines(path: Path, rows: list[dict[str, Any]]) -> None:
-    from datamodules.write import atomic_path
-
     with atomic_path(path) as tmp:
         tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
@@ -101,50 +184,412 @@ def environment() -> dict[str, Any]:
     }
 
 
+# ---------------------------------------------------------------------------- summary
+class LogTail(logging.Handler):
+    """The last ``n`` log records in memory, for the summary of a run that fails."""
+
+    def __init__(self, n: int = 40) -> None:
+        super().__init__(logging.INFO)
+        self.lines: collections.deque[str] = collections.deque(maxlen=n)
+        self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with contextlib.suppress(Exception):
+            self.lines.append(self.format(record))
+
+    def attach(self) -> "LogTail":
+        for name in ("", "lightning.pytorch", "lightning.fabric"):  # lightning's loggers do not propagate
+            logging.getLogger(name).addHandler(self)
+        return self
+
+    def detach(self) -> None:
+        for name in ("", "lightning.pytorch", "lightning.fabric"):
+            logging.getLogger(name).removeHandler(self)
+
+
+def error_record(e: BaseException, tail: LogTail | None = None) -> dict[str, Any]:
+    import traceback
+
+    frames = traceback.extract_tb(e.__traceback__)
+    return {"type": type(e).__name__, "message": str(e),
+            "where": f"{frames[-1].filename}:{frames[-1].lineno}" if frames else None,
+            "log_tail": list(tail.lines) if tail is not None else []}
+
+
+class RunSummary:
+    """``summary.json`` of one run across its segments (each start of ``platform.train`` on it):
+    ``wall_time_s`` sums the segments (a killed one counts up to its last heartbeat)."""
+
+    def __init__(self, run_dir: Path, base: dict[str, Any], world_size: int,
+                 previous: dict[str, Any] | None = None) -> None:
+        self.run_dir, self.base, self.world_size = Path(run_dir), dict(base), world_size
+        previous = previous or {}
+        self.prior_s = float(previous.get("wall_time_s") or 0.0)
+        self.segment = int(previous.get("segments") or (1 if previous else 0)) + 1
+        self.started = time.time()
+
+    def write(self, status: str, **extra: Any) -> dict[str, Any]:
+        now = time.time()
+        s = summarize(self.run_dir, self.base, status, self.prior_s + now - self.started, self.world_size,
+                      segments=self.segment, **extra)
+        return s
+
+    def heartbeat(self) -> None:
+        """Refreshed at every epoch end and periodic checkpoint: a live run is told from a lost one."""
+        try:
+            self.write("running")
+        except RunWriteError as e:
+            log.warning("%s", e)
+
+
 def summarize(run_dir: Path, base: dict[str, Any], status: str, wall_time_s: float,
-              world_size: int) -> dict[str, Any]:
+              world_size: int, **extra: Any) -> dict[str, Any]:
+    import platform
+
     rows = read_metrics(run_dir)
-    val = [r["val/top1"] for r in rows if "val/top1" in r]
+    val = [r["val/top1"] for r in rows if r.get("val/top1") is not None]
     last = rows[-1] if rows else {}
     summary = dict(base)
+    now = time.time()
     summary.update({
         "epochs": len(rows),
         "best_val_top1": max(val) if val else None,
         "final_val_top1": last.get("val/top1"),
         "final_val_top5": last.get("val/top5"),
         "wall_time_s": round(wall_time_s, 2),
+        "segments": 1,
         "world_size": world_size,
         "status": status,
         "run_dir": str(run_dir),
-        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "host": platform.node(), "pid": os.getpid(),
+        "heartbeat": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(now)), "heartbeat_unix": round(now, 1),
     })
-    write_json_atomic(Path(run_dir) / "summary.json", summary)
+    summary.update(extra)
+    if status != "running":
+        summary["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(now))
+    path = Path(run_dir) / "summary.json"
+    try:
+        write_json_atomic(path, summary)
+    except OSError as e:
+        raise RunWriteError(path, e) from None
     return summary
 
 
-class AtomicModelCheckpoint(ModelCheckpoint):
-    """``ModelCheckpoint`` whose files appear only complete: written to ``<file>.tmp`` and renamed.
+# ---------------------------------------------------------------------------- one writer per run dir
+LOCK = ".lock"
+LOCK_BEAT_S = 15.0    # the holder touches the lock this often
+LOCK_STALE_S = 120.0  # a lock of another host untouched this long belongs to a dead process
 
-    Lightning writes the bytes straight into the final file, so a SIGTERM without warning (SLURM's
-    time limit, a node reclaimed) during the write would leave a truncated ``last.ckpt``; here the
-    previous checkpoint stays usable until the new one is whole.
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def lock_holder(run_dir: Path) -> dict[str, Any] | None:
+    """``{"pid", "host", "since"}`` of the live process holding ``run_dir``'s lock, else None (no lock,
+    or a stale one: a dead pid on this host, or no heartbeat for LOCK_STALE_S from another host)."""
+    import platform
+
+    path = Path(run_dir) / LOCK
+    try:
+        holder = json.loads(path.read_text())
+        mtime = path.stat().st_mtime
+    except (OSError, ValueError):
+        return None
+    if not isinstance(holder, dict) or not isinstance(holder.get("pid"), int):
+        return None
+    if holder.get("host") == platform.node():
+        return holder if _pid_alive(holder["pid"]) else None
+    return holder if time.time() - mtime < LOCK_STALE_S else None
+
+
+def _earlier_attempt_of_this_job(holder: dict[str, Any]) -> bool:
+    """A requeued SLURM job (restart count >= 1) finding the lock of its own previous attempt, which may
+    still look alive from another node for LOCK_STALE_S: SLURM ended that attempt before starting this one."""
+    job = os.environ.get("SLURM_JOB_ID")
+    try:
+        restarts = int(os.environ.get("SLURM_RESTART_COUNT") or 0)
+    except ValueError:
+        restarts = 0
+    return bool(job) and holder.get("slurm_job") == job and restarts >= 1
+
+
+class RunLock:
+    """The one-writer lock of a run directory (``<run dir>/.lock``: pid, host, start time).
+
+    Taken with ``O_EXCL``; a lock left by a dead process (SIGKILL, a lost node) is taken over
+    with a warning.  A daemon thread touches it every LOCK_BEAT_S, which is how another host
+    tells a live holder from a dead one.
+    """
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / LOCK
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.held = False
+
+    def acquire(self) -> "RunLock":
+        import platform
+
+        me = {"pid": os.getpid(), "host": platform.node(), "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+              "slurm_job": os.environ.get("SLURM_JOB_ID")}
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise RunWriteError(e.filename or self.run_dir, e) from None
+        for _ in range(3):
+            try:
+                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                holder = lock_holder(self.run_dir)
+                if holder is not None and not _earlier_attempt_of_this_job(holder):
+                    raise RunBusyError(
+                        f"run directory {self.run_dir} is in use by pid {holder['pid']} on {holder.get('host')} "
+                        f"(since {holder.get('since')}); wait for it to end, stop it, or choose another run.name"
+                    ) from None
+                with contextlib.suppress(OSError, ValueError):
+                    old = json.loads(self.path.read_text())
+                    log.warning("taking over the lock of %s from pid %s on %s, which is no longer running",
+                                self.run_dir, old.get("pid"), old.get("host"))
+                with contextlib.suppress(FileNotFoundError):
+                    self.path.unlink()
+                continue
+            except OSError as e:
+                raise RunWriteError(self.path, e) from None
+            try:
+                os.write(fd, json.dumps(me).encode())
+            finally:
+                os.close(fd)
+            self.held = True
+            self._thread = threading.Thread(target=self._beat, name="run-lock-heartbeat", daemon=True)
+            self._thread.start()
+            return self
+        raise RunBusyError(f"could not take the lock {self.path} (another process keeps taking it)")
+
+    def _beat(self) -> None:
+        while not self._stop.wait(LOCK_BEAT_S):
+            with contextlib.suppress(OSError):
+                os.utime(self.path)
+
+    def release(self) -> None:
+        self._stop.set()
+        if self.held:
+            with contextlib.suppress(OSError):
+                self.path.unlink()
+            self.held = False
+
+
+# ---------------------------------------------------------------------------- checkpoint files
+def digest_path(ckpt: Path) -> Path:
+    return Path(ckpt).with_name(Path(ckpt).name + DIGEST_SUFFIX)
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def _read_digests(ckpt: Path) -> list[dict[str, Any]] | None:
+    try:
+        entries = json.loads(digest_path(ckpt).read_text()).get("entries")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return [e for e in entries if isinstance(e, dict) and "sha256" in e] if isinstance(entries, list) else None
+
+
+def save_checkpoint(trainer: L.Trainer, path: Path, kind: str) -> None:
+    """Save the trainer's resumable state to ``path`` atomically, with its digest; collective.
+
+    Rank 0 writes ``.<name>.tmp``, fsyncs it, writes the digest file (holding the new digest and the
+    previous one, so a kill between the two renames leaves a pair that still verifies) and renames.
+    A failed write (ENOSPC, EROFS) removes the temporary file, leaves the previous checkpoint as it
+    was, and raises :class:`RunWriteError` on every rank (no rank is left waiting in a barrier).
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    checkpoint = trainer._checkpoint_connector.dump_checkpoint(False)
+    error: RunWriteError | None = None
+    if trainer.is_global_zero:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            trainer.strategy.checkpoint_io.save_checkpoint(checkpoint, tmp)
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+            entry = {"sha256": file_sha256(tmp), "bytes": tmp.stat().st_size, "epoch": trainer.current_epoch,
+                     "global_step": trainer.global_step, "kind": kind,
+                     "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+            old = (_read_digests(path) or [])[:1] if path.is_file() else []
+            write_json_atomic(digest_path(path), {"file": path.name, "entries": [entry, *old]})
+            os.replace(tmp, path)
+            _fsync_dir(path.parent)
+        except OSError as e:
+            error = RunWriteError(path, e)
+        finally:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+    if trainer.strategy.reduce_boolean_decision(error is not None, all=False):
+        raise error or RunWriteError(path, "the write failed on global rank 0")
+
+
+def remove_checkpoint(path: Path) -> None:
+    for p in (Path(path), digest_path(path)):
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
+
+
+def verify_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Check a checkpoint before it is loaded; return what its digest file says (epoch, step, kind).
+
+    With a digest file: the size and SHA-256 must match one of its entries.  Without one (written
+    by an earlier version, or elsewhere): it must load with ``weights_only=True`` and hold only
+    finite weights.  Raises :class:`CheckpointError` naming the file and the problem.
+    """
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot read it ({e.strerror or e})") from None
+    if size == 0:
+        raise CheckpointError(f"{path}: empty file (0 bytes)")
+    entries = _read_digests(path)
+    if entries is not None:
+        for e in entries:
+            if e.get("bytes") == size and e["sha256"] == file_sha256(path):
+                return e
+        want = entries[0] if entries else {}
+        why = (f"{size} bytes, its digest file says {want.get('bytes')} (truncated?)" if want.get("bytes") != size
+               else "SHA-256 differs from its digest file (bytes changed on disk)")
+        raise CheckpointError(f"{path}: corrupt: {why}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated zip, random bytes, a pickle of arbitrary objects
+        raise CheckpointError(f"{path}: unreadable ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+    sd = ckpt.get("state_dict") if isinstance(ckpt, dict) else None
+    if not isinstance(sd, dict):
+        raise CheckpointError(f"{path}: not a Lightning checkpoint (no state_dict)")
+    bad = [k for k, v in sd.items() if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(f"{path}: holds non-finite weights ({bad[0]}{' ...' if len(bad) > 1 else ''})")
+    return {"epoch": ckpt.get("epoch"), "global_step": ckpt.get("global_step"), "kind": "unverified (no digest)"}
+
+
+def resumable_checkpoints(run_dir: Path) -> list[Path]:
+    """``last.ckpt`` first, then the other checkpoints (best, older versions' names), newest first."""
+    d = checkpoint_dir(run_dir)
+    others = sorted((p for p in d.glob("*.ckpt") if p.name != LAST and not p.name.startswith(".")),
+                    key=lambda p: p.stat().st_mtime, reverse=True) if d.is_dir() else []
+    last = d / LAST
+    return ([last] if last.is_file() else []) + others
+
+
+def newest_valid_checkpoint(run_dir: Path) -> tuple[Path | None, list[str]]:
+    """The valid checkpoint with the highest step (``last.ckpt`` on ties) and the problems of the others
+    found on the way (one line each)."""
+    problems, valid = [], []
+    for order, p in enumerate(resumable_checkpoints(run_dir)):
+        try:
+            info = verify_checkpoint(p)
+        except CheckpointError as e:
+            problems.append(str(e))
+            continue
+        valid.append((int(info.get("global_step") or 0), -order, p))
+    return (max(valid)[2] if valid else None), problems
+
+
+def fsync_append(path: Path, line: str) -> None:
+    """Append one whole line in one ``write`` and fsync it; on failure cut the file back to where it was."""
+    data = line.encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        start = os.fstat(fd).st_size
+        try:
+            if os.write(fd, data) != len(data):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            os.fsync(fd)
+        except OSError as e:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, start)
+            raise RunWriteError(path, e) from None
+    finally:
+        os.close(fd)
+
+
+# ---------------------------------------------------------------------------- callbacks
+class AtomicModelCheckpoint(ModelCheckpoint):
+    """``ModelCheckpoint`` for the best epoch: each file appears only complete (temporary file,
+    digest, rename -- :func:`save_checkpoint`), and its digest file goes with it when replaced.
+
+    ``last.ckpt`` is not this callback's: Lightning 2.6 rewrites it only in epochs that saved a
+    top-k file (an epoch that did not improve left ``last.ckpt`` at the best epoch), so
+    :class:`RunCheckpoint` writes it at every epoch end instead.
     """
 
     def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
-        tmp = f"{filepath}.tmp"
-        super()._save_checkpoint(trainer, tmp)
-        if trainer.is_global_zero:
-            os.replace(tmp, filepath)
-        trainer.strategy.barrier("atomic_checkpoint")
+        save_checkpoint(trainer, Path(filepath), "best")
+        self._last_global_step_saved = trainer.global_step
         self._last_checkpoint_saved = filepath
+
+    def _remove_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
+        if trainer.is_global_zero:
+            remove_checkpoint(Path(filepath))
+
+
+class RunCheckpoint(Checkpoint):
+    """``checkpoints/last.ckpt`` = the newest resumable state: at every training-epoch end (after
+    :class:`RunRecorder` wrote the epoch's line and, being a ``Checkpoint``, after the best
+    checkpoint, so that ``last.ckpt`` holds the updated best-model state), and inside an epoch every ``every_n_steps``
+    optimizer steps or ``every_minutes`` (the SIGUSR1/SIGTERM path in ``platform.slurm`` asks
+    :meth:`periodic_due` at each batch end and calls :meth:`save`; the decision is agreed by all
+    ranks there).  ``on_saved`` is called after each save (the summary heartbeat).
+    """
+
+    def __init__(self, run_dir: Path, every_n_steps: int | None = None, every_minutes: float | None = None,
+                 on_saved: Any = None) -> None:
+        self.run_dir = Path(run_dir)
+        self.every_n_steps, self.every_minutes, self.on_saved = every_n_steps, every_minutes, on_saved
+        self.last_save = time.monotonic()
+
+    @property
+    def path(self) -> Path:
+        return checkpoint_dir(self.run_dir) / LAST
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.last_save = time.monotonic()
+
+    def step_due(self, trainer: L.Trainer) -> bool:
+        """Deterministic in the step, so the same on every rank (no collective needed)."""
+        return bool(self.every_n_steps) and trainer.global_step % self.every_n_steps == 0
+
+    def time_due(self) -> bool:
+        """This rank's clock; the caller agrees across ranks (any rank due -> all save)."""
+        return self.every_minutes is not None and time.monotonic() - self.last_save >= 60.0 * self.every_minutes
+
+    def save(self, trainer: L.Trainer, kind: str) -> None:
+        save_checkpoint(trainer, self.path, kind)
+        self.last_save = time.monotonic()
+        if trainer.is_global_zero:
+            log.debug("checkpoint (%s) saved: %s at step %d", kind, self.path, trainer.global_step)
+            if self.on_saved is not None:
+                self.on_saved()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.save(trainer, "epoch")
 
 
 class RunRecorder(L.Callback):
     """Appends one line per finished epoch to ``metrics.jsonl`` (global rank 0 only).
 
-    It runs before ``ModelCheckpoint`` saves ``last.ckpt`` at the end of the epoch, so a crash
+    It runs before :class:`RunCheckpoint` saves ``last.ckpt`` at the end of the epoch, so a crash
     between the two re-runs that epoch on resume; on resume, lines of epochs at or after the
-    restored epoch are dropped first, so every epoch is recorded exactly once.
+    restored epoch are dropped first (and a torn line), so every epoch is recorded exactly once.
+    Each line is one ``write`` call, fsynced; non-finite values are written as ``null``.
     """
 
     def __init__(self, run_dir: Path) -> None:
@@ -159,22 +604,34 @@ class RunRecorder(L.Callback):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # on_train_start, not on_fit_start: only here has a resumed run's epoch been restored
         self.epoch_started = time.time()  # a mid-epoch resume gets no on_train_epoch_start
+        if not self.path.exists():
+            return
+        before = self.path.read_bytes()
         kept = [r for r in read_metrics(self.run_dir) if r["epoch"] < trainer.current_epoch]
-        _write_lines(self.path, kept)
+        if "".join(json.dumps(r) + "\n" for r in kept).encode() != before:
+            try:
+                _write_lines(self.path, kept)
+            except OSError as e:
+                raise RunWriteError(self.path, e) from None
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.epoch_started = time.time()
 
-    @rank_zero_only
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # on every rank: reading callback_metrics syncs the epoch's metrics across ranks (a collective);
+        # rank 0 alone reading them deadlocks against the next collective of the other ranks
         metrics = trainer.callback_metrics  # epoch-level values: Lightning has reached epoch end
         row: dict[str, Any] = {"epoch": trainer.current_epoch, "step": trainer.global_step,
                                "epoch_time_s": round(time.time() - self.epoch_started, 3)}
-        row.update({k: round(float(metrics[k]), 6) for k in METRIC_KEYS if k in metrics})
-        with open(self.path, "a") as fh:
-            fh.write(json.dumps(row) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+        row.update({k: _finite(float(metrics[k])) for k in METRIC_KEYS if k in metrics})
+        error = None
+        if trainer.is_global_zero:
+            try:
+                fsync_append(self.path, json.dumps(row) + "\n")
+            except RunWriteError as e:
+                error = e
+        if trainer.strategy.reduce_boolean_decision(error is not None, all=False):  # every rank stops
+            raise error or RunWriteError(self.path, "the write failed on global rank 0")
 
 
 # ---------------------------------------------------------------------------- reading many runs
@@ -186,7 +643,7 @@ class RunRecord:
     path: str              # run directory, .wandb file, or entity/project/run_id
     source: str            # local | wandb-offline | wandb
     config: dict[str, Any]  # the resolved ExperimentConfig as a nested dict
-    status: str            # finished | running | interrupted | failed
+    status: str            # finished | running | interrupted | diverged | failed | lost
     top1: float | None     # final-epoch val top-1 (%), the number papers report
     top5: float | None
     epochs: int | None = None
@@ -213,7 +670,7 @@ def local_records(root: str | Path) -> list[RunRecord]:
         except (OSError, yaml.YAMLError):
             continue
         s = read_summary(run_dir) or {}
-        out.append(RunRecord(run_dir.name, str(run_dir), "local", config, s.get("status", "running"),
+        out.append(RunRecord(run_dir.name, str(run_dir), "local", config, run_status(run_dir, s),
                              s.get("final_val_top1"), s.get("final_val_top5"), s.get("epochs"),
                              read_evaluations(run_dir)))
     return out
@@ -316,7 +773,8 @@ def wandb_offline_record(path: str | Path) -> RunRecord:
             if any((i.key or "/".join(i.nested_key)) == "val/top1" for i in record.history.item):
                 epochs += 1
         elif kind == "exit":
-            status = "finished" if record.exit.exit_code == 0 else "failed"
+            code = record.exit.exit_code
+            status = {0: "finished", 130: "interrupted", 143: "interrupted", 3: "diverged"}.get(code, "failed")
     return RunRecord(name, str(path), "wandb-offline", config_from_wandb(config), status,
                      summary.get("val/top1"), summary.get("val/top5"), epochs)
 

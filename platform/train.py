@@ -9,7 +9,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import shlex
+import shutil
+import signal
+import socket
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -21,9 +26,12 @@ import models
 from datamodules import DataError, create_datamodule
 from datamodules.normalize import autocast_dtype
 from datamodules.write import BetonError, write_json_atomic
-from platform.config import ConfigError, ExperimentConfig, from_dict, help_text, load_config, to_dict, to_yaml
+from platform.config import (ConfigError, ExperimentConfig, from_dict, help_text, load_config, resume_differences,
+                             to_dict, to_yaml)
 from platform import slurm
-from platform.runs import AtomicModelCheckpoint, RunRecorder, environment, last_checkpoint, read_summary, summarize
+from platform.runs import (AtomicModelCheckpoint, CheckpointError, LogTail, RunBusyError, RunCheckpoint, RunLock,
+                           RunRecorder, RunSummary, RunWriteError, environment, error_record, lock_holder,
+                           newest_valid_checkpoint, read_summary, resumable_checkpoints, verify_checkpoint)
 
 log = logging.getLogger("platform.train")
 
@@ -32,8 +40,20 @@ class ResumeError(ValueError):
     """``resume=...`` names nothing that can be resumed, or a fresh run would overwrite one."""
 
 
+class EmptyTrainingError(ConfigError):
+    """An epoch without a single training batch (a dataset smaller than one batch)."""
+
+
 # ---------------------------------------------------------------------------- run directory
 RUN_NAME_ENV = "PLATFORM_RUN_NAME"  # rank 0's choice, inherited by the DDP ranks it launches
+
+
+def launch_rank_zero() -> bool:
+    """Whether this process is global rank 0, known before the Trainer exists (DDP children that
+    Lightning starts carry LOCAL_RANK/NODE_RANK; srun tasks SLURM_PROCID; torchrun RANK)."""
+    if any(os.environ.get(k, "0") != "0" for k in ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK")):
+        return False
+    return not (slurm.in_srun_step() and os.environ.get("SLURM_PROCID", "0") != "0")
 
 
 def default_run_name(cfg: ExperimentConfig) -> str:
@@ -52,45 +72,96 @@ def _same_experiment(a: ExperimentConfig, b: ExperimentConfig) -> bool:
     return strip(a) == strip(b)
 
 
-def _latest_unfinished_twin(cfg: ExperimentConfig, root: Path) -> Path | None:
-    """The newest run under ``root`` with this exact config that has a checkpoint and did not finish."""
+def saved_config(run_dir: Path) -> ExperimentConfig | None:
     import yaml
 
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        return None
+    try:
+        return from_dict(yaml.safe_load(path.read_text()) or {})
+    except Exception as e:  # noqa: BLE001 -- an unreadable config.yaml: say so, never resume blindly
+        raise ResumeError(f"{path}: cannot be read as a configuration ({type(e).__name__}: {e}); "
+                          "it cannot be resumed safely, choose another run.name") from None
+
+
+def _latest_unfinished_twin(cfg: ExperimentConfig, root: Path) -> Path | None:
+    """The newest run under ``root`` with this exact config that has a checkpoint, did not finish
+    and is not being written by a live process right now."""
     candidates = []
     for run_dir in root.glob("*/"):
         summary = read_summary(run_dir) or {}
-        if summary.get("status") == "finished" or last_checkpoint(run_dir) is None:
+        ckpts = resumable_checkpoints(run_dir)
+        if summary.get("status") == "finished" or not ckpts or lock_holder(run_dir) is not None:
             continue
         try:
-            saved = from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()))
-        except Exception:  # an unreadable or older config is simply not a twin
+            saved = saved_config(run_dir)
+        except ResumeError:
             continue
-        if _same_experiment(saved, cfg):
-            candidates.append((last_checkpoint(run_dir).stat().st_mtime, run_dir))
+        if saved is not None and _same_experiment(saved, cfg):
+            candidates.append((max(p.stat().st_mtime for p in ckpts), run_dir))
     return max(candidates)[1] if candidates else None
 
 
+def pick_checkpoint(run_dir: Path) -> Path | None:
+    """The newest valid checkpoint of ``run_dir`` (a corrupt ``last.ckpt`` falls back, with a warning)."""
+    ckpt, problems = newest_valid_checkpoint(run_dir)
+    for p in problems:
+        log.warning("%s; %s", p, f"falling back to {ckpt}" if ckpt else "no other checkpoint is valid")
+    if ckpt is None and problems:
+        raise ResumeError(f"no valid checkpoint in {run_dir / 'checkpoints'} ({'; '.join(problems)}); "
+                          f"move the directory away to start again, or resume=PATH from a copy you trust")
+    return ckpt
+
+
 def resolve_run(cfg: ExperimentConfig) -> tuple[Path, Path | None]:
-    """(run directory, checkpoint to resume from or None)."""
+    """(run directory, checkpoint to resume from or None).  Reads, never writes."""
     root = Path(cfg.run.root)
     if cfg.resume not in (None, "auto"):
         ckpt = Path(cfg.resume).expanduser()
         if not ckpt.is_file():
             raise ResumeError(f"resume={cfg.resume}: no such checkpoint file "
                               f"(use resume=auto to continue this run's last.ckpt, or give an existing .ckpt path)")
+        try:
+            verify_checkpoint(ckpt)
+        except CheckpointError as e:
+            raise ResumeError(f"resume={cfg.resume}: {e}; give another checkpoint (e.g. the run's "
+                              f"best-epoch*.ckpt) or resume=auto") from None
         run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else root / default_run_name(cfg)
         return run_dir, ckpt
     name = cfg.run.name or (default_run_name(cfg) if os.environ.get("SLURM_JOB_ID") else None)
     if cfg.resume == "auto" and name is None:
         twin = _latest_unfinished_twin(cfg, root)
         if twin is not None:
-            return twin, last_checkpoint(twin)
+            return twin, pick_checkpoint(twin)
     run_dir = root / (name or default_run_name(cfg))
-    ckpt = last_checkpoint(run_dir)
-    if ckpt is not None and cfg.resume is None and not slurm.is_restart():  # a requeued job resumes itself
-        raise ResumeError(f"run directory {run_dir} already holds {ckpt}; pass resume=auto to continue it "
+    existing = resumable_checkpoints(run_dir)
+    if existing and cfg.resume is None and not slurm.is_restart():  # a requeued job resumes itself
+        raise ResumeError(f"run directory {run_dir} already holds {existing[0]}; pass resume=auto to continue it "
                           f"or choose another run.name")
-    return run_dir, ckpt
+    return run_dir, pick_checkpoint(run_dir) if existing else None
+
+
+def check_resume_config(run_dir: Path, cfg: ExperimentConfig) -> ExperimentConfig | None:
+    """Refuse a resume whose configuration differs from the saved one in a key that may not change."""
+    saved = saved_config(run_dir)
+    if saved is None:
+        return None
+    diffs = resume_differences(saved, cfg)
+    if diffs:
+        listed = ", ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in diffs[:8]) + (" ..." if len(diffs) > 8 else "")
+        raise ResumeError(f"resume of {run_dir} refused: the configuration differs from its config.yaml in "
+                          f"{len(diffs)} key(s) that a resumed run may not change ({listed}); nothing was "
+                          f"written. Start a new run (another run.name), or drop these overrides")
+    return saved
+
+
+def resume_command(run_dir: Path, argv: list[str] | None = None) -> str:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    kept = [a for a in argv if not a.split("=", 1)[0].lstrip("+") in ("resume", "run.name")]
+    return shlex.join(["python", "-m", "platform.train", *kept, "resume=auto", f"run.name={run_dir.name}"]
+                      + ([f"run.root={run_dir.parent}"] if not any(a.startswith("run.root=") for a in kept)
+                         and str(run_dir.parent) != "runs" else []))
 
 
 # ---------------------------------------------------------------------------- building blocks
@@ -132,7 +203,41 @@ def wandb_mode(setting: str) -> str:
         return {"dryrun": "offline"}.get(os.environ["WANDB_MODE"], os.environ["WANDB_MODE"])
     netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
     has_key = bool(os.environ.get("WANDB_API_KEY")) or (netrc.is_file() and "api.wandb.ai" in netrc.read_text())
-    return "online" if has_key else "offline"
+    if not has_key:
+        return "offline"
+    host, port = wandb_host()
+    if not reachable(host, port, WANDB_PROBE_TIMEOUT_S):
+        log.warning("W&B: an API key is set but %s:%d cannot be reached within %.0f s: logging offline instead "
+                    "(upload later with `wandb sync <run dir>/wandb/offline-run-*`)", host, port, WANDB_PROBE_TIMEOUT_S)
+        return "offline"
+    return "online"
+
+
+WANDB_PROBE_TIMEOUT_S = 5.0  # logging.wandb=auto: the W&B server must answer a TCP connect within this
+
+
+def wandb_host() -> tuple[str, int]:
+    from urllib.parse import urlparse
+
+    url = urlparse(os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai")
+    return url.hostname or "api.wandb.ai", url.port or (80 if url.scheme == "http" else 443)
+
+
+def reachable(host: str, port: int, timeout: float) -> bool:
+    """A TCP connection to host:port within ``timeout`` (name resolution included: in a thread)."""
+    ok: list[bool] = []
+
+    def probe() -> None:
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            ok.append(True)
+        except OSError:
+            pass
+
+    t = threading.Thread(target=probe, daemon=True)
+    t.start()
+    t.join(timeout)
+    return bool(ok)
 
 
 def wandb_run_id(run_dir: Path) -> str:
@@ -187,18 +292,21 @@ def ddp_strategy(cfg: ExperimentConfig, skips_blocks: bool) -> str:
 
 
 def build_trainer(cfg: ExperimentConfig, run_dir: Path, extra_callbacks: list | None = None,
-                  skips_blocks: bool = False):
+                  skips_blocks: bool = False, on_saved=None):
     import lightning as L
     from lightning.pytorch.callbacks import LearningRateMonitor
 
     t = cfg.trainer
     loggers = build_loggers(cfg, run_dir)
+    checkpointer = RunCheckpoint(run_dir, cfg.checkpoint.every_n_steps, cfg.checkpoint.every_minutes, on_saved)
     callbacks = [
         RunRecorder(run_dir),
-        # saved at train-epoch end, after RunRecorder wrote the epoch's line (see RunRecorder)
+        # Lightning runs checkpoint callbacks last, in this order: at train-epoch end after RunRecorder
+        # wrote the epoch's line, the best one first, then last.ckpt (holding the updated best state)
         AtomicModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best-epoch{epoch:03d}",
-                              monitor="val/top1", mode="max", save_top_k=1, save_last=True,
+                              monitor="val/top1", mode="max", save_top_k=1, save_last=False,
                               save_on_train_epoch_end=True, auto_insert_metric_name=False),
+        checkpointer,
     ]
     if loggers:
         callbacks.append(LearningRateMonitor(logging_interval="step"))
@@ -215,13 +323,13 @@ def build_trainer(cfg: ExperimentConfig, run_dir: Path, extra_callbacks: list | 
     from platform.confusion import ConfusionReport
 
     callbacks.append(ConfusionReport(run_dir))  # confusion.csv/.png at the end of training (+ W&B image)
-    callbacks += slurm.callbacks(run_dir)  # SIGUSR1 under srun: checkpoint, requeue, stop
+    callbacks += slurm.callbacks(run_dir, checkpointer)  # stop signals, periodic checkpoints, divergence
     callbacks += list(extra_callbacks or [])
     optional = {k: v for k, v in dict(limit_train_batches=t.limit_train_batches,
                                        limit_val_batches=t.limit_val_batches).items() if v is not None}
     for k, v in optional.items():
         optional[k] = int(v) if float(v).is_integer() and v > 1 else float(v)
-    return L.Trainer(
+    kwargs = dict(
         max_epochs=t.max_epochs, accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes,
         strategy=slurm.strategy(t, ddp_strategy(cfg, skips_blocks)), precision=t.precision,
         gradient_clip_val=t.gradient_clip_val,
@@ -232,76 +340,185 @@ def build_trainer(cfg: ExperimentConfig, run_dir: Path, extra_callbacks: list | 
         plugins=slurm.plugins() or None,  # under srun: SLURMEnvironment (ranks/addresses from SLURM)
         **optional,
     )
+    try:
+        return L.Trainer(**kwargs)
+    except (ValueError, TypeError, RuntimeError) as e:  # Lightning's MisconfigurationException is a ValueError
+        raise ConfigError(f"the trainer.* settings were rejected: {e}") from None
 
 
 # ---------------------------------------------------------------------------- the job
+EXIT = {"finished": 0, "failed": 1, "diverged": 3}  # interrupted: 128 + the signal (SIGINT 130, SIGTERM 143)
+last_summary: dict[str, Any] | None = None  # the summary of the latest train() in this process (for main)
+
+
 def train(cfg: ExperimentConfig, callbacks: list | None = None) -> dict[str, Any] | None:
     """Run one experiment; return its summary (also written to ``<run dir>/summary.json``).
 
     ``callbacks`` are added to the Trainer's (for programmatic use: notebooks, tests).  Returns
-    None on DDP ranks other than 0, which write no records.
+    None on DDP ranks other than 0, which write no records.  SIGTERM, SIGINT and SIGUSR1 are caught
+    for the duration (``platform.slurm``), and a tail of the log is kept for a failure's summary.
     """
+    global last_summary
+    last_summary = None
+    previous = slurm.install_stop_handlers()
+    tail = LogTail().attach()
+    try:
+        return _train(cfg, callbacks, tail)
+    finally:
+        tail.detach()
+        slurm.restore_handlers(previous)
+
+
+def _finalize_wandb(trainer, status: str, code: int) -> None:
+    """End this segment's W&B run with its real outcome (Lightning would record an interruption as failed)."""
+    for logger in getattr(trainer, "loggers", []):
+        exp = getattr(logger, "_experiment", None)
+        if exp is None or not hasattr(exp, "finish"):
+            continue
+        try:
+            if status == "interrupted" and hasattr(exp, "mark_preempting"):
+                exp.mark_preempting()
+            exp.finish(exit_code=code)
+        except Exception as e:  # noqa: BLE001 -- W&B never takes a run down
+            log.warning("W&B: could not finish the run cleanly (%s: %s)", type(e).__name__, e)
+
+
+def _train(cfg: ExperimentConfig, callbacks: list | None, tail: LogTail) -> dict[str, Any] | None:
+    global last_summary
     import lightning as L
 
     from platform.module import ClassificationModule, module_kwargs
 
-    started = time.time()
     cfg = slurm.apply_allocation(cfg)  # under srun: devices/num_nodes from the allocation, or a ConfigError
     models.model_info(cfg.model.name)  # unknown model: fail before touching data or disk
     if cfg.trainer.sync_batchnorm and not torch.cuda.is_available():
         raise ConfigError("trainer.sync_batchnorm=true needs CUDA GPUs: torch's SyncBatchNorm has no CPU path "
                           "(on CPU, DDP ranks keep their own BN statistics)")
-    run_dir, ckpt = resolve_run(cfg)
+    run_dir, ckpt = resolve_run(cfg)  # reads only: every refusal below leaves the directory as it was
+    rank0 = launch_rank_zero()
     os.environ[RUN_NAME_ENV] = run_dir.name
-    apply_flush_denormal(cfg)
-    datamodule = create_datamodule(cfg.data.name, **datamodule_options(cfg))
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
-    module = ClassificationModule(**module_kwargs(cfg, datamodule.num_classes))
-    if cfg.trainer.compile:  # in place: state_dict keys (and so checkpoints) stay uncompiled
-        module.model.compile(backend=cfg.trainer.compile_backend)
-    if cfg.model.init and ckpt is None:  # a resumed run continues from its own checkpoint instead
-        from platform.init import load_initial_weights
-
-        load_initial_weights(module.model, cfg.model.name, cfg.model.init)
-    trainer = build_trainer(cfg, run_dir, callbacks, skips_blocks=models.skips_blocks(module.model))
-
-    base = {"model": cfg.model.name, "data": cfg.data.name, "seed": cfg.seed, "recipe": cfg.recipe,
-            "max_epochs": cfg.trainer.max_epochs}
-    if trainer.is_global_zero:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(to_yaml(cfg))
-        write_json_atomic(run_dir / "env.json", environment())
-        summarize(run_dir, base, "running", 0.0, trainer.world_size)
-        if ckpt:
-            log.info("resuming %s from %s", run_dir, ckpt)
-    status, summary = "failed", None
+    resuming = cfg.resume is not None or slurm.is_restart()
+    previous = read_summary(run_dir) if resuming else None
+    if resuming:
+        check_resume_config(run_dir, cfg)
+        done = int((previous or {}).get("epochs") or 0)
+        if (previous or {}).get("status") == "finished" and cfg.trainer.max_epochs <= done:
+            log.info("%s finished all %d epochs already: nothing to do (pass a larger trainer.max_epochs with "
+                     "resume=auto to train on)", run_dir, done)
+            last_summary = {**previous, "nothing_done": True}
+            return last_summary if rank0 else None
+        if (previous or {}).get("status") == "finished":
+            log.info("%s finished %d epochs; continuing it to trainer.max_epochs=%d", run_dir, done,
+                     cfg.trainer.max_epochs)
+    created = not run_dir.exists()
+    lock = RunLock(run_dir).acquire() if rank0 else None
     try:
-        # weights_only: a resumed checkpoint is data (tensors and plain types), never pickled code
+        # ---- set-up: a failure here leaves no run directory behind (a fresh run) or the old records
+        apply_flush_denormal(cfg)
+        datamodule = create_datamodule(cfg.data.name, **datamodule_options(cfg))
+        L.seed_everything(cfg.seed, workers=True, verbose=False)
+        module = ClassificationModule(**module_kwargs(cfg, datamodule.num_classes))
+        if cfg.trainer.compile:  # in place: state_dict keys (and so checkpoints) stay uncompiled
+            module.model.compile(backend=cfg.trainer.compile_backend)
+        if cfg.model.init and ckpt is None:  # a resumed run continues from its own checkpoint instead
+            from platform.init import load_initial_weights
+
+            load_initial_weights(module.model, cfg.model.name, cfg.model.init)
+        holder: dict[str, RunSummary] = {}
+        trainer = build_trainer(cfg, run_dir, callbacks, skips_blocks=models.skips_blocks(module.model),
+                                on_saved=lambda: holder["s"].heartbeat())
+        base = {"model": cfg.model.name, "data": cfg.data.name, "seed": cfg.seed, "recipe": cfg.recipe,
+                "max_epochs": cfg.trainer.max_epochs}
+        record = holder["s"] = RunSummary(run_dir, base, trainer.world_size, previous)
+        if trainer.is_global_zero:
+            from datamodules.write import atomic_path
+
+            try:
+                with atomic_path(run_dir / "config.yaml") as tmp:
+                    tmp.write_text(to_yaml(cfg))
+                write_json_atomic(run_dir / "env.json", environment())
+            except OSError as e:
+                raise RunWriteError(getattr(e, "filename", None) or run_dir, e) from None
+            record.write("running")
+            if ckpt:
+                log.info("resuming %s from %s", run_dir, ckpt)
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        if rank0 and created:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+
+    status, error, signum, summary = "failed", None, None, None
+    steps_before = trainer.global_step
+    try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt) if ckpt else None, weights_only=True)
-        status = "finished" if not trainer.interrupted else "interrupted"
-    except slurm.Requeued as e:  # SIGUSR1: checkpoint saved (and job requeued); the next start resumes
-        status = "interrupted"
+        if trainer.interrupted:
+            status, signum = "interrupted", signal.SIGINT
+        elif trainer.global_step == steps_before and trainer.current_epoch < cfg.trainer.max_epochs:
+            n = getattr(datamodule, "train_size", None) or len(getattr(datamodule, "train_set", None) or ()) or None
+            b = cfg.data.batch_size
+            raise EmptyTrainingError(
+                f"no training batch: data={cfg.data.name} has {n if n is not None else 'too few'} training "
+                f"examples for data.batch_size={b} over {trainer.world_size} device(s) (incomplete batches are "
+                f"dropped), or trainer.limit_train_batches={cfg.trainer.limit_train_batches}; lower "
+                f"data.batch_size or use a larger dataset")
+        else:
+            status = "finished"
+    except slurm.Interrupted as e:  # a stop signal: checkpoint saved (and a SLURM job requeued)
+        status, signum, error = "interrupted", e.signum, e
         log.info("%s", e)
-    except (KeyboardInterrupt, SystemExit):
-        status = "interrupted"
+    except slurm.Diverged as e:
+        status, error = "diverged", e
+    except (KeyboardInterrupt, SystemExit) as e:
+        status, signum, error = "interrupted", signal.SIGINT, e
+        raise
+    except BaseException as e:
+        error = e
         raise
     finally:
+        code = 128 + int(signum) if status == "interrupted" else EXIT.get(status, 1)
         if trainer.is_global_zero:
-            summary = summarize(run_dir, base, status, time.time() - started, trainer.world_size)
+            extra: dict[str, Any] = {"exit_code": code, "global_step": trainer.global_step}
+            if status != "finished":
+                extra["resume_command"] = resume_command(run_dir)
+            if status == "interrupted":
+                extra["reason"] = str(error) if isinstance(error, slurm.Interrupted) else "SIGINT (Ctrl-C)"
+            elif error is not None:
+                extra["reason"] = f"{type(error).__name__}: {error}".splitlines()[0]
+                extra["error"] = error_record(error, tail)
+            try:
+                summary = last_summary = record.write(status, **extra)
+            except RunWriteError as e:
+                log.error("%s (the summary of this run is the one written last)", e)
+                summary = last_summary = {**base, "status": status, "run_dir": str(run_dir), "epochs": None,
+                                          "best_val_top1": None, "final_val_top1": None, "final_val_top5": None,
+                                          "wall_time_s": time.time() - record.started, **extra}
+            _finalize_wandb(trainer, status, code)
+        if lock is not None:
+            lock.release()
     return summary
 
 
 def summary_line(s: dict[str, Any]) -> str:
     fmt = lambda v: "n/a" if v is None else f"{v:.2f}%"  # noqa: E731
-    return (f"{s['status']}: {s['model']} on {s['data']} | best val top-1 {fmt(s['best_val_top1'])} | "
+    line = (f"{s['status']}: {s['model']} on {s['data']} | best val top-1 {fmt(s['best_val_top1'])} | "
             f"final val top-1 {fmt(s['final_val_top1'])} top-5 {fmt(s['final_val_top5'])} | "
-            f"{s['epochs']} epochs | {s['wall_time_s']:.1f} s | {s['run_dir']}")
+            f"{s['epochs']} epochs | {float(s['wall_time_s'] or 0):.1f} s | {s['run_dir']}")
+    if s.get("reason"):
+        line += f" | {s['reason']}"
+    if s.get("status") not in ("finished", None) and s.get("resume_command"):
+        line += f" | resume with: {s['resume_command']}"
+    return line
 
 
-USER_ERRORS = (ConfigError, DataError, BetonError, ResumeError, models.UnknownModelError)
+USER_ERRORS = (ConfigError, DataError, BetonError, ResumeError, RunBusyError, models.UnknownModelError)
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit codes: 0 finished (or already finished); 1 failed (a record that cannot be written: one
+    line naming the file); 2 a configuration, data or resume error (one line, nothing written);
+    3 diverged; 128 + signal when stopped by a signal after saving (SIGINT 130, SIGTERM 143)."""
     argv = sys.argv[1:] if argv is None else argv
     if any(a in ("-h", "--help", "help") for a in argv):
         print(help_text())
@@ -313,9 +530,22 @@ def main(argv: list[str] | None = None) -> int:
     except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if summary is not None:
-        print(summary_line(summary), flush=True)
-    return 0 if summary is None or summary["status"] == "finished" else 1
+    except RunWriteError as e:
+        print(f"error: {e}; the previous checkpoint and records are intact (free space or fix the "
+              f"permissions, then resume with resume=auto)", file=sys.stderr)
+        return 1
+    except (KeyboardInterrupt, SystemExit):
+        if last_summary is not None:
+            print(summary_line(last_summary), flush=True)
+        return 130
+    if summary is None:
+        return 0
+    if summary.get("nothing_done"):
+        print(f"already finished, nothing to do: {summary_line(summary)} (to train longer: a larger "
+              f"trainer.max_epochs with resume=auto)", flush=True)
+        return 0
+    print(summary_line(summary), flush=True)
+    return int(summary.get("exit_code", EXIT.get(summary["status"], 1)))
 
 
 if __name__ == "__main__":

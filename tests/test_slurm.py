@@ -81,7 +81,11 @@ def test_mid_epoch_resume_trains_on_exactly_the_uninterrupted_batches(digits_cac
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
             if (trainer.current_epoch, batch_idx) == self.stop:
-                trainer.save_checkpoint(f"{trainer.default_root_dir}/checkpoints/last.ckpt")
+                from pathlib import Path
+
+                from platform.runs import save_checkpoint  # as the SIGUSR1/SIGTERM path saves it (with its digest)
+
+                save_checkpoint(trainer, Path(trainer.default_root_dir) / "checkpoints" / "last.ckpt", "signal")
                 raise KeyboardInterrupt
 
     base = ["data=digits", f"data.cache_dir={digits_cache}", "data.num_workers=1", "trainer.accelerator=cpu",
