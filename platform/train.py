@@ -22,6 +22,7 @@ from datamodules import DataError, create_datamodule
 from datamodules.write import BetonError, write_json_atomic
 from platform.config import ConfigError, ExperimentConfig, from_dict, help_text, load_config, to_dict, to_yaml
 from platform import slurm
+from platform.console import print_run_start, quiet_library_chatter, start_console_log, stop_console_log
 from platform.runs import AtomicModelCheckpoint, RunRecorder, environment, last_checkpoint, read_summary, summarize
 
 log = logging.getLogger("platform.train")
@@ -155,9 +156,55 @@ def build_loggers(cfg: ExperimentConfig, run_dir: Path) -> list:
         return []
     from lightning.pytorch.loggers import WandbLogger
 
-    return [WandbLogger(project=cfg.logging.project, entity=cfg.logging.entity, name=run_dir.name,
-                        id=wandb_run_id(run_dir), save_dir=str(run_dir), mode=mode, resume="allow",
-                        tags=list(cfg.logging.tags) or None, config=to_dict(cfg))]
+    logger = WandbLogger(project=cfg.logging.project, entity=cfg.logging.entity, name=run_dir.name,
+                         id=wandb_run_id(run_dir), save_dir=str(run_dir), mode=mode, resume="allow",
+                         tags=list(cfg.logging.tags) or None, config=to_dict(cfg))
+    # Lightning passes anonymous=None, which W&B >= 0.2x warns about on every run ("The anonymous setting
+    # has no effect"); leaving the key out is W&B's own default
+    logger._wandb_init.pop("anonymous", None)
+    return [logger]
+
+
+def console_is_terminal() -> bool:
+    return sys.stdout.isatty()
+
+
+def reporting_callbacks(cfg: ExperimentConfig) -> tuple[list, bool]:
+    """(callbacks that report a run as it runs, whether Lightning's bar is on).
+
+    The throughput monitor comes first (RunRecorder reads its ``perf/*`` values at epoch end).  On a
+    terminal the bar counts images (img/s); elsewhere (sbatch, nohup, a pipe) there is no bar and
+    :class:`LogLines` prints one line every ``log_every_n_steps`` steps and one per epoch; on a terminal
+    those lines still go to ``train.log``.
+    """
+    from platform.callbacks import ImagesProgressBar, LogLines, ThroughputMonitor
+    from platform.console import LogFileOnly
+
+    monitor = ThroughputMonitor()
+    bar = cfg.logging.progress_bar and console_is_terminal()
+    lines = LogLines(monitor, cfg.trainer.log_every_n_steps, stream=LogFileOnly() if bar else None)
+    return [monitor, lines] + ([ImagesProgressBar(cfg.data.batch_size)] if bar else []), bar
+
+
+def profiler(cfg: ExperimentConfig, run_dir: Path):
+    """``trainer.profiler`` as Lightning's profiler object, its report written into the run directory."""
+    name = cfg.trainer.profiler
+    if name is None:
+        return None
+    from lightning.pytorch import profilers
+
+    cls = {"simple": profilers.SimpleProfiler, "advanced": profilers.AdvancedProfiler,
+           "pytorch": profilers.PyTorchProfiler}[name]
+    return cls(dirpath=str(run_dir), filename=f"profile-{name}")
+
+
+def lightning_knobs(cfg: ExperimentConfig) -> dict[str, Any]:
+    """Trainer knobs passed to Lightning as typed (``limit_train_batches=1`` is one batch, ``1.0`` all)."""
+    t = cfg.trainer
+    knobs = dict(accumulate_grad_batches=t.accumulate_grad_batches, check_val_every_n_epoch=t.check_val_every_n_epoch,
+                 fast_dev_run=t.fast_dev_run, overfit_batches=t.overfit_batches,
+                 limit_train_batches=t.limit_train_batches, limit_val_batches=t.limit_val_batches)
+    return {k: v for k, v in knobs.items() if v is not None}
 
 
 def build_trainer(cfg: ExperimentConfig, run_dir: Path, extra_callbacks: list | None = None):
@@ -166,7 +213,9 @@ def build_trainer(cfg: ExperimentConfig, run_dir: Path, extra_callbacks: list | 
 
     t = cfg.trainer
     loggers = build_loggers(cfg, run_dir)
+    reporting, bar = reporting_callbacks(cfg)
     callbacks = [
+        *reporting,
         RunRecorder(run_dir),
         # saved at train-epoch end, after RunRecorder wrote the epoch's line (see RunRecorder)
         AtomicModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best-epoch{epoch:03d}",
@@ -187,19 +236,15 @@ def build_trainer(cfg: ExperimentConfig, run_dir: Path, extra_callbacks: list | 
         callbacks.append(ProgressiveResizing(d.min_resolution, d.max_resolution, d.ramp_start, d.ramp_end))
     callbacks += slurm.callbacks(run_dir)  # SIGUSR1 under srun: checkpoint, requeue, stop
     callbacks += list(extra_callbacks or [])
-    optional = {k: v for k, v in dict(limit_train_batches=t.limit_train_batches,
-                                       limit_val_batches=t.limit_val_batches).items() if v is not None}
-    for k, v in optional.items():
-        optional[k] = int(v) if float(v).is_integer() and v > 1 else float(v)
     return L.Trainer(
         max_epochs=t.max_epochs, accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes,
         strategy=t.strategy, precision=t.precision, gradient_clip_val=t.gradient_clip_val,
         log_every_n_steps=t.log_every_n_steps, deterministic=t.deterministic, logger=loggers or False,
-        callbacks=callbacks, default_root_dir=str(run_dir), enable_progress_bar=cfg.logging.progress_bar,
+        callbacks=callbacks, default_root_dir=str(run_dir), enable_progress_bar=bar, profiler=profiler(cfg, run_dir),
         enable_model_summary=False, sync_batchnorm=t.sync_batchnorm,
         use_distributed_sampler=False,  # every datamodule of ours shards itself (exactly, for validation)
         plugins=slurm.plugins() or None,  # under srun: SLURMEnvironment (ranks/addresses from SLURM)
-        **optional,
+        **lightning_knobs(cfg),
     )
 
 
@@ -215,6 +260,7 @@ def train(cfg: ExperimentConfig, callbacks: list | None = None) -> dict[str, Any
     from platform.module import ClassificationModule, module_kwargs
 
     started = time.time()
+    quiet_library_chatter()
     cfg = slurm.apply_allocation(cfg)  # under srun: devices/num_nodes from the allocation, or a ConfigError
     models.model_info(cfg.model.name)  # unknown model: fail before touching data or disk
     if cfg.trainer.sync_batchnorm and not torch.cuda.is_available():
@@ -237,6 +283,8 @@ def train(cfg: ExperimentConfig, callbacks: list | None = None) -> dict[str, Any
     base = {"model": cfg.model.name, "data": cfg.data.name, "seed": cfg.seed, "recipe": cfg.recipe,
             "max_epochs": cfg.trainer.max_epochs}
     if trainer.is_global_zero:
+        start_console_log(run_dir)  # train.log: this segment's console, appended
+        base.update(print_run_start(cfg, module, datamodule, run_dir, trainer.world_size))  # + params, MACs
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(to_yaml(cfg))
         write_json_atomic(run_dir / "env.json", environment())
@@ -276,13 +324,17 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        cfg = load_config(argv)
+        cfg = load_config([a for a in argv if a != "--print-config"])
+        if "--print-config" in argv:  # the resolved configuration; no data, no run directory
+            print(to_yaml(cfg), end="")
+            return 0
         summary = train(cfg)
     except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if summary is not None:
         print(summary_line(summary), flush=True)
+    stop_console_log()  # after the closing line, which train.log keeps too
     return 0 if summary is None or summary["status"] == "finished" else 1
 
 
