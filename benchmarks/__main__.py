@@ -36,7 +36,7 @@ def suites() -> dict[str, tuple[str, str]]:
 def usage() -> str:
     table = suites()
     width = max(map(len, table), default=0)
-    lines = ["usage: python -m benchmarks SUITE [options]   (python -m benchmarks SUITE --help for its options)",
+    lines = ["usage: python -m benchmarks SUITE [options]   (SUITE --help for its options)",
              "", "suites:"]
     lines += [f"  {name:{width}s}  {desc.replace('``', '')}" for name, (_, desc) in table.items()]
     return "\n".join(lines)

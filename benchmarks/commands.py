@@ -32,7 +32,7 @@ def _time(cmd: list[str], env: dict[str, str]) -> float:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks commands", description=__doc__.split("\n")[0])
     p.add_argument("--reps", type=int, default=3, help="timed runs of each command")
-    p.add_argument("--skip-cold", action="store_true", help="leave out the cold (recounting) run (~40 s each)")
+    p.add_argument("--skip-cold", action="store_true", help="no cold (recounting) run (~40 s each)")
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory() as cache:
         env = dict(os.environ, CNN_PLATFORM_CACHE=cache, COLUMNS="160")
@@ -54,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"models warm / import torch: {warm / med['import torch']:.2f}x")
     if "models (cold, --no-cache)" in med:
         print(f"models cold / warm: {med['models (cold, --no-cache)'] / warm:.1f}x")
-    print(f"python -m models (warm) {'meets' if warm < TARGET_S else 'misses'} the {TARGET_S:.0f} s target: {warm:.2f} s")
+    verdict = "meets" if warm < TARGET_S else "misses"
+    print(f"python -m models (warm) {verdict} the {TARGET_S:.0f} s target: {warm:.2f} s")
     return 0
 
 

@@ -31,8 +31,8 @@ def _short_paper(paper: str) -> str:
 # ---------------------------------------------------------------------------- counts, cached
 # Counting builds every model on the meta device and runs torch's FLOP counter: ~40 s for the zoo.
 # The counts are cached in CACHE_DIR/models-counts-<key>.json, where <key> hashes the bytes of every
-# models/*.py but this file, platform/complexity.py and the torch version: any edit to an architecture or to the
-# counter (or another torch) gives a new key, so a stale count is never read.  Only missing names are
+# models/*.py but this file, platform/complexity.py and the torch version: any edit to an architecture
+# or to the counter (or another torch) gives a new key, so a stale count is never read.  Only missing names are
 # counted; the file is replaced atomically.
 CACHE_DIR = Path(os.environ.get("CNN_PLATFORM_CACHE", "~/.cache/cnn-platform")).expanduser()
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,7 +43,8 @@ def cache_key() -> str:
     from importlib.metadata import version
 
     h = hashlib.sha256(version("torch").encode())
-    for path in sorted(p for p in ROOT.glob("models/*.py") if p.name != "__main__.py") + [ROOT / "platform" / "complexity.py"]:
+    sources = sorted(p for p in ROOT.glob("models/*.py") if p.name != "__main__.py")
+    for path in sources + [ROOT / "platform" / "complexity.py"]:
         h.update(path.name.encode() + path.read_bytes())
     return h.hexdigest()[:16]
 
@@ -187,10 +188,12 @@ def main(argv: list[str] | None = None) -> int:
             keep.remove(optional)
         dropped = [c for c in COLUMNS if c not in keep]
         t = Table(title=f"model zoo ({len(table)} models; MACs = multiply-adds at the paper's resolution)"
-                  + (f"; too narrow for: {', '.join(dropped)} (--markdown has every column)" if dropped else ""))
+                  + (f"; too narrow for: {', '.join(dropped)} (--markdown has every column)"
+                     if dropped else ""))
         for col in keep:
             t.add_column(col, no_wrap=True,
-                         justify="right" if col in ("res", "params", "paper params", "MACs", "paper MACs") else "left")
+                         justify="right" if col in ("res", "params", "paper params", "MACs", "paper MACs")
+                         else "left")
         for row in cells:
             t.add_row(*(row[COLUMNS.index(c)] for c in keep))
         console.print(t)

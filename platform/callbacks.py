@@ -104,7 +104,8 @@ class ThroughputMonitor(L.Callback):
         self.images += _batch_images(batch)
         self.batches += 1
 
-    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx: int,
+                                  dataloader_idx: int = 0) -> None:
         if batch_idx == 0:  # validation runs inside the train epoch: keep its time out of the train split
             self._val_t0, self._val_images = time.perf_counter(), 0
 
@@ -214,15 +215,18 @@ class LogLines(L.Callback):
                     f"[{batch_idx + 1}/{trainer.num_training_batches}] | loss "
                     f"{'n/a' if loss is None else f'{float(loss):.4f}'} | train top-1 "
                     f"{'n/a' if top1 is None else f'{top1:.2f}'} | lr {self._lr(trainer):.4g} | "
-                    f"{mon.train_rate(trainer):.0f} img/s | data {100 * share:.0f}% | eta {self._eta(trainer)}")
+                    f"{mon.train_rate(trainer):.0f} img/s | data {100 * share:.0f}% | "
+                    f"eta {self._eta(trainer)}")
 
     @rank_zero_only
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         m, e = trainer.callback_metrics, self.monitor.epoch
         f = lambda k, spec=".2f": f"{float(m[k]):{spec}}" if k in m else "n/a"  # noqa: E731
         val = f"val loss {f('val/loss', '.4f')} top-1 {f('val/top1')} top-5 {f('val/top5')}"
-        self._print(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs} done, step {trainer.global_step} | "
+        self._print(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs} done, "
+                    f"step {trainer.global_step} | "
                     f"train loss {f('train/loss', '.4f')} top-1 {f('train/top1')} | {val} | "
                     f"lr {self._lr(trainer):.4g} | {e.get('perf/train_img_s', 0):.0f} img/s "
-                    f"(val {e.get('perf/val_img_s', 0):.0f}) | data {100 * e.get('perf/data_wait_frac', 0):.0f}% | "
+                    f"(val {e.get('perf/val_img_s', 0):.0f}) | "
+                    f"data {100 * e.get('perf/data_wait_frac', 0):.0f}% | "
                     f"peak mem {e.get('perf/peak_mem_mib', 0):.0f} MiB | eta {self._eta(trainer)}")

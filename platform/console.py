@@ -185,8 +185,8 @@ def likely_mistakes(cfg, resolution: int, native: int, feature_map: tuple[int, .
     if native >= 4 * resolution:
         fm = "x".join(map(str, feature_map[1:])) if feature_map else "tiny"
         out.append(f"model={cfg.model.name} is built for {native}-px images and data={cfg.data.name} gives "
-                   f"{resolution} px: its last feature map is {fm}; pick a CIFAR-style model (resnet20, wrn28_10) "
-                   f"or raise data.resolution")
+                   f"{resolution} px: its last feature map is {fm}; pick a CIFAR-style model "
+                   f"(resnet20, wrn28_10) or raise data.resolution")
     for key in ignored_data_keys(cfg):
         section, name = key.split(".")
         out.append(f"{key}={getattr(cfg.data, name)!r} is ignored by data={cfg.data.name} "

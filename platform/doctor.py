@@ -40,7 +40,8 @@ def report() -> dict:
         "wandb": wandb.__version__, "ffcv": package_version("ffcv"),
         "lightning": lightning.__version__, "cuda_available": torch.cuda.is_available(),
         "bf16_supported": bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported()),
-        "num_threads": torch.get_num_threads(), "sbatch": shutil.which("sbatch"), "srun": shutil.which("srun"),
+        "num_threads": torch.get_num_threads(),
+        "sbatch": shutil.which("sbatch"), "srun": shutil.which("srun"),
     })
     return env
 
@@ -81,7 +82,7 @@ def verdicts(env: dict) -> list[tuple[str, str]]:
         out.append(("warn", "no CUDA GPU: training runs on the CPU (fine for data=digits, slow beyond)"))
     for tool in ("sbatch", "srun"):
         out.append(("ok", f"{tool} found: {env[tool]}") if env[tool]
-                   else ("warn", f"{tool} not found: --launch slurm and platform.sweep --slurm will not work here"))
+                   else ("warn", f"{tool} not found: --launch slurm and platform.sweep --slurm cannot run here"))
     out.append(_cache_verdict())
     out.append(("ok", f"ffcv {env['ffcv']}") if env["ffcv"]
                else ("warn", "ffcv not installed: use data.backend=torchvision"))

@@ -13,7 +13,7 @@ from typing import Any
 
 from platform.config import ConfigError, ExperimentConfig, load_config, parse_overrides
 
-DATA_NEEDS_PATH = ("imagenet", "beton", "cifar10", "cifar100")  # datamodules/__init__.py: these raise without it
+DATA_NEEDS_PATH = ("imagenet", "beton", "cifar10", "cifar100")  # datamodules/__init__.py raises without it
 DATA_PATH_PLACEHOLDER = "SET_DATA_PATH"  # committed W&B sweep files: replaced by --data-path, else refused
 
 # Reference throughput for the cost estimate: NVIDIA DeepLearningExamples, PyTorch ResNet-50 v1.5
@@ -58,8 +58,8 @@ def check_extra(configs: list[list[str]], extra: list[str], where: str) -> None:
     clash = sorted(swept_keys(configs) & {k for k, _ in parse_overrides(extra)}) if len(configs) > 1 else []
     if clash:
         shown = ", ".join(k.removesuffix(".name") if k in ("model.name", "data.name") else k for k in clash)
-        raise ConfigError(f"{where}: the override(s) {shown} set a key the sweep varies, which would make every "
-                          f"run the same; drop it from the command line (or edit the sweep)")
+        raise ConfigError(f"{where}: the override(s) {shown} set a key the sweep varies, which would make "
+                          f"every run the same; drop it from the command line (or edit the sweep)")
 
 
 def resolved(configs: list[list[str]], extra: list[str]) -> list[ExperimentConfig]:
@@ -71,8 +71,8 @@ def check_data_path(cfgs: list[ExperimentConfig], where: str) -> None:
     needing = sorted({c.data.name for c in cfgs
                       if c.data.name in DATA_NEEDS_PATH and c.data.path in (None, "", DATA_PATH_PLACEHOLDER)})
     if needing:
-        raise ConfigError(f"{where}: data={','.join(needing)} needs data.path (the directory holding train.beton "
-                          f"and val.beton, written by `python -m datamodules.write`); pass --data-path DIR "
+        raise ConfigError(f"{where}: data={','.join(needing)} needs data.path (the directory holding "
+                          f"train.beton and val.beton, written by `python -m datamodules.write`); pass --data-path DIR "
                           f"(or data.path=DIR) so that the printed commands run")
 
 
