@@ -175,9 +175,9 @@ def main(argv: list[str] | None = None) -> int:
         from rich.console import Console
         from rich.table import Table
 
-        # the terminal's width (COLUMNS when set, 80 off a terminal): nothing wraps; columns that do
-        # not fit are left out, least needed first, and the title says which
-        console = Console()
+        # a terminal's width (a pipe or file: COLUMNS, else 160): nothing wraps; columns that do not
+        # fit are left out, least needed first, and the title says which
+        console = Console(width=None if sys.stdout.isatty() else int(os.environ.get("COLUMNS") or 160))
         cells = [_cells(r) for r in table]
         keep = list(COLUMNS)
         width = lambda cols: sum(3 + max(len(c), *(len(row[COLUMNS.index(c)]) for row in cells))  # noqa: E731

@@ -333,11 +333,13 @@ def print_rich(table: Table, rows: list[dict[str, Any]], scale: str) -> None:
     from rich.console import Console
     from rich.table import Table as RichTable
 
-    console = Console(width=max(160, int(os.environ.get("COLUMNS", 0) or 0)))
+    # a terminal's own width; a file or pipe (no width of its own) gets 160 columns or COLUMNS if wider.
+    # Row names never wrap; the other columns fold.
+    console = Console(width=None if sys.stdout.isatty() else max(160, int(os.environ.get("COLUMNS", 0) or 0)))
     rt = RichTable(title=f"{table.name}: {table.title}\n{table.paper.split(',')[0]}, {table.table}",
                    caption=scale_banner(table, scale), show_lines=False)
-    for c in columns(table, scale):
-        rt.add_column(c, overflow="fold")
+    for i, c in enumerate(columns(table, scale)):
+        rt.add_column(c, overflow="fold", no_wrap=i == 0)
     for e in rows:
         rt.add_row(*cells(table, e))
     console.print(rt)
