@@ -7,7 +7,10 @@ same form.  Rules:
 * ``model=NAME`` / ``data=NAME`` select, like Hydra config groups: they set ``model.name``
   / ``data.name``.  ``model.KEY=VALUE`` sets a field inside the section.
 * ``recipe=NAME`` applies ``platform/recipes/NAME.yaml`` (a nested mapping of the same
-  keys) before the other overrides, whatever their order on the line.
+  keys) before the other overrides, whatever their order on the line; ``recipe=PATH.yaml``
+  applies a user's own file, ``recipe=[a,b]`` several in order (a later one wins).
+* ``config=runs/X/config.yaml`` starts from a saved run's resolved configuration; recipes and
+  every other override on the line win over it.
 * Unknown keys and badly typed values raise :class:`ConfigError` naming the key, the value,
   the expected type and the closest valid keys.
 
@@ -86,8 +89,16 @@ PATH_COMPONENT = Rule("one path component: letters, digits and -_.+ only, not '.
 RELATIVE_NAME = Rule("a relative name whose /-separated parts are each letters, digits and -_.+ "
                      "(not '.' or '..')", lambda v: v is None or (isinstance(v, str)
                                                                   and all(map(_is_component, v.split("/")))))
-DEVICES = Rule("'auto', a positive integer, or -1 (all devices)",
-               lambda v: v == "auto" or (type(v) is int and (v >= 1 or v == -1)))
+DEVICES = Rule("'auto', a positive integer, -1 (all devices), or a list of distinct device ids like [0,1]",
+               lambda v: v == "auto" or (type(v) is int and (v >= 1 or v == -1))
+               or (isinstance(v, list) and len(v) > 0 and len(set(v)) == len(v)
+                   and all(type(i) is int and i >= 0 for i in v)))
+# recipe=NAME (platform/recipes/NAME.yaml: a relative name, never a path out of it) or a user's own
+# PATH.yaml, one or several ("[a,b]"): only the names are joined to the recipes directory.
+RECIPE = Rule("recipe names, each a relative name whose /-separated parts are letters, digits and -_.+ "
+              "(not '.' or '..') under platform/recipes/, or the path of your own .yaml file",
+              lambda v: v is None or (isinstance(v, str) and all(
+                  n.endswith((".yaml", ".yml")) or RELATIVE_NAME.ok(n) for n in recipe_names(v))))
 
 
 def _f(default: Any, help: str, *, range: str | None = None, rule: Rule | None = None, **kw: Any) -> Any:
@@ -182,14 +193,19 @@ class ScheduleConfig:
 class TrainerConfig:
     max_epochs: int = _f(15, "total epochs of the run (resume continues up to this)", range="[1, inf)")
     accelerator: str = _f("auto", "cpu | gpu | auto")
-    devices: Any = _f("auto", "devices per node (int or 'auto')", rule=DEVICES)
+    devices: Any = _f("auto", "devices per node: a positive int, -1 (all), 'auto', or a list of device ids [0,1]", rule=DEVICES)
     num_nodes: int = _f(1, "nodes", range="[1, inf)")
     strategy: str = _f("auto", "auto | ddp | ...")
-    precision: str = _f("32-true", "32-true | bf16-mixed | 16-mixed")
+    precision: str = _f("32-true", "32-true | bf16-mixed | 16-mixed (aliases 32, bf16, 16 are normalised to these)")
     channels_last: bool = _f(False, "NHWC memory format for model and inputs (faster on tensor cores)")
     gradient_clip_val: Optional[float] = _f(None, "clip gradient norm to this value", range="[0, inf)")
-    limit_train_batches: Optional[float] = _f(None, "debug: fraction or number of train batches per epoch", range="[0, inf)")
-    limit_val_batches: Optional[float] = _f(None, "debug: fraction or number of val batches", range="[0, inf)")
+    limit_train_batches: Any = _f(None, "train batches per epoch: an int counts batches (1 = one batch), a float in (0, 1] is a fraction (1.0 = all); null = all")
+    limit_val_batches: Any = _f(None, "val batches: an int counts batches, a float in (0, 1] is a fraction; null = all")
+    accumulate_grad_batches: int = _f(1, "gradient accumulation: batches per optimizer step; the LR-scaling rule uses the effective batch data.batch_size x this", range="[1, inf)")
+    check_val_every_n_epoch: int = _f(1, "validate every N epochs (the last epoch is always validated only if it falls on N)", range="[1, inf)")
+    profiler: Optional[str] = _f(None, "Lightning profiler: simple | advanced | pytorch; null = off (report in the run directory)")
+    fast_dev_run: Any = _f(False, "debug: true = one train and one val batch, an int N = N batches; no checkpoints or records of epochs")
+    overfit_batches: Any = _f(0, "debug: train (and validate) on this many batches (int) or this fraction (float) of the train set; 0 = off")
     log_every_n_steps: int = _f(10, "step-level logging interval", range="[1, inf)")
     deterministic: bool = _f(False, "torch deterministic algorithms")
     sync_batchnorm: bool = _f(False, "SyncBatchNorm under DDP: batch statistics over the global batch")
@@ -243,7 +259,7 @@ class ExperimentConfig:
     run: RunConfig = field(default_factory=RunConfig)
     seed: int = _f(0, "global seed (weights, augmentation, order)", range="[0, 4294967295]")
     resume: Optional[str] = _f(None, "auto (continue this run's last checkpoint) or a checkpoint path")
-    recipe: Optional[str] = _f(None, "YAML preset under platform/recipes/, applied before the other overrides", rule=RELATIVE_NAME)
+    recipe: Optional[str] = _f(None, "YAML preset(s) applied before the other overrides: a name under platform/recipes/ or your own PATH.yaml; several as [a,b] (a later one wins)", rule=RECIPE)
 
 
 _SELECTING_SECTIONS = ("model", "data")  # `model=NAME` sets model.name
@@ -283,7 +299,9 @@ def _type_name(f: dataclasses.Field) -> str:
 
 def help_text() -> str:
     lines = ["usage: python -m platform.train [key=value ...]", "",
-             "Selections: model=NAME, data=NAME, recipe=NAME (YAML preset, applied first).", ""]
+             "Selections: model=NAME, data=NAME, recipe=NAME | recipe=PATH.yaml | recipe=[a,b] (applied first, "
+             "in order),", "config=runs/X/config.yaml (a saved run's configuration; every other override wins).",
+             "--print-config prints the resolved configuration and exits (writes nothing).", ""]
     defaults = OmegaConf.to_container(OmegaConf.structured(ExperimentConfig))
     for key, f in all_keys().items():
         value = defaults
@@ -332,17 +350,40 @@ def parse_overrides(args: list[str]) -> list[tuple[str, str]]:
     return pairs
 
 
-def _recipe_pairs(name: str) -> list[tuple[str, str]]:
+def recipe_names(value: str) -> list[str]:
+    """``a``, ``[a, b]`` or ``a,b`` -> the recipes to apply, in order (a later one wins)."""
+    v = value.strip()
+    if v.startswith("[") and v.endswith("]"):
+        v = v[1:-1]
+    return [x.strip().strip("'\"") for x in v.split(",") if x.strip()]
+
+
+def recipe_path(name: str) -> Path:
+    """A recipe name (``platform/recipes/NAME.yaml``) or a user's own ``PATH.yaml``."""
+    if name.endswith((".yaml", ".yml")):
+        path = Path(name).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"recipe={name}: no such file (a recipe is a name under {RECIPES_DIR} or a path "
+                              f"to your own YAML file of config keys)")
+        return path
     path = RECIPES_DIR / f"{name}.yaml"
     if not path.is_file():
         known = sorted(str(p.relative_to(RECIPES_DIR).with_suffix("")) for p in RECIPES_DIR.rglob("*.yaml"))
-        raise ConfigError(f"unknown recipe {name!r} (no file {path}); known recipes: {', '.join(known) or 'none'}")
+        raise ConfigError(f"unknown recipe {name!r} (no file {path}); known recipes: {', '.join(known) or 'none'} "
+                          f"(or give the path of your own file: recipe=PATH.yaml)")
+    return path
+
+
+def _yaml_pairs(path: Path, what: str) -> list[tuple[str, str]]:
+    """A YAML mapping of config keys (nested or dotted) -> checked ``(key, raw value)`` pairs."""
     try:
         tree = yaml.safe_load(path.read_text()) or {}
+    except OSError as e:
+        raise ConfigError(f"cannot read {what} {path}: {e.strerror}") from None
     except yaml.YAMLError as e:
-        raise ConfigError(f"recipe file {path} is not valid YAML: {e}") from None
+        raise ConfigError(f"{what} {path} is not valid YAML: {e}") from None
     if not isinstance(tree, dict):
-        raise ConfigError(f"recipe file {path} must hold a mapping of config keys, got {type(tree).__name__}")
+        raise ConfigError(f"{what} {path} must hold a mapping of config keys, got {type(tree).__name__}")
 
     def flatten(d: dict, prefix: str = "") -> list[tuple[str, str]]:
         out = []
@@ -356,19 +397,31 @@ def _recipe_pairs(name: str) -> list[tuple[str, str]]:
     try:
         return parse_overrides([f"{k}={v}" for k, v in flatten(tree)])
     except ConfigError as e:
-        raise ConfigError(f"in recipe file {path}: {e}") from None
+        raise ConfigError(f"in {what} {path}: {e}") from None
+
+
+def _recipe_pairs(name: str) -> list[tuple[str, str]]:
+    return [pair for one in recipe_names(name) for pair in _yaml_pairs(recipe_path(one), "recipe file")]
 
 
 def load_config(args: list[str] | None = None, base: ExperimentConfig | None = None) -> ExperimentConfig:
-    """Defaults (or ``base``, e.g. a run's saved config) <- recipe <- command-line overrides,
-    type-checked, then validated."""
-    pairs = parse_overrides(list(args or []))
+    """Defaults (or ``base``, e.g. a run's saved config) <- ``config=`` file <- recipe(s) <- command-line
+    overrides, type-checked, then validated.
+
+    ``config=runs/X/config.yaml`` starts from a saved (resolved) configuration: its recipe is
+    already in its values and is not applied again; a ``recipe=`` on the command line is.
+    """
+    args = list(args or [])
+    saved = [a.split("=", 1)[1] for a in args if a.startswith("config=")]
+    pairs = parse_overrides([a for a in args if not a.startswith("config=")])
     recipe = [v for k, v in pairs if k == "recipe"]
     if recipe:
         error = check_key("recipe", recipe[-1].strip())  # before it names a file to read
         if error:
             raise ConfigError(error)
         pairs = _recipe_pairs(recipe[-1].strip()) + pairs
+    if saved:
+        pairs = _yaml_pairs(Path(saved[-1]).expanduser(), "config file") + pairs
     cfg = OmegaConf.structured(base if base is not None else ExperimentConfig)
     keys = all_keys()
     for key, raw in pairs:
@@ -376,8 +429,8 @@ def load_config(args: list[str] | None = None, base: ExperimentConfig | None = N
             value = yaml.safe_load(raw) if raw.strip() else None
         except yaml.YAMLError:
             value = raw
-        if isinstance(value, (int, float)) and str(keys[key].type) in ("str", "Optional[str]"):
-            value = raw  # model=resnet56 stays a string; so does run.name=2024
+        if (isinstance(value, (int, float)) and str(keys[key].type) in ("str", "Optional[str]")) or key == "recipe":
+            value = raw if value is not None else None  # model=resnet56 stays a string; so do run.name=2024, recipe=[a,b]
         try:
             OmegaConf.update(cfg, key, value, merge=False)
         except OmegaConfBaseException:
@@ -393,7 +446,8 @@ _CHOICES = {
     "schedule.warmup": ("linear", "error_threshold"),
     "data.sampler": ("random", "class_aware"),
     "data.backend": ("ffcv", "torchvision"),
-    "trainer.precision": ("32-true", "bf16-mixed", "16-mixed", "32", "bf16", "16"),
+    "trainer.precision": ("32-true", "bf16-mixed", "16-mixed"),
+    "trainer.profiler": (None, "simple", "advanced", "pytorch"),
     "logging.wandb": ("auto", "online", "offline", "disabled"),
     "data.order": ("auto", "random", "quasi_random"),
     "data.val_split": ("test", "holdout"),
@@ -433,8 +487,45 @@ def _get(cfg: Any, key: str) -> Any:
     return cfg
 
 
+PRECISION_ALIASES = {"32": "32-true", "bf16": "bf16-mixed", "16": "16-mixed"}  # Lightning's short names
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _check_batches(key: str, v: Any, allow_bool: bool = False) -> None:
+    """Lightning's convention: an int counts batches, a float in (0, 1] is a fraction."""
+    ok = (v is None or (_is_int(v) and v >= 0) or (isinstance(v, float) and 0.0 <= v <= 1.0)
+          or (allow_bool and isinstance(v, bool)))
+    if not ok:
+        raise ConfigError(f"bad value for {key}: {v!r}; expected an integer number of batches (1 = one batch) "
+                          f"or a fraction 0.0 < x <= 1.0 (1.0 = all)" + (" or true/false" if allow_bool else ""))
+
+
+def validate_trainer(t: TrainerConfig) -> None:
+    """Trainer knobs Lightning would otherwise reject with a traceback after the run directory exists."""
+    t.precision = PRECISION_ALIASES.get(str(t.precision), t.precision)
+    d = t.devices
+    ok = (d == "auto" or (_is_int(d) and (d >= 1 or d == -1))
+          or (isinstance(d, list) and d and all(_is_int(i) and i >= 0 for i in d)))
+    if not ok:
+        raise ConfigError(f"bad value for trainer.devices: {d!r}; expected a positive integer (devices per node), "
+                          f"-1 (all), auto, or a list of device ids like [0,1]")
+    _check_batches("trainer.limit_train_batches", t.limit_train_batches)
+    _check_batches("trainer.limit_val_batches", t.limit_val_batches)
+    _check_batches("trainer.overfit_batches", t.overfit_batches)
+    if not (isinstance(t.fast_dev_run, bool) or (_is_int(t.fast_dev_run) and t.fast_dev_run >= 0)):
+        raise ConfigError(f"bad value for trainer.fast_dev_run: {t.fast_dev_run!r}; expected true/false or a "
+                          f"number of batches")
+    for key in ("accumulate_grad_batches", "check_val_every_n_epoch"):
+        if getattr(t, key) < 1:
+            raise ConfigError(f"bad value for trainer.{key}: {getattr(t, key)}; expected an integer >= 1")
+
+
 def validate(cfg: ExperimentConfig) -> None:
     """Every key against its declared range/rule (see ``_f``), then the rules that span keys."""
+    validate_trainer(cfg.trainer)
     for key, f in all_keys().items():
         error = check_key(key, _get(cfg, key), f)
         if error:

@@ -282,5 +282,12 @@ def module_kwargs(cfg, num_classes: int) -> dict[str, Any]:
     return dict(model_name=name, num_classes=cfg.model.num_classes or num_classes, model_knobs=knobs,
                 optim=dataclasses.asdict(cfg.optim), schedule=dataclasses.asdict(cfg.schedule),
                 max_epochs=cfg.trainer.max_epochs, channels_last=cfg.trainer.channels_last,
-                global_batch_size=cfg.data.batch_size, regularization=dataclasses.asdict(cfg.regularization),
+                global_batch_size=effective_batch_size(cfg), regularization=dataclasses.asdict(cfg.regularization),
                 seed=cfg.seed)
+
+
+def effective_batch_size(cfg) -> int:
+    """Images per optimizer step: the global batch times ``trainer.accumulate_grad_batches``; the linear
+    LR-scaling rule (Goyal et al. 2017, §2.1) scales ``optim.lr`` by this over ``reference_batch_size``."""
+    return cfg.data.batch_size * cfg.trainer.accumulate_grad_batches
+

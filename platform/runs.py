@@ -52,7 +52,10 @@ from datamodules.write import atomic_path, write_json_atomic
 log = logging.getLogger("platform.runs")
 
 METRIC_KEYS = ("train/loss", "train/top1", "val/loss", "val/top1", "val/top5", "val/top1_best", "lr",
-               "val_ema/loss", "val_ema/top1", "val_ema/top5")
+               "val_ema/loss", "val_ema/top1", "val_ema/top5",
+               # platform.callbacks.ThroughputMonitor
+               "perf/train_img_s", "perf/val_img_s", "perf/data_wait_s", "perf/compute_s", "perf/data_wait_frac",
+               "perf/peak_mem_mib")
 LAST = "last.ckpt"
 DIGEST_SUFFIX = ".sha256.json"
 
@@ -263,6 +266,7 @@ def summarize(run_dir: Path, base: dict[str, Any], status: str, wall_time_s: flo
         "run_dir": str(run_dir),
         "host": platform.node(), "pid": os.getpid(),
         "heartbeat": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(now)), "heartbeat_unix": round(now, 1),
+        **performance_summary(run_dir, rows),
     })
     summary.update(extra)
     if status != "running":
@@ -273,6 +277,18 @@ def summarize(run_dir: Path, base: dict[str, Any], status: str, wall_time_s: flo
     except OSError as e:
         raise RunWriteError(path, e) from None
     return summary
+
+
+def performance_summary(run_dir: Path, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Best epoch and its checkpoint, mean train images/s and peak memory over the recorded epochs."""
+    best = max((r for r in rows if "val/top1" in r), key=lambda r: r["val/top1"], default=None)
+    ckpts = sorted(checkpoint_dir(run_dir).glob("best-epoch*.ckpt"))
+    rates = [r["perf/train_img_s"] for r in rows if "perf/train_img_s" in r]
+    mems = [r["perf/peak_mem_mib"] for r in rows if "perf/peak_mem_mib" in r]
+    return {"best_epoch": best["epoch"] if best else None, "best_checkpoint": str(ckpts[-1]) if ckpts else None,
+            "mean_train_img_s": round(sum(rates) / len(rates), 1) if rates else None,
+            "peak_mem_mib": round(max(mems), 1) if mems else None}
+
 
 
 # ---------------------------------------------------------------------------- one writer per run dir

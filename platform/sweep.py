@@ -5,7 +5,10 @@ each ``key: {values: [...]}`` or ``key: {value: x}``) or a YAML list of override
 runner expands the grid exactly as a W&B agent would pass it (``key=value`` per parameter) and
 runs every configuration that has no finished run yet -- one after another here, or as one SLURM
 job array (``--slurm``: ``sbatch --array=0-N slurm/sweep.sh FILE``) -- for clusters without
-internet access.  Overrides after the file apply to every configuration and win.
+internet access.  Overrides after the file apply to every configuration and win, except on a key
+the sweep varies (an error: it would make every run the same).  Datasets that need ``data.path``
+get it from ``--data-path DIR`` or the sweep is refused; the run count and an estimated cost in
+GPU-hours (``platform.launch``) are printed first, as a ``#`` comment.
 """
 from __future__ import annotations
 
@@ -114,26 +117,34 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dry-run", action="store_true", help="print the exact commands and nothing else")
     p.add_argument("--all", action="store_true", help="run every configuration, even those with a finished run")
     p.add_argument("--sbatch-args", default="", help="extra sbatch options (quoted), e.g. '--partition=gpu'")
+    p.add_argument("--data-path", metavar="DIR", help="data.path for every run (required for data=imagenet, "
+                                                       "beton, cifar10, cifar100)")
     args, rest = p.parse_known_args(sys.argv[1:] if argv is None else argv)
     extra = [a for a in rest if "=" in a and not a.startswith("-")]
     if len(extra) != len(rest):
         p.error(f"unrecognized arguments: {' '.join(a for a in rest if a not in extra)}")
+    from platform.launch import check_data_path, check_extra, compact_ranges, data_path_overrides, plan_line, resolved
+
+    extra = [*data_path_overrides(args.data_path), *extra]
     try:
         configs = check(args.file)
         runs_root = Path(dict(parse_overrides(extra)).get("run.root", "runs"))
-        for c in configs:
-            load_config([*c, *extra])
+        check_extra(configs, extra, str(args.file))
+        cfgs = resolved(configs, extra)
+        check_data_path(cfgs, str(args.file))
     except (ConfigError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     todo = list(range(len(configs))) if args.all else pending(configs, extra, runs_root)
+    if todo:
+        print(plan_line([cfgs[i] for i in todo]), flush=True)
     if args.slurm:
         # the array enumerates the whole file (task i = configuration i); finished runs are
         # skipped by index so the array's task ids still address the file's configurations
         if not todo:
             print(f"{args.file}: every configuration has a finished or running run")
             return 0
-        cmd = ["sbatch", f"--array={','.join(map(str, todo))}", *shlex.split(args.sbatch_args), "slurm/sweep.sh",
+        cmd = ["sbatch", f"--array={compact_ranges(todo)}", *shlex.split(args.sbatch_args), "slurm/sweep.sh",
                str(args.file), *extra]
         print(shlex.join(cmd), flush=True)
         if args.dry_run:

@@ -32,6 +32,7 @@ from platform import slurm
 from platform.runs import (AtomicModelCheckpoint, CheckpointError, LogTail, RunBusyError, RunCheckpoint, RunLock,
                            RunRecorder, RunSummary, RunWriteError, environment, error_record, lock_holder,
                            newest_valid_checkpoint, read_summary, resumable_checkpoints, verify_checkpoint)
+from platform.console import print_run_start, quiet_library_chatter, start_console_log, stop_console_log
 
 log = logging.getLogger("platform.train")
 
@@ -263,9 +264,55 @@ def build_loggers(cfg: ExperimentConfig, run_dir: Path) -> list:
         return []
     from lightning.pytorch.loggers import WandbLogger
 
-    return [WandbLogger(project=cfg.logging.project, entity=cfg.logging.entity, name=run_dir.name,
-                        id=wandb_run_id(run_dir), save_dir=str(run_dir), mode=mode, resume="allow",
-                        tags=list(cfg.logging.tags) or None, config=to_dict(cfg))]
+    logger = WandbLogger(project=cfg.logging.project, entity=cfg.logging.entity, name=run_dir.name,
+                         id=wandb_run_id(run_dir), save_dir=str(run_dir), mode=mode, resume="allow",
+                         tags=list(cfg.logging.tags) or None, config=to_dict(cfg))
+    # Lightning passes anonymous=None, which W&B >= 0.2x warns about on every run ("The anonymous setting
+    # has no effect"); leaving the key out is W&B's own default
+    logger._wandb_init.pop("anonymous", None)
+    return [logger]
+
+
+def console_is_terminal() -> bool:
+    return sys.stdout.isatty()
+
+
+def reporting_callbacks(cfg: ExperimentConfig) -> tuple[list, bool]:
+    """(callbacks that report a run as it runs, whether Lightning's bar is on).
+
+    The throughput monitor comes first (RunRecorder reads its ``perf/*`` values at epoch end).  On a
+    terminal the bar counts images (img/s); elsewhere (sbatch, nohup, a pipe) there is no bar and
+    :class:`LogLines` prints one line every ``log_every_n_steps`` steps and one per epoch; on a terminal
+    those lines still go to ``train.log``.
+    """
+    from platform.callbacks import ImagesProgressBar, LogLines, ThroughputMonitor
+    from platform.console import LogFileOnly
+
+    monitor = ThroughputMonitor()
+    bar = cfg.logging.progress_bar and console_is_terminal()
+    lines = LogLines(monitor, cfg.trainer.log_every_n_steps, stream=LogFileOnly() if bar else None)
+    return [monitor, lines] + ([ImagesProgressBar(cfg.data.batch_size)] if bar else []), bar
+
+
+def profiler(cfg: ExperimentConfig, run_dir: Path):
+    """``trainer.profiler`` as Lightning's profiler object, its report written into the run directory."""
+    name = cfg.trainer.profiler
+    if name is None:
+        return None
+    from lightning.pytorch import profilers
+
+    cls = {"simple": profilers.SimpleProfiler, "advanced": profilers.AdvancedProfiler,
+           "pytorch": profilers.PyTorchProfiler}[name]
+    return cls(dirpath=str(run_dir), filename=f"profile-{name}")
+
+
+def lightning_knobs(cfg: ExperimentConfig) -> dict[str, Any]:
+    """Trainer knobs passed to Lightning as typed (``limit_train_batches=1`` is one batch, ``1.0`` all)."""
+    t = cfg.trainer
+    knobs = dict(accumulate_grad_batches=t.accumulate_grad_batches, check_val_every_n_epoch=t.check_val_every_n_epoch,
+                 fast_dev_run=t.fast_dev_run, overfit_batches=t.overfit_batches,
+                 limit_train_batches=t.limit_train_batches, limit_val_batches=t.limit_val_batches)
+    return {k: v for k, v in knobs.items() if v is not None}
 
 
 def _devices_total(t) -> int:
@@ -299,7 +346,9 @@ def build_trainer(cfg: ExperimentConfig, run_dir: Path, extra_callbacks: list | 
     t = cfg.trainer
     loggers = build_loggers(cfg, run_dir)
     checkpointer = RunCheckpoint(run_dir, cfg.checkpoint.every_n_steps, cfg.checkpoint.every_minutes, on_saved)
+    reporting, bar = reporting_callbacks(cfg)
     callbacks = [
+        *reporting,
         RunRecorder(run_dir),
         # Lightning runs checkpoint callbacks last, in this order: at train-epoch end after RunRecorder
         # wrote the epoch's line, the best one first, then last.ckpt (holding the updated best state)
@@ -325,20 +374,16 @@ def build_trainer(cfg: ExperimentConfig, run_dir: Path, extra_callbacks: list | 
     callbacks.append(ConfusionReport(run_dir))  # confusion.csv/.png at the end of training (+ W&B image)
     callbacks += slurm.callbacks(run_dir, checkpointer)  # stop signals, periodic checkpoints, divergence
     callbacks += list(extra_callbacks or [])
-    optional = {k: v for k, v in dict(limit_train_batches=t.limit_train_batches,
-                                       limit_val_batches=t.limit_val_batches).items() if v is not None}
-    for k, v in optional.items():
-        optional[k] = int(v) if float(v).is_integer() and v > 1 else float(v)
     kwargs = dict(
         max_epochs=t.max_epochs, accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes,
         strategy=slurm.strategy(t, ddp_strategy(cfg, skips_blocks)), precision=t.precision,
         gradient_clip_val=t.gradient_clip_val,
         log_every_n_steps=t.log_every_n_steps, deterministic=t.deterministic, logger=loggers or False,
-        callbacks=callbacks, default_root_dir=str(run_dir), enable_progress_bar=cfg.logging.progress_bar,
+        callbacks=callbacks, default_root_dir=str(run_dir), enable_progress_bar=bar, profiler=profiler(cfg, run_dir),
         enable_model_summary=False, sync_batchnorm=t.sync_batchnorm,
         use_distributed_sampler=False,  # every datamodule of ours shards itself (exactly, for validation)
         plugins=slurm.plugins() or None,  # under srun: SLURMEnvironment (ranks/addresses from SLURM)
-        **optional,
+        **lightning_knobs(cfg),
     )
     try:
         return L.Trainer(**kwargs)
@@ -389,6 +434,7 @@ def _train(cfg: ExperimentConfig, callbacks: list | None, tail: LogTail) -> dict
 
     from platform.module import ClassificationModule, module_kwargs
 
+    quiet_library_chatter()  # Lightning/W&B chatter filtered where it is raised, real warnings kept
     cfg = slurm.apply_allocation(cfg)  # under srun: devices/num_nodes from the allocation, or a ConfigError
     models.model_info(cfg.model.name)  # unknown model: fail before touching data or disk
     if cfg.trainer.sync_batchnorm and not torch.cuda.is_available():
@@ -429,6 +475,9 @@ def _train(cfg: ExperimentConfig, callbacks: list | None, tail: LogTail) -> dict
                                 on_saved=lambda: holder["s"].heartbeat())
         base = {"model": cfg.model.name, "data": cfg.data.name, "seed": cfg.seed, "recipe": cfg.recipe,
                 "max_epochs": cfg.trainer.max_epochs}
+        if trainer.is_global_zero:
+            start_console_log(run_dir)  # train.log: this segment's console, appended
+            base.update(print_run_start(cfg, module, datamodule, run_dir, trainer.world_size))  # + params, MACs
         record = holder["s"] = RunSummary(run_dir, base, trainer.world_size, previous)
         if trainer.is_global_zero:
             from datamodules.write import atomic_path
@@ -443,6 +492,7 @@ def _train(cfg: ExperimentConfig, callbacks: list | None, tail: LogTail) -> dict
             if ckpt:
                 log.info("resuming %s from %s", run_dir, ckpt)
     except BaseException:
+        stop_console_log()
         if lock is not None:
             lock.release()
         if rank0 and created:
@@ -516,6 +566,13 @@ USER_ERRORS = (ConfigError, DataError, BetonError, ResumeError, RunBusyError, mo
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    finally:
+        stop_console_log()  # after the closing line, which train.log keeps too
+
+
+def _main(argv: list[str] | None = None) -> int:
     """Exit codes: 0 finished (or already finished); 1 failed (a record that cannot be written: one
     line naming the file); 2 a configuration, data or resume error (one line, nothing written);
     3 diverged; 128 + signal when stopped by a signal after saving (SIGINT 130, SIGTERM 143)."""
@@ -525,7 +582,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        cfg = load_config(argv)
+        cfg = load_config([a for a in argv if a != "--print-config"])
+        if "--print-config" in argv:  # the resolved configuration; no data, no run directory
+            print(to_yaml(cfg), end="")
+            return 0
         summary = train(cfg)
     except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)

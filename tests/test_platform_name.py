@@ -6,7 +6,7 @@ from conftest import run_cli
 
 
 def test_stdlib_platform_api_works_under_python_m_platform():
-    proc = run_cli("platform.doctor")
+    proc = run_cli("platform.doctor", "--json")
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     import platform as ours  # this process also runs from the root: the shim

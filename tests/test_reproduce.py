@@ -231,16 +231,18 @@ def test_sweep_typos_are_caught_with_the_file_and_configuration(tmp_path):
 def test_launch_dry_runs_print_the_exact_commands(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("WANDB_PROJECT", raising=False)
     runs = f"run.root={tmp_path / 'runs'}"
-    rc, out, _ = _reproduce(capsys, "stochastic_depth", "--launch", "local", "--dry-run", runs)
-    lines = out.strip().splitlines()
-    assert rc == 0 and len(lines) == 6  # 2 rows x 3 seeds
+    rc, out, _ = _reproduce(capsys, "stochastic_depth", "--launch", "local", "--dry-run", runs, "--data-path=/c10")
+    plan, *lines = out.strip().splitlines()
+    assert rc == 0 and len(lines) == 6 and plan.startswith("# 6 run(s), about ")  # 2 rows x 3 seeds
     assert lines[0].startswith("python -m platform.train model=resnet110 data=cifar10 recipe=stochastic_depth_cifar")
+    assert " data.path=/c10 " in lines[0]
     assert "seed=2" in lines[2] and "run.name=stochastic_depth.stochastic.imagenet.s0" in lines[3]
     rc, out, _ = _reproduce(capsys, "stochastic_depth", "--launch", "slurm", "--dry-run", "--seeds", "2", runs,
-                            "--sbatch-args=--partition=gpu")
+                            "--sbatch-args=--partition=gpu", "data.path=/c10")
     assert rc == 0 and "sbatch --array=0-3 --partition=gpu slurm/sweep.sh" in out
-    rc, out, _ = _reproduce(capsys, "table3", "--launch", "wandb", "--dry-run")
-    assert rc == 0 and "wandb sweep --project cnn-platform sweeps/resnext_table3.yaml" in out
+    rc, out, _ = _reproduce(capsys, "table3", "--launch", "wandb", "--dry-run", "--data-path=/in1k",
+                            f"--out={tmp_path / 'out'}")
+    assert rc == 0 and f"wandb sweep --project cnn-platform {tmp_path / 'out'}/sweep-imagenet-s3.yaml" in out
     assert "sbatch --array=0-29 slurm/wandb_agent.sh" in out
     assert not (tmp_path / "runs").exists()  # a dry run starts nothing
     rc, _, err = _reproduce(capsys, "resnext_table2", "--launch", "local")

@@ -1,0 +1,303 @@
+"""Issue 17: seeing what a run does (throughput, log lines, train.log, chatter), the Lightning knobs,
+config composition."""
+import json
+import warnings
+
+import pytest
+import torch
+import yaml
+
+from conftest import cli_env, run_cli
+from platform.config import ConfigError, from_dict, help_text, load_config, to_yaml
+
+CHATTER = ("The `srun` command is available on your system but is not used", "Tip: For seamless",
+           "LeafSpec", "The anonymous setting has no effect")
+
+
+# ---------------------------------------------------------------------------- knobs
+def test_limit_batches_keep_their_type_and_meaning():
+    from platform.train import lightning_knobs
+
+    one, all_ = load_config(["trainer.limit_train_batches=1"]), load_config(["trainer.limit_train_batches=1.0"])
+    assert lightning_knobs(one)["limit_train_batches"] == 1 and type(one.trainer.limit_train_batches) is int
+    assert type(all_.trainer.limit_train_batches) is float
+    saved = yaml.safe_load(to_yaml(one))
+    assert saved["trainer"]["limit_train_batches"] == 1 and type(saved["trainer"]["limit_train_batches"]) is int
+    assert type(from_dict(yaml.safe_load(to_yaml(all_))).trainer.limit_train_batches) is float
+    for bad in ("1.5", "-2", "abc"):
+        with pytest.raises(ConfigError, match="limit_train_batches"):
+            load_config([f"trainer.limit_train_batches={bad}"])
+    knobs = lightning_knobs(load_config(["trainer.accumulate_grad_batches=4", "trainer.check_val_every_n_epoch=2",
+                                         "trainer.fast_dev_run=true", "trainer.overfit_batches=3"]))
+    assert knobs["accumulate_grad_batches"] == 4 and knobs["check_val_every_n_epoch"] == 2
+    assert knobs["fast_dev_run"] is True and knobs["overfit_batches"] == 3
+
+
+def test_devices_and_precision_are_validated():
+    with pytest.raises(ConfigError, match=r"trainer\.devices: 'two'"):
+        load_config(["trainer.devices=two"])
+    assert load_config(["trainer.devices=[0,1]"]).trainer.devices == [0, 1]
+    assert load_config(["trainer.devices=2"]).trainer.devices == 2
+    assert load_config(["trainer.precision=bf16"]).trainer.precision == "bf16-mixed"
+    assert load_config(["trainer.precision=16"]).trainer.precision == "16-mixed"
+    with pytest.raises(ConfigError, match="expected one of 32-true, bf16-mixed, 16-mixed$"):
+        load_config(["trainer.precision=64"])
+    with pytest.raises(ConfigError, match="profiler"):
+        load_config(["trainer.profiler=fancy"])
+    with pytest.raises(ConfigError, match="accumulate_grad_batches"):
+        load_config(["trainer.accumulate_grad_batches=0"])
+    assert "32-true | bf16-mixed | 16-mixed" in help_text()
+
+
+def test_accumulation_scales_lr_by_the_effective_batch():
+    from platform.module import ClassificationModule, module_kwargs
+
+    lr = lambda *o: ClassificationModule(**module_kwargs(load_config(["optim.reference_batch_size=32", *o]), 10)).peak_lr  # noqa: E731
+    assert lr("data.batch_size=32", "trainer.accumulate_grad_batches=2") == pytest.approx(lr("data.batch_size=64"))
+    assert lr("data.batch_size=64") == pytest.approx(0.2)
+
+
+def _one_step_weights(batch: int, accumulate: int) -> dict[str, torch.Tensor]:
+    import lightning as L
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from platform.module import ClassificationModule, module_kwargs
+
+    g = torch.Generator().manual_seed(0)
+    data = TensorDataset(torch.randn(16, 3, 16, 16, generator=g), torch.randint(0, 10, (16,), generator=g))
+    cfg = load_config(["model=highway19", f"data.batch_size={batch}", "optim.reference_batch_size=16",
+                       f"trainer.accumulate_grad_batches={accumulate}", "trainer.max_epochs=1"])
+    torch.manual_seed(0)
+    module = ClassificationModule(**module_kwargs(cfg, 10))
+    trainer = L.Trainer(max_steps=1, accelerator="cpu", devices=1, accumulate_grad_batches=accumulate,
+                        logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, limit_val_batches=0)
+    trainer.fit(module, DataLoader(data, batch_size=batch, shuffle=False))
+    return {k: v.clone() for k, v in module.model.state_dict().items()}
+
+
+def test_accumulate_2_is_the_doubled_batch_after_one_step():
+    """BN-free highway19: two accumulated half-batches (8) give the full batch's (16) mean gradient and LR
+    (the issue's 32 vs 64, at a quarter of the cost)."""
+    torch.set_flush_denormal(True)  # as platform.train does on the CPU: denormal gradients crawl
+    try:
+        a, b = _one_step_weights(8, 2), _one_step_weights(16, 1)
+    finally:
+        torch.set_flush_denormal(False)
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-6)
+    torch.manual_seed(0)
+    from platform.module import ClassificationModule, module_kwargs
+
+    init = ClassificationModule(**module_kwargs(load_config(["model=highway19"]), 10)).model.state_dict()
+    assert any(not torch.equal(init[k], a[k]) for k in a)  # a step was taken
+
+
+# ---------------------------------------------------------------------------- composition
+def test_recipe_paths_and_lists(tmp_path):
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("optim:\n  lr: 0.3\ntrainer:\n  max_epochs: 7\n")
+    cfg = load_config([f"recipe={mine}"])
+    assert cfg.optim.lr == 0.3 and cfg.trainer.max_epochs == 7
+    both = load_config([f"recipe=[resnet_cifar,{mine}]"])
+    assert both.optim.lr == 0.3 and both.schedule.name == "step"  # the later file wins; the earlier's rest stays
+    assert load_config([f"recipe=[resnet_cifar,{mine}]", "optim.lr=0.05"]).optim.lr == 0.05
+    with pytest.raises(ConfigError, match="no such file"):
+        load_config([f"recipe={tmp_path / 'none.yaml'}"])
+
+
+def test_config_file_reruns_a_saved_run(tmp_path):
+    saved = load_config(["recipe=resnet_cifar", "model=resnet56", "trainer.limit_train_batches=3"])
+    path = tmp_path / "config.yaml"
+    path.write_text(to_yaml(saved))
+    again = load_config([f"config={path}"])
+    assert again == saved
+    changed = load_config([f"config={path}", "optim.lr=0.02", "model=resnet20"])
+    assert changed.optim.lr == 0.02 and changed.model.name == "resnet20" and changed.schedule.name == "step"
+    path.write_text("optim:\n  lrr: 1\n")
+    with pytest.raises(ConfigError, match=r"config file .*unknown config key 'optim.lrr'"):
+        load_config([f"config={path}"])
+
+
+def test_print_config_writes_nothing(tmp_path, capsys, monkeypatch):
+    from platform.train import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["--print-config", "model=resnet56", f"run.root={tmp_path / 'runs'}"]) == 0
+    assert from_dict(yaml.safe_load(capsys.readouterr().out)).model.name == "resnet56"
+    assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------------------- start of run, chatter
+def test_likely_mistakes_are_named():
+    from platform.console import likely_mistakes
+
+    warns = likely_mistakes(load_config(["model=resnet50", "data.path=/data"]), 32, 224, (2048, 1, 1))
+    assert any("224-px" in w and "1x1" in w for w in warns)
+    assert any(w.startswith("data.path='/data' is ignored by data=digits") for w in warns)
+    assert likely_mistakes(load_config(["model=resnet20"]), 32, 32, (64, 8, 8)) == []
+
+
+def test_chatter_filters_keep_real_warnings():
+    from platform.console import quiet_library_chatter
+
+    quiet_library_chatter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        quiet_library_chatter()  # the filters go on top of "always"
+        warnings.warn("The `srun` command is available on your system but is not used. HINT: ...")
+        warnings.warn("a real warning")
+    assert [str(w.message) for w in caught] == ["a real warning"]
+
+
+def test_train_log_appends_every_segment(tmp_path, capsys):
+    import logging
+
+    from platform.console import start_console_log, stop_console_log
+
+    handler = logging.StreamHandler()  # made before the log starts, like logging.basicConfig's
+    logger = logging.getLogger("test_observability")
+    logger.addHandler(handler)
+    try:
+        for segment in ("one", "two"):
+            start_console_log(tmp_path)
+            print(f"segment {segment}")
+            logger.warning("logged %s", segment)
+            stop_console_log()
+    finally:
+        logger.removeHandler(handler)
+    text = (tmp_path / "train.log").read_text()
+    assert text.count("==== segment started") == 2
+    assert text.index("segment one") < text.index("logged one") < text.index("segment two") < text.index("logged two")
+    assert "segment two" in capsys.readouterr().out  # the console still shows everything
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)  # one training run; slow only on a crowded machine
+def test_non_tty_run_lines_train_log_and_no_chatter(tmp_path, digits_cache):
+    """Captured stdout (not a TTY): a line per epoch with img/s; limit_train_batches=1 is one batch;
+    stderr holds none of the four chatter lines (W&B offline, not silenced); train.log holds the console."""
+    env = cli_env(tmp_path)
+    env.pop("WANDB_SILENT")
+    proc = run_cli("platform.train", f"data.cache_dir={digits_cache}", f"run.root={tmp_path / 'runs'}", "run.name=obs",
+                   "data.num_workers=1", "trainer.limit_train_batches=1", "trainer.limit_val_batches=2",
+                   "trainer.log_every_n_steps=1", "trainer.max_epochs=2", env=env, timeout=850)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    epoch_lines = [line for line in proc.stdout.splitlines() if " done, step " in line]
+    assert len(epoch_lines) == 2 and all("img/s" in line and "eta" in line for line in epoch_lines)
+    assert epoch_lines[0].startswith("epoch 1/2 done, step 1 ")
+    step_lines = [line for line in proc.stdout.splitlines() if line.startswith("epoch 2/2 step 2 [1/1] | loss ")]
+    assert len(step_lines) == 1 and "data " in step_lines[0]
+    for chatter in CHATTER:
+        assert chatter not in proc.stderr
+    assert "wandb:" in proc.stderr  # W&B did talk (so its warning was not merely silenced)
+    run = tmp_path / "runs" / "obs"
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2]  # one batch per epoch
+    assert all(r["perf/train_img_s"] > 0 and 0 <= r["perf/data_wait_frac"] <= 1 for r in rows)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["params"] > 0 and summary["macs"] > 0 and summary["mean_train_img_s"] > 0
+    assert summary["best_epoch"] in (0, 1) and summary["best_checkpoint"].endswith(".ckpt")
+    assert summary["peak_mem_mib"] > 0
+    text = (run / "train.log").read_text()
+    assert text.count("==== segment started") == 1 and "model      resnet20" in text
+    assert text.count(" done, step ") == 2 and text.rstrip().splitlines()[-1].startswith("finished: resnet20")
+
+
+# ---------------------------------------------------------------------------- launch helpers
+def test_compact_array_ranges():
+    from platform.launch import compact_ranges
+
+    assert compact_ranges(range(30)) == "0-29"
+    assert compact_ranges([0, 1, 2, 3, 5, 7, 8, 9]) == "0-3,5,7-9"
+    assert compact_ranges([4]) == "4"
+
+
+def test_sweep_without_data_path_is_refused_and_swept_keys_stay_swept(capsys, tmp_path):
+    from platform.sweep import main
+
+    sweep, runs = "sweeps/resnext_table3.yaml", f"run.root={tmp_path / 'runs'}"
+    assert main([sweep, "--dry-run", runs]) == 2
+    assert "data=imagenet needs data.path" in capsys.readouterr().err
+    assert main([sweep, "--dry-run", "--data-path", "/in1k", runs, "model=resnet18"]) == 2
+    assert "override(s) model set a key the sweep varies" in capsys.readouterr().err
+    assert main([sweep, "--dry-run", "--slurm", "--data-path", "/in1k", runs]) == 0
+    plan, command = capsys.readouterr().out.strip().splitlines()
+    assert plan.startswith("# 30 run(s), about ") and "GPU-hours" in plan and "2470 img/s" in plan
+    assert command.startswith("sbatch --array=0-29 slurm/sweep.sh sweeps/resnext_table3.yaml data.path=/in1k")
+
+
+def test_reproduce_launch_refuses_missing_data_path(capsys, tmp_path):
+    from platform.reproduce import main
+
+    assert main(["table3", "--launch", "local", "--dry-run", f"run.root={tmp_path}"]) == 2
+    assert "--data-path DIR" in capsys.readouterr().err
+    assert main(["table3", "--launch", "wandb", "--dry-run"]) == 2  # the committed sweep holds a placeholder
+
+
+def test_gpu_hours_scale_with_macs_images_and_epochs():
+    from platform.launch import REFERENCE_IMG_S, REFERENCE_MACS, gpu_hours
+
+    rn50 = load_config(["model=resnet50", "data=imagenet", "trainer.max_epochs=90"])
+    hours = gpu_hours([rn50])
+    from platform.complexity import complexity
+
+    expected = complexity("resnet50", 224).macs * 1_281_167 * 90 / (REFERENCE_MACS * REFERENCE_IMG_S) / 3600
+    assert hours == pytest.approx(expected) and 10 < hours < 20  # NVIDIA's README: ~14 hours for 90 epochs
+    assert gpu_hours([rn50, rn50]) == pytest.approx(2 * hours)
+
+
+# ---------------------------------------------------------------------------- small commands
+def test_doctor_prints_verdicts(capsys, monkeypatch):
+    from importlib.metadata import version
+
+    from platform.doctor import main
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    assert main([]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "ok    W&B offline: WANDB_MODE=offline" in out
+    assert f"ok    ffcv {version('ffcv')}" in out
+    assert any(line.split()[1] in ("GPU:", "no") for line in out if "GPU" in line)
+    assert any("dataset cache" in line for line in out) and any("sbatch" in line for line in out)
+    assert main(["--json"]) == 0 and json.loads(capsys.readouterr().out)["ffcv"] == version("ffcv")
+
+
+def test_models_cache_is_keyed_by_sources(tmp_path, monkeypatch, capsys):
+    import models.__main__ as zoo
+
+    monkeypatch.setattr(zoo, "CACHE_DIR", tmp_path)
+    rows = zoo.rows("resnet2*")
+    (cache,) = tmp_path.glob("models-counts-*.json")
+    assert cache.name == f"models-counts-{zoo.cache_key()}.json"
+    assert {r["name"] for r in rows} == set(json.loads(cache.read_text()))
+    fake = json.loads(cache.read_text())
+    fake["resnet20"]["params"] = 1
+    cache.write_text(json.dumps(fake))
+    assert zoo.rows("resnet20")[0]["params"] == 1  # read from the cache, not recounted ...
+    assert zoo.rows("resnet20", use_cache=False)[0]["params"] == 269_722  # ... unless asked (He et al.: 0.27M)
+    assert zoo.main(["resnt2*"]) == 2 and "closest: " in capsys.readouterr().err
+
+
+def test_benchmarks_help_lists_suites():
+    proc = run_cli("benchmarks", "--help")
+    assert proc.returncode == 0 and "suites:" in proc.stdout
+    assert all(f"\n  {s} " in proc.stdout for s in ("models", "data", "overhead", "commands"))
+    proc = run_cli("benchmarks", "nope")
+    assert proc.returncode == 2 and "unknown suite 'nope'" in proc.stderr
+
+
+def test_schedule_plot_uses_the_real_steps_per_epoch(tmp_path):
+    from platform.schedules import main
+
+    assert main(["recipe=resnet_cifar", "data=cifar10", f"--out={tmp_path / 'lr.png'}"]) == 0
+    assert (tmp_path / "lr.png").is_file()
+    from platform.schedules import lr_curve
+
+    steps, lrs = lr_curve(load_config(["recipe=resnet_cifar", "data=cifar10"]))
+    assert max(lrs) == pytest.approx(0.1) and lrs[-1] == pytest.approx(0.001)  # 390 steps/epoch: the step schedule
+    _, flat = lr_curve(load_config(["recipe=resnet_cifar", "data=synthetic"]), steps_per_epoch=390)
+    assert max(flat) == pytest.approx(0.1)
+    _, rn50 = lr_curve(load_config(["recipe=ffcv_rn50", "data=imagenet"]))
+    assert max(rn50) == pytest.approx(2.0, rel=1e-3)  # the recipe comment's peak
