@@ -111,7 +111,9 @@ def test_good_run_names_pass(arg):
     assert load_config([arg]).run.name == arg.split("=", 1)[1]
 
 
-@pytest.mark.parametrize("value, ok", [("0", False), ("[0, 1]", False), ("two", False), ("-2", False),
+# a list of device ids is Lightning's own form (issue 17); an empty, repeated or negative one is not
+@pytest.mark.parametrize("value, ok", [("0", False), ("[0, 1]", True), ("[]", False), ("[0, 0]", False),
+                                        ("[-1]", False), ("two", False), ("-2", False),
                                         ("1.5", False), ("true", False), ("auto", True), ("1", True), ("8", True),
                                         ("-1", True)])
 def test_devices_rule(value, ok):
