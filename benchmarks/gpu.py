@@ -289,12 +289,13 @@ def main(argv: list[str] | None = None) -> int:
 
             b, r = (2, 16) if a.quick else (32, 160)
             model = models.create_model("resnet18").to(memory_format=torch.channels_last).eval()
-            norm = {"alone": normalize_ab("cpu", b, r, reps=5), "with_forward": normalize_ab("cpu", b, r, reps=3,
-                                                                                              model=model)}
-            print(f"  CPU, batch {b}, {r} px: DeviceNormalize bf16 / fp32 time alone {norm['alone']['ratio']:.3f}, "
-                  f"followed by a resnet18 forward under bf16 autocast {norm['with_forward']['ratio']:.3f}")
-        path = write_result("gpu", vars(a), {"skipped": True, "reason": reason, "rows": [], "normalize": norm},
-                            argv, a.results_dir)
+            norm = {"alone": normalize_ab("cpu", b, r, reps=5),
+                    "with_forward": normalize_ab("cpu", b, r, reps=3, model=model)}
+            print(f"  CPU, batch {b}, {r} px: DeviceNormalize bf16 / fp32 time alone "
+                  f"{norm['alone']['ratio']:.3f}, followed by a resnet18 forward under bf16 autocast "
+                  f"{norm['with_forward']['ratio']:.3f}")
+        path = write_result("gpu", vars(a), {"skipped": True, "reason": reason, "rows": [],
+                                             "normalize": norm}, argv, a.results_dir)
         print(f"wrote {path}")
         return 0
     from platform.complexity import complexity
