@@ -271,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--loader-images", type=int, default=2048, help="FFCV loader check; 0 = skip it")
     p.add_argument("--dir", default="/tmp/cnn-platform-bench-data")
     p.add_argument("--budget-s", type=float, default=450.0, help="start no new measurement after this many seconds")
+    p.add_argument("--no-cpu-normalize", action="store_true",
+                   help="without CUDA: skip the CPU bf16-vs-fp32 normalisation measurement too")
     p.add_argument("--quick", action="store_true", help="smoke-test size: resnet50, batch 8, 64 px, 3 steps")
     add_common_args(p)
     a = p.parse_args(argv)
@@ -281,7 +283,19 @@ def main(argv: list[str] | None = None) -> int:
     if not torch.cuda.is_available():
         reason = "no CUDA device"
         print(f"{reason}: skipped")
-        path = write_result("gpu", vars(a), {"skipped": True, "reason": reason, "rows": []}, argv, a.results_dir)
+        norm = None
+        if not a.no_cpu_normalize:  # what the GPU check can measure on the CPU: bf16 vs fp32 normalisation
+            import models
+
+            b, r = (2, 16) if a.quick else (32, 160)
+            model = models.create_model("resnet18").to(memory_format=torch.channels_last).eval()
+            norm = {"alone": normalize_ab("cpu", b, r, reps=5),
+                    "with_forward": normalize_ab("cpu", b, r, reps=3, model=model)}
+            print(f"  CPU, batch {b}, {r} px: DeviceNormalize bf16 / fp32 time alone "
+                  f"{norm['alone']['ratio']:.3f}, followed by a resnet18 forward under bf16 autocast "
+                  f"{norm['with_forward']['ratio']:.3f}")
+        path = write_result("gpu", vars(a), {"skipped": True, "reason": reason, "rows": [],
+                                             "normalize": norm}, argv, a.results_dir)
         print(f"wrote {path}")
         return 0
     from platform.complexity import complexity

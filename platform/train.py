@@ -187,9 +187,12 @@ def uses_cpu(cfg: ExperimentConfig) -> bool:
 def apply_flush_denormal(cfg: ExperimentConfig) -> bool:
     """Flush denormals to zero for CPU ops (SSE3 FTZ/DAZ); returns whether it is on.
 
-    On the CPU a net whose activations or gradients turn denormal (plain56 on digits) slows by
-    an order of magnitude.  GPU kernels are unaffected by this switch: cuDNN/cuBLAS fp16/bf16
-    paths flush anyway, fp32 CUDA kernels keep denormals (nvcc's default ``-ftz=false``).
+    On the CPU a net whose activations or gradients turn denormal (plain56 on digits) can slow by
+    an order of magnitude (issue 19; ``python -m benchmarks denormal`` measures it).  The switch sets
+    the CPU's MXCSR FTZ/DAZ bits only, for fp32/fp64 (fp16 is unaffected, pytorch#150007): CUDA
+    kernels never see it, and need nothing: PyTorch builds them without ``-ftz``/fast-math, so fp32
+    keeps denormals, which NVIDIA GPUs add/multiply/FMA at full speed in hardware (NVIDIA, "CUDA Pro
+    Tip: Flush Denormals with Confidence"; only some special functions are slower with them).
     """
     on = uses_cpu(cfg) if cfg.trainer.flush_denormal is None else cfg.trainer.flush_denormal
     torch.set_flush_denormal(on)
