@@ -335,6 +335,7 @@ def test_wandb_without_network_falls_back_offline_and_no_secret_is_written(tmp_p
     assert s["status"] == "finished" and "logging offline instead" in caplog.text
     run = tmp_path / "w"
     assert list((run / "wandb").glob("offline-run-*"))
+    assert {"config.yaml", "env.json", "summary.json", "train.log"} <= {p.name for p in run.iterdir()}  # all scanned
     leaks = [p for p in run.rglob("*") if p.is_file() and key.encode() in p.read_bytes()]
     assert not leaks, leaks
 
