@@ -213,14 +213,28 @@ def preempt(job: Job) -> None:
     release_when_requeued(job)
 
 
+def step_checkpoint_in_epoch1(job: Job) -> bool:
+    """last.ckpt is a periodic step checkpoint inside the second epoch (its digest file says so)."""
+    try:
+        entry = json.loads((job.run / "checkpoints" / "last.ckpt.sha256.json").read_text())["entries"][0]
+    except (OSError, ValueError, KeyError, IndexError):
+        return False
+    if entry.get("kind") in ("step", "signal") and BATCHES < int(entry.get("global_step") or 0) < 2 * BATCHES:
+        job.killed_after_step = int(entry["global_step"])
+        return True
+    return False
+
+
 def kill_node_rank(job: Job) -> None:
-    """SIGKILL, without warning, the rank on the second node during the second epoch; then requeue."""
-    job.wait_for("epoch 0 checkpoint", lambda: epoch0_saved(job))
+    """SIGKILL, without warning, the rank on the second node during the second epoch, after a periodic
+    step checkpoint (checkpoint.every_n_steps=2); then resubmit."""
+    job.wait_for("a step checkpoint in epoch 1", lambda: step_checkpoint_in_epoch1(job))
     job.wait_for("rank 1's pid", lambda: rank_pid(job.id, 1) is not None, timeout=300)
     os.kill(rank_pid(job.id, 1), signal.SIGKILL)
     job.events.append("rank 1 killed")
     job.wait_for("the job's end", lambda: state(job.id) in TERMINAL, timeout=600, ended_ok=True)
     job.events.append(f"ended {state(job.id)}")
+    assert step_checkpoint_in_epoch1(job), "last.ckpt is no longer a step checkpoint of epoch 1"  # its final step
     # what a retry policy or an operator does next: the same command again, continuing the run directory.
     # (`scontrol requeue` of the failed job also resumed, once; twice the requeued run's first step, which
     # has the old step's id <job>.0, was cancelled some seconds after its start with no error from any
@@ -271,7 +285,7 @@ def jobs(request, multinode_cluster, digits_cache, tmp_path_factory) -> dict[str
     shared = ["--nodes=1", "--nodelist=n1", "--ntasks-per-node=2", *CPU]
     specs = {
         "shared1": (shared, a(*one_epoch)), "shared2": (shared, a(*one_epoch)),
-        "preempted": (two_by_one, a()), "killed": (two_by_one, a()),
+        "preempted": (two_by_one, a()), "killed": (two_by_one, a("checkpoint.every_n_steps=2")),
         # 90 s: longer than the ranks' start-up skew on a loaded 2-core machine (the rendezvous has it too)
         "frozen": (two_by_one, a(*synth, "trainer.max_epochs=4", "trainer.dist_timeout_s=90")),
         "2x1": (two_by_one, a()),
@@ -447,17 +461,18 @@ def test_preemption_across_nodes_resumes_mid_epoch_on_both(jobs):
 
 @pytest.mark.timeout(TEST_TIMEOUT)
 def test_a_node_dies_the_job_ends_and_the_resubmission_resumes_from_the_checkpoint(jobs):
-    """SIGKILL of the rank on n2 in epoch 1: the job ends (its other rank gets a gloo error at once,
-    srun --kill-on-bad-exit ends the step), is resubmitted, and resumes from the newest checkpoint.
-    Today that is the epoch-end last.ckpt (the lost work: the partial epoch, trained again and
-    recorded once); with a periodic step checkpoint (checkpoint.every_n_steps, run-integrity issue)
-    the same test bounds the loss by that interval: wait for the step checkpoint instead of
-    epoch0_saved() and check that the resume starts at its step."""
+    """SIGKILL of the rank on n2 in epoch 1, after a step checkpoint (checkpoint.every_n_steps=2): the
+    job ends (its other rank gets a gloo error at once, srun --kill-on-bad-exit ends the step), is
+    resubmitted, and resumes from that step checkpoint, on both nodes: the work lost is at most the
+    2-step interval, and every epoch is recorded once with the step count of an uninterrupted run."""
     job, reference = jobs["killed"], jobs["2x1"]
     assert job.finish(JOB_TIMEOUT) == "COMPLETED", f"{job.events}\n{job.log()[-4000:]}"
     assert "ended FAILED" in job.events, job.events  # the job ended by itself (no hang until --time)
     log = job.log()  # (the resubmitted job's)
     assert f"resuming {job.run} from {job.run}/checkpoints/last.ckpt" in log, log[-4000:]
+    done_in_epoch = job.killed_after_step - BATCHES  # batches of epoch 1 in the step checkpoint
+    skip = f"leaving out the {done_in_epoch} training batches of this epoch already trained on"
+    assert log.count(skip) == 2, log[-4000:]  # both ranks resume at the checkpoint's step
     assert reference.finish(JOB_TIMEOUT) == "COMPLETED"
     rows = job.metrics()
     assert [r["epoch"] for r in rows] == [0, 1], rows
