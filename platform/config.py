@@ -518,18 +518,15 @@ def validate_trainer(t: TrainerConfig) -> None:
     if not (isinstance(t.fast_dev_run, bool) or (_is_int(t.fast_dev_run) and t.fast_dev_run >= 0)):
         raise ConfigError(f"bad value for trainer.fast_dev_run: {t.fast_dev_run!r}; expected true/false or a "
                           f"number of batches")
-    for key in ("accumulate_grad_batches", "check_val_every_n_epoch"):
-        if getattr(t, key) < 1:
-            raise ConfigError(f"bad value for trainer.{key}: {getattr(t, key)}; expected an integer >= 1")
 
 
 def validate(cfg: ExperimentConfig) -> None:
     """Every key against its declared range/rule (see ``_f``), then the rules that span keys."""
-    validate_trainer(cfg.trainer)
     for key, f in all_keys().items():
         error = check_key(key, _get(cfg, key), f)
         if error:
             raise ConfigError(error)
+    validate_trainer(cfg.trainer)  # the Any-typed knobs; precision aliases normalised before the choices
     for key, choices in _CHOICES.items():
         value = _get(cfg, key)
         if value not in choices:
