@@ -30,11 +30,11 @@ def test_degradation_table_static_columns_and_scales():
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(1200)  # one training process (~1 min on a quiet machine); generous for a busy one
 def test_a_tiny_launched_degradation_run_reports_train_error_and_curves(tmp_path):
-    """Two of the table's rows, its proxy scale cut to 2 epochs of 2 batches on hand-made Fashion-MNIST files."""
+    """One of the table's rows, its proxy scale cut to 2 epochs of 2 batches on hand-made Fashion-MNIST files."""
     spec = yaml.safe_load(load_table("degradation").path.read_text())
-    spec["rows"] = [r for r in spec["rows"] if r["id"] in ("plain20", "resnet20")]
+    spec["rows"] = [r for r in spec["rows"] if r["id"] == "resnet20"]
     spec["scales"]["proxy"]["overrides"] = [o for o in spec["scales"]["proxy"]["overrides"] if "subset" not in o]
     spec["scales"]["proxy"]["overrides"] += ["trainer.max_epochs=2", "data.batch_size=16", "data.train_subset=32",
                                              "data.val_subset=20"]
@@ -45,16 +45,16 @@ def test_a_tiny_launched_degradation_run_reports_train_error_and_curves(tmp_path
     extra = [f"run.root={runs}", f"data.path={fake}", f"data.cache_dir={tmp_path / 'cache'}", "data.num_workers=1",
              "logging.progress_bar=false", "logging.wandb=disabled"]
     proc = run_cli("platform.reproduce", str(table_file), "--launch", "local", "--scale", "proxy", "--seeds", "1",
-                   *extra, env=cli_env(tmp_path), timeout=500)
+                   *extra, env=cli_env(tmp_path), timeout=1000)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     proc = run_cli("platform.reproduce", str(table_file), "--scale", "proxy", "--out", str(out), *extra,
                    env=cli_env(tmp_path))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "train err % ours (proxy)" in (out / "table.md").read_text()
     assert (out / "curves.png").stat().st_size > 10_000 and (out / "plot.png").is_file()
-    for e in json.loads((out / "table.json").read_text())["rows"]:
-        t = e["trained"]
-        (run_dir,) = t["runs"]
-        last = [json.loads(line) for line in open(f"{run_dir}/metrics.jsonl")][-1]
-        assert t["n"] == 1 and last["epoch"] == 1 and last["step"] == 4  # 32 images / 16, two epochs
-        assert t["train_err"] == pytest.approx(100 - last["train/top1"]) and t["top1_err"] is not None
+    (e,) = json.loads((out / "table.json").read_text())["rows"]
+    t = e["trained"]
+    (run_dir,) = t["runs"]
+    last = [json.loads(line) for line in open(f"{run_dir}/metrics.jsonl")][-1]
+    assert t["n"] == 1 and last["epoch"] == 1 and last["step"] == 4  # 32 images / 16, two epochs
+    assert t["train_err"] == pytest.approx(100 - last["train/top1"]) and t["top1_err"] is not None
