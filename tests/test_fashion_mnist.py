@@ -188,7 +188,7 @@ INTERRUPTED_WRITER = textwrap.dedent("""
     from datamodules import fashion_mnist as fm, write
     slow = write.ArrayDataset.__getitem__
     def getitem(self, i):
-        time.sleep(0.05)
+        time.sleep(0.1)
         return slow(self, i)
     write.ArrayDataset.__getitem__ = getitem
     fm.write_fashion_mnist(sys.argv[1], sys.argv[2])
@@ -204,6 +204,7 @@ def test_an_interrupted_write_leaves_nothing_behind(fake, tmp_path):
     while not list(out.glob(".*.tmp-*")) and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
     assert list(out.glob(".*.tmp-*")), "the write never started"
+    time.sleep(1.5)  # into the write itself (~6 s for train.beton): a signal during FFCV's fork can be lost
     os.killpg(proc.pid, signal.SIGINT)
     proc.wait(timeout=60)
     assert proc.returncode != 0 and list(out.iterdir()) == []  # no .beton, no meta.json, no temporary
