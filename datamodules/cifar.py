@@ -33,7 +33,8 @@ from typing import Any
 import numpy as np
 
 from .ffcv import AUGMENTATIONS, FFCVDataModule
-from .write import ArrayDataset, BetonError, check_beton, now_iso, write_beton, write_json_atomic
+from .write import (ArrayDataset, BetonError, check_beton, file_digest, now_iso, verify_files, write_beton,
+                    write_json_atomic)
 
 log = logging.getLogger(__name__)
 FORMAT_VERSION = 1  # bump when the conversion below changes, so caches are rewritten
@@ -215,6 +216,7 @@ def write_cifar(source: str | os.PathLike, directory: str | os.PathLike, name: s
                          "val": np.bincount(val[1], minlength=len(classes)).tolist()},
         "split": {"train": _layout(name)["train"], "val": _layout(name)["test"]},
         "mean": mean, "std": std, "writer": {"write_mode": "raw"}, "created": now_iso(),
+        "files": {s: {"path": f"{s}.beton", **file_digest(directory / f"{s}.beton")} for s in ("train", "val")},
     })
     return directory
 
@@ -270,6 +272,11 @@ class CifarDataModule(FFCVDataModule):
         if source is not None and meta.get("source_fingerprint") != source_fingerprint(source, self.name):
             log.warning("%s cache in %s was written from other source files; writing it again",
                         self.name, self.directory)
+            return False
+        problems = verify_files(self.directory, meta)  # SHA-256 of both files: bytes changed on disk
+        if problems:
+            log.warning("%s cache in %s does not match its meta.json (%s); writing it again", self.name,
+                        self.directory, "; ".join(problems))
             return False
         return True
 

@@ -55,7 +55,8 @@ from typing import Any
 import numpy as np
 
 from .ffcv import AUGMENTATIONS, FFCVDataModule
-from .write import ArrayDataset, BetonError, check_beton, now_iso, write_beton, write_json_atomic
+from .write import (ArrayDataset, BetonError, check_beton, file_digest, now_iso, verify_files, write_beton,
+                    write_json_atomic)
 
 log = logging.getLogger(__name__)
 FORMAT_VERSION = 1  # bump when the conversion below changes, so caches are rewritten
@@ -251,6 +252,7 @@ def write_fashion_mnist(source: str | os.PathLike | None, directory: str | os.Pa
                          "val": np.bincount(vy, minlength=10).tolist()},
         "split": arrays["split"], "mean": [arrays["mean"]] * 3, "std": [arrays["std"]] * 3,
         "writer": {"write_mode": "raw"}, "created": now_iso(),
+        "files": {s: {"path": f"{s}.beton", **file_digest(directory / f"{s}.beton")} for s in ("train", "val")},
     })
     return directory
 
@@ -324,6 +326,11 @@ class FashionMNISTDataModule(FFCVDataModule):
         if source is not None and meta.get("source_fingerprint") != source_fingerprint(source):
             log.warning("fashion_mnist cache in %s was written from other source files; writing it again",
                         self.directory)
+            return False
+        problems = verify_files(self.directory, meta)  # SHA-256 of both files: bytes changed on disk
+        if problems:
+            log.warning("%s cache in %s does not match its meta.json (%s); writing it again", "fashion_mnist",
+                        self.directory, "; ".join(problems))
             return False
         return True
 

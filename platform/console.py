@@ -7,6 +7,7 @@ and ``train.log`` -- the whole rank-0 console of every segment, appended.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import sys
 import time
@@ -59,7 +60,8 @@ class _Tee:
         return len(s)
 
     def flush(self) -> None:
-        self.stream.flush()
+        with contextlib.suppress(ValueError):  # a console closed under us (a test runner's capture)
+            self.stream.flush()
         if not self.file.closed:
             self.file.flush()
 

@@ -399,12 +399,15 @@ EXIT = {"finished": 0, "failed": 1, "diverged": 3}  # interrupted: 128 + the sig
 last_summary: dict[str, Any] | None = None  # the summary of the latest train() in this process (for main)
 
 
-def train(cfg: ExperimentConfig, callbacks: list | None = None) -> dict[str, Any] | None:
+def train(cfg: ExperimentConfig, callbacks: list | None = None, *,
+          keep_console_log: bool = False) -> dict[str, Any] | None:
     """Run one experiment; return its summary (also written to ``<run dir>/summary.json``).
 
     ``callbacks`` are added to the Trainer's (for programmatic use: notebooks, tests).  Returns
     None on DDP ranks other than 0, which write no records.  SIGTERM, SIGINT and SIGUSR1 are caught
     for the duration (``platform.slurm``), and a tail of the log is kept for a failure's summary.
+    The console goes to ``train.log`` until the run ends (``keep_console_log``: until the caller's
+    :func:`platform.console.stop_console_log`, so that ``main``'s closing line is in the log too).
     """
     global last_summary
     last_summary = None
@@ -415,6 +418,8 @@ def train(cfg: ExperimentConfig, callbacks: list | None = None) -> dict[str, Any
     finally:
         tail.detach()
         slurm.restore_handlers(previous)
+        if not keep_console_log:  # a notebook's or a test's console is its own again
+            stop_console_log()
 
 
 def _finalize_wandb(trainer, status: str, code: int) -> None:
@@ -589,7 +594,7 @@ def _main(argv: list[str] | None = None) -> int:
         if "--print-config" in argv:  # the resolved configuration; no data, no run directory
             print(to_yaml(cfg), end="")
             return 0
-        summary = train(cfg)
+        summary = train(cfg, keep_console_log=True)
     except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

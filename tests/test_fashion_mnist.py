@@ -227,3 +227,24 @@ def test_data_fashion_mnist_trains_a_few_batches_end_to_end(fake, cache, tmp_pat
     assert summary["status"] == "finished" and summary["data"] == "fashion_mnist" and len(rows) == 2
     assert rows[-1]["step"] == 2 * (60 // 16) and 0 <= rows[-1]["train/top1"] <= 100
     assert summary["final_val_top1"] is not None
+
+
+def test_cache_records_digests_and_is_rewritten_when_bytes_change(fake, cache, tmp_path, caplog):
+    """meta.json holds each .beton's SHA-256 (run-integrity issue): changed bytes in a cached file are
+    found at the next start and the cache is written again."""
+    import json
+    import logging
+    import shutil
+
+    shutil.copytree(cache, tmp_path / "c")
+    dm = fm.FashionMNISTDataModule(fake, cache_dir=tmp_path / "c")
+    assert len(json.loads(dm.meta_path.read_text())["files"]["val"]["sha256"]) == 64
+    assert dm.is_written(dm.source)
+    data = bytearray(dm.val_path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    dm.val_path.write_bytes(bytes(data))
+    with caplog.at_level(logging.WARNING):
+        assert not dm.is_written(dm.source)
+    assert "SHA-256" in caplog.text
+    dm.prepare_data()
+    assert dm.is_written(dm.source)

@@ -14,7 +14,7 @@ from PIL import Image
 
 from conftest import ROOT
 from datamodules import DataError
-from datamodules.cifar import CIFAR_LAYOUTS, CifarDataModule, cifar_train_pipeline, load_cifar_split
+from datamodules.cifar import CIFAR_LAYOUTS, CifarDataModule, cifar_train_pipeline, find_cifar, load_cifar_split
 from datamodules.imagefolder import DeviceNormalize, ImageFolderDataModule, train_transform, val_transform
 from datamodules.write import beton_labels, check_beton
 
@@ -441,3 +441,31 @@ def test_cifar_missing_files_are_clear_errors(tmp_path):
         CifarDataModule(tmp_path, name="cifar20")
     with pytest.raises(ValueError, match="augmentation"):
         CifarDataModule(tmp_path, augment="autoaugment")
+
+
+def _flip_bytes_in_the_middle(path) -> None:
+    """Change 64 bytes inside a file, keeping its size (a bit rot or a bad copy, not a truncation)."""
+    data = bytearray(path.read_bytes())
+    mid = len(data) // 2
+    data[mid:mid + 64] = bytes(255 - b for b in data[mid:mid + 64])
+    path.write_bytes(bytes(data))
+
+
+def test_cifar_cache_records_digests_and_is_rewritten_when_bytes_change(cifar10, tmp_path, caplog):
+    """meta.json holds each .beton's SHA-256 (run-integrity issue); changed image bytes in a cached
+    file, which check_beton cannot see, make the cache be written again."""
+    import json
+    import logging
+    import shutil
+
+    shutil.copytree(cifar10.root / "cache", tmp_path / "cache")
+    dm = CifarDataModule(cifar10.root, cache_dir=tmp_path / "cache")
+    meta = json.loads(dm.meta_path.read_text())
+    assert set(meta["files"]) == {"train", "val"} and len(meta["files"]["train"]["sha256"]) == 64
+    assert dm.is_written(find_cifar(cifar10.root, "cifar10"))
+    _flip_bytes_in_the_middle(dm.train_path)
+    with caplog.at_level(logging.WARNING):
+        assert not dm.is_written(find_cifar(cifar10.root, "cifar10"))
+    assert "SHA-256" in caplog.text
+    dm.prepare_data()
+    assert dm.is_written(find_cifar(cifar10.root, "cifar10"))
