@@ -164,7 +164,11 @@ def test_every_parameter_gets_a_gradient(name):
     torch.manual_seed(0)
     # zero_init_residual=False: with zero gammas the first convs of each block
     # would get exactly-zero gradients at init and the check would be weaker.
-    model = create_model(name, zero_init_residual=False, drop_path_rate=0.1).train()
+    # drop_path_mode=sample where the family has modes: batch mode (the ResNet default, Huang et al.)
+    # skips whole blocks, whose parameters then rightly get no gradient in that step
+    # (tests/test_stochastic_depth.py checks that); here every parameter must be reachable.
+    modes = {"drop_path_mode": "sample"} if "drop_path_mode" in free_knobs(name) else {}
+    model = create_model(name, zero_init_residual=False, drop_path_rate=0.1, **modes).train()
     side = 32 if model_info(name).resolution == 32 else 64
     out = model(torch.randn(2, 3, side, side))
     F.cross_entropy(out, torch.tensor([0, 1])).backward()
@@ -301,7 +305,9 @@ def test_drop_path_function_and_module():
 def test_net_assigns_drop_path_by_global_block_index():
     model = meta_model("resnet20", drop_path_rate=0.1)
     got = [getattr(block.drop_path, "p", 0.0) for block in blocks_of(model)]
-    assert got == drop_path_rates(9, 0.1)
+    assert got == drop_path_rates(9, 0.1, rule="huang")  # the ResNet family's default rule (issue 15)
+    timm = meta_model("resnet20", drop_path_rate=0.1, drop_path_rule="timm")
+    assert [getattr(b.drop_path, "p", 0.0) for b in blocks_of(timm)] == drop_path_rates(9, 0.1)
 
 
 def test_option_a_shortcut_is_parameter_free_subsample_and_pad():
