@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .ffcv import FFCVDataModule
-from .write import (ArrayDataset, BetonError, check_beton, file_digest, now_iso, verify_files, write_beton,
+from .write import (ArrayDataset, cache_is_current, file_digest, now_iso, write_beton,
                     write_json_atomic)
 
 log = logging.getLogger(__name__)
@@ -80,22 +80,7 @@ class DigitsDataModule(FFCVDataModule):
                          num_classes=10, resolution=resolution, **kwargs)
 
     def is_written(self) -> bool:
-        import json
-        try:
-            meta = json.loads(self.meta_path.read_text())
-            check_beton(self.train_path), check_beton(self.val_path)
-        except (OSError, ValueError, BetonError) as e:
-            if self.meta_path.exists() or self.train_path.exists():
-                log.warning("digits cache in %s is unusable (%s); writing it again", self.directory, e)
-            return False
-        if meta.get("format_version") != FORMAT_VERSION:
-            return False
-        problems = verify_files(self.directory, meta)  # a few MB: cheap enough to check at every start
-        if problems:
-            log.warning("digits cache in %s does not match its meta.json (%s); writing it again",
-                        self.directory, "; ".join(problems))
-            return False
-        return True
+        return cache_is_current(self.directory, "digits", FORMAT_VERSION)
 
     def prepare_data(self) -> None:
         if not self.is_written():

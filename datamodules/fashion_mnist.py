@@ -55,7 +55,7 @@ from typing import Any
 import numpy as np
 
 from .ffcv import AUGMENTATIONS, FFCVDataModule
-from .write import (ArrayDataset, BetonError, check_beton, file_digest, now_iso, verify_files, write_beton,
+from .write import (ArrayDataset, cache_is_current, file_digest, now_iso, write_beton,
                     write_json_atomic)
 
 log = logging.getLogger(__name__)
@@ -313,26 +313,8 @@ class FashionMNISTDataModule(FFCVDataModule):
 
     def is_written(self, source: Path | None = None) -> bool:
         """Whether the cache is complete, of this format version, and from these source files."""
-        import json
-        try:
-            meta = json.loads(self.meta_path.read_text())
-            check_beton(self.train_path), check_beton(self.val_path)
-        except (OSError, ValueError, BetonError) as e:
-            if self.meta_path.exists() or self.train_path.exists():
-                log.warning("fashion_mnist cache in %s is unusable (%s); writing it again", self.directory, e)
-            return False
-        if meta.get("format_version") != FORMAT_VERSION or meta.get("dataset") != "fashion_mnist":
-            return False
-        if source is not None and meta.get("source_fingerprint") != source_fingerprint(source):
-            log.warning("fashion_mnist cache in %s was written from other source files; writing it again",
-                        self.directory)
-            return False
-        problems = verify_files(self.directory, meta)  # SHA-256 of both files: bytes changed on disk
-        if problems:
-            log.warning("%s cache in %s does not match its meta.json (%s); writing it again", "fashion_mnist",
-                        self.directory, "; ".join(problems))
-            return False
-        return True
+        fingerprint = source_fingerprint(source) if source is not None else None
+        return cache_is_current(self.directory, "fashion_mnist", FORMAT_VERSION, fingerprint)
 
     def prepare_data(self) -> None:
         if not self.is_written(self.source):

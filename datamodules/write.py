@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import signal
 import threading
@@ -24,6 +25,8 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 
 class BetonError(ValueError):
@@ -133,6 +136,34 @@ def file_digest(path: str | os.PathLike) -> dict[str, Any]:
 
     with open(path, "rb") as fh:
         return {"bytes": os.fstat(fh.fileno()).st_size, "sha256": hashlib.file_digest(fh, "sha256").hexdigest()}
+
+
+def cache_is_current(directory: str | os.PathLike, dataset: str, format_version: int,
+                     fingerprint: str | None = None) -> bool:
+    """Whether an embedded dataset's cache (``train.beton``, ``val.beton``, ``meta.json``) is complete,
+    of this dataset and format version, from the source files with ``fingerprint`` (when given), and
+    byte-for-byte what ``meta.json``'s SHA-256 digests say; a reason to rewrite it is logged."""
+    directory = Path(directory)
+    meta_path, betons = directory / "meta.json", [directory / f"{s}.beton" for s in ("train", "val")]
+    try:
+        meta = json.loads(meta_path.read_text())
+        for path in betons:
+            check_beton(path)
+    except (OSError, ValueError, BetonError) as e:
+        if meta_path.exists() or betons[0].exists():
+            log.warning("%s cache in %s is unusable (%s); writing it again", dataset, directory, e)
+        return False
+    if meta.get("format_version") != format_version or meta.get("dataset") != dataset:
+        return False
+    if fingerprint is not None and meta.get("source_fingerprint") != fingerprint:
+        log.warning("%s cache in %s was written from other source files; writing it again", dataset, directory)
+        return False
+    problems = verify_files(directory, meta)  # SHA-256 of both files: bytes changed on disk
+    if problems:
+        log.warning("%s cache in %s does not match its meta.json (%s); writing it again", dataset, directory,
+                    "; ".join(problems))
+        return False
+    return True
 
 
 def verify_files(directory: str | os.PathLike, meta: dict[str, Any] | None = None) -> list[str]:
