@@ -7,47 +7,36 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 DEBIAN_DEPS="pkg-config libturbojpeg0-dev libopencv-dev"
 
-# --- Debian packages FFCV compiles against ---------------------------------------------------
-if ! { command -v pkg-config >/dev/null && pkg-config --exists libturbojpeg opencv4; }; then
+# --- Debian packages -----------------------------------------------------------------------
+# need_debian PACKAGES WHY REQUIRED: install PACKAGES when root; otherwise print the apt command and,
+# when REQUIRED=1, stop (FFCV cannot build without them; the others only gate some tests/datasets).
+need_debian() {
+    local pkgs=$1 why=$2 required=$3
     if [ "$(id -u)" = 0 ]; then
-        echo "setup: installing $DEBIAN_DEPS (FFCV build dependencies)"
+        echo "setup: installing $pkgs ($why)"
         export DEBIAN_FRONTEND=noninteractive
         apt-get update -qq
-        apt-get install -y -qq $DEBIAN_DEPS >/dev/null
-    else
-        echo "setup: FFCV needs Debian packages that are missing. Run:" >&2
-        echo "    sudo apt-get update && sudo apt-get install -y $DEBIAN_DEPS" >&2
+        apt-get install -y -qq $pkgs >/dev/null
+        return
+    fi
+    echo "setup: $why needs Debian packages that are missing. Run:" >&2
+    echo "    sudo apt-get update && sudo apt-get install -y $pkgs" >&2
+    if [ "$required" = 1 ]; then
         echo "then run this command again." >&2
         exit 1
     fi
-fi
+}
 
-# --- a one-node Slurm for the SLURM tests (slurm/local-cluster.sh starts it) ---------------
-SLURM_DEPS="slurmctld slurmd slurm-client munge"
+if ! { command -v pkg-config >/dev/null && pkg-config --exists libturbojpeg opencv4; }; then
+    need_debian "$DEBIAN_DEPS" "FFCV's build" 1
+fi
+# a one-node Slurm for the SLURM tests (slurm/local-cluster.sh starts it)
 if ! { command -v slurmctld >/dev/null && command -v sbatch >/dev/null && command -v munged >/dev/null; }; then
-    if [ "$(id -u)" = 0 ]; then
-        echo "setup: installing $SLURM_DEPS (the local test cluster)"
-        export DEBIAN_FRONTEND=noninteractive
-        apt-get update -qq
-        apt-get install -y -qq $SLURM_DEPS >/dev/null
-    else
-        echo "setup: the SLURM tests need Debian packages that are missing:" >&2
-        echo "    sudo apt-get install -y $SLURM_DEPS" >&2
-    fi
+    need_debian "slurmctld slurmd slurm-client munge" "the local test cluster (SLURM tests)" 0
 fi
-
-# --- Fashion-MNIST (data=fashion_mnist): Debian ships Zalando's IDX files (31 MB) -------------
-FASHION_DEPS="dataset-fashion-mnist"
+# Fashion-MNIST (data=fashion_mnist): Debian ships Zalando's IDX files (31 MB); or pass data.path=DIR
 if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
-    if [ "$(id -u)" = 0 ]; then
-        echo "setup: installing $FASHION_DEPS (data=fashion_mnist)"
-        export DEBIAN_FRONTEND=noninteractive
-        apt-get update -qq
-        apt-get install -y -qq $FASHION_DEPS >/dev/null
-    else
-        echo "setup: data=fashion_mnist needs a Debian package that is missing (or pass data.path=DIR):" >&2
-        echo "    sudo apt-get install -y $FASHION_DEPS" >&2
-    fi
+    need_debian "dataset-fashion-mnist" "data=fashion_mnist" 0
 fi
 
 # --- virtual environment --------------------------------------------------------------------
