@@ -1,8 +1,8 @@
-"""End to end: one CPU training epoch of ``python -m platform.train`` vs torchvision's reference train.py.
+"""End to end: a CPU training epoch of ``platform.train`` vs torchvision's reference train.py.
 
     python -m benchmarks e2e --reference DIR [--models resnet18,resnet50] [--resolution 160]
-                             [--val-resize 182] [--images 256] [--classes 10] [--batch 32] [--workers 2]
-                             [--alternations 2] [--quick]
+        [--val-resize 182] [--images 256] [--classes 10] [--batch 32] [--workers 2]
+        [--alternations 2] [--quick]
 
 The fair peer of our job is torchvision's ``references/classification/train.py``.  The project does
 not vendor it and this suite fetches nothing: ``--reference`` names a directory holding that
@@ -12,10 +12,11 @@ not vendor it and this suite fetches nothing: ``--reference`` names a directory 
     git clone --depth 1 https://github.com/pytorch/vision /tmp/vision
     python -m benchmarks e2e --reference /tmp/vision/references/classification
 
-Both train the same architecture (ours from the registry, theirs ``torchvision.models.<name>``) on the
-same generated ImageFolder tree (natural-image JPEGs, :func:`benchmarks.data_loading.make_tree`,
-``train/`` and ``val/``), on the CPU, same batch, training crop ``--resolution`` (random-resized crop +
-flip), validation resize ``--val-resize`` + centre crop, ``--workers`` loader processes, SGD
+Both train the same architecture (ours from the registry, theirs ``torchvision.models.<name>``)
+on the same generated ImageFolder tree (natural-image JPEGs,
+:func:`benchmarks.data_loading.make_tree`,
+``train/`` and ``val/``), on the CPU, same batch, training crop ``--resolution`` (random-resized
+crop + flip), validation resize ``--val-resize`` + centre crop, ``--workers`` loader processes, SGD
 (lr ``--lr``, momentum 0.9, no Nesterov, weight decay ``--weight-decay``; a constant lr within the
 epoch), one epoch, fp32, each run a fresh process, alternating ours, reference, ours, ...
 ``--alternations`` times per model.  Ours runs ``data=imagenet data.backend=torchvision`` (the
@@ -54,9 +55,10 @@ from pathlib import Path
 from benchmarks.common import ROOT, add_common_args, apply_common, median, write_result
 
 HOW_TO_GET = ("torchvision's reference is not part of this project and is never fetched at run "
-              "time: `git clone --depth 1 https://github.com/pytorch/vision DIR` (or copy train.py, "
-              "presets.py, transforms.py, utils.py and sampler.py of references/classification/ into "
-              "DIR) and pass --reference DIR/references/classification")
+              "time: `git clone --depth 1 https://github.com/pytorch/vision DIR` (or copy "
+              "train.py, presets.py, transforms.py, utils.py and sampler.py of "
+              "references/classification/ into DIR) and pass --reference "
+              "DIR/references/classification")
 LOCAL_MODULES = ("presets", "transforms", "utils", "sampler", "ra_sampler")  # train.py's siblings
 TOTAL_RE = re.compile(r"^Epoch: \[0\] Total time: (\d+):(\d\d):(\d\d)")
 START_LINE = "Start training"
@@ -119,13 +121,14 @@ def run_ours(model: str, tree: Path, a, workdir: Path, k: int) -> dict:
     name = f"e2e-{model}-{k}"
     load = os.getloadavg()[0]
     t0 = time.perf_counter()
-    proc = subprocess.run(ours_command(model, tree, a, workdir, name), cwd=ROOT, capture_output=True,
-                          text=True, env=env(a.threads))
+    proc = subprocess.run(ours_command(model, tree, a, workdir, name), cwd=ROOT,
+                          capture_output=True, text=True, env=env(a.threads))
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         raise RuntimeError(f"platform.train failed ({proc.returncode}): {proc.stderr[-2000:]}")
     text = (workdir / name / "metrics.jsonl").read_text()
-    row = [r for r in map(json.loads, filter(str.strip, text.splitlines())) if r.get("epoch") == 0][-1]
+    rows = [json.loads(x) for x in text.splitlines() if x.strip()]
+    row = [r for r in rows if r.get("epoch") == 0][-1]
     seconds = row["perf/data_wait_s"] + row["perf/compute_s"]
     images = int(round(row["perf/train_img_s"] * seconds))
     return {"seconds": seconds, "images": images, "images_per_s": images / seconds,
@@ -141,8 +144,8 @@ def run_reference(model: str, tree: Path, a, workdir: Path) -> dict:
     start = end = printed = first_wait = None
     lines = []
     with open(err, "w") as ef:
-        proc = subprocess.Popen(reference_command(model, tree, a), cwd=workdir, stdout=subprocess.PIPE,
-                                stderr=ef, text=True, env=env(a.threads))
+        proc = subprocess.Popen(reference_command(model, tree, a), cwd=workdir,
+                                stdout=subprocess.PIPE, stderr=ef, text=True, env=env(a.threads))
         for line in proc.stdout:
             now = time.perf_counter()
             lines.append(line)
@@ -170,19 +173,19 @@ def run_reference(model: str, tree: Path, a, workdir: Path) -> dict:
 
 TIMING = ("training loop of epoch 0 only (loading + step + optimizer; start-up and validation "
           "excluded). ours: perf/data_wait_s + perf/compute_s of epoch 0 in metrics.jsonl "
-          "(ThroughputMonitor, from on_train_epoch_start, which Lightning calls after it has created "
-          "the DataLoader iterator, to the last on_train_batch_end), images = that x "
-          "perf/train_img_s. reference: the time between its 'Start training' and 'Epoch: [0] Total "
-          "time' stdout lines (its loop, DataLoader iterator creation included), read unbuffered by "
-          "the suite; its printed whole-second total is kept as printed_total_s and its first "
-          "batch's wait as first_batch_wait_s; images = the training set")
+          "(ThroughputMonitor, from on_train_epoch_start, which Lightning calls after it has "
+          "created the DataLoader iterator, to the last on_train_batch_end), images = that x "
+          "perf/train_img_s. reference: the time between its 'Start training' and 'Epoch: [0] "
+          "Total time' stdout lines (its loop, DataLoader iterator creation included), read "
+          "unbuffered by the suite; its printed whole-second total is kept as printed_total_s "
+          "and its first batch's wait as first_batch_wait_s; images = the training set")
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks e2e", description=__doc__.split("\n")[0])
     p.add_argument("--reference", default=None,
-                   help="directory holding torchvision's references/classification/train.py and the "
-                        "modules it imports, or that train.py (not vendored, never fetched: "
+                   help="directory holding torchvision's references/classification/train.py and "
+                        "the modules it imports, or that train.py (not vendored, never fetched: "
                         + HOW_TO_GET + ")")
     p.add_argument("--models", default="resnet18,resnet50")
     p.add_argument("--resolution", type=int, default=160, help="training and validation crop side")
@@ -195,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=0.1)
     p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--alternations", type=int, default=2, help="runs of each tool per model")
-    p.add_argument("--dir", default="/tmp/cnn-platform-bench-data", help="the generated tree's cache")
+    p.add_argument("--dir", default="/tmp/cnn-platform-bench-data",
+                   help="the generated tree's cache")
     p.add_argument("--quick", action="store_true",
                    help="smoke-test size: resnet18, 20 images, 5 classes, 64 px, batch 10, once")
     add_common_args(p)
@@ -203,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.clock != "wall":
         p.error("--clock cpu cannot see the child processes: the e2e suite uses wall time")
     if a.classes < 5:
-        p.error(f"--classes {a.classes}: the reference logs top-5 accuracy, so it needs >= 5 classes")
+        p.error(f"--classes {a.classes}: the reference logs top-5 accuracy: it needs >= 5 classes")
     a.script, problem = reference_script(a.reference)
     if problem:
         print(f"error: {problem}; {HOW_TO_GET}", file=sys.stderr)
@@ -234,12 +238,13 @@ def main(argv: list[str] | None = None) -> int:
             # bound of the one asymmetry: the reference's clock includes its iterator's creation
             ref_ips_bound = median([x["images"] / (x["seconds"] - (x["first_batch_wait_s"] or 0.0))
                                     for x in theirs])
-            rows.append({"model": model, "ours_images_per_s": ours_ips, "reference_images_per_s": ref_ips,
-                         "ratio": ours_ips / ref_ips,
+            rows.append({"model": model, "ours_images_per_s": ours_ips,
+                         "reference_images_per_s": ref_ips, "ratio": ours_ips / ref_ips,
                          "ratio_reference_first_batch_excluded": ours_ips / ref_ips_bound,
                          "load_before": [x["load_before"] for y in zip(mine, theirs) for x in y]})
             print(f"{model}: ours / reference images/s = {ours_ips / ref_ips:.3f} (with the "
-                  f"reference's first-batch wait excluded: {ours_ips / ref_ips_bound:.3f})", flush=True)
+                  f"reference's first-batch wait excluded: {ours_ips / ref_ips_bound:.3f})",
+                  flush=True)
     options = {**vars(a), "reference": str(a.reference), "script": str(a.script)}
     payload = {"rows": rows, "pairs": pairs, "timing": TIMING, "tree": str(tree),
                "ours_command": " ".join(ours_command("MODEL", tree, a, Path("RUNS"), "NAME")[1:]),
