@@ -295,6 +295,16 @@ def e2e_section(r: dict) -> list[str]:
         lines.append(f"| {q['model']} | {q.get('round', '-')} | {q['ours']['seconds']:.1f} | "
                      f"{q['reference']['seconds']:.1f} | {q['ours'].get('load_before', '-')} / "
                      f"{q['reference'].get('load_before', '-')} |")
+    spread = []
+    for model in dict.fromkeys(q["model"] for q in r["pairs"]):
+        for side in ("ours", "reference"):
+            s = [q[side]["seconds"] for q in r["pairs"] if q["model"] == model]
+            if len(s) > 1:
+                spread.append(f"{model} {side} {max(s) / min(s):.2f}x")
+    if spread:
+        lines += ["", "Run-to-run spread of one tool's epoch time (slowest / fastest run; "
+                  "the machine's "
+                  "load is in the table): " + ", ".join(spread) + "."]
     if r.get("timing"):
         lines += ["", f"Timing: {r['timing']}."]
     return lines + [""]
