@@ -268,17 +268,45 @@ def denormal_section(r: dict) -> list[str]:
 
 def e2e_section(r: dict) -> list[str]:
     o = r["options"]
-    lines = [f"One training epoch on the CPU of the same generated ImageFolder tree ({o['images']} natural-image "
-             f"JPEGs, {o['classes']} classes), {o['resolution']} px, batch {o['batch']}, {o['workers']} loader "
-             f"workers, SGD lr {o['lr']} momentum 0.9 weight decay {o['weight_decay']}, alternating "
-             f"{o['alternations']} times: `python -m platform.train` (data=imagenet data.backend=torchvision) vs "
-             "torchvision's `references/classification/train.py` (not vendored; its path is given on the command "
-             "line).  images/s = training images / the epoch's training time (loading + step + optimizer, "
-             "validation excluded).", "",
-             "| model | ours img/s | reference img/s | ours / reference |", "|---|---:|---:|---:|"]
+    threads = o.get("threads") or "torch's default"
+    script = o.get("script", o.get("reference"))
+    res, resize = o["resolution"], o.get("val_resize", o["resolution"])
+    lines = [f"One training epoch on the CPU of the same generated ImageFolder tree ({o['images']} "
+             f"natural-image JPEGs in train/, {o['classes']} classes), random-resized crop "
+             f"{res} px + flip (validation: resize {resize}, centre crop {res}), batch "
+             f"{o['batch']}, {o['workers']} DataLoader workers, SGD lr {o['lr']} momentum 0.9 "
+             f"weight decay {o['weight_decay']}, fp32, {threads} torch thread(s), each run a "
+             "fresh process, alternating ours / reference "
+             f"{o['alternations']} times per model: `python -m platform.train` (data=imagenet "
+             "data.backend=torchvision) vs torchvision's `references/classification/train.py` (not "
+             f"vendored; `{script}` here).  images/s = training images / the training loop's time "
+             "(loading + step + optimizer; start-up and validation excluded); ratio = ours / "
+             "reference of the medians (> 1: ours faster).", "",
+             "| model | ours img/s | reference img/s | ours / reference | same, reference's "
+             "first-batch wait excluded |", "|---|---:|---:|---:|---:|"]
     for x in r["rows"]:
-        lines.append(f"| {x['model']} | {x['ours_images_per_s']:.2f} | {x['reference_images_per_s']:.2f} | "
-                     f"**{x['ratio']:.3f}** |")
+        bound = x.get("ratio_reference_first_batch_excluded")
+        lines.append(f"| {x['model']} | {x['ours_images_per_s']:.2f} | "
+                     f"{x['reference_images_per_s']:.2f} | **{x['ratio']:.3f}** | "
+                     f"{'-' if bound is None else f'{bound:.3f}'} |")
+    lines += ["", "| model | run | ours s | reference s | load average before (ours / reference) |",
+              "|---|---:|---:|---:|---|"]
+    for q in r["pairs"]:
+        lines.append(f"| {q['model']} | {q.get('round', '-')} | {q['ours']['seconds']:.1f} | "
+                     f"{q['reference']['seconds']:.1f} | {q['ours'].get('load_before', '-')} / "
+                     f"{q['reference'].get('load_before', '-')} |")
+    spread = []
+    for model in dict.fromkeys(q["model"] for q in r["pairs"]):
+        for side in ("ours", "reference"):
+            s = [q[side]["seconds"] for q in r["pairs"] if q["model"] == model]
+            if len(s) > 1:
+                spread.append(f"{model} {side} {max(s) / min(s):.2f}x")
+    if spread:
+        lines += ["", "Run-to-run spread of one tool's epoch time (slowest / fastest run; "
+                  "the machine's "
+                  "load is in the table): " + ", ".join(spread) + "."]
+    if r.get("timing"):
+        lines += ["", f"Timing: {r['timing']}."]
     return lines + [""]
 
 

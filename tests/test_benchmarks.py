@@ -199,14 +199,89 @@ def test_unknown_suite_is_a_usage_error():
     assert proc.returncode == 2 and "usage" in proc.stderr
 
 
-def test_e2e_suite_names_how_to_get_the_reference_script(tmp_path, capsys):
-    from benchmarks.e2e import TOTAL_RE, main, reference_problem
+def test_e2e_suite_exits_2_with_how_to_get_the_reference(tmp_path, capsys):
+    from benchmarks.e2e import main, reference_script
 
-    assert main(["--reference", str(tmp_path / "train.py"), "--results-dir", str(tmp_path)]) == 2
-    err = capsys.readouterr().err
-    assert "no such file" in err and "git clone --depth 1 https://github.com/pytorch/vision" in err
-    (tmp_path / "train.py").write_text("")
-    assert "presets.py, transforms.py, utils.py missing" in reference_problem(tmp_path / "train.py")
+    for argv in ([], ["--reference", str(tmp_path / "vision")]):
+        assert main([*argv, "--results-dir", str(tmp_path)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("error: ")  # one line
+        assert "git clone --depth 1 https://github.com/pytorch/vision" in err
+        assert "--reference DIR" in err
+    ref = tmp_path / "ref"
+    ref.mkdir()
+    (ref / "train.py").write_text("import presets\nimport torch\nimport utils\n"
+                                  "from sampler import RASampler\n")
+    (ref / "utils.py").write_text("")
+    script, why = reference_script(ref)
+    assert script is None and "presets.py, sampler.py missing beside train.py" in why
+    (ref / "presets.py").write_text("")
+    (ref / "sampler.py").write_text("")
+    assert reference_script(ref) == (ref / "train.py", None) == reference_script(ref / "train.py")
     assert not list(tmp_path.glob("e2e-*.json"))  # nothing measured, nothing written
-    m = TOTAL_RE.search("Epoch: [0] Total time: 0:00:12 (0.3750 s / it)")
-    assert m and float(m.group(1)) == 0.375
+
+
+STUB_REFERENCE = """import json, sys, time
+json.dump(sys.argv[1:], open("argv.json", "w"))
+print("Creating model")
+print("Start training")
+time.sleep(0.2)
+print("Epoch: [0]  [0/2]  eta: 0:00:01  lr: 0.1  loss: 2.3 (2.3)  time: 0.1500  data: 0.0420")
+print("Epoch: [0] Total time: 0:00:01")
+print("Test:  Acc@1 10.000 Acc@5 50.000")
+"""
+
+
+def test_e2e_plumbing_reads_the_reference_log_and_passes_matching_flags(tmp_path):
+    """The reference's command line and log parsing, with a stand-in for its train.py (the real one
+    is not part of the project); and ours' command line: same model, batch, crops, SGD."""
+    import argparse
+
+    from benchmarks.e2e import ours_command, reference_command, run_reference
+
+    (tmp_path / "train.py").write_text(STUB_REFERENCE)
+    tree = tmp_path / "tree"
+    for i in range(6):
+        (tree / "train" / f"c{i % 2}").mkdir(parents=True, exist_ok=True)
+        (tree / "train" / f"c{i % 2}" / f"{i}.JPEG").write_bytes(b"")
+    a = argparse.Namespace(script=tmp_path / "train.py", batch=4, workers=1, lr=0.1,
+                           weight_decay=1e-4, resolution=160, val_resize=182, threads=1)
+    work = tmp_path / "work"
+    work.mkdir()
+    r = run_reference("resnet50", tree, a, work)
+    assert r["images"] == 6 and r["printed_total_s"] == 1 and r["first_batch_wait_s"] == 0.042
+    assert 0.15 <= r["seconds"] < r["process_wall_s"]
+    argv = json.loads((work / "argv.json").read_text())
+    assert argv == reference_command("resnet50", tree, a)[3:]
+    flags = dict(zip(argv[::2], argv[1::2]))
+    assert flags["--model"] == "resnet50" and flags["--device"] == "cpu" and flags["-b"] == "4"
+    crops = (flags["--train-crop-size"], flags["--val-resize-size"], flags["--val-crop-size"])
+    assert crops == ("160", "182", "160")
+    sgd = (flags["--opt"], flags["--epochs"], flags["--momentum"], flags["--wd"], flags["--lr"])
+    assert sgd == ("sgd", "1", "0.9", "0.0001", "0.1")
+    ours = ours_command("resnet50", tree, a, work, "run")[3:]
+    for kv in ("model=resnet50", "data.batch_size=4", "data.resolution=160",
+               "data.val_resolution=160", "trainer.max_epochs=1", "trainer.accelerator=cpu",
+               "optim.momentum=0.9", "optim.nesterov=false", "optim.lr=0.1",
+               "optim.weight_decay=0.0001", "schedule.name=constant", f"data.path={tree}"):
+        assert kv in ours, kv
+    assert "data.val_crop_ratio=0.879121" in ours  # 160 / 182: the reference's resize-then-crop
+
+
+def test_e2e_record_renders_in_the_report(tmp_path):
+    from benchmarks.common import write_result
+    from benchmarks.report import newest, render
+
+    side = {"seconds": 10.0, "images": 256, "images_per_s": 25.6, "load_before": 3.0}
+    options = {"models": "resnet18", "resolution": 160, "val_resize": 182, "images": 256,
+               "classes": 10, "batch": 32, "workers": 2, "lr": 0.1, "weight_decay": 1e-4,
+               "alternations": 1, "threads": 1, "script": "/x/train.py"}
+    row = {"model": "resnet18", "ours_images_per_s": 30.0, "reference_images_per_s": 25.0,
+           "ratio": 1.2, "ratio_reference_first_batch_excluded": 1.15, "load_before": [3.0, 3.1]}
+    pair = {"model": "resnet18", "round": 0, "ours": side, "reference": side}
+    write_result("e2e", options, {"rows": [row], "pairs": [pair], "timing": "t"},
+                 argv=["--reference", "/x"], results_dir=tmp_path)
+    text = render(newest(tmp_path))
+    assert "## End to end: platform.train vs torchvision's reference script" in text
+    assert "python -m benchmarks e2e --reference /x" in text
+    assert "**1.200**" in text and "| 1.150 |" in text and "| 3.0 / 3.0 |" in text
