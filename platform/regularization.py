@@ -9,7 +9,7 @@
   on the device, per-sample parameters drawn as torchvision's ``RandomErasing.get_params`` does.
 * :func:`ema_decay`, :func:`adjusted_ema_decay`, :class:`ModelEma` -- an exponential moving
   average of the weights (Polyak & Juditsky 1992; torchvision's ``ExponentialMovingAverage``,
-  pycls's ``update_model_ema``), and :class:`EmaCallback`, the Lightning wiring that updates it
+  pycls's ``update_model_ema``); ``platform.callbacks.EmaCallback`` is the Lightning wiring that updates it
   after each optimizer step, validates it as ``val_ema/*`` and checkpoints it.
 
 Order in a training step (as in torchvision's reference, where erasing is a per-image transform
@@ -31,7 +31,6 @@ import math
 import random
 from typing import Any, Mapping
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -360,89 +359,3 @@ class _EmaValMetric(Metric):
         n = self.count.clamp(min=1)
         return {"loss": (self.loss_sum / n).float(), "top1": (100 * self.top1 / n).float(),
                 "top5": (100 * self.topk / n).float()}
-
-
-class EmaCallback(L.Callback):
-    """Keeps a :class:`ModelEma` of ``pl_module.<model_attr>`` and validates it as ``val_ema/*``.
-
-    * Update: after every ``every_n_steps``-th optimizer step (``on_train_batch_end`` once
-      ``trainer.global_step`` has advanced, so gradient accumulation does not update twice),
-      as update number ``global_step // every_n_steps - 1``.  ``decay`` is per update: convert
-      a torchvision/pycls-style decay with :func:`adjusted_ema_decay`.
-    * Validation: the EMA model runs on each validation batch (under the trainer's precision
-      context, in the module's ``memory_format`` if it has one); loss (with
-      ``label_smoothing``, to match ``val/loss``), top-1 and top-5 (%) are accumulated in a
-      torchmetrics object, so under DDP they are summed over ranks, and logged at epoch end as
-      ``val_ema/loss``, ``val_ema/top1``, ``val_ema/top5``.  Skipped in the sanity check.
-    * Checkpoint: the EMA weights are the callback's ``state_dict`` (under
-      ``checkpoint["callbacks"][state_key]["ema"]``), restored on resume; the copy is (re)built
-      from the module in ``on_fit_start``, so a new ``fit`` without a checkpoint starts afresh.
-    """
-
-    def __init__(self, decay: float, every_n_steps: int = 1, warmup: bool = True, label_smoothing: float = 0.0,
-                 average_buffers: bool = False, model_attr: str = "model") -> None:
-        ema_decay(0, decay, warmup)  # validates decay
-        if every_n_steps < 1:
-            raise ValueError(f"every_n_steps must be >= 1, got {every_n_steps}")
-        self.decay, self.every_n_steps, self.warmup = decay, every_n_steps, warmup
-        self.average_buffers, self.model_attr = average_buffers, model_attr
-        self.ema: ModelEma | None = None
-        self.metric = _EmaValMetric(label_smoothing)
-        self._pending_state: Mapping[str, Any] | None = None
-        self._last_step = -1
-
-    @property
-    def state_key(self) -> str:
-        return self._generate_state_key(decay=self.decay, every_n_steps=self.every_n_steps)
-
-    def _model(self, pl_module: L.LightningModule) -> nn.Module:
-        model = getattr(pl_module, self.model_attr, None)
-        if not isinstance(model, nn.Module):
-            raise AttributeError(f"EmaCallback averages pl_module.{self.model_attr}, which is not an nn.Module")
-        return model
-
-    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.ema = ModelEma(self._model(pl_module), self.decay, self.warmup, self.average_buffers)
-        if self._pending_state is not None:
-            self.ema.load_state_dict(self._pending_state)
-            self._pending_state = None
-        self.metric = self.metric.to(pl_module.device)
-
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._last_step = trainer.global_step  # restored by now: no update before the next optimizer step
-
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
-        step = trainer.global_step
-        if self.ema is None or step == self._last_step or step % self.every_n_steps != 0:
-            return
-        self._last_step = step
-        self.ema.update(self._model(pl_module), step // self.every_n_steps - 1)
-
-    def on_validation_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
-                                batch_idx: int, dataloader_idx: int = 0) -> None:
-        if self.ema is None or trainer.sanity_checking:
-            return
-        images, targets = batch[0], batch[1]
-        memory_format = getattr(pl_module, "memory_format", torch.contiguous_format)
-        with trainer.precision_plugin.val_step_context():
-            logits = self.ema.module(images.contiguous(memory_format=memory_format))
-        self.metric.update(logits, targets)
-
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.ema is None or trainer.sanity_checking:
-            return
-        values = self.metric.compute()  # synced over DDP ranks by torchmetrics
-        self.metric.reset()
-        pl_module.log_dict({f"val_ema/{k}": v for k, v in values.items()}, on_step=False, on_epoch=True)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {} if self.ema is None else {"ema": self.ema.state_dict()}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        if "ema" not in state_dict:
-            return
-        if self.ema is not None:  # strategies that restore after on_fit_start
-            self.ema.load_state_dict(state_dict["ema"])
-        else:
-            self._pending_state = state_dict["ema"]

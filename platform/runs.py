@@ -1,4 +1,5 @@
-"""The run directory: its layout, the callbacks that write it, and the functions that read it.
+"""The run directory: its layout and the functions that write and read it (the callbacks that
+write it during training are in ``platform.callbacks``).
 
 ``runs/<name>/``
     ``config.yaml``       the resolved ExperimentConfig (written atomically; a resume may change only
@@ -44,8 +45,6 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
-from lightning.pytorch.utilities import rank_zero_only
 
 from datamodules.write import atomic_path, write_json_atomic
 
@@ -535,119 +534,6 @@ def fsync_append(path: Path, line: str) -> None:
             raise RunWriteError(path, e) from None
     finally:
         os.close(fd)
-
-
-# ---------------------------------------------------------------------------- callbacks
-class AtomicModelCheckpoint(ModelCheckpoint):
-    """``ModelCheckpoint`` for the best epoch: each file appears only complete (temporary file,
-    digest, rename -- :func:`save_checkpoint`), and its digest file goes with it when replaced.
-
-    ``last.ckpt`` is not this callback's: Lightning 2.6 rewrites it only in epochs that saved a
-    top-k file (an epoch that did not improve left ``last.ckpt`` at the best epoch), so
-    :class:`RunCheckpoint` writes it at every epoch end instead.
-    """
-
-    def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
-        save_checkpoint(trainer, Path(filepath), "best")
-        self._last_global_step_saved = trainer.global_step
-        self._last_checkpoint_saved = filepath
-
-    def _remove_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
-        if trainer.is_global_zero:
-            remove_checkpoint(Path(filepath))
-
-
-class RunCheckpoint(Checkpoint):
-    """``checkpoints/last.ckpt`` = the newest resumable state: at every training-epoch end (after
-    :class:`RunRecorder` wrote the epoch's line and, being a ``Checkpoint``, after the best
-    checkpoint, so that ``last.ckpt`` holds the updated best-model state), and inside an epoch every ``every_n_steps``
-    optimizer steps or ``every_minutes`` (the SIGUSR1/SIGTERM path in ``platform.slurm`` asks
-    :meth:`periodic_due` at each batch end and calls :meth:`save`; the decision is agreed by all
-    ranks there).  ``on_saved`` is called after each save (the summary heartbeat).
-    """
-
-    def __init__(self, run_dir: Path, every_n_steps: int | None = None, every_minutes: float | None = None,
-                 on_saved: Any = None) -> None:
-        self.run_dir = Path(run_dir)
-        self.every_n_steps, self.every_minutes, self.on_saved = every_n_steps, every_minutes, on_saved
-        self.last_save = time.monotonic()
-
-    @property
-    def path(self) -> Path:
-        return checkpoint_dir(self.run_dir) / LAST
-
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.last_save = time.monotonic()
-
-    def step_due(self, trainer: L.Trainer) -> bool:
-        """Deterministic in the step, so the same on every rank (no collective needed)."""
-        return bool(self.every_n_steps) and trainer.global_step % self.every_n_steps == 0
-
-    def time_due(self) -> bool:
-        """This rank's clock; the caller agrees across ranks (any rank due -> all save)."""
-        return self.every_minutes is not None and time.monotonic() - self.last_save >= 60.0 * self.every_minutes
-
-    def save(self, trainer: L.Trainer, kind: str) -> None:
-        save_checkpoint(trainer, self.path, kind)
-        self.last_save = time.monotonic()
-        if trainer.is_global_zero:
-            log.debug("checkpoint (%s) saved: %s at step %d", kind, self.path, trainer.global_step)
-            if self.on_saved is not None:
-                self.on_saved()
-
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.save(trainer, "epoch")
-
-
-class RunRecorder(L.Callback):
-    """Appends one line per finished epoch to ``metrics.jsonl`` (global rank 0 only).
-
-    It runs before :class:`RunCheckpoint` saves ``last.ckpt`` at the end of the epoch, so a crash
-    between the two re-runs that epoch on resume; on resume, lines of epochs at or after the
-    restored epoch are dropped first (and a torn line), so every epoch is recorded exactly once.
-    Each line is one ``write`` call, fsynced; non-finite values are written as ``null``.
-    """
-
-    def __init__(self, run_dir: Path) -> None:
-        self.run_dir = Path(run_dir)
-        self.epoch_started = time.time()
-
-    @property
-    def path(self) -> Path:
-        return self.run_dir / "metrics.jsonl"
-
-    @rank_zero_only
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # on_train_start, not on_fit_start: only here has a resumed run's epoch been restored
-        self.epoch_started = time.time()  # a mid-epoch resume gets no on_train_epoch_start
-        if not self.path.exists():
-            return
-        before = self.path.read_bytes()
-        kept = [r for r in read_metrics(self.run_dir) if r["epoch"] < trainer.current_epoch]
-        if "".join(json.dumps(r) + "\n" for r in kept).encode() != before:
-            try:
-                _write_lines(self.path, kept)
-            except OSError as e:
-                raise RunWriteError(self.path, e) from None
-
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.epoch_started = time.time()
-
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # on every rank: reading callback_metrics syncs the epoch's metrics across ranks (a collective);
-        # rank 0 alone reading them deadlocks against the next collective of the other ranks
-        metrics = trainer.callback_metrics  # epoch-level values: Lightning has reached epoch end
-        row: dict[str, Any] = {"epoch": trainer.current_epoch, "step": trainer.global_step,
-                               "epoch_time_s": round(time.time() - self.epoch_started, 3)}
-        row.update({k: _finite(float(metrics[k])) for k in METRIC_KEYS if k in metrics})
-        error = None
-        if trainer.is_global_zero:
-            try:
-                fsync_append(self.path, json.dumps(row) + "\n")
-            except RunWriteError as e:
-                error = e
-        if trainer.strategy.reduce_boolean_decision(error is not None, all=False):  # every rank stops
-            raise error or RunWriteError(self.path, "the write failed on global rank 0")
 
 
 # ---------------------------------------------------------------------------- reading many runs

@@ -7,7 +7,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from platform.regularization import (EmaCallback, ModelEma, adjusted_ema_decay, ema_decay, mix_batch, random_erase,
+from platform.callbacks import EmaCallback
+from platform.regularization import (ModelEma, adjusted_ema_decay, ema_decay, mix_batch, random_erase,
                                      smooth_targets, soft_cross_entropy)
 
 
