@@ -28,7 +28,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from torch import nn
 
 from platform.confusion import class_names, write_confusion
-from platform.regularization import ModelEma, _EmaValMetric, ema_decay
+from platform.ema import EmaValMetric, ModelEma, ema_decay
 from platform.runs import (LAST, METRIC_KEYS, RunWriteError, _finite, _write_lines, checkpoint_dir,
                            fsync_append, read_metrics, remove_checkpoint, save_checkpoint)
 from platform.schedules import resolution_at
@@ -372,7 +372,7 @@ class EmaCallback(L.Callback):
     * Update: after every ``every_n_steps``-th optimizer step (``on_train_batch_end`` once
       ``trainer.global_step`` has advanced, so gradient accumulation does not update twice),
       as update number ``global_step // every_n_steps - 1``.  ``decay`` is per update: convert
-      a torchvision/pycls-style decay with :func:`adjusted_ema_decay`.
+      a torchvision/pycls-style decay with ``platform.ema.adjusted_ema_decay``.
     * Validation: the EMA model runs on each validation batch (under the trainer's precision
       context, in the module's ``memory_format`` if it has one); loss (with
       ``label_smoothing``, to match ``val/loss``), top-1 and top-5 (%) are accumulated in a
@@ -391,7 +391,7 @@ class EmaCallback(L.Callback):
         self.decay, self.every_n_steps, self.warmup = decay, every_n_steps, warmup
         self.average_buffers, self.model_attr = average_buffers, model_attr
         self.ema: ModelEma | None = None
-        self.metric = _EmaValMetric(label_smoothing)
+        self.metric = EmaValMetric(label_smoothing)
         self._pending_state: Mapping[str, Any] | None = None
         self._last_step = -1
 

@@ -221,7 +221,7 @@ class RegularizationConfig:
     cutmix_alpha: float = _f(0.0, "cutmix Beta(alpha, alpha) (Yun et al. 2019; torchvision recipe 1.0); 0 = off", range="[0, inf)")
     mix_switch_prob: float = _f(0.5, "when both are on: probability of cutmix for a batch", range="[0, 1]")
     random_erasing: float = _f(0.0, "random erasing probability per image (Zhong et al. 2017; torchvision 0.1)", range="[0, 1]")
-    ema_decay: float = _f(0.0, "EMA of weights, decay per update, validated as val_ema/*; 0 = off (torchvision's 0.99998 at its batch/epochs is ~0.9989 per update: regularization.adjusted_ema_decay)", range="[0, 1)")
+    ema_decay: float = _f(0.0, "EMA of weights, decay per update, validated as val_ema/*; 0 = off (torchvision's 0.99998 at its batch/epochs is ~0.9989 per update: platform.ema.adjusted_ema_decay)", range="[0, 1)")
     ema_every: int = _f(1, "EMA update interval in optimizer steps", range="[1, inf)")
 
 

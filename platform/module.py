@@ -18,7 +18,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 
 import models
 from platform.config import ConfigError, ModelConfig, OptimConfig, RegularizationConfig, ScheduleConfig
-from platform.regularization import mix_batch, random_erase
+from platform.augmentation import mix_batch, random_erase
 from platform.schedules import lr_from_config, scaled_lr
 
 log = logging.getLogger(__name__)
