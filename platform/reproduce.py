@@ -32,7 +32,7 @@ from platform.reproduce_launch import (ROOT, TRAIN, launch, launch_overrides, mi
                                        sweep_config, sweep_parameters, sweep_yaml)
 from platform.reproduce_render import (cells, columns, curves_plot, plot, print_rich, report,  # noqa: F401
                                        scale_banner, to_csv, to_markdown)
-from platform.runs import RunRecord, local_records, wandb_api_records, wandb_offline_records
+from platform.run_records import RunRecord, local_records, wandb_api_records, wandb_offline_records
 from platform.tables import SCALES, TableError, list_tables, load_table
 
 

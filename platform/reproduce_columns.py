@@ -11,7 +11,7 @@ from typing import Any
 
 import models
 from platform.config import parse_overrides
-from platform.runs import RunRecord, run_filter
+from platform.run_records import RunRecord, run_filter
 from platform.tables import Row, Table
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from platform.config import parse_overrides
 from platform.reproduce_columns import row_overrides, row_runs, row_specific
-from platform.runs import RunRecord
+from platform.run_records import RunRecord
 from platform.tables import Row, Table
 
 ROOT = Path(__file__).resolve().parent.parent

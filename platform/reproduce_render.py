@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from platform.reproduce_columns import epoch_curves, gather, row_runs, trained_columns
-from platform.runs import RunRecord
+from platform.run_records import RunRecord
 from platform.tables import Table
 
 
