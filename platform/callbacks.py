@@ -1,20 +1,40 @@
-"""Platform callbacks: data driven from pure schedules (datamodules never import platform), and what
-a run reports while it runs (throughput, data wait, memory; a progress bar in images; log lines)."""
+"""Every Lightning callback of the platform but the SLURM ones (``platform.slurm``: preemption and
+the shared-filesystem check live beside the signal state they share).
+
+* data driven from pure schedules (datamodules never import platform): :class:`ProgressiveResizing`;
+* what a run reports while it runs (throughput, data wait, memory; a progress bar in images; log
+  lines): :class:`ThroughputMonitor`, :class:`ImagesProgressBar`, :class:`LogLines`;
+* the run directory (``platform.runs`` holds its layout and the functions that write it):
+  :class:`AtomicModelCheckpoint`, :class:`RunCheckpoint`, :class:`RunRecorder`;
+* the EMA of the weights (``platform.ema``): :class:`EmaCallback`;
+* per-class results (``platform.confusion``): :class:`ConfusionReport`.
+
+The learning rate is logged once, as ``lr`` per step by ``ClassificationModule.training_step``
+(the key ``metrics.jsonl`` and W&B carry); no ``LearningRateMonitor``.
+"""
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import time
-from typing import Any
+from pathlib import Path
+from typing import Any, Mapping
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import TQDMProgressBar
+from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.utilities import rank_zero_only
+from torch import nn
 
+from platform.confusion import class_names, write_confusion
+from platform.ema import EmaValMetric, ModelEma, ema_decay
+from platform.runs import (LAST, METRIC_KEYS, RunWriteError, _finite, _write_lines, checkpoint_dir,
+                           fsync_append, read_metrics, remove_checkpoint, save_checkpoint)
 from platform.schedules import resolution_at
 
 log = logging.getLogger(__name__)
+run_log = logging.getLogger("platform.runs")  # the checkpoint lines keep their logger name
 
 
 class ProgressiveResizing(L.Callback):
@@ -230,3 +250,221 @@ class LogLines(L.Callback):
                     f"(val {e.get('perf/val_img_s', 0):.0f}) | "
                     f"data {100 * e.get('perf/data_wait_frac', 0):.0f}% | "
                     f"peak mem {e.get('perf/peak_mem_mib', 0):.0f} MiB | eta {self._eta(trainer)}")
+
+
+# ---------------------------------------------------------------------------- the run directory
+class AtomicModelCheckpoint(ModelCheckpoint):
+    """``ModelCheckpoint`` for the best epoch: each file appears only complete (temporary file,
+    digest, rename -- :func:`save_checkpoint`), and its digest file goes with it when replaced.
+
+    ``last.ckpt`` is not this callback's: Lightning 2.6 rewrites it only in epochs that saved a
+    top-k file (an epoch that did not improve left ``last.ckpt`` at the best epoch), so
+    :class:`RunCheckpoint` writes it at every epoch end instead.
+    """
+
+    def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
+        save_checkpoint(trainer, Path(filepath), "best")
+        self._last_global_step_saved = trainer.global_step
+        self._last_checkpoint_saved = filepath
+
+    def _remove_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
+        if trainer.is_global_zero:
+            remove_checkpoint(Path(filepath))
+
+
+class RunCheckpoint(Checkpoint):
+    """``checkpoints/last.ckpt`` = the newest resumable state: at every training-epoch end (after
+    :class:`RunRecorder` wrote the epoch's line and, being a ``Checkpoint``, after the best
+    checkpoint, so that ``last.ckpt`` holds the updated best-model state), and inside an epoch every ``every_n_steps``
+    optimizer steps or ``every_minutes`` (the SIGUSR1/SIGTERM path in ``platform.slurm`` asks
+    :meth:`periodic_due` at each batch end and calls :meth:`save`; the decision is agreed by all
+    ranks there).  ``on_saved`` is called after each save (the summary heartbeat).
+    """
+
+    def __init__(self, run_dir: Path, every_n_steps: int | None = None, every_minutes: float | None = None,
+                 on_saved: Any = None) -> None:
+        self.run_dir = Path(run_dir)
+        self.every_n_steps, self.every_minutes, self.on_saved = every_n_steps, every_minutes, on_saved
+        self.last_save = time.monotonic()
+
+    @property
+    def path(self) -> Path:
+        return checkpoint_dir(self.run_dir) / LAST
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.last_save = time.monotonic()
+
+    def step_due(self, trainer: L.Trainer) -> bool:
+        """Deterministic in the step, so the same on every rank (no collective needed)."""
+        return bool(self.every_n_steps) and trainer.global_step % self.every_n_steps == 0
+
+    def time_due(self) -> bool:
+        """This rank's clock; the caller agrees across ranks (any rank due -> all save)."""
+        return self.every_minutes is not None and time.monotonic() - self.last_save >= 60.0 * self.every_minutes
+
+    def save(self, trainer: L.Trainer, kind: str) -> None:
+        save_checkpoint(trainer, self.path, kind)
+        self.last_save = time.monotonic()
+        if trainer.is_global_zero:
+            run_log.debug("checkpoint (%s) saved: %s at step %d", kind, self.path, trainer.global_step)
+            if self.on_saved is not None:
+                self.on_saved()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.save(trainer, "epoch")
+
+
+class RunRecorder(L.Callback):
+    """Appends one line per finished epoch to ``metrics.jsonl`` (global rank 0 only).
+
+    It runs before :class:`RunCheckpoint` saves ``last.ckpt`` at the end of the epoch, so a crash
+    between the two re-runs that epoch on resume; on resume, lines of epochs at or after the
+    restored epoch are dropped first (and a torn line), so every epoch is recorded exactly once.
+    Each line is one ``write`` call, fsynced; non-finite values are written as ``null``.
+    """
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = Path(run_dir)
+        self.epoch_started = time.time()
+
+    @property
+    def path(self) -> Path:
+        return self.run_dir / "metrics.jsonl"
+
+    @rank_zero_only
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # on_train_start, not on_fit_start: only here has a resumed run's epoch been restored
+        self.epoch_started = time.time()  # a mid-epoch resume gets no on_train_epoch_start
+        if not self.path.exists():
+            return
+        before = self.path.read_bytes()
+        kept = [r for r in read_metrics(self.run_dir) if r["epoch"] < trainer.current_epoch]
+        if "".join(json.dumps(r) + "\n" for r in kept).encode() != before:
+            try:
+                _write_lines(self.path, kept)
+            except OSError as e:
+                raise RunWriteError(self.path, e) from None
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.epoch_started = time.time()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # on every rank: reading callback_metrics syncs the epoch's metrics across ranks (a collective);
+        # rank 0 alone reading them deadlocks against the next collective of the other ranks
+        metrics = trainer.callback_metrics  # epoch-level values: Lightning has reached epoch end
+        row: dict[str, Any] = {"epoch": trainer.current_epoch, "step": trainer.global_step,
+                               "epoch_time_s": round(time.time() - self.epoch_started, 3)}
+        row.update({k: _finite(float(metrics[k])) for k in METRIC_KEYS if k in metrics})
+        error = None
+        if trainer.is_global_zero:
+            try:
+                fsync_append(self.path, json.dumps(row) + "\n")
+            except RunWriteError as e:
+                error = e
+        if trainer.strategy.reduce_boolean_decision(error is not None, all=False):  # every rank stops
+            raise error or RunWriteError(self.path, "the write failed on global rank 0")
+
+
+# ---------------------------------------------------------------------------- EMA of weights
+class EmaCallback(L.Callback):
+    """Keeps a :class:`ModelEma` of ``pl_module.<model_attr>`` and validates it as ``val_ema/*``.
+
+    * Update: after every ``every_n_steps``-th optimizer step (``on_train_batch_end`` once
+      ``trainer.global_step`` has advanced, so gradient accumulation does not update twice),
+      as update number ``global_step // every_n_steps - 1``.  ``decay`` is per update: convert
+      a torchvision/pycls-style decay with ``platform.ema.adjusted_ema_decay``.
+    * Validation: the EMA model runs on each validation batch (under the trainer's precision
+      context, in the module's ``memory_format`` if it has one); loss (with
+      ``label_smoothing``, to match ``val/loss``), top-1 and top-5 (%) are accumulated in a
+      torchmetrics object, so under DDP they are summed over ranks, and logged at epoch end as
+      ``val_ema/loss``, ``val_ema/top1``, ``val_ema/top5``.  Skipped in the sanity check.
+    * Checkpoint: the EMA weights are the callback's ``state_dict`` (under
+      ``checkpoint["callbacks"][state_key]["ema"]``), restored on resume; the copy is (re)built
+      from the module in ``on_fit_start``, so a new ``fit`` without a checkpoint starts afresh.
+    """
+
+    def __init__(self, decay: float, every_n_steps: int = 1, warmup: bool = True, label_smoothing: float = 0.0,
+                 average_buffers: bool = False, model_attr: str = "model") -> None:
+        ema_decay(0, decay, warmup)  # validates decay
+        if every_n_steps < 1:
+            raise ValueError(f"every_n_steps must be >= 1, got {every_n_steps}")
+        self.decay, self.every_n_steps, self.warmup = decay, every_n_steps, warmup
+        self.average_buffers, self.model_attr = average_buffers, model_attr
+        self.ema: ModelEma | None = None
+        self.metric = EmaValMetric(label_smoothing)
+        self._pending_state: Mapping[str, Any] | None = None
+        self._last_step = -1
+
+    @property
+    def state_key(self) -> str:
+        return self._generate_state_key(decay=self.decay, every_n_steps=self.every_n_steps)
+
+    def _model(self, pl_module: L.LightningModule) -> nn.Module:
+        model = getattr(pl_module, self.model_attr, None)
+        if not isinstance(model, nn.Module):
+            raise AttributeError(f"EmaCallback averages pl_module.{self.model_attr}, which is not an nn.Module")
+        return model
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.ema = ModelEma(self._model(pl_module), self.decay, self.warmup, self.average_buffers)
+        if self._pending_state is not None:
+            self.ema.load_state_dict(self._pending_state)
+            self._pending_state = None
+        self.metric = self.metric.to(pl_module.device)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._last_step = trainer.global_step  # restored by now: no update before the next optimizer step
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        step = trainer.global_step
+        if self.ema is None or step == self._last_step or step % self.every_n_steps != 0:
+            return
+        self._last_step = step
+        self.ema.update(self._model(pl_module), step // self.every_n_steps - 1)
+
+    def on_validation_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                                batch_idx: int, dataloader_idx: int = 0) -> None:
+        if self.ema is None or trainer.sanity_checking:
+            return
+        images, targets = batch[0], batch[1]
+        memory_format = getattr(pl_module, "memory_format", torch.contiguous_format)
+        with trainer.precision_plugin.val_step_context():
+            logits = self.ema.module(images.contiguous(memory_format=memory_format))
+        self.metric.update(logits, targets)
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.ema is None or trainer.sanity_checking:
+            return
+        values = self.metric.compute()  # synced over DDP ranks by torchmetrics
+        self.metric.reset()
+        pl_module.log_dict({f"val_ema/{k}": v for k, v in values.items()}, on_step=False, on_epoch=True)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {} if self.ema is None else {"ema": self.ema.state_dict()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if "ema" not in state_dict:
+            return
+        if self.ema is not None:  # strategies that restore after on_fit_start
+            self.ema.load_state_dict(state_dict["ema"])
+        else:
+            self._pending_state = state_dict["ema"]
+
+
+# ---------------------------------------------------------------------------- per-class results
+class ConfusionReport(L.Callback):
+    """At the end of training: the last validation epoch's confusion matrix -> run directory + W&B."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = Path(run_dir)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        matrix = getattr(pl_module, "last_confusion", None)
+        if matrix is None or not trainer.is_global_zero:
+            return
+        names = class_names(trainer.datamodule, matrix.shape[0])
+        _, png = write_confusion(self.run_dir, matrix, names)
+        for logger in trainer.loggers:
+            if hasattr(logger, "log_image"):  # WandbLogger
+                logger.log_image(key="val/confusion", images=[str(png)])

@@ -101,8 +101,26 @@ RECIPE = Rule("recipe names, each a relative name whose /-separated parts are le
                   n.endswith((".yaml", ".yml")) or RELATIVE_NAME.ok(n) for n in recipe_names(v))))
 
 
-def _f(default: Any, help: str, *, range: str | None = None, rule: Rule | None = None, **kw: Any) -> Any:
+# The named choices of a key, declared once here and on its field (``choices=``); :func:`validate`
+# checks them (after the precision aliases are normalised) and the code that acts on a value imports
+# the same tuple (``module.build_optimizer``, ``schedules.lr_at``).  None in a tuple: null is allowed.
+OPTIMIZERS = ("sgd", "adamw", "rmsprop")
+SCHEDULES = ("cosine", "step", "exponential", "linear", "constant")
+WARMUPS = ("linear", "error_threshold")
+PRECISIONS = ("32-true", "bf16-mixed", "16-mixed")
+PROFILERS = (None, "simple", "advanced", "pytorch")
+WANDB_MODES = ("auto", "online", "offline", "disabled")
+STRIDE_ON = (None, "3x3", "1x1")
+DROP_PATH_MODES = (None, "sample", "batch")
+DROP_PATH_RULES = (None, "huang", "timm", "tf")
+SHORTCUT_DOWNSAMPLES = (None, "stride", "avgpool")
+
+
+def _f(default: Any, help: str, *, range: str | None = None, rule: Rule | None = None,
+       choices: tuple | None = None, **kw: Any) -> Any:
     meta: dict[str, Any] = {"help": help}
+    if choices is not None:
+        meta["choices"] = choices
     if range is not None:
         meta["range"] = Interval.parse(range)
     if rule is not None:
@@ -118,12 +136,16 @@ class ModelConfig:
     name: str = _f("resnet20", "registry name (python -c 'import models; print(models.list_models())')", rule=PATH_COMPONENT)
     num_classes: Optional[int] = _f(None, "classifier outputs; null = the dataset's number of classes", range="[2, inf)")
     drop_path_rate: Optional[float] = _f(None, "stochastic depth: drop-path rate of the last block (Huang et al. 2016); null = the model's default", range="[0, 1)")
-    drop_path_mode: Optional[str] = _f(None, "stochastic depth: sample (per-sample drop-path, timm/EfficientNet) | batch (whole blocks per step, branch not run: Huang et al.); null = the model's default (ResNets batch, others sample)")
-    drop_path_rule: Optional[str] = _f(None, "per-block rates: huang (l/L) | timm (i/(N-1)) | tf (i/N), see models.layers.drop_path_rates; null = the model's default (ResNets huang, EfficientNet tf)")
-    shortcut_downsample: Optional[str] = _f(None, "option-A shortcuts of CIFAR ResNets: stride (He et al.) | avgpool (2x2 average, Huang et al.'s stochastic-depth code); null = stride")
+    drop_path_mode: Optional[str] = _f(None, "stochastic depth: sample (per-sample drop-path, timm/EfficientNet) | batch (whole blocks per step, branch not run: Huang et al.); null = the model's default (ResNets batch, others sample)",
+       choices=DROP_PATH_MODES)
+    drop_path_rule: Optional[str] = _f(None, "per-block rates: huang (l/L) | timm (i/(N-1)) | tf (i/N), see models.layers.drop_path_rates; null = the model's default (ResNets huang, EfficientNet tf)",
+       choices=DROP_PATH_RULES)
+    shortcut_downsample: Optional[str] = _f(None, "option-A shortcuts of CIFAR ResNets: stride (He et al.) | avgpool (2x2 average, Huang et al.'s stochastic-depth code); null = stride",
+       choices=SHORTCUT_DOWNSAMPLES)
     zero_init_residual: Optional[bool] = _f(None, "zero-init the last BN gamma of each residual block (Goyal et al. 2017); null = the model's default (off)")
     dropout: Optional[float] = _f(None, "dropout before the classifier; null = the model's default (EfficientNet: 0.2-0.5)", range="[0, 1)")
-    stride_on: Optional[str] = _f(None, "bottleneck stride placement '3x3' (v1.5) or '1x1' (MSRA); null = model default")
+    stride_on: Optional[str] = _f(None, "bottleneck stride placement '3x3' (v1.5) or '1x1' (MSRA); null = model default",
+       choices=STRIDE_ON)
     block_dropout: Optional[float] = _f(None, "WRN dropout between the convs of a block (Zagoruyko & Komodakis: 0.3); null = model default", range="[0, 1)")
     se_reduction: Optional[int] = _f(None, "SE reduction ratio r on SE models (Hu et al.: 16); null = model default", range="[1, inf)")
     bn_eps: Optional[float] = _f(None, "BatchNorm epsilon (TF-style EfficientNet training: 1e-3); null = the model's default", range="(0, inf)")
@@ -162,7 +184,8 @@ class DataConfig:
 
 @dataclass
 class OptimConfig:
-    name: str = _f("sgd", "sgd | adamw | rmsprop")
+    name: str = _f("sgd", "sgd | adamw | rmsprop",
+       choices=OPTIMIZERS)
     lr: float = _f(0.1, "peak learning rate (after warm-up) at reference_batch_size", range="(0, inf)")
     reference_batch_size: Optional[int] = _f(None, "lr is for this global batch; scaled linearly to data.batch_size (Goyal et al. 2017); null = no scaling", range="[1, inf)")
     momentum: float = _f(0.9, "SGD/RMSProp momentum, AdamW beta1", range="[0, 1)")
@@ -175,8 +198,10 @@ class OptimConfig:
 
 @dataclass
 class ScheduleConfig:
-    name: str = _f("cosine", "cosine | step | exponential | linear | constant")
-    warmup: str = _f("linear", "linear (Goyal et al.) | error_threshold (He et al. 2015 §4.2, ResNet-110)")
+    name: str = _f("cosine", "cosine | step | exponential | linear | constant",
+       choices=SCHEDULES)
+    warmup: str = _f("linear", "linear (Goyal et al.) | error_threshold (He et al. 2015 §4.2, ResNet-110)",
+       choices=WARMUPS)
     warmup_epochs: float = _f(1.0, "linear warm-up length in epochs, applied per iteration (Goyal et al. 2017)", range="[0, inf)")
     warmup_steps: Optional[int] = _f(None, "linear warm-up length in iterations; overrides warmup_epochs when set", range="[0, inf)")
     warmup_start_factor: float = _f(0.1, "linear warm-up starts at this fraction of the peak LR", range="[0, 1]")
@@ -196,14 +221,16 @@ class TrainerConfig:
     devices: Any = _f("auto", "devices per node: a positive int, -1 (all), 'auto', or a list of device ids [0,1]", rule=DEVICES)
     num_nodes: int = _f(1, "nodes", range="[1, inf)")
     strategy: str = _f("auto", "auto | ddp | ...")
-    precision: str = _f("32-true", "32-true | bf16-mixed | 16-mixed (aliases 32, bf16, 16 are normalised to these)")
+    precision: str = _f("32-true", "32-true | bf16-mixed | 16-mixed (aliases 32, bf16, 16 are normalised to these)",
+       choices=PRECISIONS)
     channels_last: bool = _f(False, "NHWC memory format for model and inputs (faster on tensor cores)")
     gradient_clip_val: Optional[float] = _f(None, "clip gradient norm to this value", range="[0, inf)")
     limit_train_batches: Any = _f(None, "train batches per epoch: an int counts batches (1 = one batch), a float in (0, 1] is a fraction (1.0 = all); null = all")
     limit_val_batches: Any = _f(None, "val batches: an int counts batches, a float in (0, 1] is a fraction; null = all")
     accumulate_grad_batches: int = _f(1, "gradient accumulation: batches per optimizer step; the LR-scaling rule uses the effective batch data.batch_size x this", range="[1, inf)")
     check_val_every_n_epoch: int = _f(1, "validate every N epochs (the last epoch is always validated only if it falls on N)", range="[1, inf)")
-    profiler: Optional[str] = _f(None, "Lightning profiler: simple | advanced | pytorch; null = off (report in the run directory)")
+    profiler: Optional[str] = _f(None, "Lightning profiler: simple | advanced | pytorch; null = off (report in the run directory)",
+       choices=PROFILERS)
     fast_dev_run: Any = _f(False, "debug: true = one train and one val batch, an int N = N batches; no checkpoints or records of epochs")
     overfit_batches: Any = _f(0, "debug: train (and validate) on this many batches (int) or this fraction (float) of the train set; 0 = off")
     log_every_n_steps: int = _f(10, "step-level logging interval", range="[1, inf)")
@@ -221,13 +248,14 @@ class RegularizationConfig:
     cutmix_alpha: float = _f(0.0, "cutmix Beta(alpha, alpha) (Yun et al. 2019; torchvision recipe 1.0); 0 = off", range="[0, inf)")
     mix_switch_prob: float = _f(0.5, "when both are on: probability of cutmix for a batch", range="[0, 1]")
     random_erasing: float = _f(0.0, "random erasing probability per image (Zhong et al. 2017; torchvision 0.1)", range="[0, 1]")
-    ema_decay: float = _f(0.0, "EMA of weights, decay per update, validated as val_ema/*; 0 = off (torchvision's 0.99998 at its batch/epochs is ~0.9989 per update: regularization.adjusted_ema_decay)", range="[0, 1)")
+    ema_decay: float = _f(0.0, "EMA of weights, decay per update, validated as val_ema/*; 0 = off (torchvision's 0.99998 at its batch/epochs is ~0.9989 per update: platform.ema.adjusted_ema_decay)", range="[0, 1)")
     ema_every: int = _f(1, "EMA update interval in optimizer steps", range="[1, inf)")
 
 
 @dataclass
 class LoggingConfig:
-    wandb: str = _f("auto", "auto | online | offline | disabled (auto: online when an API key is configured)")
+    wandb: str = _f("auto", "auto | online | offline | disabled (auto: online when an API key is configured)",
+       choices=WANDB_MODES)
     project: str = _f("cnn-platform", "W&B project")
     entity: Optional[str] = _f(None, "W&B entity")
     tags: list[str] = _f([], "W&B tags")
@@ -440,22 +468,20 @@ def load_config(args: list[str] | None = None, base: ExperimentConfig | None = N
     return obj
 
 
+# the data section's choices (its keys are the datamodules' to declare); every other key's choices
+# are on its field (``choices=``), see :func:`choices`
 _CHOICES = {
-    "optim.name": ("sgd", "adamw", "rmsprop"),
-    "schedule.name": ("cosine", "step", "exponential", "linear", "constant"),
-    "schedule.warmup": ("linear", "error_threshold"),
     "data.sampler": ("random", "class_aware"),
     "data.backend": ("ffcv", "torchvision"),
-    "trainer.precision": ("32-true", "bf16-mixed", "16-mixed"),
-    "trainer.profiler": (None, "simple", "advanced", "pytorch"),
-    "logging.wandb": ("auto", "online", "offline", "disabled"),
     "data.order": ("auto", "random", "quasi_random"),
     "data.val_split": ("test", "holdout"),
-    "model.stride_on": (None, "3x3", "1x1"),
-    "model.drop_path_mode": (None, "sample", "batch"),
-    "model.drop_path_rule": (None, "huang", "timm", "tf"),
-    "model.shortcut_downsample": (None, "stride", "avgpool"),
 }
+
+
+def choices() -> dict[str, tuple]:
+    """Every key with named choices -> its allowed values (None: null is allowed)."""
+    declared = {k: f.metadata["choices"] for k, f in all_keys().items() if "choices" in f.metadata}
+    return {**declared, **_CHOICES}
 
 
 def _floats(f: dataclasses.Field) -> bool:
@@ -527,10 +553,10 @@ def validate(cfg: ExperimentConfig) -> None:
         if error:
             raise ConfigError(error)
     validate_trainer(cfg.trainer)  # the Any-typed knobs; precision aliases normalised before the choices
-    for key, choices in _CHOICES.items():
+    for key, allowed in choices().items():
         value = _get(cfg, key)
-        if value not in choices:
-            raise ConfigError(f"bad value for {key}: {value!r}; expected one of {', '.join(map(str, choices))}")
+        if value not in allowed:
+            raise ConfigError(f"bad value for {key}: {value!r}; expected one of {', '.join(map(str, allowed))}")
     if (cfg.data.min_resolution is None) != (cfg.data.max_resolution is None):
         raise ConfigError("progressive resizing needs both data.min_resolution and data.max_resolution "
                           f"(got {cfg.data.min_resolution} and {cfg.data.max_resolution})")

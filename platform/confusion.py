@@ -1,6 +1,6 @@
 """Per-class results: the confusion matrix of a validation pass, as CSV, PNG and a W&B image.
 
-Shared by training (:class:`ConfusionReport`, the last validation epoch of a run) and by
+Shared by training (``platform.callbacks.ConfusionReport``, the last validation epoch of a run) and by
 ``platform.evaluate`` (one matrix per test protocol).  Rows are true classes, columns
 predicted classes (torchmetrics' ``MulticlassConfusionMatrix`` convention); a class's top-1
 accuracy is its diagonal entry over its row sum.
@@ -12,7 +12,6 @@ import io
 from pathlib import Path
 from typing import Sequence
 
-import lightning as L
 import torch
 
 from datamodules.write import atomic_path
@@ -75,20 +74,3 @@ def _plot(matrix: torch.Tensor, names: Sequence[str], path: Path) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
-
-
-class ConfusionReport(L.Callback):
-    """At the end of training: the last validation epoch's confusion matrix -> run directory + W&B."""
-
-    def __init__(self, run_dir: Path) -> None:
-        self.run_dir = Path(run_dir)
-
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        matrix = getattr(pl_module, "last_confusion", None)
-        if matrix is None or not trainer.is_global_zero:
-            return
-        names = class_names(trainer.datamodule, matrix.shape[0])
-        _, png = write_confusion(self.run_dir, matrix, names)
-        for logger in trainer.loggers:
-            if hasattr(logger, "log_image"):  # WandbLogger
-                logger.log_image(key="val/confusion", images=[str(png)])

@@ -17,8 +17,9 @@ from torchmetrics import MaxMetric, MeanMetric, SumMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 import models
-from platform.config import ConfigError, ModelConfig, OptimConfig, RegularizationConfig, ScheduleConfig
-from platform.regularization import mix_batch, random_erase
+from platform.config import (OPTIMIZERS, ConfigError, ModelConfig, OptimConfig, RegularizationConfig,
+                             ScheduleConfig)
+from platform.augmentation import mix_batch, random_erase
 from platform.schedules import lr_from_config, scaled_lr
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ def build_optimizer(groups: list[dict[str, Any]], cfg: OptimConfig) -> torch.opt
         return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.momentum, 0.999), eps=cfg.eps)
     if cfg.name == "rmsprop":  # EfficientNet §5.2: decay 0.9, momentum 0.9 (TF: eps 1e-3)
         return torch.optim.RMSprop(groups, lr=cfg.lr, alpha=cfg.rmsprop_alpha, momentum=cfg.momentum, eps=cfg.eps)
-    raise ValueError(f"unknown optimizer {cfg.name!r}; expected sgd, adamw or rmsprop")
+    raise ValueError(f"unknown optimizer {cfg.name!r}; expected {', '.join(OPTIMIZERS[:-1])} or {OPTIMIZERS[-1]}")
 
 
 class ErrorThresholdWarmup:

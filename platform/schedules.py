@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
+from platform.config import SCHEDULES  # the schema's choices (schedule.name)
+
 
 def warmup_factor(epoch: float, warmup_epochs: float, start_factor: float) -> float:
     """Multiplier in [start_factor, 1] at fractional ``epoch`` during linear warm-up, else 1."""
@@ -46,9 +48,6 @@ def linear_decay_factor(epoch: float, start_epoch: float, total_epochs: float, m
 def exponential_factor(epoch: float, decay_every: float, gamma: float) -> float:
     """``gamma ** floor(epoch / decay_every)``: EfficientNet's "decays by 0.97 every 2.4 epochs" (§5.2)."""
     return gamma ** math.floor(epoch / decay_every)
-
-
-SCHEDULES = ("cosine", "step", "exponential", "linear", "constant")
 
 
 def lr_at(

@@ -82,7 +82,7 @@ def sweep_configs(path: str | Path) -> list[list[str]]:
 
 def pending(configs: list[list[str]], extra: list[str], runs_root: Path) -> list[int]:
     """Indices of the configurations without a finished or running run under ``runs_root``."""
-    from platform.runs import local_records, run_filter
+    from platform.run_records import local_records, run_filter
 
     records = [r for r in local_records(runs_root) if r.status in ("finished", "running")]
     return [i for i, c in enumerate(configs) if not any(map(run_filter(c), records))]

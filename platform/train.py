@@ -29,9 +29,10 @@ from datamodules.write import BetonError, write_json_atomic
 from platform.config import (ConfigError, ExperimentConfig, from_dict, help_text, load_config, resume_differences,
                              to_dict, to_yaml)
 from platform import slurm
-from platform.runs import (AtomicModelCheckpoint, CheckpointError, LogTail, RunBusyError, RunCheckpoint, RunLock,
-                           RunRecorder, RunSummary, RunWriteError, environment, error_record, lock_holder,
-                           newest_valid_checkpoint, read_summary, resumable_checkpoints, verify_checkpoint)
+from platform.callbacks import AtomicModelCheckpoint, RunCheckpoint, RunRecorder
+from platform.runs import (CheckpointError, LogTail, RunBusyError, RunLock, RunSummary, RunWriteError,
+                           environment, error_record, lock_holder, newest_valid_checkpoint, read_summary,
+                           resumable_checkpoints, verify_checkpoint)
 from platform.console import print_run_start, quiet_library_chatter, start_console_log, stop_console_log
 
 log = logging.getLogger("platform.train")
@@ -344,7 +345,6 @@ def ddp_strategy(cfg: ExperimentConfig, skips_blocks: bool) -> str:
 def build_trainer(cfg: ExperimentConfig, run_dir: Path, extra_callbacks: list | None = None,
                   skips_blocks: bool = False, on_saved=None):
     import lightning as L
-    from lightning.pytorch.callbacks import LearningRateMonitor
 
     t = cfg.trainer
     loggers = build_loggers(cfg, run_dir)
@@ -360,10 +360,8 @@ def build_trainer(cfg: ExperimentConfig, run_dir: Path, extra_callbacks: list | 
                               save_on_train_epoch_end=True, auto_insert_metric_name=False),
         checkpointer,
     ]
-    if loggers:
-        callbacks.append(LearningRateMonitor(logging_interval="step"))
     if cfg.regularization.ema_decay > 0:
-        from platform.regularization import EmaCallback
+        from platform.callbacks import EmaCallback
 
         callbacks.append(EmaCallback(cfg.regularization.ema_decay, every_n_steps=cfg.regularization.ema_every,
                                      label_smoothing=cfg.optim.label_smoothing))
@@ -372,7 +370,7 @@ def build_trainer(cfg: ExperimentConfig, run_dir: Path, extra_callbacks: list | 
 
         d = cfg.data
         callbacks.append(ProgressiveResizing(d.min_resolution, d.max_resolution, d.ramp_start, d.ramp_end))
-    from platform.confusion import ConfusionReport
+    from platform.callbacks import ConfusionReport
 
     callbacks.append(ConfusionReport(run_dir))  # confusion.csv/.png at the end of training (+ W&B image)
     callbacks += slurm.callbacks(run_dir, checkpointer)  # stop signals, periodic checkpoints, divergence

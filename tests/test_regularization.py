@@ -7,8 +7,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from platform.regularization import (EmaCallback, ModelEma, adjusted_ema_decay, ema_decay, mix_batch, random_erase,
-                                     smooth_targets, soft_cross_entropy)
+from platform.callbacks import EmaCallback
+from platform.augmentation import mix_batch, random_erase, smooth_targets, soft_cross_entropy
+from platform.ema import ModelEma, adjusted_ema_decay, ema_decay
 
 
 def gen(seed: int) -> torch.Generator:

@@ -16,8 +16,9 @@ import torch
 
 from conftest import ROOT, cli_env
 from platform.config import ConfigError, load_config
-from platform.runs import (CheckpointError, RunLock, digest_path, local_records, lock_holder, read_metrics,
-                           run_status, verify_checkpoint)
+from platform.run_records import local_records
+from platform.runs import (CheckpointError, RunLock, digest_path, lock_holder, read_metrics, run_status,
+                           verify_checkpoint)
 from platform.train import ResumeError, main, pick_checkpoint, train
 
 BATCHES = 4  # training batches per epoch (synthetic: 64 examples of 16x16, batch 16)

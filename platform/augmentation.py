@@ -1,4 +1,5 @@
-"""Batch regularizers and weight averaging, as plain functions (STYLE rules 9 and 11).
+"""Batch regularizers, as plain functions (STYLE rules 9 and 11); the EMA of the weights is
+``platform.ema``.
 
 * :func:`mix_batch` -- mixup (Zhang et al. 2018, arXiv 1710.09412) or CutMix (Yun et al. 2019,
   arXiv 1905.04899) on a whole batch, one of the two per batch as torchvision's reference recipe
@@ -7,10 +8,6 @@
   arXiv 1512.00567 §7) on hard or soft targets, and the cross-entropy of soft targets.
 * :func:`random_erase` -- random erasing (Zhong et al. 2017, arXiv 1708.04896) on a batch already
   on the device, per-sample parameters drawn as torchvision's ``RandomErasing.get_params`` does.
-* :func:`ema_decay`, :func:`adjusted_ema_decay`, :class:`ModelEma` -- an exponential moving
-  average of the weights (Polyak & Juditsky 1992; torchvision's ``ExponentialMovingAverage``,
-  pycls's ``update_model_ema``), and :class:`EmaCallback`, the Lightning wiring that updates it
-  after each optimizer step, validates it as ``val_ema/*`` and checkpoints it.
 
 Order in a training step (as in torchvision's reference, where erasing is a per-image transform
 and mixing a collate function): normalize -> :func:`random_erase` -> :func:`mix_batch` -> model.
@@ -26,16 +23,11 @@ device, or none, to keep it there.
 """
 from __future__ import annotations
 
-import copy
 import math
 import random
-from typing import Any, Mapping
 
-import lightning as L
 import torch
 import torch.nn.functional as F
-from torch import nn
-from torchmetrics import Metric
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -251,198 +243,3 @@ def random_erase(
     else:
         out = images.masked_fill(mask, float(value))
     return out.contiguous(memory_format=_memory_format(images))
-
-
-# ---------------------------------------------------------------------------- EMA of weights
-def ema_decay(step: int, decay: float, warmup: bool = True) -> float:
-    """Decay of the EMA update number ``step`` (0-based): ``min(decay, (1 + step) / (10 + step))``
-    with ``warmup``, else ``decay``.
-
-    The warm-up is TensorFlow's ``tf.train.ExponentialMovingAverage(decay, num_updates)``, as the
-    EfficientNet TPU reference uses it (decay 0.9999): early averages forget the random init
-    quickly (0.1 at the first update, 0.5 at step 8, 0.9 at step 80) instead of being
-    dominated by it for ~1/(1 - decay) updates.
-    """
-    if not 0.0 <= decay <= 1.0:
-        raise ValueError(f"decay must be in [0, 1], got {decay}")
-    if step < 0:
-        raise ValueError(f"step must be >= 0, got {step}")
-    return min(decay, (1.0 + step) / (10.0 + step)) if warmup else decay
-
-
-def adjusted_ema_decay(decay: float, global_batch_size: int, every_n_steps: int, epochs: float) -> float:
-    """The per-update decay of torchvision's reference and pycls, whose stated decay is
-    independent of batch size, update period and run length:
-    ``1 - min(1, (1 - decay) * global_batch_size * every_n_steps / epochs)``.
-
-    (torchvision ``train.py``: ``adjust = world_size * batch_size * model_ema_steps / epochs``;
-    pycls ``update_model_ema``: ``adjust = BATCH_SIZE / MAX_EPOCH * EMA_UPDATE_PERIOD``.)  The
-    average then spans a fixed fraction ``1 / ((1 - decay) * dataset size)`` of the run: the
-    torchvision recipe's 0.99998, batch 1024, every 32 steps, 600 epochs gives 0.99891 per update.
-    """
-    if every_n_steps < 1 or global_batch_size < 1 or epochs <= 0:
-        raise ValueError(f"need every_n_steps >= 1, global_batch_size >= 1, epochs > 0; got "
-                         f"{every_n_steps}, {global_batch_size}, {epochs}")
-    return 1.0 - min(1.0, (1.0 - decay) * global_batch_size * every_n_steps / epochs)
-
-
-class ModelEma:
-    """An exponential moving average of a model's parameters, held in a deep copy of the model.
-
-    ``update(model, step)`` sets each floating-point parameter to
-    ``d * ema + (1 - d) * param`` with ``d = ema_decay(step, decay, warmup)``.
-
-    Buffers (BN running mean/var, ``num_batches_tracked``) are *copied* from the live model by
-    default: running statistics are already a moving average (of the live model's activations),
-    and copying keeps them those of recent weights rather than an average lagging ~1/(1 - d)
-    updates behind.  ``average_buffers=True`` averages floating-point buffers instead, as
-    torchvision's ``ExponentialMovingAverage`` (``AveragedModel(use_buffers=True)``), pycls and
-    timm's ``ModelEmaV2`` do (use it to reproduce those recipes exactly).  Neither gives the
-    statistics of the averaged weights; recompute them (precise BN) for that.
-
-    The copy is in eval mode with ``requires_grad=False``, on the model's device (uncompiled:
-    ``copy.deepcopy`` drops ``nn.Module.compile``).  ``state_dict()`` is the copy's plain
-    ``state_dict``, so it loads into a fresh model for evaluation or export.
-    """
-
-    def __init__(self, model: nn.Module, decay: float = 0.9999, warmup: bool = True,
-                 average_buffers: bool = False) -> None:
-        ema_decay(0, decay, warmup)  # validates decay
-        self.decay, self.warmup, self.average_buffers = decay, warmup, average_buffers
-        self.module = copy.deepcopy(model).eval().requires_grad_(False)
-
-    @torch.no_grad()
-    def update(self, model: nn.Module, step: int) -> float:
-        """Average ``model`` into the EMA as update number ``step``; returns the decay used."""
-        d = ema_decay(step, self.decay, self.warmup)
-        ema_params, params = list(self.module.parameters()), list(model.parameters())
-        ema_buffers, buffers = list(self.module.buffers()), list(model.buffers())
-        if len(ema_params) != len(params) or len(ema_buffers) != len(buffers):
-            raise ValueError("the model does not match the EMA copy (different parameters or buffers)")
-        averaged = [(e, p.detach()) for e, p in zip(ema_params, params) if e.is_floating_point()]
-        copied = [(e, p) for e, p in zip(ema_params, params) if not e.is_floating_point()]
-        for e, b in zip(ema_buffers, buffers):
-            (averaged if self.average_buffers and e.is_floating_point() else copied).append((e, b))
-        if averaged:  # d * e + (1 - d) * p  ==  e + (1 - d) * (p - e)
-            torch._foreach_lerp_([e for e, _ in averaged], [p for _, p in averaged], 1.0 - d)
-        for e, p in copied:
-            e.copy_(p)
-        return d
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        return self.module.state_dict()
-
-    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        self.module.load_state_dict(state_dict)
-
-
-class _EmaValMetric(Metric):
-    """Loss sum, top-1/top-k hits and count over the validation set, summed over DDP ranks."""
-
-    full_state_update = False
-
-    def __init__(self, label_smoothing: float = 0.0) -> None:
-        super().__init__()
-        self.label_smoothing = label_smoothing
-        for name in ("loss_sum", "top1", "topk", "count"):
-            self.add_state(name, torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
-
-    def update(self, logits: torch.Tensor, targets: torch.Tensor) -> None:
-        logits = logits.float()
-        k = min(5, logits.shape[1])  # as ClassificationModule's top_k_for
-        loss = F.cross_entropy(logits, targets, label_smoothing=self.label_smoothing, reduction="sum")
-        self.loss_sum += loss.double()
-        self.top1 += (logits.argmax(dim=1) == targets).sum()
-        self.topk += (logits.topk(k, dim=1).indices == targets[:, None]).any(dim=1).sum()
-        self.count += targets.numel()
-
-    def compute(self) -> dict[str, torch.Tensor]:
-        n = self.count.clamp(min=1)
-        return {"loss": (self.loss_sum / n).float(), "top1": (100 * self.top1 / n).float(),
-                "top5": (100 * self.topk / n).float()}
-
-
-class EmaCallback(L.Callback):
-    """Keeps a :class:`ModelEma` of ``pl_module.<model_attr>`` and validates it as ``val_ema/*``.
-
-    * Update: after every ``every_n_steps``-th optimizer step (``on_train_batch_end`` once
-      ``trainer.global_step`` has advanced, so gradient accumulation does not update twice),
-      as update number ``global_step // every_n_steps - 1``.  ``decay`` is per update: convert
-      a torchvision/pycls-style decay with :func:`adjusted_ema_decay`.
-    * Validation: the EMA model runs on each validation batch (under the trainer's precision
-      context, in the module's ``memory_format`` if it has one); loss (with
-      ``label_smoothing``, to match ``val/loss``), top-1 and top-5 (%) are accumulated in a
-      torchmetrics object, so under DDP they are summed over ranks, and logged at epoch end as
-      ``val_ema/loss``, ``val_ema/top1``, ``val_ema/top5``.  Skipped in the sanity check.
-    * Checkpoint: the EMA weights are the callback's ``state_dict`` (under
-      ``checkpoint["callbacks"][state_key]["ema"]``), restored on resume; the copy is (re)built
-      from the module in ``on_fit_start``, so a new ``fit`` without a checkpoint starts afresh.
-    """
-
-    def __init__(self, decay: float, every_n_steps: int = 1, warmup: bool = True, label_smoothing: float = 0.0,
-                 average_buffers: bool = False, model_attr: str = "model") -> None:
-        ema_decay(0, decay, warmup)  # validates decay
-        if every_n_steps < 1:
-            raise ValueError(f"every_n_steps must be >= 1, got {every_n_steps}")
-        self.decay, self.every_n_steps, self.warmup = decay, every_n_steps, warmup
-        self.average_buffers, self.model_attr = average_buffers, model_attr
-        self.ema: ModelEma | None = None
-        self.metric = _EmaValMetric(label_smoothing)
-        self._pending_state: Mapping[str, Any] | None = None
-        self._last_step = -1
-
-    @property
-    def state_key(self) -> str:
-        return self._generate_state_key(decay=self.decay, every_n_steps=self.every_n_steps)
-
-    def _model(self, pl_module: L.LightningModule) -> nn.Module:
-        model = getattr(pl_module, self.model_attr, None)
-        if not isinstance(model, nn.Module):
-            raise AttributeError(f"EmaCallback averages pl_module.{self.model_attr}, which is not an nn.Module")
-        return model
-
-    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.ema = ModelEma(self._model(pl_module), self.decay, self.warmup, self.average_buffers)
-        if self._pending_state is not None:
-            self.ema.load_state_dict(self._pending_state)
-            self._pending_state = None
-        self.metric = self.metric.to(pl_module.device)
-
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._last_step = trainer.global_step  # restored by now: no update before the next optimizer step
-
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
-        step = trainer.global_step
-        if self.ema is None or step == self._last_step or step % self.every_n_steps != 0:
-            return
-        self._last_step = step
-        self.ema.update(self._model(pl_module), step // self.every_n_steps - 1)
-
-    def on_validation_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
-                                batch_idx: int, dataloader_idx: int = 0) -> None:
-        if self.ema is None or trainer.sanity_checking:
-            return
-        images, targets = batch[0], batch[1]
-        memory_format = getattr(pl_module, "memory_format", torch.contiguous_format)
-        with trainer.precision_plugin.val_step_context():
-            logits = self.ema.module(images.contiguous(memory_format=memory_format))
-        self.metric.update(logits, targets)
-
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.ema is None or trainer.sanity_checking:
-            return
-        values = self.metric.compute()  # synced over DDP ranks by torchmetrics
-        self.metric.reset()
-        pl_module.log_dict({f"val_ema/{k}": v for k, v in values.items()}, on_step=False, on_epoch=True)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {} if self.ema is None else {"ema": self.ema.state_dict()}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        if "ema" not in state_dict:
-            return
-        if self.ema is not None:  # strategies that restore after on_fit_start
-            self.ema.load_state_dict(state_dict["ema"])
-        else:
-            self._pending_state = state_dict["ema"]
