@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import models
+from platform import cli
 from platform.config import ConfigError, parse_overrides
 from platform.runs import RunRecord, local_records, run_filter, wandb_api_records, wandb_offline_records
 from platform.tables import SCALES, Row, Table, TableError, list_tables, load_table
@@ -581,7 +582,7 @@ def launch(table: Table, how: str, scale: str, seeds: int, records: list[RunReco
 def _launch_wandb(table: Table, scale: str, seeds: int, out_dir: Path, dry_run: bool,
                   data_path: str | None = None) -> int:
     from platform.launch import compact_ranges
-    from platform.train import wandb_mode
+    from platform.compose import wandb_mode
 
     text = sweep_yaml(table, scale, seeds, data_path)
     committed = ROOT / "sweeps" / f"{table.name}.yaml"
@@ -655,8 +656,7 @@ def lesion(argv: list[str]) -> int:
                              f"{args.runs}/: train it with `python -m platform.reproduce {table.name} --launch local "
                              f"--scale {args.scale} --seeds 1`, or pass --checkpoint PATH")
     except TableError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return cli.user_error(e)
     cmd = ["--checkpoint", str(found["residual"])]
     if "plain" in found:
         cmd += ["--plain-checkpoint", str(found["plain"])]
@@ -689,6 +689,7 @@ def list_text() -> str:
     return "\n".join(lines)
 
 
+@cli.entry()
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "lesion" and not {"--launch", "--write-sweep", "--list"} & {a.split("=")[0] for a in argv}:
@@ -748,8 +749,7 @@ def main(argv: list[str] | None = None) -> int:
         report(table, records, args.scale, out_dir, make_plot=not args.no_plot)
         return 0
     except (TableError, ConfigError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return cli.user_error(e)
 
 
 if __name__ == "__main__":

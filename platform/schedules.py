@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
+from platform import cli
+
 
 def warmup_factor(epoch: float, warmup_epochs: float, start_factor: float) -> float:
     """Multiplier in [start_factor, 1] at fractional ``epoch`` during linear warm-up, else 1."""
@@ -148,9 +150,8 @@ def lr_curve(cfg, steps_per_epoch: int | None = None) -> tuple[list[int], list[f
     return steps, lrs
 
 
+@cli.entry()
 def main(argv: list[str]) -> int:
-    import sys
-
     from platform.config import ConfigError, load_config
 
     opts = {a.split("=", 1)[0]: a.split("=", 1)[1] for a in argv if a.startswith("--") and "=" in a}
@@ -164,20 +165,17 @@ def main(argv: list[str]) -> int:
         return 0
     unknown = set(opts) - {"--out", "--steps-per-epoch"}
     if unknown:
-        print(f"error: unknown option {', '.join(sorted(unknown))} (known: --out=FILE.png, --steps-per-epoch=N)",
-              file=sys.stderr)
-        return 2
+        return cli.user_error(f"unknown option {', '.join(sorted(unknown))} (known: --out=FILE.png, "
+                              "--steps-per-epoch=N)")
     try:
         cfg = load_config(args)
         spe = int(opts["--steps-per-epoch"]) if "--steps-per-epoch" in opts else None
         if spe is not None and spe < 1:
             raise ValueError
     except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return cli.user_error(e)
     except ValueError:
-        print(f"error: --steps-per-epoch={opts['--steps-per-epoch']}: expected a positive integer", file=sys.stderr)
-        return 2
+        return cli.user_error(f"--steps-per-epoch={opts['--steps-per-epoch']}: expected a positive integer")
     import matplotlib
 
     matplotlib.use("Agg")
@@ -203,4 +201,4 @@ def main(argv: list[str]) -> int:
 if __name__ == "__main__":
     import sys
 
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())

@@ -28,7 +28,7 @@ TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_
 
 # ---------------------------------------------------------------------------- no cluster needed
 def test_sweep_file_forms(tmp_path):
-    from platform.slurm import sweep_configs, sweep_task
+    from platform.sweep import sweep_configs, sweep_task
     from platform.config import ConfigError
 
     listed = tmp_path / "a.yaml"
