@@ -48,7 +48,7 @@ def entry(errors: tuple[type[BaseException], ...] = ()) -> Callable:
 
 
 def split_own(argv: Sequence[str], own: Sequence[str]) -> tuple[dict[str, str], list[str]]:
-    """A command's own ``name=value`` arguments (``ckpt=``, ``protocol=`` ...) apart from the rest."""
+    """A command's own ``name=value`` arguments (``ckpt=``, ``protocol=`` ...), and the rest."""
     mine, rest = {}, []
     for a in argv:
         key = a.split("=", 1)[0]
@@ -60,16 +60,16 @@ def split_own(argv: Sequence[str], own: Sequence[str]) -> tuple[dict[str, str], 
 
 
 def split_flags(argv: Sequence[str]) -> tuple[list[str], list[str]]:
-    """(``--flags`` and positionals for argparse, ``key=value`` overrides): an argument with ``=`` that
-    does not start with ``-`` is an override."""
+    """(``--flags`` and positionals for argparse, ``key=value`` overrides): an argument with
+    ``=`` that does not start with ``-`` is an override."""
     flags = [a for a in argv if a.startswith("-") or "=" not in a]
     return flags, [a for a in argv if a not in flags]
 
 
 def flags_and_overrides(parser: argparse.ArgumentParser,
                         argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
-    """``parser``'s flags and positionals, and the ``key=value`` overrides around them; anything else
-    is argparse's usage error (exit 2)."""
+    """``parser``'s flags and positionals, and the ``key=value`` overrides around them; anything
+    else is argparse's usage error (exit 2)."""
     args, rest = parser.parse_known_args(list(argv))
     extra = [a for a in rest if "=" in a and not a.startswith("-")]
     if len(extra) != len(rest):

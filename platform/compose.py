@@ -46,7 +46,7 @@ def datamodule_options(cfg: ExperimentConfig) -> dict[str, Any]:
 
 
 def build_datamodule(cfg: ExperimentConfig, **changes: Any):
-    """The config's datamodule, with :func:`datamodule_options` (``changes`` replace some of them)."""
+    """The config's datamodule with :func:`datamodule_options` (``changes`` replace some)."""
     return create_datamodule(cfg.data.name, **{**datamodule_options(cfg), **changes})
 
 
@@ -84,9 +84,9 @@ def effective_batch_size(cfg) -> int:
 
 
 def build_module(cfg: ExperimentConfig, num_classes: int, *, initial_weights: bool = True):
-    """The training run's ``ClassificationModule``: compiled in place if asked (state_dict keys, and so
-    checkpoints, stay uncompiled), with ``model.init`` weights unless ``initial_weights`` is false
-    (a resumed run continues from its own checkpoint instead)."""
+    """The training run's ``ClassificationModule``: compiled in place if asked (state_dict keys,
+    and so checkpoints, stay uncompiled), with ``model.init`` weights unless ``initial_weights`` is
+    false (a resumed run continues from its own checkpoint instead)."""
     from platform.module import ClassificationModule
 
     module = ClassificationModule(**module_kwargs(cfg, num_classes))
@@ -316,8 +316,8 @@ def build_trainer(cfg: ExperimentConfig, run_dir: Path, extra_callbacks: list | 
 
 
 def build_eval_trainer(cfg: ExperimentConfig, out_dir: Path):
-    """A Trainer for one validation pass (``platform.evaluate``): no logger, no checkpoints, placement
-    from ``trainer.*``, the SLURM environment under srun."""
+    """A Trainer for one validation pass (``platform.evaluate``): no logger, no checkpoints,
+    placement from ``trainer.*``, the SLURM environment under srun."""
     import lightning as L
 
     t = cfg.trainer

@@ -165,8 +165,8 @@ def main(argv: list[str]) -> int:
         return 0
     unknown = set(opts) - {"--out", "--steps-per-epoch"}
     if unknown:
-        return cli.user_error(f"unknown option {', '.join(sorted(unknown))} (known: --out=FILE.png, "
-                              "--steps-per-epoch=N)")
+        return cli.user_error(f"unknown option {', '.join(sorted(unknown))} "
+                              "(known: --out=FILE.png, --steps-per-epoch=N)")
     try:
         cfg = load_config(args)
         spe = int(opts["--steps-per-epoch"]) if "--steps-per-epoch" in opts else None
@@ -175,7 +175,8 @@ def main(argv: list[str]) -> int:
     except ConfigError as e:
         return cli.user_error(e)
     except ValueError:
-        return cli.user_error(f"--steps-per-epoch={opts['--steps-per-epoch']}: expected a positive integer")
+        return cli.user_error(f"--steps-per-epoch={opts['--steps-per-epoch']}: "
+                              "expected a positive integer")
     import matplotlib
 
     matplotlib.use("Agg")

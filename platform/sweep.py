@@ -138,8 +138,8 @@ ARRAY_JOBS = ("task", "count")
 
 
 def array_job(job: str, path: str, rest: list[str]) -> int:
-    """``task``: train this array task's configuration with ``rest`` after it (``platform.train``'s exit
-    code); ``count``: print the number of configurations.  A bad sweep file: one line, exit 2."""
+    """``task``: train this array task's configuration with ``rest`` after it (``platform.train``'s
+    exit code); ``count``: print the number of configurations.  A bad sweep file: one line, exit 2."""
     try:
         if job == "count":
             print(len(sweep_configs(path)))
@@ -158,12 +158,13 @@ def array_job(job: str, path: str, rest: list[str]) -> int:
 def main(argv: list[str]) -> int:
     if argv[:1] in (["--task"], ["--count"]):  # inside the job array (slurm/sweep.sh)
         if len(argv) < 2:
-            print("usage: python -m platform.sweep --task FILE [key=value ...] | --count FILE", file=sys.stderr)
-            return 2
+            print("usage: python -m platform.sweep --task FILE [key=value ...] | --count FILE",
+                  file=sys.stderr)
+            return cli.EXIT_USER_ERROR
         return array_job(argv[0].removeprefix("--"), argv[1], argv[2:])
     p = argparse.ArgumentParser(prog="python -m platform.sweep", description=__doc__.split("\n")[0],
-                                epilog="inside a SLURM job array (slurm/sweep.sh): python -m platform.sweep "
-                                       "--task FILE [key=value ...] | --count FILE")
+                                epilog="inside a SLURM job array (slurm/sweep.sh): python -m "
+                                       "platform.sweep --task FILE [key=value ...] | --count FILE")
     p.add_argument("file", help="sweep file (sweeps/*.yaml or a list of override lists)")
     p.add_argument("--slurm", action="store_true", help="submit one job array through slurm/sweep.sh")
     p.add_argument("--dry-run", action="store_true", help="print the exact commands and nothing else")

@@ -304,7 +304,8 @@ def _no_batch_error(cfg: ExperimentConfig, run: _Run) -> EmptyTrainingError:
 
 
 def _fit(cfg: ExperimentConfig, run: _Run, outcome: _Outcome) -> None:
-    """``trainer.fit``, its ending recorded in ``outcome``; errors other than a stop or divergence propagate."""
+    """``trainer.fit``, its ending recorded in ``outcome``; errors other than a stop or a divergence
+    propagate."""
     trainer = run.trainer
     steps_before = trainer.global_step
     try:

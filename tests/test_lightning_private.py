@@ -13,8 +13,8 @@ Touched (``grep -rnE "\\._[a-z][a-z_]*" platform datamodules``, read hit by hit)
   (``RunCheckpoint``'s ``last.ckpt``, the preemption checkpoint);
 * ``trainer.fit_loop.epoch_loop.batch_progress.current.ready`` -- ``datamodules/resume.py``
   ``batches_done`` (the mid-epoch resume);
-* ``WandbLogger._wandb_init`` -- ``platform/compose.py`` ``build_loggers``; ``WandbLogger._experiment``
-  -- ``platform/train.py`` ``_finalize_wandb``;
+* ``WandbLogger._wandb_init`` -- ``platform/compose.py`` ``build_loggers``;
+  ``WandbLogger._experiment`` -- ``platform/train.py`` ``_finalize_wandb``;
 * Lightning's own SIGTERM handler installed before training -- ``platform/slurm/__init__.py``
   ``PreemptionCallback.on_train_start`` puts ours back;
 * ``trainer.precision_plugin.val_step_context`` -- ``platform/regularization.py`` ``EmaCallback``.
@@ -37,7 +37,7 @@ def _moved(what: str, ours: str) -> str:
 
 
 class _Tiny(L.LightningModule):
-    """4 features -> 2 classes; ``val/top1`` rises every epoch, so each epoch's best replaces the last."""
+    """4 features -> 2 classes; ``val/top1`` rises every epoch: each best replaces the last."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -55,7 +55,7 @@ class _Tiny(L.LightningModule):
 
 
 class _Probe(L.Callback):
-    """What the platform reads from Lightning during a fit, recorded at each training batch start."""
+    """What the platform reads from Lightning during a fit, at each training batch start."""
 
     def __init__(self) -> None:
         self.ready: list[tuple[int, int, int]] = []
@@ -72,13 +72,14 @@ class _Probe(L.Callback):
                                "datamodules/resume.py batches_done (mid-epoch resume)"))
         self.ready.append((batch_idx, ready, batches_done(trainer)))
         self.sigterm.append(signal.getsignal(signal.SIGTERM))
-        self.val_context = getattr(getattr(trainer, "precision_plugin", None), "val_step_context", None)
+        plugin = getattr(trainer, "precision_plugin", None)
+        self.val_context = getattr(plugin, "val_step_context", None)
 
 
 def _loader(n: int) -> DataLoader:
     g = torch.Generator().manual_seed(0)
-    return DataLoader(TensorDataset(torch.randn(n, 4, generator=g), torch.randint(0, 2, (n,), generator=g)),
-                      batch_size=2)
+    x, y = torch.randn(n, 4, generator=g), torch.randint(0, 2, (n,), generator=g)
+    return DataLoader(TensorDataset(x, y), batch_size=2)
 
 
 @pytest.fixture(scope="module")
@@ -94,9 +95,11 @@ def fitted(tmp_path_factory):
     last = RunCheckpoint(tmp_path)
     probe = _Probe()
     saved = {s: signal.getsignal(s) for s in slurm.STOP_SIGNALS}
-    trainer = L.Trainer(max_epochs=2, accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
-                        enable_model_summary=False, default_root_dir=str(tmp_path), limit_val_batches=1,
-                        callbacks=[probe, best, last, slurm.PreemptionCallback(tmp_path, checkpointer=last)])
+    stop = slurm.PreemptionCallback(tmp_path, checkpointer=last)
+    trainer = L.Trainer(max_epochs=2, accelerator="cpu", devices=1, logger=False,
+                        enable_progress_bar=False, enable_model_summary=False,
+                        default_root_dir=str(tmp_path), limit_val_batches=1,
+                        callbacks=[probe, best, last, stop])
     try:
         trainer.fit(_Tiny(), train_dataloaders=_loader(6), val_dataloaders=_loader(2))
     finally:
@@ -112,10 +115,13 @@ def test_model_checkpoint_private_state_is_what_our_override_sets(fitted):
     ours = "platform/runs.py AtomicModelCheckpoint._save_checkpoint"
     fresh = ModelCheckpoint()
     for name, start in (("_last_checkpoint_saved", ""), ("_last_global_step_saved", 0)):
-        assert getattr(fresh, name, None) == start, _moved(f"ModelCheckpoint.{name} (initially {start!r})", ours)
+        assert getattr(fresh, name, None) == start, \
+            _moved(f"ModelCheckpoint.{name} (initially {start!r})", ours)
     base = inspect.getsource(ModelCheckpoint._save_checkpoint)
-    for line in ("self._last_global_step_saved = trainer.global_step", "self._last_checkpoint_saved = filepath"):
-        assert line in base, _moved(f"ModelCheckpoint._save_checkpoint no longer does `{line}`", ours)
+    for line in ("self._last_global_step_saved = trainer.global_step",
+                 "self._last_checkpoint_saved = filepath"):
+        assert line in base, \
+            _moved(f"ModelCheckpoint._save_checkpoint no longer does `{line}`", ours)
     assert "self._save_checkpoint(trainer, filepath)" in inspect.getsource(ModelCheckpoint), \
         _moved("ModelCheckpoint no longer saves through self._save_checkpoint", ours)
     assert "self._remove_checkpoint(trainer," in inspect.getsource(ModelCheckpoint), \
@@ -124,10 +130,13 @@ def test_model_checkpoint_private_state_is_what_our_override_sets(fitted):
 
     trainer, best, _, _, tmp_path = fitted
     files = sorted(p.name for p in (tmp_path / "checkpoints").glob("best-*.ckpt"))
-    assert files == ["best-epoch001.ckpt"], f"Lightning did not call our _save_checkpoint/_remove_checkpoint: {files}"
-    assert best._last_checkpoint_saved == best.best_model_path == str(tmp_path / "checkpoints" / files[0])
+    assert files == ["best-epoch001.ckpt"], \
+        f"Lightning did not call our _save_checkpoint/_remove_checkpoint: {files}"
+    path = str(tmp_path / "checkpoints" / files[0])
+    assert best._last_checkpoint_saved == best.best_model_path == path
     assert best._last_global_step_saved == trainer.global_step == 6
-    assert digest_path(tmp_path / "checkpoints" / files[0]).is_file(), "the best checkpoint was not ours (no digest)"
+    assert digest_path(tmp_path / "checkpoints" / files[0]).is_file(), \
+        "the best checkpoint was not ours (no digest)"
     assert not digest_path(tmp_path / "checkpoints" / "best-epoch000.ckpt").exists(), \
         "the replaced best checkpoint's digest was left behind (our _remove_checkpoint not called)"
 
@@ -137,8 +146,9 @@ def test_dump_checkpoint_holds_what_resume_reads(fitted):
     connector = getattr(trainer, "_checkpoint_connector", None)
     assert callable(getattr(connector, "dump_checkpoint", None)), \
         _moved("trainer._checkpoint_connector.dump_checkpoint", "platform/runs.py save_checkpoint")
-    state = torch.load(last.path, map_location="cpu", weights_only=False)  # written through dump_checkpoint
-    assert {"state_dict", "optimizer_states", "loops", "epoch", "global_step"} <= set(state), sorted(state)
+    state = torch.load(last.path, map_location="cpu", weights_only=False)  # via dump_checkpoint
+    keys = {"state_dict", "optimizer_states", "loops", "epoch", "global_step"}
+    assert keys <= set(state), sorted(state)
     progress = state["loops"]["fit_loop"]["epoch_loop.batch_progress"]["current"]
     assert progress["ready"] == 3, _moved("the checkpoint's fit_loop epoch_loop.batch_progress",
                                           "datamodules/resume.py batches_done")
@@ -146,7 +156,7 @@ def test_dump_checkpoint_holds_what_resume_reads(fitted):
 
 def test_batch_progress_counts_fetched_batches(fitted):
     _, _, _, probe, _ = fitted
-    # two epochs of 3 batches: at each batch start the batch is fetched (ready = index + 1), reset per epoch
+    # two epochs of 3 batches: at a batch start it is fetched (ready = index + 1), reset per epoch
     assert [r for _, r, _ in probe.ready] == [1, 2, 3, 1, 2, 3], probe.ready
     assert all(ours == ready for _, ready, ours in probe.ready), \
         _moved("batch_progress.current.ready as batches_done reads it", "datamodules/resume.py")
@@ -169,6 +179,8 @@ def test_wandb_logger_private_fields(tmp_path):
     logger = WandbLogger(mode="offline", save_dir=str(tmp_path))
     init = getattr(logger, "_wandb_init", None)
     assert isinstance(init, dict) and "mode" in init, \
-        _moved("WandbLogger._wandb_init (the wandb.init arguments)", "platform/compose.py build_loggers")
+        _moved("WandbLogger._wandb_init (the wandb.init arguments)",
+               "platform/compose.py build_loggers")
     assert "_experiment" in vars(logger) and logger._experiment is None, \
-        _moved("WandbLogger._experiment (None until the run starts)", "platform/train.py _finalize_wandb")
+        _moved("WandbLogger._experiment (None until the run starts)",
+               "platform/train.py _finalize_wandb")

@@ -1,6 +1,6 @@
-"""``python -m platform.slurm sweep FILE [key=value ...]`` | ``count FILE``: the job-array door under
-its older name, kept as an alias of ``python -m platform.sweep --task FILE ...`` / ``--count FILE``
-(the same function, :func:`platform.sweep.array_job`: same arguments, output and exit codes).
+"""``python -m platform.slurm sweep FILE [key=value ...]`` | ``count FILE``: the job-array door
+under its older name, kept as an alias of ``python -m platform.sweep --task FILE ...`` /
+``--count FILE`` (the same function, :func:`platform.sweep.array_job`: same arguments, output and exit codes).
 """
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import sys
 from platform import cli
 from platform.sweep import array_job
 
-USAGE = ("usage: python -m platform.slurm sweep FILE [key=value ...]   (runs the SLURM_ARRAY_TASK_ID-th config)\n"
+USAGE = ("usage: python -m platform.slurm sweep FILE [key=value ...]   "
+         "(runs the SLURM_ARRAY_TASK_ID-th config)\n"
          "       python -m platform.slurm count FILE                   (number of configurations)")
 
 
