@@ -36,7 +36,7 @@ def _not_a_tip(record: logging.LogRecord) -> bool:
 
 def quiet_library_chatter() -> None:
     """Install the filters (idempotent).  W&B's "anonymous setting" warning is removed where it is
-    caused: :func:`platform.train.build_loggers` no longer passes Lightning's ``anonymous=None``."""
+    caused: :func:`platform.compose.build_loggers` no longer passes Lightning's ``anonymous=None``."""
     for pattern in CHATTER_WARNINGS:
         warnings.filterwarnings("ignore", message=pattern)
     for name in RANK_ZERO_LOGGERS:

@@ -15,6 +15,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from platform import cli
+
 
 def package_version(name: str) -> str | None:
     from importlib.metadata import PackageNotFoundError, version
@@ -47,7 +49,7 @@ def report() -> dict:
 
 
 def _wandb_verdict() -> tuple[str, str]:
-    from platform.train import wandb_mode
+    from platform.compose import wandb_mode
 
     mode = wandb_mode("auto")
     if os.environ.get("WANDB_MODE"):
@@ -91,8 +93,8 @@ def verdicts(env: dict) -> list[tuple[str, str]]:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+@cli.entry()
+def main(argv: list[str]) -> int:
     if any(a in ("-h", "--help") for a in argv):
         print(__doc__.split("\n\n")[0])
         return 0

@@ -21,7 +21,6 @@ are summed, so each example is counted once.  From Python: ``from platform.evalu
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import re
 import sys
@@ -40,8 +39,9 @@ import torch.nn.functional as F
 from torch import nn
 
 import models
-from datamodules import DataError, create_datamodule
+from datamodules import DataError
 from datamodules.write import BetonError, write_json_atomic
+from platform import cli
 from platform.config import ConfigError, ExperimentConfig, from_dict, load_config, parse_overrides
 from platform.runs import read_evaluations  # noqa: F401 -- the reader lives with the run directory's layout
 
@@ -147,7 +147,8 @@ def eval_config(ckpt: str | Path, overrides: Sequence[str] = (),
 def build_module(weights: Weights, cfg: ExperimentConfig, ckpt: str | Path):
     """A ``ClassificationModule`` holding the weights (train.py's own builder), in eval mode."""
     from models.convert import ConversionError, from_torchvision, head_classes, looks_like_torchvision
-    from platform.module import ClassificationModule, module_kwargs
+    from platform.compose import module_kwargs
+    from platform.module import ClassificationModule
 
     name, sd = cfg.model.name, weights.state_dict
     models.model_info(name)  # an unknown name: UnknownModelError, before any work
@@ -184,10 +185,10 @@ def load(ckpt: str | Path, overrides: Sequence[str] = ()):
 
 
 def eval_datamodule(cfg: ExperimentConfig, **changes: Any):
-    """The config's datamodule with the training run's options (platform.train.datamodule_options)."""
-    from platform.train import datamodule_options
+    """The config's datamodule with the training run's options (platform.compose.datamodule_options)."""
+    from platform.compose import build_datamodule
 
-    dm = create_datamodule(cfg.data.name, **{**datamodule_options(cfg), **changes})
+    dm = build_datamodule(cfg, **changes)
     dm.stage_name = "evaluation"  # a dying loader thread's error says so
     return dm
 
@@ -254,26 +255,12 @@ def _evaluator(module, num_classes: int, protocol: str, crop: int):
     return Evaluator()
 
 
-def _trainer(cfg: ExperimentConfig, out_dir: Path):
-    import lightning as L
-
-    from platform import slurm
-
-    t = cfg.trainer
-    return L.Trainer(accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy,
-                     precision=t.precision, logger=False, enable_checkpointing=False,
-                     enable_model_summary=False,
-                     enable_progress_bar=cfg.logging.progress_bar, default_root_dir=str(out_dir),
-                     use_distributed_sampler=False,  # our loaders shard exactly: no padded duplicates
-                     plugins=slurm.plugins() or None)
-
-
 def evaluate(ckpt: str | Path, overrides: Sequence[str] = (), protocol: str = "center", *,
              write: bool = True) -> dict[str, Any]:
     """Evaluate ``ckpt`` under ``protocol``; return the record written to ``eval-<protocol>.json``."""
     from platform import slurm
     from platform.confusion import class_names, per_class_accuracy, write_confusion
-    from platform.train import apply_flush_denormal
+    from platform.compose import apply_flush_denormal, build_eval_trainer
 
     if protocol not in PROTOCOLS:
         raise EvalError(f"protocol={protocol}: unknown; expected one of {', '.join(PROTOCOLS)}")
@@ -294,7 +281,7 @@ def evaluate(ckpt: str | Path, overrides: Sequence[str] = (), protocol: str = "c
                         "(data=..., data.path=...)")
     out_dir = run_dir_of(ckpt) or ckpt.resolve().parent
     evaluator = _evaluator(module, num_classes, protocol, crop)
-    trainer = _trainer(cfg, out_dir)
+    trainer = build_eval_trainer(cfg, out_dir)
     started = time.time()
     trainer.validate(evaluator, datamodule=dm, verbose=False)  # inference_mode=True, Lightning's default
     r = evaluator.result
@@ -335,35 +322,21 @@ USAGE = ("usage: python -m platform.evaluate ckpt=PATH [protocol=center|flip|10c
          "[data=NAME data.path=DIR] [key=value ...]")
 
 
-def split_args(argv: Sequence[str], own: Sequence[str]) -> tuple[dict[str, str], list[str]]:
-    """Our own ``name=value`` arguments (``ckpt=``, ``protocol=`` ...) apart from config overrides."""
-    mine, rest = {}, []
-    for a in argv:
-        key = a.split("=", 1)[0]
-        if "=" in a and key in own:
-            mine[key] = a.split("=", 1)[1]
-        else:
-            rest.append(a)
-    return mine, rest
-
+split_args = cli.split_own  # our own name=value arguments apart from the config overrides
 
 USER_ERRORS = (EvalError, ConfigError, DataError, BetonError, models.UnknownModelError)
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+@cli.entry(USER_ERRORS)
+def main(argv: list[str]) -> int:
     if any(a in ("-h", "--help", "help") for a in argv):
         print(__doc__)
         return 0
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     mine, overrides = split_args(argv, ("ckpt", "protocol"))
-    try:
-        if "ckpt" not in mine:
-            raise EvalError(f"ckpt=PATH is required\n{USAGE}")
-        record = evaluate(mine["ckpt"], overrides, mine.get("protocol", "center"))
-    except USER_ERRORS as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    if "ckpt" not in mine:
+        raise EvalError(f"ckpt=PATH is required\n{USAGE}")
+    record = evaluate(mine["ckpt"], overrides, mine.get("protocol", "center"))
     if "path" in record:  # rank 0
         print(summary_line(record), flush=True)
     return 0

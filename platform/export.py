@@ -20,7 +20,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 if __package__ in (None, ""):  # run as a file: `platform` would be the stdlib's
     print("error: run this as `python -m platform.export ...` from the repository root, or "
@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from datamodules.write import atomic_path
+from platform import cli
 from platform.evaluate import USER_ERRORS, EvalError, eval_datamodule, load, split_args
 
 FORMATS = ("state_dict", "torchvision", "torchscript", "onnx")
@@ -156,8 +157,8 @@ def _onnx(model: nn.Module, name: str, x: torch.Tensor, expected: torch.Tensor, 
     return {"opset": OPSET, "max_abs_diff": diff, "checked_batch": int(bigger.shape[0])}
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+@cli.entry(USER_ERRORS)
+def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m platform.export", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--format", required=True, help="|".join(FORMATS))
@@ -165,20 +166,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--side", type=int, default=None,
                         help="input side for tracing/checking (default: the run's validation side)")
     mine, rest = split_args(argv, ("ckpt",))
-    flags = [a for a in rest if a.startswith("-") or "=" not in a]
-    overrides = [a for a in rest if a not in flags]
+    flags, overrides = cli.split_flags(rest)
     args = parser.parse_args(flags)
-    try:
-        if "ckpt" not in mine:
-            raise ExportError("ckpt=PATH is required "
-                              "(usage: python -m platform.export ckpt=PATH --format FMT OUT)")
-        if args.format not in FORMATS:  # before loading anything
-            raise ExportError(f"--format {args.format}: unknown; expected one of {', '.join(FORMATS)}")
-        module, cfg, _ = load(mine["ckpt"], overrides)
-        info = export(module.model, cfg.model.name, args.format, args.out, args.side or input_side(cfg))
-    except USER_ERRORS as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    if "ckpt" not in mine:
+        raise ExportError("ckpt=PATH is required "
+                          "(usage: python -m platform.export ckpt=PATH --format FMT OUT)")
+    if args.format not in FORMATS:  # before loading anything
+        raise ExportError(f"--format {args.format}: unknown; expected one of {', '.join(FORMATS)}")
+    module, cfg, _ = load(mine["ckpt"], overrides)
+    info = export(module.model, cfg.model.name, args.format, args.out, args.side or input_side(cfg))
     extra = f" opset {info['opset']}" if "opset" in info else ""
     diff = f", max |diff| {info['max_abs_diff']:.2g} on a batch" if "max_abs_diff" in info else ""
     print(f"exported {info['model']} as {info['format']}{extra} -> {info['out']} "

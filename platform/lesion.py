@@ -38,9 +38,10 @@ import torch
 import yaml
 
 import models
-from datamodules import DataError, create_datamodule
+from datamodules import DataError
 from datamodules.write import BetonError, write_json_atomic
 from models.resnet import ResidualNet
+from platform import cli
 from platform.config import ConfigError, ExperimentConfig, from_dict
 
 PAPER = ("Veit, Wilber & Belongie 2016, Residual networks behave like ensembles of relatively shallow networks, "
@@ -76,8 +77,7 @@ def load_run(checkpoint: str | Path, option: str = "--checkpoint") -> LoadedRun:
     """Rebuild the model and the validation datamodule of ``runs/<name>/checkpoints/*.ckpt``
     from the run's saved ``config.yaml``, with the platform's own builders."""
     from platform.init import load_initial_weights
-    from platform.module import module_kwargs
-    from platform.train import datamodule_options
+    from platform.compose import build_datamodule, module_kwargs
 
     path = Path(checkpoint).expanduser()
     if not path.is_file():
@@ -92,7 +92,7 @@ def load_run(checkpoint: str | Path, option: str = "--checkpoint") -> LoadedRun:
                           "(runs/<name>/checkpoints/last.ckpt, with runs/<name>/config.yaml)") from None
     except Exception as e:  # not YAML, or keys of another config version
         raise LesionError(f"{option} {path}: cannot read the run's {config} ({type(e).__name__}: {e})") from None
-    datamodule = create_datamodule(cfg.data.name, **datamodule_options(cfg))
+    datamodule = build_datamodule(cfg)
     kwargs = module_kwargs(cfg, datamodule.num_classes)
     model = models.create_model(kwargs["model_name"], num_classes=kwargs["num_classes"], **kwargs["model_knobs"])
     if not isinstance(model, ResidualNet):
@@ -402,14 +402,14 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+@cli.entry()
 def main(argv: list[str] | None = None) -> int:
     try:
         args = parser().parse_args(sys.argv[1:] if argv is None else argv)
     except SystemExit as e:  # --help, or a usage error argparse already printed
         return int(e.code or 0)
     if args.samples < 1 or (args.max_batches is not None and args.max_batches < 1):
-        print("error: --samples and --max-batches must be >= 1", file=sys.stderr)
-        return 2
+        return cli.user_error("--samples and --max-batches must be >= 1")
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     try:
         runs = [load_run(args.checkpoint)]
@@ -424,8 +424,7 @@ def main(argv: list[str] | None = None) -> int:
         out = Path(args.out) if args.out else Path("reproduce") / "lesion" / runs[0].run_dir.name
         write_outputs(out, nets, runs, vars(args))
     except (LesionError, ConfigError, DataError, BetonError, models.UnknownModelError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return cli.user_error(e)
     print(f"wrote {out / 'lesion.json'}, lesion.md, lesion.csv, lesion.png")
     return 0
 

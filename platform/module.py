@@ -259,36 +259,3 @@ class ClassificationModule(L.LightningModule):
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-
-
-def module_kwargs(cfg, num_classes: int) -> dict[str, Any]:
-    """The ``ClassificationModule`` arguments of an ``ExperimentConfig``.
-
-    ``model.*`` fields the chosen model does not have are dropped while at their defaults and
-    are a :class:`ConfigError` when set (``model.stride_on=1x1`` on a CIFAR ResNet, say).
-    """
-    name = cfg.model.name
-    allowed = models.free_knobs(name)
-    defaults = ModelConfig()
-    knobs = {}
-    for key, value in dataclasses.asdict(cfg.model).items():
-        if key in ("name", "num_classes", "init"):
-            continue
-        if key in allowed:
-            if value is not None:
-                knobs[key] = value
-        elif value != getattr(defaults, key):
-            raise ConfigError(f"model.{key}={value!r}: {name} has no such knob "
-                              f"(its knobs: {', '.join(sorted(allowed - {'num_classes'}))})")
-    return dict(model_name=name, num_classes=cfg.model.num_classes or num_classes, model_knobs=knobs,
-                optim=dataclasses.asdict(cfg.optim), schedule=dataclasses.asdict(cfg.schedule),
-                max_epochs=cfg.trainer.max_epochs, channels_last=cfg.trainer.channels_last,
-                global_batch_size=effective_batch_size(cfg), regularization=dataclasses.asdict(cfg.regularization),
-                seed=cfg.seed)
-
-
-def effective_batch_size(cfg) -> int:
-    """Images per optimizer step: the global batch times ``trainer.accumulate_grad_batches``; the linear
-    LR-scaling rule (Goyal et al. 2017, §2.1) scales ``optim.lr`` by this over ``reference_batch_size``."""
-    return cfg.data.batch_size * cfg.trainer.accumulate_grad_batches
-

@@ -28,6 +28,7 @@ import torch
 
 from datamodules.imagefolder_source import IMG_EXTENSIONS, ImageError, is_image_file, load_rgb
 from datamodules.normalize import DeviceNormalize
+from platform import cli
 from platform.evaluate import USER_ERRORS, EvalError, eval_datamodule, load, split_args
 
 
@@ -114,25 +115,20 @@ def table(rows: list[dict[str, Any]]) -> str:
                      for r in rows)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+@cli.entry(USER_ERRORS)
+def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m platform.predict", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("inputs", nargs="*", help="image files or directories")
     parser.add_argument("--top-k", type=int, default=5)
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     mine, rest = split_args(argv, ("ckpt",))
-    flags = [a for a in rest if a.startswith("-") or "=" not in a]
-    overrides = [a for a in rest if a not in flags]
+    flags, overrides = cli.split_flags(rest)
     args = parser.parse_args(flags)
-    try:
-        if "ckpt" not in mine:
-            raise EvalError("ckpt=PATH is required "
-                            "(usage: python -m platform.predict ckpt=PATH IMAGE_OR_DIR ...)")
-        rows = predict(mine["ckpt"], args.inputs, overrides, args.top_k)
-    except USER_ERRORS as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    if "ckpt" not in mine:
+        raise EvalError("ckpt=PATH is required "
+                        "(usage: python -m platform.predict ckpt=PATH IMAGE_OR_DIR ...)")
+    rows = predict(mine["ckpt"], args.inputs, overrides, args.top_k)
     print(json.dumps(rows, indent=1) if args.json else table(rows), flush=True)
     return 0
 

@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 
 import models
+from platform import cli
 from platform.config import ConfigError, parse_overrides
 # the pieces, re-exported here (their old home): columns, the report, launching
 from platform.reproduce_columns import (distinguishing_keys, epoch_curves, final_train_top1, gather,  # noqa: F401
@@ -76,8 +77,7 @@ def lesion(argv: list[str]) -> int:
                              f"{args.runs}/: train it with `python -m platform.reproduce {table.name} --launch local "
                              f"--scale {args.scale} --seeds 1`, or pass --checkpoint PATH")
     except TableError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return cli.user_error(e)
     cmd = ["--checkpoint", str(found["residual"])]
     if "plain" in found:
         cmd += ["--plain-checkpoint", str(found["plain"])]
@@ -110,6 +110,7 @@ def list_text() -> str:
     return "\n".join(lines)
 
 
+@cli.entry()
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "lesion" and not {"--launch", "--write-sweep", "--list"} & {a.split("=")[0] for a in argv}:
@@ -169,8 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         report(table, records, args.scale, out_dir, make_plot=not args.no_plot)
         return 0
     except (TableError, ConfigError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return cli.user_error(e)
 
 
 if __name__ == "__main__":

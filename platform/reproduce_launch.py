@@ -149,7 +149,7 @@ def launch(table: Table, how: str, scale: str, seeds: int, records: list[RunReco
 def _launch_wandb(table: Table, scale: str, seeds: int, out_dir: Path, dry_run: bool,
                   data_path: str | None = None) -> int:
     from platform.launch import compact_ranges
-    from platform.train import wandb_mode
+    from platform.compose import wandb_mode
 
     text = sweep_yaml(table, scale, seeds, data_path)
     committed = ROOT / "sweeps" / f"{table.name}.yaml"

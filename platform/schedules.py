@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
+from platform import cli
 from platform.config import SCHEDULES  # the schema's choices (schedule.name)
 
 
@@ -147,9 +148,8 @@ def lr_curve(cfg, steps_per_epoch: int | None = None) -> tuple[list[int], list[f
     return steps, lrs
 
 
+@cli.entry()
 def main(argv: list[str]) -> int:
-    import sys
-
     from platform.config import ConfigError, load_config
 
     opts = {a.split("=", 1)[0]: a.split("=", 1)[1] for a in argv if a.startswith("--") and "=" in a}
@@ -163,20 +163,18 @@ def main(argv: list[str]) -> int:
         return 0
     unknown = set(opts) - {"--out", "--steps-per-epoch"}
     if unknown:
-        print(f"error: unknown option {', '.join(sorted(unknown))} (known: --out=FILE.png, --steps-per-epoch=N)",
-              file=sys.stderr)
-        return 2
+        return cli.user_error(f"unknown option {', '.join(sorted(unknown))} "
+                              "(known: --out=FILE.png, --steps-per-epoch=N)")
     try:
         cfg = load_config(args)
         spe = int(opts["--steps-per-epoch"]) if "--steps-per-epoch" in opts else None
         if spe is not None and spe < 1:
             raise ValueError
     except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return cli.user_error(e)
     except ValueError:
-        print(f"error: --steps-per-epoch={opts['--steps-per-epoch']}: expected a positive integer", file=sys.stderr)
-        return 2
+        return cli.user_error(f"--steps-per-epoch={opts['--steps-per-epoch']}: "
+                              "expected a positive integer")
     import matplotlib
 
     matplotlib.use("Agg")
@@ -202,4 +200,4 @@ def main(argv: list[str]) -> int:
 if __name__ == "__main__":
     import sys
 
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())

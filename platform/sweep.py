@@ -9,17 +9,26 @@ internet access.  Overrides after the file apply to every configuration and win,
 the sweep varies (an error: it would make every run the same).  Datasets that need ``data.path``
 get it from ``--data-path DIR`` or the sweep is refused; the run count and an estimated cost in
 GPU-hours (``platform.launch``) are printed first, as a ``#`` comment.
+
+Inside the job array (what ``slurm/sweep.sh`` runs under ``srun``):
+``python -m platform.sweep --task FILE [key=value ...]`` trains the ``SLURM_ARRAY_TASK_ID``-th
+configuration in this process (the command line's overrides last, so they win), and
+``python -m platform.sweep --count FILE`` prints how many configurations the file has.
+``python -m platform.slurm sweep|count FILE ...`` is the same door under its older name
+(:func:`array_job`).
 """
 from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import shlex
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+from platform import cli
 from platform.config import ConfigError, load_config, parse_overrides
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -110,8 +119,52 @@ def check(path: str | Path) -> list[list[str]]:
     return configs
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m platform.sweep", description=__doc__.split("\n")[0])
+# ---------------------------------------------------------------------------- inside the job array
+def sweep_task(path: str | Path, index: int | None = None) -> list[str]:
+    """The overrides of array task ``index`` (default ``SLURM_ARRAY_TASK_ID``)."""
+    configs = sweep_configs(path)
+    if index is None:
+        if "SLURM_ARRAY_TASK_ID" not in os.environ:
+            raise ConfigError("no SLURM_ARRAY_TASK_ID: submit as a job array, "
+                              f"sbatch --array=0-{len(configs) - 1} slurm/sweep.sh {path}")
+        index = int(os.environ["SLURM_ARRAY_TASK_ID"])
+    if not 0 <= index < len(configs):
+        raise ConfigError(f"array task {index} but {path} has {len(configs)} configurations "
+                          f"(use --array=0-{len(configs) - 1})")
+    return configs[index]
+
+
+ARRAY_JOBS = ("task", "count")
+
+
+def array_job(job: str, path: str, rest: list[str]) -> int:
+    """``task``: train this array task's configuration with ``rest`` after it (``platform.train``'s
+    exit code); ``count``: print the number of configurations.  A bad sweep file: one line, exit 2."""
+    try:
+        if job == "count":
+            print(len(sweep_configs(path)))
+            return 0
+        overrides = sweep_task(path)
+    except (ConfigError, OSError) as e:
+        return cli.user_error(e)
+    from platform import train
+
+    print(f"sweep {path} task {os.environ.get('SLURM_ARRAY_TASK_ID')}: {' '.join(overrides)}", flush=True)
+    return train.main([*overrides, *rest])  # the command line comes last, so it wins
+
+
+# ---------------------------------------------------------------------------- the launcher
+@cli.entry()
+def main(argv: list[str]) -> int:
+    if argv[:1] in (["--task"], ["--count"]):  # inside the job array (slurm/sweep.sh)
+        if len(argv) < 2:
+            print("usage: python -m platform.sweep --task FILE [key=value ...] | --count FILE",
+                  file=sys.stderr)
+            return cli.EXIT_USER_ERROR
+        return array_job(argv[0].removeprefix("--"), argv[1], argv[2:])
+    p = argparse.ArgumentParser(prog="python -m platform.sweep", description=__doc__.split("\n")[0],
+                                epilog="inside a SLURM job array (slurm/sweep.sh): python -m "
+                                       "platform.sweep --task FILE [key=value ...] | --count FILE")
     p.add_argument("file", help="sweep file (sweeps/*.yaml or a list of override lists)")
     p.add_argument("--slurm", action="store_true", help="submit one job array through slurm/sweep.sh")
     p.add_argument("--dry-run", action="store_true", help="print the exact commands and nothing else")
@@ -119,10 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sbatch-args", default="", help="extra sbatch options (quoted), e.g. '--partition=gpu'")
     p.add_argument("--data-path", metavar="DIR", help="data.path for every run (required for data=imagenet, "
                                                        "beton, cifar10, cifar100)")
-    args, rest = p.parse_known_args(sys.argv[1:] if argv is None else argv)
-    extra = [a for a in rest if "=" in a and not a.startswith("-")]
-    if len(extra) != len(rest):
-        p.error(f"unrecognized arguments: {' '.join(a for a in rest if a not in extra)}")
+    args, extra = cli.flags_and_overrides(p, argv)
     from platform.launch import check_data_path, check_extra, compact_ranges, data_path_overrides, plan_line, resolved
 
     extra = [*data_path_overrides(args.data_path), *extra]
@@ -133,8 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         cfgs = resolved(configs, extra)
         check_data_path(cfgs, str(args.file))
     except (ConfigError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return cli.user_error(e)
     todo = list(range(len(configs))) if args.all else pending(configs, extra, runs_root)
     if todo:
         print(plan_line([cfgs[i] for i in todo]), flush=True)

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # A sweep as a SLURM job array: array task i runs configuration i of a sweep file.
 #
-#   sbatch --array=0-$(( $(python -m platform.slurm count sweeps/x.yaml) - 1 )) slurm/sweep.sh sweeps/x.yaml [key=value ...]
+#   sbatch --array=0-$(( $(python -m platform.sweep --count sweeps/x.yaml) - 1 )) slurm/sweep.sh sweeps/x.yaml [key=value ...]
 #
 # The sweep file (slurm/README.md) is a YAML list of override lists, or a W&B grid
 # (`parameters: {key: {values: [...]}}`).  Overrides after the file apply to every task and come
-# last, so they win.  Each task's run directory is runs/slurm-<array job id>_<task id>, so a
-# requeued task resumes its own run.  Defaults and site notes: see slurm/imagenet.sh.
+# last, so they win (platform.sweep.array_job; `python -m platform.slurm sweep` is its older
+# name).  Each task's run directory is runs/slurm-<array job id>_<task id>, so a requeued task
+# resumes its own run.  Defaults and site notes: see slurm/imagenet.sh.
 #
 #SBATCH --job-name=cnn-sweep
 #SBATCH --nodes=1
@@ -36,4 +37,4 @@ cd "$root"
 
 # --kill-on-bad-exit: a rank that fails (or is killed) ends the whole step at once; the others would
 # otherwise wait for it in a collective until trainer.dist_timeout_s
-srun --kill-on-bad-exit=1 python -m platform.slurm sweep "$@"
+srun --kill-on-bad-exit=1 python -m platform.sweep --task "$@"

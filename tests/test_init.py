@@ -62,6 +62,6 @@ def test_bad_init_files_are_clear_errors(tmp_path):
 
 def test_init_is_a_config_key_not_a_model_knob():
     cfg = load_config(["model=resnet18", "model.init=/some/file.pth"])
-    from platform.module import module_kwargs
+    from platform.compose import module_kwargs
 
     assert "init" not in module_kwargs(cfg, 10)["model_knobs"]

@@ -4,8 +4,8 @@ import torch
 from torch import nn
 
 from platform.config import OptimConfig, load_config
-from platform.module import (ClassificationModule, build_optimizer, classification_loss, module_kwargs,
-                             param_groups)
+from platform.compose import module_kwargs
+from platform.module import ClassificationModule, build_optimizer, classification_loss, param_groups
 from platform.config import ConfigError
 
 

@@ -16,7 +16,7 @@ CHATTER = ("The `srun` command is available on your system but is not used", "Ti
 
 # ---------------------------------------------------------------------------- knobs
 def test_limit_batches_keep_their_type_and_meaning():
-    from platform.train import lightning_knobs
+    from platform.compose import lightning_knobs
 
     one, all_ = load_config(["trainer.limit_train_batches=1"]), load_config(["trainer.limit_train_batches=1.0"])
     assert lightning_knobs(one)["limit_train_batches"] == 1 and type(one.trainer.limit_train_batches) is int
@@ -50,7 +50,8 @@ def test_devices_and_precision_are_validated():
 
 
 def test_accumulation_scales_lr_by_the_effective_batch():
-    from platform.module import ClassificationModule, module_kwargs
+    from platform.compose import module_kwargs
+    from platform.module import ClassificationModule
 
     lr = lambda *o: ClassificationModule(**module_kwargs(load_config(["optim.reference_batch_size=32", *o]), 10)).peak_lr  # noqa: E731
     assert lr("data.batch_size=32", "trainer.accumulate_grad_batches=2") == pytest.approx(lr("data.batch_size=64"))
@@ -61,7 +62,8 @@ def _one_step_weights(batch: int, accumulate: int) -> dict[str, torch.Tensor]:
     import lightning as L
     from torch.utils.data import DataLoader, TensorDataset
 
-    from platform.module import ClassificationModule, module_kwargs
+    from platform.compose import module_kwargs
+    from platform.module import ClassificationModule
 
     g = torch.Generator().manual_seed(0)
     data = TensorDataset(torch.randn(16, 3, 16, 16, generator=g), torch.randint(0, 10, (16,), generator=g))
@@ -91,7 +93,8 @@ def test_accumulate_2_is_the_doubled_batch_after_one_step():
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-6)
     torch.manual_seed(0)
-    from platform.module import ClassificationModule, module_kwargs
+    from platform.compose import module_kwargs
+    from platform.module import ClassificationModule
 
     init = ClassificationModule(**module_kwargs(load_config(["model=highway19"]), 10)).model.state_dict()
     assert any(not torch.equal(init[k], a[k]) for k in a)  # a step was taken

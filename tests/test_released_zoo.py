@@ -123,7 +123,7 @@ def test_defining_fields_of_the_new_models_are_refused():
 
 def test_recipes_name_their_bn_and_stochastic_depth_settings():
     from platform.config import load_config
-    from platform.module import module_kwargs
+    from platform.compose import module_kwargs
 
     eff = module_kwargs(load_config(["recipe=efficientnet_imagenet", "model=efficientnet_b0"]), 1000)
     assert eff["model_knobs"] == {"drop_path_rate": 0.2, "drop_path_mode": "sample", "drop_path_rule": "tf",

@@ -334,7 +334,7 @@ def test_launch_then_report_a_tiny_table_locally_and_from_wandb_files(tmp_path, 
 
 
 def test_a_sweep_agents_run_id_is_kept_so_the_run_stays_in_its_sweep(tmp_path, monkeypatch):
-    from platform.train import wandb_run_id
+    from platform.compose import wandb_run_id
 
     monkeypatch.setenv("WANDB_RUN_ID", "agentrun123")
     assert wandb_run_id(tmp_path / "a") == "agentrun123"

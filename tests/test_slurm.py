@@ -28,7 +28,7 @@ TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_
 
 # ---------------------------------------------------------------------------- no cluster needed
 def test_sweep_file_forms(tmp_path):
-    from platform.slurm import sweep_configs, sweep_task
+    from platform.sweep import sweep_configs, sweep_task
     from platform.config import ConfigError
 
     listed = tmp_path / "a.yaml"
@@ -47,6 +47,24 @@ def test_sweep_file_forms(tmp_path):
     grid.write_text("method: random\nparameters: {seed: {values: [0]}}\n")
     with pytest.raises(ConfigError, match="grid"):
         sweep_configs(grid)
+
+
+def test_sweep_task_has_one_implementation_behind_both_doors(tmp_path, capsys, monkeypatch):
+    """``platform.slurm sweep|count`` is an alias of ``platform.sweep --task|--count``: same output."""
+    from platform.slurm.__main__ import main as slurm_main
+    from platform.sweep import main as sweep_main
+
+    grid = tmp_path / "g.yaml"
+    grid.write_text("- [model=resnet20]\n- [model=resnet56]\n- [model=resnet110]\n")
+    monkeypatch.delenv("SLURM_ARRAY_TASK_ID", raising=False)
+    outputs = []
+    for call in (lambda: slurm_main(["count", str(grid)]), lambda: sweep_main(["--count", str(grid)]),
+                 lambda: slurm_main(["sweep", str(grid)]), lambda: sweep_main(["--task", str(grid)])):
+        code = call()
+        outputs.append((code, *capsys.readouterr()))
+    assert outputs[0] == outputs[1] == (0, "3\n", "")
+    assert outputs[2] == outputs[3] and outputs[2][0] == 2 and "no SLURM_ARRAY_TASK_ID" in outputs[2][2]
+    assert slurm_main(["bogus"]) == 2 and "usage: python -m platform.slurm" in capsys.readouterr().err
 
 
 def test_resumable_loader_skips_the_batches_done_once():

@@ -181,7 +181,7 @@ def test_two_gloo_ranks_draw_the_same_decisions():
 
 
 def test_ddp_runs_find_unused_parameters_only_when_blocks_can_be_skipped():
-    from platform.train import ddp_strategy
+    from platform.compose import ddp_strategy
 
     cfg = load_config(["trainer.devices=2", "trainer.strategy=ddp", "trainer.accelerator=cpu"])
     assert ddp_strategy(cfg, skips_blocks=True) == "ddp_find_unused_parameters_true"

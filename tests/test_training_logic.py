@@ -10,7 +10,8 @@ import torch
 from conftest import run_cli
 from datamodules.synthetic import SyntheticDataModule
 from platform.config import load_config
-from platform.module import ClassificationModule, ErrorThresholdWarmup, module_kwargs
+from platform.compose import module_kwargs
+from platform.module import ClassificationModule, ErrorThresholdWarmup
 from platform.train import train
 
 

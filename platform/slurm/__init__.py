@@ -20,9 +20,10 @@ depends on SLURM happens here, in Python:
   every rank's host, node/local rank and ``MASTER_ADDR``/``MASTER_PORT`` go to ``env.json``.
 * :func:`is_restart` -- a requeued job (same job id, ``SLURM_RESTART_COUNT`` >= 1) resumes its
   run directory (keyed by the job id) without ``resume=auto`` on the command line.
-* ``python -m platform.slurm sweep FILE [overrides...]`` -- the ``SLURM_ARRAY_TASK_ID``-th
-  configuration of a sweep file (see :func:`sweep_configs`), then ``platform.train``;
-  ``python -m platform.slurm count FILE`` prints how many configurations the file has.
+* ``python -m platform.slurm sweep FILE [overrides...]`` / ``count FILE`` -- the older name of
+  ``python -m platform.sweep --task FILE ...`` / ``--count FILE`` (``platform/slurm/__main__.py``
+  calls :func:`platform.sweep.array_job`; the package keeps this library free of the sweep runner,
+  which imports ``platform.train``, which imports this).
 """
 from __future__ import annotations
 
@@ -35,14 +36,12 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 
 from platform.config import ConfigError, ExperimentConfig
-from platform.sweep import sweep_configs  # the one sweep-file reader (also used by platform.slurm count)
 
 log = logging.getLogger("platform.slurm")
 
@@ -340,7 +339,7 @@ class PreemptionCallback(L.Callback):
     def __init__(self, run_dir: Path, signum: int = signal.SIGUSR1, checkpointer: Any = None) -> None:
         self.run_dir = Path(run_dir)
         self.signum = signum
-        self.checkpointer = checkpointer  # platform.runs.RunCheckpoint: periodic saves and the save itself
+        self.checkpointer = checkpointer  # platform.callbacks.RunCheckpoint: periodic saves and the save itself
 
     @property
     def requested(self) -> bool:
@@ -414,43 +413,3 @@ class PreemptionCallback(L.Callback):
             self._stop(trainer, signum, saved=True)
         if ck is not None and (time_due or ck.step_due(trainer)):
             ck.save(trainer, "step")
-
-
-# ---------------------------------------------------------------------------- job-array sweeps
-def sweep_task(path: str | Path, index: int | None = None) -> list[str]:
-    """The overrides of array task ``index`` (default ``SLURM_ARRAY_TASK_ID``)."""
-    configs = sweep_configs(path)
-    if index is None:
-        if "SLURM_ARRAY_TASK_ID" not in os.environ:
-            raise ConfigError("no SLURM_ARRAY_TASK_ID: submit as a job array, "
-                              f"sbatch --array=0-{len(configs) - 1} slurm/sweep.sh {path}")
-        index = int(os.environ["SLURM_ARRAY_TASK_ID"])
-    if not 0 <= index < len(configs):
-        raise ConfigError(f"array task {index} but {path} has {len(configs)} configurations "
-                          f"(use --array=0-{len(configs) - 1})")
-    return configs[index]
-
-
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    usage = ("usage: python -m platform.slurm sweep FILE [key=value ...]   (runs the SLURM_ARRAY_TASK_ID-th config)\n"
-             "       python -m platform.slurm count FILE                   (number of configurations)")
-    if len(argv) < 2 or argv[0] not in ("sweep", "count"):
-        print(usage, file=sys.stderr)
-        return 2
-    try:
-        if argv[0] == "count":
-            print(len(sweep_configs(argv[1])))
-            return 0
-        overrides = sweep_task(argv[1])
-    except (ConfigError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    from platform import train
-
-    print(f"sweep {argv[1]} task {os.environ.get('SLURM_ARRAY_TASK_ID')}: {' '.join(overrides)}", flush=True)
-    return train.main([*overrides, *argv[2:]])  # the command line comes last, so it wins
-
-
-if __name__ == "__main__":
-    sys.exit(main())
