@@ -12,31 +12,8 @@ from typing import Any, Callable
 import lightning as L
 
 
-class DataError(ValueError):
-    """A dataset that cannot be found or read; the message says which file and what to do."""
-
-
-class SampleError(DataError):
-    """One sample that failed to decode or transform at training time, named by file and index.
-
-    Raised in a DataLoader worker, torch re-raises it in the main process as
-    ``SampleError("Caught SampleError in DataLoader worker ...\n<traceback>")``; the message is cut
-    back to its last line, our own, so the user sees one line naming the file."""
-
-    def __init__(self, message: str) -> None:
-        if message.startswith("Caught ") and "\n" in message:
-            message = message.rstrip().splitlines()[-1].split(": ", 1)[-1]
-        super().__init__(message)
-
-
-def check_shardable(what: str, size: int, world_size: int, classes: int | None = None) -> None:
-    """Refuse a validation set with fewer examples than ranks (a rank with none fails inside Lightning,
-    the others in gloo) and a dataset of fewer than 2 classes (a classifier needs two)."""
-    if size < world_size:
-        raise DataError(f"{what}: {size} validation example(s) for {world_size} ranks; each rank needs "
-                        "at least one -- use fewer devices or a larger validation set")
-    if classes is not None and classes < 2:
-        raise DataError(f"{what}: {classes} class(es); a classifier needs at least 2")
+from .base import check_shardable  # noqa: F401 (re-exported)
+from .beton import BetonError, DataError, SampleError, check_beton  # noqa: F401 (the package's errors)
 
 
 _REGISTRY: dict[str, Callable[..., L.LightningDataModule]] = {}
@@ -84,7 +61,6 @@ def _digits(**o: Any) -> L.LightningDataModule:
 
 def _beton_pair(name: str, o: dict) -> L.LightningDataModule:
     from .ffcv import FFCVDataModule
-    from .write import BetonError, check_beton
 
     if not o.get("path"):
         raise DataError(f"data={name} needs data.path=DIR, a directory holding train.beton and val.beton "

@@ -15,8 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .ffcv import FFCVDataModule
-from .write import (ArrayDataset, cache_is_current, file_digest, now_iso, write_beton,
-                    write_json_atomic)
+from .beton import ArrayDataset, cache_is_current, file_digest, now_iso, write_beton, write_json_atomic
 
 log = logging.getLogger(__name__)
 DIGIT_CLASSES = [str(i) for i in range(10)]

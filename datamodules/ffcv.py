@@ -21,8 +21,9 @@ import lightning as L
 import numpy as np
 import torch
 
+from .base import check_shardable
 from .normalize import DeviceNormalize
-from .write import beton_labels, check_beton
+from .beton import DataError, beton_labels, check_beton
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -180,8 +181,6 @@ def check_crop_sides(path: str | Path, ratio: float) -> None:
     bad = np.flatnonzero((ratio * side).astype(np.int64) < 1)
     if len(bad):
         i = int(bad[0])
-        from . import DataError
-
         w, h = int(meta["width"][i]), int(meta["height"][i])
         raise DataError(f"{path}: sample {i} is {w}x{h} pixels, too small for a centre crop of ratio "
                         f"{ratio:g} ({len(bad)} such sample(s)); FFCV would abort the process on it -- "
@@ -255,9 +254,7 @@ class FFCVDataModule(L.LightningDataModule):
             meta = self._meta()
             self._num_classes = int(meta.get("num_classes") or beton_labels(self.train_path).max() + 1)
             if self._num_classes < 2:
-                from . import DataError
-
-                raise DataError(f"{self.train_path}: {self._num_classes} class (labels and meta.json); "
+                        raise DataError(f"{self.train_path}: {self._num_classes} class (labels and meta.json); "
                                 "a classifier needs at least 2")
         return self._num_classes
 
@@ -267,8 +264,6 @@ class FFCVDataModule(L.LightningDataModule):
         return self._meta().get("classes")
 
     def setup(self, stage: str | None = None) -> None:
-        from . import check_shardable
-
         self.train_size, self.val_size = check_beton(self.train_path), check_beton(self.val_path)
         meta = self._meta()
         self.mean = tuple(self.mean or meta.get("mean") or IMAGENET_MEAN)

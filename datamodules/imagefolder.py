@@ -28,6 +28,8 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 from torchvision.datasets import ImageFolder
 
+from .base import check_shardable
+from .beton import DataError, SampleError
 from .normalize import DeviceNormalize  # noqa: F401  (re-exported: it used to live here)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # as datamodules.ffcv (not imported: that would import ffcv)
@@ -38,13 +40,6 @@ SAMPLERS = ("random", "class_aware")
 LAYOUT = ("expected the ImageFolder layout ROOT/train/<class>/<image> and ROOT/val/<class>/<image> "
           "(one sub-directory per class, the same class names in both)")
 
-
-def _data_error(message: str) -> Exception:
-    """A ``datamodules.DataError`` (imported here, not at module level, so that the package's
-    ``__init__`` may import this module at any point without a circular import)."""
-    from . import DataError
-
-    return DataError(message)
 
 
 # --------------------------------------------------------------------------- on the device
@@ -132,15 +127,13 @@ class LabelledImageFolder(ImageFolder):
             return [(f, class_to_idx[c]) for c in sorted(class_to_idx)
                     for f in class_files(os.path.join(directory, c), seen=seen)]
         except LayoutError as e:
-            raise _data_error(str(e)) from None
+            raise DataError(str(e)) from None
 
     def __getitem__(self, index: int):
         """ImageFolder's item; a decode or transform error names the file and the sample index."""
         try:
             return super().__getitem__(index)
         except Exception as e:
-            from . import SampleError
-
             raise SampleError(f"{self.samples[index][0]}: sample {index} of {self.root} failed to decode or "
                               f"transform ({type(e).__name__}: {' '.join(str(e).split())}); remove or replace "
                               "the file (python -m datamodules.write checks every image)") from None
@@ -150,7 +143,7 @@ def _image_folder(directory: Path, classes: list[str], transform) -> LabelledIma
     try:
         return LabelledImageFolder(directory, classes, transform)
     except (FileNotFoundError, RuntimeError) as e:
-        raise _data_error(f"{directory}: {e}; {LAYOUT}") from None
+        raise DataError(f"{directory}: {e}; {LAYOUT}") from None
 
 
 class ImageFolderDataModule(L.LightningDataModule):
@@ -212,15 +205,15 @@ class ImageFolderDataModule(L.LightningDataModule):
     def check_layout(self) -> None:
         """Raise ``DataError`` naming the missing directory and the expected layout."""
         if not self.root.is_dir():
-            raise _data_error(f"{self.root}: no such directory; {LAYOUT}")
+            raise DataError(f"{self.root}: no such directory; {LAYOUT}")
         for d in (self.train_dir, self.val_dir):
             if not d.is_dir():
-                raise _data_error(f"{d}: no such directory; {LAYOUT}")
+                raise DataError(f"{d}: no such directory; {LAYOUT}")
         if not _class_dirs(self.train_dir):
-            raise _data_error(f"{self.train_dir}: no class sub-directories; {LAYOUT}")
+            raise DataError(f"{self.train_dir}: no class sub-directories; {LAYOUT}")
         unknown = sorted(set(_class_dirs(self.val_dir)) - set(_class_dirs(self.train_dir)))
         if unknown:
-            raise _data_error(f"{self.val_dir}: classes {unknown[:5]} are not in {self.train_dir}; {LAYOUT}")
+            raise DataError(f"{self.val_dir}: classes {unknown[:5]} are not in {self.train_dir}; {LAYOUT}")
 
     @property
     def classes(self) -> list[str]:
@@ -233,7 +226,7 @@ class ImageFolderDataModule(L.LightningDataModule):
     @property
     def num_classes(self) -> int:
         if len(self.classes) < 2:
-            raise _data_error(f"{self.train_dir}: {len(self.classes)} class directory; "
+            raise DataError(f"{self.train_dir}: {len(self.classes)} class directory; "
                               "a classifier needs at least 2")
         return len(self.classes)
 
@@ -246,10 +239,8 @@ class ImageFolderDataModule(L.LightningDataModule):
         self.val_set = _image_folder(self.val_dir, classes, val_transform(self.val_resolution, self.val_crop_ratio))
         for split, ds in (("train", self.train_set), ("val", self.val_set)):
             if len(ds) == 0:
-                raise _data_error(f"{self.root / split}: no images found; {LAYOUT}")
+                raise DataError(f"{self.root / split}: no images found; {LAYOUT}")
         self.train_size, self.val_size = len(self.train_set), len(self.val_set)
-        from . import check_shardable
-
         check_shardable(str(self.val_dir), self.val_size, self._world()[1])
 
     def set_train_resolution(self, resolution: int) -> None:

@@ -5,6 +5,8 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
+from .base import check_shardable
+
 
 class SyntheticDataModule(L.LightningDataModule):
     def __init__(self, size: int = 512, num_classes: int = 10, resolution: int = 32,
@@ -24,8 +26,6 @@ class SyntheticDataModule(L.LightningDataModule):
         self.train_set = TensorDataset(images[: self.size], labels[: self.size])
         self.val_set = TensorDataset(images[self.size:], labels[self.size:])
         self.val_size = len(self.val_set)
-        from . import check_shardable
-
         check_shardable("data=synthetic", self.val_size, self._world()[1], self.num_classes)
 
     def _world(self) -> tuple[int, int]:
