@@ -32,7 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from .ffcv import AUGMENTATIONS, FFCVDataModule
+from .ffcv import FFCVDataModule
+from .options import AUGMENTATIONS, DataOptions, data_options
 from .beton import (ArrayDataset, DataError, cache_is_current, file_digest, now_iso, write_beton,
                     write_json_atomic)
 
@@ -237,19 +238,17 @@ class CifarDataModule(FFCVDataModule):
     global; ``val_crop_ratio`` defaults to 1: the validation image is the whole 32x32 image).
     """
 
-    def __init__(self, root: str | os.PathLike, *, name: str = "cifar10",
-                 cache_dir: str | os.PathLike = "~/.cache/cnn-platform", augment: str = "cifar",
-                 resolution: int = 32, **kwargs: Any) -> None:
+    default_resolution, default_val_crop_ratio, default_augment = 32, 1.0, "cifar"
+    augmentations = CIFAR_AUGMENTATIONS
+
+    def __init__(self, root: str | os.PathLike, options: DataOptions | None = None, *,
+                 name: str = "cifar10", augment: str | None = None, **changes: Any) -> None:
         lay = _layout(name)
-        if augment not in CIFAR_AUGMENTATIONS:
-            raise ValueError(f"unknown augmentation {augment!r}; expected one of {CIFAR_AUGMENTATIONS}")
+        o = data_options(options, **changes)
         self.name, self.source_root = name, Path(root).expanduser()
-        self.directory = Path(os.path.expanduser(cache_dir)) / name
-        kwargs.setdefault("val_crop_ratio", 1.0)
-        super().__init__(self.directory / "train.beton", self.directory / "val.beton",
-                         num_classes=lay["num_classes"], resolution=resolution,
-                         augment="none" if augment == "cifar" else augment, **kwargs)
-        self.augment = augment  # FFCVDataModule validates against its own list, which lacks 'cifar'
+        self.directory = Path(os.path.expanduser(o.cache_dir)) / name
+        super().__init__(self.directory / "train.beton", self.directory / "val.beton", o,
+                         augment=augment, num_classes=lay["num_classes"])
 
     # ------------------------------------------------------------------ the cache
     def is_written(self, source: Path | None = None) -> bool:

@@ -54,7 +54,8 @@ from typing import Any
 
 import numpy as np
 
-from .ffcv import AUGMENTATIONS, FFCVDataModule
+from .ffcv import FFCVDataModule
+from .options import AUGMENTATIONS, DataOptions, data_options
 from .beton import (ArrayDataset, DataError, cache_is_current, file_digest, now_iso, write_beton,
                     write_json_atomic)
 
@@ -284,27 +285,25 @@ class FashionMNISTDataModule(FFCVDataModule):
     ``augment``: 'fashion' (default: pad-4 crop + flip) or any of ``FFCVDataModule``'s.
     """
 
-    def __init__(self, path: str | os.PathLike | None = None, *,
-                 cache_dir: str | os.PathLike = "~/.cache/cnn-platform",
-                 val_split: str = "test", val_fraction: float = 1 / 6, split_seed: int = 0,
-                 train_subset: int | None = None, val_subset: int | None = None, augment: str = "fashion",
-                 resolution: int = SIDE, **kwargs: Any) -> None:
-        if augment not in FASHION_AUGMENTATIONS:
+    default_resolution, default_val_crop_ratio, default_augment = SIDE, 1.0, "fashion"
+    augmentations = FASHION_AUGMENTATIONS
+
+    def __init__(self, path: str | os.PathLike | None = None, options: DataOptions | None = None, *,
+                 augment: str | None = None, **changes: Any) -> None:
+        o = data_options(options, **changes)
+        if (augment or self.default_augment) not in FASHION_AUGMENTATIONS:
             raise ValueError(f"unknown augmentation {augment!r}; expected one of {FASHION_AUGMENTATIONS}")
-        if val_split not in VAL_SPLITS:
-            raise DataError(f"data.val_split={val_split!r}; expected one of {', '.join(VAL_SPLITS)}")
-        for key, n in (("train_subset", train_subset), ("val_subset", val_subset)):
+        if o.val_split not in VAL_SPLITS:
+            raise DataError(f"data.val_split={o.val_split!r}; expected one of {', '.join(VAL_SPLITS)}")
+        for key, n in (("train_subset", o.train_subset), ("val_subset", o.val_subset)):
             if n is not None and n <= 0:
                 raise DataError(f"data.{key}={n}; expected a positive number of images (or null: all)")
         self.source = find_fashion_mnist(path)  # missing files: the one-line fix, before anything is written
-        self.split = {"val_split": val_split, "val_fraction": val_fraction, "seed": split_seed,
-                      "train_subset": train_subset, "val_subset": val_subset}
-        self.directory = Path(os.path.expanduser(cache_dir)) / cache_name(**self.split)
-        kwargs.setdefault("val_crop_ratio", 1.0)
-        super().__init__(self.directory / "train.beton", self.directory / "val.beton",
-                         num_classes=len(CLASSES), resolution=resolution,
-                         augment="none" if augment == "fashion" else augment, **kwargs)
-        self.augment = augment  # FFCVDataModule validates against its own list, which lacks 'fashion'
+        self.split = {"val_split": o.val_split, "val_fraction": o.val_fraction, "seed": o.split_seed,
+                      "train_subset": o.train_subset, "val_subset": o.val_subset}
+        self.directory = Path(os.path.expanduser(o.cache_dir)) / cache_name(**self.split)
+        super().__init__(self.directory / "train.beton", self.directory / "val.beton", o,
+                         augment=augment, num_classes=len(CLASSES))
 
     def is_written(self, source: Path | None = None) -> bool:
         """Whether the cache is complete, of this format version, and from these source files."""

@@ -23,26 +23,21 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
-import lightning as L
 import torch
-from torch.utils.data import DataLoader, DistributedSampler, Subset
+from torch.utils.data import DataLoader, Subset
 from torchvision.datasets import ImageFolder
 
-from .base import check_shardable
+from .base import BaseDataModule, check_shardable
 from .beton import DataError, SampleError
 from .normalize import DeviceNormalize  # noqa: F401  (re-exported: it used to live here)
+from .options import AUGMENTATIONS, IMAGENET_MEAN, IMAGENET_STD, DataOptions, data_options
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)  # as datamodules.ffcv (not imported: that would import ffcv)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-AUGMENTATIONS = ("natural", "digits", "none")
-SAMPLERS = ("random", "class_aware")
 
 LAYOUT = ("expected the ImageFolder layout ROOT/train/<class>/<image> and ROOT/val/<class>/<image> "
           "(one sub-directory per class, the same class names in both)")
 
 
 
-# --------------------------------------------------------------------------- on the device
 # --------------------------------------------------------------------------- transforms
 def train_transform(augment: str, resolution: int):
     """The training transform of the FFCV pipeline ``train_image_pipeline(augment, resolution)``,
@@ -146,50 +141,24 @@ def _image_folder(directory: Path, classes: list[str], transform) -> LabelledIma
         raise DataError(f"{directory}: {e}; {LAYOUT}") from None
 
 
-class ImageFolderDataModule(L.LightningDataModule):
+class ImageFolderDataModule(BaseDataModule):
     """Images + integer labels from ``root/train`` and ``root/val`` (torchvision ``ImageFolder``).
 
-    Options as :class:`datamodules.ffcv.FFCVDataModule`'s (``batch_size`` global, ``augment``,
-    ``resolution``, ``val_resolution``/``val_crop_ratio``, ``mean``/``std`` in [0, 1] units,
-    ``seed``, ``sampler``, ``channels_last``); ``epoch_samples`` is the class-aware sampler's
-    draws per epoch (``None``: one per training image) and is ignored by ``sampler='random'``.
-    ``num_classes``/``classes`` come from the folder (no setup needed); ``train_size`` and
-    ``val_size`` exist after :meth:`setup`.
+    Options as :class:`datamodules.ffcv.FFCVDataModule`'s (a :class:`DataOptions`, or its fields
+    as keywords: ``batch_size`` global, ``resolution``, ``val_resolution``/``val_crop_ratio``,
+    ``seed``, ``sampler``, ``channels_last``), plus ``augment`` and ``mean``/``std`` in [0, 1]
+    units; ``epoch_samples`` is the class-aware sampler's draws per epoch (``None``: one per
+    training image) and is ignored by ``sampler='random'``.  ``num_classes``/``classes`` come
+    from the folder (no setup needed); ``train_size`` and ``val_size`` exist after :meth:`setup`.
     """
 
-    def __init__(
-        self,
-        root: str | os.PathLike,
-        *,
-        batch_size: int = 256,
-        num_workers: int = 2,
-        augment: str = "natural",
-        resolution: int = 224,
-        val_resolution: int | None = None,
-        val_crop_ratio: float = 224 / 256,
-        mean: Sequence[float] = IMAGENET_MEAN,
-        std: Sequence[float] = IMAGENET_STD,
-        seed: int = 0,
-        sampler: str = "random",
-        epoch_samples: int | None = None,
-        channels_last: bool = False,
-        normalize_dtype: str | None = None,
-    ) -> None:
-        super().__init__()
-        if augment not in AUGMENTATIONS:
-            raise ValueError(f"unknown augmentation {augment!r}; expected one of {AUGMENTATIONS}")
-        if sampler not in SAMPLERS:
-            raise ValueError(f"unknown sampler {sampler!r}; expected random or class_aware")
-        if not 0 < val_crop_ratio <= 1:
-            raise ValueError(f"val_crop_ratio must be in (0, 1], got {val_crop_ratio}")
+    def __init__(self, root: str | os.PathLike, options: DataOptions | None = None, *,
+                 augment: str | None = None, mean: Sequence[float] = IMAGENET_MEAN,
+                 std: Sequence[float] = IMAGENET_STD, **changes: Any) -> None:
+        super().__init__(data_options(options, **changes), augment=augment, mean=mean, std=std)
+        if not 0 < self.val_crop_ratio <= 1:
+            raise ValueError(f"val_crop_ratio must be in (0, 1], got {self.val_crop_ratio}")
         self.root = Path(root).expanduser()
-        self.batch_size, self.num_workers = batch_size, num_workers
-        self.augment, self.resolution = augment, resolution
-        self.val_resolution, self.val_crop_ratio = val_resolution or resolution, val_crop_ratio
-        self.mean, self.std = tuple(mean), tuple(std)
-        self.seed, self.sampler, self.epoch_samples = seed, sampler, epoch_samples
-        self.channels_last = channels_last
-        self.normalize = DeviceNormalize(self.mean, self.std, channels_last=channels_last, dtype=normalize_dtype)
         self._classes: list[str] | None = None
         self.train_set = self.val_set = None
 
@@ -241,7 +210,7 @@ class ImageFolderDataModule(L.LightningDataModule):
             if len(ds) == 0:
                 raise DataError(f"{self.root / split}: no images found; {LAYOUT}")
         self.train_size, self.val_size = len(self.train_set), len(self.val_set)
-        check_shardable(str(self.val_dir), self.val_size, self._world()[1])
+        check_shardable(str(self.val_dir), self.val_size, self.world_size)
 
     def set_train_resolution(self, resolution: int) -> None:
         """Progressive resizing: training batches from the next epoch on are ``resolution`` square
@@ -251,44 +220,19 @@ class ImageFolderDataModule(L.LightningDataModule):
             self.train_transform.set_resolution(self.resolution)
 
     # ------------------------------------------------------------------ sharding
-    def _world(self) -> tuple[int, int]:
-        """(global rank, world size) from the trainer; (0, 1) without one."""
-        if self.trainer is None:
-            return 0, 1
-        return self.trainer.global_rank, self.trainer.world_size
-
-    def per_device_batch_size(self) -> int:
-        world = self._world()[1]
-        if self.batch_size % world:
-            raise ValueError(f"data.batch_size={self.batch_size} is the global batch and must divide evenly "
-                             f"across {world} ranks; choose a multiple of {world}")
-        return self.batch_size // world
-
     def train_sampler(self):
         """This rank's training sampler, positioned at the trainer's current epoch."""
         self.setup()
-        rank, world = self._world()
-        if self.sampler == "class_aware":  # label-balanced (Shen et al. 2016), sharded across ranks
-            from .sampling import ClassAwareSampler
-
-            sampler = ClassAwareSampler(self.train_set.targets, self.epoch_samples, self.seed, rank, world)
-        else:
-            sampler = DistributedSampler(self.train_set, world, rank, shuffle=True, seed=self.seed, drop_last=True)
-        sampler.set_epoch(self.trainer.current_epoch if self.trainer is not None else 0)
-        return sampler
+        return self.train_sampler_for(self.train_set, self.train_set.targets)
 
     def val_subset(self) -> Subset:
         """This rank's validation examples: ``rank::world``, no padding (ranks may differ by one)."""
         self.setup()
-        rank, world = self._world()
-        return Subset(self.val_set, range(rank, len(self.val_set), world))
+        return self.val_shard(self.val_set)
 
     # ------------------------------------------------------------------ loaders
     def _loader_options(self) -> dict[str, Any]:
-        if self.trainer is not None:
-            cuda = self.trainer.strategy.root_device.type == "cuda"
-        else:
-            cuda = torch.cuda.is_available()
+        cuda = self.device.type == "cuda" if self.trainer is not None else torch.cuda.is_available()
         return dict(batch_size=self.per_device_batch_size(), num_workers=self.num_workers, pin_memory=cuda,
                     persistent_workers=self.num_workers > 0)
 
@@ -303,8 +247,3 @@ class ImageFolderDataModule(L.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.val_subset(), shuffle=False, drop_last=False, **self._loader_options())
-
-    # ------------------------------------------------------------------ on device
-    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> tuple[torch.Tensor, torch.Tensor]:
-        images, labels = batch
-        return self.normalize(images, labels)

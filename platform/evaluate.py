@@ -187,7 +187,7 @@ def eval_datamodule(cfg: ExperimentConfig, **changes: Any):
     """The config's datamodule with the training run's options (platform.train.datamodule_options)."""
     from platform.train import datamodule_options
 
-    dm = create_datamodule(cfg.data.name, **{**datamodule_options(cfg), **changes})
+    dm = create_datamodule(cfg.data.name, datamodule_options(cfg), **changes)
     dm.stage_name = "evaluation"  # a dying loader thread's error says so
     return dm
 

@@ -92,7 +92,7 @@ def load_run(checkpoint: str | Path, option: str = "--checkpoint") -> LoadedRun:
                           "(runs/<name>/checkpoints/last.ckpt, with runs/<name>/config.yaml)") from None
     except Exception as e:  # not YAML, or keys of another config version
         raise LesionError(f"{option} {path}: cannot read the run's {config} ({type(e).__name__}: {e})") from None
-    datamodule = create_datamodule(cfg.data.name, **datamodule_options(cfg))
+    datamodule = create_datamodule(cfg.data.name, datamodule_options(cfg))
     kwargs = module_kwargs(cfg, datamodule.num_classes)
     model = models.create_model(kwargs["model_name"], num_classes=kwargs["num_classes"], **kwargs["model_knobs"])
     if not isinstance(model, ResidualNet):

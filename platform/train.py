@@ -25,6 +25,7 @@ import torch
 import models
 from datamodules import DataError, create_datamodule
 from datamodules.normalize import autocast_dtype
+from datamodules.options import DataOptions
 from datamodules.write import BetonError, write_json_atomic
 from platform.config import (ConfigError, ExperimentConfig, from_dict, help_text, load_config, resume_differences,
                              to_dict, to_yaml)
@@ -166,17 +167,19 @@ def resume_command(run_dir: Path, argv: list[str] | None = None) -> str:
 
 
 # ---------------------------------------------------------------------------- building blocks
-def datamodule_options(cfg: ExperimentConfig) -> dict[str, Any]:
+def datamodule_options(cfg: ExperimentConfig) -> DataOptions:
+    """The datamodule's options, built once from the config: ``data.*`` plus the run's seed,
+    ``trainer.channels_last`` and, on CUDA, the autocast dtype for the normalised inputs."""
     d = cfg.data
-    return dict(path=d.path, backend=d.backend, cache_dir=d.cache_dir, batch_size=d.batch_size,
-                num_workers=d.num_workers, resolution=d.resolution, val_resolution=d.val_resolution, val_crop_ratio=d.val_crop_ratio,
-                os_cache=d.os_cache, order=d.order, seed=cfg.seed, split_seed=d.split_seed,
-                val_fraction=d.val_fraction, val_split=d.val_split, train_subset=d.train_subset,
-                val_subset=d.val_subset, synthetic_size=d.synthetic_size,
-                synthetic_classes=d.synthetic_classes, channels_last=cfg.trainer.channels_last,
-                sampler=d.sampler, epoch_samples=d.epoch_samples, batches_ahead=d.batches_ahead,
-                progressive=d.min_resolution is not None,
-                normalize_dtype=autocast_dtype(cfg.trainer.precision))  # on CUDA: inputs in the autocast dtype
+    return DataOptions(path=d.path, backend=d.backend, cache_dir=d.cache_dir, batch_size=d.batch_size,
+                       num_workers=d.num_workers, resolution=d.resolution, val_resolution=d.val_resolution,
+                       val_crop_ratio=d.val_crop_ratio, os_cache=d.os_cache, order=d.order, seed=cfg.seed,
+                       split_seed=d.split_seed, val_fraction=d.val_fraction, val_split=d.val_split,
+                       train_subset=d.train_subset, val_subset=d.val_subset, synthetic_size=d.synthetic_size,
+                       synthetic_classes=d.synthetic_classes, channels_last=cfg.trainer.channels_last,
+                       sampler=d.sampler, epoch_samples=d.epoch_samples, batches_ahead=d.batches_ahead,
+                       progressive=d.min_resolution is not None,
+                       normalize_dtype=autocast_dtype(cfg.trainer.precision))
 
 
 def uses_cpu(cfg: ExperimentConfig) -> bool:
@@ -469,7 +472,7 @@ def _train(cfg: ExperimentConfig, callbacks: list | None, tail: LogTail) -> dict
     try:
         # ---- set-up: a failure here leaves no run directory behind (a fresh run) or the old records
         apply_flush_denormal(cfg)
-        datamodule = create_datamodule(cfg.data.name, **datamodule_options(cfg))
+        datamodule = create_datamodule(cfg.data.name, datamodule_options(cfg))
         L.seed_everything(cfg.seed, workers=True, verbose=False)
         module = ClassificationModule(**module_kwargs(cfg, datamodule.num_classes))
         if cfg.trainer.compile:  # in place: state_dict keys (and so checkpoints) stay uncompiled
