@@ -310,17 +310,97 @@ def _ffcv_worker(work_fn: Any, errors: Any, seed: int, *args: Any) -> None:
         os._exit(3)
 
 
-def ffcv_writer(fname: str, fields: dict, num_workers: int, page_size: int, progress: Any,
-                 seed: int = 0) -> Any:
-    """An ffcv ``DatasetWriter`` whose ``_write_common`` reports progress, notices failed workers
-    and always cleans up its processes and shared memory (see the module docstring)."""
-    import ctypes
-    import multiprocessing as mp
+def _check_workers(errors: Any, processes: list) -> None:
+    """Raise :class:`WriteError` with the first error a writer process reported, or when one died."""
+    if not errors.empty():
+        raise WriteError(errors.get())
+    dead = [p for p in processes if p.exitcode not in (None, 0)]
+    if dead:
+        time.sleep(0.2)
+        raise WriteError(errors.get() if not errors.empty()
+                         else f"a writer process died (exit code {dead[0].exitcode})")
+
+
+def _wait_for_samples(done: Any, num_samples: int, progress: Any, errors: Any, processes: list) -> None:
+    """Poll the shared sample count until every sample is written, advancing ``progress``."""
+    previous = 0
+    while previous < num_samples:
+        value = int(done.value)
+        if progress is not None:
+            progress.advance(value - previous)
+        previous = value
+        if previous < num_samples:
+            _check_workers(errors, processes)
+            time.sleep(0.05)
+
+
+def _collect_allocations(allocations_queue: Any, errors: Any, processes: list) -> list:
+    """Each writer process's allocation list (FFCV's ``_write_common``), noticing dead workers."""
     import queue as queue_mod
 
+    allocation_list: list = []
+    for _ in processes:
+        while True:
+            try:
+                allocation_list.extend(allocations_queue.get(timeout=0.5))
+                break
+            except queue_mod.Empty:
+                _check_workers(errors, processes)
+    return allocation_list
+
+
+def _stop_workers(processes: list, queues: list, finished: bool, sm: Any) -> None:
+    """Terminate and join the writer processes and unlink the metadata shared memory; when the write
+    did not finish, the work queue may hold chunks nobody will read: do not wait to flush them."""
+    if not finished:
+        for q in queues:
+            q.cancel_join_thread()
+            q.close()
+    for p in processes:
+        if p.is_alive():
+            p.terminate()
+    for p in processes:
+        p.join(timeout=10)
+        if p.is_alive():
+            p.kill()
+            p.join()
+    if sm is not None and not isinstance(sm, int):
+        sm.close()
+        with contextlib.suppress(FileNotFoundError):
+            sm.unlink()
+
+
+def ffcv_writer(fname: str, fields: dict, num_workers: int, page_size: int, progress: Any,
+                seed: int = 0) -> Any:
+    """An ffcv ``DatasetWriter`` whose ``_write_common`` reports progress, notices failed workers
+    and always cleans up its processes and shared memory (see the module docstring).  It follows
+    ffcv 1.0.2's ``ffcv/writer.py`` ``DatasetWriter._write_common``."""
+    import ctypes
+    import multiprocessing as mp
+
+    from ffcv.memory_allocator import MemoryAllocator
     from ffcv.writer import DatasetWriter
 
     class _Writer(DatasetWriter):
+        def _start_workers(self, ctx: Any, queue_content: Any, work_fn: Any, extra_worker_args: Any,
+                           queues: list, processes: list) -> tuple:
+            workqueue, allocations_queue, errors = ctx.Queue(), ctx.Queue(), ctx.SimpleQueue()
+            queues += [workqueue, allocations_queue]
+            for todo in queue_content:
+                workqueue.put(todo)
+            for _ in range(self.num_workers):
+                workqueue.put(None)
+            done = ctx.Value(ctypes.c_uint64, 0)
+            allocator = MemoryAllocator(self.fname, self.data_region_start, self.page_size)
+            dataset = _ReportingDataset(extra_worker_args[0], errors)
+            args = (workqueue, self.metadata_sm, self.metadata_type, self.fields, allocator, done,
+                    allocations_queue, dataset, *extra_worker_args[1:])
+            processes += [ctx.Process(target=_ffcv_worker, args=(work_fn, errors, seed + k, *args), daemon=True)
+                          for k in range(self.num_workers)]
+            for p in processes:
+                p.start()
+            return done, allocations_queue, errors
+
         def _write_common(self, num_samples, queue_content, work_fn, extra_worker_args):
             ctx = mp.get_context("fork")
             self.num_samples = num_samples
@@ -330,72 +410,16 @@ def ffcv_writer(fname: str, fields: dict, num_workers: int, page_size: int, prog
             finished = False
             try:
                 self.prepare()
-                workqueue, allocations_queue, errors = ctx.Queue(), ctx.Queue(), ctx.SimpleQueue()
-                queues += [workqueue, allocations_queue]
-                for todo in queue_content:
-                    workqueue.put(todo)
-                for _ in range(self.num_workers):
-                    workqueue.put(None)
-                from ffcv.memory_allocator import MemoryAllocator
-
-                done = ctx.Value(ctypes.c_uint64, 0)
-                allocator = MemoryAllocator(self.fname, self.data_region_start, self.page_size)
-                dataset = _ReportingDataset(extra_worker_args[0], errors)
-                args = (workqueue, self.metadata_sm, self.metadata_type, self.fields, allocator, done,
-                        allocations_queue, dataset, *extra_worker_args[1:])
-                processes = [ctx.Process(target=_ffcv_worker, args=(work_fn, errors, seed + k, *args), daemon=True)
-                             for k in range(self.num_workers)]
-                for p in processes:
-                    p.start()
-
-                def check_workers() -> None:
-                    if not errors.empty():
-                        raise WriteError(errors.get())
-                    dead = [p for p in processes if p.exitcode not in (None, 0)]
-                    if dead:
-                        time.sleep(0.2)
-                        raise WriteError(errors.get() if not errors.empty()
-                                         else f"a writer process died (exit code {dead[0].exitcode})")
-
-                previous = 0
-                while previous < num_samples:
-                    value = int(done.value)
-                    if progress is not None:
-                        progress.advance(value - previous)
-                    previous = value
-                    if previous < num_samples:
-                        check_workers()
-                        time.sleep(0.05)
-                allocation_list: list = []
-                for _ in processes:
-                    while True:
-                        try:
-                            allocation_list.extend(allocations_queue.get(timeout=0.5))
-                            break
-                        except queue_mod.Empty:
-                            check_workers()
+                done, allocations_queue, errors = self._start_workers(
+                    ctx, queue_content, work_fn, extra_worker_args, queues, processes)
+                _wait_for_samples(done, num_samples, progress, errors, processes)
+                allocation_list = _collect_allocations(allocations_queue, errors, processes)
                 for p in processes:
                     p.join()
                 self.finalize(allocation_list)
                 finished = True
             finally:
-                if not finished:  # the work queue may hold chunks nobody will read: do not wait to flush them
-                    for q in queues:
-                        q.cancel_join_thread()
-                        q.close()
-                for p in processes:
-                    if p.is_alive():
-                        p.terminate()
-                for p in processes:
-                    p.join(timeout=10)
-                    if p.is_alive():
-                        p.kill()
-                        p.join()
-                sm = self.metadata_sm
-                if sm is not None and not isinstance(sm, int):
-                    sm.close()
-                    with contextlib.suppress(FileNotFoundError):
-                        sm.unlink()
+                _stop_workers(processes, queues, finished, self.metadata_sm)
 
     return _Writer(fname, fields, page_size=page_size, num_workers=num_workers)
 

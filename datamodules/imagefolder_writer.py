@@ -26,6 +26,7 @@ import contextlib
 import json
 import os
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -183,21 +184,40 @@ def write_imagefolder(src: str | os.PathLike, out: str | os.PathLike, *, console
     :class:`UsageError` (layout, output directory), :class:`WriteError` (a bad image under
     ``on_error='fail'``, a failed worker) or ``KeyboardInterrupt``; in each case OUT is left
     as it was.  Every image is decoded twice: once by the check pass, once by the write.
+    Named passes: :func:`_options` -> :func:`_scan` -> :func:`_check_pass` -> :func:`_write_pass`
+    -> :func:`_meta` -> :func:`_report`.
     """
-    from .imagefolder_source import LAYOUT, FileDataset, LayoutError, relative, scan_tree
+    o = _options(options)
+    t_start = time.monotonic()
+    tree = _scan(src, o)
+    out = _check_output_dir(out, tree.root)
+    old_meta: dict[str, Any] = {}
+    with contextlib.suppress(OSError, ValueError):
+        old_meta = json.loads((out / "meta.json").read_text())
+    check = _check_pass(tree, o, console)
+    writer_params, write_s = _write_pass(out, check, o, console)
+    total_s = time.monotonic() - t_start
+    meta = _meta(tree, out, o, check, writer_params, write_s, old_meta, total_s)
+    write_json_atomic(out / "meta.json", meta)
+    meta["_report"] = _report(tree, out, o, check, meta, write_s, total_s)
+    return meta
 
+
+def _options(options: dict[str, Any]) -> dict[str, Any]:
+    """:data:`DEFAULTS` with ``options`` (``None``: the default), checked; adds ``splits`` as a
+    tuple, ``max_res`` (``None``: no limit) and ``workers``."""
     o = {**DEFAULTS, **{k: v for k, v in options.items() if v is not None}}
     unknown = set(options) - set(DEFAULTS)
     if unknown:
         raise TypeError(f"unknown options {sorted(unknown)}")
-    splits = _parse_splits(o["splits"])
+    o["splits"] = _parse_splits(o["splits"])
     if o["write_mode"] not in WRITE_MODES:
         raise UsageError(f"--write-mode {o['write_mode']!r}: expected one of {', '.join(WRITE_MODES)}")
     if o["on_error"] not in ("skip", "fail"):
         raise UsageError(f"--on-error {o['on_error']!r}: expected skip or fail")
     if o["stats"] not in ("imagenet", "sample"):
         raise UsageError(f"--stats {o['stats']!r}: expected imagenet or sample")
-    if o["stats"] == "sample" and "train" not in splits:
+    if o["stats"] == "sample" and "train" not in o["splits"]:
         raise UsageError("--stats sample computes mean/std on the train split: include train in --splits")
     if not 0.0 <= float(o["compress_probability"]) <= 1.0:
         raise UsageError(f"--compress-probability {o['compress_probability']}: expected a value in [0, 1]")
@@ -208,93 +228,149 @@ def write_imagefolder(src: str | os.PathLike, out: str | os.PathLike, *, console
             raise UsageError(f"--{key.replace('_', '-')} {o[key]}: expected a positive integer")
     if o["limit_per_class"] is not None and int(o["limit_per_class"]) < 1:
         raise UsageError(f"--limit-per-class {o['limit_per_class']}: expected a positive integer")
-    max_res = int(o["max_resolution"]) or None
-    if max_res is not None and max_res < 0:
-        raise UsageError(f"--max-resolution {max_res}: expected a positive size in pixels, or 0 for no limit")
-    workers = int(o["num_workers"] or _default_workers())
-    t_start = time.monotonic()
+    o["max_res"] = int(o["max_resolution"]) or None
+    if o["max_res"] is not None and o["max_res"] < 0:
+        raise UsageError(f"--max-resolution {o['max_res']}: expected a positive size in pixels, "
+                         "or 0 for no limit")
+    o["workers"] = int(o["num_workers"] or _default_workers())
+    return o
+
+
+def _scan(src: str | os.PathLike, o: dict[str, Any]) -> Any:
+    """The source tree (``imagefolder_source.scan_tree``), with at least two classes."""
+    from .imagefolder_source import LAYOUT, LayoutError, scan_tree
 
     try:
-        tree = scan_tree(src, splits, o["limit_per_class"])
+        tree = scan_tree(src, o["splits"], o["limit_per_class"])
     except LayoutError as e:
         raise UsageError(str(e)) from None
     if len(tree.classes) < 2:
         raise UsageError(f"{tree.root / 'train'}: {len(tree.classes)} class directory "
                          f"({', '.join(tree.classes)}); a classifier needs at least 2 classes -- " + LAYOUT)
-    out = _check_output_dir(out, tree.root)
-    name = o["name"] or tree.root.name
-    old_meta: dict[str, Any] = {}
-    with contextlib.suppress(OSError, ValueError):
-        old_meta = json.loads((out / "meta.json").read_text())
+    return tree
 
-    # ---- check pass: decode everything once, in order
-    jobs: list[tuple[str, bool]] = []
+
+@dataclass
+class _Check:
+    """What the check pass found, per split: the files that decoded (with their sizes and
+    conversions), the skipped ones, decoder warnings and the running mean/std sums."""
+
+    splits: tuple[str, ...]
+    jobs: int = 0
+    good: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
+    sizes: dict[str, tuple[list[int], list[int]]] = field(default_factory=dict)
+    notes: dict[str, dict[str, int]] = field(default_factory=dict)
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    warned: list[dict[str, str]] = field(default_factory=list)
+    stat_sum: np.ndarray = field(default_factory=lambda: np.zeros((2, 3)))
+    stat_n: int = 0
+    seconds: float = 0.0
+    empty_after_skip: dict[str, list[str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for s in self.splits:
+            self.good[s], self.sizes[s], self.notes[s] = [], ([], []), {}
+
+    def keep(self, split: str, path: str, label: int, h: int, w: int, note: Sequence[str],
+             rel: str, warn: Sequence[str], stats: Any) -> None:
+        self.good[split].append((path, label))
+        self.sizes[split][0].append(h), self.sizes[split][1].append(w)
+        for n_ in note:
+            key = "EXIF-rotated" if n_.startswith("EXIF orientation") else n_
+            self.notes[split][key] = self.notes[split].get(key, 0) + 1
+        self.warned.extend({"split": split, "path": rel, "warning": m} for m in warn)
+        if stats is not None:
+            self.stat_sum += stats
+            self.stat_n += 1
+
+
+def _check_jobs(tree: Any, o: dict[str, Any]) -> tuple[list[tuple[str, str, int]], list[tuple[str, bool]]]:
+    """(split, path, label) of every file in writing order, and the check job of each (path, whether
+    its channel statistics are sampled for ``--stats sample``)."""
     stats_at: set[int] = set()
     if o["stats"] == "sample":
         n_train = len(tree.samples["train"])
         stats_at = set(np.unique(np.linspace(0, n_train - 1, min(n_train, int(o["stats_images"])))
                                  .round().astype(int)).tolist())
-    entries: list[tuple[str, str, int]] = []  # (split, path, label), in writing order
-    for split in splits:
+    entries, jobs = [], []
+    for split in o["splits"]:
         for k, (path, label) in enumerate(tree.samples[split]):
             entries.append((split, path, label))
             jobs.append((path, split == "train" and k in stats_at))
-    good: dict[str, list[tuple[str, int]]] = {s: [] for s in splits}
-    sizes: dict[str, tuple[list[int], list[int]]] = {s: ([], []) for s in splits}
-    notes: dict[str, dict[str, int]] = {s: {} for s in splits}
-    skipped: list[dict[str, str]] = []
-    warned: list[dict[str, str]] = []
-    stat_sum, stat_n = np.zeros((2, 3)), 0
+    return entries, jobs
+
+
+def _too_small(h: int, w: int, max_res: int | None) -> str | None:
+    """Why an image that decoded is still skipped: a side below :data:`MIN_SIDE` once stored."""
+    stored = _stored_side(h, w, max_res)
+    if stored >= MIN_SIDE:
+        return None
+    after = f", {stored} px short side after --max-resolution {max_res}" if stored != min(h, w) else ""
+    return (f"too small: {w}x{h} pixels{after}; sides below {MIN_SIDE} px make FFCV's "
+            "centre crop abort the training process")
+
+
+def _check_pass(tree: Any, o: dict[str, Any], console: Any) -> _Check:
+    """Decode every file once, in order, in ``workers`` processes: skip (or, under
+    ``--on-error fail``, stop at) the undecodable and too small ones."""
+    from .imagefolder_source import relative
+
+    splits, workers = o["splits"], o["workers"]
+    entries, jobs = _check_jobs(tree, o)
+    check = _Check(splits, jobs=len(jobs))
     per_split = ", ".join(f"{s}: {len(tree.samples[s])}" for s in splits)
-    _note(console, f"checking {len(jobs)} files of {tree.root} ({per_split}; {len(tree.classes)} classes) with "
-                   f"{workers} worker{'s' * (workers > 1)}: a full decode of each")
+    _note(console, f"checking {len(jobs)} files of {tree.root} ({per_split}; {len(tree.classes)} classes) "
+                   f"with {workers} worker{'s' * (workers > 1)}: a full decode of each")
     t_check = time.monotonic()
     with _Progress(console, "check", len(jobs)) as bar, \
             contextlib.closing(_imap(_check_one, jobs, workers)) as results:
         for (split, path, label), (h, w, note, warn, reason, stats) in zip(entries, results):
             rel = relative(path, tree.root)
-            stored = _stored_side(h, w, max_res)
-            if reason is None and stored < MIN_SIDE:
-                after = f", {stored} px short side after --max-resolution {max_res}" if stored != min(h, w) else ""
-                reason = (f"too small: {w}x{h} pixels{after}; sides below {MIN_SIDE} px make FFCV's "
-                          "centre crop abort the training process")
-            if reason is not None:
-                if o["on_error"] == "fail":
-                    raise WriteError(f"{path}: {reason} (--on-error fail; nothing was written; "
-                                     f"--on-error skip leaves such files out and lists them)")
-                skipped.append({"split": split, "path": rel, "error": reason})
+            reason = reason if reason is not None else _too_small(h, w, o["max_res"])
+            if reason is None:
+                check.keep(split, path, label, h, w, note, rel, warn, stats)
+            elif o["on_error"] == "fail":
+                raise WriteError(f"{path}: {reason} (--on-error fail; nothing was written; "
+                                 f"--on-error skip leaves such files out and lists them)")
             else:
-                good[split].append((path, label))
-                sizes[split][0].append(h), sizes[split][1].append(w)
-                for n_ in note:
-                    key = "EXIF-rotated" if n_.startswith("EXIF orientation") else n_
-                    notes[split][key] = notes[split].get(key, 0) + 1
-                warned.extend({"split": split, "path": rel, "warning": m} for m in warn)
-                if stats is not None:
-                    stat_sum += stats
-                    stat_n += 1
+                check.skipped.append({"split": split, "path": rel, "error": reason})
             bar.advance(1)
-    check_s = time.monotonic() - t_check
-    for split in splits:
-        if not good[split]:
+    check.seconds = time.monotonic() - t_check
+    _refuse_what_is_left(tree, check)
+    return check
+
+
+def _refuse_what_is_left(tree: Any, check: _Check) -> None:
+    """After skipping: a split with no image, or a training set of one class, stops the write;
+    classes left without images are recorded."""
+    for split in check.splits:
+        if not check.good[split]:
             raise WriteError(f"{tree.root / split}: none of its {len(tree.samples[split])} images could be "
                              "decoded; nothing was written")
-    empty_after_skip = {s: sorted({tree.classes[lab] for _, lab in tree.samples[s]} -
-                                  {tree.classes[lab] for _, lab in good[s]}) for s in splits}
-    if "train" in splits and len({lab for _, lab in good["train"]}) < 2:
-        n_left = len({lab for _, lab in good["train"]})
+    check.empty_after_skip = {s: sorted({tree.classes[lab] for _, lab in tree.samples[s]} -
+                                        {tree.classes[lab] for _, lab in check.good[s]}) for s in check.splits}
+    if "train" in check.splits and len({lab for _, lab in check.good["train"]}) < 2:
+        n_left = len({lab for _, lab in check.good["train"]})
         raise WriteError(f"{tree.root / 'train'}: after skipping, only {n_left} class has images; "
                          "a classifier needs at least 2; nothing was written")
 
-    # ---- write pass
+
+def _write_pass(out: Path, check: _Check, o: dict[str, Any], console: Any
+                ) -> tuple[dict[str, Any], dict[str, float]]:
+    """Write the files that decoded to ``OUT/<split>.beton``, all renamed into place only when all
+    are complete (an older meta.json removed just before); returns the writer parameters and the
+    seconds per split."""
     from ffcv.fields import IntField, RGBImageField
 
-    heights = np.array([h for s in splits for h in sizes[s][0]], dtype=np.int64)
-    widths = np.array([w for s in splits for w in sizes[s][1]], dtype=np.int64)
+    from .imagefolder_source import FileDataset
+
+    splits, max_res, workers = check.splits, o["max_res"], o["workers"]
+    heights = np.array([h for s in splits for h in check.sizes[s][0]], dtype=np.int64)
+    widths = np.array([w for s in splits for w in check.sizes[s][1]], dtype=np.int64)
     page_size = _page_size(_stored_bytes(heights, widths, max_res))
     writer_params = {
-        "write_mode": o["write_mode"], "max_resolution": max_res, "compress_probability": float(o["compress_probability"]),
-        "jpeg_quality": int(o["jpeg_quality"]),
+        "write_mode": o["write_mode"], "max_resolution": max_res,
+        "compress_probability": float(o["compress_probability"]), "jpeg_quality": int(o["jpeg_quality"]),
         "smart_threshold": int(o["smart_threshold"]) if o["write_mode"] == "smart" else None,
         "num_workers": workers, "chunk_size": int(o["chunk_size"]), "page_size": page_size,
         "limit_per_class": o["limit_per_class"], "splits": list(splits), "on_error": o["on_error"],
@@ -311,32 +387,42 @@ def write_imagefolder(src: str | os.PathLike, out: str | os.PathLike, *, console
                                        compress_probability=float(o["compress_probability"])),
                 "label": IntField(),
             }
+            good = check.good[split]
             t0 = time.monotonic()
-            with _Progress(console, f"write {split}.beton", len(good[split])) as bar:
-                writer = ffcv_writer(str(tmps[split]), fields, min(workers, len(good[split])), page_size, bar)
-                writer.from_indexed_dataset(FileDataset(good[split]), chunksize=int(o["chunk_size"]))
+            with _Progress(console, f"write {split}.beton", len(good)) as bar:
+                writer = ffcv_writer(str(tmps[split]), fields, min(workers, len(good)), page_size, bar)
+                writer.from_indexed_dataset(FileDataset(good), chunksize=int(o["chunk_size"]))
             write_s[split] = time.monotonic() - t0
             check_beton(tmps[split])
         with contextlib.suppress(FileNotFoundError):
             (out / "meta.json").unlink()  # an older meta.json must not describe the new files
     # (both .beton files renamed into place here, val first, then train)
+    return writer_params, write_s
 
+
+def _mean_std(o: dict[str, Any], check: _Check) -> tuple[list[float], list[float], dict[str, Any]]:
+    """meta.json's mean/std: sampled in the check pass (``--stats sample``) or ImageNet's."""
+    if o["stats"] == "sample" and check.stat_n:
+        mean = check.stat_sum[0] / check.stat_n
+        std = np.sqrt(np.maximum(check.stat_sum[1] / check.stat_n - mean ** 2, 0.0))
+        return mean.round(6).tolist(), std.round(6).tolist(), {
+            "method": "sample", "images": check.stat_n, "split": "train",
+            "weighting": "each image equally (per-image channel means), pixels in [0, 1]"}
+    return list(IMAGENET_MEAN), list(IMAGENET_STD), {
+        "method": "imagenet", "note": "ImageNet's standard mean/std (torchvision, ffcv-imagenet)"}
+
+
+def _meta(tree: Any, out: Path, o: dict[str, Any], check: _Check, writer_params: dict[str, Any],
+          write_s: dict[str, float], old_meta: dict[str, Any], total_s: float) -> dict[str, Any]:
+    """The meta.json of the write (classes, counts, skipped files, writer, statistics, timing)."""
+    splits = check.splits
     previous = _previous_meta(old_meta, out, tree.classes, splits)
-    counts = {**previous.get("counts", {}), **{s: len(good[s]) for s in splits}}
-    total_s = time.monotonic() - t_start
-    n_written = sum(len(good[s]) for s in splits)
-    work_s = check_s + sum(write_s.values())  # check + write passes, without start-up and imports
-    if o["stats"] == "sample" and stat_n:
-        mean = stat_sum[0] / stat_n
-        std = np.sqrt(np.maximum(stat_sum[1] / stat_n - mean ** 2, 0.0))
-        mean_l, std_l = mean.round(6).tolist(), std.round(6).tolist()
-        stats_meta = {"method": "sample", "images": stat_n, "split": "train",
-                      "weighting": "each image equally (per-image channel means), pixels in [0, 1]"}
-    else:
-        mean_l, std_l = list(IMAGENET_MEAN), list(IMAGENET_STD)
-        stats_meta = {"method": "imagenet", "note": "ImageNet's standard mean/std (torchvision, ffcv-imagenet)"}
+    counts = {**previous.get("counts", {}), **{s: len(check.good[s]) for s in splits}}
+    n_written = sum(len(check.good[s]) for s in splits)
+    work_s = check.seconds + sum(write_s.values())  # check + write passes, without start-up and imports
+    mean_l, std_l, stats_meta = _mean_std(o, check)
     meta: dict[str, Any] = {
-        "dataset": name,
+        "dataset": o["name"] or tree.root.name,
         "format_version": META_FORMAT_VERSION,
         "layout": "imagefolder",
         "source": str(tree.root),
@@ -344,7 +430,7 @@ def write_imagefolder(src: str | os.PathLike, out: str | os.PathLike, *, console
         "num_classes": len(tree.classes),
         "counts": counts,
         "found": {s: len(tree.samples[s]) for s in splits},
-        "skipped": [e for e in previous.get("skipped", [])] + skipped,
+        "skipped": [e for e in previous.get("skipped", [])] + check.skipped,
         "skip_rules": {"undecodable": "PIL cannot fully decode it (empty, truncated, unidentified, corrupt)",
                        "too small": f"a side below {MIN_SIDE} px after --max-resolution (FFCV's centre crop "
                                     "would abort the training process)"},
@@ -353,12 +439,12 @@ def write_imagefolder(src: str | os.PathLike, out: str | os.PathLike, *, console
                        "or second link is not entered; links leaving their class directory are listed",
         "mean": mean_l, "std": std_l, "stats": stats_meta,
         "writer": writer_params,
-        "conversions": {s: notes[s] for s in splits},
-        "warnings": warned,
+        "conversions": {s: check.notes[s] for s in splits},
+        "warnings": check.warned,
         "missing_classes": {s: tree.missing_classes[s] for s in splits if s in tree.missing_classes},
-        "classes_without_images": {s: v for s, v in empty_after_skip.items() if v},
+        "classes_without_images": {s: v for s, v in check.empty_after_skip.items() if v},
         "files": {s: {"path": f"{s}.beton", **file_digest(out / f"{s}.beton")} for s in splits},
-        "timing": {"total_s": round(total_s, 3), "check_s": round(check_s, 3),
+        "timing": {"total_s": round(total_s, 3), "check_s": round(check.seconds, 3),
                    "write_s": {s: round(v, 3) for s, v in write_s.items()},
                    "images_per_s": round(n_written / work_s, 1) if work_s > 0 else None},
         "ffcv_version": _ffcv_version(),
@@ -366,33 +452,50 @@ def write_imagefolder(src: str | os.PathLike, out: str | os.PathLike, *, console
     }
     if previous:
         meta["carried_over"] = previous["carried_over"]
-    write_json_atomic(out / "meta.json", meta)
+    return meta
 
-    # ---- report
-    lines = [f"wrote {out} ({name!r}: {len(tree.classes)} classes, from {tree.root}) in {total_s:.1f} s; "
-             f"{n_written:,} images at {n_written / work_s if work_s > 0 else 0:,.1f} images/s (check + write passes)",
+
+def _report(tree: Any, out: Path, o: dict[str, Any], check: _Check, meta: dict[str, Any],
+            write_s: dict[str, float], total_s: float) -> list[str]:
+    """The lines printed at the end: per split, the check pass, the writer, conversions, skips."""
+    splits, workers = check.splits, o["workers"]
+    n_written = sum(len(check.good[s]) for s in splits)
+    work_s = check.seconds + sum(write_s.values())
+    lines = [f"wrote {out} ({meta['dataset']!r}: {len(tree.classes)} classes, from {tree.root}) in "
+             f"{total_s:.1f} s; {n_written:,} images at "
+             f"{n_written / work_s if work_s > 0 else 0:,.1f} images/s (check + write passes)",
              f"  {'split':<6} {'images':>9} {'skipped':>8} {'write s':>9} {'images/s':>10} {'size':>11}"]
     for s in splits:
-        n_skip = sum(1 for e in skipped if e["split"] == s)
-        rate = len(good[s]) / write_s[s] if write_s[s] > 0 else 0.0
-        lines.append(f"  {s:<6} {len(good[s]):>9,} {n_skip:>8,} {write_s[s]:>9.2f} {rate:>10,.1f} "
+        n_skip = sum(1 for e in check.skipped if e["split"] == s)
+        seconds = write_s[s]
+        rate = len(check.good[s]) / seconds if seconds > 0 else 0.0
+        lines.append(f"  {s:<6} {len(check.good[s]):>9,} {n_skip:>8,} {seconds:>9.2f} {rate:>10,.1f} "
                      f"{_human_bytes(meta['files'][s]['bytes']):>11}")
-    lines.append(f"  check pass (full decode of {len(jobs):,} files): {check_s:.2f} s, "
-                 f"{len(jobs) / check_s if check_s > 0 else 0:,.1f} images/s")
-    lines.append(f"  writer: {o['write_mode']}, max resolution {max_res or 'none'}, jpeg quality {o['jpeg_quality']}"
+    lines.append(f"  check pass (full decode of {check.jobs:,} files): {check.seconds:.2f} s, "
+                 f"{check.jobs / check.seconds if check.seconds > 0 else 0:,.1f} images/s")
+    lines.append(f"  writer: {o['write_mode']}, max resolution {o['max_res'] or 'none'}, "
+                 f"jpeg quality {o['jpeg_quality']}"
                  + (f", compress probability {o['compress_probability']}" if o["write_mode"] == "proportion" else "")
                  + (f", smart threshold {o['smart_threshold']} bytes" if o["write_mode"] == "smart" else "")
                  + f", {workers} worker{'s' * (workers > 1)}")
-    conv = "; ".join(f"{s}: " + ", ".join(f"{k} {v}" for k, v in notes[s].items()) for s in splits if notes[s])
+    return lines + _report_notes(tree, out, o, check, meta)
+
+
+def _report_notes(tree: Any, out: Path, o: dict[str, Any], check: _Check, meta: dict[str, Any]) -> list[str]:
+    """The report's notes: conversions, mean/std, missing classes, warnings, links, skipped files."""
+    lines = []
+    conv = "; ".join(f"{s}: " + ", ".join(f"{k} {v}" for k, v in check.notes[s].items())
+                     for s in check.splits if check.notes[s])
     if conv:
         lines.append(f"  converted: {conv}")
-    lines.append(f"  mean/std: {stats_meta['method']}" + (f" ({stat_n} train images)" if o["stats"] == "sample" else "")
-                 + f": mean {mean_l}, std {std_l}")
+    sampled = f" ({check.stat_n} train images)" if o["stats"] == "sample" else ""
+    lines.append(f"  mean/std: {meta['stats']['method']}{sampled}: mean {meta['mean']}, std {meta['std']}")
     for s, missing in meta["missing_classes"].items():
-        lines.append(f"  note: {s}/ has no directory for {len(missing)} training class(es): {', '.join(missing[:10])}"
-                     f"{' ...' if len(missing) > 10 else ''}")
+        lines.append(f"  note: {s}/ has no directory for {len(missing)} training class(es): "
+                     f"{', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''}")
     for s, missing in meta["classes_without_images"].items():
         lines.append(f"  warning: after skipping, {s} has no image of class(es) {', '.join(missing[:10])}")
+    warned = check.warned
     if warned:
         lines.append(f"  {len(warned)} decoder warning(s), listed in meta.json (first: {warned[0]['path']}: "
                      f"{warned[0]['warning']})")
@@ -400,18 +503,16 @@ def write_imagefolder(src: str | os.PathLike, out: str | os.PathLike, *, console
         lines.append(f"  link {e['split']}/{e['path']} -> {e['target']}: {e['action']}")
     if len(tree.links) > 20:
         lines.append(f"  ... and {len(tree.links) - 20} more directory links (all in meta.json)")
-    if skipped:
-        lines.append(f"  skipped {len(skipped)} file(s) that could not be decoded or are too small "
+    if check.skipped:
+        lines.append(f"  skipped {len(check.skipped)} file(s) that could not be decoded or are too small "
                      "(also listed in meta.json):")
-        for e in skipped[:50]:
-            lines.append(f"    {e['path']}: {e['error']}")
-        if len(skipped) > 50:
-            lines.append(f"    ... and {len(skipped) - 50} more")
+        lines.extend(f"    {e['path']}: {e['error']}" for e in check.skipped[:50])
+        if len(check.skipped) > 50:
+            lines.append(f"    ... and {len(check.skipped) - 50} more")
     else:
         lines.append("  skipped: none")
     lines.append(f"  meta: {out / 'meta.json'}")
-    meta["_report"] = lines
-    return meta
+    return lines
 
 
 def _parse_splits(text: str | Sequence[str]) -> tuple[str, ...]:
