@@ -32,8 +32,9 @@ from typing import Any
 
 import numpy as np
 
-from .ffcv import AUGMENTATIONS, FFCVDataModule
-from .write import (ArrayDataset, cache_is_current, file_digest, now_iso, write_beton,
+from .ffcv import FFCVDataModule
+from .options import AUGMENTATIONS, DataOptions, data_options
+from .beton import (ArrayDataset, DataError, cache_is_current, file_digest, now_iso, write_beton,
                     write_json_atomic)
 
 log = logging.getLogger(__name__)
@@ -50,11 +51,6 @@ CIFAR_LAYOUTS: dict[str, dict[str, Any]] = {
                  "meta": "meta", "label_key": "fine_labels", "names_key": "fine_label_names"},
 }
 
-
-def _data_error(message: str) -> Exception:
-    from . import DataError  # here, not at import time: no circular import whatever __init__ imports
-
-    return DataError(message)
 
 
 def _layout(name: str) -> dict[str, Any]:
@@ -84,13 +80,13 @@ def find_cifar(root: str | os.PathLike, name: str = "cifar10") -> Path:
         if all((d / f).is_file() for f in files):
             return d
     if not root.is_dir():
-        raise _data_error(f"{root}: no such directory; {expected_layout(name)}")
+        raise DataError(f"{root}: no such directory; {expected_layout(name)}")
     d = next((c for c in candidates if c.is_dir() and any((c / f).is_file() for f in files)), None)
     if d is None:
-        raise _data_error(f"{root}: no {name.upper()} files found (neither in it nor in {root / lay['folder']}); "
+        raise DataError(f"{root}: no {name.upper()} files found (neither in it nor in {root / lay['folder']}); "
                           f"{expected_layout(name)}")
     missing = [f for f in files if not (d / f).is_file()]
-    raise _data_error(f"{d}: missing {', '.join(missing)}; {expected_layout(name)}")
+    raise DataError(f"{d}: missing {', '.join(missing)}; {expected_layout(name)}")
 
 
 # What the CIFAR-10/100 python batches reference, and nothing else (issue 13): NumPy's array
@@ -125,15 +121,15 @@ def _unpickle(path: Path) -> dict[str, Any]:
             entry = _CifarUnpickler(f, encoding="latin1").load()
     except pickle.UnpicklingError as e:
         if str(e).startswith("it asks for "):
-            raise _data_error(f"{path}: refused to unpickle: {e}, which no CIFAR batch holds (only NumPy "
+            raise DataError(f"{path}: refused to unpickle: {e}, which no CIFAR batch holds (only NumPy "
                               "arrays, lists, dicts, bytes, str and numbers are read); this is not a CIFAR "
                               "file and may be crafted to run code -- use the files of the official archive"
                               ) from None
-        raise _data_error(f"{path}: not a readable CIFAR pickle (UnpicklingError: {e})") from None
+        raise DataError(f"{path}: not a readable CIFAR pickle (UnpicklingError: {e})") from None
     except Exception as e:  # truncated, not a pickle, ...
-        raise _data_error(f"{path}: not a readable CIFAR pickle ({type(e).__name__}: {e})") from None
+        raise DataError(f"{path}: not a readable CIFAR pickle ({type(e).__name__}: {e})") from None
     if not isinstance(entry, dict):
-        raise _data_error(f"{path}: expected a pickled dict, got {type(entry).__name__}")
+        raise DataError(f"{path}: expected a pickled dict, got {type(entry).__name__}")
     return {(k.decode("latin1") if isinstance(k, bytes) else k): v for k, v in entry.items()}
 
 
@@ -148,14 +144,14 @@ def load_cifar_split(directory: str | os.PathLike, name: str, split: str) -> tup
         path = directory / fname
         entry = _unpickle(path)
         if "data" not in entry or lay["label_key"] not in entry:
-            raise _data_error(f"{path}: has keys {sorted(entry)}, expected 'data' and {lay['label_key']!r}")
+            raise DataError(f"{path}: has keys {sorted(entry)}, expected 'data' and {lay['label_key']!r}")
         data = np.asarray(entry["data"])
         y = np.asarray(entry[lay["label_key"]], dtype=np.int64).reshape(-1)
         if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072 or len(data) != len(y):
-            raise _data_error(f"{path}: data is {data.dtype} {data.shape} with {len(y)} labels, expected "
+            raise DataError(f"{path}: data is {data.dtype} {data.shape} with {len(y)} labels, expected "
                               f"uint8 (N, 3072) rows of 3x32x32 pixels and N labels")
         if len(y) and (y.min() < 0 or y.max() >= lay["num_classes"]):
-            raise _data_error(f"{path}: labels outside [0, {lay['num_classes']})")
+            raise DataError(f"{path}: labels outside [0, {lay['num_classes']})")
         images.append(data), labels.append(y)
     data = np.concatenate(images)  # rows are channel-major: R plane, G plane, B plane, each row-major
     return np.ascontiguousarray(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)), np.concatenate(labels)
@@ -166,10 +162,10 @@ def cifar_classes(directory: str | os.PathLike, name: str) -> list[str]:
     path = Path(directory) / lay["meta"]
     meta = _unpickle(path)
     if lay["names_key"] not in meta:
-        raise _data_error(f"{path}: has keys {sorted(meta)}, expected {lay['names_key']!r}")
+        raise DataError(f"{path}: has keys {sorted(meta)}, expected {lay['names_key']!r}")
     names = [n.decode() if isinstance(n, bytes) else str(n) for n in meta[lay["names_key"]]]
     if len(names) != lay["num_classes"]:
-        raise _data_error(f"{path}: {len(names)} class names, expected {lay['num_classes']}")
+        raise DataError(f"{path}: {len(names)} class names, expected {lay['num_classes']}")
     return names
 
 
@@ -242,19 +238,17 @@ class CifarDataModule(FFCVDataModule):
     global; ``val_crop_ratio`` defaults to 1: the validation image is the whole 32x32 image).
     """
 
-    def __init__(self, root: str | os.PathLike, *, name: str = "cifar10",
-                 cache_dir: str | os.PathLike = "~/.cache/cnn-platform", augment: str = "cifar",
-                 resolution: int = 32, **kwargs: Any) -> None:
+    default_resolution, default_val_crop_ratio, default_augment = 32, 1.0, "cifar"
+    augmentations = CIFAR_AUGMENTATIONS
+
+    def __init__(self, root: str | os.PathLike, options: DataOptions | None = None, *,
+                 name: str = "cifar10", augment: str | None = None, **changes: Any) -> None:
         lay = _layout(name)
-        if augment not in CIFAR_AUGMENTATIONS:
-            raise ValueError(f"unknown augmentation {augment!r}; expected one of {CIFAR_AUGMENTATIONS}")
+        o = data_options(options, **changes)
         self.name, self.source_root = name, Path(root).expanduser()
-        self.directory = Path(os.path.expanduser(cache_dir)) / name
-        kwargs.setdefault("val_crop_ratio", 1.0)
-        super().__init__(self.directory / "train.beton", self.directory / "val.beton",
-                         num_classes=lay["num_classes"], resolution=resolution,
-                         augment="none" if augment == "cifar" else augment, **kwargs)
-        self.augment = augment  # FFCVDataModule validates against its own list, which lacks 'cifar'
+        self.directory = Path(os.path.expanduser(o.cache_dir)) / name
+        super().__init__(self.directory / "train.beton", self.directory / "val.beton", o,
+                         augment=augment, num_classes=lay["num_classes"])
 
     # ------------------------------------------------------------------ the cache
     def is_written(self, source: Path | None = None) -> bool:

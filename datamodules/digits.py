@@ -11,12 +11,13 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from .ffcv import FFCVDataModule
-from .write import (ArrayDataset, cache_is_current, file_digest, now_iso, write_beton,
-                    write_json_atomic)
+from .options import DataOptions, data_options
+from .beton import ArrayDataset, cache_is_current, file_digest, now_iso, write_beton, write_json_atomic
 
 log = logging.getLogger(__name__)
 DIGIT_CLASSES = [str(i) for i in range(10)]
@@ -70,14 +71,17 @@ def write_digits(directory: str | Path, resolution: int = 32, val_fraction: floa
 class DigitsDataModule(FFCVDataModule):
     """``data=digits``: the embedded default, written once under ``cache_dir``."""
 
-    def __init__(self, cache_dir: str | Path = "~/.cache/cnn-platform", resolution: int = 32,
-                 val_fraction: float = 0.2, split_seed: int = 0, **kwargs) -> None:
-        self.directory = Path(os.path.expanduser(cache_dir)) / f"digits-r{resolution}-v{val_fraction:g}-s{split_seed}"
-        self.val_fraction, self.split_seed = val_fraction, split_seed
-        kwargs.setdefault("augment", "digits")
-        kwargs.setdefault("val_crop_ratio", 1.0)
-        super().__init__(self.directory / "train.beton", self.directory / "val.beton",
-                         num_classes=10, resolution=resolution, **kwargs)
+    default_resolution, default_val_crop_ratio, default_augment = 32, 1.0, "digits"
+
+    def __init__(self, options: DataOptions | None = None, *, augment: str | None = None,
+                 **changes: Any) -> None:
+        o = data_options(options, **changes)
+        resolution = o.resolution or self.default_resolution
+        self.directory = (Path(os.path.expanduser(o.cache_dir))
+                          / f"digits-r{resolution}-v{o.val_fraction:g}-s{o.split_seed}")
+        self.val_fraction, self.split_seed = o.val_fraction, o.split_seed
+        super().__init__(self.directory / "train.beton", self.directory / "val.beton", o,
+                         augment=augment, num_classes=10)
 
     def is_written(self) -> bool:
         return cache_is_current(self.directory, "digits", FORMAT_VERSION)

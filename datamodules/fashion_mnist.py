@@ -54,8 +54,9 @@ from typing import Any
 
 import numpy as np
 
-from .ffcv import AUGMENTATIONS, FFCVDataModule
-from .write import (ArrayDataset, cache_is_current, file_digest, now_iso, write_beton,
+from .ffcv import FFCVDataModule
+from .options import AUGMENTATIONS, DataOptions, data_options
+from .beton import (ArrayDataset, DataError, cache_is_current, file_digest, now_iso, write_beton,
                     write_json_atomic)
 
 log = logging.getLogger(__name__)
@@ -73,11 +74,6 @@ VAL_SPLITS = ("test", "holdout")
 FASHION_AUGMENTATIONS = ("fashion", *AUGMENTATIONS)
 IDX_UBYTE = 0x08
 
-
-def _data_error(message: str) -> Exception:
-    from . import DataError  # here, not at import time: no circular import whatever __init__ imports
-
-    return DataError(message)
 
 
 def install_hint() -> str:
@@ -103,24 +99,24 @@ def read_idx(path: str | os.PathLike, ndim: int) -> np.ndarray:
         else:
             raw = path.read_bytes()
     except FileNotFoundError:
-        raise _data_error(f"{path}: no such file; {install_hint()}") from None
+        raise DataError(f"{path}: no such file; {install_hint()}") from None
     except (EOFError, gzip.BadGzipFile, zlib.error) as e:
-        raise _data_error(f"{path}: truncated or not a gzip file ({type(e).__name__}: {e}); {fix}") from None
+        raise DataError(f"{path}: truncated or not a gzip file ({type(e).__name__}: {e}); {fix}") from None
     except OSError as e:
-        raise _data_error(f"{path}: cannot read ({e}); {fix}") from None
+        raise DataError(f"{path}: cannot read ({e}); {fix}") from None
     want_magic = (IDX_UBYTE << 8) | ndim  # 2051 for images (3 dims), 2049 for labels (1 dim)
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != IDX_UBYTE or raw[3] != ndim:
         got = f"0x{int.from_bytes(raw[:4], 'big'):08x}" if len(raw) >= 4 else f"{len(raw)} bytes"
-        raise _data_error(f"{path}: not an IDX file of unsigned bytes with {ndim} dimension(s) (magic {got}, "
+        raise DataError(f"{path}: not an IDX file of unsigned bytes with {ndim} dimension(s) (magic {got}, "
                           f"expected 0x{want_magic:08x}); {fix}")
     header = 4 + 4 * ndim
     if len(raw) < header:
-        raise _data_error(f"{path}: truncated IDX header ({len(raw)} bytes, expected {header}); {fix}")
+        raise DataError(f"{path}: truncated IDX header ({len(raw)} bytes, expected {header}); {fix}")
     shape = tuple(int(d) for d in np.frombuffer(raw, dtype=">i4", count=ndim, offset=4))
     expected = int(np.prod(shape, dtype=np.int64))
     if len(raw) - header != expected:
         dims = "x".join(map(str, shape))
-        raise _data_error(f"{path}: the header promises {dims} = {expected} bytes of data, "
+        raise DataError(f"{path}: the header promises {dims} = {expected} bytes of data, "
                           f"the file holds {len(raw) - header}: truncated or corrupt; {fix}")
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
 
@@ -144,13 +140,13 @@ def find_fashion_mnist(path: str | os.PathLike | None = None) -> Path:
         if all(_locate(d, s).is_file() for s in stems):
             return d
     if path is None:
-        raise _data_error(f"data=fashion_mnist: no Fashion-MNIST files in {DEFAULT_DIR}; {install_hint()}")
+        raise DataError(f"data=fashion_mnist: no Fashion-MNIST files in {DEFAULT_DIR}; {install_hint()}")
     root = candidates[0]
     if not root.is_dir():
-        raise _data_error(f"data.path={path}: no such directory; "
+        raise DataError(f"data.path={path}: no such directory; "
                           "expected the four Fashion-MNIST IDX files in it")
     missing = [s + ".gz" for s in stems if not _locate(root, s).is_file()]
-    raise _data_error(f"data.path={path}: missing {', '.join(missing)} (gzipped or not); {install_hint()}")
+    raise DataError(f"data.path={path}: missing {', '.join(missing)} (gzipped or not); {install_hint()}")
 
 
 def load_fashion_split(directory: str | os.PathLike, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -161,14 +157,14 @@ def load_fashion_split(directory: str | os.PathLike, split: str) -> tuple[np.nda
     image_path, label_path = (_locate(directory, s) for s in FILES[split])
     images, labels = read_idx(image_path, 3), read_idx(label_path, 1).astype(np.int64)
     if images.shape[1:] != (SIDE, SIDE):
-        raise _data_error(f"{image_path}: images are {images.shape[1]}x{images.shape[2]}, "
+        raise DataError(f"{image_path}: images are {images.shape[1]}x{images.shape[2]}, "
                           f"expected {SIDE}x{SIDE}")
     if len(images) != len(labels):
-        raise _data_error(f"{image_path} holds {len(images)} images but {label_path} holds "
+        raise DataError(f"{image_path} holds {len(images)} images but {label_path} holds "
                           f"{len(labels)} labels; "
                           f"the two files must come from the same release")
     if len(labels) and labels.max() >= len(CLASSES):
-        raise _data_error(f"{label_path}: label {labels.max()} outside [0, {len(CLASSES)})")
+        raise DataError(f"{label_path}: label {labels.max()} outside [0, {len(CLASSES)})")
     return images, labels
 
 
@@ -187,7 +183,7 @@ def source_fingerprint(directory: str | os.PathLike) -> dict[str, str]:
 def stratified_subset(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
     """Sorted indices of ``n`` examples, each class in proportion (largest remainders), drawn by ``seed``."""
     if not 0 < n <= len(labels):
-        raise _data_error(f"a subset of {n} examples: expected 1 <= n <= {len(labels)}")
+        raise DataError(f"a subset of {n} examples: expected 1 <= n <= {len(labels)}")
     rng = np.random.default_rng(seed)
     classes, counts = np.unique(labels, return_counts=True)
     quota = counts * n / len(labels)
@@ -203,14 +199,14 @@ def split_arrays(source: Path, val_split: str = "test", val_fraction: float = 1 
     from .digits import stratified_split
 
     if val_split not in VAL_SPLITS:
-        raise _data_error(f"data.val_split={val_split!r}; expected one of {', '.join(VAL_SPLITS)}")
+        raise DataError(f"data.val_split={val_split!r}; expected one of {', '.join(VAL_SPLITS)}")
     x, y = load_fashion_split(source, "train")
     if val_split == "test":
         vx, vy = load_fashion_split(source, "test")
         split = {"val_split": "test", "train": "train (60k)", "val": "t10k (the official test split)"}
     else:
         if not 0 < val_fraction < 1:
-            raise _data_error(f"data.val_split=holdout needs 0 < data.val_fraction < 1, got {val_fraction}")
+            raise DataError(f"data.val_split=holdout needs 0 < data.val_fraction < 1, got {val_fraction}")
         tr, va = stratified_split(y, val_fraction, seed)
         x, y, vx, vy = x[tr], y[tr], x[va], y[va]
         split = {"val_split": "holdout", "val_fraction": val_fraction, "seed": seed, "stratified": True,
@@ -289,27 +285,25 @@ class FashionMNISTDataModule(FFCVDataModule):
     ``augment``: 'fashion' (default: pad-4 crop + flip) or any of ``FFCVDataModule``'s.
     """
 
-    def __init__(self, path: str | os.PathLike | None = None, *,
-                 cache_dir: str | os.PathLike = "~/.cache/cnn-platform",
-                 val_split: str = "test", val_fraction: float = 1 / 6, split_seed: int = 0,
-                 train_subset: int | None = None, val_subset: int | None = None, augment: str = "fashion",
-                 resolution: int = SIDE, **kwargs: Any) -> None:
-        if augment not in FASHION_AUGMENTATIONS:
+    default_resolution, default_val_crop_ratio, default_augment = SIDE, 1.0, "fashion"
+    augmentations = FASHION_AUGMENTATIONS
+
+    def __init__(self, path: str | os.PathLike | None = None, options: DataOptions | None = None, *,
+                 augment: str | None = None, **changes: Any) -> None:
+        o = data_options(options, **changes)
+        if (augment or self.default_augment) not in FASHION_AUGMENTATIONS:
             raise ValueError(f"unknown augmentation {augment!r}; expected one of {FASHION_AUGMENTATIONS}")
-        if val_split not in VAL_SPLITS:
-            raise _data_error(f"data.val_split={val_split!r}; expected one of {', '.join(VAL_SPLITS)}")
-        for key, n in (("train_subset", train_subset), ("val_subset", val_subset)):
+        if o.val_split not in VAL_SPLITS:
+            raise DataError(f"data.val_split={o.val_split!r}; expected one of {', '.join(VAL_SPLITS)}")
+        for key, n in (("train_subset", o.train_subset), ("val_subset", o.val_subset)):
             if n is not None and n <= 0:
-                raise _data_error(f"data.{key}={n}; expected a positive number of images (or null: all)")
+                raise DataError(f"data.{key}={n}; expected a positive number of images (or null: all)")
         self.source = find_fashion_mnist(path)  # missing files: the one-line fix, before anything is written
-        self.split = {"val_split": val_split, "val_fraction": val_fraction, "seed": split_seed,
-                      "train_subset": train_subset, "val_subset": val_subset}
-        self.directory = Path(os.path.expanduser(cache_dir)) / cache_name(**self.split)
-        kwargs.setdefault("val_crop_ratio", 1.0)
-        super().__init__(self.directory / "train.beton", self.directory / "val.beton",
-                         num_classes=len(CLASSES), resolution=resolution,
-                         augment="none" if augment == "fashion" else augment, **kwargs)
-        self.augment = augment  # FFCVDataModule validates against its own list, which lacks 'fashion'
+        self.split = {"val_split": o.val_split, "val_fraction": o.val_fraction, "seed": o.split_seed,
+                      "train_subset": o.train_subset, "val_subset": o.val_subset}
+        self.directory = Path(os.path.expanduser(o.cache_dir)) / cache_name(**self.split)
+        super().__init__(self.directory / "train.beton", self.directory / "val.beton", o,
+                         augment=augment, num_classes=len(CLASSES))
 
     def is_written(self, source: Path | None = None) -> bool:
         """Whether the cache is complete, of this format version, and from these source files."""

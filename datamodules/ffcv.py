@@ -17,40 +17,12 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
-import lightning as L
 import numpy as np
 import torch
 
-from .normalize import DeviceNormalize
-from .write import beton_labels, check_beton
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-AUGMENTATIONS = ("natural", "digits", "none")
-
-
-def custom_order(order_class: type, **kwargs: Any):
-    """Wrap a ``TraversalOrder`` subclass so ``ffcv.loader.Loader(order=...)`` accepts it.
-
-    FFCV 1.0.2 checks ``isinstance(order, TraversalOrder)`` (not ``issubclass``) and then calls
-    ``order(loader)``; a class therefore fails.  This returns an instance of a TraversalOrder
-    whose call builds ``order_class(loader, **kwargs)``.
-    """
-    from ffcv.traversal_order.base import TraversalOrder
-
-    class _Factory(TraversalOrder):
-        def __init__(self) -> None:  # no loader yet: the Loader calls us with itself
-            pass
-
-        def __call__(self, loader):
-            return order_class(loader, **kwargs)
-
-        def sample_order(self, epoch: int):
-            raise TypeError("a factory, not an order")
-
-    return _Factory()
-
+from .base import BaseDataModule, check_shardable
+from .beton import DataError, beton_labels, check_beton
+from .options import AUGMENTATIONS, IMAGENET_MEAN, IMAGENET_STD, DataOptions, data_options
 
 class LoaderThreadError(RuntimeError):
     """FFCV's loader thread died; the message names the file, the stage and the thread's error."""
@@ -142,13 +114,15 @@ def exact_shard_order():
     import torch.distributed as dist
     from ffcv.traversal_order.base import TraversalOrder
 
-    class ExactShard(TraversalOrder):
+    from .sampling import ffcv_order_meta
+
+    class ExactShard(TraversalOrder, metaclass=ffcv_order_meta()):
         def sample_order(self, epoch: int):
             if not (self.distributed and dist.is_available() and dist.is_initialized()):
                 return self.indices
             return self.indices[dist.get_rank()::dist.get_world_size()]
 
-    return custom_order(ExactShard)
+    return ExactShard
 
 
 def train_image_pipeline(augment: str, resolution: int) -> list:
@@ -180,8 +154,6 @@ def check_crop_sides(path: str | Path, ratio: float) -> None:
     bad = np.flatnonzero((ratio * side).astype(np.int64) < 1)
     if len(bad):
         i = int(bad[0])
-        from . import DataError
-
         w, h = int(meta["width"][i]), int(meta["height"][i])
         raise DataError(f"{path}: sample {i} is {w}x{h} pixels, too small for a centre crop of ratio "
                         f"{ratio:g} ({len(bad)} such sample(s)); FFCV would abort the process on it -- "
@@ -189,56 +161,26 @@ def check_crop_sides(path: str | Path, ratio: float) -> None:
                         "or raise data.val_crop_ratio")
 
 
-class FFCVDataModule(L.LightningDataModule):
+class FFCVDataModule(BaseDataModule):
     """Images + integer labels from ``train_path``/``val_path`` ``.beton`` files.
 
-    ``batch_size`` is global; each of ``world_size`` ranks loads ``batch_size // world_size``.
+    ``options`` (:class:`DataOptions`, or its fields as keywords): ``batch_size`` is global; each of
+    ``world_size`` ranks loads ``batch_size // world_size``.  ``num_classes`` (else ``meta.json``,
+    else the labels), ``mean``/``std`` (else ``meta.json``, else ImageNet's) and ``drop_last``
+    belong to the files, not to the options.
     """
 
-    def __init__(
-        self,
-        train_path: str | Path,
-        val_path: str | Path,
-        *,
-        num_classes: int | None = None,
-        batch_size: int = 256,
-        num_workers: int = 2,
-        augment: str = "natural",
-        resolution: int = 224,
-        val_resolution: int | None = None,
-        val_crop_ratio: float = 224 / 256,
-        mean: Sequence[float] | None = None,
-        std: Sequence[float] | None = None,
-        os_cache: bool = True,
-        order: str = "auto",
-        seed: int = 0,
-        drop_last: bool = True,
-        channels_last: bool = False,
-        normalize_dtype: str | None = None,
-        sampler: str = "random",
-        epoch_samples: int | None = None,
-        batches_ahead: int = 3,
-        progressive: bool = False,
-    ) -> None:
-        super().__init__()
-        if sampler not in ("random", "class_aware"):
-            raise ValueError(f"unknown sampler {sampler!r}; expected random or class_aware")
-        self.sampler, self.epoch_samples = sampler, epoch_samples
-        self.batches_ahead = batches_ahead
-        self._progressive = progressive  # FFCV must regenerate its pipeline when the size changes
-        if augment not in AUGMENTATIONS:
-            raise ValueError(f"unknown augmentation {augment!r}; expected one of {AUGMENTATIONS}")
+    def __init__(self, train_path: str | Path, val_path: str | Path, options: DataOptions | None = None,
+                 *, augment: str | None = None, num_classes: int | None = None,
+                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+                 drop_last: bool = True, **changes: Any) -> None:
+        o = data_options(options, **changes)
+        super().__init__(o, augment=augment, mean=mean, std=std)
+        self.os_cache, self.order, self.batches_ahead = o.os_cache, o.order, o.batches_ahead
+        self._progressive = o.progressive  # FFCV must regenerate its pipeline when the size changes
         self.train_path, self.val_path = Path(train_path), Path(val_path)
         self._num_classes = num_classes
-        self.batch_size, self.num_workers = batch_size, num_workers
-        self.augment, self.resolution = augment, resolution
-        self.val_resolution = val_resolution or resolution
-        self.val_crop_ratio = val_crop_ratio
-        self.mean, self.std = mean, std
-        self.os_cache, self.order, self.seed = os_cache, order, seed
-        self.drop_last, self.channels_last = drop_last, channels_last
-        self.normalize_dtype = normalize_dtype  # bf16/fp16: DeviceNormalize's output on CUDA (None: float32)
-        self._normalize: DeviceNormalize | None = None
+        self.drop_last = drop_last
 
     # ------------------------------------------------------------------ metadata
     @property
@@ -255,9 +197,7 @@ class FFCVDataModule(L.LightningDataModule):
             meta = self._meta()
             self._num_classes = int(meta.get("num_classes") or beton_labels(self.train_path).max() + 1)
             if self._num_classes < 2:
-                from . import DataError
-
-                raise DataError(f"{self.train_path}: {self._num_classes} class (labels and meta.json); "
+                        raise DataError(f"{self.train_path}: {self._num_classes} class (labels and meta.json); "
                                 "a classifier needs at least 2")
         return self._num_classes
 
@@ -267,38 +207,22 @@ class FFCVDataModule(L.LightningDataModule):
         return self._meta().get("classes")
 
     def setup(self, stage: str | None = None) -> None:
-        from . import check_shardable
-
         self.train_size, self.val_size = check_beton(self.train_path), check_beton(self.val_path)
         meta = self._meta()
         self.mean = tuple(self.mean or meta.get("mean") or IMAGENET_MEAN)
         self.std = tuple(self.std or meta.get("std") or IMAGENET_STD)
-        check_shardable(str(self.val_path), self.val_size, self._world()[0])
+        check_shardable(str(self.val_path), self.val_size, self.world_size)
         check_crop_sides(self.val_path, self.val_crop_ratio)
         if self.augment == "none":  # the training centre crop (ratio 1); random-resized crops never empty
             check_crop_sides(self.train_path, 1.0)
 
     # ------------------------------------------------------------------ loaders
-    def _world(self) -> tuple[int, torch.device]:
-        trainer = self.trainer
-        if trainer is None:
-            return 1, torch.device("cpu")
-        return trainer.world_size, trainer.strategy.root_device
-
-    def per_device_batch_size(self) -> int:
-        world_size, _ = self._world()
-        if self.batch_size % world_size:
-            raise ValueError(f"data.batch_size={self.batch_size} is the global batch and must divide evenly "
-                             f"across {world_size} ranks; choose a multiple of {world_size}")
-        return self.batch_size // world_size
-
     def _loader(self, path: Path, train: bool):
         from ffcv.fields.decoders import CenterCropRGBImageDecoder, IntDecoder
         from ffcv.loader import OrderOption
         from ffcv.transforms import Squeeze, ToDevice, ToTensor, ToTorchImage
 
-        world_size, device = self._world()
-        distributed = world_size > 1
+        device, distributed = self.device, self.world_size > 1
         if train:
             image = self.train_image_ops()
             self._train_decoder = image[0]  # progressive resizing changes its output_size per epoch
@@ -326,8 +250,8 @@ class FFCVDataModule(L.LightningDataModule):
             batches_ahead=self.batches_ahead, recompile=train and self._progressive,
         )
         loader.stage = self._stage(train)
-        if train and self.trainer is not None:
-            loader.next_epoch = self.trainer.current_epoch  # a resumed run continues the same order
+        if train:
+            loader.next_epoch = self.epoch  # a resumed run continues the same order
         return loader
 
     def _stage(self, train: bool) -> str:
@@ -360,10 +284,3 @@ class FFCVDataModule(L.LightningDataModule):
 
     def val_dataloader(self):
         return self._loader(self.val_path, train=False)
-
-    # ------------------------------------------------------------------ on device
-    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> tuple[torch.Tensor, torch.Tensor]:
-        if self._normalize is None:
-            self._normalize = DeviceNormalize(self.mean, self.std, channels_last=self.channels_last,
-                                              dtype=self.normalize_dtype)
-        return self._normalize(*batch)  # fresh tensors: FFCV overwrites its buffers with the next batch

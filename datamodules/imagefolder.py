@@ -23,31 +23,21 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
-import lightning as L
 import torch
-from torch.utils.data import DataLoader, DistributedSampler, Subset
+from torch.utils.data import DataLoader, Subset
 from torchvision.datasets import ImageFolder
 
+from .base import BaseDataModule, check_shardable
+from .beton import DataError, SampleError
 from .normalize import DeviceNormalize  # noqa: F401  (re-exported: it used to live here)
+from .options import AUGMENTATIONS, IMAGENET_MEAN, IMAGENET_STD, DataOptions, data_options
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)  # as datamodules.ffcv (not imported: that would import ffcv)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-AUGMENTATIONS = ("natural", "digits", "none")
-SAMPLERS = ("random", "class_aware")
 
 LAYOUT = ("expected the ImageFolder layout ROOT/train/<class>/<image> and ROOT/val/<class>/<image> "
           "(one sub-directory per class, the same class names in both)")
 
 
-def _data_error(message: str) -> Exception:
-    """A ``datamodules.DataError`` (imported here, not at module level, so that the package's
-    ``__init__`` may import this module at any point without a circular import)."""
-    from . import DataError
 
-    return DataError(message)
-
-
-# --------------------------------------------------------------------------- on the device
 # --------------------------------------------------------------------------- transforms
 def train_transform(augment: str, resolution: int):
     """The training transform of the FFCV pipeline ``train_image_pipeline(augment, resolution)``,
@@ -132,15 +122,13 @@ class LabelledImageFolder(ImageFolder):
             return [(f, class_to_idx[c]) for c in sorted(class_to_idx)
                     for f in class_files(os.path.join(directory, c), seen=seen)]
         except LayoutError as e:
-            raise _data_error(str(e)) from None
+            raise DataError(str(e)) from None
 
     def __getitem__(self, index: int):
         """ImageFolder's item; a decode or transform error names the file and the sample index."""
         try:
             return super().__getitem__(index)
         except Exception as e:
-            from . import SampleError
-
             raise SampleError(f"{self.samples[index][0]}: sample {index} of {self.root} failed to decode or "
                               f"transform ({type(e).__name__}: {' '.join(str(e).split())}); remove or replace "
                               "the file (python -m datamodules.write checks every image)") from None
@@ -150,53 +138,27 @@ def _image_folder(directory: Path, classes: list[str], transform) -> LabelledIma
     try:
         return LabelledImageFolder(directory, classes, transform)
     except (FileNotFoundError, RuntimeError) as e:
-        raise _data_error(f"{directory}: {e}; {LAYOUT}") from None
+        raise DataError(f"{directory}: {e}; {LAYOUT}") from None
 
 
-class ImageFolderDataModule(L.LightningDataModule):
+class ImageFolderDataModule(BaseDataModule):
     """Images + integer labels from ``root/train`` and ``root/val`` (torchvision ``ImageFolder``).
 
-    Options as :class:`datamodules.ffcv.FFCVDataModule`'s (``batch_size`` global, ``augment``,
-    ``resolution``, ``val_resolution``/``val_crop_ratio``, ``mean``/``std`` in [0, 1] units,
-    ``seed``, ``sampler``, ``channels_last``); ``epoch_samples`` is the class-aware sampler's
-    draws per epoch (``None``: one per training image) and is ignored by ``sampler='random'``.
-    ``num_classes``/``classes`` come from the folder (no setup needed); ``train_size`` and
-    ``val_size`` exist after :meth:`setup`.
+    Options as :class:`datamodules.ffcv.FFCVDataModule`'s (a :class:`DataOptions`, or its fields
+    as keywords: ``batch_size`` global, ``resolution``, ``val_resolution``/``val_crop_ratio``,
+    ``seed``, ``sampler``, ``channels_last``), plus ``augment`` and ``mean``/``std`` in [0, 1]
+    units; ``epoch_samples`` is the class-aware sampler's draws per epoch (``None``: one per
+    training image) and is ignored by ``sampler='random'``.  ``num_classes``/``classes`` come
+    from the folder (no setup needed); ``train_size`` and ``val_size`` exist after :meth:`setup`.
     """
 
-    def __init__(
-        self,
-        root: str | os.PathLike,
-        *,
-        batch_size: int = 256,
-        num_workers: int = 2,
-        augment: str = "natural",
-        resolution: int = 224,
-        val_resolution: int | None = None,
-        val_crop_ratio: float = 224 / 256,
-        mean: Sequence[float] = IMAGENET_MEAN,
-        std: Sequence[float] = IMAGENET_STD,
-        seed: int = 0,
-        sampler: str = "random",
-        epoch_samples: int | None = None,
-        channels_last: bool = False,
-        normalize_dtype: str | None = None,
-    ) -> None:
-        super().__init__()
-        if augment not in AUGMENTATIONS:
-            raise ValueError(f"unknown augmentation {augment!r}; expected one of {AUGMENTATIONS}")
-        if sampler not in SAMPLERS:
-            raise ValueError(f"unknown sampler {sampler!r}; expected random or class_aware")
-        if not 0 < val_crop_ratio <= 1:
-            raise ValueError(f"val_crop_ratio must be in (0, 1], got {val_crop_ratio}")
+    def __init__(self, root: str | os.PathLike, options: DataOptions | None = None, *,
+                 augment: str | None = None, mean: Sequence[float] = IMAGENET_MEAN,
+                 std: Sequence[float] = IMAGENET_STD, **changes: Any) -> None:
+        super().__init__(data_options(options, **changes), augment=augment, mean=mean, std=std)
+        if not 0 < self.val_crop_ratio <= 1:
+            raise ValueError(f"val_crop_ratio must be in (0, 1], got {self.val_crop_ratio}")
         self.root = Path(root).expanduser()
-        self.batch_size, self.num_workers = batch_size, num_workers
-        self.augment, self.resolution = augment, resolution
-        self.val_resolution, self.val_crop_ratio = val_resolution or resolution, val_crop_ratio
-        self.mean, self.std = tuple(mean), tuple(std)
-        self.seed, self.sampler, self.epoch_samples = seed, sampler, epoch_samples
-        self.channels_last = channels_last
-        self.normalize = DeviceNormalize(self.mean, self.std, channels_last=channels_last, dtype=normalize_dtype)
         self._classes: list[str] | None = None
         self.train_set = self.val_set = None
 
@@ -212,15 +174,15 @@ class ImageFolderDataModule(L.LightningDataModule):
     def check_layout(self) -> None:
         """Raise ``DataError`` naming the missing directory and the expected layout."""
         if not self.root.is_dir():
-            raise _data_error(f"{self.root}: no such directory; {LAYOUT}")
+            raise DataError(f"{self.root}: no such directory; {LAYOUT}")
         for d in (self.train_dir, self.val_dir):
             if not d.is_dir():
-                raise _data_error(f"{d}: no such directory; {LAYOUT}")
+                raise DataError(f"{d}: no such directory; {LAYOUT}")
         if not _class_dirs(self.train_dir):
-            raise _data_error(f"{self.train_dir}: no class sub-directories; {LAYOUT}")
+            raise DataError(f"{self.train_dir}: no class sub-directories; {LAYOUT}")
         unknown = sorted(set(_class_dirs(self.val_dir)) - set(_class_dirs(self.train_dir)))
         if unknown:
-            raise _data_error(f"{self.val_dir}: classes {unknown[:5]} are not in {self.train_dir}; {LAYOUT}")
+            raise DataError(f"{self.val_dir}: classes {unknown[:5]} are not in {self.train_dir}; {LAYOUT}")
 
     @property
     def classes(self) -> list[str]:
@@ -233,7 +195,7 @@ class ImageFolderDataModule(L.LightningDataModule):
     @property
     def num_classes(self) -> int:
         if len(self.classes) < 2:
-            raise _data_error(f"{self.train_dir}: {len(self.classes)} class directory; "
+            raise DataError(f"{self.train_dir}: {len(self.classes)} class directory; "
                               "a classifier needs at least 2")
         return len(self.classes)
 
@@ -246,11 +208,9 @@ class ImageFolderDataModule(L.LightningDataModule):
         self.val_set = _image_folder(self.val_dir, classes, val_transform(self.val_resolution, self.val_crop_ratio))
         for split, ds in (("train", self.train_set), ("val", self.val_set)):
             if len(ds) == 0:
-                raise _data_error(f"{self.root / split}: no images found; {LAYOUT}")
+                raise DataError(f"{self.root / split}: no images found; {LAYOUT}")
         self.train_size, self.val_size = len(self.train_set), len(self.val_set)
-        from . import check_shardable
-
-        check_shardable(str(self.val_dir), self.val_size, self._world()[1])
+        check_shardable(str(self.val_dir), self.val_size, self.world_size)
 
     def set_train_resolution(self, resolution: int) -> None:
         """Progressive resizing: training batches from the next epoch on are ``resolution`` square
@@ -260,44 +220,19 @@ class ImageFolderDataModule(L.LightningDataModule):
             self.train_transform.set_resolution(self.resolution)
 
     # ------------------------------------------------------------------ sharding
-    def _world(self) -> tuple[int, int]:
-        """(global rank, world size) from the trainer; (0, 1) without one."""
-        if self.trainer is None:
-            return 0, 1
-        return self.trainer.global_rank, self.trainer.world_size
-
-    def per_device_batch_size(self) -> int:
-        world = self._world()[1]
-        if self.batch_size % world:
-            raise ValueError(f"data.batch_size={self.batch_size} is the global batch and must divide evenly "
-                             f"across {world} ranks; choose a multiple of {world}")
-        return self.batch_size // world
-
     def train_sampler(self):
         """This rank's training sampler, positioned at the trainer's current epoch."""
         self.setup()
-        rank, world = self._world()
-        if self.sampler == "class_aware":  # label-balanced (Shen et al. 2016), sharded across ranks
-            from .sampling import ClassAwareSampler
-
-            sampler = ClassAwareSampler(self.train_set.targets, self.epoch_samples, self.seed, rank, world)
-        else:
-            sampler = DistributedSampler(self.train_set, world, rank, shuffle=True, seed=self.seed, drop_last=True)
-        sampler.set_epoch(self.trainer.current_epoch if self.trainer is not None else 0)
-        return sampler
+        return self.train_sampler_for(self.train_set, self.train_set.targets)
 
     def val_subset(self) -> Subset:
         """This rank's validation examples: ``rank::world``, no padding (ranks may differ by one)."""
         self.setup()
-        rank, world = self._world()
-        return Subset(self.val_set, range(rank, len(self.val_set), world))
+        return self.val_shard(self.val_set)
 
     # ------------------------------------------------------------------ loaders
     def _loader_options(self) -> dict[str, Any]:
-        if self.trainer is not None:
-            cuda = self.trainer.strategy.root_device.type == "cuda"
-        else:
-            cuda = torch.cuda.is_available()
+        cuda = self.device.type == "cuda" if self.trainer is not None else torch.cuda.is_available()
         return dict(batch_size=self.per_device_batch_size(), num_workers=self.num_workers, pin_memory=cuda,
                     persistent_workers=self.num_workers > 0)
 
@@ -312,8 +247,3 @@ class ImageFolderDataModule(L.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.val_subset(), shuffle=False, drop_last=False, **self._loader_options())
-
-    # ------------------------------------------------------------------ on device
-    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> tuple[torch.Tensor, torch.Tensor]:
-        images, labels = batch
-        return self.normalize(images, labels)

@@ -308,7 +308,8 @@ class ClassAwareSampler(Sampler[int]):
 
 # --------------------------------------------------------------------------- FFCV traversal order
 class _LoaderAcceptedMeta(ABCMeta):
-    """Metaclass of our FFCV orders: lets ``Loader(order=TheClass)`` work on FFCV 1.0.2.
+    """Metaclass of our FFCV orders (class-aware here, ``ffcv.exact_shard_order``): the one adapter
+    for the FFCV 1.0.2 order bug; lets ``Loader(order=TheClass)`` work on FFCV 1.0.2.
 
     FFCV 1.0.2's Loader tests a custom order with ``isinstance(order, TraversalOrder)`` (a bug,
     fixed upstream by libffcv/ffcv PRs #302/#374 with ``issubclass``) and then calls
@@ -322,8 +323,11 @@ class _LoaderAcceptedMeta(ABCMeta):
 _ORDER_CLASS: type | None = None
 
 
-def _registered_meta() -> type:
-    """``_LoaderAcceptedMeta``, registered with FFCV's ``TraversalOrder`` (once)."""
+def ffcv_order_meta() -> type:
+    """The metaclass every custom FFCV traversal order of ours is built with (FFCV 1.0.2's Loader
+    checks ``isinstance(order, TraversalOrder)`` where it means ``issubclass``: see
+    :class:`_LoaderAcceptedMeta`): ``_LoaderAcceptedMeta``, registered with FFCV's
+    ``TraversalOrder`` (once)."""
     from ffcv.traversal_order.base import TraversalOrder
 
     if not issubclass(_LoaderAcceptedMeta, TraversalOrder):
@@ -345,7 +349,7 @@ def _build_order_class() -> type:
         return _ORDER_CLASS
     from ffcv.traversal_order.base import TraversalOrder
 
-    class ClassAwareOrder(TraversalOrder, metaclass=_registered_meta()):
+    class ClassAwareOrder(TraversalOrder, metaclass=ffcv_order_meta()):
         """FFCV traversal order with class-aware sampling: ``Loader(order=ClassAwareOrder, ...)``.
 
         Labels are read from the loader's ``.beton`` metadata (field ``label_field``), restricted

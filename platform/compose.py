@@ -24,6 +24,7 @@ import torch
 import models
 from datamodules import create_datamodule
 from datamodules.normalize import autocast_dtype
+from datamodules.options import DataOptions
 from platform import slurm
 from platform.config import ConfigError, ExperimentConfig, ModelConfig, to_dict
 from platform.callbacks import AtomicModelCheckpoint, RunCheckpoint, RunRecorder
@@ -32,22 +33,24 @@ log = logging.getLogger("platform.train")  # the W&B fallback warnings are the t
 
 
 # ---------------------------------------------------------------------------- the datamodule
-def datamodule_options(cfg: ExperimentConfig) -> dict[str, Any]:
+def datamodule_options(cfg: ExperimentConfig) -> DataOptions:
+    """The datamodule's options, built once from the config: ``data.*`` plus the run's seed,
+    ``trainer.channels_last`` and, on CUDA, the autocast dtype for the normalised inputs."""
     d = cfg.data
-    return dict(path=d.path, backend=d.backend, cache_dir=d.cache_dir, batch_size=d.batch_size,
-                num_workers=d.num_workers, resolution=d.resolution, val_resolution=d.val_resolution, val_crop_ratio=d.val_crop_ratio,
-                os_cache=d.os_cache, order=d.order, seed=cfg.seed, split_seed=d.split_seed,
-                val_fraction=d.val_fraction, val_split=d.val_split, train_subset=d.train_subset,
-                val_subset=d.val_subset, synthetic_size=d.synthetic_size,
-                synthetic_classes=d.synthetic_classes, channels_last=cfg.trainer.channels_last,
-                sampler=d.sampler, epoch_samples=d.epoch_samples, batches_ahead=d.batches_ahead,
-                progressive=d.min_resolution is not None,
-                normalize_dtype=autocast_dtype(cfg.trainer.precision))  # on CUDA: inputs in the autocast dtype
+    return DataOptions(path=d.path, backend=d.backend, cache_dir=d.cache_dir, batch_size=d.batch_size,
+                       num_workers=d.num_workers, resolution=d.resolution, val_resolution=d.val_resolution,
+                       val_crop_ratio=d.val_crop_ratio, os_cache=d.os_cache, order=d.order, seed=cfg.seed,
+                       split_seed=d.split_seed, val_fraction=d.val_fraction, val_split=d.val_split,
+                       train_subset=d.train_subset, val_subset=d.val_subset, synthetic_size=d.synthetic_size,
+                       synthetic_classes=d.synthetic_classes, channels_last=cfg.trainer.channels_last,
+                       sampler=d.sampler, epoch_samples=d.epoch_samples, batches_ahead=d.batches_ahead,
+                       progressive=d.min_resolution is not None,
+                       normalize_dtype=autocast_dtype(cfg.trainer.precision))
 
 
 def build_datamodule(cfg: ExperimentConfig, **changes: Any):
     """The config's datamodule with :func:`datamodule_options` (``changes`` replace some)."""
-    return create_datamodule(cfg.data.name, **{**datamodule_options(cfg), **changes})
+    return create_datamodule(cfg.data.name, datamodule_options(cfg), **changes)
 
 
 # ---------------------------------------------------------------------------- the module

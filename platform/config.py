@@ -30,6 +30,8 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from datamodules.options import CACHE_DIR
+
 RECIPES_DIR = Path(__file__).parent / "recipes"
 
 
@@ -158,7 +160,7 @@ class DataConfig:
     name: str = _f("digits", "dataset: digits (embedded), fashion_mnist (Debian's dataset-fashion-mnist), imagenet, cifar10, cifar100, beton (any .beton pair), synthetic", rule=PATH_COMPONENT)
     path: Optional[str] = _f(None, "data=beton|imagenet: directory holding train.beton/val.beton (backend=torchvision: the ImageFolder root); fashion_mnist: the four IDX files (default: Debian's)")
     backend: str = _f("ffcv", "ffcv (.beton, fast) | torchvision (ImageFolder fallback, where FFCV is absent)")
-    cache_dir: str = _f("~/.cache/cnn-platform", "where embedded datasets are written once as .beton")
+    cache_dir: str = _f(CACHE_DIR, "where embedded datasets are written once as .beton")
     batch_size: int = _f(64, "global batch size (split evenly across DDP ranks)", range="[1, inf)")
     num_workers: int = _f(2, "FFCV decoding threads (0: FFCV uses every core)", range="[0, inf)")
     resolution: Optional[int] = _f(None, "training crop side; null = the dataset's default", range="[1, inf)")

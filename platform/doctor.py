@@ -15,6 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from datamodules.options import CACHE_DIR
 from platform import cli
 
 
@@ -63,7 +64,7 @@ def _wandb_verdict() -> tuple[str, str]:
     return ("ok" if mode in ("online", "offline") else "warn"), f"W&B {mode}: {why}"
 
 
-def _cache_verdict(cache_dir: str = "~/.cache/cnn-platform") -> tuple[str, str]:
+def _cache_verdict(cache_dir: str = CACHE_DIR) -> tuple[str, str]:
     path = Path(cache_dir).expanduser()
     try:
         path.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,80 @@
+"""What every datamodule shares: the constants, and :class:`DataOptions`, the one option type.
+
+Imports nothing of ours (nor torch), so that ``platform/config.py`` can state its defaults from here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+# ImageNet's per-channel mean/std in [0, 1] units (torchvision's and ffcv-imagenet's values); the
+# default normalisation where a dataset's meta.json records none.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# The training augmentations both image paths implement (FFCV: ``ffcv.train_image_pipeline``,
+# torchvision: ``imagefolder.train_transform``); CIFAR and Fashion-MNIST add their own.
+AUGMENTATIONS = ("natural", "digits", "none")
+SAMPLERS = ("random", "class_aware")
+
+# Where the embedded datasets (digits, CIFAR, Fashion-MNIST) are written once as .beton.
+CACHE_DIR = "~/.cache/cnn-platform"
+
+
+@dataclass(frozen=True)
+class DataOptions:
+    """Every option a datamodule takes, each default stated once (here).
+
+    The platform builds one from its config (``platform/compose.py`` ``datamodule_options``:
+    ``DataConfig`` plus the run's seed, ``trainer.channels_last`` and the autocast dtype);
+    ``create_datamodule(name, options)`` hands it to the dataset's datamodule.  ``None`` in
+    ``resolution``/``val_crop_ratio`` means the dataset's own default (a class attribute of its
+    datamodule: digits 32, CIFAR 32, Fashion-MNIST 28, ImageNet 224); ``val_resolution=None`` means
+    ``resolution``.  ``batch_size`` is the global batch (split evenly across the ranks); its
+    default, 64, is what ``python -m platform.train`` has always used (``data.batch_size``).
+    """
+
+    path: str | None = None  # beton/imagenet/cifar: the dataset directory; fashion_mnist: IDX files
+    backend: str = "ffcv"  # imagenet: ffcv (.beton) | torchvision (ImageFolder)
+    cache_dir: str = CACHE_DIR
+    batch_size: int = 64
+    num_workers: int = 2
+    resolution: int | None = None
+    val_resolution: int | None = None
+    val_crop_ratio: float | None = None
+    os_cache: bool = True
+    order: str = "auto"
+    seed: int = 0
+    split_seed: int = 0
+    val_fraction: float = 0.2
+    val_split: str = "test"
+    train_subset: int | None = None
+    val_subset: int | None = None
+    synthetic_size: int = 512
+    synthetic_classes: int = 10
+    channels_last: bool = False
+    sampler: str = "random"
+    epoch_samples: int | None = None
+    batches_ahead: int = 3
+    progressive: bool = False  # FFCV recompiles its pipeline each epoch (progressive resizing)
+    normalize_dtype: str | None = None  # bf16/fp16: DeviceNormalize's output on CUDA (None: float32)
+
+    def with_(self, **changes: Any) -> "DataOptions":
+        """A copy with ``changes`` (keyword names as the fields); an unknown name is a TypeError."""
+        unknown = sorted(set(changes) - {f.name for f in fields(self)})
+        if unknown:
+            raise TypeError(f"unknown data option(s) {unknown}; known: {[f.name for f in fields(self)]}")
+        return replace(self, **changes) if changes else self
+
+    # ``**options`` as keywords: callers written against the former options dict keep working
+    def keys(self) -> list[str]:
+        return [f.name for f in fields(self)]
+
+    def __getitem__(self, key: str) -> Any:
+        return getattr(self, key)
+
+
+def data_options(options: DataOptions | None = None, **changes: Any) -> DataOptions:
+    """``options`` (default: all defaults) with keyword ``changes``: how the datamodules' constructors
+    accept both a :class:`DataOptions` and the keyword options tests and benchmarks pass."""
+    return (options or DataOptions()).with_(**changes)
