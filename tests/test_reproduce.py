@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, cli_env, run_cli
-from platform.complexity import complexity
+from models.complexity import complexity
 from platform.config import ConfigError, load_config, parse_overrides
 from platform.reproduce import gather, row_overrides, row_runs, static_columns, sweep_yaml, trained_columns
 from platform.runs import RunRecord, config_from_wandb, local_records, run_filter, wandb_api_record
