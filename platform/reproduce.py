@@ -78,7 +78,7 @@ def _scaled_efficientnet(scaling: tuple[tuple[str, float], ...]) -> dict[str, An
     """
     import torch
 
-    from models.mobilenet import BASE_RESOLUTION, compound_coefficients, scaled_efficientnet
+    from models.efficientnet import BASE_RESOLUTION, compound_coefficients, scaled_efficientnet
     from platform.complexity import count_macs, count_params
 
     s = dict(scaling)
