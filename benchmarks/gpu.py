@@ -21,7 +21,7 @@ reason, and exits 0.
   ``--warmup-steps`` untimed steps (compilation happens there), then ``--steps`` timed steps.
   Compiled = ``model.compile()`` in place, as ``trainer.compile=true`` does.
 * **MFU** = 3 x forward multiply-adds x 2 FLOPs x images/s / peak (forward + the two backward
-  matmuls), multiply-adds from ``platform.complexity`` (convolutions and matmuls).
+  matmuls), multiply-adds from ``models.complexity`` (convolutions and matmuls).
 * **Normalisation dtype**: :func:`normalize_ab` times ``DeviceNormalize`` to float32 vs to bf16 on
   the GPU, alone and followed by the model's forward under autocast (what the datamodule now does
   with ``trainer.precision=bf16-mixed``), interleaved.
@@ -298,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
                                              "normalize": norm}, argv, a.results_dir)
         print(f"wrote {path}")
         return 0
-    from platform.complexity import complexity
+    from models.complexity import complexity
 
     started = time.perf_counter()
     torch.backends.cudnn.benchmark = True

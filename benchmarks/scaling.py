@@ -32,7 +32,7 @@ import torch
 
 import models
 from benchmarks.common import add_common_args, apply_common, interleaved, linear_fit, median, write_result
-from platform.complexity import count_macs
+from models.complexity import count_macs
 
 DEFAULT_ZOO = ("resnet18", "resnet50", "resnext50_32x4d", "wide_resnet50_2", "se_resnet50", "densenet121",
                "mobilenet_v1", "mobilenet_v2", "efficientnet_b0", "inception_resnet_v1", "highway19")

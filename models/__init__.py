@@ -8,7 +8,9 @@ model family listed below.
 """
 
 # importing a family module registers its entrypoints
-from . import bn_inception, densenet, highway, inception_resnet, mobilenet, resnet, vgg  # noqa: F401
+from . import (  # noqa: F401
+    bn_inception, densenet, efficientnet, highway, inception_resnet, mobilenet, resnet, vgg,
+)
 from .layers import (
     ClassifierHead,
     ConvNormAct,

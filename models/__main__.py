@@ -7,8 +7,7 @@
     python -m models --update-readme # regenerate README.md's zoo section in place
     python -m models --no-cache      # recount (counts are cached; see `counts`)
 
-Counting uses ``platform.complexity`` (the one MAC counter): this command is the only place
-``models`` reaches into ``platform``, because the counter is the platform's by design.
+Counting uses ``models.complexity`` (the one MAC counter, re-exported as ``platform.complexity``).
 """
 from __future__ import annotations
 
@@ -31,9 +30,9 @@ def _short_paper(paper: str) -> str:
 # ---------------------------------------------------------------------------- counts, cached
 # Counting builds every model on the meta device and runs torch's FLOP counter: ~40 s for the zoo.
 # The counts are cached in CACHE_DIR/models-counts-<key>.json, where <key> hashes the bytes of every
-# models/*.py but this file, platform/complexity.py and the torch version: any edit to an architecture
-# or to the counter (or another torch) gives a new key, so a stale count is never read.  Only missing names are
-# counted; the file is replaced atomically.
+# models/*.py but this file (the counter models/complexity.py among them) and the torch version: any
+# edit to an architecture or to the counter (or another torch) gives a new key, so a stale count
+# is never read.  Only missing names are counted; the file is replaced atomically.
 CACHE_DIR = Path(os.environ.get("CNN_PLATFORM_CACHE", "~/.cache/cnn-platform")).expanduser()
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,7 +43,7 @@ def cache_key() -> str:
 
     h = hashlib.sha256(version("torch").encode())
     sources = sorted(p for p in ROOT.glob("models/*.py") if p.name != "__main__.py")
-    for path in sources + [ROOT / "platform" / "complexity.py"]:
+    for path in sources:
         h.update(path.name.encode() + path.read_bytes())
     return h.hexdigest()[:16]
 
@@ -64,7 +63,7 @@ def counts(names: list[str], use_cache: bool = True) -> dict[str, dict[str, int]
             cached = {}
     todo = [n for n in names if n not in cached]
     if todo:
-        from platform.complexity import complexity
+        from models.complexity import complexity
 
         for name in todo:
             c = complexity(name)

@@ -201,7 +201,7 @@ def run_start_lines(cfg, module, datamodule, run_dir: Path, world_size: int):
     import torch
 
     import models
-    from platform.complexity import count_macs, count_params
+    from models.complexity import count_macs, count_params
     from platform.schedules import train_size
 
     info = models.model_info(cfg.model.name)

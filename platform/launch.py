@@ -78,7 +78,7 @@ def check_data_path(cfgs: list[ExperimentConfig], where: str) -> None:
 
 def run_cost(cfg: ExperimentConfig) -> float:
     """Estimated GPU-hours of one run: train MACs x images x epochs at the reference MAC rate."""
-    from platform.complexity import complexity
+    from models.complexity import complexity
     from platform.schedules import train_size
 
     import models

@@ -17,10 +17,10 @@ from platform.tables import Row, Table
 
 # ---------------------------------------------------------------------------- static columns
 def static_columns(table: Table, row: Row) -> dict[str, Any]:
-    """Params and multiply-adds of a row, counted now by ``platform.complexity`` (meta device)."""
+    """Params and multiply-adds of a row, counted now by ``models.complexity`` (meta device)."""
     import torch
 
-    from platform.complexity import count_macs
+    from models.complexity import count_macs
 
     knobs = {"num_classes": table.num_classes, **row.knobs()}
     if row.scaling is not None:
@@ -39,7 +39,7 @@ def static_columns(table: Table, row: Row) -> dict[str, Any]:
 
 @functools.lru_cache(maxsize=None)
 def _complexity(name: str, resolution: int, knobs: tuple[tuple[str, Any], ...]):
-    from platform.complexity import complexity
+    from models.complexity import complexity
 
     return complexity(name, resolution, **dict(knobs))
 
@@ -53,8 +53,8 @@ def _scaled_efficientnet(scaling: tuple[tuple[str, float], ...]) -> dict[str, An
     """
     import torch
 
-    from models.mobilenet import BASE_RESOLUTION, compound_coefficients, scaled_efficientnet
-    from platform.complexity import count_macs, count_params
+    from models.efficientnet import BASE_RESOLUTION, compound_coefficients, scaled_efficientnet
+    from models.complexity import count_macs, count_params
 
     s = dict(scaling)
     if "phi" in s:

@@ -36,7 +36,7 @@ def meta_model(name: str, **knobs):
 
 
 def n_params(model) -> int:
-    from platform.complexity import count_params
+    from models.complexity import count_params
 
     return count_params(model)
 

@@ -39,7 +39,7 @@ from models.inception_resnet import (
     resnet_c,
 )
 from models.layers import DropPath, SqueezeExcite
-from platform.complexity import count_macs, count_params
+from models.complexity import count_macs, count_params
 
 NAMES = ("inception_resnet_v1", "inception_resnet_v2", "inception_resnet_v2_fig15", "inception_v4")
 SPECS = {

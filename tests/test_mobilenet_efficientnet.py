@@ -20,7 +20,7 @@ from torch import nn
 
 from models import create_model, free_knobs, model_info
 from models.layers import ConvNormAct, DropPath, SqueezeExcite, drop_path_rates
-from models.mobilenet import (
+from models.efficientnet import (
     ALPHA,
     BETA,
     EFFICIENTNET_B0,
@@ -28,21 +28,23 @@ from models.mobilenet import (
     GAMMA,
     TF_BN_EPS,
     TF_BN_MOMENTUM,
+    compound_coefficients,
+    efficientnet,
+    efficientnet_spec,
+    scaled_efficientnet,
+)
+from models.mobilenet import (
     DepthwiseSeparable,
     InvertedResidual,
     MBConvNet,
     MBNetSpec,
     MBStageSpec,
-    compound_coefficients,
-    efficientnet,
-    efficientnet_spec,
     mobilenet_v1_spec,
     mobilenet_v2_spec,
     round_channels,
     scale_repeats,
-    scaled_efficientnet,
 )
-from platform.complexity import count_macs, count_params
+from models.complexity import count_macs, count_params
 
 
 def meta(name: str, **knobs) -> nn.Module:

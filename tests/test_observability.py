@@ -247,7 +247,7 @@ def test_gpu_hours_scale_with_macs_images_and_epochs():
 
     rn50 = load_config(["model=resnet50", "data=imagenet", "trainer.max_epochs=90"])
     hours = gpu_hours([rn50])
-    from platform.complexity import complexity
+    from models.complexity import complexity
 
     expected = complexity("resnet50", 224).macs * 1_281_167 * 90 / (REFERENCE_MACS * REFERENCE_IMG_S) / 3600
     assert hours == pytest.approx(expected) and 10 < hours < 20  # NVIDIA's README: ~14 hours for 90 epochs

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from models import create_model, model_info
-from platform.complexity import count_macs, count_params
+from models.complexity import count_macs, count_params
 
 RELEASED = json.loads((Path(__file__).parent / "data" / "released_shapes.json").read_text())
 

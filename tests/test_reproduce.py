@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, cli_env, run_cli
-from platform.complexity import complexity
+from models.complexity import complexity
 from platform.config import ConfigError, load_config, parse_overrides
 from platform.reproduce import gather, row_overrides, row_runs, static_columns, sweep_yaml, trained_columns
 from platform.run_records import RunRecord, config_from_wandb, local_records, run_filter, wandb_api_record
@@ -111,6 +111,22 @@ def test_bad_table_files_and_names_give_specific_errors(tmp_path):
         parse_table(bad)
     proc = run_cli("platform.reproduce", "nope")
     assert proc.returncode == 2 and "unknown table 'nope'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_paper_values_the_registry_holds_are_read_from_it(tmp_path):
+    # each number lives once: a table names the registry field instead of repeating it
+    b0 = {r.id: r for r in load_table("efficientnet_table2").rows}["b0"]
+    info = models.model_info("efficientnet_b0")
+    assert b0.paper["top1_err"] == info.top1_err == 22.9 and info.paper_params == "5.3M"
+    assert b0.paper["params"] == 5.3e6 and b0.paper["macs"] == 0.39e9
+    bad = tmp_path / "bad.yaml"
+    head = "name: x\ntitle: t\npaper: p\ntable: T1\nkind: computed\nrows:\n"
+    bad.write_text(head + "  - {id: a, model: resnet20, paper: {top1_err: registry.top1}}\n")
+    with pytest.raises(TableError, match=r"bad.yaml: rows 'a' paper.top1_err: 'registry.top1' names no"):
+        parse_table(bad)
+    bad.write_text(head + "  - {id: a, model: plain20, paper: {top5_err: registry.top5_err}}\n")
+    with pytest.raises(TableError, match="model plain20 has no top5_err in the registry"):
+        parse_table(bad)
 
 
 def test_list_names_every_table(capsys):

@@ -8,7 +8,7 @@ import torchvision
 
 from models import create_model, list_models, model_info
 from models.convert import ConversionError, from_torchvision
-from platform.complexity import complexity, count_params
+from models.complexity import complexity, count_params
 
 TV_MODELS = [n for n in list_models() if model_info(n).torchvision]
 

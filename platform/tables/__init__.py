@@ -6,6 +6,11 @@ overrides), the paper's printed values per row with their source, the expected t
 "the paper's setting") and ``proxy`` (a reduced budget on small data, for checking the
 machinery and trends on one machine; never a reproduction of the paper's numbers).
 
+A paper value the model registry also holds is written once, in the registry: the table names
+the field instead of repeating the number (``paper: {top1_err: registry.top1_err, params:
+registry.paper_params}``), resolved here from ``models.model_info(row.model)``; printed strings
+such as ``"5.3M"`` or ``"0.39e9"`` become numbers.
+
 ``platform.reproduce`` computes the static columns (params, multiply-adds) from the rows,
 gathers trained results from runs whose config matches a row at a scale, and launches the
 rows that have none.  ``kind: computed`` tables have static columns only.
@@ -23,6 +28,9 @@ TABLES_DIR = Path(__file__).resolve().parent
 SCALES = ("imagenet", "proxy")
 PAPER_KEYS = ("top1_err", "top5_err", "params", "macs", "resolution")
 METRICS = ("top1_err", "top5_err", "train_err")  # train_err: the last epoch's training error (metrics.jsonl)
+
+
+REGISTRY_PREFIX = "registry."  # a paper value read from the model's registry entry
 
 
 class TableError(ValueError):
@@ -121,6 +129,40 @@ def _scalar(v: Any) -> str:
     return v if isinstance(v, str) else yaml.safe_dump(v, default_flow_style=True).strip().removesuffix("...").strip()
 
 
+def _printed_number(value: str) -> float:
+    """A count as the registry copies it from the paper: "5.3M" -> 5.3e6, "0.39e9" -> 0.39e9."""
+    text = value.strip()
+    if text.endswith("M"):
+        text = text[:-1] + "e6"
+    return float(text)
+
+
+def _registry_value(path: Path, row_id: str, model: str, key: str, ref: str) -> Any:
+    """The number a ``registry.FIELD`` reference names, from the registry entry of ``model``."""
+    import dataclasses
+
+    import models  # imports torch: only tables that reference the registry pay for it
+
+    field_name = ref.removeprefix(REGISTRY_PREFIX)
+    fields = {f.name for f in dataclasses.fields(models.ModelInfo)}
+    where = f"rows {row_id!r} paper.{key}: {ref!r}"
+    if field_name not in fields:
+        raise _err(path, f"{where} names no registry field; expected registry.FIELD with FIELD one "
+                         f"of {', '.join(sorted(fields))}")
+    try:
+        value = getattr(models.model_info(model), field_name)
+    except models.UnknownModelError as e:
+        raise _err(path, f"{where}: {e}") from None
+    if value is None:
+        raise _err(path, f"{where}: model {model} has no {field_name} in the registry; write the "
+                         "paper's number in the table instead")
+    try:
+        return _printed_number(value) if isinstance(value, str) else value
+    except ValueError:
+        raise _err(path, f"{where}: the registry's {field_name} of {model} is {value!r}, not a "
+                         "number") from None
+
+
 def _row(path: Path, i: int, d: Any) -> Row:
     if not isinstance(d, dict):
         raise _err(path, f"rows[{i}] must be a mapping, got {d!r}")
@@ -135,6 +177,9 @@ def _row(path: Path, i: int, d: Any) -> Row:
     bad = set(paper) - {*PAPER_KEYS, "source"}
     if bad:
         raise _err(path, f"rows[{i}] ({d['id']}): unknown paper keys {sorted(bad)}; expected {', '.join(PAPER_KEYS)}, source")
+    for k, v in paper.items():
+        if isinstance(v, str) and v.startswith(REGISTRY_PREFIX):
+            paper[k] = _registry_value(path, d["id"], d["model"], k, v)
     for k in ("params", "macs"):
         if isinstance(paper.get(k), str):
             paper[k] = float(paper[k])  # YAML reads 25.5e6 as a string
