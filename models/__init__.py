@@ -9,6 +9,7 @@ model family listed below.
 
 # importing a family module registers its entrypoints
 from . import bn_inception, densenet, highway, inception_resnet, mobilenet, resnet, vgg  # noqa: F401
+from . import resnet_zoo, resnext_zoo  # noqa: F401  (the residual family's rows)
 from .layers import (
     ClassifierHead,
     ConvNormAct,
@@ -27,9 +28,11 @@ from .registry import (
     ModelInfo,
     UnknownModelError,
     create_model,
+    entrypoint,
     free_knobs,
     list_models,
     model_info,
+    register,
     register_model,
 )
 from .resnet import NetSpec, ResidualNet, StageSpec
@@ -53,8 +56,10 @@ __all__ = [
     "drop_path_rates",
     "set_drop_path_step",
     "skips_blocks",
+    "entrypoint",
     "free_knobs",
     "list_models",
     "model_info",
+    "register",
     "register_model",
 ]
