@@ -50,44 +50,45 @@ from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
-from typing import Any, ClassVar, Literal, get_args
+from typing import Any, Literal, get_args
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .layers import (
     BN_EPS,
-    he_init_,
     BN_MOMENTUM,
     ClassifierHead,
     ConvNormAct,
     DropPathMode,
     DropPathRule,
     NormAct,
-    SqueezeExcite,
-    block_dropped,
-    conv2d,
     drop_path_rates,
+    he_init_,
     make_drop_path,
-    relu,
+)
+
+# The blocks live in models/resnet_blocks.py; re-exported here, where checkpoints and callers
+# have always found them (models.resnet.BasicBlock, ...).
+from .resnet_blocks import (  # noqa: F401
+    BLOCKS,
+    BasicBlock,
+    BlockArgs,
+    BlockKind,
+    Bottleneck,
+    PadPool,
+    PadShortcut,
+    PreActBasicBlock,
+    PreActBottleneck,
+    Shortcut,
+    StrideOn,
+    check_choice,
+    make_shortcut,
 )
 
 # ---------------------------------------------------------------- specs
 
-BlockKind = Literal["basic", "bottleneck", "preact_basic", "preact_bottleneck"]
 StemKind = Literal["imagenet", "cifar", "deep"]
-Shortcut = Literal["A", "B", "C", "none"]  # 'none': plain net, no shortcut at all
-StrideOn = Literal["3x3", "1x1"]
-# How an option-A shortcut downsamples: 'stride' keeps every 2nd pixel (He et al. 2015 §3.3;
-# fb.resnet.torch's 1x1 average pool at stride 2); 'avgpool' averages 2x2 windows (Huang et
-# al.'s ResidualDrop.lua: nn.SpatialAveragePooling(stride, stride, stride, stride)).
-PadPool = Literal["stride", "avgpool"]
-
-
-def _check_choice(field: str, value: object, choices: tuple[object, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"{field} must be one of {choices}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -109,9 +110,9 @@ class StageSpec:
     def __post_init__(self) -> None:
         if self.depth < 1 or self.width < 1:
             raise ValueError(f"depth and width must be >= 1, got {self}")
-        _check_choice("stride", self.stride, (1, 2))
+        check_choice("stride", self.stride, (1, 2))
         if self.block is not None:
-            _check_choice("block", self.block, get_args(BlockKind))
+            check_choice("block", self.block, get_args(BlockKind))
 
 
 @dataclass(frozen=True)
@@ -134,11 +135,11 @@ class NetSpec:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "stages", tuple(self.stages))  # accept a list (e.g. from YAML)
-        _check_choice("stem", self.stem, get_args(StemKind))
-        _check_choice("block", self.block, get_args(BlockKind))
-        _check_choice("shortcut", self.shortcut, get_args(Shortcut))
-        _check_choice("stride_on", self.stride_on, get_args(StrideOn))
-        _check_choice("proj_kernel", self.proj_kernel, (1, 3))
+        check_choice("stem", self.stem, get_args(StemKind))
+        check_choice("block", self.block, get_args(BlockKind))
+        check_choice("shortcut", self.shortcut, get_args(Shortcut))
+        check_choice("stride_on", self.stride_on, get_args(StrideOn))
+        check_choice("proj_kernel", self.proj_kernel, (1, 3))
         if not 0.0 < self.conv1_ratio <= 1.0:
             raise ValueError(f"conv1_ratio must be in (0, 1], got {self.conv1_ratio}")
         if not self.stages:
@@ -192,71 +193,7 @@ def resnext_group_width(cardinality: int, *, reference_width: int = 64, channels
     )
 
 
-# ---------------------------------------------------------------- shortcuts and stems
-
-
-class PadShortcut(nn.Module):
-    """Option A (He et al. 2015 §3.3): identity with zero-padded extra channels.
-
-    "The shortcut still performs identity mapping, with extra zero entries padded
-    for increasing dimensions ... performed with a stride of 2." No parameters;
-    this is what the CIFAR nets of §4.2 use (resnet110 = 1.7M params, Table 6).
-    """
-
-    def __init__(
-        self, in_channels: int, out_channels: int, stride: int, pool: PadPool = "stride"
-    ) -> None:
-        super().__init__()
-        if out_channels < in_channels:
-            raise ValueError("option-A shortcuts can only add channels")
-        _check_choice("shortcut_downsample", pool, get_args(PadPool))
-        self.extra = out_channels - in_channels
-        self.stride = stride
-        self.pool = pool
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.stride > 1 and self.pool == "avgpool":  # Huang et al.: 2x2 average, stride 2
-            x = F.avg_pool2d(x, self.stride, self.stride)
-        elif self.stride > 1:
-            x = x[:, :, :: self.stride, :: self.stride]  # same size as a strided 3x3/1x1 conv
-        # zero channels appended (ResidualDrop.lua: nn.Padding(1, nOut - nIn, 3))
-        return F.pad(x, (0, 0, 0, 0, 0, self.extra))  # (B, C_in, H, W) -> (B, C_out, H, W)
-
-    def extra_repr(self) -> str:
-        return f"extra_channels={self.extra}, stride={self.stride}, pool={self.pool}"
-
-
-def make_shortcut(
-    in_channels: int,
-    out_channels: int,
-    stride: int,
-    kind: Shortcut,
-    *,
-    norm: bool,
-    proj_kernel: int = 1,
-    pad_pool: PadPool = "stride",
-    bn_eps: float,
-    bn_momentum: float,
-) -> nn.Module | None:
-    """Identity where the shape is kept (options A, B), else pad (A) or project (B, C);
-    None for 'none' (a plain block: no shortcut, no addition).
-
-    `norm=False` gives a bare conv projection, for pre-activation blocks whose
-    input is already normalized (He et al. 2016 reference code). A strided
-    projection uses `proj_kernel` (SENet-154: 3x3); stride-1 ones stay 1x1.
-    """
-    if kind == "none":
-        return None
-    if kind != "C" and in_channels == out_channels and stride == 1:
-        return nn.Identity()
-    if kind == "A":
-        return PadShortcut(in_channels, out_channels, stride, pad_pool)
-    k = proj_kernel if stride > 1 else 1
-    if not norm:
-        return conv2d(in_channels, out_channels, k, stride)
-    return ConvNormAct(
-        in_channels, out_channels, k, stride, act_layer=None, bn_eps=bn_eps, bn_momentum=bn_momentum
-    )
+# ---------------------------------------------------------------- stems
 
 
 def make_stem(
@@ -284,311 +221,6 @@ def make_stem(
     if kind == "imagenet":
         layers["pool"] = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)  # 112 -> 56 at 224
     return nn.Sequential(layers)
-
-
-def _se(channels: int, se_ratio: float) -> nn.Module:
-    # SE on the residual branch's output, before the addition (SENet Fig. 3); C/r reduction.
-    if se_ratio <= 0:
-        return nn.Identity()
-    return SqueezeExcite(channels, max(1, round(channels * se_ratio)))
-
-
-def _block_dropout(p: float) -> nn.Module:
-    if not 0.0 <= p < 1.0:
-        raise ValueError(f"block_dropout must be in [0, 1), got {p}")
-    return nn.Dropout(p) if p > 0 else nn.Identity()
-
-
-def _no_block_dropout(block: str, p: float) -> None:
-    if p != 0.0:
-        raise ValueError(
-            f"{block}: block_dropout (WRN's dropout between the two 3x3 convs) needs a basic block"
-        )
-
-
-# ---------------------------------------------------------------- blocks
-#
-# All blocks share one constructor signature so that the net can build any of
-# them from a spec. A block receives its ready DropPath (or None); it never
-# computes a rate. DropPath wraps the whole residual branch (SE included), so a
-# dropped block is exactly its shortcut (Huang et al. 2016 §3). `zero_init_last()`
-# makes the residual branch output zero at init, so each block starts as the
-# identity (Goyal et al. 2017 §5.1, "zero gamma"; +0.2-0.3% top-1 in torchvision).
-#
-# The residual addition is in place (`out += shortcut`), as in torchvision: `out` is always a
-# fresh tensor that no backward needs (a BN, conv, SE-gating or drop-path output), and the
-# out-of-place sum cost ~1.5% of a ResNeXt-50 CPU training step (python -m benchmarks models).
-#
-# `input_activated` marks the net's first block, whose input the stem has already
-# BN-ReLU'd: a pre-act block then skips its own first BN-ReLU (module docstring).
-# A post-act block's input is always activated, so it ignores the flag.
-#
-# A plain block (shortcut 'none') has `shortcut = None` and skips the addition; its
-# branch is everything, so it takes no drop-path and no zero-init (the net refuses both).
-
-
-class BasicBlock(nn.Module):
-    """Two 3x3 convs (He et al. 2015 Fig. 2 left; ResNet-18/34, CIFAR nets)."""
-
-    expansion: ClassVar[int] = 1
-    preact: ClassVar[bool] = False
-
-    def __init__(
-        self,
-        in_channels: int,
-        planes: int,
-        stride: int = 1,
-        *,
-        groups: int = 1,
-        base_width: int = 64,
-        se_ratio: float = 0.0,
-        conv1_ratio: float = 1.0,
-        shortcut: Shortcut = "B",
-        proj_kernel: int = 1,
-        stride_on: StrideOn = "3x3",  # unused: the stride can only go on the first 3x3
-        input_activated: bool = False,  # unused (see above)
-        block_dropout: float = 0.0,
-        drop_path: nn.Module | None = None,
-        pad_pool: PadPool = "stride",
-        bn_eps: float = BN_EPS,
-        bn_momentum: float = BN_MOMENTUM,
-    ) -> None:
-        super().__init__()
-        _check_basic("BasicBlock", groups, base_width, conv1_ratio)
-        bn = dict(bn_eps=bn_eps, bn_momentum=bn_momentum)
-        out_channels = planes * self.expansion
-        self.conv1 = ConvNormAct(in_channels, planes, 3, stride, **bn)
-        self.dropout = _block_dropout(block_dropout)
-        self.conv2 = ConvNormAct(planes, out_channels, 3, act_layer=None, **bn)
-        self.se = _se(out_channels, se_ratio)
-        self.drop_path = drop_path if drop_path is not None else nn.Identity()
-        self.shortcut = make_shortcut(
-            in_channels, out_channels, stride, shortcut, norm=True, proj_kernel=proj_kernel,
-            pad_pool=pad_pool, **bn
-        )
-        self.act = relu()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if block_dropped(self.drop_path):  # batch-mode stochastic depth: no branch at all
-            return F.relu(self.shortcut(x))  # ResidualDrop.lua: skip only, then the ReLU
-        out = self.drop_path(self.se(self.conv2(self.dropout(self.conv1(x)))))
-        if self.shortcut is not None:  # None: a plain block (He et al. 2015 §4.1)
-            out += self.shortcut(x)  # in place (see module notes on the blocks)
-        return self.act(out)  # ReLU after the addition (v1)
-
-    def zero_init_last(self) -> None:
-        nn.init.zeros_(self.conv2.bn.weight)
-
-
-def _check_basic(name: str, groups: int, base_width: int, conv1_ratio: float) -> None:
-    if groups != 1 or base_width != 64 or conv1_ratio != 1.0:
-        raise ValueError(
-            f"{name} needs groups=1, base_width=64, conv1_ratio=1; "
-            "widen it via the stage width (WRN)"
-        )
-
-
-def _bottleneck_widths(
-    planes: int, groups: int, base_width: int, conv1_ratio: float
-) -> tuple[int, int]:
-    """(first 1x1 width, grouped 3x3 width): C x d at stage width 64 (ResNeXt §3.3)."""
-    width = int(planes * (base_width / 64.0)) * groups
-    reduce = int(width * conv1_ratio)
-    if reduce % groups:
-        raise ValueError(f"conv1 width {reduce} is not divisible by groups={groups}")
-    return reduce, width
-
-
-class Bottleneck(nn.Module):
-    """1x1 reduce -> 3x3 (grouped) -> 1x1 expand x4.
-
-    He et al. 2015 Fig. 5 right; grouped 3x3 = ResNeXt Fig. 3c (Xie et al. 2017);
-    SE on the branch output = SE-ResNet module, SENet Fig. 3.
-    """
-
-    expansion: ClassVar[int] = 4
-    preact: ClassVar[bool] = False
-
-    def __init__(
-        self,
-        in_channels: int,
-        planes: int,
-        stride: int = 1,
-        *,
-        groups: int = 1,
-        base_width: int = 64,
-        se_ratio: float = 0.0,
-        conv1_ratio: float = 1.0,
-        shortcut: Shortcut = "B",
-        proj_kernel: int = 1,
-        stride_on: StrideOn = "3x3",
-        input_activated: bool = False,  # unused
-        block_dropout: float = 0.0,
-        drop_path: nn.Module | None = None,
-        pad_pool: PadPool = "stride",
-        bn_eps: float = BN_EPS,
-        bn_momentum: float = BN_MOMENTUM,
-    ) -> None:
-        super().__init__()
-        _no_block_dropout("Bottleneck", block_dropout)
-        bn = dict(bn_eps=bn_eps, bn_momentum=bn_momentum)
-        reduce, width = _bottleneck_widths(planes, groups, base_width, conv1_ratio)
-        out_channels = planes * self.expansion
-        # '1x1': MSRA Caffe (paper Table 1 FLOPs). '3x3': torchvision "v1.5", more MACs;
-        # NVIDIA's ResNet-50 v1.5 notes (linked from torchvision) report ~+0.5% top-1.
-        stride_1x1, stride_3x3 = (stride, 1) if stride_on == "1x1" else (1, stride)
-        self.conv1 = ConvNormAct(in_channels, reduce, 1, stride_1x1, **bn)
-        self.conv2 = ConvNormAct(reduce, width, 3, stride_3x3, groups, **bn)
-        self.conv3 = ConvNormAct(width, out_channels, 1, act_layer=None, **bn)
-        self.se = _se(out_channels, se_ratio)
-        self.drop_path = drop_path if drop_path is not None else nn.Identity()
-        self.shortcut = make_shortcut(
-            in_channels, out_channels, stride, shortcut, norm=True, proj_kernel=proj_kernel,
-            pad_pool=pad_pool, **bn
-        )
-        self.act = relu()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if block_dropped(self.drop_path):
-            return F.relu(self.shortcut(x))
-        out = self.drop_path(self.se(self.conv3(self.conv2(self.conv1(x)))))
-        if self.shortcut is not None:
-            out += self.shortcut(x)
-        return self.act(out)
-
-    def zero_init_last(self) -> None:
-        nn.init.zeros_(self.conv3.bn.weight)
-
-
-class PreActBasicBlock(nn.Module):
-    """BN-ReLU-conv3x3 twice, nothing after the addition (He et al. 2016 Fig. 4e).
-
-    Also the Wide ResNet block B(3,3) (Zagoruyko & Komodakis 2016 §2), whose
-    dropout sits between the convs, after the second BN-ReLU (`block_dropout`, §2.4).
-    """
-
-    expansion: ClassVar[int] = 1
-    preact: ClassVar[bool] = True
-
-    def __init__(
-        self,
-        in_channels: int,
-        planes: int,
-        stride: int = 1,
-        *,
-        groups: int = 1,
-        base_width: int = 64,
-        se_ratio: float = 0.0,
-        conv1_ratio: float = 1.0,
-        shortcut: Shortcut = "B",
-        proj_kernel: int = 1,
-        stride_on: StrideOn = "3x3",  # unused, as in BasicBlock
-        input_activated: bool = False,
-        block_dropout: float = 0.0,
-        drop_path: nn.Module | None = None,
-        pad_pool: PadPool = "stride",
-        bn_eps: float = BN_EPS,
-        bn_momentum: float = BN_MOMENTUM,
-    ) -> None:
-        super().__init__()
-        _check_basic("PreActBasicBlock", groups, base_width, conv1_ratio)
-        bn = dict(bn_eps=bn_eps, bn_momentum=bn_momentum)
-        out_channels = planes * self.expansion
-        self.norm1 = nn.Identity() if input_activated else NormAct(in_channels, **bn)
-        self.conv1 = conv2d(in_channels, planes, 3, stride)
-        self.norm2 = NormAct(planes, **bn)
-        self.dropout = _block_dropout(block_dropout)
-        self.conv2 = conv2d(planes, out_channels, 3)
-        self.se = _se(out_channels, se_ratio)
-        self.drop_path = drop_path if drop_path is not None else nn.Identity()
-        self.shortcut = make_shortcut(
-            in_channels, out_channels, stride, shortcut, norm=False, proj_kernel=proj_kernel,
-            pad_pool=pad_pool, **bn
-        )
-        self.projects = isinstance(self.shortcut, nn.Conv2d)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if block_dropped(self.drop_path):
-            return self.shortcut(self.norm1(x) if self.projects else x)
-        pre = self.norm1(x)
-        out = self.drop_path(self.se(self.conv2(self.dropout(self.norm2(self.conv1(pre))))))
-        if self.shortcut is None:  # a plain block
-            return out
-        out += self.shortcut(pre if self.projects else x)
-        return out
-
-    def zero_init_last(self) -> None:
-        # No BN follows the last conv in a pre-act block: zero that conv instead.
-        nn.init.zeros_(self.conv2.weight)
-
-
-class PreActBottleneck(nn.Module):
-    """BN-ReLU-1x1, BN-ReLU-3x3 (grouped), BN-ReLU-1x1 x4 (He et al. 2016 §4, ResNet-164/1001)."""
-
-    expansion: ClassVar[int] = 4
-    preact: ClassVar[bool] = True
-
-    def __init__(
-        self,
-        in_channels: int,
-        planes: int,
-        stride: int = 1,
-        *,
-        groups: int = 1,
-        base_width: int = 64,
-        se_ratio: float = 0.0,
-        conv1_ratio: float = 1.0,
-        shortcut: Shortcut = "B",
-        proj_kernel: int = 1,
-        stride_on: StrideOn = "3x3",
-        input_activated: bool = False,
-        block_dropout: float = 0.0,
-        drop_path: nn.Module | None = None,
-        pad_pool: PadPool = "stride",
-        bn_eps: float = BN_EPS,
-        bn_momentum: float = BN_MOMENTUM,
-    ) -> None:
-        super().__init__()
-        _no_block_dropout("PreActBottleneck", block_dropout)
-        bn = dict(bn_eps=bn_eps, bn_momentum=bn_momentum)
-        reduce, width = _bottleneck_widths(planes, groups, base_width, conv1_ratio)
-        out_channels = planes * self.expansion
-        stride_1x1, stride_3x3 = (stride, 1) if stride_on == "1x1" else (1, stride)
-        self.norm1 = nn.Identity() if input_activated else NormAct(in_channels, **bn)
-        self.conv1 = conv2d(in_channels, reduce, 1, stride_1x1)
-        self.norm2 = NormAct(reduce, **bn)
-        self.conv2 = conv2d(reduce, width, 3, stride_3x3, groups)
-        self.norm3 = NormAct(width, **bn)
-        self.conv3 = conv2d(width, out_channels, 1)
-        self.se = _se(out_channels, se_ratio)
-        self.drop_path = drop_path if drop_path is not None else nn.Identity()
-        self.shortcut = make_shortcut(
-            in_channels, out_channels, stride, shortcut, norm=False, proj_kernel=proj_kernel,
-            pad_pool=pad_pool, **bn
-        )
-        self.projects = isinstance(self.shortcut, nn.Conv2d)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if block_dropped(self.drop_path):
-            return self.shortcut(self.norm1(x) if self.projects else x)
-        pre = self.norm1(x)
-        out = self.conv3(self.norm3(self.conv2(self.norm2(self.conv1(pre)))))
-        out = self.drop_path(self.se(out))
-        if self.shortcut is None:
-            return out
-        out += self.shortcut(pre if self.projects else x)
-        return out
-
-    def zero_init_last(self) -> None:
-        nn.init.zeros_(self.conv3.weight)
-
-
-BLOCKS: dict[str, type[nn.Module]] = {
-    "basic": BasicBlock,
-    "bottleneck": Bottleneck,
-    "preact_basic": PreActBasicBlock,
-    "preact_bottleneck": PreActBottleneck,
-}
 
 
 # ---------------------------------------------------------------- network
@@ -665,42 +297,22 @@ class ResidualNet(nn.Module):
         self.spec = spec
         bn = dict(bn_eps=bn_eps, bn_momentum=bn_momentum)
         self.stem = make_stem(spec.stem, in_chans, spec.stem_width, **bn)
-        self.block_sites: tuple[BlockSite, ...] = ()  # filled below, in forward order
-
+        plan = block_plan(spec, block_dropout=block_dropout, pad_pool=shortcut_downsample, **bn)
         # Stochastic depth: one rate per block over the global block index
         # (Huang et al. 2016), so the deepest block of the net gets the full rate.
-        rates = drop_path_rates(spec.num_blocks, drop_path_rate, drop_path_rule)
-        index = 0
-        channels = spec.stem_width
-        for s, stage in enumerate(spec.stages, start=1):
-            block_cls = BLOCKS[spec.block_of(stage)]
-            blocks: OrderedDict[str, nn.Module] = OrderedDict()
-            for b in range(1, stage.depth + 1):
-                rate = rates[index]
-                stride = stage.stride if b == 1 else 1  # only the first block downsamples
-                out_channels = stage.width * block_cls.expansion
-                site = BlockSite(f"s{s}.b{b}", channels, out_channels, stride)
-                self.block_sites += (site,)
-                blocks[f"b{b}"] = block_cls(
-                    channels,
-                    stage.width,
-                    stride,
-                    groups=_pick(stage.groups, spec.groups),
-                    base_width=_pick(stage.base_width, spec.base_width),
-                    se_ratio=_pick(stage.se_ratio, spec.se_ratio),
-                    conv1_ratio=spec.conv1_ratio,
-                    shortcut=spec.shortcut,
-                    proj_kernel=spec.proj_kernel,
-                    stride_on=spec.stride_on,
-                    input_activated=index == 0,  # the stem's BN-ReLU feeds both paths
-                    block_dropout=block_dropout,
-                    drop_path=make_drop_path(rate, drop_path_mode),
-                    pad_pool=shortcut_downsample,
-                    **bn,
-                )
-                channels = out_channels
-                index += 1
-            self.add_module(f"s{s}", nn.Sequential(blocks))
+        rates = drop_path_rates(len(plan), drop_path_rate, drop_path_rule)
+        stages: OrderedDict[str, OrderedDict[str, nn.Module]] = OrderedDict()
+        sites = []
+        for (name, kind, args), rate in zip(plan, rates, strict=True):
+            block = BLOCKS[kind](args, drop_path=make_drop_path(rate, drop_path_mode))
+            stage, child = name.split(".")
+            stages.setdefault(stage, OrderedDict())[child] = block
+            out_channels = args.planes * block.expansion
+            sites.append(BlockSite(name, args.in_channels, out_channels, args.stride))
+        for stage, blocks in stages.items():
+            self.add_module(stage, nn.Sequential(blocks))
+        self.block_sites: tuple[BlockSite, ...] = tuple(sites)  # in forward order
+        channels = sites[-1].out_channels
         if spec.preact:
             # Pre-act blocks leave the last addition un-normalized (He et al. 2016 appendix).
             self.final_act = NormAct(channels, **bn)
@@ -786,6 +398,36 @@ class ResidualNet(nn.Module):
 
 def _pick(stage_value: Any, net_value: Any) -> Any:
     return stage_value if stage_value is not None else net_value
+
+
+def block_plan(spec: NetSpec, **knobs: Any) -> list[tuple[str, BlockKind, BlockArgs]]:
+    """(name, block kind, BlockArgs) of every block of `spec`, in forward order.
+
+    Only a stage's first block changes stride and width (pycls AnyStage); `knobs` are the
+    net's block knobs (block_dropout, pad_pool, bn_eps, bn_momentum).
+    """
+    plan: list[tuple[str, BlockKind, BlockArgs]] = []
+    channels = spec.stem_width
+    for s, stage in enumerate(spec.stages, start=1):
+        kind = spec.block_of(stage)
+        for b in range(1, stage.depth + 1):
+            args = BlockArgs(
+                channels,
+                stage.width,
+                stage.stride if b == 1 else 1,
+                groups=_pick(stage.groups, spec.groups),
+                base_width=_pick(stage.base_width, spec.base_width),
+                se_ratio=_pick(stage.se_ratio, spec.se_ratio),
+                conv1_ratio=spec.conv1_ratio,
+                shortcut=spec.shortcut,
+                proj_kernel=spec.proj_kernel,
+                stride_on=spec.stride_on,
+                input_activated=not plan,  # the stem's BN-ReLU feeds both paths
+                **knobs,
+            )
+            plan.append((f"s{s}.b{b}", kind, args))
+            channels = stage.width * BLOCKS[kind].expansion
+    return plan
 
 
 # ---------------------------------------------------------------- paper specs

@@ -11,7 +11,7 @@ from torch import nn
 
 from conftest import meta_model, n_params, run_cli
 from models import create_model
-from models.resnet import BasicBlock, NetSpec, ResidualNet, StageSpec, preact_cifar_spec
+from models.resnet import BasicBlock, BlockArgs, NetSpec, ResidualNet, StageSpec, preact_cifar_spec
 
 X = torch.randn(2, 3, 32, 32)
 
@@ -64,7 +64,7 @@ def test_plain_nets_refuse_drop_path_and_zero_init():
 
 
 def test_plain_block_is_the_branch_alone():
-    block = BasicBlock(8, 8, shortcut="none").eval()
+    block = BasicBlock(BlockArgs(8, 8, shortcut="none")).eval()
     x = torch.randn(2, 8, 6, 6)
     with torch.no_grad():
         assert torch.equal(block(x), torch.relu(block.conv2(block.conv1(x))))
