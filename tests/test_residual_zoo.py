@@ -126,7 +126,7 @@ def test_preact_identity_path_is_clean(block_cls):
     # With the residual branch zeroed, a pre-act block is exactly the identity: no BN or
     # ReLU on the shortcut path or after the addition (He et al. 2016 Fig. 4e, Eq. 4).
     channels = 8 * block_cls.expansion
-    block = block_cls(channels, 8).eval()
+    block = block_cls(BlockArgs(channels, 8)).eval()
     block.zero_init_last()
     x = torch.randn(2, channels, 5, 5)  # negative values would not survive a ReLU
     torch.testing.assert_close(block(x), x, rtol=0, atol=0)
