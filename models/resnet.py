@@ -47,8 +47,6 @@ Conventions (written down because implementations disagree):
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
 from typing import Any, Literal, get_args
 
@@ -226,13 +224,6 @@ def make_stem(
 # ---------------------------------------------------------------- network
 
 
-class _ZeroBranch(nn.Module):
-    """Stands in for a block's `drop_path` during a lesion: the residual branch adds nothing."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.zeros_like(x)
-
-
 @dataclass(frozen=True)
 class BlockSite:
     """Where a block sits and what it does to the shape of the feature map."""
@@ -256,9 +247,9 @@ class ResidualNet(nn.Module):
     change the architecture. The spec is kept on the module so it can be saved
     with the state_dict.
 
-    Lesion studies (Veit et al. 2016, arXiv 1605.06431): `blocks()` lists the blocks
-    in forward order and `removed(names)` deletes some of them for the duration of a
-    `with` statement (see there).
+    `block_sites` describes every block in forward order (name, channels, stride) and
+    `blocks()` lists them; the lesion study of Veit et al. 2016 (arXiv 1605.06431) deletes
+    them from outside, through these two (platform/lesion_blocks.py).
     """
 
     def __init__(
@@ -334,66 +325,10 @@ class ResidualNet(nn.Module):
             x = module(x)
         return x
 
-    # ------------------------------------------------------------ lesion studies
-
-    @property
-    def plain(self) -> bool:
-        return self.spec.shortcut == "none"
-
     def blocks(self) -> list[tuple[str, nn.Module]]:
-        """(name, block) in forward order; names are module paths: 's1.b1', 's1.b2', ..."""
+        """(name, block) in forward order; names are module paths: 's1.b1', 's1.b2', ...
+        (the lesion study deletes them: platform/lesion_blocks.py)."""
         return [(site.name, self.get_submodule(site.name)) for site in self.block_sites]
-
-    def site(self, name: str) -> BlockSite:
-        for site in self.block_sites:
-            if site.name == name:
-                return site
-        known = ", ".join(s.name for s in self.block_sites)
-        raise ValueError(f"no block named {name!r} in this net; its blocks: {known}")
-
-    def removable(self, name: str) -> bool:
-        """Every residual block can be removed (its shortcut stays); a plain block only
-        where the identity can take its place, i.e. where it keeps the shape."""
-        return not self.plain or self.site(name).keeps_shape
-
-    @contextmanager
-    def removed(self, names: Iterable[str]) -> Iterator[ResidualNet]:
-        """Delete blocks for the duration of the `with` block (Veit et al. 2016 §4).
-
-        Residual block: its residual branch is replaced by zeros (through the
-        `drop_path` slot every block applies to the whole branch), so the block
-        computes only its shortcut: x for an identity shortcut (a post-act block's
-        ReLU leaves its non-negative input unchanged), and for a downsampling block
-        the strided pad or projection, as in Veit et al.'s "removing downsampling
-        blocks". Plain block: replaced by the identity, which needs the block to
-        keep the shape; a block that changes it cannot be removed (ValueError, before
-        anything changes). Everything is restored on exit, exceptions included.
-        """
-        names = list(dict.fromkeys(names))  # unique, in the caller's order
-        for name in names:
-            if not self.removable(name):
-                site = self.site(name)
-                raise ValueError(
-                    f"plain block {name} cannot be removed: it maps {site.in_channels} to "
-                    f"{site.out_channels} channels at stride {site.stride}, and without a "
-                    "shortcut nothing of the right shape is left in its place"
-                )
-        undo: list[tuple[nn.Module, str, nn.Module]] = []
-        try:
-            for name in names:
-                block = self.get_submodule(name)
-                if self.plain:
-                    stage, child = name.rsplit(".", 1)
-                    parent = self.get_submodule(stage)
-                    undo.append((parent, child, block))
-                    setattr(parent, child, nn.Identity())
-                else:
-                    undo.append((block, "drop_path", block.drop_path))
-                    block.drop_path = _ZeroBranch()
-            yield self
-        finally:
-            for owner, attr, original in reversed(undo):
-                setattr(owner, attr, original)
 
 
 def _pick(stage_value: Any, net_value: Any) -> Any:

@@ -619,8 +619,10 @@ def _launch_wandb(table: Table, scale: str, seeds: int, out_dir: Path, dry_run: 
 def _is_plain(name: str) -> bool:
     import torch
 
+    from platform.lesion_blocks import is_plain
+
     with torch.device("meta"):
-        return bool(getattr(models.create_model(name), "plain", False))
+        return is_plain(models.create_model(name))
 
 
 def lesion(argv: list[str]) -> int:
