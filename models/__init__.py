@@ -11,6 +11,7 @@ model family listed below.
 from . import (  # noqa: F401
     bn_inception, densenet, efficientnet, highway, inception_resnet, mobilenet, resnet, vgg,
 )
+from . import resnet_zoo, resnext_zoo  # noqa: F401  (the residual family's rows)
 from .layers import (
     ClassifierHead,
     ConvNormAct,
@@ -29,9 +30,11 @@ from .registry import (
     ModelInfo,
     UnknownModelError,
     create_model,
+    entrypoint,
     free_knobs,
     list_models,
     model_info,
+    register,
     register_model,
 )
 from .resnet import NetSpec, ResidualNet, StageSpec
@@ -55,8 +58,10 @@ __all__ = [
     "drop_path_rates",
     "set_drop_path_step",
     "skips_blocks",
+    "entrypoint",
     "free_knobs",
     "list_models",
     "model_info",
+    "register",
     "register_model",
 ]

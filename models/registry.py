@@ -115,35 +115,46 @@ def _check_knobs(name: str, entry: _Entry, knobs: dict[str, Any]) -> None:
         raise ValueError(f"{name}: unknown knob {key!r}.{hint} Allowed knobs: {allowed}.")
 
 
+def register(
+    name: str,
+    fn: Callable[..., nn.Module],
+    info: ModelInfo,
+    *,
+    free_knobs: Iterable[str],
+    defining_fields: Iterable[str] = (),
+) -> Callable[..., nn.Module]:
+    """Register `fn` under `name` (a row of a family's zoo table) and return the guarded
+    entrypoint: it rejects knobs outside `free_knobs` (with a dedicated message for
+    `defining_fields`) and fills in `num_classes=info.num_classes` when not given, so
+    calling it directly or through `create_model` behaves the same."""
+    if name in _REGISTRY:
+        raise ValueError(f"model {name!r} is already registered")
+    free = frozenset(free_knobs)
+    defining = frozenset(defining_fields) - free
+
+    @functools.wraps(fn)
+    def build(**knobs: Any) -> nn.Module:
+        _check_knobs(name, _REGISTRY[name], knobs)
+        knobs.setdefault("num_classes", info.num_classes)
+        return fn(**knobs)
+
+    _REGISTRY[name] = _Entry(build, info, free, defining)
+    return build
+
+
 def register_model(
     info: ModelInfo,
     *,
     free_knobs: Iterable[str],
     defining_fields: Iterable[str] = (),
 ) -> Callable[[F], F]:
-    """Register an entrypoint under its function name.
-
-    The returned function is the guarded entrypoint: it rejects knobs outside
-    `free_knobs` (with a dedicated message for `defining_fields`) and fills in
-    `num_classes=info.num_classes` when not given, so calling it directly or
-    through `create_model` behaves the same.
-    """
-    free = frozenset(free_knobs)
-    defining = frozenset(defining_fields) - free
+    """Register an entrypoint under its function name (decorator form of `register`)."""
 
     def decorator(fn: F) -> F:
-        name = fn.__name__
-        if name in _REGISTRY:
-            raise ValueError(f"model {name!r} is already registered")
-
-        @functools.wraps(fn)
-        def build(**knobs: Any) -> nn.Module:
-            _check_knobs(name, _REGISTRY[name], knobs)
-            knobs.setdefault("num_classes", info.num_classes)
-            return fn(**knobs)
-
-        _REGISTRY[name] = _Entry(build, info, free, defining)
-        return build  # type: ignore[return-value]
+        guarded = register(
+            fn.__name__, fn, info, free_knobs=free_knobs, defining_fields=defining_fields
+        )
+        return guarded  # type: ignore[return-value]
 
     return decorator
 
@@ -169,6 +180,11 @@ def _natural_key(name: str) -> list[Any]:
 def list_models(pattern: str = "*") -> list[str]:
     """Registered names matching an fnmatch pattern (e.g. 'resnet*'), naturally sorted."""
     return sorted(fnmatch.filter(_REGISTRY, pattern), key=_natural_key)
+
+
+def entrypoint(name: str) -> Callable[..., nn.Module]:
+    """The guarded entrypoint of a registered model (what `create_model(name, ...)` calls)."""
+    return _entry(name).build
 
 
 def model_info(name: str) -> ModelInfo:

@@ -13,8 +13,8 @@ What it measures, on the run's own validation set with its trained BN statistics
   feature map cannot be deleted and is recorded as not removable.
 
 The paper's finding is the expectation printed beside our numbers (``EXPECTATION``).  Deletion is
-``ResidualNet.removed`` (models/resnet.py): a residual block keeps only its shortcut, a plain
-block becomes the identity.  The random subsets are drawn from the *shape-keeping* blocks, the
+``BlockLesions.removed`` (platform/lesion_blocks.py): a residual block keeps only its shortcut, a
+plain block becomes the identity.  The random subsets are drawn from the *shape-keeping* blocks, the
 blocks both a residual and a plain net can lose, and with a seed per k, so two nets of the same
 depth lose the same blocks.  Results: ``lesion.json`` (every number), ``lesion.md``, ``lesion.csv``,
 ``lesion.png`` in ``--out`` (default ``reproduce/lesion/<run name>``).  The run's config (model,
@@ -43,6 +43,7 @@ from datamodules.write import BetonError, write_json_atomic
 from models.resnet import ResidualNet
 from platform import cli
 from platform.config import ConfigError, ExperimentConfig, from_dict
+from platform.lesion_blocks import BlockLesions, is_plain
 
 PAPER = ("Veit, Wilber & Belongie 2016, Residual networks behave like ensembles of relatively shallow networks, "
          "arXiv:1605.06431")
@@ -209,21 +210,22 @@ def study(run: LoadedRun, ks: list[int] | None, samples: int, seed: int, max_bat
     result = NetLesions(label, str(run.checkpoint), cfg.model.name, cfg.data.name, scale_of(cfg),
                         top1_error(model, batches, autocast))
     log(f"{label} ({cfg.model.name}): intact top-1 error {result.intact_err:.2f}%")
-    for index, site in enumerate(model.block_sites, start=1):
+    lesions = BlockLesions(model)
+    for index, site in enumerate(lesions.sites, start=1):
         row = {"index": index, "block": site.name, "downsampling": not site.keeps_shape,
-               "removable": model.removable(site.name), "top1_err": None}
+               "removable": lesions.removable(site.name), "top1_err": None}
         if row["removable"]:
-            with model.removed([site.name]):
+            with lesions.removed([site.name]):
                 row["top1_err"] = top1_error(model, batches, autocast)
         result.single.append(row)
-    result.pool = [s.name for s in model.block_sites if s.keeps_shape]
+    result.pool = [s.name for s in lesions.sites if s.keeps_shape]
     for k in ks if ks is not None else default_ks(len(result.pool)):
         if k > len(result.pool):
             log(f"{label}: k={k} skipped, only {len(result.pool)} shape-keeping blocks")
             continue
         errors, chosen = [], subsets(result.pool, k, samples, seed)
         for names in chosen:
-            with model.removed(names):
+            with lesions.removed(names):
                 errors.append(top1_error(model, batches, autocast))
         result.random_k.append({"k": k, "n": len(errors), "mean": statistics.fmean(errors),
                                 "std": statistics.stdev(errors) if len(errors) > 1 else 0.0,
@@ -415,7 +417,7 @@ def main(argv: list[str] | None = None) -> int:
         runs = [load_run(args.checkpoint)]
         if args.plain_checkpoint:
             runs.append(load_run(args.plain_checkpoint, "--plain-checkpoint"))
-        labels = ["plain" if run.model.plain else "residual" for run in runs]
+        labels = ["plain" if is_plain(run.model) else "residual" for run in runs]
         if len(labels) > 1 and labels[0] == labels[1]:
             print(f"warning: both checkpoints hold {labels[0]} nets", file=sys.stderr)
             labels[1] += "_2"

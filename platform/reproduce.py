@@ -41,8 +41,10 @@ from platform.tables import SCALES, TableError, list_tables, load_table
 def _is_plain(name: str) -> bool:
     import torch
 
+    from platform.lesion_blocks import is_plain
+
     with torch.device("meta"):
-        return bool(getattr(models.create_model(name), "plain", False))
+        return is_plain(models.create_model(name))
 
 
 def lesion(argv: list[str]) -> int:

@@ -11,7 +11,8 @@ from torch import nn
 
 from conftest import meta_model, n_params, run_cli
 from models import create_model
-from models.resnet import BasicBlock, NetSpec, ResidualNet, StageSpec, preact_cifar_spec
+from models.resnet import BasicBlock, BlockArgs, NetSpec, ResidualNet, StageSpec, preact_cifar_spec
+from platform.lesion_blocks import BlockLesions
 
 X = torch.randn(2, 3, 32, 32)
 
@@ -47,7 +48,7 @@ def test_plain_nets_are_their_resnets_without_shortcuts():
     assert [b.shortcut for _, b in plain.blocks()] == [None] * 9
     assert [n for n, _ in plain.blocks()] == [n for n, _ in res.blocks()] == [
         f"s{s}.b{b}" for s in (1, 2, 3) for b in (1, 2, 3)]
-    assert plain.plain and not res.plain
+    assert BlockLesions(plain).plain and not BlockLesions(res).plain
     # plain-18 = resnet18 less its three option-B projections (conv 1x1 + BN)
     projections = sum(64 * 2 ** i * 2 ** (i + 1) * 64 + 2 * 2 ** (i + 1) * 64 for i in range(3))
     assert n_params(meta_model("plain18")) == n_params(meta_model("resnet18")) - projections
@@ -64,7 +65,7 @@ def test_plain_nets_refuse_drop_path_and_zero_init():
 
 
 def test_plain_block_is_the_branch_alone():
-    block = BasicBlock(8, 8, shortcut="none").eval()
+    block = BasicBlock(BlockArgs(8, 8, shortcut="none")).eval()
     x = torch.randn(2, 8, 6, 6)
     with torch.no_grad():
         assert torch.equal(block(x), torch.relu(block.conv2(block.conv1(x))))
@@ -75,12 +76,14 @@ def test_plain_block_is_the_branch_alone():
 
 def test_blocks_are_listed_in_forward_order_with_their_shapes():
     model = meta_model("resnet110")
+    lesions = BlockLesions(model)
     names = [n for n, _ in model.blocks()]
+    assert [n for n, _ in lesions.blocks()] == names
     assert len(names) == 54 and names[:2] == ["s1.b1", "s1.b2"] and names[-1] == "s3.b18"
     assert [s.name for s in model.block_sites if not s.keeps_shape] == ["s2.b1", "s3.b1"]
-    assert all(model.removable(n) for n in names)
+    assert all(lesions.removable(n) for n in names)
     with pytest.raises(ValueError, match="no block named 's4.b1'"):
-        model.site("s4.b1")
+        lesions.site("s4.b1")
 
 
 @pytest.mark.parametrize("preact", [False, True], ids=["resnet20", "preact_resnet20"])
@@ -90,7 +93,7 @@ def test_removing_a_residual_block_is_replacing_it_by_the_identity(preact):
     before = _out(model)
     for block in ("s1.b1", "s2.b3", "s3.b2"):
         expected = _with_identity(model, block)
-        with model.removed([block]):
+        with BlockLesions(model).removed([block]):
             got = _out(model)
         torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
         assert not torch.allclose(got, before)
@@ -102,13 +105,13 @@ def test_removing_a_downsampling_residual_block_keeps_its_shortcut():
     model = _calibrated(create_model("resnet20"))
     block = model.get_submodule("s2.b1")
     x = torch.relu(torch.randn(2, 16, 32, 32))
-    with model.removed(["s2.b1"]), torch.no_grad():
+    with BlockLesions(model).removed(["s2.b1"]), torch.no_grad():
         assert torch.equal(block(x), torch.relu(block.shortcut(x)))  # option A: subsample + pad
     # a pre-act projection takes the block's pre-activated input (bare 1x1 conv)
     tiny = ResidualNet(preact_cifar_spec(11, "preact_bottleneck"), 10)
     _calibrated(tiny)
     b = tiny.get_submodule("s2.b1")
-    with tiny.removed(["s2.b1"]), torch.no_grad():
+    with BlockLesions(tiny).removed(["s2.b1"]), torch.no_grad():
         x = torch.randn(2, 64, 8, 8)
         assert torch.equal(b(x), b.shortcut(b.norm1(x)))
 
@@ -118,7 +121,7 @@ def test_removing_several_blocks_and_restoring_after_an_exception():
     before = _out(model)
     paths = [b.drop_path for _, b in model.blocks()]
     with pytest.raises(RuntimeError, match="boom"):
-        with model.removed(["s1.b2", "s3.b3", "s1.b2"]):
+        with BlockLesions(model).removed(["s1.b2", "s3.b3", "s1.b2"]):
             assert type(model.get_submodule("s3.b3").drop_path).__name__ == "_ZeroBranch"
             raise RuntimeError("boom")
     assert [b.drop_path for _, b in model.blocks()] == paths
@@ -127,16 +130,17 @@ def test_removing_several_blocks_and_restoring_after_an_exception():
 
 def test_plain_net_blocks_become_the_identity_and_shape_changing_ones_raise():
     model = _calibrated(create_model("plain20"))
+    lesions = BlockLesions(model)
     before = _out(model)
     expected = _with_identity(model, "s2.b2")
-    with model.removed(["s1.b1", "s2.b2"]) as lesioned:
+    with lesions.removed(["s1.b1", "s2.b2"]) as lesioned:
         assert isinstance(lesioned.get_submodule("s2.b2"), nn.Identity)
-    with model.removed(["s2.b2"]):
+    with lesions.removed(["s2.b2"]):
         torch.testing.assert_close(_out(model), expected, rtol=0, atol=0)
     assert torch.equal(_out(model), before)
-    assert [n for n, _ in model.blocks() if not model.removable(n)] == ["s2.b1", "s3.b1"]
+    assert [n for n, _ in model.blocks() if not lesions.removable(n)] == ["s2.b1", "s3.b1"]
     with pytest.raises(ValueError, match=r"plain block s3\.b1 cannot be removed: it maps 32 to 64"):
-        with model.removed(["s1.b2", "s3.b1"]):
+        with lesions.removed(["s1.b2", "s3.b1"]):
             pass
     assert isinstance(model.get_submodule("s1.b2"), BasicBlock)  # nothing was changed
     assert torch.equal(_out(model), before)

@@ -30,7 +30,7 @@ from models import (
     list_models,
     model_info,
 )
-from models import resnet
+from models import resnet_zoo
 from models.resnet import PadShortcut, cifar_spec, imagenet_spec
 
 ALL_MODELS = list_models()
@@ -212,8 +212,8 @@ def test_overriding_a_defining_field_raises(name, knob, value):
 
 def test_entrypoint_called_directly_is_guarded_too():
     with pytest.raises(ValueError, match="defining field"):
-        resnet.resnet50(groups=32)
-    assert resnet.resnet20().head.fc.out_features == 10  # default num_classes from ModelInfo
+        resnet_zoo.resnet50(groups=32)
+    assert resnet_zoo.resnet20().head.fc.out_features == 10  # default num_classes from ModelInfo
 
 
 def test_unknown_knob_lists_allowed_knobs():

@@ -20,6 +20,7 @@ from models import DropPath, NetSpec, ResidualNet, StageSpec, create_model, drop
 from models import list_models, model_info
 from models.layers import NormAct, SqueezeExcite, drop_path
 from models.resnet import (
+    BlockArgs,
     Bottleneck,
     PreActBasicBlock,
     PreActBottleneck,
@@ -125,18 +126,18 @@ def test_preact_identity_path_is_clean(block_cls):
     # With the residual branch zeroed, a pre-act block is exactly the identity: no BN or
     # ReLU on the shortcut path or after the addition (He et al. 2016 Fig. 4e, Eq. 4).
     channels = 8 * block_cls.expansion
-    block = block_cls(channels, 8).eval()
+    block = block_cls(BlockArgs(channels, 8)).eval()
     block.zero_init_last()
     x = torch.randn(2, channels, 5, 5)  # negative values would not survive a ReLU
     torch.testing.assert_close(block(x), x, rtol=0, atol=0)
-    post = Bottleneck(32, 8).eval()
+    post = Bottleneck(BlockArgs(32, 8)).eval()
     post.zero_init_last()
     x = torch.randn(2, 32, 5, 5)
     torch.testing.assert_close(post(x), x.relu(), rtol=0, atol=0)  # v1: ReLU after the addition
 
 
 def test_preact_projection_uses_the_activated_input_and_no_bn():
-    block = PreActBottleneck(16, 8, stride=2)
+    block = PreActBottleneck(BlockArgs(16, 8, stride=2))
     assert isinstance(block.shortcut, nn.Conv2d) and block.projects
     assert not any(isinstance(m, nn.BatchNorm2d) for m in block.shortcut.modules())
     block.eval()
@@ -246,7 +247,7 @@ def test_se_reduction_changes_the_parameter_count_as_expected():
 
 
 def test_se_gates_the_residual_branch_before_the_addition():
-    block = Bottleneck(32, 8, se_ratio=0.25).eval()
+    block = Bottleneck(BlockArgs(32, 8, se_ratio=0.25)).eval()
     assert isinstance(block.se, SqueezeExcite)
     with torch.no_grad():  # gate = sigmoid(-inf) = 0: only the branch is silenced
         block.se.fc2.weight.zero_()
@@ -336,7 +337,7 @@ def test_drop_path_drops_whole_samples_and_scales_survivors():
 
 def test_dropped_block_is_its_shortcut_and_expectation_is_the_full_block():
     torch.manual_seed(0)
-    block = PreActBasicBlock(4, 4, drop_path=DropPath(0.5))
+    block = PreActBasicBlock(BlockArgs(4, 4), drop_path=DropPath(0.5))
     block.eval()  # BN running stats; only DropPath is put in training mode below
     x = torch.randn(1, 4, 3, 3).expand(4000, -1, -1, -1)
     with torch.no_grad():

@@ -17,7 +17,7 @@ from torch import nn
 
 import models
 from models.layers import DropPath, drop_path_rates, set_drop_path_step, skips_blocks
-from models.resnet import BasicBlock, PadShortcut, PreActBasicBlock
+from models.resnet import BasicBlock, BlockArgs, PadShortcut, PreActBasicBlock
 from platform.config import ConfigError, load_config
 
 
@@ -84,7 +84,7 @@ def _counting(module: nn.Module) -> list[int]:
 
 def test_a_dropped_block_runs_no_branch_and_returns_its_shortcut():
     torch.manual_seed(0)
-    block = BasicBlock(4, 8, 2, shortcut="A", drop_path=DropPath(0.5, "batch")).train()
+    block = BasicBlock(BlockArgs(4, 8, 2, shortcut="A"), drop_path=DropPath(0.5, "batch")).train()
     calls = _counting(block.conv1)
     x = torch.randn(2, 4, 8, 8).relu()
     block.drop_path.decision = True
@@ -105,7 +105,7 @@ def test_train_mode_expectation_equals_eval_output():
     (1 - p) * kept = the eval output, exactly (BN frozen, only DropPath in training mode)."""
     torch.manual_seed(0)
     p = 0.3
-    for block in (PreActBasicBlock(4, 4, drop_path=DropPath(p, "batch")),
+    for block in (PreActBasicBlock(BlockArgs(4, 4), drop_path=DropPath(p, "batch")),
                   models.highway.HighwayLayer(4, drop_path=DropPath(p, "batch"))):
         block.eval()
         x = torch.randn(3, 4, 6, 6)
