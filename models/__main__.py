@@ -7,7 +7,7 @@
     python -m models --update-readme # regenerate README.md's zoo section in place
     python -m models --no-cache      # recount (counts are cached; see `counts`)
 
-Counting uses ``models.complexity`` (the one MAC counter, re-exported as ``platform.complexity``).
+Counting uses ``models.complexity`` (the one MAC counter).
 """
 from __future__ import annotations
 

@@ -107,7 +107,7 @@ def _info(**row: Any) -> ModelInfo:
         num_classes=1000,
         min_input=32,
         params_source=OUR_COUNT,
-        macs_source="platform.complexity count at 224",
+        macs_source="models.complexity count at 224",
         **row,
     )
 

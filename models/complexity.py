@@ -7,7 +7,7 @@ BN, activations, pooling and additions.  Models are built on the meta device: no
 arithmetic, so even ResNet-200 or EfficientNet-B7 at 600 px costs well under a second.
 
 It lives in ``models`` (it needs only torch and the registry), so ``python -m models`` counts
-without reaching into ``platform``; ``platform.complexity`` re-exports it.
+without reaching into ``platform``.
 """
 from __future__ import annotations
 

@@ -342,9 +342,9 @@ def cifar_spec(depth: int, growth_rate: int) -> DenseNetSpec:
 
 DENSENET_PAPER = "Huang et al. 2017, Densely Connected Convolutional Networks, arXiv:1608.06993"
 TV_META = "exact count; equals torchvision 0.29.1 weight meta (num_params, _ops to 3 decimals)"
-OURS = "exact count of this implementation (platform.complexity)"
+OURS = "exact count of this implementation (models.complexity)"
 
-# (params, MACs at 32 px) of the basic CIFAR DenseNets: exact counts (platform.complexity)
+# (params, MACs at 32 px) of the basic CIFAR DenseNets: exact counts (models.complexity)
 DENSENET40_K12 = (1_019_722, 264_812_928)
 DENSENET100_K12 = (6_979_642, 1_769_516_448)
 DENSENET100_K24 = (27_249_082, 6_889_347_744)

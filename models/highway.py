@@ -327,7 +327,7 @@ def _cifar_info(**row: Any) -> ModelInfo:
         resolution=32,
         num_classes=10,
         **{
-            "params_source": "exact count of this reconstruction (platform.complexity)",
+            "params_source": "exact count of this reconstruction (models.complexity)",
             "macs_source": "exact count of this reconstruction (the paper prints no FLOPs)",
             "err_protocol": "CIFAR-10 test, Table 1 (best run; translation + flip augmentation)",
             **row,
@@ -341,7 +341,7 @@ def _cifar_info(**row: Any) -> ModelInfo:
         params=2_256_838,
         paper_params="2.3M",
         macs=HIGHWAY19_MACS,
-        params_source="exact count of the released net with 10 classes (platform.complexity)",
+        params_source="exact count of the released net with 10 classes (models.complexity)",
         macs_source="exact count of the released net (the paper prints no FLOPs)",
         top1_err=7.60,
         err_protocol="CIFAR-10 test, Table 3 (92.40% best, 92.31 +- 0.12 mean); the released "

@@ -454,7 +454,7 @@ def inception_resnet_v2_fig15(**knobs: Any) -> InceptionResNet:
         params=SE_IRV2_PARAMS,
         params_source=OUR_COUNT.replace("the paper prints", "SENet prints"),
         macs=SE_IRV2_MACS,
-        macs_source="platform.complexity count at 299",
+        macs_source="models.complexity count at 299",
         top1_err=19.80,
         top5_err=4.79,
         err_protocol="ImageNet val, single crop 299, SENet Table 2",

@@ -459,9 +459,9 @@ V2_PAPER = (
     "Sandler et al. 2018, MobileNetV2: Inverted Residuals and Linear Bottlenecks, arXiv:1801.04381"
 )
 TV_META = "torchvision 0.29.1 weight meta (num_params, _ops)"
-MOBILENET_V2_140_MACS = 582_195_824.0  # exact (platform.complexity at 224)
+MOBILENET_V2_140_MACS = 582_195_824.0  # exact (models.complexity at 224)
 SE_MOBILENET_MACS = 569_220_096.0
-OUR_COUNT = "our exact count (platform.complexity: conv + FC, BN affine included in params)"
+OUR_COUNT = "our exact count (models.complexity: conv + FC, BN affine included in params)"
 
 FREE_KNOBS = frozenset(
     {

@@ -47,9 +47,9 @@ PREACT_PAPER = "He et al. 2016, Identity Mappings in Deep Residual Networks, arX
 TV_META = "torchvision 0.29.1 weight meta (num_params, _ops); matches analytic conv+fc count"
 ANALYTIC_V1 = "analytic conv+fc MACs with stride on the first 1x1 (MSRA Caffe v1)"
 EXACT = "exact count of this implementation (meta device)"
-EXACT_MACS = "platform.complexity count of this implementation (conv + fc multiply-adds)"
+EXACT_MACS = "models.complexity count of this implementation (conv + fc multiply-adds)"
 
-# Exact counts of the Table 3 shortcut variants (meta device, platform.complexity at 224).
+# Exact counts of the Table 3 shortcut variants (meta device, models.complexity at 224).
 RESNET34_A_PARAMS, RESNET34_A_MACS = 21_623_848, 3.644e9
 RESNET34_C_PARAMS, RESNET34_C_MACS = 22_716_840, 3.831e9
 

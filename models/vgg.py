@@ -163,7 +163,7 @@ def vgg16_bn(**knobs: Any) -> VGG:
         params=SE_VGG16_PARAMS,
         params_source="exact count of this implementation (SENet prints none)",
         macs=SE_VGG16_MACS,
-        macs_source="platform.complexity count at 224",
+        macs_source="models.complexity count at 224",
         paper_macs="15.48e9",
         top1_err=25.22,
         top5_err=7.70,

@@ -82,7 +82,7 @@ def to_markdown(table: Table, rows: list[dict[str, Any]], scale: str) -> str:
     lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(c.replace("|", "\\|") for c in cells(table, e)) + " |" for e in rows]
     notes = [f"- {e['label']}: {e['note']}" for e in rows if e["note"]]
-    lines += ["", "MACs = multiply-adds (the papers' \"FLOPs\"), counted by platform/complexity.py. "
+    lines += ["", "MACs = multiply-adds (the papers' \"FLOPs\"), counted by models/complexity.py. "
               "Errors are final-epoch validation errors; mean ± sample std over seeds."
               + (" Train err: the last epoch's running training error (augmented batches, train mode)."
                  if "train_err" in table.metrics else "")]
