@@ -15,6 +15,7 @@ It puts the repository root on ``sys.path`` (for ``models`` and ``datamodules``)
 API (``platform/__init__.py``), so ``platform.system()`` keeps working for every caller, and modules
 that imported the standard library's module before keep their reference to it.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -30,14 +31,19 @@ def install() -> None:
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     current = sys.modules.get("platform")
-    if current is not None and hasattr(current, "__path__"):  # a package: ours already, or someone else's
+    if current is not None and hasattr(
+        current, "__path__"
+    ):  # a package: ours already, or someone else's
         if Path(list(current.__path__)[0]).resolve() != PACKAGE:
-            raise ImportError(f"cnn_platform: another package named 'platform' is imported "
-                              f"({list(current.__path__)[0]}); start a fresh interpreter and import "
-                              "cnn_platform first")
+            raise ImportError(
+                f"cnn_platform: another package named 'platform' is imported "
+                f"({list(current.__path__)[0]}); start a fresh interpreter and import "
+                "cnn_platform first"
+            )
         return
-    spec = importlib.util.spec_from_file_location("platform", PACKAGE / "__init__.py",
-                                                  submodule_search_locations=[str(PACKAGE)])
+    spec = importlib.util.spec_from_file_location(
+        "platform", PACKAGE / "__init__.py", submodule_search_locations=[str(PACKAGE)]
+    )
     package = importlib.util.module_from_spec(spec)
     sys.modules["platform"] = package  # replaces the stdlib module (re-exported by our package)
     try:

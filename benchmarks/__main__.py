@@ -4,6 +4,7 @@ A suite is any module ``benchmarks/<file>.py`` with a top-level ``main(argv)``; 
 importing it (its docstring's first line is its description), so a new suite needs no entry here.
 ``ALIASES`` keeps the short names the README uses (``data`` is ``data_loading.py``).
 """
+
 from __future__ import annotations
 
 import ast
@@ -36,8 +37,11 @@ def suites() -> dict[str, tuple[str, str]]:
 def usage() -> str:
     table = suites()
     width = max(map(len, table), default=0)
-    lines = ["usage: python -m benchmarks SUITE [options]   (SUITE --help for its options)",
-             "", "suites:"]
+    lines = [
+        "usage: python -m benchmarks SUITE [options]   (SUITE --help for its options)",
+        "",
+        "suites:",
+    ]
     lines += [f"  {name:{width}s}  {desc.replace('``', '')}" for name, (_, desc) in table.items()]
     return "\n".join(lines)
 
@@ -49,8 +53,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if argv else 2
     table = suites()
     if argv[0] not in table:
-        print(f"error: unknown suite {argv[0]!r}; suites: {', '.join(table)}\n"
-              f"usage: python -m benchmarks SUITE [options]  (python -m benchmarks --help)", file=sys.stderr)
+        print(
+            f"error: unknown suite {argv[0]!r}; suites: {', '.join(table)}\n"
+            f"usage: python -m benchmarks SUITE [options]  (python -m benchmarks --help)",
+            file=sys.stderr,
+        )
         return 2
     import importlib
 

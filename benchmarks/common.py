@@ -11,12 +11,12 @@ Every record written by :func:`write_result` is one JSON object::
 :func:`check_record` verifies the common part and the suite's own required keys; the tests and
 ``python -m benchmarks report`` use it.
 """
+
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import platform
 import resource
 import shlex
 import statistics
@@ -28,12 +28,26 @@ from typing import Any, Callable
 
 import torch
 
+import platform
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
 SCHEMA_VERSION = 1
 SUITES = ("models", "data", "overhead", "scaling", "gpu", "denormal", "e2e")
-MACHINE_KEYS = ("host", "cpu_model", "cores", "torch_threads", "torch", "torchvision", "python", "commit",
-                "dirty", "gpu", "date", "load_avg")
+MACHINE_KEYS = (
+    "host",
+    "cpu_model",
+    "cores",
+    "torch_threads",
+    "torch",
+    "torchvision",
+    "python",
+    "commit",
+    "dirty",
+    "gpu",
+    "date",
+    "load_avg",
+)
 # suite -> keys its record must hold besides the common ones
 SUITE_KEYS: dict[str, tuple[str, ...]] = {
     "models": ("rows",),
@@ -59,7 +73,9 @@ def sync() -> None:
         torch.cuda.synchronize()
 
 
-def interleaved(fns: dict[str, Callable[[], None]], reps: int, warmup: int = 2) -> dict[str, list[float]]:
+def interleaved(
+    fns: dict[str, Callable[[], None]], reps: int, warmup: int = 2
+) -> dict[str, list[float]]:
     """Time each callable ``reps`` times as A B A B ... after ``warmup`` untimed rounds.
 
     Interleaving spreads the noise of a shared machine over every contender equally.
@@ -87,9 +103,9 @@ def linear_fit(xs: list[float], ys: list[float]) -> dict[str, float]:
     n = len(xs)
     mx, my = sum(xs) / n, sum(ys) / n
     sxx = sum((x - mx) ** 2 for x in xs)
-    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx if sxx else 0.0
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=False)) / sxx if sxx else 0.0
     intercept = my - slope * mx
-    ss_res = sum((y - intercept - slope * x) ** 2 for x, y in zip(xs, ys))
+    ss_res = sum((y - intercept - slope * x) ** 2 for x, y in zip(xs, ys, strict=False))
     ss_tot = sum((y - my) ** 2 for y in ys)
     return {"intercept": intercept, "slope": slope, "r2": 1.0 - ss_res / ss_tot if ss_tot else 1.0}
 
@@ -128,7 +144,9 @@ def cpu_model() -> str:
 
 def _git(*args: str) -> str:
     try:
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
+        return subprocess.run(
+            ["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return ""
 
@@ -140,14 +158,20 @@ def machine() -> dict[str, Any]:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:
         cores = os.cpu_count()
-    return {"host": platform.node(), "cpu_model": cpu_model(), "cores": cores,
-            "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-            "torchvision": torchvision.__version__, "python": platform.python_version(),
-            "commit": _git("rev-parse", "--short", "HEAD") or None,
-            "dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
-            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-            "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "load_avg": [round(v, 2) for v in os.getloadavg()]}
+    return {
+        "host": platform.node(),
+        "cpu_model": cpu_model(),
+        "cores": cores,
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "python": platform.python_version(),
+        "commit": _git("rev-parse", "--short", "HEAD") or None,
+        "dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "load_avg": [round(v, 2) for v in os.getloadavg()],
+    }
 
 
 def command_line(suite: str, argv: list[str] | None) -> str:
@@ -156,15 +180,27 @@ def command_line(suite: str, argv: list[str] | None) -> str:
 
 
 def add_common_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--results-dir", default=str(RESULTS), help="where the JSON record goes (default: %(default)s)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch intra-op threads (default: torch's, one per core).  On a shared machine where "
-                        "another process keeps a core busy, all-core OpenMP regions stall at every barrier "
-                        "(10-50x slower small ops); --threads 1 is then the stable choice")
-    p.add_argument("--clock", choices=tuple(CLOCKS), default="wall",
-                   help="wall: elapsed time; cpu: this process's CPU time (time.process_time), which time-slicing "
-                        "by other processes does not inflate: with --threads 1, the robust choice on a busy "
-                        "machine (CPU only: ignored where CUDA runs the work)")
+    p.add_argument(
+        "--results-dir",
+        default=str(RESULTS),
+        help="where the JSON record goes (default: %(default)s)",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch intra-op threads (default: torch's, one per core).  On a shared machine where "
+        "another process keeps a core busy, all-core OpenMP regions stall at every barrier "
+        "(10-50x slower small ops); --threads 1 is then the stable choice",
+    )
+    p.add_argument(
+        "--clock",
+        choices=tuple(CLOCKS),
+        default="wall",
+        help="wall: elapsed time; cpu: this process's CPU time (time.process_time), which time-slicing "
+        "by other processes does not inflate: with --threads 1, the robust choice on a busy "
+        "machine (CPU only: ignored where CUDA runs the work)",
+    )
 
 
 def apply_common(a: argparse.Namespace) -> None:
@@ -178,18 +214,32 @@ def apply_common(a: argparse.Namespace) -> None:
     clock = CLOCKS[getattr(a, "clock", "wall")]
     load = os.getloadavg()[0]
     if load > 0.5 * (os.cpu_count() or 1):
-        print(f"note: load average {load:.2f} on {os.cpu_count()} cores before the run: timings may be noisy"
-              + ("" if a.threads else "; consider --threads 1"), file=sys.stderr, flush=True)
+        print(
+            f"note: load average {load:.2f} on {os.cpu_count()} cores before the run: timings may "
+            "be noisy" + ("" if a.threads else "; consider --threads 1"),
+            file=sys.stderr,
+            flush=True,
+        )
 
 
-def write_result(suite: str, options: dict[str, Any], payload: dict[str, Any], argv: list[str] | None = None,
-                 results_dir: str | os.PathLike | None = None) -> Path:
+def write_result(
+    suite: str,
+    options: dict[str, Any],
+    payload: dict[str, Any],
+    argv: list[str] | None = None,
+    results_dir: str | os.PathLike | None = None,
+) -> Path:
     """Write ``<results_dir>/<suite>-<timestamp>.json`` (atomically) and return its path."""
     out = Path(results_dir or RESULTS)
     out.mkdir(parents=True, exist_ok=True)
-    record = {"schema": SCHEMA_VERSION, "suite": suite, "command": command_line(suite, argv),
-              "options": {k: v for k, v in options.items() if k != "results_dir"},
-              "machine": machine(), **payload}
+    record = {
+        "schema": SCHEMA_VERSION,
+        "suite": suite,
+        "command": command_line(suite, argv),
+        "options": {k: v for k, v in options.items() if k != "results_dir"},
+        "machine": machine(),
+        **payload,
+    }
     problems = check_record(record)
     if problems:
         raise ValueError(f"{suite} record does not follow the schema: {problems}")
@@ -209,9 +259,17 @@ def check_record(record: Any) -> list[str]:
     if not isinstance(record, dict):
         return ["not a JSON object"]
     problems = []
-    for key, kind in (("schema", int), ("suite", str), ("command", str), ("options", dict), ("machine", dict)):
+    for key, kind in (
+        ("schema", int),
+        ("suite", str),
+        ("command", str),
+        ("options", dict),
+        ("machine", dict),
+    ):
         if not isinstance(record.get(key), kind):
-            problems.append(f"{key}: expected {kind.__name__}, got {type(record.get(key)).__name__}")
+            problems.append(
+                f"{key}: expected {kind.__name__}, got {type(record.get(key)).__name__}"
+            )
     suite = record.get("suite")
     if suite not in SUITE_KEYS:
         problems.append(f"suite {suite!r}: expected one of {', '.join(SUITES)}")
@@ -220,6 +278,8 @@ def check_record(record: Any) -> list[str]:
     m = record.get("machine")
     if isinstance(m, dict):
         problems += [f"machine: missing {k!r}" for k in MACHINE_KEYS if k not in m]
-    if isinstance(record.get("command"), str) and not record["command"].startswith("python -m benchmarks"):
+    if isinstance(record.get("command"), str) and not record["command"].startswith(
+        "python -m benchmarks"
+    ):
         problems.append("command: expected 'python -m benchmarks ...'")
     return problems

@@ -36,6 +36,7 @@ warm-up epoch of every contender (FFCV also compiles its pipeline then).  Then `
 epochs run interleaved: torchvision, ffcv[storage 1], ..., bound-tree, ... .  Reports images/s
 (median over epochs), the ratio FFCV / torchvision per storage and each loader's fraction of the bound.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,9 +58,23 @@ STORAGES = {
 # The sample photographs that scikit-learn and scikit-image ship inside their wheels (nothing is
 # downloaded: files are read by path, never through skimage.data's fetcher).
 SKLEARN_PHOTOS = ("china.jpg", "flower.jpg")  # sklearn/datasets/images/
-SKIMAGE_PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "hubble_deep_field.jpg", "retina.jpg", "rocket.jpg",
-                  "motorcycle_left.png", "motorcycle_right.png", "ihc.png",  # colour
-                  "camera.png", "brick.png", "grass.png", "gravel.png", "moon.png", "coins.png")  # grey
+SKIMAGE_PHOTOS = (
+    "astronaut.png",
+    "chelsea.png",
+    "coffee.png",
+    "hubble_deep_field.jpg",
+    "retina.jpg",
+    "rocket.jpg",
+    "motorcycle_left.png",
+    "motorcycle_right.png",
+    "ihc.png",  # colour
+    "camera.png",
+    "brick.png",
+    "grass.png",
+    "gravel.png",
+    "moon.png",
+    "coins.png",
+)  # grey
 TREE_VERSION = 2  # 1: smooth random rectangles; 2: crops of natural photographs
 
 
@@ -73,11 +88,15 @@ def sample_photos() -> list[np.ndarray]:
         import skimage
 
         paths += [Path(skimage.__file__).parent / "data" / n for n in SKIMAGE_PHOTOS]
-    except ImportError:  # the dev extra installs it; without it the tree uses scikit-learn's two photos
+    except (
+        ImportError
+    ):  # the dev extra installs it; without it the tree uses scikit-learn's two photos
         pass
     photos = [np.asarray(Image.open(p).convert("RGB")) for p in paths if p.is_file()]
     if not photos:
-        raise RuntimeError("no sample photographs found (scikit-learn's sklearn/datasets/images/*.jpg)")
+        raise RuntimeError(
+            "no sample photographs found (scikit-learn's sklearn/datasets/images/*.jpg)"
+        )
     return photos
 
 
@@ -96,7 +115,7 @@ def natural_image(photos: list[np.ndarray], rng: np.random.Generator) -> np.ndar
     cw = min(sw, int(round(ch * w / h)))
     ch = min(ch, int(round(cw * h / w)))
     y0, x0 = int(rng.integers(0, sh - ch + 1)), int(rng.integers(0, sw - cw + 1))
-    img = Image.fromarray(src[y0:y0 + ch, x0:x0 + cw]).resize((w, h), Image.BICUBIC)
+    img = Image.fromarray(src[y0 : y0 + ch, x0 : x0 + cw]).resize((w, h), Image.BICUBIC)
     if rng.random() < 0.5:
         img = img.transpose(Image.FLIP_LEFT_RIGHT)
     return np.asarray(img)
@@ -120,7 +139,9 @@ def make_tree(root: Path, images: int, classes: int, seed: int = 0, quality: int
             c = i % classes
             d = root / split / f"n{c:08d}"
             d.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(natural_image(photos, rng)).save(d / f"{split}_{i:06d}.JPEG", quality=quality)
+            Image.fromarray(natural_image(photos, rng)).save(
+                d / f"{split}_{i:06d}.JPEG", quality=quality
+            )
     marker.touch()
     return root
 
@@ -145,12 +166,20 @@ def beton_jpegs(path: Path) -> list[tuple[np.ndarray, int, int]]:
 
     r = Reader(str(path))
     data = np.fromfile(path, dtype=np.uint8)
-    size = dict(zip(r.alloc_table["ptr"].tolist(), r.alloc_table["size"].tolist()))
+    size = dict(zip(r.alloc_table["ptr"].tolist(), r.alloc_table["size"].tolist(), strict=False))
     meta = r.metadata[f"f{r.field_names.index('image')}"]
     jpg = IMAGE_MODES["jpg"]
-    return [(data[p:p + size[p]].copy(), int(h), int(w))
-            for p, h, w, m in zip(meta["data_ptr"].tolist(), meta["height"].tolist(), meta["width"].tolist(),
-                                  meta["mode"].tolist()) if m == jpg]
+    return [
+        (data[p : p + size[p]].copy(), int(h), int(w))
+        for p, h, w, m in zip(
+            meta["data_ptr"].tolist(),
+            meta["height"].tolist(),
+            meta["width"].tolist(),
+            meta["mode"].tolist(),
+            strict=False,
+        )
+        if m == jpg
+    ]
 
 
 class DecodeBound:
@@ -162,12 +191,14 @@ class DecodeBound:
     threads do.  Each call returns (images, seconds).
     """
 
-    def __init__(self, jpegs: list[tuple[np.ndarray, int, int]], threads: int, crop: int | None = None) -> None:
+    def __init__(
+        self, jpegs: list[tuple[np.ndarray, int, int]], threads: int, crop: int | None = None
+    ) -> None:
         from ffcv.libffcv import ctypes_imdecode, ctypes_resize
 
         self.decode_c, self.resize_c = ctypes_imdecode, ctypes_resize
         self.jpegs, self.threads, self.crop = jpegs, max(1, threads), crop
-        self.chunks = [jpegs[i::self.threads] for i in range(self.threads)]
+        self.chunks = [jpegs[i :: self.threads] for i in range(self.threads)]
         biggest = max((h * w for _, h, w in jpegs), default=1)
         self.buffers = [np.empty(3 * biggest, np.uint8) for _ in range(self.threads)]
         self.outs = [np.empty((crop or 1, crop or 1, 3), np.uint8) for _ in range(self.threads)]
@@ -176,11 +207,39 @@ class DecodeBound:
         buf, out, rng = self.buffers[k], self.outs[k], np.random.default_rng(k)
         failed = 0
         for data, h, w in self.chunks[k]:
-            failed += self.decode_c(data.ctypes.data, data.size, h, w, buf.ctypes.data, h, w, 0, 0, 1, 1,
-                                    False, False) != 0
+            failed += (
+                self.decode_c(
+                    data.ctypes.data,
+                    data.size,
+                    h,
+                    w,
+                    buf.ctypes.data,
+                    h,
+                    w,
+                    0,
+                    0,
+                    1,
+                    1,
+                    False,
+                    False,
+                )
+                != 0
+            )
             if self.crop:
                 i, j, ch, cw = random_resized_crop(h, w, rng)
-                self.resize_c(0, buf.ctypes.data, h, w, i, i + ch, j, j + cw, out.ctypes.data, self.crop, self.crop)
+                self.resize_c(
+                    0,
+                    buf.ctypes.data,
+                    h,
+                    w,
+                    i,
+                    i + ch,
+                    j,
+                    j + cw,
+                    out.ctypes.data,
+                    self.crop,
+                    self.crop,
+                )
         return failed
 
     def __call__(self) -> tuple[int, float]:
@@ -195,7 +254,9 @@ class DecodeBound:
         return len(self.jpegs), dt
 
 
-def random_resized_crop(h: int, w: int, rng: np.random.Generator, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)):
+def random_resized_crop(
+    h: int, w: int, rng: np.random.Generator, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)
+):
     """(top, left, height, width) of an Inception-style crop, as torchvision's / FFCV's get_random_crop."""
     area = h * w
     for _ in range(10):
@@ -212,29 +273,45 @@ def _epoch(loader, resolution: int) -> tuple[int, float]:
     t0, n = time.perf_counter(), 0
     for images, _ in loader:
         if tuple(images.shape[1:]) != (3, resolution, resolution):
-            raise RuntimeError(f"loader produced {tuple(images.shape)}, expected B x 3 x {resolution} x {resolution}")
+            raise RuntimeError(
+                f"loader produced {tuple(images.shape)}, expected B x 3 x {resolution} x "
+                f"{resolution}"
+            )
         n += images.shape[0]
     return n, time.perf_counter() - t0
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks data", description=__doc__.split("\n")[0])
-    p.add_argument("--storage", default="jpg,raw,proportion",
-                   help=f"comma-separated .beton storage modes: {', '.join(STORAGES)}")
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks data", description=__doc__.split("\n")[0]
+    )
+    p.add_argument(
+        "--storage",
+        default="jpg,raw,proportion",
+        help=f"comma-separated .beton storage modes: {', '.join(STORAGES)}",
+    )
     p.add_argument("--images", type=int, default=2000)
     p.add_argument("--classes", type=int, default=10)
     p.add_argument("--resolution", type=int, default=160, help="training crop size")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--epochs", type=int, default=2, help="timed epochs per loader (after one warm-up)")
-    p.add_argument("--max-resolution", type=int, default=500, help="longest side stored in the .beton")
+    p.add_argument(
+        "--epochs", type=int, default=2, help="timed epochs per loader (after one warm-up)"
+    )
+    p.add_argument(
+        "--max-resolution", type=int, default=500, help="longest side stored in the .beton"
+    )
     p.add_argument("--jpeg-quality", type=int, default=90)
     p.add_argument("--dir", default="/tmp/cnn-platform-bench-data")
-    p.add_argument("--quick", action="store_true", help="smoke-test size: 64 images, 2 classes, 64 px, 1 epoch")
+    p.add_argument(
+        "--quick", action="store_true", help="smoke-test size: 64 images, 2 classes, 64 px, 1 epoch"
+    )
     add_common_args(p)
     a = p.parse_args(argv)
     if a.clock != "wall":
-        p.error("--clock cpu cannot see torchvision's worker processes: the data suite uses wall time")
+        p.error(
+            "--clock cpu cannot see torchvision's worker processes: the data suite uses wall time"
+        )
     apply_common(a)
     if a.quick:
         a.images, a.classes, a.resolution, a.batch, a.epochs = 64, 2, 64, 16, 1
@@ -248,17 +325,29 @@ def main(argv: list[str] | None = None) -> int:
     from datamodules.write import write_imagefolder
 
     base = Path(a.dir)
-    tree = make_tree(base / f"tree-v{TREE_VERSION}-{a.images}-{a.classes}-q{a.jpeg_quality}", a.images, a.classes,
-                     quality=a.jpeg_quality)
+    tree = make_tree(
+        base / f"tree-v{TREE_VERSION}-{a.images}-{a.classes}-q{a.jpeg_quality}",
+        a.images,
+        a.classes,
+        quality=a.jpeg_quality,
+    )
     common = dict(batch_size=a.batch, num_workers=a.workers, resolution=a.resolution)
     loaders, beton_mb, write_s, betons = {}, {}, {}, {}
     for storage in storages:
-        out = base / (f"beton-v{TREE_VERSION}-{a.images}-{a.classes}-{storage}-{a.max_resolution}"
-                      f"-q{a.jpeg_quality}")
+        out = base / (
+            f"beton-v{TREE_VERSION}-{a.images}-{a.classes}-{storage}-{a.max_resolution}"
+            f"-q{a.jpeg_quality}"
+        )
         if not (out / "meta.json").exists():
             t0 = time.perf_counter()
-            write_imagefolder(tree, out, num_workers=a.workers, max_resolution=a.max_resolution,
-                              jpeg_quality=a.jpeg_quality, **STORAGES[storage])
+            write_imagefolder(
+                tree,
+                out,
+                num_workers=a.workers,
+                max_resolution=a.max_resolution,
+                jpeg_quality=a.jpeg_quality,
+                **STORAGES[storage],
+            )
             write_s[storage] = time.perf_counter() - t0
             print(f"wrote {out} in {write_s[storage]:.1f} s", flush=True)
         betons[storage] = out / "train.beton"
@@ -271,15 +360,24 @@ def main(argv: list[str] | None = None) -> int:
     tree_mb = sum(f.stat().st_size for f in (tree / "train").rglob("*.JPEG")) / 2**20
 
     # the decode bound: every JPEG at full size, --workers threads, libjpeg-turbo through FFCV's binding
-    drop = a.images - a.images % a.batch  # the loaders drop the last partial batch: the bound decodes as many
-    bounds = {"bound-tree": DecodeBound(tree_jpegs(tree)[:drop], a.workers),
-              "bound-tree+crop": DecodeBound(tree_jpegs(tree)[:drop], a.workers, crop=a.resolution)}
+    drop = (
+        a.images - a.images % a.batch
+    )  # the loaders drop the last partial batch: the bound decodes as many
+    bounds = {
+        "bound-tree": DecodeBound(tree_jpegs(tree)[:drop], a.workers),
+        "bound-tree+crop": DecodeBound(tree_jpegs(tree)[:drop], a.workers, crop=a.resolution),
+    }
     if "jpg" in betons:
         bounds["bound-beton"] = DecodeBound(beton_jpegs(betons["jpg"])[:drop], a.workers)
-        bounds["bound-beton+crop"] = DecodeBound(beton_jpegs(betons["jpg"])[:drop], a.workers, crop=a.resolution)
+        bounds["bound-beton+crop"] = DecodeBound(
+            beton_jpegs(betons["jpg"])[:drop], a.workers, crop=a.resolution
+        )
     tv_loader = tv.train_dataloader()
-    contenders = {"torchvision": lambda: _epoch(tv_loader, a.resolution),
-                  **{k: (lambda ld=ld: _epoch(ld, a.resolution)) for k, ld in loaders.items()}, **bounds}
+    contenders = {
+        "torchvision": lambda: _epoch(tv_loader, a.resolution),
+        **{k: (lambda ld=ld: _epoch(ld, a.resolution)) for k, ld in loaders.items()},
+        **bounds,
+    }
 
     warmup_s = {}
     for name, fn in contenders.items():  # warm-up: FFCV compiles its pipeline, the page cache fills
@@ -293,29 +391,72 @@ def main(argv: list[str] | None = None) -> int:
     tv_rate, tree_bound = med["torchvision"], med["bound-tree"]
     beton_bound = med.get("bound-beton")
     rows = []
-    print(f"train loader, {a.images} natural-image JPEGs (q{a.jpeg_quality}), crop {a.resolution} px, batch {a.batch}, "
-          f"{a.workers} workers, median of {a.epochs} interleaved epochs after a warm-up epoch")
-    print(f"  {'loader':24s} {'images/s':>9s}  {'vs tv':>6s}  {'vs bound':>8s}  {'train set MB':>12s}")
-    print(f"  {'torchvision ImageFolder':24s} {tv_rate:9.1f}  {1.0:6.2f}  {tv_rate / tree_bound:8.2f}  {tree_mb:12.0f}")
+    print(
+        f"train loader, {a.images} natural-image JPEGs (q{a.jpeg_quality}), crop {a.resolution} "
+        f"px, batch {a.batch}, "
+        f"{a.workers} workers, median of {a.epochs} interleaved epochs after a warm-up epoch"
+    )
+    print(
+        f"  {'loader':24s} {'images/s':>9s}  {'vs tv':>6s}  {'vs bound':>8s}  {'train set MB':>12s}"
+    )
+    print(
+        f"  {'torchvision ImageFolder':24s} {tv_rate:9.1f}  {1.0:6.2f}  "
+        f"{tv_rate / tree_bound:8.2f}  {tree_mb:12.0f}"
+    )
     for storage in storages:
         r = med[f"ffcv-{storage}"]
         # FFCV jpg decodes the .beton's own JPEGs (re-encoded by the writer): its bound is theirs
         bound = beton_bound if storage == "jpg" else tree_bound
-        rows.append({"storage": storage, "images_per_s": r, "ratio": r / tv_rate, "raw_images_per_s": rates[f"ffcv-{storage}"],
-                     "fraction_of_bound": r / bound, "beton_mb": beton_mb[storage], "write_s": write_s.get(storage),
-                     "warmup_epoch_s": warmup_s[f"ffcv-{storage}"]})
-        print(f"  {'ffcv ' + storage:24s} {r:9.1f}  {r / tv_rate:6.2f}  {r / bound:8.2f}  {beton_mb[storage]:12.0f}")
-    bound_rows = {k: {"images_per_s": med[k], "raw_images_per_s": rates[k], "threads": a.workers,
-                      "images": len(fn.jpegs), "crop": fn.crop} for k, fn in bounds.items()}
+        rows.append(
+            {
+                "storage": storage,
+                "images_per_s": r,
+                "ratio": r / tv_rate,
+                "raw_images_per_s": rates[f"ffcv-{storage}"],
+                "fraction_of_bound": r / bound,
+                "beton_mb": beton_mb[storage],
+                "write_s": write_s.get(storage),
+                "warmup_epoch_s": warmup_s[f"ffcv-{storage}"],
+            }
+        )
+        print(
+            f"  {'ffcv ' + storage:24s} {r:9.1f}  {r / tv_rate:6.2f}  {r / bound:8.2f}  "
+            f"{beton_mb[storage]:12.0f}"
+        )
+    bound_rows = {
+        k: {
+            "images_per_s": med[k],
+            "raw_images_per_s": rates[k],
+            "threads": a.workers,
+            "images": len(fn.jpegs),
+            "crop": fn.crop,
+        }
+        for k, fn in bounds.items()
+    }
     for k, b in bound_rows.items():
-        print(f"  {k:24s} {b['images_per_s']:9.1f}  {b['images_per_s'] / tv_rate:6.2f}  "
-              f"{'(decode only)' if not b['crop'] else '(+ crop/resize)':>8s}")
+        print(
+            f"  {k:24s} {b['images_per_s']:9.1f}  {b['images_per_s'] / tv_rate:6.2f}  "
+            f"{'(decode only)' if not b['crop'] else '(+ crop/resize)':>8s}"
+        )
     rss = peak_rss_mb()
     print(f"  peak RSS of the main process {rss:.0f} MB")
-    path = write_result("data", vars(a), {
-        "rows": rows, "torchvision_images_per_s": tv_rate, "torchvision_raw_images_per_s": rates["torchvision"],
-        "torchvision_fraction_of_bound": tv_rate / tree_bound, "bounds": bound_rows, "images": "natural",
-        "tree_version": TREE_VERSION, "torchvision_warmup_epoch_s": warmup_s["torchvision"], "tree_mb": tree_mb,
-        "peak_rss_mb": rss}, argv, a.results_dir)
+    path = write_result(
+        "data",
+        vars(a),
+        {
+            "rows": rows,
+            "torchvision_images_per_s": tv_rate,
+            "torchvision_raw_images_per_s": rates["torchvision"],
+            "torchvision_fraction_of_bound": tv_rate / tree_bound,
+            "bounds": bound_rows,
+            "images": "natural",
+            "tree_version": TREE_VERSION,
+            "torchvision_warmup_epoch_s": warmup_s["torchvision"],
+            "tree_mb": tree_mb,
+            "peak_rss_mb": rss,
+        },
+        argv,
+        a.results_dir,
+    )
     print(f"wrote {path}")
     return 0

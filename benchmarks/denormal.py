@@ -26,6 +26,7 @@ flushed step time (> 1: flushing helps).  The platform sets flush-to-zero on CPU
 trainer.max_epochs=1`` with ``trainer.flush_denormal=false`` and with the default, alternating N
 times each, and reports epoch 0's ``epoch_time_s`` from each run's ``metrics.jsonl``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -67,7 +68,9 @@ def denormal_fraction(model: torch.nn.Module, step) -> float:
         if out.requires_grad:
             out.register_hook(count)
 
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    handles = [
+        m.register_forward_hook(hook) for m in model.modules() if isinstance(m, torch.nn.Conv2d)
+    ]
     try:
         step()
     finally:
@@ -96,69 +99,130 @@ def measure(name: str, a) -> dict:
         def run() -> None:
             torch.set_flush_denormal(on)
             step()
+
         return run
 
     fraction = {}
     for label, on in (("denormals", False), ("flushed", True)):
         torch.set_flush_denormal(on)
         fraction[label] = denormal_fraction(model, step)
-    raw = interleaved({"denormals": with_flush(False), "flushed": with_flush(True)}, reps=a.reps, warmup=a.warmup)
+    raw = interleaved(
+        {"denormals": with_flush(False), "flushed": with_flush(True)}, reps=a.reps, warmup=a.warmup
+    )
     torch.set_flush_denormal(False)
     med = {k: median(v) for k, v in raw.items()}
-    return {"model": name, "state": a.state, "grad_scale": scale, "raw_s": raw, "step_s": med,
-            "images_per_s": {k: a.batch / v for k, v in med.items()},
-            "ratio": med["denormals"] / med["flushed"], "denormal_grad_fraction": fraction}
+    return {
+        "model": name,
+        "state": a.state,
+        "grad_scale": scale,
+        "raw_s": raw,
+        "step_s": med,
+        "images_per_s": {k: a.batch / v for k, v in med.items()},
+        "ratio": med["denormals"] / med["flushed"],
+        "denormal_grad_fraction": fraction,
+    }
 
 
 def platform_epoch(model: str, flush: str | None, extra: list[str], workdir: Path) -> dict:
     """One ``python -m platform.train`` run of one epoch; its epoch-0 time and wall time."""
     name = f"denormal-{flush or 'default'}-{len(list(workdir.iterdir()))}"
-    args = [sys.executable, "-m", "platform.train", f"model={model}", "trainer.max_epochs=1",
-            "logging.wandb=disabled", "logging.progress_bar=false", f"run.root={workdir}", f"run.name={name}",
-            *extra, *([f"trainer.flush_denormal={flush}"] if flush else [])]
+    args = [
+        sys.executable,
+        "-m",
+        "platform.train",
+        f"model={model}",
+        "trainer.max_epochs=1",
+        "logging.wandb=disabled",
+        "logging.progress_bar=false",
+        f"run.root={workdir}",
+        f"run.name={name}",
+        *extra,
+        *([f"trainer.flush_denormal={flush}"] if flush else []),
+    ]
     proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True)
     if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(args[1:])} failed ({proc.returncode}): {proc.stderr[-2000:]}")
-    lines = [json.loads(line) for line in (workdir / name / "metrics.jsonl").read_text().splitlines() if line]
+        raise RuntimeError(
+            f"{' '.join(args[1:])} failed ({proc.returncode}): {proc.stderr[-2000:]}"
+        )
+    lines = [
+        json.loads(line)
+        for line in (workdir / name / "metrics.jsonl").read_text().splitlines()
+        if line
+    ]
     epoch = [r for r in lines if r.get("epoch") == 0 and "epoch_time_s" in r]
     summary = json.loads((workdir / name / "summary.json").read_text())
-    return {"flush_denormal": flush or "default", "epoch_time_s": epoch[-1]["epoch_time_s"],
-            "wall_time_s": summary["wall_time_s"], "command": "python -m " + " ".join(args[2:])}
+    return {
+        "flush_denormal": flush or "default",
+        "epoch_time_s": epoch[-1]["epoch_time_s"],
+        "wall_time_s": summary["wall_time_s"],
+        "command": "python -m " + " ".join(args[2:]),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks denormal", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks denormal", description=__doc__.split("\n")[0]
+    )
     p.add_argument("--models", default="plain56,resnet56")
     p.add_argument("--resolution", type=int, default=28)
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--state", choices=STATES, default="vanished")
-    p.add_argument("--grad-scale", type=float, default=1e-39, help="vanished: the loss's factor per image")
+    p.add_argument(
+        "--grad-scale", type=float, default=1e-39, help="vanished: the loss's factor per image"
+    )
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--platform-runs", type=int, default=0,
-                   help="also time N alternating one-epoch platform.train runs, flush_denormal=false vs default")
-    p.add_argument("--platform-args", default="", help="extra key=value overrides for those runs (space-separated)")
-    p.add_argument("--quick", action="store_true", help="smoke-test size: resnet20, 16 px, batch 8, 1 rep")
+    p.add_argument(
+        "--platform-runs",
+        type=int,
+        default=0,
+        help="also time N alternating one-epoch platform.train runs, flush_denormal=false vs default",
+    )
+    p.add_argument(
+        "--platform-args",
+        default="",
+        help="extra key=value overrides for those runs (space-separated)",
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="smoke-test size: resnet20, 16 px, batch 8, 1 rep"
+    )
     add_common_args(p)
     a = p.parse_args(argv)
     apply_common(a)
     if a.quick:
         a.models, a.resolution, a.batch, a.reps, a.warmup = "resnet20", 16, 8, 1, 0
     if not torch.set_flush_denormal(False):
-        print("this CPU has no flush-to-zero mode (torch.set_flush_denormal returned False): skipped")
-        path = write_result("denormal", vars(a), {"rows": [], "skipped": True, "platform_runs": []}, argv,
-                            a.results_dir)
+        print(
+            "this CPU has no flush-to-zero mode (torch.set_flush_denormal returned False): skipped"
+        )
+        path = write_result(
+            "denormal",
+            vars(a),
+            {"rows": [], "skipped": True, "platform_runs": []},
+            argv,
+            a.results_dir,
+        )
         print(f"wrote {path}")
         return 0
     rows = []
-    print(f"training step, batch {a.batch}, {a.resolution} px digits, state {a.state}, median of {a.reps} interleaved "
-          f"repetitions ({common.clock.__name__})")
-    print(f"  {'model':10s} {'img/s denormals':>15s} {'img/s flushed':>13s} {'ratio':>6s} {'denormal grads':>15s}")
+    print(
+        f"training step, batch {a.batch}, {a.resolution} px digits, state {a.state}, median of "
+        f"{a.reps} interleaved "
+        f"repetitions ({common.clock.__name__})"
+    )
+    print(
+        f"  {'model':10s} {'img/s denormals':>15s} {'img/s flushed':>13s} {'ratio':>6s} "
+        f"{'denormal grads':>15s}"
+    )
     for name in [m for m in a.models.split(",") if m]:
         r = measure(name, a)
         rows.append(r)
-        print(f"  {name:10s} {r['images_per_s']['denormals']:15.1f} {r['images_per_s']['flushed']:13.1f} "
-              f"{r['ratio']:6.2f} {100 * r['denormal_grad_fraction']['denormals']:14.1f}%", flush=True)
+        print(
+            f"  {name:10s} {r['images_per_s']['denormals']:15.1f} "
+            f"{r['images_per_s']['flushed']:13.1f} "
+            f"{r['ratio']:6.2f} {100 * r['denormal_grad_fraction']['denormals']:14.1f}%",
+            flush=True,
+        )
     runs = []
     if a.platform_runs:
         model = rows[0]["model"] if rows else "plain56"
@@ -166,15 +230,29 @@ def main(argv: list[str] | None = None) -> int:
             for _ in range(a.platform_runs):
                 for flush in ("false", None):
                     runs.append(platform_epoch(model, flush, a.platform_args.split(), Path(tmp)))
-                    print(f"  platform.train {model}, flush_denormal={runs[-1]['flush_denormal']}: epoch 0 "
-                          f"{runs[-1]['epoch_time_s']:.1f} s (run {runs[-1]['wall_time_s']:.1f} s)", flush=True)
+                    print(
+                        f"  platform.train {model}, flush_denormal={runs[-1]['flush_denormal']}: "
+                        "epoch 0 "
+                        f"{runs[-1]['epoch_time_s']:.1f} s (run {runs[-1]['wall_time_s']:.1f} s)",
+                        flush=True,
+                    )
     epoch_ratio = None
     if runs:
         off = median([r["epoch_time_s"] for r in runs if r["flush_denormal"] == "false"])
         on = median([r["epoch_time_s"] for r in runs if r["flush_denormal"] == "default"])
         epoch_ratio = off / on
         print(f"  platform.train epoch 0: flush_denormal=false / default = {epoch_ratio:.3f}")
-    path = write_result("denormal", vars(a), {"rows": rows, "skipped": False, "platform_runs": runs,
-                                              "platform_epoch_ratio": epoch_ratio}, argv, a.results_dir)
+    path = write_result(
+        "denormal",
+        vars(a),
+        {
+            "rows": rows,
+            "skipped": False,
+            "platform_runs": runs,
+            "platform_epoch_ratio": epoch_ratio,
+        },
+        argv,
+        a.results_dir,
+    )
     print(f"wrote {path}")
     return 0

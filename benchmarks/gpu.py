@@ -35,6 +35,7 @@ software: NVIDIA DeepLearningExamples ResNeXt101-32x4d (PyTorch, AMP) 908 img/s 
 anchor, no images/s); NVIDIA MLPerf ResNet-50 on 8x H100; timm's RTX 3090 table.  For orientation
 only: different GPUs, data pipelines and kernels.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,25 +58,55 @@ PEAK_BF16_TFLOPS: dict[str, float] = {
 # published training throughput, images/s per GPU: (value, source); None = a time-to-accuracy anchor
 ANCHORS: dict[str, list[dict]] = {
     "resnet50": [
-        {"source": "ffcv-imagenet ResNet-50: 73.8% top-1 in 15 min on 8x A100 (time to accuracy)", "gpu": "A100",
-         "images_per_s_per_gpu": None},
-        {"source": "NVIDIA MLPerf Training, ResNet-50, 8x H100 (MXNet + DALI), ~57k img/s total",
-         "gpu": "H100", "images_per_s_per_gpu": 57000 / 8},
-        {"source": "timm benchmark, RTX 3090, AMP, channels_last, training", "gpu": "RTX 3090",
-         "images_per_s_per_gpu": 1218.0},
+        {
+            "source": "ffcv-imagenet ResNet-50: 73.8% top-1 in 15 min on 8x A100 (time to accuracy)",
+            "gpu": "A100",
+            "images_per_s_per_gpu": None,
+        },
+        {
+            "source": "NVIDIA MLPerf Training, ResNet-50, 8x H100 (MXNet + DALI), ~57k img/s total",
+            "gpu": "H100",
+            "images_per_s_per_gpu": 57000 / 8,
+        },
+        {
+            "source": "timm benchmark, RTX 3090, AMP, channels_last, training",
+            "gpu": "RTX 3090",
+            "images_per_s_per_gpu": 1218.0,
+        },
     ],
     "resnext101_32x4d": [
-        {"source": "NVIDIA DeepLearningExamples ResNeXt101-32x4d, PyTorch AMP, 1x A100 80GB", "gpu": "A100",
-         "images_per_s_per_gpu": 908.0},
-        {"source": "NVIDIA DeepLearningExamples ResNeXt101-32x4d, PyTorch AMP, 8x A100 80GB: 6,888 img/s total",
-         "gpu": "A100", "images_per_s_per_gpu": 6888.0 / 8},
+        {
+            "source": "NVIDIA DeepLearningExamples ResNeXt101-32x4d, PyTorch AMP, 1x A100 80GB",
+            "gpu": "A100",
+            "images_per_s_per_gpu": 908.0,
+        },
+        {
+            "source": "NVIDIA DeepLearningExamples ResNeXt101-32x4d, PyTorch AMP, 8x A100 80GB: 6,888 img/s total",
+            "gpu": "A100",
+            "images_per_s_per_gpu": 6888.0 / 8,
+        },
     ],
-    "resnext50_32x4d": [{"source": "timm benchmark, RTX 3090, AMP, channels_last, training", "gpu": "RTX 3090",
-                         "images_per_s_per_gpu": 1001.0}],
-    "densenet121": [{"source": "timm benchmark, RTX 3090, AMP, channels_last, training", "gpu": "RTX 3090",
-                     "images_per_s_per_gpu": 914.0}],
-    "efficientnet_b0": [{"source": "timm benchmark, RTX 3090, AMP, channels_last, training", "gpu": "RTX 3090",
-                         "images_per_s_per_gpu": 1752.0}],
+    "resnext50_32x4d": [
+        {
+            "source": "timm benchmark, RTX 3090, AMP, channels_last, training",
+            "gpu": "RTX 3090",
+            "images_per_s_per_gpu": 1001.0,
+        }
+    ],
+    "densenet121": [
+        {
+            "source": "timm benchmark, RTX 3090, AMP, channels_last, training",
+            "gpu": "RTX 3090",
+            "images_per_s_per_gpu": 914.0,
+        }
+    ],
+    "efficientnet_b0": [
+        {
+            "source": "timm benchmark, RTX 3090, AMP, channels_last, training",
+            "gpu": "RTX 3090",
+            "images_per_s_per_gpu": 1752.0,
+        }
+    ],
 }
 
 
@@ -106,12 +137,21 @@ def mfu(forward_macs: int, images_per_s: float, peak: float | None) -> float | N
 def anchor_comparison(model: str, images_per_s_per_gpu: float) -> list[dict]:
     """Our images/s/GPU over each published anchor for ``model`` (empty when there is none; ratio None
     for a time-to-accuracy anchor)."""
-    return [{**a, "ours_images_per_s_per_gpu": images_per_s_per_gpu,
-             "ratio": images_per_s_per_gpu / a["images_per_s_per_gpu"] if a["images_per_s_per_gpu"] else None}
-            for a in ANCHORS.get(model, [])]
+    return [
+        {
+            **a,
+            "ours_images_per_s_per_gpu": images_per_s_per_gpu,
+            "ratio": images_per_s_per_gpu / a["images_per_s_per_gpu"]
+            if a["images_per_s_per_gpu"]
+            else None,
+        }
+        for a in ANCHORS.get(model, [])
+    ]
 
 
-def matmul_tflops(device: str = "cuda", n: int = 8192, reps: int = 20, dtype: torch.dtype = torch.bfloat16) -> float:
+def matmul_tflops(
+    device: str = "cuda", n: int = 8192, reps: int = 20, dtype: torch.dtype = torch.bfloat16
+) -> float:
     """Measured dense matmul throughput, TFLOP/s: ``2 n^3`` FLOPs per ``n x n`` product, best of ``reps``."""
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
@@ -143,7 +183,9 @@ def build_model(name: str, impl: str) -> torch.nn.Module:
     tv = models.model_info(name).torchvision
     if tv:
         return torchvision.models.get_model(tv, weights=None)
-    if name == "resnext101_32x4d":  # torchvision has 32x8d and 64x4d builders only; its class, these widths
+    if (
+        name == "resnext101_32x4d"
+    ):  # torchvision has 32x8d and 64x4d builders only; its class, these widths
         from torchvision.models.resnet import Bottleneck, ResNet
 
         return ResNet(Bottleneck, [3, 4, 23, 3], groups=32, width_per_group=4)
@@ -158,18 +200,30 @@ def fitting_batches(batch: int, minimum: int = 8) -> list[int]:
     return out
 
 
-def normalize_ab(device: str, batch: int, resolution: int, reps: int = 10, model: torch.nn.Module | None = None,
-                 dtype: str = "bf16") -> dict:
+def normalize_ab(
+    device: str,
+    batch: int,
+    resolution: int,
+    reps: int = 10,
+    model: torch.nn.Module | None = None,
+    dtype: str = "bf16",
+) -> dict:
     """Time ``DeviceNormalize`` to float32 vs to ``dtype`` on ``device`` (with ``model``: then the
     model's forward under autocast in ``dtype``), interleaved, median seconds and the ratio lowp / fp32."""
-    from datamodules.normalize import DTYPES, DeviceNormalize
     from benchmarks.common import interleaved
+    from datamodules.normalize import DTYPES, DeviceNormalize
 
     mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
     dev = torch.device(device)
-    norms = {"fp32": DeviceNormalize(mean, std, channels_last=True),
-             dtype: DeviceNormalize(mean, std, channels_last=True, dtype=dtype, lowp_devices=(dev.type,))}
-    images = torch.randint(0, 256, (batch, 3, resolution, resolution), dtype=torch.uint8, device=dev)
+    norms = {
+        "fp32": DeviceNormalize(mean, std, channels_last=True),
+        dtype: DeviceNormalize(
+            mean, std, channels_last=True, dtype=dtype, lowp_devices=(dev.type,)
+        ),
+    }
+    images = torch.randint(
+        0, 256, (batch, 3, resolution, resolution), dtype=torch.uint8, device=dev
+    )
     ac = DTYPES[dtype]
 
     def runner(norm):
@@ -178,17 +232,33 @@ def normalize_ab(device: str, batch: int, resolution: int, reps: int = 10, model
             if model is not None:
                 with torch.no_grad(), torch.autocast(dev.type, dtype=ac):
                     model(x)
+
         return run
 
     raw = interleaved({k: runner(n) for k, n in norms.items()}, reps=reps, warmup=2)
     med = {k: median(v) for k, v in raw.items()}
     out_dtypes = {k: str(n.output_dtype(dev)).removeprefix("torch.") for k, n in norms.items()}
-    return {"device": str(dev), "batch": batch, "resolution": resolution, "with_model": model is not None,
-            "median_s": med, "raw_s": raw, "output_dtype": out_dtypes, "ratio": med[dtype] / med["fp32"]}
+    return {
+        "device": str(dev),
+        "batch": batch,
+        "resolution": resolution,
+        "with_model": model is not None,
+        "median_s": med,
+        "raw_s": raw,
+        "output_dtype": out_dtypes,
+        "ratio": med[dtype] / med["fp32"],
+    }
 
 
-def run_one(name: str, batch: int, resolution: int, steps: int, warmup: int, compiled: bool,
-            impl: str = "ours") -> dict:
+def run_one(
+    name: str,
+    batch: int,
+    resolution: int,
+    steps: int,
+    warmup: int,
+    compiled: bool,
+    impl: str = "ours",
+) -> dict:
     from platform.module import param_groups
 
     torch.manual_seed(0)
@@ -197,7 +267,9 @@ def run_one(name: str, batch: int, resolution: int, steps: int, warmup: int, com
     if compiled:
         model.compile()  # in place, as trainer.compile=true does (platform/train.py)
     fwd = model
-    x = torch.randn(batch, 3, resolution, resolution, device="cuda").contiguous(memory_format=torch.channels_last)
+    x = torch.randn(batch, 3, resolution, resolution, device="cuda").contiguous(
+        memory_format=torch.channels_last
+    )
     y = torch.randint(0, 1000, (batch,), device="cuda")
 
     def step() -> None:
@@ -220,9 +292,18 @@ def run_one(name: str, batch: int, resolution: int, steps: int, warmup: int, com
         torch.cuda.synchronize()  # per step, for the raw list; the total below is the headline
         times.append(time.perf_counter() - t)
     total = sum(times)
-    return {"model": name, "impl": impl, "batch": batch, "compiled": compiled, "step_s": total / steps, "median_step_s": median(times),
-            "images_per_s": batch * steps / total, "raw_step_s": times, "warmup_s": warmup_s,
-            "max_memory_allocated_mb": torch.cuda.max_memory_allocated() / 2**20}
+    return {
+        "model": name,
+        "impl": impl,
+        "batch": batch,
+        "compiled": compiled,
+        "step_s": total / steps,
+        "median_step_s": median(times),
+        "images_per_s": batch * steps / total,
+        "raw_step_s": times,
+        "warmup_s": warmup_s,
+        "max_memory_allocated_mb": torch.cuda.max_memory_allocated() / 2**20,
+    }
 
 
 def run_fitting(name: str, impl: str, a, compiled: bool) -> dict:
@@ -247,14 +328,27 @@ def ffcv_loader_rate(a, workers: int) -> dict:
     out = base / f"beton-v{TREE_VERSION}-{a.loader_images}-10-jpg-500-q90"
     if not (out / "meta.json").exists():
         write_imagefolder(tree, out, num_workers=workers, write_mode="jpg")
-    dm = FFCVDataModule(out / "train.beton", out / "val.beton", batch_size=a.batch, num_workers=workers,
-                        resolution=a.resolution, os_cache=True)
+    dm = FFCVDataModule(
+        out / "train.beton",
+        out / "val.beton",
+        batch_size=a.batch,
+        num_workers=workers,
+        resolution=a.resolution,
+        os_cache=True,
+    )
     dm.setup("fit")
     loader = dm.train_dataloader()
     warmup_s = _epoch(loader, a.resolution)[1]
     rates = [n / dt for n, dt in (_epoch(loader, a.resolution) for _ in range(2))]
-    return {"workers": workers, "images": a.loader_images, "storage": "jpg", "resolution": a.resolution,
-            "images_per_s": median(rates), "raw_images_per_s": rates, "warmup_epoch_s": warmup_s}
+    return {
+        "workers": workers,
+        "images": a.loader_images,
+        "storage": "jpg",
+        "resolution": a.resolution,
+        "images_per_s": median(rates),
+        "raw_images_per_s": rates,
+        "warmup_epoch_s": warmup_s,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -266,14 +360,29 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup-steps", type=int, default=5)
     p.add_argument("--no-compile", action="store_true", help="eager only")
     p.add_argument("--impls", default="ours,torchvision")
-    p.add_argument("--peak-tflops", type=float, default=None, help="use this bf16 peak instead of the measured one")
+    p.add_argument(
+        "--peak-tflops",
+        type=float,
+        default=None,
+        help="use this bf16 peak instead of the measured one",
+    )
     p.add_argument("--matmul-n", type=int, default=8192)
     p.add_argument("--loader-images", type=int, default=2048, help="FFCV loader check; 0 = skip it")
     p.add_argument("--dir", default="/tmp/cnn-platform-bench-data")
-    p.add_argument("--budget-s", type=float, default=450.0, help="start no new measurement after this many seconds")
-    p.add_argument("--no-cpu-normalize", action="store_true",
-                   help="without CUDA: skip the CPU bf16-vs-fp32 normalisation measurement too")
-    p.add_argument("--quick", action="store_true", help="smoke-test size: resnet50, batch 8, 64 px, 3 steps")
+    p.add_argument(
+        "--budget-s",
+        type=float,
+        default=450.0,
+        help="start no new measurement after this many seconds",
+    )
+    p.add_argument(
+        "--no-cpu-normalize",
+        action="store_true",
+        help="without CUDA: skip the CPU bf16-vs-fp32 normalisation measurement too",
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="smoke-test size: resnet50, batch 8, 64 px, 3 steps"
+    )
     add_common_args(p)
     a = p.parse_args(argv)
     apply_common(a)
@@ -284,18 +393,29 @@ def main(argv: list[str] | None = None) -> int:
         reason = "no CUDA device"
         print(f"{reason}: skipped")
         norm = None
-        if not a.no_cpu_normalize:  # what the GPU check can measure on the CPU: bf16 vs fp32 normalisation
+        if (
+            not a.no_cpu_normalize
+        ):  # what the GPU check can measure on the CPU: bf16 vs fp32 normalisation
             import models
 
             b, r = (2, 16) if a.quick else (32, 160)
             model = models.create_model("resnet18").to(memory_format=torch.channels_last).eval()
-            norm = {"alone": normalize_ab("cpu", b, r, reps=5),
-                    "with_forward": normalize_ab("cpu", b, r, reps=3, model=model)}
-            print(f"  CPU, batch {b}, {r} px: DeviceNormalize bf16 / fp32 time alone "
-                  f"{norm['alone']['ratio']:.3f}, followed by a resnet18 forward under bf16 autocast "
-                  f"{norm['with_forward']['ratio']:.3f}")
-        path = write_result("gpu", vars(a), {"skipped": True, "reason": reason, "rows": [],
-                                             "normalize": norm}, argv, a.results_dir)
+            norm = {
+                "alone": normalize_ab("cpu", b, r, reps=5),
+                "with_forward": normalize_ab("cpu", b, r, reps=3, model=model),
+            }
+            print(
+                f"  CPU, batch {b}, {r} px: DeviceNormalize bf16 / fp32 time alone "
+                f"{norm['alone']['ratio']:.3f}, followed by a resnet18 forward under bf16 autocast "
+                f"{norm['with_forward']['ratio']:.3f}"
+            )
+        path = write_result(
+            "gpu",
+            vars(a),
+            {"skipped": True, "reason": reason, "rows": [], "normalize": norm},
+            argv,
+            a.results_dir,
+        )
         print(f"wrote {path}")
         return 0
     from models.complexity import complexity
@@ -307,14 +427,21 @@ def main(argv: list[str] | None = None) -> int:
     datasheet = peak_tflops(gpu)
     peak = a.peak_tflops or measured
     rows, skipped = [], []
-    print(f"{gpu}: batch {a.batch}, {a.resolution} px, bf16 autocast, channels_last; measured bf16 matmul "
-          f"{measured:.0f} TFLOP/s (n={a.matmul_n}; datasheet {datasheet or 'unknown'}); MFU against {peak:.0f}")
-    print(f"  {'model':18s} {'impl':11s} {'compile':7s} {'batch':>5s} {'img/s/GPU':>10s} {'MFU':>6s} {'ms/step':>8s} "
-          f"{'peak MB':>8s}")
+    print(
+        f"{gpu}: batch {a.batch}, {a.resolution} px, bf16 autocast, channels_last; measured bf16 "
+        "matmul "
+        f"{measured:.0f} TFLOP/s (n={a.matmul_n}; datasheet {datasheet or 'unknown'}); MFU "
+        f"against {peak:.0f}"
+    )
+    print(
+        f"  {'model':18s} {'impl':11s} {'compile':7s} {'batch':>5s} {'img/s/GPU':>10s} "
+        f"{'MFU':>6s} {'ms/step':>8s} "
+        f"{'peak MB':>8s}"
+    )
     impls = [i for i in a.impls.split(",") if i]
     for name in [m for m in a.models.split(",") if m]:
         macs = complexity(name, a.resolution).macs
-        for compiled in ((False,) if a.no_compile else (False, True)):
+        for compiled in (False,) if a.no_compile else (False, True):
             for impl in impls:
                 if time.perf_counter() - started > a.budget_s:
                     skipped.append(f"{name} {impl} compile={compiled}")
@@ -324,35 +451,59 @@ def main(argv: list[str] | None = None) -> int:
                 r["anchors"] = anchor_comparison(name, r["images_per_s"]) if impl == "ours" else []
                 rows.append(r)
                 m = "-" if r["mfu"] is None else f"{100 * r['mfu']:.1f}%"
-                print(f"  {name:18s} {impl:11s} {str(compiled):7s} {r['batch']:5d} {r['images_per_s']:10.0f} {m:>6s} "
-                      f"{r['step_s'] * 1e3:8.1f} {r['max_memory_allocated_mb']:8.0f}", flush=True)
+                print(
+                    f"  {name:18s} {impl:11s} {str(compiled):7s} {r['batch']:5d} "
+                    f"{r['images_per_s']:10.0f} {m:>6s} "
+                    f"{r['step_s'] * 1e3:8.1f} {r['max_memory_allocated_mb']:8.0f}",
+                    flush=True,
+                )
                 torch.cuda.empty_cache()
     ratios = []
     for r in rows:
         if r["impl"] == "ours":
-            tv = [t for t in rows if t["impl"] == "torchvision" and t["model"] == r["model"]
-                  and t["compiled"] == r["compiled"]]
+            tv = [
+                t
+                for t in rows
+                if t["impl"] == "torchvision"
+                and t["model"] == r["model"]
+                and t["compiled"] == r["compiled"]
+            ]
             if tv:
-                ratios.append({"model": r["model"], "compiled": r["compiled"],
-                               "ratio": tv[0]["step_s"] / r["step_s"] * r["batch"] / tv[0]["batch"]})
+                ratios.append(
+                    {
+                        "model": r["model"],
+                        "compiled": r["compiled"],
+                        "ratio": tv[0]["step_s"] / r["step_s"] * r["batch"] / tv[0]["batch"],
+                    }
+                )
     for q in ratios:
-        print(f"  ours / torchvision images/s, {q['model']} compile={q['compiled']}: {q['ratio']:.3f}")
+        print(
+            f"  ours / torchvision images/s, {q['model']} compile={q['compiled']}: {q['ratio']:.3f}"
+        )
     norm = None
     if time.perf_counter() - started < a.budget_s:
         import models
 
         model = models.create_model("resnet50").cuda().to(memory_format=torch.channels_last).eval()
-        norm = {"alone": normalize_ab("cuda", a.batch, a.resolution),
-                "with_forward": normalize_ab("cuda", a.batch, a.resolution, model=model)}
+        norm = {
+            "alone": normalize_ab("cuda", a.batch, a.resolution),
+            "with_forward": normalize_ab("cuda", a.batch, a.resolution, model=model),
+        }
         del model
-        print(f"  DeviceNormalize bf16 / fp32 time: alone {norm['alone']['ratio']:.3f}, with a resnet50 forward "
-              f"{norm['with_forward']['ratio']:.3f}")
+        print(
+            f"  DeviceNormalize bf16 / fp32 time: alone {norm['alone']['ratio']:.3f}, with a "
+            "resnet50 forward "
+            f"{norm['with_forward']['ratio']:.3f}"
+        )
     else:
         skipped.append("normalize")
     loader = None
     if a.loader_images and time.perf_counter() - started < a.budget_s:
         loader = ffcv_loader_rate(a, len(os.sched_getaffinity(0)))
-        print(f"  FFCV jpg loader, {loader['workers']} workers, crop {a.resolution}: {loader['images_per_s']:.0f} img/s")
+        print(
+            f"  FFCV jpg loader, {loader['workers']} workers, crop {a.resolution}: "
+            f"{loader['images_per_s']:.0f} img/s"
+        )
     elif a.loader_images:
         skipped.append("ffcv loader")
     print("published anchors (images/s per GPU; other GPUs and software, for orientation):")
@@ -360,13 +511,32 @@ def main(argv: list[str] | None = None) -> int:
         for c in r["anchors"]:
             ratio = "time-to-accuracy anchor" if c["ratio"] is None else f"{c['ratio']:.2f}x"
             ref = "-" if c["images_per_s_per_gpu"] is None else f"{c['images_per_s_per_gpu']:.0f}"
-            print(f"  {r['model']:18s} compile={r['compiled']!s:5s} {r['images_per_s']:8.0f} vs {ref:>7s}"
-                  f" ({c['source']}): {ratio}")
+            print(
+                f"  {r['model']:18s} compile={r['compiled']!s:5s} {r['images_per_s']:8.0f} vs "
+                f"{ref:>7s}"
+                f" ({c['source']}): {ratio}"
+            )
     if skipped:
         print(f"budget {a.budget_s:.0f} s spent: skipped {', '.join(skipped)}")
-    path = write_result("gpu", vars(a), {
-        "skipped": False, "reason": None, "gpu": gpu, "peak_tflops": peak, "measured_matmul_tflops": measured,
-        "datasheet_tflops": datasheet, "rows": rows, "ours_vs_torchvision": ratios, "normalize": norm,
-        "ffcv_loader": loader, "not_run": skipped, "elapsed_s": time.perf_counter() - started}, argv, a.results_dir)
+    path = write_result(
+        "gpu",
+        vars(a),
+        {
+            "skipped": False,
+            "reason": None,
+            "gpu": gpu,
+            "peak_tflops": peak,
+            "measured_matmul_tflops": measured,
+            "datasheet_tflops": datasheet,
+            "rows": rows,
+            "ours_vs_torchvision": ratios,
+            "normalize": norm,
+            "ffcv_loader": loader,
+            "not_run": skipped,
+            "elapsed_s": time.perf_counter() - started,
+        },
+        argv,
+        a.results_dir,
+    )
     print(f"wrote {path}")
     return 0

@@ -23,6 +23,7 @@ RSS over what the process held just before building the model (the interpreter, 
 input batch).  On a GPU it reports
 ``torch.cuda.max_memory_allocated()`` instead (and the growth the same way).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,10 +36,25 @@ import torch
 import torchvision
 
 import models
-from benchmarks.common import (ROOT, add_common_args, apply_common, current_rss_mb, interleaved, median,
-                               peak_rss_mb, write_result)
+from benchmarks.common import (
+    ROOT,
+    add_common_args,
+    apply_common,
+    current_rss_mb,
+    interleaved,
+    median,
+    peak_rss_mb,
+    write_result,
+)
 
-NAMED = ("resnet50", "resnext50_32x4d", "wide_resnet50_2", "densenet121", "mobilenet_v2", "efficientnet_b0")
+NAMED = (
+    "resnet50",
+    "resnext50_32x4d",
+    "wide_resnet50_2",
+    "densenet121",
+    "mobilenet_v2",
+    "efficientnet_b0",
+)
 FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
 
 
@@ -66,7 +82,9 @@ def build(name: str, impl: str, dev: torch.device, memory_format: str) -> torch.
 
 def make_batch(batch: int, resolution: int, dev: torch.device, memory_format: str):
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(batch, 3, resolution, resolution, generator=g).to(dev, memory_format=FORMATS[memory_format])
+    x = torch.randn(batch, 3, resolution, resolution, generator=g).to(
+        dev, memory_format=FORMATS[memory_format]
+    )
     y = torch.randint(0, 1000, (batch,), generator=g).to(dev)
     return x, y
 
@@ -81,6 +99,7 @@ def train_step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, dtype: 
             loss = torch.nn.functional.cross_entropy(model(x).float(), y)
         loss.backward()
         opt.step()
+
     return run
 
 
@@ -89,12 +108,20 @@ def infer_step(model: torch.nn.Module, x: torch.Tensor, dtype: str):
         model.eval()
         with torch.no_grad(), autocast(dtype, x.device):
             model(x)
+
     return run
 
 
 # ---------------------------------------------------------------------------- memory (child process)
-def measure_memory(name: str, impl: str, dtype: str, memory_format: str, batch: int, resolution: int,
-                   steps: int = 3) -> dict:
+def measure_memory(
+    name: str,
+    impl: str,
+    dtype: str,
+    memory_format: str,
+    batch: int,
+    resolution: int,
+    steps: int = 3,
+) -> dict:
     """Peak memory of ``steps`` training steps of one contender, in *this* process (call it in a fresh one)."""
     dev = device()
     x, y = make_batch(batch, resolution, dev, memory_format)
@@ -115,46 +142,102 @@ def measure_memory(name: str, impl: str, dtype: str, memory_format: str, batch: 
     return {"kind": "rss", "peak_mb": peak, "growth_mb": peak - before}
 
 
-def memory_in_subprocess(name: str, impl: str, dtype: str, memory_format: str, batch: int,
-                         resolution: int) -> dict:
-    spec = json.dumps(dict(name=name, impl=impl, dtype=dtype, memory_format=memory_format, batch=batch,
-                           resolution=resolution))
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.models", "--memory-child", spec,
-                           "--threads", str(torch.get_num_threads())], cwd=ROOT,
-                          capture_output=True, text=True, timeout=1800)
+def memory_in_subprocess(
+    name: str, impl: str, dtype: str, memory_format: str, batch: int, resolution: int
+) -> dict:
+    spec = json.dumps(
+        dict(
+            name=name,
+            impl=impl,
+            dtype=dtype,
+            memory_format=memory_format,
+            batch=batch,
+            resolution=resolution,
+        )
+    )
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.models",
+            "--memory-child",
+            spec,
+            "--threads",
+            str(torch.get_num_threads()),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     if proc.returncode != 0:
-        return {"kind": "error", "peak_mb": None, "growth_mb": None, "error": proc.stderr.strip()[-500:]}
+        return {
+            "kind": "error",
+            "peak_mb": None,
+            "growth_mb": None,
+            "error": proc.stderr.strip()[-500:],
+        }
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 # ---------------------------------------------------------------------------- the benchmark
-def bench(names: list[str], batch: int, resolution: int, reps: int, warmup: int, dtypes: list[str],
-          formats: list[str], modes: list[str], memory: str) -> list[dict]:
+def bench(
+    names: list[str],
+    batch: int,
+    resolution: int,
+    reps: int,
+    warmup: int,
+    dtypes: list[str],
+    formats: list[str],
+    modes: list[str],
+    memory: str,
+) -> list[dict]:
     dev = device()
     rows = []
     for name in names:
         if models.model_info(name).torchvision is None:
             print(f"{name}: torchvision has no such architecture; skipped", flush=True)
             continue
-        contenders = {impl: build(name, impl, dev, "contiguous") for impl in ("ours", "torchvision")}
+        contenders = {
+            impl: build(name, impl, dev, "contiguous") for impl in ("ours", "torchvision")
+        }
         for fmt in formats:
             for m in contenders.values():
                 m.to(memory_format=FORMATS[fmt])
             x, y = make_batch(batch, resolution, dev, fmt)
             for dtype in dtypes:
-                row = {"model": name, "torchvision_name": models.model_info(name).torchvision, "dtype": dtype,
-                       "memory_format": fmt, "batch": batch, "resolution": resolution}
+                row = {
+                    "model": name,
+                    "torchvision_name": models.model_info(name).torchvision,
+                    "dtype": dtype,
+                    "memory_format": fmt,
+                    "batch": batch,
+                    "resolution": resolution,
+                }
                 for mode in modes:
-                    fns = {impl: (train_step(m, x, y, dtype) if mode == "train" else infer_step(m, x, dtype))
-                           for impl, m in contenders.items()}
+                    fns = {
+                        impl: (
+                            train_step(m, x, y, dtype)
+                            if mode == "train"
+                            else infer_step(m, x, dtype)
+                        )
+                        for impl, m in contenders.items()
+                    }
                     raw = interleaved(fns, reps=reps, warmup=warmup)
                     t_ours, t_tv = median(raw["ours"]), median(raw["torchvision"])
-                    row[mode] = {"raw_s": raw, "ours_s": t_ours, "torchvision_s": t_tv,
-                                 "ours_images_per_s": batch / t_ours, "torchvision_images_per_s": batch / t_tv,
-                                 "ratio": t_ours / t_tv}
+                    row[mode] = {
+                        "raw_s": raw,
+                        "ours_s": t_ours,
+                        "torchvision_s": t_tv,
+                        "ours_images_per_s": batch / t_ours,
+                        "torchvision_images_per_s": batch / t_tv,
+                        "ratio": t_ours / t_tv,
+                    }
                 if memory == "subprocess":
-                    row["memory"] = {impl: memory_in_subprocess(name, impl, dtype, fmt, batch, resolution)
-                                     for impl in contenders}
+                    row["memory"] = {
+                        impl: memory_in_subprocess(name, impl, dtype, fmt, batch, resolution)
+                        for impl in contenders
+                    }
                 rows.append(row)
                 print_row(row, modes)
         del contenders
@@ -169,8 +252,10 @@ def print_row(row: dict, modes: list[str]) -> None:
     parts = [f"{row['model']:18s} {row['dtype']:4s} {row['memory_format'][:8]:8s}"]
     for mode in modes:
         r = row[mode]
-        parts.append(f"{mode} {r['ours_images_per_s']:7.1f} vs {r['torchvision_images_per_s']:7.1f} img/s "
-                     f"ratio {r['ratio']:.3f}")
+        parts.append(
+            f"{mode} {r['ours_images_per_s']:7.1f} vs {r['torchvision_images_per_s']:7.1f} img/s "
+            f"ratio {r['ratio']:.3f}"
+        )
     if "memory" in row:
         parts.append(f"peak MB {_mb(row['memory']['ours'])} vs {_mb(row['memory']['torchvision'])}")
     print(" | ".join(parts), flush=True)
@@ -185,21 +270,38 @@ def _list(value: str, allowed) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks models", description=__doc__.split("\n")[0])
-    p.add_argument("--models", default="all",
-                   help="comma-separated registry names; 'all' = every model torchvision also has; "
-                        f"'named' = {','.join(NAMED)}")
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks models", description=__doc__.split("\n")[0]
+    )
+    p.add_argument(
+        "--models",
+        default="all",
+        help="comma-separated registry names; 'all' = every model torchvision also has; "
+        f"'named' = {','.join(NAMED)}",
+    )
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--resolution", type=int, default=224)
-    p.add_argument("--reps", type=int, default=5, help="timed repetitions per contender (median reported)")
+    p.add_argument(
+        "--reps", type=int, default=5, help="timed repetitions per contender (median reported)"
+    )
     p.add_argument("--warmup", type=int, default=2, help="untimed rounds before timing")
     p.add_argument("--dtype", default="fp32", help="fp32, bf16 (autocast) or both: fp32,bf16")
-    p.add_argument("--memory-format", default="contiguous", help="contiguous, channels_last or both")
-    p.add_argument("--channels-last", action="store_true", help="same as --memory-format channels_last")
+    p.add_argument(
+        "--memory-format", default="contiguous", help="contiguous, channels_last or both"
+    )
+    p.add_argument(
+        "--channels-last", action="store_true", help="same as --memory-format channels_last"
+    )
     p.add_argument("--modes", default="train,infer", help="train, infer or both")
-    p.add_argument("--memory", choices=("subprocess", "off"), default="subprocess",
-                   help="peak memory per contender measured in a fresh process (default) or not at all")
-    p.add_argument("--quick", action="store_true", help="smoke-test size: resnet18, batch 2, 64 px, 1 rep")
+    p.add_argument(
+        "--memory",
+        choices=("subprocess", "off"),
+        default="subprocess",
+        help="peak memory per contender measured in a fresh process (default) or not at all",
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="smoke-test size: resnet18, batch 2, 64 px, 1 rep"
+    )
     p.add_argument("--memory-child", help=argparse.SUPPRESS)
     add_common_args(p)
     a = p.parse_args(argv)
@@ -217,13 +319,21 @@ def main(argv: list[str] | None = None) -> int:
     if a.dtype == "both":
         a.dtype = "fp32,bf16"
     choices = with_torchvision()
-    names = {"all": choices, "named": list(NAMED)}.get(a.models) or _list(a.models, models.list_models())
+    names = {"all": choices, "named": list(NAMED)}.get(a.models) or _list(
+        a.models, models.list_models()
+    )
     dtypes, formats = _list(a.dtype, ("fp32", "bf16")), _list(a.memory_format, FORMATS)
     modes = _list(a.modes, ("train", "infer"))
-    print(f"ours vs torchvision on {device()}: batch {a.batch}, {a.resolution} px, median of {a.reps} "
-          f"(after {a.warmup} warm-up), ratio = time ours / time torchvision", flush=True)
+    print(
+        f"ours vs torchvision on {device()}: batch {a.batch}, {a.resolution} px, median of "
+        f"{a.reps} "
+        f"(after {a.warmup} warm-up), ratio = time ours / time torchvision",
+        flush=True,
+    )
     rows = bench(names, a.batch, a.resolution, a.reps, a.warmup, dtypes, formats, modes, a.memory)
-    path = write_result("models", vars(a), {"device": str(device()), "rows": rows}, argv, a.results_dir)
+    path = write_result(
+        "models", vars(a), {"device": str(device()), "rows": rows}, argv, a.results_dir
+    )
     print(f"wrote {path}")
     return 0
 

@@ -30,6 +30,7 @@ plain_minimal, lightning, ...); medians over repetitions.  ``ratio`` = lightning
 target: <= 1.03 on GPU at ResNet-50, <= 1.05 on CPU with a small model); ``ratio_vs_minimal`` =
 lightning / plain_minimal.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,19 +58,33 @@ class _Batches(torch.utils.data.Dataset):
         return self.pool[i % len(self.pool)]
 
 
-def make_loader(batch: int, resolution: int, num_classes: int, steps: int, dev: torch.device, pool: int = 4):
+def make_loader(
+    batch: int, resolution: int, num_classes: int, steps: int, dev: torch.device, pool: int = 4
+):
     g = torch.Generator().manual_seed(0)
-    batches = [(torch.randn(batch, 3, resolution, resolution, generator=g).to(dev),
-                torch.randint(0, num_classes, (batch,), generator=g).to(dev)) for _ in range(pool)]
-    return torch.utils.data.DataLoader(_Batches(batches, steps), batch_size=None, shuffle=False, num_workers=0)
+    batches = [
+        (
+            torch.randn(batch, 3, resolution, resolution, generator=g).to(dev),
+            torch.randint(0, num_classes, (batch,), generator=g).to(dev),
+        )
+        for _ in range(pool)
+    ]
+    return torch.utils.data.DataLoader(
+        _Batches(batches, steps), batch_size=None, shuffle=False, num_workers=0
+    )
 
 
 def make_module(a):
     from platform.module import ClassificationModule
 
     torch.manual_seed(0)
-    return ClassificationModule(a.model, num_classes=a.num_classes, max_epochs=1, channels_last=a.channels_last,
-                                global_batch_size=a.batch)
+    return ClassificationModule(
+        a.model,
+        num_classes=a.num_classes,
+        max_epochs=1,
+        channels_last=a.channels_last,
+        global_batch_size=a.batch,
+    )
 
 
 def per_step(stamps: list[float], warmup: int) -> float:
@@ -89,10 +104,20 @@ def run_lightning(a, loader, dev: torch.device) -> list[float]:
                 sync()
             stamps.append(common.clock())
 
-    trainer = L.Trainer(accelerator=dev.type, devices=1, precision=a.precision, max_steps=a.steps, max_epochs=1,
-                        logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0,
-                        callbacks=[StepTimer()])
+    trainer = L.Trainer(
+        accelerator=dev.type,
+        devices=1,
+        precision=a.precision,
+        max_steps=a.steps,
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        callbacks=[StepTimer()],
+    )
     trainer.fit(make_module(a), train_dataloaders=loader)
     return stamps
 
@@ -101,11 +126,17 @@ def run_plain(a, loader, dev: torch.device, metrics: bool) -> list[float]:
     from platform.module import classification_loss
 
     module = make_module(a).to(dev)
-    module.trainer = SimpleNamespace(estimated_stepping_batches=a.steps)  # what configure_optimizers reads
+    module.trainer = SimpleNamespace(
+        estimated_stepping_batches=a.steps
+    )  # what configure_optimizers reads
     conf = module.configure_optimizers()
     module.trainer = None
     opt, sched = conf["optimizer"], conf["lr_scheduler"]["scheduler"]
-    autocast = torch.autocast(dev.type, dtype=torch.bfloat16) if a.precision == "bf16-mixed" else nullcontext()
+    autocast = (
+        torch.autocast(dev.type, dtype=torch.bfloat16)
+        if a.precision == "bf16-mixed"
+        else nullcontext()
+    )
     smoothing = module.optim_cfg.label_smoothing
     module.train()
     stamps: list[float] = []
@@ -134,17 +165,27 @@ def run_plain(a, loader, dev: torch.device, metrics: bool) -> list[float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks overhead", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks overhead", description=__doc__.split("\n")[0]
+    )
     p.add_argument("--model", default="resnet20")
     p.add_argument("--resolution", type=int, default=32)
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--num-classes", type=int, default=10)
     p.add_argument("--steps", type=int, default=40, help="steps per run, warm-up included")
-    p.add_argument("--warmup-steps", type=int, default=5, help="steps of each run left out of the timing")
-    p.add_argument("--reps", type=int, default=3, help="interleaved runs per contender (median reported)")
+    p.add_argument(
+        "--warmup-steps", type=int, default=5, help="steps of each run left out of the timing"
+    )
+    p.add_argument(
+        "--reps", type=int, default=3, help="interleaved runs per contender (median reported)"
+    )
     p.add_argument("--precision", choices=PRECISIONS, default="32-true")
     p.add_argument("--channels-last", action="store_true")
-    p.add_argument("--quick", action="store_true", help="smoke-test size: resnet20, 16 px, batch 4, 6 steps, 1 rep")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke-test size: resnet20, 16 px, batch 4, 6 steps, 1 rep",
+    )
     add_common_args(p)
     a = p.parse_args(argv)
     apply_common(a)
@@ -154,29 +195,49 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--warmup-steps must be at least 1 and below --steps")
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if dev.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # set once, for every contender (Lightning keeps the current value)
+        torch.backends.cudnn.benchmark = (
+            True  # set once, for every contender (Lightning keeps the current value)
+        )
     for name in ("lightning", "lightning.pytorch", "lightning.fabric", "platform.module"):
         logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore")
     loader = make_loader(a.batch, a.resolution, a.num_classes, a.steps, dev)
-    contenders = {"lightning": lambda: run_lightning(a, loader, dev),
-                  "plain": lambda: run_plain(a, loader, dev, metrics=True),
-                  "plain_minimal": lambda: run_plain(a, loader, dev, metrics=False)}
+    contenders = {
+        "lightning": lambda: run_lightning(a, loader, dev),
+        "plain": lambda: run_plain(a, loader, dev, metrics=True),
+        "plain_minimal": lambda: run_plain(a, loader, dev, metrics=False),
+    }
     raw: dict[str, list[list[float]]] = {k: [] for k in contenders}
-    for rep in range(a.reps):
+    for _rep in range(a.reps):
         for name, fn in contenders.items():
             raw[name].append(fn())
     step_s = {k: [per_step(s, a.warmup_steps) for s in v] for k, v in raw.items()}
     med = {k: median(v) for k, v in step_s.items()}
     ratio, ratio_min = med["lightning"] / med["plain"], med["lightning"] / med["plain_minimal"]
-    print(f"{a.model} at {a.resolution} px, batch {a.batch}, {a.precision}{', channels_last' if a.channels_last else ''}"
-          f" on {dev}: {a.steps - a.warmup_steps} timed steps x {a.reps} interleaved runs")
+    print(
+        f"{a.model} at {a.resolution} px, batch {a.batch}, "
+        f"{a.precision}{', channels_last' if a.channels_last else ''}"
+        f" on {dev}: {a.steps - a.warmup_steps} timed steps x {a.reps} interleaved runs"
+    )
     for k, v in med.items():
         print(f"  {k:14s} {v * 1e3:9.2f} ms/step  {a.batch / v:9.1f} images/s")
-    print(f"  ratio lightning/plain {ratio:.3f} (overhead {100 * (ratio - 1):+.1f}%)   "
-          f"lightning/plain_minimal {ratio_min:.3f} ({100 * (ratio_min - 1):+.1f}%)")
-    path = write_result("overhead", vars(a), {
-        "device": str(dev), "step_s": med, "raw": {"step_s_per_run": step_s, "stamps": raw},
-        "ratio": ratio, "overhead_pct": 100 * (ratio - 1), "ratio_vs_minimal": ratio_min}, argv, a.results_dir)
+    print(
+        f"  ratio lightning/plain {ratio:.3f} (overhead {100 * (ratio - 1):+.1f}%)   "
+        f"lightning/plain_minimal {ratio_min:.3f} ({100 * (ratio_min - 1):+.1f}%)"
+    )
+    path = write_result(
+        "overhead",
+        vars(a),
+        {
+            "device": str(dev),
+            "step_s": med,
+            "raw": {"step_s_per_run": step_s, "stamps": raw},
+            "ratio": ratio,
+            "overhead_pct": 100 * (ratio - 1),
+            "ratio_vs_minimal": ratio_min,
+        },
+        argv,
+        a.results_dir,
+    )
     print(f"wrote {path}")
     return 0

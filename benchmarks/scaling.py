@@ -23,6 +23,7 @@ a shared machine falls on all of them alike.
   ``vs_median`` = that over the zoo's median: above 1.5 the model is flagged as slower than its
   MACs suggest (on CPUs: depthwise and grouped convolutions, concatenation-heavy DenseNets).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,11 +32,29 @@ from contextlib import nullcontext
 import torch
 
 import models
-from benchmarks.common import add_common_args, apply_common, interleaved, linear_fit, median, write_result
+from benchmarks.common import (
+    add_common_args,
+    apply_common,
+    interleaved,
+    linear_fit,
+    median,
+    write_result,
+)
 from models.complexity import count_macs
 
-DEFAULT_ZOO = ("resnet18", "resnet50", "resnext50_32x4d", "wide_resnet50_2", "se_resnet50", "densenet121",
-               "mobilenet_v1", "mobilenet_v2", "efficientnet_b0", "inception_resnet_v1", "highway19")
+DEFAULT_ZOO = (
+    "resnet18",
+    "resnet50",
+    "resnext50_32x4d",
+    "wide_resnet50_2",
+    "se_resnet50",
+    "densenet121",
+    "mobilenet_v1",
+    "mobilenet_v2",
+    "efficientnet_b0",
+    "inception_resnet_v1",
+    "highway19",
+)
 FLAG_ABOVE = 1.5  # x the zoo median ms/GMAC
 
 
@@ -57,6 +76,7 @@ def train_step(model: torch.nn.Module, batch: int, resolution: int, dtype: str, 
             loss = torch.nn.functional.cross_entropy(model(x).float(), y)
         loss.backward()
         opt.step()
+
     return run
 
 
@@ -73,7 +93,7 @@ def macs_at(name: str, resolution: int) -> int:
 def sweep(values: list[int], times: dict[str, list[float]], work: list[float], label: str) -> dict:
     """Rows for a sweep: median step time, time per unit of ``work``, relative to the largest value."""
     rows = []
-    for v, w in zip(values, work):
+    for v, w in zip(values, work, strict=False):
         t = median(times[str(v)])
         rows.append({label: v, "step_s": t, "work": w, "s_per_work": t / w, "raw_s": times[str(v)]})
     ref = rows[-1]["s_per_work"]
@@ -85,25 +105,43 @@ def sweep(values: list[int], times: dict[str, list[float]], work: list[float], l
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks scaling", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks scaling", description=__doc__.split("\n")[0]
+    )
     p.add_argument("--model", default="resnet50")
     p.add_argument("--batches", default="1,2,4,8,16")
     p.add_argument("--batch-resolution", type=int, default=128)
     p.add_argument("--resolutions", default="64,96,128,160,192,224")
     p.add_argument("--resolution-batch", type=int, default=4)
-    p.add_argument("--zoo", default=",".join(DEFAULT_ZOO), help="comma-separated models ('' to skip)")
+    p.add_argument(
+        "--zoo", default=",".join(DEFAULT_ZOO), help="comma-separated models ('' to skip)"
+    )
     p.add_argument("--zoo-resolution", type=int, default=128)
     p.add_argument("--zoo-batch", type=int, default=4)
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32")
-    p.add_argument("--quick", action="store_true", help="smoke-test size: resnet18, tiny sweeps, 2-model zoo")
+    p.add_argument(
+        "--quick", action="store_true", help="smoke-test size: resnet18, tiny sweeps, 2-model zoo"
+    )
     add_common_args(p)
     a = p.parse_args(argv)
     apply_common(a)
     if a.quick:
-        a.model, a.batches, a.batch_resolution, a.resolutions, a.resolution_batch = "resnet18", "2,4", 32, "32,48", 2
-        a.zoo, a.zoo_resolution, a.zoo_batch, a.reps, a.warmup = "resnet18,mobilenet_v2", 32, 2, 1, 1
+        a.model, a.batches, a.batch_resolution, a.resolutions, a.resolution_batch = (
+            "resnet18",
+            "2,4",
+            32,
+            "32,48",
+            2,
+        )
+        a.zoo, a.zoo_resolution, a.zoo_batch, a.reps, a.warmup = (
+            "resnet18,mobilenet_v2",
+            32,
+            2,
+            1,
+            1,
+        )
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     nc = 1000
     print(f"training-step scaling on {dev}, {a.dtype}, median of {a.reps}", flush=True)
@@ -111,31 +149,52 @@ def main(argv: list[str] | None = None) -> int:
     # ---- batch sweep
     model = build(a.model, dev)
     batches = _ints(a.batches)
-    times = interleaved({str(b): train_step(model, b, a.batch_resolution, a.dtype, nc) for b in batches},
-                        reps=a.reps, warmup=a.warmup)
+    times = interleaved(
+        {str(b): train_step(model, b, a.batch_resolution, a.dtype, nc) for b in batches},
+        reps=a.reps,
+        warmup=a.warmup,
+    )
     by_batch = sweep(batches, times, [float(b) for b in batches], "batch")
     print(f"\n{a.model} at {a.batch_resolution} px, time vs batch")
     print(f"  {'batch':>5s} {'ms/step':>9s} {'ms/image':>9s} {'rel. to largest':>16s}")
     for r in by_batch["rows"]:
-        print(f"  {r['batch']:5d} {r['step_s'] * 1e3:9.1f} {r['s_per_work'] * 1e3:9.2f} {r['relative_to_largest']:16.2f}")
+        print(
+            f"  {r['batch']:5d} {r['step_s'] * 1e3:9.1f} {r['s_per_work'] * 1e3:9.2f} "
+            f"{r['relative_to_largest']:16.2f}"
+        )
     f = by_batch["fit"]
-    print(f"  fit: {f['intercept'] * 1e3:.1f} ms fixed + {f['slope'] * 1e3:.2f} ms/image (R² {f['r2']:.4f}); "
-          f"per-image cost within 10% of the largest batch from batch {by_batch['saturates_at']}")
+    print(
+        f"  fit: {f['intercept'] * 1e3:.1f} ms fixed + {f['slope'] * 1e3:.2f} ms/image (R² "
+        f"{f['r2']:.4f}); "
+        f"per-image cost within 10% of the largest batch from batch {by_batch['saturates_at']}"
+    )
 
     # ---- resolution sweep
     resolutions = _ints(a.resolutions)
     macs = [macs_at(a.model, r) for r in resolutions]
-    times = interleaved({str(r): train_step(model, a.resolution_batch, r, a.dtype, nc) for r in resolutions},
-                        reps=a.reps, warmup=a.warmup)
+    times = interleaved(
+        {str(r): train_step(model, a.resolution_batch, r, a.dtype, nc) for r in resolutions},
+        reps=a.reps,
+        warmup=a.warmup,
+    )
     gmacs = [a.resolution_batch * m / 1e9 for m in macs]
     by_res = sweep(resolutions, times, gmacs, "resolution")
-    print(f"\n{a.model} at batch {a.resolution_batch}, time vs resolution (work = forward GMACs per step)")
+    print(
+        f"\n{a.model} at batch {a.resolution_batch}, time vs resolution (work = forward GMACs per "
+        "step)"
+    )
     print(f"  {'px':>5s} {'GMACs':>7s} {'ms/step':>9s} {'ms/GMAC':>8s} {'rel. to largest':>16s}")
     for r in by_res["rows"]:
-        print(f"  {r['resolution']:5d} {r['work']:7.2f} {r['step_s'] * 1e3:9.1f} {r['s_per_work'] * 1e3:8.1f} "
-              f"{r['relative_to_largest']:16.2f}")
+        print(
+            f"  {r['resolution']:5d} {r['work']:7.2f} {r['step_s'] * 1e3:9.1f} "
+            f"{r['s_per_work'] * 1e3:8.1f} "
+            f"{r['relative_to_largest']:16.2f}"
+        )
     f = by_res["fit"]
-    print(f"  fit: {f['intercept'] * 1e3:.1f} ms fixed + {f['slope'] * 1e3:.1f} ms/GMAC (R² {f['r2']:.4f})")
+    print(
+        f"  fit: {f['intercept'] * 1e3:.1f} ms fixed + {f['slope'] * 1e3:.1f} ms/GMAC (R² "
+        f"{f['r2']:.4f})"
+    )
     del model
 
     # ---- zoo: MACs vs time
@@ -143,27 +202,62 @@ def main(argv: list[str] | None = None) -> int:
     zoo = []
     if zoo_names:
         zoo_models = {n: build(n, dev) for n in zoo_names}
-        times = interleaved({n: train_step(m, a.zoo_batch, a.zoo_resolution, a.dtype, nc)
-                             for n, m in zoo_models.items()}, reps=a.reps, warmup=a.warmup)
+        times = interleaved(
+            {
+                n: train_step(m, a.zoo_batch, a.zoo_resolution, a.dtype, nc)
+                for n, m in zoo_models.items()
+            },
+            reps=a.reps,
+            warmup=a.warmup,
+        )
         del zoo_models
         for n in zoo_names:
             info = models.model_info(n)
             m = macs_at(n, a.zoo_resolution)
             t = median(times[n])
-            zoo.append({"model": n, "family": info.family, "macs": m, "step_s": t, "raw_s": times[n],
-                        "ms_per_gmac": 1e3 * t / (a.zoo_batch * m / 1e9),
-                        "effective_gmacs_per_s": 3 * a.zoo_batch * m / 1e9 / t})
+            zoo.append(
+                {
+                    "model": n,
+                    "family": info.family,
+                    "macs": m,
+                    "step_s": t,
+                    "raw_s": times[n],
+                    "ms_per_gmac": 1e3 * t / (a.zoo_batch * m / 1e9),
+                    "effective_gmacs_per_s": 3 * a.zoo_batch * m / 1e9 / t,
+                }
+            )
         mid = median([r["ms_per_gmac"] for r in zoo])
         for r in zoo:
             r["vs_median"] = r["ms_per_gmac"] / mid
             r["flagged"] = r["vs_median"] > FLAG_ABOVE
-        print(f"\nzoo at {a.zoo_resolution} px, batch {a.zoo_batch}: ms per forward-GMAC (training step), "
-              f"flagged above {FLAG_ABOVE}x the median")
-        print(f"  {'model':22s} {'family':17s} {'GMACs':>6s} {'ms/step':>8s} {'ms/GMAC':>8s} {'x median':>8s}")
+        print(
+            f"\nzoo at {a.zoo_resolution} px, batch {a.zoo_batch}: ms per forward-GMAC (training "
+            "step), "
+            f"flagged above {FLAG_ABOVE}x the median"
+        )
+        print(
+            f"  {'model':22s} {'family':17s} {'GMACs':>6s} {'ms/step':>8s} {'ms/GMAC':>8s} "
+            f"{'x median':>8s}"
+        )
         for r in sorted(zoo, key=lambda r: r["ms_per_gmac"]):
-            print(f"  {r['model']:22s} {r['family']:17s} {r['macs'] / 1e9:6.2f} {r['step_s'] * 1e3:8.1f} "
-                  f"{r['ms_per_gmac']:8.1f} {r['vs_median']:8.2f}{'  <- slower than its MACs suggest' if r['flagged'] else ''}")
-    path = write_result("scaling", vars(a), {"device": str(dev), "model": a.model, "batch_sweep": by_batch,
-                                             "resolution_sweep": by_res, "zoo": zoo}, argv, a.results_dir)
+            flag = "  <- slower than its MACs suggest" if r["flagged"] else ""
+            print(
+                f"  {r['model']:22s} {r['family']:17s} {r['macs'] / 1e9:6.2f} "
+                f"{r['step_s'] * 1e3:8.1f} "
+                f"{r['ms_per_gmac']:8.1f} {r['vs_median']:8.2f}{flag}"
+            )
+    path = write_result(
+        "scaling",
+        vars(a),
+        {
+            "device": str(dev),
+            "model": a.model,
+            "batch_sweep": by_batch,
+            "resolution_sweep": by_res,
+            "zoo": zoo,
+        },
+        argv,
+        a.results_dir,
+    )
     print(f"wrote {path}")
     return 0

@@ -17,6 +17,7 @@ Part 2, two gloo ranks (CPU DDP): a training step of ``--ddp-model`` (no stochas
 under ``DistributedDataParallel`` with ``find_unused_parameters`` off and on, interleaved, the
 cost the platform pays only when batch-mode stochastic depth is on (``platform.train.ddp_strategy``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,7 +29,6 @@ import tempfile
 import torch
 import torch.nn.functional as F
 
-from benchmarks import common
 from benchmarks.common import add_common_args, apply_common, interleaved, median, write_result
 
 
@@ -60,12 +60,21 @@ def single_process(a: argparse.Namespace) -> dict:
     none = models.create_model(a.model).train()
     rates = [m.p for m in sd.modules() if isinstance(m, models.DropPath)]
     n_blocks = len(sd.block_sites) if hasattr(sd, "block_sites") else len(rates)
-    times = interleaved({"sd": _step_fn(sd, x, y, seed=0), "none": _step_fn(none, x, y, seed=None)},
-                        reps=a.reps, warmup=2)
+    times = interleaved(
+        {"sd": _step_fn(sd, x, y, seed=0), "none": _step_fn(none, x, y, seed=None)},
+        reps=a.reps,
+        warmup=2,
+    )
     ratio = median(times["sd"]) / median(times["none"])
-    return {"model": a.model, "rate": a.rate, "blocks": n_blocks,
-            "expected_block_share": 1 - sum(rates) / n_blocks,
-            "median_s": {k: median(v) for k, v in times.items()}, "raw_s": times, "ratio": ratio}
+    return {
+        "model": a.model,
+        "rate": a.rate,
+        "blocks": n_blocks,
+        "expected_block_share": 1 - sum(rates) / n_blocks,
+        "median_s": {k: median(v) for k, v in times.items()},
+        "raw_s": times,
+        "ratio": ratio,
+    }
 
 
 def _ddp_worker(rank: int, port: int, a: argparse.Namespace, out: str) -> None:
@@ -82,9 +91,13 @@ def _ddp_worker(rank: int, port: int, a: argparse.Namespace, out: str) -> None:
     fns = {}
     for name, find in (("off", False), ("on", True)):
         torch.manual_seed(0)
-        net = DDP(models.create_model(a.ddp_model, num_classes=10).train(), find_unused_parameters=find)
+        net = DDP(
+            models.create_model(a.ddp_model, num_classes=10).train(), find_unused_parameters=find
+        )
         fns[name] = _step_fn(net, x, y, seed=None)
-    times = interleaved(fns, reps=a.ddp_reps, warmup=2)  # wall clock: common.clock is set per process
+    times = interleaved(
+        fns, reps=a.ddp_reps, warmup=2
+    )  # wall clock: common.clock is set per process
     if rank == 0:
         torch.save(times, out)
     dist.destroy_process_group()
@@ -100,24 +113,36 @@ def ddp_find_unused(a: argparse.Namespace) -> dict:
         out = os.path.join(d, "times.pt")
         mp.spawn(_ddp_worker, args=(port, a, out), nprocs=2, join=True)
         times = torch.load(out)
-    return {"model": a.ddp_model, "batch_per_rank": a.ddp_batch, "ranks": 2,
-            "median_s": {k: statistics.median(v) for k, v in times.items()}, "raw_s": times,
-            "ratio_on_vs_off": statistics.median(times["on"]) / statistics.median(times["off"])}
+    return {
+        "model": a.ddp_model,
+        "batch_per_rank": a.ddp_batch,
+        "ranks": 2,
+        "median_s": {k: statistics.median(v) for k, v in times.items()},
+        "raw_s": times,
+        "ratio_on_vs_off": statistics.median(times["on"]) / statistics.median(times["off"]),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks stochastic_depth", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks stochastic_depth",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--model", default="resnet110")
     p.add_argument("--resolution", type=int, default=32)
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--reps", type=int, default=7)
-    p.add_argument("--rate", type=float, default=0.5, help="drop_path_rate = 1 - p_L (Huang et al.: 0.5)")
+    p.add_argument(
+        "--rate", type=float, default=0.5, help="drop_path_rate = 1 - p_L (Huang et al.: 0.5)"
+    )
     p.add_argument("--ddp-model", default="resnet20")
     p.add_argument("--ddp-batch", type=int, default=32)
     p.add_argument("--ddp-reps", type=int, default=5)
     p.add_argument("--no-ddp", action="store_true", help="skip part 2 (the two-rank DDP timing)")
-    p.add_argument("--quick", action="store_true", help="smoke size: resnet20, batch 8, 1 rep, 2 DDP reps")
+    p.add_argument(
+        "--quick", action="store_true", help="smoke size: resnet20, batch 8, 1 rep, 2 DDP reps"
+    )
     add_common_args(p)
     a = p.parse_args(argv)
     if a.quick:
@@ -125,15 +150,22 @@ def main(argv: list[str] | None = None) -> int:
     apply_common(a)
     result = {"single": single_process(a)}
     s = result["single"]
-    print(f"{s['model']} train step, batch mode rate {s['rate']} vs no stochastic depth: "
-          f"{s['median_s']['sd'] * 1e3:.1f} ms / {s['median_s']['none'] * 1e3:.1f} ms = "
-          f"ratio {s['ratio']:.3f} "
-          f"(expected share of blocks run {s['expected_block_share']:.3f})", flush=True)
+    print(
+        f"{s['model']} train step, batch mode rate {s['rate']} vs no stochastic depth: "
+        f"{s['median_s']['sd'] * 1e3:.1f} ms / {s['median_s']['none'] * 1e3:.1f} ms = "
+        f"ratio {s['ratio']:.3f} "
+        f"(expected share of blocks run {s['expected_block_share']:.3f})",
+        flush=True,
+    )
     result["ddp"] = None
     if not a.no_ddp:
         result["ddp"] = d = ddp_find_unused(a)
-        print(f"DDP 2 gloo ranks, {d['model']}: find_unused_parameters on/off = {d['ratio_on_vs_off']:.3f} "
-              f"({d['median_s']['on'] * 1e3:.1f} / {d['median_s']['off'] * 1e3:.1f} ms)", flush=True)
+        print(
+            f"DDP 2 gloo ranks, {d['model']}: find_unused_parameters on/off = "
+            f"{d['ratio_on_vs_off']:.3f} "
+            f"({d['median_s']['on'] * 1e3:.1f} / {d['median_s']['off'] * 1e3:.1f} ms)",
+            flush=True,
+        )
     path = write_result("stochastic_depth", vars(a), result, argv, a.results_dir)
     print(f"wrote {path}")
     return 0

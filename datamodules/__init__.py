@@ -5,6 +5,7 @@ turns its ``DataConfig`` into one :class:`DataOptions` (``datamodule_options``),
 registered builder below hands to the dataset's datamodule.  The datamodules share
 :class:`datamodules.base.BaseDataModule`; the ``.beton`` library is :mod:`datamodules.beton`.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -26,6 +27,7 @@ def register_datamodule(name: str):
     def deco(fn):
         _REGISTRY[name] = fn
         return fn
+
     return deco
 
 
@@ -33,7 +35,9 @@ def list_datamodules() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def create_datamodule(name: str, options: DataOptions | None = None, **changes: Any) -> "L.LightningDataModule":
+def create_datamodule(
+    name: str, options: DataOptions | None = None, **changes: Any
+) -> "L.LightningDataModule":
     """The datamodule of dataset ``name`` with ``options`` (default: :class:`DataOptions`'s
     defaults), changed by keyword ``changes`` (its field names)."""
     if name not in _REGISTRY:
@@ -54,11 +58,15 @@ def _beton_pair(name: str, o: DataOptions) -> "L.LightningDataModule":
     from .ffcv import FFCVDataModule
 
     if not o.path:
-        raise DataError(f"data={name} needs data.path=DIR, a directory holding train.beton and val.beton "
-                        "(write them with: python -m datamodules.write SRC DIR)")
+        raise DataError(
+            f"data={name} needs data.path=DIR, a directory holding train.beton and val.beton "
+            "(write them with: python -m datamodules.write SRC DIR)"
+        )
     root = Path(o.path).expanduser()
     if not root.is_dir():
-        raise DataError(f"data.path={o.path}: no such directory (expected train.beton and val.beton in it)")
+        raise DataError(
+            f"data.path={o.path}: no such directory (expected train.beton and val.beton in it)"
+        )
     for split in ("train", "val"):
         try:
             check_beton(root / f"{split}.beton")
@@ -84,8 +92,10 @@ def _imagenet(o: DataOptions) -> "L.LightningDataModule":
     from .imagefolder import ImageFolderDataModule
 
     if not o.path:
-        raise DataError("data=imagenet data.backend=torchvision needs data.path=DIR, the ImageFolder root "
-                        "holding train/<class>/* and val/<class>/*")
+        raise DataError(
+            "data=imagenet data.backend=torchvision needs data.path=DIR, the ImageFolder root "
+            "holding train/<class>/* and val/<class>/*"
+        )
     return ImageFolderDataModule(o.path, o)
 
 
@@ -93,8 +103,10 @@ def _cifar(name: str, o: DataOptions) -> "L.LightningDataModule":
     from .cifar import CifarDataModule
 
     if not o.path:
-        raise DataError(f"data={name} needs data.path=DIR holding the python CIFAR files "
-                        "(cifar-10-batches-py/ or cifar-100-python/, as extracted from the official tarballs)")
+        raise DataError(
+            f"data={name} needs data.path=DIR holding the python CIFAR files "
+            "(cifar-10-batches-py/ or cifar-100-python/, as extracted from the official tarballs)"
+        )
     return CifarDataModule(o.path, o, name=name)
 
 

@@ -11,6 +11,7 @@ rank r is r::world of one seeded permutation per epoch, for any world size, so a
 batch k is exactly the single-process batch k (the DDP equivalence test relies on it); validation
 is r::world with no padding, so "validation saw exactly ``val_size`` examples" holds.
 """
+
 from __future__ import annotations
 
 from typing import Any, Sequence
@@ -27,8 +28,10 @@ def check_shardable(what: str, size: int, world_size: int, classes: int | None =
     """Refuse a validation set with fewer examples than ranks (a rank with none fails inside Lightning,
     the others in gloo) and a dataset of fewer than 2 classes (a classifier needs two)."""
     if size < world_size:
-        raise DataError(f"{what}: {size} validation example(s) for {world_size} ranks; each rank needs "
-                        "at least one -- use fewer devices or a larger validation set")
+        raise DataError(
+            f"{what}: {size} validation example(s) for {world_size} ranks; each rank needs "
+            "at least one -- use fewer devices or a larger validation set"
+        )
     if classes is not None and classes < 2:
         raise DataError(f"{what}: {classes} class(es); a classifier needs at least 2")
 
@@ -47,12 +50,20 @@ class BaseDataModule(L.LightningDataModule):
     augmentations: tuple[str, ...] = AUGMENTATIONS
     normalize_on_device: bool = True  # synthetic data is already standardised
 
-    def __init__(self, options: DataOptions, *, augment: str | None = None,
-                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None) -> None:
+    def __init__(
+        self,
+        options: DataOptions,
+        *,
+        augment: str | None = None,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+    ) -> None:
         super().__init__()
         augment = augment or self.default_augment
         if augment not in self.augmentations:
-            raise ValueError(f"unknown augmentation {augment!r}; expected one of {self.augmentations}")
+            raise ValueError(
+                f"unknown augmentation {augment!r}; expected one of {self.augmentations}"
+            )
         if options.sampler not in SAMPLERS:
             raise ValueError(f"unknown sampler {options.sampler!r}; expected random or class_aware")
         o = self.options = options
@@ -88,8 +99,10 @@ class BaseDataModule(L.LightningDataModule):
     def per_device_batch_size(self) -> int:
         world = self.world_size
         if self.batch_size % world:
-            raise ValueError(f"data.batch_size={self.batch_size} is the global batch and must divide evenly "
-                             f"across {world} ranks; choose a multiple of {world}")
+            raise ValueError(
+                f"data.batch_size={self.batch_size} is the global batch and must divide evenly "
+                f"across {world} ranks; choose a multiple of {world}"
+            )
         return self.batch_size // world
 
     # ------------------------------------------------------------------ torch samplers
@@ -104,19 +117,26 @@ class BaseDataModule(L.LightningDataModule):
 
             sampler = ClassAwareSampler(labels, self.epoch_samples, self.seed, rank, world)
         else:
-            sampler = DistributedSampler(dataset, world, rank, shuffle=True, seed=self.seed, drop_last=True)
+            sampler = DistributedSampler(
+                dataset, world, rank, shuffle=True, seed=self.seed, drop_last=True
+            )
         sampler.set_epoch(self.epoch)
         return sampler
 
     def val_shard(self, dataset: Any) -> torch.utils.data.Subset:
         """This rank's validation examples: ``rank::world``, no padding (ranks may differ by one)."""
-        return torch.utils.data.Subset(dataset, range(self.global_rank, len(dataset), self.world_size))
+        return torch.utils.data.Subset(
+            dataset, range(self.global_rank, len(dataset), self.world_size)
+        )
 
     # ------------------------------------------------------------------ on the device
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         if not self.normalize_on_device:
             return batch
         if self._normalize is None:
-            self._normalize = DeviceNormalize(self.mean, self.std, channels_last=self.channels_last,
-                                              dtype=self.normalize_dtype)
-        return self._normalize(*batch)  # fresh tensors: FFCV overwrites its buffers with the next batch
+            self._normalize = DeviceNormalize(
+                self.mean, self.std, channels_last=self.channels_last, dtype=self.normalize_dtype
+            )
+        return self._normalize(
+            *batch
+        )  # fresh tensors: FFCV overwrites its buffers with the next batch

@@ -14,6 +14,7 @@ appending to it would recreate it).
 Imports nothing of ours but :mod:`datamodules.imagefolder_source` (lazily, for its error type);
 ``python -m datamodules.write`` (the command line) and every datamodule build on it.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -69,8 +70,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     previous = None
     if threading.current_thread() is threading.main_thread():
+
         def _on_sigterm(signum, frame):
             raise KeyboardInterrupt(f"SIGTERM while writing {path}")
+
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         yield tmp
@@ -124,13 +127,19 @@ def write_beton(
     if len(dataset) == 0:
         raise ValueError(f"refusing to write {path}: the dataset is empty")
     fields = {
-        "image": RGBImageField(write_mode=write_mode, max_resolution=max_resolution,
-                               jpeg_quality=jpeg_quality, compress_probability=compress_probability),
+        "image": RGBImageField(
+            write_mode=write_mode,
+            max_resolution=max_resolution,
+            jpeg_quality=jpeg_quality,
+            compress_probability=compress_probability,
+        ),
         "label": IntField(),
     }
     path = Path(path)
     images = getattr(dataset, "images", None)
-    largest = int(np.prod(images.shape[1:])) if isinstance(images, np.ndarray) and images.ndim == 4 else 0
+    largest = (
+        int(np.prod(images.shape[1:])) if isinstance(images, np.ndarray) and images.ndim == 4 else 0
+    )
     with atomic_path(path) as tmp:
         # our writer, not FFCV's: a worker that dies (ENOSPC, SIGBUS on a full tmpfs) is an error, not a hang
         writer = ffcv_writer(str(tmp), fields, num_workers, _page_size(largest), None)
@@ -158,16 +167,23 @@ def file_digest(path: str | os.PathLike) -> dict[str, Any]:
     import hashlib
 
     with open(path, "rb") as fh:
-        return {"bytes": os.fstat(fh.fileno()).st_size, "sha256": hashlib.file_digest(fh, "sha256").hexdigest()}
+        return {
+            "bytes": os.fstat(fh.fileno()).st_size,
+            "sha256": hashlib.file_digest(fh, "sha256").hexdigest(),
+        }
 
 
-def cache_is_current(directory: str | os.PathLike, dataset: str, format_version: int,
-                     fingerprint: str | None = None) -> bool:
+def cache_is_current(
+    directory: str | os.PathLike, dataset: str, format_version: int, fingerprint: str | None = None
+) -> bool:
     """Whether an embedded dataset's cache (``train.beton``, ``val.beton``, ``meta.json``) is complete,
     of this dataset and format version, from the source files with ``fingerprint`` (when given), and
     byte-for-byte what ``meta.json``'s SHA-256 digests say; a reason to rewrite it is logged."""
     directory = Path(directory)
-    meta_path, betons = directory / "meta.json", [directory / f"{s}.beton" for s in ("train", "val")]
+    meta_path, betons = (
+        directory / "meta.json",
+        [directory / f"{s}.beton" for s in ("train", "val")],
+    )
     try:
         meta = json.loads(meta_path.read_text())
         for path in betons:
@@ -179,12 +195,20 @@ def cache_is_current(directory: str | os.PathLike, dataset: str, format_version:
     if meta.get("format_version") != format_version or meta.get("dataset") != dataset:
         return False
     if fingerprint is not None and meta.get("source_fingerprint") != fingerprint:
-        log.warning("%s cache in %s was written from other source files; writing it again", dataset, directory)
+        log.warning(
+            "%s cache in %s was written from other source files; writing it again",
+            dataset,
+            directory,
+        )
         return False
     problems = verify_files(directory, meta)  # SHA-256 of both files: bytes changed on disk
     if problems:
-        log.warning("%s cache in %s does not match its meta.json (%s); writing it again", dataset, directory,
-                    "; ".join(problems))
+        log.warning(
+            "%s cache in %s does not match its meta.json (%s); writing it again",
+            dataset,
+            directory,
+            "; ".join(problems),
+        )
         return False
     return True
 
@@ -200,7 +224,9 @@ def verify_files(directory: str | os.PathLike, meta: dict[str, Any] | None = Non
             return [f"{directory / 'meta.json'}: unreadable ({e})"]
     files = meta.get("files") if isinstance(meta, dict) else None
     if not isinstance(files, dict) or not files:
-        return [f"{directory / 'meta.json'}: records no files (written before digests were recorded)"]
+        return [
+            f"{directory / 'meta.json'}: records no files (written before digests were recorded)"
+        ]
     problems = []
     for split, want in files.items():
         path = directory / str(want.get("path", f"{split}.beton"))
@@ -214,7 +240,9 @@ def verify_files(directory: str | os.PathLike, meta: dict[str, Any] | None = Non
         if got["bytes"] != want.get("bytes"):
             problems.append(f"{path}: {got['bytes']} bytes, meta.json says {want.get('bytes')}")
         elif got["sha256"] != want["sha256"]:
-            problems.append(f"{path}: content differs from meta.json's SHA-256 (bytes changed on disk)")
+            problems.append(
+                f"{path}: content differs from meta.json's SHA-256 (bytes changed on disk)"
+            )
     return problems
 
 
@@ -236,20 +264,31 @@ def check_beton(path: str | os.PathLike, fields: Sequence[str] = ("image", "labe
         raise BetonError(f"{path}: {size} bytes is too small to be a .beton file; {fix}")
     header = np.fromfile(path, dtype=HeaderType, count=1)[0]
     if int(header["version"]) != CURRENT_VERSION:
-        raise BetonError(f"{path}: not a .beton file of format version {CURRENT_VERSION} "
-                         f"(read version {int(header['version'])}); {fix}")
+        raise BetonError(
+            f"{path}: not a .beton file of format version {CURRENT_VERSION} "
+            f"(read version {int(header['version'])}); {fix}"
+        )
     n, table_at = int(header["num_samples"]), int(header["alloc_table_ptr"])
-    if n == 0 or not HeaderType.itemsize <= table_at <= size or (size - table_at) % ALLOC_TABLE_TYPE.itemsize:
-        raise BetonError(f"{path}: truncated or corrupt .beton (header says {n} samples, allocation table "
-                         f"at byte {table_at}, file has {size} bytes); {fix}")
+    if (
+        n == 0
+        or not HeaderType.itemsize <= table_at <= size
+        or (size - table_at) % ALLOC_TABLE_TYPE.itemsize
+    ):
+        raise BetonError(
+            f"{path}: truncated or corrupt .beton (header says {n} samples, allocation table "
+            f"at byte {table_at}, file has {size} bytes); {fix}"
+        )
     from ffcv.reader import Reader
+
     try:
         reader = Reader(str(path))
     except Exception as e:  # ffcv raises AssertionError/ValueError with terse messages
         raise BetonError(f"{path}: unreadable .beton ({type(e).__name__}: {e}); {fix}") from None
     table = reader.alloc_table
     if len(table) and int((table["ptr"] + table["size"]).max()) > table_at:
-        raise BetonError(f"{path}: truncated or corrupt .beton (data runs past its allocation table); {fix}")
+        raise BetonError(
+            f"{path}: truncated or corrupt .beton (data runs past its allocation table); {fix}"
+        )
     missing = [f for f in fields if f not in reader.field_names]
     if missing:
         raise BetonError(f"{path}: has fields {reader.field_names}, expected {list(fields)}")
@@ -266,6 +305,7 @@ def beton_labels(path: str | os.PathLike) -> np.ndarray:
 
 def now_iso() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
 
 # --------------------------------------------------------------------------- the FFCV writer
 def _worker_signals() -> None:
@@ -294,8 +334,11 @@ class _ReportingDataset:
         except Exception as e:
             from .imagefolder_source import ImageError
 
-            what = (f"{e.path}: {e.reason} (it decoded in the check pass: did the file change?)"
-                    if isinstance(e, ImageError) else f"sample {i}: {type(e).__name__}: {e}")
+            what = (
+                f"{e.path}: {e.reason} (it decoded in the check pass: did the file change?)"
+                if isinstance(e, ImageError)
+                else f"sample {i}: {type(e).__name__}: {e}"
+            )
             self.errors.put(what)
             os._exit(3)  # the parent terminates the others and removes the partial file
 
@@ -317,11 +360,16 @@ def _check_workers(errors: Any, processes: list) -> None:
     dead = [p for p in processes if p.exitcode not in (None, 0)]
     if dead:
         time.sleep(0.2)
-        raise WriteError(errors.get() if not errors.empty()
-                         else f"a writer process died (exit code {dead[0].exitcode})")
+        raise WriteError(
+            errors.get()
+            if not errors.empty()
+            else f"a writer process died (exit code {dead[0].exitcode})"
+        )
 
 
-def _wait_for_samples(done: Any, num_samples: int, progress: Any, errors: Any, processes: list) -> None:
+def _wait_for_samples(
+    done: Any, num_samples: int, progress: Any, errors: Any, processes: list
+) -> None:
     """Poll the shared sample count until every sample is written, advancing ``progress``."""
     previous = 0
     while previous < num_samples:
@@ -370,8 +418,9 @@ def _stop_workers(processes: list, queues: list, finished: bool, sm: Any) -> Non
             sm.unlink()
 
 
-def ffcv_writer(fname: str, fields: dict, num_workers: int, page_size: int, progress: Any,
-                seed: int = 0) -> Any:
+def ffcv_writer(
+    fname: str, fields: dict, num_workers: int, page_size: int, progress: Any, seed: int = 0
+) -> Any:
     """An ffcv ``DatasetWriter`` whose ``_write_common`` reports progress, notices failed workers
     and always cleans up its processes and shared memory (see the module docstring).  It follows
     ffcv 1.0.2's ``ffcv/writer.py`` ``DatasetWriter._write_common``."""
@@ -382,8 +431,15 @@ def ffcv_writer(fname: str, fields: dict, num_workers: int, page_size: int, prog
     from ffcv.writer import DatasetWriter
 
     class _Writer(DatasetWriter):
-        def _start_workers(self, ctx: Any, queue_content: Any, work_fn: Any, extra_worker_args: Any,
-                           queues: list, processes: list) -> tuple:
+        def _start_workers(
+            self,
+            ctx: Any,
+            queue_content: Any,
+            work_fn: Any,
+            extra_worker_args: Any,
+            queues: list,
+            processes: list,
+        ) -> tuple:
             workqueue, allocations_queue, errors = ctx.Queue(), ctx.Queue(), ctx.SimpleQueue()
             queues += [workqueue, allocations_queue]
             for todo in queue_content:
@@ -393,10 +449,23 @@ def ffcv_writer(fname: str, fields: dict, num_workers: int, page_size: int, prog
             done = ctx.Value(ctypes.c_uint64, 0)
             allocator = MemoryAllocator(self.fname, self.data_region_start, self.page_size)
             dataset = _ReportingDataset(extra_worker_args[0], errors)
-            args = (workqueue, self.metadata_sm, self.metadata_type, self.fields, allocator, done,
-                    allocations_queue, dataset, *extra_worker_args[1:])
-            processes += [ctx.Process(target=_ffcv_worker, args=(work_fn, errors, seed + k, *args), daemon=True)
-                          for k in range(self.num_workers)]
+            args = (
+                workqueue,
+                self.metadata_sm,
+                self.metadata_type,
+                self.fields,
+                allocator,
+                done,
+                allocations_queue,
+                dataset,
+                *extra_worker_args[1:],
+            )
+            processes += [
+                ctx.Process(
+                    target=_ffcv_worker, args=(work_fn, errors, seed + k, *args), daemon=True
+                )
+                for k in range(self.num_workers)
+            ]
             for p in processes:
                 p.start()
             return done, allocations_queue, errors
@@ -411,7 +480,8 @@ def ffcv_writer(fname: str, fields: dict, num_workers: int, page_size: int, prog
             try:
                 self.prepare()
                 done, allocations_queue, errors = self._start_workers(
-                    ctx, queue_content, work_fn, extra_worker_args, queues, processes)
+                    ctx, queue_content, work_fn, extra_worker_args, queues, processes
+                )
                 _wait_for_samples(done, num_samples, progress, errors, processes)
                 allocation_list = _collect_allocations(allocations_queue, errors, processes)
                 for p in processes:
@@ -430,7 +500,8 @@ def _page_size(max_sample_bytes: int) -> int:
     while page < 2 * max_sample_bytes + 4096:
         page <<= 1
     if page >= 1 << 32:
-        raise WriteError(f"an image of {max_sample_bytes} bytes is too large for a .beton page; "
-                         "use --max-resolution")
+        raise WriteError(
+            f"an image of {max_sample_bytes} bytes is too large for a .beton page; "
+            "use --max-resolution"
+        )
     return page
-

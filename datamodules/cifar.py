@@ -21,6 +21,7 @@ Validation: the 32x32 image itself (centre crop of ratio 1).
 
 Imports nothing of ``platform/`` or ``models/``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -32,10 +33,17 @@ from typing import Any
 
 import numpy as np
 
+from .beton import (
+    ArrayDataset,
+    DataError,
+    cache_is_current,
+    file_digest,
+    now_iso,
+    write_beton,
+    write_json_atomic,
+)
 from .ffcv import FFCVDataModule
 from .options import AUGMENTATIONS, DataOptions, data_options
-from .beton import (ArrayDataset, DataError, cache_is_current, file_digest, now_iso, write_beton,
-                    write_json_atomic)
 
 log = logging.getLogger(__name__)
 FORMAT_VERSION = 1  # bump when the conversion below changes, so caches are rewritten
@@ -43,14 +51,27 @@ CIFAR_AUGMENTATIONS = ("cifar", *AUGMENTATIONS)
 
 # exactly the files torchvision.datasets.CIFAR10 / CIFAR100 read
 CIFAR_LAYOUTS: dict[str, dict[str, Any]] = {
-    "cifar10": {"folder": "cifar-10-batches-py", "archive": "cifar-10-python.tar.gz", "num_classes": 10,
-                "train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"],
-                "meta": "batches.meta", "label_key": "labels", "names_key": "label_names"},
-    "cifar100": {"folder": "cifar-100-python", "archive": "cifar-100-python.tar.gz", "num_classes": 100,
-                 "train": ["train"], "test": ["test"],
-                 "meta": "meta", "label_key": "fine_labels", "names_key": "fine_label_names"},
+    "cifar10": {
+        "folder": "cifar-10-batches-py",
+        "archive": "cifar-10-python.tar.gz",
+        "num_classes": 10,
+        "train": [f"data_batch_{i}" for i in range(1, 6)],
+        "test": ["test_batch"],
+        "meta": "batches.meta",
+        "label_key": "labels",
+        "names_key": "label_names",
+    },
+    "cifar100": {
+        "folder": "cifar-100-python",
+        "archive": "cifar-100-python.tar.gz",
+        "num_classes": 100,
+        "train": ["train"],
+        "test": ["test"],
+        "meta": "meta",
+        "label_key": "fine_labels",
+        "names_key": "fine_label_names",
+    },
 }
-
 
 
 def _layout(name: str) -> dict[str, Any]:
@@ -62,9 +83,11 @@ def _layout(name: str) -> dict[str, Any]:
 def expected_layout(name: str) -> str:
     lay = _layout(name)
     files = ", ".join(lay["train"] + lay["test"] + [lay["meta"]])
-    return (f"expected the python version of {name.upper()} as torchvision reads it: "
-            f"ROOT/{lay['folder']}/{{{files}}} (as extracted from {lay['archive']}; "
-            f"ROOT may also be the {lay['folder']} directory itself)")
+    return (
+        f"expected the python version of {name.upper()} as torchvision reads it: "
+        f"ROOT/{lay['folder']}/{{{files}}} (as extracted from {lay['archive']}; "
+        f"ROOT may also be the {lay['folder']} directory itself)"
+    )
 
 
 def find_cifar(root: str | os.PathLike, name: str = "cifar10") -> Path:
@@ -83,8 +106,10 @@ def find_cifar(root: str | os.PathLike, name: str = "cifar10") -> Path:
         raise DataError(f"{root}: no such directory; {expected_layout(name)}")
     d = next((c for c in candidates if c.is_dir() and any((c / f).is_file() for f in files)), None)
     if d is None:
-        raise DataError(f"{root}: no {name.upper()} files found (neither in it nor in {root / lay['folder']}); "
-                          f"{expected_layout(name)}")
+        raise DataError(
+            f"{root}: no {name.upper()} files found (neither in it nor in {root / lay['folder']}); "
+            f"{expected_layout(name)}"
+        )
     missing = [f for f in files if not (d / f).is_file()]
     raise DataError(f"{d}: missing {', '.join(missing)}; {expected_layout(name)}")
 
@@ -94,11 +119,19 @@ def find_cifar(root: str | os.PathLike, name: str = "cifar10") -> Path:
 # protocol 5, ``scalar`` for a NumPy number) and ``_codecs.encode``, which Python 3 writes for bytes
 # under protocol 2.  dicts, lists, str, bytes and numbers need no global.  Any other global --
 # ``os.system``, ``builtins.eval``, a class with a ``__reduce__`` -- is how a pickle runs code.
-_CIFAR_GLOBALS = frozenset({
-    *((f"numpy.{core}.multiarray", fn) for core in ("core", "_core") for fn in ("_reconstruct", "scalar")),
-    *((f"numpy.{core}.numeric", "_frombuffer") for core in ("core", "_core")),
-    ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
-})
+_CIFAR_GLOBALS = frozenset(
+    {
+        *(
+            (f"numpy.{core}.multiarray", fn)
+            for core in ("core", "_core")
+            for fn in ("_reconstruct", "scalar")
+        ),
+        *((f"numpy.{core}.numeric", "_frombuffer") for core in ("core", "_core")),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("_codecs", "encode"),
+    }
+)
 
 
 class _CifarUnpickler(pickle.Unpickler):
@@ -121,10 +154,11 @@ def _unpickle(path: Path) -> dict[str, Any]:
             entry = _CifarUnpickler(f, encoding="latin1").load()
     except pickle.UnpicklingError as e:
         if str(e).startswith("it asks for "):
-            raise DataError(f"{path}: refused to unpickle: {e}, which no CIFAR batch holds (only NumPy "
-                              "arrays, lists, dicts, bytes, str and numbers are read); this is not a CIFAR "
-                              "file and may be crafted to run code -- use the files of the official archive"
-                              ) from None
+            raise DataError(
+                f"{path}: refused to unpickle: {e}, which no CIFAR batch holds (only NumPy "
+                "arrays, lists, dicts, bytes, str and numbers are read); this is not a CIFAR "
+                "file and may be crafted to run code -- use the files of the official archive"
+            ) from None
         raise DataError(f"{path}: not a readable CIFAR pickle (UnpicklingError: {e})") from None
     except Exception as e:  # truncated, not a pickle, ...
         raise DataError(f"{path}: not a readable CIFAR pickle ({type(e).__name__}: {e})") from None
@@ -133,7 +167,9 @@ def _unpickle(path: Path) -> dict[str, Any]:
     return {(k.decode("latin1") if isinstance(k, bytes) else k): v for k, v in entry.items()}
 
 
-def load_cifar_split(directory: str | os.PathLike, name: str, split: str) -> tuple[np.ndarray, np.ndarray]:
+def load_cifar_split(
+    directory: str | os.PathLike, name: str, split: str
+) -> tuple[np.ndarray, np.ndarray]:
     """``split`` ('train' or 'test') as ``(N, 32, 32, 3)`` uint8 HWC images and ``(N,)`` int64 labels,
     in file order (torchvision's order)."""
     lay, directory = _layout(name), Path(directory)
@@ -144,17 +180,25 @@ def load_cifar_split(directory: str | os.PathLike, name: str, split: str) -> tup
         path = directory / fname
         entry = _unpickle(path)
         if "data" not in entry or lay["label_key"] not in entry:
-            raise DataError(f"{path}: has keys {sorted(entry)}, expected 'data' and {lay['label_key']!r}")
+            raise DataError(
+                f"{path}: has keys {sorted(entry)}, expected 'data' and {lay['label_key']!r}"
+            )
         data = np.asarray(entry["data"])
         y = np.asarray(entry[lay["label_key"]], dtype=np.int64).reshape(-1)
         if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072 or len(data) != len(y):
-            raise DataError(f"{path}: data is {data.dtype} {data.shape} with {len(y)} labels, expected "
-                              f"uint8 (N, 3072) rows of 3x32x32 pixels and N labels")
+            raise DataError(
+                f"{path}: data is {data.dtype} {data.shape} with {len(y)} labels, expected "
+                f"uint8 (N, 3072) rows of 3x32x32 pixels and N labels"
+            )
         if len(y) and (y.min() < 0 or y.max() >= lay["num_classes"]):
             raise DataError(f"{path}: labels outside [0, {lay['num_classes']})")
         images.append(data), labels.append(y)
-    data = np.concatenate(images)  # rows are channel-major: R plane, G plane, B plane, each row-major
-    return np.ascontiguousarray(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)), np.concatenate(labels)
+    data = np.concatenate(
+        images
+    )  # rows are channel-major: R plane, G plane, B plane, each row-major
+    return np.ascontiguousarray(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)), np.concatenate(
+        labels
+    )
 
 
 def cifar_classes(directory: str | os.PathLike, name: str) -> list[str]:
@@ -185,16 +229,18 @@ def channel_mean_std(images: np.ndarray, chunk: int = 2048) -> tuple[list[float]
     in [0, 1] units, accumulated in float64 chunks (CIFAR's 50k images would need 1.2 GB at once)."""
     total, sq, n = np.zeros(3), np.zeros(3), 0
     for i in range(0, len(images), chunk):
-        x = images[i:i + chunk].reshape(-1, 3).astype(np.float64) / 255.0
+        x = images[i : i + chunk].reshape(-1, 3).astype(np.float64) / 255.0
         total += x.sum(0)
         sq += (x * x).sum(0)
         n += len(x)
     mean = total / n
-    std = np.sqrt(np.maximum(sq / n - mean ** 2, 0.0))
+    std = np.sqrt(np.maximum(sq / n - mean**2, 0.0))
     return mean.round(6).tolist(), std.round(6).tolist()
 
 
-def write_cifar(source: str | os.PathLike, directory: str | os.PathLike, name: str = "cifar10") -> Path:
+def write_cifar(
+    source: str | os.PathLike, directory: str | os.PathLike, name: str = "cifar10"
+) -> Path:
     """Convert ``name`` under ``source`` (see :func:`find_cifar`) to ``directory/{train,val}.beton``
     and ``directory/meta.json``, each atomically, ``meta.json`` last."""
     src, directory = find_cifar(source, name), Path(directory)
@@ -203,17 +249,32 @@ def write_cifar(source: str | os.PathLike, directory: str | os.PathLike, name: s
     for split, (images, labels) in (("train", train), ("val", val)):
         write_beton(directory / f"{split}.beton", ArrayDataset(images, labels), write_mode="raw")
     mean, std = channel_mean_std(train[0])
-    write_json_atomic(directory / "meta.json", {
-        "dataset": name, "format_version": FORMAT_VERSION, "source": str(src),
-        "source_fingerprint": source_fingerprint(src, name),
-        "classes": classes, "num_classes": len(classes), "resolution": 32,
-        "counts": {"train": int(len(train[1])), "val": int(len(val[1]))},
-        "class_counts": {"train": np.bincount(train[1], minlength=len(classes)).tolist(),
-                         "val": np.bincount(val[1], minlength=len(classes)).tolist()},
-        "split": {"train": _layout(name)["train"], "val": _layout(name)["test"]},
-        "mean": mean, "std": std, "writer": {"write_mode": "raw"}, "created": now_iso(),
-        "files": {s: {"path": f"{s}.beton", **file_digest(directory / f"{s}.beton")} for s in ("train", "val")},
-    })
+    write_json_atomic(
+        directory / "meta.json",
+        {
+            "dataset": name,
+            "format_version": FORMAT_VERSION,
+            "source": str(src),
+            "source_fingerprint": source_fingerprint(src, name),
+            "classes": classes,
+            "num_classes": len(classes),
+            "resolution": 32,
+            "counts": {"train": int(len(train[1])), "val": int(len(val[1]))},
+            "class_counts": {
+                "train": np.bincount(train[1], minlength=len(classes)).tolist(),
+                "val": np.bincount(val[1], minlength=len(classes)).tolist(),
+            },
+            "split": {"train": _layout(name)["train"], "val": _layout(name)["test"]},
+            "mean": mean,
+            "std": std,
+            "writer": {"write_mode": "raw"},
+            "created": now_iso(),
+            "files": {
+                s: {"path": f"{s}.beton", **file_digest(directory / f"{s}.beton")}
+                for s in ("train", "val")
+            },
+        },
+    )
     return directory
 
 
@@ -225,9 +286,11 @@ def cifar_train_pipeline(resolution: int = 32, fill: tuple[int, int, int] = (0, 
     from ffcv.transforms import RandomHorizontalFlip, RandomTranslate
 
     padding = max(1, round(4 * resolution / 32))
-    return [CenterCropRGBImageDecoder((resolution, resolution), ratio=1.0),
-            RandomTranslate(padding=padding, fill=tuple(int(v) for v in fill)),
-            RandomHorizontalFlip()]
+    return [
+        CenterCropRGBImageDecoder((resolution, resolution), ratio=1.0),
+        RandomTranslate(padding=padding, fill=tuple(int(v) for v in fill)),
+        RandomHorizontalFlip(),
+    ]
 
 
 class CifarDataModule(FFCVDataModule):
@@ -241,14 +304,26 @@ class CifarDataModule(FFCVDataModule):
     default_resolution, default_val_crop_ratio, default_augment = 32, 1.0, "cifar"
     augmentations = CIFAR_AUGMENTATIONS
 
-    def __init__(self, root: str | os.PathLike, options: DataOptions | None = None, *,
-                 name: str = "cifar10", augment: str | None = None, **changes: Any) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        options: DataOptions | None = None,
+        *,
+        name: str = "cifar10",
+        augment: str | None = None,
+        **changes: Any,
+    ) -> None:
         lay = _layout(name)
         o = data_options(options, **changes)
         self.name, self.source_root = name, Path(root).expanduser()
         self.directory = Path(os.path.expanduser(o.cache_dir)) / name
-        super().__init__(self.directory / "train.beton", self.directory / "val.beton", o,
-                         augment=augment, num_classes=lay["num_classes"])
+        super().__init__(
+            self.directory / "train.beton",
+            self.directory / "val.beton",
+            o,
+            augment=augment,
+            num_classes=lay["num_classes"],
+        )
 
     # ------------------------------------------------------------------ the cache
     def is_written(self, source: Path | None = None) -> bool:

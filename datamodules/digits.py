@@ -6,6 +6,7 @@ split train/val with a fixed seed (stratified), and written once through the sam
 ``.beton`` writer an ImageNet run uses; later runs reuse the files.  It is the ImageNet
 path in miniature, not a separate toy path.
 """
+
 from __future__ import annotations
 
 import logging
@@ -15,9 +16,16 @@ from typing import Any
 
 import numpy as np
 
+from .beton import (
+    ArrayDataset,
+    cache_is_current,
+    file_digest,
+    now_iso,
+    write_beton,
+    write_json_atomic,
+)
 from .ffcv import FFCVDataModule
 from .options import DataOptions, data_options
-from .beton import ArrayDataset, cache_is_current, file_digest, now_iso, write_beton, write_json_atomic
 
 log = logging.getLogger(__name__)
 DIGIT_CLASSES = [str(i) for i in range(10)]
@@ -31,13 +39,21 @@ def digits_arrays(resolution: int = 32) -> tuple[np.ndarray, np.ndarray]:
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
-    images = torch.from_numpy(bunch.images.astype(np.float32) / 16.0)[:, None]  # (N, 1, 8, 8), ink in [0, 1]
-    images = F.interpolate(images, size=(resolution, resolution), mode="bilinear", align_corners=False)
-    images = (images.clamp(0, 1) * 255).round().to(torch.uint8).repeat(1, 3, 1, 1).permute(0, 2, 3, 1)
+    images = torch.from_numpy(bunch.images.astype(np.float32) / 16.0)[
+        :, None
+    ]  # (N, 1, 8, 8), ink in [0, 1]
+    images = F.interpolate(
+        images, size=(resolution, resolution), mode="bilinear", align_corners=False
+    )
+    images = (
+        (images.clamp(0, 1) * 255).round().to(torch.uint8).repeat(1, 3, 1, 1).permute(0, 2, 3, 1)
+    )
     return np.ascontiguousarray(images.numpy()), bunch.target.astype(np.int64)
 
 
-def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def stratified_split(
+    labels: np.ndarray, val_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Indices (train, val): ``val_fraction`` of each class held out, chosen with ``seed``."""
     rng = np.random.default_rng(seed)
     train, val = [], []
@@ -48,23 +64,39 @@ def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tupl
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
 
 
-def write_digits(directory: str | Path, resolution: int = 32, val_fraction: float = 0.2, seed: int = 0) -> Path:
+def write_digits(
+    directory: str | Path, resolution: int = 32, val_fraction: float = 0.2, seed: int = 0
+) -> Path:
     """Write ``train.beton``, ``val.beton`` and ``meta.json`` into ``directory`` (atomically)."""
     directory = Path(directory)
     images, labels = digits_arrays(resolution)
     train_idx, val_idx = stratified_split(labels, val_fraction, seed)
     for split, idx in (("train", train_idx), ("val", val_idx)):
-        write_beton(directory / f"{split}.beton", ArrayDataset(images[idx], labels[idx]), write_mode="raw")
+        write_beton(
+            directory / f"{split}.beton", ArrayDataset(images[idx], labels[idx]), write_mode="raw"
+        )
     pixels = images[train_idx].reshape(-1, 3) / 255.0
-    write_json_atomic(directory / "meta.json", {
-        "dataset": "digits", "format_version": FORMAT_VERSION, "source": "sklearn.datasets.load_digits",
-        "classes": DIGIT_CLASSES, "num_classes": 10, "resolution": resolution,
-        "counts": {"train": int(len(train_idx)), "val": int(len(val_idx))},
-        "split": {"val_fraction": val_fraction, "seed": seed, "stratified": True},
-        "mean": pixels.mean(0).round(6).tolist(), "std": pixels.std(0).round(6).tolist(),
-        "writer": {"write_mode": "raw"}, "created": now_iso(),
-        "files": {s: {"path": f"{s}.beton", **file_digest(directory / f"{s}.beton")} for s in ("train", "val")},
-    })
+    write_json_atomic(
+        directory / "meta.json",
+        {
+            "dataset": "digits",
+            "format_version": FORMAT_VERSION,
+            "source": "sklearn.datasets.load_digits",
+            "classes": DIGIT_CLASSES,
+            "num_classes": 10,
+            "resolution": resolution,
+            "counts": {"train": int(len(train_idx)), "val": int(len(val_idx))},
+            "split": {"val_fraction": val_fraction, "seed": seed, "stratified": True},
+            "mean": pixels.mean(0).round(6).tolist(),
+            "std": pixels.std(0).round(6).tolist(),
+            "writer": {"write_mode": "raw"},
+            "created": now_iso(),
+            "files": {
+                s: {"path": f"{s}.beton", **file_digest(directory / f"{s}.beton")}
+                for s in ("train", "val")
+            },
+        },
+    )
     return directory
 
 
@@ -73,15 +105,23 @@ class DigitsDataModule(FFCVDataModule):
 
     default_resolution, default_val_crop_ratio, default_augment = 32, 1.0, "digits"
 
-    def __init__(self, options: DataOptions | None = None, *, augment: str | None = None,
-                 **changes: Any) -> None:
+    def __init__(
+        self, options: DataOptions | None = None, *, augment: str | None = None, **changes: Any
+    ) -> None:
         o = data_options(options, **changes)
         resolution = o.resolution or self.default_resolution
-        self.directory = (Path(os.path.expanduser(o.cache_dir))
-                          / f"digits-r{resolution}-v{o.val_fraction:g}-s{o.split_seed}")
+        self.directory = (
+            Path(os.path.expanduser(o.cache_dir))
+            / f"digits-r{resolution}-v{o.val_fraction:g}-s{o.split_seed}"
+        )
         self.val_fraction, self.split_seed = o.val_fraction, o.split_seed
-        super().__init__(self.directory / "train.beton", self.directory / "val.beton", o,
-                         augment=augment, num_classes=10)
+        super().__init__(
+            self.directory / "train.beton",
+            self.directory / "val.beton",
+            o,
+            augment=augment,
+            num_classes=10,
+        )
 
     def is_written(self) -> bool:
         return cache_is_current(self.directory, "digits", FORMAT_VERSION)

@@ -42,6 +42,7 @@ Each combination is its own cache directory, written once through ``write_beton`
 
 Imports nothing of ``platform/`` or ``models/``.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -54,20 +55,39 @@ from typing import Any
 
 import numpy as np
 
+from .beton import (
+    ArrayDataset,
+    DataError,
+    cache_is_current,
+    file_digest,
+    now_iso,
+    write_beton,
+    write_json_atomic,
+)
 from .ffcv import FFCVDataModule
 from .options import AUGMENTATIONS, DataOptions, data_options
-from .beton import (ArrayDataset, DataError, cache_is_current, file_digest, now_iso, write_beton,
-                    write_json_atomic)
 
 log = logging.getLogger(__name__)
 FORMAT_VERSION = 1  # bump when the conversion below changes, so caches are rewritten
 DEFAULT_DIR = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist
 DEBIAN_PACKAGE = "dataset-fashion-mnist"
-FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-         "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
 # Xiao et al. 2017, Table 1 / the README's label table
-CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
-           "Ankle boot"]
+CLASSES = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+]
 SIDE = 28
 PADDING = 4  # Zhong et al.'s RandomCrop(28, padding=4)
 VAL_SPLITS = ("test", "holdout")
@@ -75,12 +95,15 @@ FASHION_AUGMENTATIONS = ("fashion", *AUGMENTATIONS)
 IDX_UBYTE = 0x08
 
 
-
 def install_hint() -> str:
     """The one-line fix for a machine without the files."""
     sudo = "" if hasattr(os, "geteuid") and os.geteuid() == 0 else "sudo "
-    return (f"install Debian's package ({sudo}apt-get install -y {DEBIAN_PACKAGE}, or run scripts/setup.sh) "
-            f"or pass data.path=DIR holding {', '.join(f + '.gz' for pair in FILES.values() for f in pair)}")
+    return (
+        f"install Debian's package ({sudo}apt-get install -y {DEBIAN_PACKAGE}, or run "
+        "scripts/setup.sh) "
+        "or pass data.path=DIR holding "
+        f"{', '.join(f + '.gz' for pair in FILES.values() for f in pair)}"
+    )
 
 
 # --------------------------------------------------------------------------- IDX files
@@ -101,23 +124,31 @@ def read_idx(path: str | os.PathLike, ndim: int) -> np.ndarray:
     except FileNotFoundError:
         raise DataError(f"{path}: no such file; {install_hint()}") from None
     except (EOFError, gzip.BadGzipFile, zlib.error) as e:
-        raise DataError(f"{path}: truncated or not a gzip file ({type(e).__name__}: {e}); {fix}") from None
+        raise DataError(
+            f"{path}: truncated or not a gzip file ({type(e).__name__}: {e}); {fix}"
+        ) from None
     except OSError as e:
         raise DataError(f"{path}: cannot read ({e}); {fix}") from None
     want_magic = (IDX_UBYTE << 8) | ndim  # 2051 for images (3 dims), 2049 for labels (1 dim)
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != IDX_UBYTE or raw[3] != ndim:
         got = f"0x{int.from_bytes(raw[:4], 'big'):08x}" if len(raw) >= 4 else f"{len(raw)} bytes"
-        raise DataError(f"{path}: not an IDX file of unsigned bytes with {ndim} dimension(s) (magic {got}, "
-                          f"expected 0x{want_magic:08x}); {fix}")
+        raise DataError(
+            f"{path}: not an IDX file of unsigned bytes with {ndim} dimension(s) (magic {got}, "
+            f"expected 0x{want_magic:08x}); {fix}"
+        )
     header = 4 + 4 * ndim
     if len(raw) < header:
-        raise DataError(f"{path}: truncated IDX header ({len(raw)} bytes, expected {header}); {fix}")
+        raise DataError(
+            f"{path}: truncated IDX header ({len(raw)} bytes, expected {header}); {fix}"
+        )
     shape = tuple(int(d) for d in np.frombuffer(raw, dtype=">i4", count=ndim, offset=4))
     expected = int(np.prod(shape, dtype=np.int64))
     if len(raw) - header != expected:
         dims = "x".join(map(str, shape))
-        raise DataError(f"{path}: the header promises {dims} = {expected} bytes of data, "
-                          f"the file holds {len(raw) - header}: truncated or corrupt; {fix}")
+        raise DataError(
+            f"{path}: the header promises {dims} = {expected} bytes of data, "
+            f"the file holds {len(raw) - header}: truncated or corrupt; {fix}"
+        )
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
 
 
@@ -140,13 +171,18 @@ def find_fashion_mnist(path: str | os.PathLike | None = None) -> Path:
         if all(_locate(d, s).is_file() for s in stems):
             return d
     if path is None:
-        raise DataError(f"data=fashion_mnist: no Fashion-MNIST files in {DEFAULT_DIR}; {install_hint()}")
+        raise DataError(
+            f"data=fashion_mnist: no Fashion-MNIST files in {DEFAULT_DIR}; {install_hint()}"
+        )
     root = candidates[0]
     if not root.is_dir():
-        raise DataError(f"data.path={path}: no such directory; "
-                          "expected the four Fashion-MNIST IDX files in it")
+        raise DataError(
+            f"data.path={path}: no such directory; expected the four Fashion-MNIST IDX files in it"
+        )
     missing = [s + ".gz" for s in stems if not _locate(root, s).is_file()]
-    raise DataError(f"data.path={path}: missing {', '.join(missing)} (gzipped or not); {install_hint()}")
+    raise DataError(
+        f"data.path={path}: missing {', '.join(missing)} (gzipped or not); {install_hint()}"
+    )
 
 
 def load_fashion_split(directory: str | os.PathLike, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -157,12 +193,15 @@ def load_fashion_split(directory: str | os.PathLike, split: str) -> tuple[np.nda
     image_path, label_path = (_locate(directory, s) for s in FILES[split])
     images, labels = read_idx(image_path, 3), read_idx(label_path, 1).astype(np.int64)
     if images.shape[1:] != (SIDE, SIDE):
-        raise DataError(f"{image_path}: images are {images.shape[1]}x{images.shape[2]}, "
-                          f"expected {SIDE}x{SIDE}")
+        raise DataError(
+            f"{image_path}: images are {images.shape[1]}x{images.shape[2]}, expected {SIDE}x{SIDE}"
+        )
     if len(images) != len(labels):
-        raise DataError(f"{image_path} holds {len(images)} images but {label_path} holds "
-                          f"{len(labels)} labels; "
-                          f"the two files must come from the same release")
+        raise DataError(
+            f"{image_path} holds {len(images)} images but {label_path} holds "
+            f"{len(labels)} labels; "
+            f"the two files must come from the same release"
+        )
     if len(labels) and labels.max() >= len(CLASSES):
         raise DataError(f"{label_path}: label {labels.max()} outside [0, {len(CLASSES)})")
     return images, labels
@@ -175,7 +214,9 @@ def source_fingerprint(directory: str | os.PathLike) -> dict[str, str]:
         for stem in pair:
             path = _locate(Path(directory), stem)
             with open(path, "rb") as f:
-                out[path.name] = f"{path.stat().st_size}:{hashlib.sha1(f.read(1 << 20)).hexdigest()}"
+                out[path.name] = (
+                    f"{path.stat().st_size}:{hashlib.sha1(f.read(1 << 20)).hexdigest()}"
+                )
     return out
 
 
@@ -189,12 +230,21 @@ def stratified_subset(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
     quota = counts * n / len(labels)
     take = np.floor(quota).astype(int)
     take[np.argsort(-(quota - take), kind="stable")[: n - take.sum()]] += 1
-    picks = [rng.permutation(np.flatnonzero(labels == c))[:k] for c, k in zip(classes, take)]
+    picks = [
+        rng.permutation(np.flatnonzero(labels == c))[:k]
+        for c, k in zip(classes, take, strict=False)
+    ]
     return np.sort(np.concatenate(picks))
 
 
-def split_arrays(source: Path, val_split: str = "test", val_fraction: float = 1 / 6, seed: int = 0,
-                 train_subset: int | None = None, val_subset: int | None = None) -> dict[str, Any]:
+def split_arrays(
+    source: Path,
+    val_split: str = "test",
+    val_fraction: float = 1 / 6,
+    seed: int = 0,
+    train_subset: int | None = None,
+    val_subset: int | None = None,
+) -> dict[str, Any]:
     """The training and validation arrays of a configuration, plus what meta.json records of it."""
     from .digits import stratified_split
 
@@ -203,15 +253,29 @@ def split_arrays(source: Path, val_split: str = "test", val_fraction: float = 1 
     x, y = load_fashion_split(source, "train")
     if val_split == "test":
         vx, vy = load_fashion_split(source, "test")
-        split = {"val_split": "test", "train": "train (60k)", "val": "t10k (the official test split)"}
+        split = {
+            "val_split": "test",
+            "train": "train (60k)",
+            "val": "t10k (the official test split)",
+        }
     else:
         if not 0 < val_fraction < 1:
-            raise DataError(f"data.val_split=holdout needs 0 < data.val_fraction < 1, got {val_fraction}")
+            raise DataError(
+                f"data.val_split=holdout needs 0 < data.val_fraction < 1, got {val_fraction}"
+            )
         tr, va = stratified_split(y, val_fraction, seed)
         x, y, vx, vy = x[tr], y[tr], x[va], y[va]
-        split = {"val_split": "holdout", "val_fraction": val_fraction, "seed": seed, "stratified": True,
-                 "train": "train minus the holdout", "val": "a stratified holdout of train (t10k untouched)"}
-    mean = float(x.mean(dtype=np.float64) / 255.0)  # before subsetting: the dataset's own statistics
+        split = {
+            "val_split": "holdout",
+            "val_fraction": val_fraction,
+            "seed": seed,
+            "stratified": True,
+            "train": "train minus the holdout",
+            "val": "a stratified holdout of train (t10k untouched)",
+        }
+    mean = float(
+        x.mean(dtype=np.float64) / 255.0
+    )  # before subsetting: the dataset's own statistics
     std = float(x.std(dtype=np.float64) / 255.0)
     if train_subset is not None:
         keep = stratified_subset(y, train_subset, seed)
@@ -221,7 +285,13 @@ def split_arrays(source: Path, val_split: str = "test", val_fraction: float = 1 
         keep = stratified_subset(vy, val_subset, seed + 1)
         vx, vy = vx[keep], vy[keep]
         split["val_subset"] = {"n": val_subset, "seed": seed + 1, "stratified": True}
-    return {"train": (x, y), "val": (vx, vy), "split": split, "mean": round(mean, 6), "std": round(std, 6)}
+    return {
+        "train": (x, y),
+        "val": (vx, vy),
+        "split": split,
+        "mean": round(mean, 6),
+        "std": round(std, 6),
+    }
 
 
 def _rgb(images: np.ndarray) -> np.ndarray:
@@ -229,7 +299,9 @@ def _rgb(images: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.repeat(images[..., None], 3, axis=-1))
 
 
-def write_fashion_mnist(source: str | os.PathLike | None, directory: str | os.PathLike, **split: Any) -> Path:
+def write_fashion_mnist(
+    source: str | os.PathLike | None, directory: str | os.PathLike, **split: Any
+) -> Path:
     """Convert the IDX files under ``source`` (see :func:`find_fashion_mnist`) to
     ``directory/{train,val}.beton`` and ``directory/meta.json``, each atomically, ``meta.json`` last.
     ``split``: :func:`split_arrays`' keyword options."""
@@ -237,25 +309,50 @@ def write_fashion_mnist(source: str | os.PathLike | None, directory: str | os.Pa
     arrays = split_arrays(src, **split)
     for name in ("train", "val"):
         images, labels = arrays[name]
-        write_beton(directory / f"{name}.beton", ArrayDataset(_rgb(images), labels), write_mode="raw")
-    (x, y), (vx, vy) = arrays["train"], arrays["val"]
-    write_json_atomic(directory / "meta.json", {
-        "dataset": "fashion_mnist", "format_version": FORMAT_VERSION, "source": str(src),
-        "source_fingerprint": source_fingerprint(src), "classes": CLASSES, "num_classes": len(CLASSES),
-        "resolution": SIDE, "channels": "grey replicated to RGB",
-        "counts": {"train": int(len(y)), "val": int(len(vy))},
-        "class_counts": {"train": np.bincount(y, minlength=10).tolist(),
-                         "val": np.bincount(vy, minlength=10).tolist()},
-        "split": arrays["split"], "mean": [arrays["mean"]] * 3, "std": [arrays["std"]] * 3,
-        "writer": {"write_mode": "raw"}, "created": now_iso(),
-        "files": {s: {"path": f"{s}.beton", **file_digest(directory / f"{s}.beton")} for s in ("train", "val")},
-    })
+        write_beton(
+            directory / f"{name}.beton", ArrayDataset(_rgb(images), labels), write_mode="raw"
+        )
+    (_, y), (_, vy) = arrays["train"], arrays["val"]
+    write_json_atomic(
+        directory / "meta.json",
+        {
+            "dataset": "fashion_mnist",
+            "format_version": FORMAT_VERSION,
+            "source": str(src),
+            "source_fingerprint": source_fingerprint(src),
+            "classes": CLASSES,
+            "num_classes": len(CLASSES),
+            "resolution": SIDE,
+            "channels": "grey replicated to RGB",
+            "counts": {"train": int(len(y)), "val": int(len(vy))},
+            "class_counts": {
+                "train": np.bincount(y, minlength=10).tolist(),
+                "val": np.bincount(vy, minlength=10).tolist(),
+            },
+            "split": arrays["split"],
+            "mean": [arrays["mean"]] * 3,
+            "std": [arrays["std"]] * 3,
+            "writer": {"write_mode": "raw"},
+            "created": now_iso(),
+            "files": {
+                s: {"path": f"{s}.beton", **file_digest(directory / f"{s}.beton")}
+                for s in ("train", "val")
+            },
+        },
+    )
     return directory
 
 
-def cache_name(val_split: str = "test", val_fraction: float = 1 / 6, seed: int = 0,
-               train_subset: int | None = None, val_subset: int | None = None) -> str:
-    name = "fashion_mnist-test" if val_split == "test" else f"fashion_mnist-holdout{val_fraction:.4g}"
+def cache_name(
+    val_split: str = "test",
+    val_fraction: float = 1 / 6,
+    seed: int = 0,
+    train_subset: int | None = None,
+    val_subset: int | None = None,
+) -> str:
+    name = (
+        "fashion_mnist-test" if val_split == "test" else f"fashion_mnist-holdout{val_fraction:.4g}"
+    )
     if val_split != "test" or train_subset or val_subset:
         name += f"-s{seed}"
     if train_subset:
@@ -273,8 +370,11 @@ def fashion_train_pipeline(resolution: int = SIDE) -> list:
     from ffcv.transforms import RandomHorizontalFlip, RandomTranslate
 
     padding = max(1, round(PADDING * resolution / SIDE))
-    return [CenterCropRGBImageDecoder((resolution, resolution), ratio=1.0),
-            RandomTranslate(padding=padding, fill=(0, 0, 0)), RandomHorizontalFlip()]
+    return [
+        CenterCropRGBImageDecoder((resolution, resolution), ratio=1.0),
+        RandomTranslate(padding=padding, fill=(0, 0, 0)),
+        RandomHorizontalFlip(),
+    ]
 
 
 class FashionMNISTDataModule(FFCVDataModule):
@@ -288,22 +388,46 @@ class FashionMNISTDataModule(FFCVDataModule):
     default_resolution, default_val_crop_ratio, default_augment = SIDE, 1.0, "fashion"
     augmentations = FASHION_AUGMENTATIONS
 
-    def __init__(self, path: str | os.PathLike | None = None, options: DataOptions | None = None, *,
-                 augment: str | None = None, **changes: Any) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike | None = None,
+        options: DataOptions | None = None,
+        *,
+        augment: str | None = None,
+        **changes: Any,
+    ) -> None:
         o = data_options(options, **changes)
         if (augment or self.default_augment) not in FASHION_AUGMENTATIONS:
-            raise ValueError(f"unknown augmentation {augment!r}; expected one of {FASHION_AUGMENTATIONS}")
+            raise ValueError(
+                f"unknown augmentation {augment!r}; expected one of {FASHION_AUGMENTATIONS}"
+            )
         if o.val_split not in VAL_SPLITS:
-            raise DataError(f"data.val_split={o.val_split!r}; expected one of {', '.join(VAL_SPLITS)}")
+            raise DataError(
+                f"data.val_split={o.val_split!r}; expected one of {', '.join(VAL_SPLITS)}"
+            )
         for key, n in (("train_subset", o.train_subset), ("val_subset", o.val_subset)):
             if n is not None and n <= 0:
-                raise DataError(f"data.{key}={n}; expected a positive number of images (or null: all)")
-        self.source = find_fashion_mnist(path)  # missing files: the one-line fix, before anything is written
-        self.split = {"val_split": o.val_split, "val_fraction": o.val_fraction, "seed": o.split_seed,
-                      "train_subset": o.train_subset, "val_subset": o.val_subset}
+                raise DataError(
+                    f"data.{key}={n}; expected a positive number of images (or null: all)"
+                )
+        self.source = find_fashion_mnist(
+            path
+        )  # missing files: the one-line fix, before anything is written
+        self.split = {
+            "val_split": o.val_split,
+            "val_fraction": o.val_fraction,
+            "seed": o.split_seed,
+            "train_subset": o.train_subset,
+            "val_subset": o.val_subset,
+        }
         self.directory = Path(os.path.expanduser(o.cache_dir)) / cache_name(**self.split)
-        super().__init__(self.directory / "train.beton", self.directory / "val.beton", o,
-                         augment=augment, num_classes=len(CLASSES))
+        super().__init__(
+            self.directory / "train.beton",
+            self.directory / "val.beton",
+            o,
+            augment=augment,
+            num_classes=len(CLASSES),
+        )
 
     def is_written(self, source: Path | None = None) -> bool:
         """Whether the cache is complete, of this format version, and from these source files."""

@@ -10,6 +10,7 @@ FFCV decodes in a background thread; :class:`GuardedLoader` makes it safe to use
 ``inference_mode=True`` (``validate``/``test``/``predict``) and turns a dying thread into an error
 naming the cause instead of a wait for ever (see :func:`guarded_loader_class`).
 """
+
 from __future__ import annotations
 
 import functools
@@ -23,6 +24,7 @@ import torch
 from .base import BaseDataModule, check_shardable
 from .beton import DataError, beton_labels, check_beton
 from .options import AUGMENTATIONS, IMAGENET_MEAN, IMAGENET_STD, DataOptions, data_options
+
 
 class LoaderThreadError(RuntimeError):
     """FFCV's loader thread died; the message names the file, the stage and the thread's error."""
@@ -89,7 +91,7 @@ def guarded_loader_class() -> type:
         def __iter__(self):
             Compiler.set_num_threads(self.num_workers)
             order = self.next_traversal_order()
-            selected = order[:len(self) * self.batch_size]
+            selected = order[: len(self) * self.batch_size]
             self.next_epoch += 1
             if self.code is None or self.recompile:
                 self.generate_code()
@@ -97,9 +99,12 @@ def guarded_loader_class() -> type:
                 return GuardedEpochIterator(self, selected)
 
         def thread_error(self, cause: BaseException | None) -> LoaderThreadError:
-            what = f"{type(cause).__name__}: {cause}" if cause is not None else "no exception recorded"
-            return LoaderThreadError(f"the FFCV loader thread reading {self.fname} died during "
-                                     f"{self.stage} ({what})")
+            what = (
+                f"{type(cause).__name__}: {cause}" if cause is not None else "no exception recorded"
+            )
+            return LoaderThreadError(
+                f"the FFCV loader thread reading {self.fname} died during {self.stage} ({what})"
+            )
 
     return GuardedLoader
 
@@ -120,7 +125,7 @@ def exact_shard_order():
         def sample_order(self, epoch: int):
             if not (self.distributed and dist.is_available() and dist.is_initialized()):
                 return self.indices
-            return self.indices[dist.get_rank()::dist.get_world_size()]
+            return self.indices[dist.get_rank() :: dist.get_world_size()]
 
     return ExactShard
 
@@ -133,9 +138,13 @@ def train_image_pipeline(augment: str, resolution: int) -> list:
     size = (resolution, resolution)
     if augment == "natural":  # Inception-style crop + mirror (Szegedy et al. 2015; ResNet §3.4)
         return [RandomResizedCropRGBImageDecoder(size), RandomHorizontalFlip()]
-    if augment == "digits":  # small crops and shifts, never a mirror: a mirrored digit is another digit
-        return [RandomResizedCropRGBImageDecoder(size, scale=(0.7, 1.0), ratio=(0.9, 1.1)),
-                RandomTranslate(padding=max(1, resolution // 16))]
+    if (
+        augment == "digits"
+    ):  # small crops and shifts, never a mirror: a mirrored digit is another digit
+        return [
+            RandomResizedCropRGBImageDecoder(size, scale=(0.7, 1.0), ratio=(0.9, 1.1)),
+            RandomTranslate(padding=max(1, resolution // 16)),
+        ]
     if augment == "none":
         return [CenterCropRGBImageDecoder(size, ratio=1.0)]
     raise ValueError(f"unknown augmentation {augment!r}; expected one of {AUGMENTATIONS}")
@@ -155,10 +164,12 @@ def check_crop_sides(path: str | Path, ratio: float) -> None:
     if len(bad):
         i = int(bad[0])
         w, h = int(meta["width"][i]), int(meta["height"][i])
-        raise DataError(f"{path}: sample {i} is {w}x{h} pixels, too small for a centre crop of ratio "
-                        f"{ratio:g} ({len(bad)} such sample(s)); FFCV would abort the process on it -- "
-                        "rewrite the dataset with python -m datamodules.write, which skips such images, "
-                        "or raise data.val_crop_ratio")
+        raise DataError(
+            f"{path}: sample {i} is {w}x{h} pixels, too small for a centre crop of ratio "
+            f"{ratio:g} ({len(bad)} such sample(s)); FFCV would abort the process on it -- "
+            "rewrite the dataset with python -m datamodules.write, which skips such images, "
+            "or raise data.val_crop_ratio"
+        )
 
 
 class FFCVDataModule(BaseDataModule):
@@ -170,10 +181,19 @@ class FFCVDataModule(BaseDataModule):
     belong to the files, not to the options.
     """
 
-    def __init__(self, train_path: str | Path, val_path: str | Path, options: DataOptions | None = None,
-                 *, augment: str | None = None, num_classes: int | None = None,
-                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
-                 drop_last: bool = True, **changes: Any) -> None:
+    def __init__(
+        self,
+        train_path: str | Path,
+        val_path: str | Path,
+        options: DataOptions | None = None,
+        *,
+        augment: str | None = None,
+        num_classes: int | None = None,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        drop_last: bool = True,
+        **changes: Any,
+    ) -> None:
         o = data_options(options, **changes)
         super().__init__(o, augment=augment, mean=mean, std=std)
         self.os_cache, self.order, self.batches_ahead = o.os_cache, o.order, o.batches_ahead
@@ -195,10 +215,14 @@ class FFCVDataModule(BaseDataModule):
         """From the constructor, else ``meta.json``, else the largest training label + 1."""
         if self._num_classes is None:
             meta = self._meta()
-            self._num_classes = int(meta.get("num_classes") or beton_labels(self.train_path).max() + 1)
+            self._num_classes = int(
+                meta.get("num_classes") or beton_labels(self.train_path).max() + 1
+            )
             if self._num_classes < 2:
-                        raise DataError(f"{self.train_path}: {self._num_classes} class (labels and meta.json); "
-                                "a classifier needs at least 2")
+                raise DataError(
+                    f"{self.train_path}: {self._num_classes} class (labels and meta.json); "
+                    "a classifier needs at least 2"
+                )
         return self._num_classes
 
     @property
@@ -213,7 +237,9 @@ class FFCVDataModule(BaseDataModule):
         self.std = tuple(self.std or meta.get("std") or IMAGENET_STD)
         check_shardable(str(self.val_path), self.val_size, self.world_size)
         check_crop_sides(self.val_path, self.val_crop_ratio)
-        if self.augment == "none":  # the training centre crop (ratio 1); random-resized crops never empty
+        if (
+            self.augment == "none"
+        ):  # the training centre crop (ratio 1); random-resized crops never empty
             check_crop_sides(self.train_path, 1.0)
 
     # ------------------------------------------------------------------ loaders
@@ -227,27 +253,40 @@ class FFCVDataModule(BaseDataModule):
             image = self.train_image_ops()
             self._train_decoder = image[0]  # progressive resizing changes its output_size per epoch
         else:
-            image = [CenterCropRGBImageDecoder((self.val_resolution,) * 2, ratio=self.val_crop_ratio)]
+            image = [
+                CenterCropRGBImageDecoder((self.val_resolution,) * 2, ratio=self.val_crop_ratio)
+            ]
         to_device = [ToDevice(device, non_blocking=True)] if device.type != "cpu" else []
         image += [ToTensor(), *to_device, ToTorchImage(channels_last=self.channels_last)]
         label = [IntDecoder(), ToTensor(), Squeeze(), *to_device]
         if not train:
             order = exact_shard_order() if distributed else OrderOption.SEQUENTIAL
-        elif self.sampler == "class_aware":  # label-balanced (Shen et al. 2016), sharded across ranks
+        elif (
+            self.sampler == "class_aware"
+        ):  # label-balanced (Shen et al. 2016), sharded across ranks
             from .sampling import class_aware_order
 
             order = class_aware_order(self.epoch_samples)
         elif self.order == "quasi_random" and not distributed:
             order = OrderOption.QUASI_RANDOM
         elif self.order == "auto" and not distributed and not self.os_cache:
-            order = OrderOption.QUASI_RANDOM  # ffcv-imagenet: QUASI_RANDOM for data that does not fit in RAM
+            order = (
+                OrderOption.QUASI_RANDOM
+            )  # ffcv-imagenet: QUASI_RANDOM for data that does not fit in RAM
         else:
             order = OrderOption.RANDOM
         loader = guarded_loader_class()(
-            str(path), batch_size=self.per_device_batch_size(), num_workers=self.num_workers,
-            os_cache=self.os_cache, order=order, distributed=distributed, seed=self.seed,
-            drop_last=self.drop_last and train, pipelines={"image": image, "label": label},
-            batches_ahead=self.batches_ahead, recompile=train and self._progressive,
+            str(path),
+            batch_size=self.per_device_batch_size(),
+            num_workers=self.num_workers,
+            os_cache=self.os_cache,
+            order=order,
+            distributed=distributed,
+            seed=self.seed,
+            drop_last=self.drop_last and train,
+            pipelines={"image": image, "label": label},
+            batches_ahead=self.batches_ahead,
+            recompile=train and self._progressive,
         )
         loader.stage = self._stage(train)
         if train:
@@ -259,7 +298,12 @@ class FFCVDataModule(BaseDataModule):
         if train:
             return "training"
         fn = getattr(getattr(getattr(self.trainer, "state", None), "fn", None), "value", None)
-        names = {"fit": "validation", "validate": "validation", "test": "testing", "predict": "prediction"}
+        names = {
+            "fit": "validation",
+            "validate": "validation",
+            "test": "testing",
+            "predict": "prediction",
+        }
         return getattr(self, "stage_name", None) or names.get(fn, "validation")
 
     def train_image_ops(self) -> list:
@@ -278,7 +322,9 @@ class FFCVDataModule(BaseDataModule):
             decoder.output_size = (resolution, resolution)
 
     def train_dataloader(self):
-        from .resume import ResumableLoader  # a mid-epoch (preemption) resume skips the batches already done
+        from .resume import (
+            ResumableLoader,  # a mid-epoch (preemption) resume skips the batches already done
+        )
 
         return ResumableLoader(self._loader(self.train_path, train=True), self.trainer)
 

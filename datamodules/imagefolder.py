@@ -17,6 +17,7 @@ Same contract as :class:`datamodules.ffcv.FFCVDataModule`:
 
 Imports nothing of ``platform/`` or ``models/``.
 """
+
 from __future__ import annotations
 
 import os
@@ -32,10 +33,10 @@ from .beton import DataError, SampleError
 from .normalize import DeviceNormalize  # noqa: F401  (re-exported: it used to live here)
 from .options import AUGMENTATIONS, IMAGENET_MEAN, IMAGENET_STD, DataOptions, data_options
 
-
-LAYOUT = ("expected the ImageFolder layout ROOT/train/<class>/<image> and ROOT/val/<class>/<image> "
-          "(one sub-directory per class, the same class names in both)")
-
+LAYOUT = (
+    "expected the ImageFolder layout ROOT/train/<class>/<image> and ROOT/val/<class>/<image> "
+    "(one sub-directory per class, the same class names in both)"
+)
 
 
 # --------------------------------------------------------------------------- transforms
@@ -46,10 +47,14 @@ def train_transform(augment: str, resolution: int):
 
     if augment == "natural":  # Inception-style crop + mirror (Szegedy et al. 2015; ResNet §3.4)
         ops = [T.RandomResizedCrop(resolution), T.RandomHorizontalFlip()]
-    elif augment == "digits":  # small crops and shifts, never a mirror: a mirrored digit is another digit
+    elif (
+        augment == "digits"
+    ):  # small crops and shifts, never a mirror: a mirrored digit is another digit
         # ffcv's RandomTranslate(padding=p) pads by p and crops back at a random offset: RandomCrop(padding=p)
-        ops = [T.RandomResizedCrop(resolution, scale=(0.7, 1.0), ratio=(0.9, 1.1)),
-               T.RandomCrop(resolution, padding=max(1, resolution // 16), fill=0)]
+        ops = [
+            T.RandomResizedCrop(resolution, scale=(0.7, 1.0), ratio=(0.9, 1.1)),
+            T.RandomCrop(resolution, padding=max(1, resolution // 16), fill=0),
+        ]
     elif augment == "none":  # ffcv CenterCropRGBImageDecoder(ratio=1): the central square, resized
         ops = [T.Resize(resolution), T.CenterCrop(resolution)]
     else:
@@ -88,13 +93,20 @@ def val_transform(val_resolution: int, val_crop_ratio: float = 224 / 256):
 
     if not 0 < val_crop_ratio <= 1:
         raise ValueError(f"val_crop_ratio must be in (0, 1], got {val_crop_ratio}")
-    return T.Compose([T.Resize(int(val_resolution / val_crop_ratio)), T.CenterCrop(val_resolution),
-                      T.PILToTensor()])
+    return T.Compose(
+        [
+            T.Resize(int(val_resolution / val_crop_ratio)),
+            T.CenterCrop(val_resolution),
+            T.PILToTensor(),
+        ]
+    )
 
 
 # --------------------------------------------------------------------------- folders
 def _class_dirs(directory: Path) -> list[str]:
-    return sorted(e.name for e in os.scandir(directory) if e.is_dir() and not e.name.startswith("."))
+    return sorted(
+        e.name for e in os.scandir(directory) if e.is_dir() and not e.name.startswith(".")
+    )
 
 
 class LabelledImageFolder(ImageFolder):
@@ -111,16 +123,20 @@ class LabelledImageFolder(ImageFolder):
         present = [c for c in self.all_classes if (Path(directory) / c).is_dir()]
         return present, {c: index[c] for c in present}
 
-    def make_dataset(self, directory, class_to_idx, extensions=None, is_valid_file=None,
-                     allow_empty=False):
+    def make_dataset(
+        self, directory, class_to_idx, extensions=None, is_valid_file=None, allow_empty=False
+    ):
         """torchvision's samples and order, except that a directory link is followed at most once per
         real directory (``imagefolder_source.class_files``): a link cycle cannot repeat images."""
         from .imagefolder_source import LayoutError, class_files
 
         seen: set[tuple[int, int]] = set()
         try:
-            return [(f, class_to_idx[c]) for c in sorted(class_to_idx)
-                    for f in class_files(os.path.join(directory, c), seen=seen)]
+            return [
+                (f, class_to_idx[c])
+                for c in sorted(class_to_idx)
+                for f in class_files(os.path.join(directory, c), seen=seen)
+            ]
         except LayoutError as e:
             raise DataError(str(e)) from None
 
@@ -129,9 +145,11 @@ class LabelledImageFolder(ImageFolder):
         try:
             return super().__getitem__(index)
         except Exception as e:
-            raise SampleError(f"{self.samples[index][0]}: sample {index} of {self.root} failed to decode or "
-                              f"transform ({type(e).__name__}: {' '.join(str(e).split())}); remove or replace "
-                              "the file (python -m datamodules.write checks every image)") from None
+            raise SampleError(
+                f"{self.samples[index][0]}: sample {index} of {self.root} failed to decode or "
+                f"transform ({type(e).__name__}: {' '.join(str(e).split())}); remove or replace "
+                "the file (python -m datamodules.write checks every image)"
+            ) from None
 
 
 def _image_folder(directory: Path, classes: list[str], transform) -> LabelledImageFolder:
@@ -152,9 +170,16 @@ class ImageFolderDataModule(BaseDataModule):
     from the folder (no setup needed); ``train_size`` and ``val_size`` exist after :meth:`setup`.
     """
 
-    def __init__(self, root: str | os.PathLike, options: DataOptions | None = None, *,
-                 augment: str | None = None, mean: Sequence[float] = IMAGENET_MEAN,
-                 std: Sequence[float] = IMAGENET_STD, **changes: Any) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        options: DataOptions | None = None,
+        *,
+        augment: str | None = None,
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+        **changes: Any,
+    ) -> None:
         super().__init__(data_options(options, **changes), augment=augment, mean=mean, std=std)
         if not 0 < self.val_crop_ratio <= 1:
             raise ValueError(f"val_crop_ratio must be in (0, 1], got {self.val_crop_ratio}")
@@ -182,7 +207,9 @@ class ImageFolderDataModule(BaseDataModule):
             raise DataError(f"{self.train_dir}: no class sub-directories; {LAYOUT}")
         unknown = sorted(set(_class_dirs(self.val_dir)) - set(_class_dirs(self.train_dir)))
         if unknown:
-            raise DataError(f"{self.val_dir}: classes {unknown[:5]} are not in {self.train_dir}; {LAYOUT}")
+            raise DataError(
+                f"{self.val_dir}: classes {unknown[:5]} are not in {self.train_dir}; {LAYOUT}"
+            )
 
     @property
     def classes(self) -> list[str]:
@@ -195,8 +222,10 @@ class ImageFolderDataModule(BaseDataModule):
     @property
     def num_classes(self) -> int:
         if len(self.classes) < 2:
-            raise DataError(f"{self.train_dir}: {len(self.classes)} class directory; "
-                              "a classifier needs at least 2")
+            raise DataError(
+                f"{self.train_dir}: {len(self.classes)} class directory; "
+                "a classifier needs at least 2"
+            )
         return len(self.classes)
 
     def setup(self, stage: str | None = None) -> None:
@@ -205,7 +234,9 @@ class ImageFolderDataModule(BaseDataModule):
         classes = self.classes  # checks the layout
         self.train_transform = TrainTransform(self.augment, self.resolution)
         self.train_set = _image_folder(self.train_dir, classes, self.train_transform)
-        self.val_set = _image_folder(self.val_dir, classes, val_transform(self.val_resolution, self.val_crop_ratio))
+        self.val_set = _image_folder(
+            self.val_dir, classes, val_transform(self.val_resolution, self.val_crop_ratio)
+        )
         for split, ds in (("train", self.train_set), ("val", self.val_set)):
             if len(ds) == 0:
                 raise DataError(f"{self.root / split}: no images found; {LAYOUT}")
@@ -233,17 +264,27 @@ class ImageFolderDataModule(BaseDataModule):
     # ------------------------------------------------------------------ loaders
     def _loader_options(self) -> dict[str, Any]:
         cuda = self.device.type == "cuda" if self.trainer is not None else torch.cuda.is_available()
-        return dict(batch_size=self.per_device_batch_size(), num_workers=self.num_workers, pin_memory=cuda,
-                    persistent_workers=self.num_workers > 0)
+        return dict(
+            batch_size=self.per_device_batch_size(),
+            num_workers=self.num_workers,
+            pin_memory=cuda,
+            persistent_workers=self.num_workers > 0,
+        )
 
     def train_dataloader(self) -> DataLoader:
         # Lightning calls sampler.set_epoch every epoch (any sampler with one, also with
         # use_distributed_sampler=False), so persistent workers still see each epoch's order.
-        from .resume import ResumableLoader  # a mid-epoch (preemption) resume skips the batches already done
+        from .resume import (
+            ResumableLoader,  # a mid-epoch (preemption) resume skips the batches already done
+        )
 
         sampler = self.train_sampler()  # sets the datasets up when Lightning has not
-        return ResumableLoader(DataLoader(self.train_set, sampler=sampler, drop_last=True, **self._loader_options()),
-                               self.trainer)
+        return ResumableLoader(
+            DataLoader(self.train_set, sampler=sampler, drop_last=True, **self._loader_options()),
+            self.trainer,
+        )
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(self.val_subset(), shuffle=False, drop_last=False, **self._loader_options())
+        return DataLoader(
+            self.val_subset(), shuffle=False, drop_last=False, **self._loader_options()
+        )

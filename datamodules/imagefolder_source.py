@@ -26,6 +26,7 @@ The layout is ImageNet's as torchvision reads it::
 
 Imports nothing of ``platform/`` or ``models/``.
 """
+
 from __future__ import annotations
 
 import os
@@ -36,13 +37,37 @@ from typing import Sequence
 
 import numpy as np
 
-IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")  # torchvision's
+IMG_EXTENSIONS = (
+    ".jpg",
+    ".jpeg",
+    ".png",
+    ".ppm",
+    ".bmp",
+    ".pgm",
+    ".tif",
+    ".tiff",
+    ".webp",
+)  # torchvision's
 SPLITS = ("train", "val")
-LAYOUT = ("expected the ImageNet/ImageFolder layout SRC/train/<class>/<image> and SRC/val/<class>/<image>, "
-          "one sub-directory per class, with the same class names in both")
-_EXT_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF",
-                ".webp": "WEBP", ".ppm": "PPM", ".pgm": "PPM"}
-_FAMILY = {"MPO": "JPEG"}  # a camera's multi-picture JPEG is still a JPEG (PIL decodes the first picture)
+LAYOUT = (
+    "expected the ImageNet/ImageFolder layout SRC/train/<class>/<image> and "
+    "SRC/val/<class>/<image>, "
+    "one sub-directory per class, with the same class names in both"
+)
+_EXT_FORMATS = {
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".png": "PNG",
+    ".bmp": "BMP",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+    ".webp": "WEBP",
+    ".ppm": "PPM",
+    ".pgm": "PPM",
+}
+_FAMILY = {
+    "MPO": "JPEG"
+}  # a camera's multi-picture JPEG is still a JPEG (PIL decodes the first picture)
 
 
 class LayoutError(ValueError):
@@ -65,8 +90,12 @@ class SourceTree:
     root: Path
     classes: list[str]
     samples: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
-    missing_classes: dict[str, list[str]] = field(default_factory=dict)  # split -> training classes it lacks
-    links: list[dict[str, str]] = field(default_factory=list)  # links not entered or leaving a class
+    missing_classes: dict[str, list[str]] = field(
+        default_factory=dict
+    )  # split -> training classes it lacks
+    links: list[dict[str, str]] = field(
+        default_factory=list
+    )  # links not entered or leaving a class
 
     @property
     def class_to_idx(self) -> dict[str, int]:
@@ -83,9 +112,12 @@ def find_classes(directory: str | os.PathLike) -> list[str]:
         return sorted(entry.name for entry in it if entry.is_dir())
 
 
-def class_files(class_dir: str | os.PathLike, limit: int | None = None,
-                seen: set[tuple[int, int]] | None = None,
-                links: list[dict[str, str]] | None = None) -> list[str]:
+def class_files(
+    class_dir: str | os.PathLike,
+    limit: int | None = None,
+    seen: set[tuple[int, int]] | None = None,
+    links: list[dict[str, str]] | None = None,
+) -> list[str]:
     """Image files of one class directory in torchvision's order (first ``limit`` of them).
 
     Directory links are followed at most once per real directory: ``seen`` holds the
@@ -98,9 +130,11 @@ def class_files(class_dir: str | os.PathLike, limit: int | None = None,
     top = os.path.realpath(class_dir)
     st = os.stat(class_dir)
     if (st.st_dev, st.st_ino) in seen:  # the class directory itself links to one already walked
-        raise LayoutError(f"{class_dir}: the same real directory ({top}) as one already walked; a "
-                          "class directory linked to another class or split would duplicate and mislabel "
-                          "its images")
+        raise LayoutError(
+            f"{class_dir}: the same real directory ({top}) as one already walked; a "
+            "class directory linked to another class or split would duplicate and mislabel "
+            "its images"
+        )
     seen.add((st.st_dev, st.st_ino))
     walked: list[tuple[str, list[str]]] = []
     for root, dirs, fnames in os.walk(class_dir, followlinks=True):
@@ -110,20 +144,35 @@ def class_files(class_dir: str | os.PathLike, limit: int | None = None,
             try:
                 st = os.stat(path)
             except OSError as e:  # a dangling link
-                links.append({"path": path, "target": os.path.realpath(path),
-                              "action": f"not entered: unreadable ({type(e).__name__})"})
+                links.append(
+                    {
+                        "path": path,
+                        "target": os.path.realpath(path),
+                        "action": f"not entered: unreadable ({type(e).__name__})",
+                    }
+                )
                 continue
             if (st.st_dev, st.st_ino) in seen:
-                links.append({"path": path, "target": os.path.realpath(path),
-                              "action": "not entered: directory already walked "
-                                        "(a link cycle or a second link)"})
+                links.append(
+                    {
+                        "path": path,
+                        "target": os.path.realpath(path),
+                        "action": "not entered: directory already walked "
+                        "(a link cycle or a second link)",
+                    }
+                )
                 continue
             seen.add((st.st_dev, st.st_ino))
             keep.append(d)
             target = os.path.realpath(path)
             if os.path.islink(path) and os.path.commonpath([top, target]) != top:
-                links.append({"path": path, "target": target,
-                              "action": "followed once: leaves its class directory"})
+                links.append(
+                    {
+                        "path": path,
+                        "target": target,
+                        "action": "followed once: leaves its class directory",
+                    }
+                )
         dirs[:] = keep
         walked.append((root, fnames))
     out: list[str] = []
@@ -136,8 +185,9 @@ def class_files(class_dir: str | os.PathLike, limit: int | None = None,
     return out
 
 
-def scan_tree(src: str | os.PathLike, splits: Sequence[str] = SPLITS,
-              limit_per_class: int | None = None) -> SourceTree:
+def scan_tree(
+    src: str | os.PathLike, splits: Sequence[str] = SPLITS, limit_per_class: int | None = None
+) -> SourceTree:
     """Find the classes (from ``SRC/train``) and the samples of each split; raise
     :class:`LayoutError` naming the path for a missing directory or an empty class."""
     root = Path(src).expanduser()
@@ -148,9 +198,14 @@ def scan_tree(src: str | os.PathLike, splits: Sequence[str] = SPLITS,
     root = root.resolve()
     train_dir = root / "train"
     if not train_dir.is_dir():
-        hint = (f"; SRC is the directory holding train/ and val/ (did you mean {root.parent}?)"
-                if root.name in SPLITS and (root.parent / "train").is_dir() else "")
-        raise LayoutError(f"{train_dir}: no such directory (the classes are read from it){hint}; {LAYOUT}")
+        hint = (
+            f"; SRC is the directory holding train/ and val/ (did you mean {root.parent}?)"
+            if root.name in SPLITS and (root.parent / "train").is_dir()
+            else ""
+        )
+        raise LayoutError(
+            f"{train_dir}: no such directory (the classes are read from it){hint}; {LAYOUT}"
+        )
     classes = find_classes(train_dir)
     if not classes:
         raise LayoutError(f"{train_dir}: no class sub-directories in it; {LAYOUT}")
@@ -164,9 +219,11 @@ def scan_tree(src: str | os.PathLike, splits: Sequence[str] = SPLITS,
         present = find_classes(split_dir)
         unknown = [c for c in present if c not in index]
         if unknown:
-            raise LayoutError(f"{split_dir / unknown[0]}: class {unknown[0]!r} is in {split}/ but not in train/ "
-                              f"({len(unknown)} such class{'es' if len(unknown) > 1 else ''}: "
-                              f"{', '.join(unknown[:5])}{' ...' if len(unknown) > 5 else ''}); {LAYOUT}")
+            raise LayoutError(
+                f"{split_dir / unknown[0]}: class {unknown[0]!r} is in {split}/ but not in train/ "
+                f"({len(unknown)} such class{'es' if len(unknown) > 1 else ''}: "
+                f"{', '.join(unknown[:5])}{' ...' if len(unknown) > 5 else ''}); {LAYOUT}"
+            )
         samples: list[tuple[str, int]] = []
         for c in present:
             n_links = len(tree.links)
@@ -174,8 +231,10 @@ def scan_tree(src: str | os.PathLike, splits: Sequence[str] = SPLITS,
             for entry in tree.links[n_links:]:
                 entry.update(split=split, path=relative(entry["path"], root))
             if not files:
-                raise LayoutError(f"{split_dir / c}: empty class directory (no file ending in "
-                                  f"{', '.join(IMG_EXTENSIONS)}, any case); remove it or add its images")
+                raise LayoutError(
+                    f"{split_dir / c}: empty class directory (no file ending in "
+                    f"{', '.join(IMG_EXTENSIONS)}, any case); remove it or add its images"
+                )
             samples.extend((f, index[c]) for f in files)
         tree.samples[split] = samples
         missing = [c for c in classes if c not in set(present)]
@@ -191,7 +250,9 @@ class ImageInfo:
 
     height: int = 0
     width: int = 0
-    notes: list[str] = field(default_factory=list)  # "CMYK->RGB", "PNG named .JPEG", "EXIF orientation 6"
+    notes: list[str] = field(
+        default_factory=list
+    )  # "CMYK->RGB", "PNG named .JPEG", "EXIF orientation 6"
     warnings: list[str] = field(default_factory=list)
 
 
@@ -235,10 +296,16 @@ def load_rgb(path: str | os.PathLike) -> tuple[np.ndarray, ImageInfo]:
     except ImageError:
         raise
     except UnidentifiedImageError:
-        raise ImageError(path, "not an image file PIL can identify (unknown or corrupt header)") from None
+        raise ImageError(
+            path, "not an image file PIL can identify (unknown or corrupt header)"
+        ) from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         msg = _one_line(str(e))
-        reason = f"truncated image ({msg})" if "truncated" in msg else f"undecodable ({type(e).__name__}: {msg})"
+        reason = (
+            f"truncated image ({msg})"
+            if "truncated" in msg
+            else f"undecodable ({type(e).__name__}: {msg})"
+        )
         raise ImageError(path, reason) from None
     except Exception as e:  # DecompressionBombError, MemoryError in a codec, ...
         raise ImageError(path, f"undecodable ({type(e).__name__}: {_one_line(str(e))})") from None
@@ -254,7 +321,9 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def check_image(path: str, with_stats: bool = False) -> tuple[ImageInfo | None, str | None, np.ndarray | None]:
+def check_image(
+    path: str, with_stats: bool = False
+) -> tuple[ImageInfo | None, str | None, np.ndarray | None]:
     """Decode ``path`` fully; return ``(info, None, stats)`` or ``(None, reason, None)``.
 
     ``stats`` (when asked) is the image's per-channel mean and mean square, in [0, 1] units,
@@ -266,7 +335,9 @@ def check_image(path: str, with_stats: bool = False) -> tuple[ImageInfo | None, 
         return None, e.reason, None
     stats = None
     if with_stats:
-        step = max(1, int(np.sqrt(array.shape[0] * array.shape[1] / 65536)))  # <= ~64k pixels per image
+        step = max(
+            1, int(np.sqrt(array.shape[0] * array.shape[1] / 65536))
+        )  # <= ~64k pixels per image
         px = array[::step, ::step].reshape(-1, 3).astype(np.float64) / 255.0
         stats = np.stack([px.mean(0), (px * px).mean(0)])
     return info, None, stats
@@ -291,4 +362,3 @@ def relative(path: str, root: Path) -> str:
         return os.path.relpath(path, root)
     except ValueError:
         return path
-

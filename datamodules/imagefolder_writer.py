@@ -20,6 +20,7 @@ An ImageNet-layout tree to OUT/train.beton, OUT/val.beton and OUT/meta.json.  Se
 ``datamodules/imagefolder_source.py`` scans the tree (exactly as torchvision's ImageFolder) and
 decodes the files.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -32,8 +33,17 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from .beton import (WriteError, _page_size, _worker_signals, atomic_path, check_beton, ffcv_writer,
-                    file_digest, now_iso, write_json_atomic)
+from .beton import (
+    WriteError,
+    _page_size,
+    _worker_signals,
+    atomic_path,
+    check_beton,
+    ffcv_writer,
+    file_digest,
+    now_iso,
+    write_json_atomic,
+)
 from .options import IMAGENET_MEAN, IMAGENET_STD
 
 WRITE_MODES = ("raw", "jpg", "smart", "proportion")
@@ -49,15 +59,24 @@ MIN_SIDE = 8
 DEFAULTS: dict[str, Any] = {
     # ffcv-imagenet's recommended ImageNet files (``write_imagenet.sh 500 0.50 90``):
     # longest side <= 500 px, half the images JPEG-compressed at quality 90, half raw.
-    "write_mode": "proportion", "max_resolution": 500, "compress_probability": 0.5, "jpeg_quality": 90,
-    "smart_threshold": 600 * 600 * 3, "chunk_size": 100, "limit_per_class": None, "splits": "train,val",
-    "on_error": "skip", "stats": "imagenet", "stats_images": 10_000, "name": None, "num_workers": None,
+    "write_mode": "proportion",
+    "max_resolution": 500,
+    "compress_probability": 0.5,
+    "jpeg_quality": 90,
+    "smart_threshold": 600 * 600 * 3,
+    "chunk_size": 100,
+    "limit_per_class": None,
+    "splits": "train,val",
+    "on_error": "skip",
+    "stats": "imagenet",
+    "stats_images": 10_000,
+    "name": None,
+    "num_workers": None,
 }
 
 
 class UsageError(ValueError):
     """A bad command line, source layout or output directory (exit code 2)."""
-
 
 
 def _default_workers() -> int:
@@ -93,17 +112,34 @@ class _Progress:
 
     def __enter__(self) -> "_Progress":
         if self.console is not None and self.console.is_terminal:
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn,
-                                       TimeElapsedColumn, TimeRemainingColumn)
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                ProgressColumn,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
             from rich.text import Text
 
             class Rate(ProgressColumn):
                 def render(self, task):
-                    return Text(f"{task.speed:,.0f} images/s" if task.speed else "- images/s", style="cyan")
+                    return Text(
+                        f"{task.speed:,.0f} images/s" if task.speed else "- images/s", style="cyan"
+                    )
 
-            self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), Rate(),
-                                 TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-                                 console=self.console, transient=False)
+            self._bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                Rate(),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                console=self.console,
+                transient=False,
+            )
             self._bar.start()
             self._task = self._bar.add_task(self.description, total=self.total)
         return self
@@ -122,15 +158,18 @@ class _Progress:
         elapsed = time.monotonic() - self._t0
         rate = self.done / elapsed if elapsed > 0 else 0.0
         eta = (self.total - self.done) / rate if rate > 0 else 0.0
-        self.console.print(f"{self.description}: {self.done}/{self.total} images, {rate:,.0f} images/s, "
-                           f"elapsed {_fmt_s(elapsed)}, ETA {_fmt_s(eta)}", highlight=False, soft_wrap=True)
+        self.console.print(
+            f"{self.description}: {self.done}/{self.total} images, {rate:,.0f} images/s, "
+            f"elapsed {_fmt_s(elapsed)}, ETA {_fmt_s(eta)}",
+            highlight=False,
+            soft_wrap=True,
+        )
 
     def __exit__(self, *exc: Any) -> None:
         if self._bar is not None:
             self._bar.stop()
         elif self.console is not None and exc[0] is None:
             self._line()
-
 
 
 # --------------------------------------------------------------------------- check pass
@@ -154,7 +193,6 @@ def _imap(fn: Any, jobs: list, workers: int) -> Iterator:
         yield from pool.imap(fn, jobs, chunksize=chunksize)
 
 
-
 def _stored_side(h: int, w: int, max_resolution: int | None) -> int:
     """Short side of an image after FFCV's ``resizer`` (longest side <= max_resolution, truncated)."""
     if max_resolution and max(h, w) > max_resolution:
@@ -170,13 +208,17 @@ def _stored_bytes(h: np.ndarray, w: np.ndarray, max_resolution: int | None) -> i
     h, w = h.astype(np.float64), w.astype(np.float64)
     if max_resolution:
         ratio = np.minimum(1.0, max_resolution / np.maximum(h, w))
-        h, w = np.where(ratio < 1, np.floor(h * ratio), h), np.where(ratio < 1, np.floor(w * ratio), w)
+        h, w = (
+            np.where(ratio < 1, np.floor(h * ratio), h),
+            np.where(ratio < 1, np.floor(w * ratio), w),
+        )
     return int((h * w).max() * 3)
 
 
 # --------------------------------------------------------------------------- the whole write
-def write_imagefolder(src: str | os.PathLike, out: str | os.PathLike, *, console: Any = None,
-                      **options: Any) -> dict[str, Any]:
+def write_imagefolder(
+    src: str | os.PathLike, out: str | os.PathLike, *, console: Any = None, **options: Any
+) -> dict[str, Any]:
     """Write ``SRC/{train,val}/<class>/*`` to ``OUT/{train,val}.beton`` and ``OUT/meta.json``.
 
     ``options`` are those of :data:`DEFAULTS` (the command-line options).  Returns the meta
@@ -212,15 +254,21 @@ def _options(options: dict[str, Any]) -> dict[str, Any]:
         raise TypeError(f"unknown options {sorted(unknown)}")
     o["splits"] = _parse_splits(o["splits"])
     if o["write_mode"] not in WRITE_MODES:
-        raise UsageError(f"--write-mode {o['write_mode']!r}: expected one of {', '.join(WRITE_MODES)}")
+        raise UsageError(
+            f"--write-mode {o['write_mode']!r}: expected one of {', '.join(WRITE_MODES)}"
+        )
     if o["on_error"] not in ("skip", "fail"):
         raise UsageError(f"--on-error {o['on_error']!r}: expected skip or fail")
     if o["stats"] not in ("imagenet", "sample"):
         raise UsageError(f"--stats {o['stats']!r}: expected imagenet or sample")
     if o["stats"] == "sample" and "train" not in o["splits"]:
-        raise UsageError("--stats sample computes mean/std on the train split: include train in --splits")
+        raise UsageError(
+            "--stats sample computes mean/std on the train split: include train in --splits"
+        )
     if not 0.0 <= float(o["compress_probability"]) <= 1.0:
-        raise UsageError(f"--compress-probability {o['compress_probability']}: expected a value in [0, 1]")
+        raise UsageError(
+            f"--compress-probability {o['compress_probability']}: expected a value in [0, 1]"
+        )
     if not 1 <= int(o["jpeg_quality"]) <= 100:
         raise UsageError(f"--jpeg-quality {o['jpeg_quality']}: expected 1..100")
     for key in ("chunk_size", "stats_images"):
@@ -230,8 +278,10 @@ def _options(options: dict[str, Any]) -> dict[str, Any]:
         raise UsageError(f"--limit-per-class {o['limit_per_class']}: expected a positive integer")
     o["max_res"] = int(o["max_resolution"]) or None
     if o["max_res"] is not None and o["max_res"] < 0:
-        raise UsageError(f"--max-resolution {o['max_res']}: expected a positive size in pixels, "
-                         "or 0 for no limit")
+        raise UsageError(
+            f"--max-resolution {o['max_res']}: expected a positive size in pixels, "
+            "or 0 for no limit"
+        )
     o["workers"] = int(o["num_workers"] or _default_workers())
     return o
 
@@ -245,8 +295,10 @@ def _scan(src: str | os.PathLike, o: dict[str, Any]) -> Any:
     except LayoutError as e:
         raise UsageError(str(e)) from None
     if len(tree.classes) < 2:
-        raise UsageError(f"{tree.root / 'train'}: {len(tree.classes)} class directory "
-                         f"({', '.join(tree.classes)}); a classifier needs at least 2 classes -- " + LAYOUT)
+        raise UsageError(
+            f"{tree.root / 'train'}: {len(tree.classes)} class directory "
+            f"({', '.join(tree.classes)}); a classifier needs at least 2 classes -- " + LAYOUT
+        )
     return tree
 
 
@@ -271,8 +323,18 @@ class _Check:
         for s in self.splits:
             self.good[s], self.sizes[s], self.notes[s] = [], ([], []), {}
 
-    def keep(self, split: str, path: str, label: int, h: int, w: int, note: Sequence[str],
-             rel: str, warn: Sequence[str], stats: Any) -> None:
+    def keep(
+        self,
+        split: str,
+        path: str,
+        label: int,
+        h: int,
+        w: int,
+        note: Sequence[str],
+        rel: str,
+        warn: Sequence[str],
+        stats: Any,
+    ) -> None:
         self.good[split].append((path, label))
         self.sizes[split][0].append(h), self.sizes[split][1].append(w)
         for n_ in note:
@@ -284,14 +346,21 @@ class _Check:
             self.stat_n += 1
 
 
-def _check_jobs(tree: Any, o: dict[str, Any]) -> tuple[list[tuple[str, str, int]], list[tuple[str, bool]]]:
+def _check_jobs(
+    tree: Any, o: dict[str, Any]
+) -> tuple[list[tuple[str, str, int]], list[tuple[str, bool]]]:
     """(split, path, label) of every file in writing order, and the check job of each (path, whether
     its channel statistics are sampled for ``--stats sample``)."""
     stats_at: set[int] = set()
     if o["stats"] == "sample":
         n_train = len(tree.samples["train"])
-        stats_at = set(np.unique(np.linspace(0, n_train - 1, min(n_train, int(o["stats_images"])))
-                                 .round().astype(int)).tolist())
+        stats_at = set(
+            np.unique(
+                np.linspace(0, n_train - 1, min(n_train, int(o["stats_images"])))
+                .round()
+                .astype(int)
+            ).tolist()
+        )
     entries, jobs = [], []
     for split in o["splits"]:
         for k, (path, label) in enumerate(tree.samples[split]):
@@ -305,9 +374,13 @@ def _too_small(h: int, w: int, max_res: int | None) -> str | None:
     stored = _stored_side(h, w, max_res)
     if stored >= MIN_SIDE:
         return None
-    after = f", {stored} px short side after --max-resolution {max_res}" if stored != min(h, w) else ""
-    return (f"too small: {w}x{h} pixels{after}; sides below {MIN_SIDE} px make FFCV's "
-            "centre crop abort the training process")
+    after = (
+        f", {stored} px short side after --max-resolution {max_res}" if stored != min(h, w) else ""
+    )
+    return (
+        f"too small: {w}x{h} pixels{after}; sides below {MIN_SIDE} px make FFCV's "
+        "centre crop abort the training process"
+    )
 
 
 def _check_pass(tree: Any, o: dict[str, Any], console: Any) -> _Check:
@@ -319,19 +392,28 @@ def _check_pass(tree: Any, o: dict[str, Any], console: Any) -> _Check:
     entries, jobs = _check_jobs(tree, o)
     check = _Check(splits, jobs=len(jobs))
     per_split = ", ".join(f"{s}: {len(tree.samples[s])}" for s in splits)
-    _note(console, f"checking {len(jobs)} files of {tree.root} ({per_split}; {len(tree.classes)} classes) "
-                   f"with {workers} worker{'s' * (workers > 1)}: a full decode of each")
+    _note(
+        console,
+        f"checking {len(jobs)} files of {tree.root} ({per_split}; {len(tree.classes)} classes) "
+        f"with {workers} worker{'s' * (workers > 1)}: a full decode of each",
+    )
     t_check = time.monotonic()
-    with _Progress(console, "check", len(jobs)) as bar, \
-            contextlib.closing(_imap(_check_one, jobs, workers)) as results:
-        for (split, path, label), (h, w, note, warn, reason, stats) in zip(entries, results):
+    with (
+        _Progress(console, "check", len(jobs)) as bar,
+        contextlib.closing(_imap(_check_one, jobs, workers)) as results,
+    ):
+        for (split, path, label), (h, w, note, warn, reason, stats) in zip(
+            entries, results, strict=False
+        ):
             rel = relative(path, tree.root)
             reason = reason if reason is not None else _too_small(h, w, o["max_res"])
             if reason is None:
                 check.keep(split, path, label, h, w, note, rel, warn, stats)
             elif o["on_error"] == "fail":
-                raise WriteError(f"{path}: {reason} (--on-error fail; nothing was written; "
-                                 f"--on-error skip leaves such files out and lists them)")
+                raise WriteError(
+                    f"{path}: {reason} (--on-error fail; nothing was written; "
+                    f"--on-error skip leaves such files out and lists them)"
+                )
             else:
                 check.skipped.append({"split": split, "path": rel, "error": reason})
             bar.advance(1)
@@ -345,18 +427,28 @@ def _refuse_what_is_left(tree: Any, check: _Check) -> None:
     classes left without images are recorded."""
     for split in check.splits:
         if not check.good[split]:
-            raise WriteError(f"{tree.root / split}: none of its {len(tree.samples[split])} images could be "
-                             "decoded; nothing was written")
-    check.empty_after_skip = {s: sorted({tree.classes[lab] for _, lab in tree.samples[s]} -
-                                        {tree.classes[lab] for _, lab in check.good[s]}) for s in check.splits}
+            raise WriteError(
+                f"{tree.root / split}: none of its {len(tree.samples[split])} images could be "
+                "decoded; nothing was written"
+            )
+    check.empty_after_skip = {
+        s: sorted(
+            {tree.classes[lab] for _, lab in tree.samples[s]}
+            - {tree.classes[lab] for _, lab in check.good[s]}
+        )
+        for s in check.splits
+    }
     if "train" in check.splits and len({lab for _, lab in check.good["train"]}) < 2:
         n_left = len({lab for _, lab in check.good["train"]})
-        raise WriteError(f"{tree.root / 'train'}: after skipping, only {n_left} class has images; "
-                         "a classifier needs at least 2; nothing was written")
+        raise WriteError(
+            f"{tree.root / 'train'}: after skipping, only {n_left} class has images; "
+            "a classifier needs at least 2; nothing was written"
+        )
 
 
-def _write_pass(out: Path, check: _Check, o: dict[str, Any], console: Any
-                ) -> tuple[dict[str, Any], dict[str, float]]:
+def _write_pass(
+    out: Path, check: _Check, o: dict[str, Any], console: Any
+) -> tuple[dict[str, Any], dict[str, float]]:
     """Write the files that decoded to ``OUT/<split>.beton``, all renamed into place only when all
     are complete (an older meta.json removed just before); returns the writer parameters and the
     seconds per split."""
@@ -369,11 +461,17 @@ def _write_pass(out: Path, check: _Check, o: dict[str, Any], console: Any
     widths = np.array([w for s in splits for w in check.sizes[s][1]], dtype=np.int64)
     page_size = _page_size(_stored_bytes(heights, widths, max_res))
     writer_params = {
-        "write_mode": o["write_mode"], "max_resolution": max_res,
-        "compress_probability": float(o["compress_probability"]), "jpeg_quality": int(o["jpeg_quality"]),
+        "write_mode": o["write_mode"],
+        "max_resolution": max_res,
+        "compress_probability": float(o["compress_probability"]),
+        "jpeg_quality": int(o["jpeg_quality"]),
         "smart_threshold": int(o["smart_threshold"]) if o["write_mode"] == "smart" else None,
-        "num_workers": workers, "chunk_size": int(o["chunk_size"]), "page_size": page_size,
-        "limit_per_class": o["limit_per_class"], "splits": list(splits), "on_error": o["on_error"],
+        "num_workers": workers,
+        "chunk_size": int(o["chunk_size"]),
+        "page_size": page_size,
+        "limit_per_class": o["limit_per_class"],
+        "splits": list(splits),
+        "on_error": o["on_error"],
         "decode": "PIL, full decode, EXIF orientation applied, converted to RGB",
     }
     write_s: dict[str, float] = {}
@@ -381,16 +479,21 @@ def _write_pass(out: Path, check: _Check, o: dict[str, Any], console: Any
         tmps = {s: stack.enter_context(atomic_path(out / f"{s}.beton")) for s in splits}
         for split in splits:
             fields = {
-                "image": RGBImageField(write_mode=o["write_mode"], max_resolution=max_res,
-                                       smart_threshold=writer_params["smart_threshold"],
-                                       jpeg_quality=int(o["jpeg_quality"]),
-                                       compress_probability=float(o["compress_probability"])),
+                "image": RGBImageField(
+                    write_mode=o["write_mode"],
+                    max_resolution=max_res,
+                    smart_threshold=writer_params["smart_threshold"],
+                    jpeg_quality=int(o["jpeg_quality"]),
+                    compress_probability=float(o["compress_probability"]),
+                ),
                 "label": IntField(),
             }
             good = check.good[split]
             t0 = time.monotonic()
             with _Progress(console, f"write {split}.beton", len(good)) as bar:
-                writer = ffcv_writer(str(tmps[split]), fields, min(workers, len(good)), page_size, bar)
+                writer = ffcv_writer(
+                    str(tmps[split]), fields, min(workers, len(good)), page_size, bar
+                )
                 writer.from_indexed_dataset(FileDataset(good), chunksize=int(o["chunk_size"]))
             write_s[split] = time.monotonic() - t0
             check_beton(tmps[split])
@@ -404,22 +507,42 @@ def _mean_std(o: dict[str, Any], check: _Check) -> tuple[list[float], list[float
     """meta.json's mean/std: sampled in the check pass (``--stats sample``) or ImageNet's."""
     if o["stats"] == "sample" and check.stat_n:
         mean = check.stat_sum[0] / check.stat_n
-        std = np.sqrt(np.maximum(check.stat_sum[1] / check.stat_n - mean ** 2, 0.0))
-        return mean.round(6).tolist(), std.round(6).tolist(), {
-            "method": "sample", "images": check.stat_n, "split": "train",
-            "weighting": "each image equally (per-image channel means), pixels in [0, 1]"}
-    return list(IMAGENET_MEAN), list(IMAGENET_STD), {
-        "method": "imagenet", "note": "ImageNet's standard mean/std (torchvision, ffcv-imagenet)"}
+        std = np.sqrt(np.maximum(check.stat_sum[1] / check.stat_n - mean**2, 0.0))
+        return (
+            mean.round(6).tolist(),
+            std.round(6).tolist(),
+            {
+                "method": "sample",
+                "images": check.stat_n,
+                "split": "train",
+                "weighting": "each image equally (per-image channel means), pixels in [0, 1]",
+            },
+        )
+    return (
+        list(IMAGENET_MEAN),
+        list(IMAGENET_STD),
+        {"method": "imagenet", "note": "ImageNet's standard mean/std (torchvision, ffcv-imagenet)"},
+    )
 
 
-def _meta(tree: Any, out: Path, o: dict[str, Any], check: _Check, writer_params: dict[str, Any],
-          write_s: dict[str, float], old_meta: dict[str, Any], total_s: float) -> dict[str, Any]:
+def _meta(
+    tree: Any,
+    out: Path,
+    o: dict[str, Any],
+    check: _Check,
+    writer_params: dict[str, Any],
+    write_s: dict[str, float],
+    old_meta: dict[str, Any],
+    total_s: float,
+) -> dict[str, Any]:
     """The meta.json of the write (classes, counts, skipped files, writer, statistics, timing)."""
     splits = check.splits
     previous = _previous_meta(old_meta, out, tree.classes, splits)
     counts = {**previous.get("counts", {}), **{s: len(check.good[s]) for s in splits}}
     n_written = sum(len(check.good[s]) for s in splits)
-    work_s = check.seconds + sum(write_s.values())  # check + write passes, without start-up and imports
+    work_s = check.seconds + sum(
+        write_s.values()
+    )  # check + write passes, without start-up and imports
     mean_l, std_l, stats_meta = _mean_std(o, check)
     meta: dict[str, Any] = {
         "dataset": o["name"] or tree.root.name,
@@ -431,22 +554,31 @@ def _meta(tree: Any, out: Path, o: dict[str, Any], check: _Check, writer_params:
         "counts": counts,
         "found": {s: len(tree.samples[s]) for s in splits},
         "skipped": [e for e in previous.get("skipped", [])] + check.skipped,
-        "skip_rules": {"undecodable": "PIL cannot fully decode it (empty, truncated, unidentified, corrupt)",
-                       "too small": f"a side below {MIN_SIDE} px after --max-resolution (FFCV's centre crop "
-                                    "would abort the training process)"},
+        "skip_rules": {
+            "undecodable": "PIL cannot fully decode it (empty, truncated, unidentified, corrupt)",
+            "too small": f"a side below {MIN_SIDE} px after --max-resolution (FFCV's centre crop "
+            "would abort the training process)",
+        },
         "links": tree.links,
         "link_policy": "directory links followed at most once per real directory (device, inode); a cycle "
-                       "or second link is not entered; links leaving their class directory are listed",
-        "mean": mean_l, "std": std_l, "stats": stats_meta,
+        "or second link is not entered; links leaving their class directory are listed",
+        "mean": mean_l,
+        "std": std_l,
+        "stats": stats_meta,
         "writer": writer_params,
         "conversions": {s: check.notes[s] for s in splits},
         "warnings": check.warned,
-        "missing_classes": {s: tree.missing_classes[s] for s in splits if s in tree.missing_classes},
+        "missing_classes": {
+            s: tree.missing_classes[s] for s in splits if s in tree.missing_classes
+        },
         "classes_without_images": {s: v for s, v in check.empty_after_skip.items() if v},
         "files": {s: {"path": f"{s}.beton", **file_digest(out / f"{s}.beton")} for s in splits},
-        "timing": {"total_s": round(total_s, 3), "check_s": round(check.seconds, 3),
-                   "write_s": {s: round(v, 3) for s, v in write_s.items()},
-                   "images_per_s": round(n_written / work_s, 1) if work_s > 0 else None},
+        "timing": {
+            "total_s": round(total_s, 3),
+            "check_s": round(check.seconds, 3),
+            "write_s": {s: round(v, 3) for s, v in write_s.items()},
+            "images_per_s": round(n_written / work_s, 1) if work_s > 0 else None,
+        },
         "ffcv_version": _ffcv_version(),
         "created": now_iso(),
     }
@@ -455,57 +587,91 @@ def _meta(tree: Any, out: Path, o: dict[str, Any], check: _Check, writer_params:
     return meta
 
 
-def _report(tree: Any, out: Path, o: dict[str, Any], check: _Check, meta: dict[str, Any],
-            write_s: dict[str, float], total_s: float) -> list[str]:
+def _report(
+    tree: Any,
+    out: Path,
+    o: dict[str, Any],
+    check: _Check,
+    meta: dict[str, Any],
+    write_s: dict[str, float],
+    total_s: float,
+) -> list[str]:
     """The lines printed at the end: per split, the check pass, the writer, conversions, skips."""
     splits, workers = check.splits, o["workers"]
     n_written = sum(len(check.good[s]) for s in splits)
     work_s = check.seconds + sum(write_s.values())
-    lines = [f"wrote {out} ({meta['dataset']!r}: {len(tree.classes)} classes, from {tree.root}) in "
-             f"{total_s:.1f} s; {n_written:,} images at "
-             f"{n_written / work_s if work_s > 0 else 0:,.1f} images/s (check + write passes)",
-             f"  {'split':<6} {'images':>9} {'skipped':>8} {'write s':>9} {'images/s':>10} {'size':>11}"]
+    lines = [
+        f"wrote {out} ({meta['dataset']!r}: {len(tree.classes)} classes, from {tree.root}) in "
+        f"{total_s:.1f} s; {n_written:,} images at "
+        f"{n_written / work_s if work_s > 0 else 0:,.1f} images/s (check + write passes)",
+        f"  {'split':<6} {'images':>9} {'skipped':>8} {'write s':>9} {'images/s':>10} {'size':>11}",
+    ]
     for s in splits:
         n_skip = sum(1 for e in check.skipped if e["split"] == s)
         seconds = write_s[s]
         rate = len(check.good[s]) / seconds if seconds > 0 else 0.0
-        lines.append(f"  {s:<6} {len(check.good[s]):>9,} {n_skip:>8,} {seconds:>9.2f} {rate:>10,.1f} "
-                     f"{_human_bytes(meta['files'][s]['bytes']):>11}")
-    lines.append(f"  check pass (full decode of {check.jobs:,} files): {check.seconds:.2f} s, "
-                 f"{check.jobs / check.seconds if check.seconds > 0 else 0:,.1f} images/s")
-    lines.append(f"  writer: {o['write_mode']}, max resolution {o['max_res'] or 'none'}, "
-                 f"jpeg quality {o['jpeg_quality']}"
-                 + (f", compress probability {o['compress_probability']}" if o["write_mode"] == "proportion" else "")
-                 + (f", smart threshold {o['smart_threshold']} bytes" if o["write_mode"] == "smart" else "")
-                 + f", {workers} worker{'s' * (workers > 1)}")
+        lines.append(
+            f"  {s:<6} {len(check.good[s]):>9,} {n_skip:>8,} {seconds:>9.2f} {rate:>10,.1f} "
+            f"{_human_bytes(meta['files'][s]['bytes']):>11}"
+        )
+    lines.append(
+        f"  check pass (full decode of {check.jobs:,} files): {check.seconds:.2f} s, "
+        f"{check.jobs / check.seconds if check.seconds > 0 else 0:,.1f} images/s"
+    )
+    lines.append(
+        f"  writer: {o['write_mode']}, max resolution {o['max_res'] or 'none'}, "
+        f"jpeg quality {o['jpeg_quality']}"
+        + (
+            f", compress probability {o['compress_probability']}"
+            if o["write_mode"] == "proportion"
+            else ""
+        )
+        + (f", smart threshold {o['smart_threshold']} bytes" if o["write_mode"] == "smart" else "")
+        + f", {workers} worker{'s' * (workers > 1)}"
+    )
     return lines + _report_notes(tree, out, o, check, meta)
 
 
-def _report_notes(tree: Any, out: Path, o: dict[str, Any], check: _Check, meta: dict[str, Any]) -> list[str]:
+def _report_notes(
+    tree: Any, out: Path, o: dict[str, Any], check: _Check, meta: dict[str, Any]
+) -> list[str]:
     """The report's notes: conversions, mean/std, missing classes, warnings, links, skipped files."""
     lines = []
-    conv = "; ".join(f"{s}: " + ", ".join(f"{k} {v}" for k, v in check.notes[s].items())
-                     for s in check.splits if check.notes[s])
+    conv = "; ".join(
+        f"{s}: " + ", ".join(f"{k} {v}" for k, v in check.notes[s].items())
+        for s in check.splits
+        if check.notes[s]
+    )
     if conv:
         lines.append(f"  converted: {conv}")
     sampled = f" ({check.stat_n} train images)" if o["stats"] == "sample" else ""
-    lines.append(f"  mean/std: {meta['stats']['method']}{sampled}: mean {meta['mean']}, std {meta['std']}")
+    lines.append(
+        f"  mean/std: {meta['stats']['method']}{sampled}: mean {meta['mean']}, std {meta['std']}"
+    )
     for s, missing in meta["missing_classes"].items():
-        lines.append(f"  note: {s}/ has no directory for {len(missing)} training class(es): "
-                     f"{', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''}")
+        lines.append(
+            f"  note: {s}/ has no directory for {len(missing)} training class(es): "
+            f"{', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''}"
+        )
     for s, missing in meta["classes_without_images"].items():
-        lines.append(f"  warning: after skipping, {s} has no image of class(es) {', '.join(missing[:10])}")
+        lines.append(
+            f"  warning: after skipping, {s} has no image of class(es) {', '.join(missing[:10])}"
+        )
     warned = check.warned
     if warned:
-        lines.append(f"  {len(warned)} decoder warning(s), listed in meta.json (first: {warned[0]['path']}: "
-                     f"{warned[0]['warning']})")
+        lines.append(
+            f"  {len(warned)} decoder warning(s), listed in meta.json (first: {warned[0]['path']}: "
+            f"{warned[0]['warning']})"
+        )
     for e in tree.links[:20]:
         lines.append(f"  link {e['split']}/{e['path']} -> {e['target']}: {e['action']}")
     if len(tree.links) > 20:
         lines.append(f"  ... and {len(tree.links) - 20} more directory links (all in meta.json)")
     if check.skipped:
-        lines.append(f"  skipped {len(check.skipped)} file(s) that could not be decoded or are too small "
-                     "(also listed in meta.json):")
+        lines.append(
+            f"  skipped {len(check.skipped)} file(s) that could not be decoded or are too small "
+            "(also listed in meta.json):"
+        )
         lines.extend(f"    {e['path']}: {e['error']}" for e in check.skipped[:50])
         if len(check.skipped) > 50:
             lines.append(f"    ... and {len(check.skipped) - 50} more")
@@ -532,8 +698,10 @@ def _check_output_dir(out: str | os.PathLike, src_root: Path) -> Path:
     for split in ("train", "val"):
         inside = src_root / split
         if resolved == inside or inside in resolved.parents:
-            raise UsageError(f"{out}: the output directory is inside {inside}; it would become a class "
-                             "directory there. Choose OUT outside SRC/train and SRC/val")
+            raise UsageError(
+                f"{out}: the output directory is inside {inside}; it would become a class "
+                "directory there. Choose OUT outside SRC/train and SRC/val"
+            )
     try:
         out.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=out, prefix=".write-probe-"):
@@ -560,15 +728,21 @@ def _remove_stale_temporaries(out: Path) -> None:
                 pass
 
 
-def _previous_meta(old: dict[str, Any], out: Path, classes: list[str], splits: Sequence[str]) -> dict[str, Any]:
+def _previous_meta(
+    old: dict[str, Any], out: Path, classes: list[str], splits: Sequence[str]
+) -> dict[str, Any]:
     """When only some splits are rewritten: what the last meta.json said about the others (if the
     classes match and their .beton files are still there)."""
     others = [s for s in ("train", "val") if s not in splits and (out / f"{s}.beton").is_file()]
     if not others or old.get("classes") != classes or not isinstance(old.get("counts"), dict):
         return {}
-    return {"counts": {s: old["counts"][s] for s in others if s in old["counts"]},
-            "skipped": [e for e in old.get("skipped", []) if isinstance(e, dict) and e.get("split") in others],
-            "carried_over": {"splits": others, "from": old.get("created")}}
+    return {
+        "counts": {s: old["counts"][s] for s in others if s in old["counts"]},
+        "skipped": [
+            e for e in old.get("skipped", []) if isinstance(e, dict) and e.get("split") in others
+        ],
+        "carried_over": {"splits": others, "from": old.get("created")},
+    }
 
 
 def _ffcv_version() -> str | None:

@@ -1,10 +1,10 @@
 """Normalisation on the device, shared by the datamodules whose loaders yield uint8 images."""
+
 from __future__ import annotations
 
 from typing import Sequence
 
 import torch
-
 
 #: ``dtype`` names accepted by :class:`DeviceNormalize` (and the datamodules' ``normalize_dtype``)
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -34,17 +34,30 @@ class DeviceNormalize:
     Shared by every datamodule whose loaders yield uint8 images (FFCV and ImageFolder).
     """
 
-    def __init__(self, mean: Sequence[float], std: Sequence[float], *, channels_last: bool = False,
-                 scale: float = 255.0, dtype: str | None = None, lowp_devices: Sequence[str] = ("cuda",)) -> None:
+    def __init__(
+        self,
+        mean: Sequence[float],
+        std: Sequence[float],
+        *,
+        channels_last: bool = False,
+        scale: float = 255.0,
+        dtype: str | None = None,
+        lowp_devices: Sequence[str] = ("cuda",),
+    ) -> None:
         if len(mean) != len(std):
             raise ValueError(f"mean {tuple(mean)} and std {tuple(std)} have different lengths")
         if any(s <= 0 for s in std):
             raise ValueError(f"std must be positive, got {tuple(std)}")
         self.mean, self.std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
         if dtype is not None and dtype not in DTYPES:
-            raise ValueError(f"normalize dtype {dtype!r}: expected one of {', '.join(DTYPES)} or None")
+            raise ValueError(
+                f"normalize dtype {dtype!r}: expected one of {', '.join(DTYPES)} or None"
+            )
         self.channels_last, self.scale = channels_last, float(scale)
-        self.dtype, self.lowp_devices = (DTYPES[dtype] if dtype else torch.float32), tuple(lowp_devices)
+        self.dtype, self.lowp_devices = (
+            (DTYPES[dtype] if dtype else torch.float32),
+            tuple(lowp_devices),
+        )
         self._cache: tuple[torch.device, torch.Tensor, torch.Tensor] | None = None
         self._lowp: tuple[torch.device, torch.Tensor, torch.Tensor] | None = None
 
@@ -54,8 +67,14 @@ class DeviceNormalize:
 
     def _mean_std(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         if self._cache is None or self._cache[0] != device:
-            mean = torch.tensor(self.mean, dtype=torch.float32, device=device).view(1, -1, 1, 1) * self.scale
-            std = torch.tensor(self.std, dtype=torch.float32, device=device).view(1, -1, 1, 1) * self.scale
+            mean = (
+                torch.tensor(self.mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+                * self.scale
+            )
+            std = (
+                torch.tensor(self.std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+                * self.scale
+            )
             self._cache = (device, mean, std)
         return self._cache[1], self._cache[2]
 
@@ -71,10 +90,14 @@ class DeviceNormalize:
 
     def images(self, images: torch.Tensor) -> torch.Tensor:
         if images.dim() != 4 or images.shape[1] != len(self.mean):
-            raise ValueError(f"expected images of shape (N, {len(self.mean)}, H, W), got {tuple(images.shape)}")
+            raise ValueError(
+                f"expected images of shape (N, {len(self.mean)}, H, W), got {tuple(images.shape)}"
+            )
         if self.output_dtype(images.device) != torch.float32:
             scale, shift = self._scale_shift(images.device)
-            out = torch.addcmul(shift, images.to(self.dtype), scale)  # fresh; uint8 is exact in bf16/fp16
+            out = torch.addcmul(
+                shift, images.to(self.dtype), scale
+            )  # fresh; uint8 is exact in bf16/fp16
         else:
             mean, std = self._mean_std(images.device)
             out = (images.float() - mean) / std  # always a fresh tensor
@@ -88,5 +111,7 @@ class DeviceNormalize:
         labels of a final batch of one example into a scalar, which the loss and metrics reject."""
         return labels.reshape(1).long().clone() if labels.dim() == 0 else labels.long().clone()
 
-    def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(
+        self, images: torch.Tensor, labels: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         return self.images(images), self.labels(labels)

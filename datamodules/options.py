@@ -2,6 +2,7 @@
 
 Imports nothing of ours (nor torch), so that ``platform/config.py`` can state its defaults from here.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
@@ -57,13 +58,17 @@ class DataOptions:
     epoch_samples: int | None = None
     batches_ahead: int = 3
     progressive: bool = False  # FFCV recompiles its pipeline each epoch (progressive resizing)
-    normalize_dtype: str | None = None  # bf16/fp16: DeviceNormalize's output on CUDA (None: float32)
+    normalize_dtype: str | None = (
+        None  # bf16/fp16: DeviceNormalize's output on CUDA (None: float32)
+    )
 
     def with_(self, **changes: Any) -> "DataOptions":
         """A copy with ``changes`` (keyword names as the fields); an unknown name is a TypeError."""
         unknown = sorted(set(changes) - {f.name for f in fields(self)})
         if unknown:
-            raise TypeError(f"unknown data option(s) {unknown}; known: {[f.name for f in fields(self)]}")
+            raise TypeError(
+                f"unknown data option(s) {unknown}; known: {[f.name for f in fields(self)]}"
+            )
         return replace(self, **changes) if changes else self
 
     # ``**options`` as keywords: callers written against the former options dict keep working

@@ -6,6 +6,7 @@ the resumed epoch would then see its first batches twice and its last ones never
 are deterministic in (seed, epoch), so the loader only has to leave out the batches the
 interrupted run already trained on: :class:`ResumableLoader` does that on its first pass.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -61,19 +62,25 @@ class ResumableLoader:
         epoch; creating it lazily gives the resumed epoch its own order and position.)
         """
         trainer, loader = self.trainer, self.loader
-        if trainer is not None and hasattr(loader, "next_epoch"):  # FFCV: the order of (seed, epoch)
+        if trainer is not None and hasattr(
+            loader, "next_epoch"
+        ):  # FFCV: the order of (seed, epoch)
             loader.next_epoch = trainer.current_epoch
         skip = batches_done(trainer) if self._first else 0
         self._first = False
         if not skip:
             return iter(loader)
-        log.info("mid-epoch resume: leaving out the %d training batches of this epoch already trained on", skip)
+        log.info(
+            "mid-epoch resume: leaving out the %d training batches of this epoch already trained "
+            "on",
+            skip,
+        )
         if hasattr(loader, "next_traversal_order"):  # FFCV: drop the indices, do not decode them
             original = loader.next_traversal_order
 
             def once():
                 loader.next_traversal_order = original
-                return original()[skip * loader.batch_size: len(loader) * loader.batch_size]
+                return original()[skip * loader.batch_size : len(loader) * loader.batch_size]
 
             loader.next_traversal_order = once
             return iter(loader)

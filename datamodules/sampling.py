@@ -34,6 +34,7 @@ Three ways in:
 
 This module imports nothing of ``platform/`` or ``models/``.
 """
+
 from __future__ import annotations
 
 from abc import ABCMeta
@@ -45,8 +46,13 @@ import torch
 from torch.utils.data import Sampler
 
 __all__ = [
-    "ClassLists", "class_aware_indices", "shard", "ClassAwareSampler",
-    "ClassAwareOrder", "class_aware_order", "dist_rank_world_size",
+    "ClassLists",
+    "class_aware_indices",
+    "shard",
+    "ClassAwareSampler",
+    "ClassAwareOrder",  # noqa: F822 -- built on first access (module __getattr__: FFCV is imported late)
+    "class_aware_order",
+    "dist_rank_world_size",
 ]
 
 # --------------------------------------------------------------------------- counter-based randomness
@@ -78,7 +84,9 @@ def _hash(*words: Any) -> np.ndarray:
     return np.asarray(h, np.uint64)
 
 
-def _segment_permutations(seg_keys: np.ndarray, seg_len: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _segment_permutations(
+    seg_keys: np.ndarray, seg_len: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Random permutations of ``range(seg_len[s])`` for every segment ``s``, concatenated.
 
     ``seg_keys[s]`` seeds segment ``s``.  Returns ``(perm, seg_offset)``: segment ``s``'s
@@ -96,7 +104,9 @@ def _segment_permutations(seg_keys: np.ndarray, seg_len: np.ndarray) -> tuple[np
         keys = _mix(seg_keys[el_seg] ^ (pos.astype(np.uint64) * _GOLDEN))
     seg_bits = max(1, int(nseg - 1).bit_length())
     if 64 - seg_bits >= 24:
-        composite = (el_seg.astype(np.uint64) << np.uint64(64 - seg_bits)) | (keys >> np.uint64(seg_bits))
+        composite = (el_seg.astype(np.uint64) << np.uint64(64 - seg_bits)) | (
+            keys >> np.uint64(seg_bits)
+        )
         order = np.argsort(composite)
     else:  # astronomically many segments: fall back to a two-key sort
         order = np.lexsort((keys, el_seg))
@@ -148,8 +158,12 @@ def _class_sequence(seed: int, epoch: int, num_classes: int, num_samples: int) -
     """Epoch ``epoch``'s class stream: ceil(num_samples / C) passes over a reshuffled class list,
     truncated to ``num_samples``; shape ``(passes, C)``, with the last row partly unused."""
     passes = -(-num_samples // num_classes)
-    keys = _pass_keys(seed, epoch, np.arange(passes, dtype=np.int64)[:, None],
-                      np.arange(num_classes, dtype=np.int64)[None, :])
+    keys = _pass_keys(
+        seed,
+        epoch,
+        np.arange(passes, dtype=np.int64)[:, None],
+        np.arange(num_classes, dtype=np.int64)[None, :],
+    )
     return np.argsort(keys, axis=1)
 
 
@@ -196,7 +210,9 @@ def _draw(lists: ClassLists, num_samples: int, seed: int, epoch: int) -> np.ndar
     np.cumsum(npass[:-1], out=seg_first[1:])
     seg_cls = np.repeat(np.arange(C, dtype=np.int64), npass)
     seg_pass = p_first[seg_cls] + (np.arange(len(seg_cls), dtype=np.int64) - seg_first[seg_cls])
-    perm, seg_offset = _segment_permutations(_hash(seed, _TAG_EXAMPLES, seg_cls, seg_pass), n[seg_cls])
+    perm, seg_offset = _segment_permutations(
+        _hash(seed, _TAG_EXAMPLES, seg_cls, seg_pass), n[seg_cls]
+    )
     # 4. Look every draw up in its pass.
     t = t0[cls] + q
     n_c = n[cls]
@@ -206,8 +222,9 @@ def _draw(lists: ClassLists, num_samples: int, seed: int, epoch: int) -> np.ndar
     return lists.members[lists.start[cls] + within_class]
 
 
-def class_aware_indices(labels: np.ndarray | ClassLists, num_samples: int | None = None,
-                        seed: int = 0, epoch: int = 0) -> np.ndarray:
+def class_aware_indices(
+    labels: np.ndarray | ClassLists, num_samples: int | None = None, seed: int = 0, epoch: int = 0
+) -> np.ndarray:
     """One epoch of class-aware draws: ``num_samples`` positions into ``labels`` (int64).
 
     Shen et al.'s scheme: the class of each draw is the next entry of a shuffled list of the
@@ -245,8 +262,9 @@ def shard(indices: np.ndarray, rank: int, world_size: int) -> np.ndarray:
     return indices[rank:m:world_size]
 
 
-def dist_rank_world_size(rank: int | None = None, world_size: int | None = None,
-                         *, required: bool = False) -> tuple[int, int]:
+def dist_rank_world_size(
+    rank: int | None = None, world_size: int | None = None, *, required: bool = False
+) -> tuple[int, int]:
     """Fill in ``rank``/``world_size`` from ``torch.distributed`` when it is initialised, else 0/1
     (or raise when ``required``)."""
     if rank is not None and world_size is not None:
@@ -256,8 +274,10 @@ def dist_rank_world_size(rank: int | None = None, world_size: int | None = None,
     if dist.is_available() and dist.is_initialized():
         r, w = dist.get_rank(), dist.get_world_size()
     elif required:
-        raise RuntimeError("distributed class-aware sampling needs torch.distributed to be initialised "
-                           "(or an explicit rank and world_size)")
+        raise RuntimeError(
+            "distributed class-aware sampling needs torch.distributed to be initialised "
+            "(or an explicit rank and world_size)"
+        )
     else:
         r, w = 0, 1
     return int(r if rank is None else rank), int(w if world_size is None else world_size)
@@ -279,8 +299,14 @@ class ClassAwareSampler(Sampler[int]):
     shard of a shard.
     """
 
-    def __init__(self, labels: np.ndarray | torch.Tensor, num_samples: int | None = None, seed: int = 0,
-                 rank: int | None = None, world_size: int | None = None) -> None:
+    def __init__(
+        self,
+        labels: np.ndarray | torch.Tensor,
+        num_samples: int | None = None,
+        seed: int = 0,
+        rank: int | None = None,
+        world_size: int | None = None,
+    ) -> None:
         super().__init__()
         if isinstance(labels, torch.Tensor):
             labels = labels.cpu().numpy()
@@ -339,7 +365,9 @@ def _reader_labels(reader: Any, field: str) -> np.ndarray:
     """All labels of a ``.beton`` from its reader's metadata (as ``write.beton_labels``)."""
     names = list(reader.field_names)
     if field not in names:
-        raise ValueError(f"class-aware order: the .beton has fields {names}, no label field {field!r}")
+        raise ValueError(
+            f"class-aware order: the .beton has fields {names}, no label field {field!r}"
+        )
     return np.asarray(reader.metadata[f"f{names.index(field)}"], dtype=np.int64).reshape(-1)
 
 
@@ -369,8 +397,15 @@ def _build_order_class() -> type:
         rank: int | None = None
         world_size: int | None = None
 
-        def __init__(self, loader: Any, *, num_samples: int | None = None, label_field: str | None = None,
-                     rank: int | None = None, world_size: int | None = None) -> None:
+        def __init__(
+            self,
+            loader: Any,
+            *,
+            num_samples: int | None = None,
+            label_field: str | None = None,
+            rank: int | None = None,
+            world_size: int | None = None,
+        ) -> None:
             super().__init__(loader)
             self.indices = np.asarray(self.indices)
             label_field = label_field or self.label_field
@@ -396,18 +431,32 @@ def _build_order_class() -> type:
     return ClassAwareOrder
 
 
-def class_aware_order(num_samples: int | None = None, *, label_field: str = "label",
-                      rank: int | None = None, world_size: int | None = None) -> type:
+def class_aware_order(
+    num_samples: int | None = None,
+    *,
+    label_field: str = "label",
+    rank: int | None = None,
+    world_size: int | None = None,
+) -> type:
     """A configured :class:`ClassAwareOrder` subclass for ``Loader(order=...)`` (FFCV passes the
     order only the loader): ``num_samples`` draws per epoch (``None``: one per loader index),
     labels from ``label_field``; ``rank``/``world_size`` override ``torch.distributed``'s."""
     base = _build_order_class()
-    attrs = {"num_samples": num_samples, "label_field": label_field, "rank": rank, "world_size": world_size,
-             "__module__": __name__, "__qualname__": base.__qualname__, "__doc__": base.__doc__}
+    attrs = {
+        "num_samples": num_samples,
+        "label_field": label_field,
+        "rank": rank,
+        "world_size": world_size,
+        "__module__": __name__,
+        "__qualname__": base.__qualname__,
+        "__doc__": base.__doc__,
+    }
     return type(base)(base.__name__, (base,), attrs)
 
 
-def __getattr__(name: str) -> Any:  # PEP 562: ClassAwareOrder is built (and FFCV imported) on first use
+def __getattr__(
+    name: str,
+) -> Any:  # PEP 562: ClassAwareOrder is built (and FFCV imported) on first use
     if name == "ClassAwareOrder":
         return _build_order_class()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

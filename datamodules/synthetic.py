@@ -1,4 +1,5 @@
 """``data=synthetic``: random tensors with a learnable class signal, no FFCV -- for fast unit tests."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -18,15 +19,26 @@ class SyntheticDataModule(BaseDataModule):
     default_resolution = 32
     normalize_on_device = False
 
-    def __init__(self, options: DataOptions | None = None, *, size: int | None = None,
-                 num_classes: int | None = None, val_fraction: float = 0.25, **changes: Any) -> None:
+    def __init__(
+        self,
+        options: DataOptions | None = None,
+        *,
+        size: int | None = None,
+        num_classes: int | None = None,
+        val_fraction: float = 0.25,
+        **changes: Any,
+    ) -> None:
         if size is not None:
             changes["synthetic_size"] = size
         if num_classes is not None:
             changes["synthetic_classes"] = num_classes
         o = data_options(options, **changes)
         super().__init__(o)
-        self.size, self.num_classes, self.val_fraction = o.synthetic_size, o.synthetic_classes, val_fraction
+        self.size, self.num_classes, self.val_fraction = (
+            o.synthetic_size,
+            o.synthetic_classes,
+            val_fraction,
+        )
 
     def setup(self, stage: str | None = None) -> None:
         g = torch.Generator().manual_seed(self.seed)
@@ -36,16 +48,19 @@ class SyntheticDataModule(BaseDataModule):
         shape = (len(labels), 3, self.resolution, self.resolution)
         images = prototypes[labels] + torch.randn(*shape, generator=g)
         self.train_set = TensorDataset(images[: self.size], labels[: self.size])
-        self.val_set = TensorDataset(images[self.size:], labels[self.size:])
+        self.val_set = TensorDataset(images[self.size :], labels[self.size :])
         self.val_size = len(self.val_set)
         check_shardable("data=synthetic", self.val_size, self.world_size, self.num_classes)
 
     def train_dataloader(self) -> DataLoader:
-        from .resume import ResumableLoader  # a mid-epoch (preemption) resume skips the batches done
+        from .resume import (
+            ResumableLoader,  # a mid-epoch (preemption) resume skips the batches done
+        )
 
         sampler = self.train_sampler_for(self.train_set, self.train_set.tensors[1].numpy())
-        loader = DataLoader(self.train_set, batch_size=self.per_device_batch_size(), sampler=sampler,
-                            drop_last=True)
+        loader = DataLoader(
+            self.train_set, batch_size=self.per_device_batch_size(), sampler=sampler, drop_last=True
+        )
         return ResumableLoader(loader, self.trainer)
 
     def val_dataloader(self) -> DataLoader:

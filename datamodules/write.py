@@ -8,6 +8,7 @@ The library lives beside it: :mod:`datamodules.beton` (atomic files, ``write_bet
 ``check_beton``) and :mod:`datamodules.imagefolder_writer` (``write_imagefolder``, the two passes).
 The names below are re-exported here, where earlier code imported them from.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,12 +19,33 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from .beton import (ArrayDataset, BetonError, DataError, WriteError, atomic_path,  # noqa: F401
-                    beton_labels, cache_is_current, check_beton, file_digest, now_iso, verify_files,
-                    write_beton, write_json_atomic)
-from .imagefolder_writer import (DEFAULTS, META_FORMAT_VERSION, MIN_SIDE, WRITE_MODES,  # noqa: F401
-                                 UsageError, _check_output_dir, _default_workers, _human_bytes, _note,
-                                 write_imagefolder)
+from .beton import (  # noqa: F401
+    ArrayDataset,
+    BetonError,
+    DataError,
+    WriteError,
+    atomic_path,
+    beton_labels,
+    cache_is_current,
+    check_beton,
+    file_digest,
+    now_iso,
+    verify_files,
+    write_beton,
+    write_json_atomic,
+)
+from .imagefolder_writer import (  # noqa: F401
+    DEFAULTS,
+    META_FORMAT_VERSION,
+    MIN_SIDE,
+    WRITE_MODES,
+    UsageError,
+    _check_output_dir,
+    _default_workers,
+    _human_bytes,
+    _note,
+    write_imagefolder,
+)
 
 # --------------------------------------------------------------------------- command line
 _USAGE = """python -m datamodules.write SRC OUT [options]
@@ -64,48 +86,111 @@ example: python -m datamodules.write /data/imagenet /data/imagenet-ffcv --num-wo
 
 def build_parser() -> argparse.ArgumentParser:
     d = DEFAULTS
-    p = argparse.ArgumentParser(prog="python -m datamodules.write", usage=_USAGE, description=_DESCRIPTION,
-                                epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("paths", nargs="+", metavar="SRC OUT", help="source ImageFolder root and output directory")
-    p.add_argument("--dataset", choices=("imagefolder", "digits"), default="imagefolder",
-                   help="imagefolder: SRC is an ImageNet-layout tree (default); digits: the embedded default "
-                        "dataset, written to OUT (no SRC)")
-    p.add_argument("--name", help="dataset name recorded in meta.json (default: SRC's directory name)")
-    p.add_argument("--verify", action="store_true",
-                   help="check a written OUT: each .beton against the size and SHA-256 meta.json records (exit 1 "
-                        "on a mismatch)")
+    p = argparse.ArgumentParser(
+        prog="python -m datamodules.write",
+        usage=_USAGE,
+        description=_DESCRIPTION,
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "paths", nargs="+", metavar="SRC OUT", help="source ImageFolder root and output directory"
+    )
+    p.add_argument(
+        "--dataset",
+        choices=("imagefolder", "digits"),
+        default="imagefolder",
+        help="imagefolder: SRC is an ImageNet-layout tree (default); digits: the embedded default "
+        "dataset, written to OUT (no SRC)",
+    )
+    p.add_argument(
+        "--name", help="dataset name recorded in meta.json (default: SRC's directory name)"
+    )
+    p.add_argument(
+        "--verify",
+        action="store_true",
+        help="check a written OUT: each .beton against the size and SHA-256 meta.json records (exit 1 "
+        "on a mismatch)",
+    )
     g = p.add_argument_group("selection")
     g.add_argument("--splits", help=f"comma-separated splits to write (default: {d['splits']})")
-    g.add_argument("--limit-per-class", type=int, metavar="N",
-                   help="a subset: the first N files of each class, in sorted order (default: all)")
+    g.add_argument(
+        "--limit-per-class",
+        type=int,
+        metavar="N",
+        help="a subset: the first N files of each class, in sorted order (default: all)",
+    )
     g = p.add_argument_group("FFCV writer (ffcv-imagenet's parameters)")
-    g.add_argument("--max-resolution", type=int, metavar="PX",
-                   help=f"longest side of a stored image, larger ones are downscaled (INTER_AREA); 0: no limit "
-                        f"(default: {d['max_resolution']}; ffcv-imagenet: 500 for ResNet-50, 400 for ResNet-18)")
-    g.add_argument("--write-mode", choices=WRITE_MODES,
-                   help=f"raw pixels, jpg, smart (jpg above --smart-threshold) or proportion (jpg with "
-                        f"probability --compress-probability) (default: {d['write_mode']})")
-    g.add_argument("--compress-probability", type=float, metavar="P",
-                   help=f"fraction stored as JPEG with --write-mode proportion (default: {d['compress_probability']})")
-    g.add_argument("--jpeg-quality", type=int, metavar="Q", help=f"JPEG quality 1-100 (default: {d['jpeg_quality']})")
-    g.add_argument("--smart-threshold", type=int, metavar="BYTES",
-                   help=f"raw size above which --write-mode smart stores JPEG (default: {d['smart_threshold']})")
-    g.add_argument("--num-workers", type=int, metavar="N",
-                   help=f"processes for the check and write passes (default: usable CPUs, at most 16; "
-                        f"here {_default_workers()})")
-    g.add_argument("--chunk-size", type=int, metavar="N",
-                   help=f"images per work item of a writer process (default: {d['chunk_size']})")
+    g.add_argument(
+        "--max-resolution",
+        type=int,
+        metavar="PX",
+        help=f"longest side of a stored image, larger ones are downscaled (INTER_AREA); 0: no limit "
+        f"(default: {d['max_resolution']}; ffcv-imagenet: 500 for ResNet-50, 400 for ResNet-18)",
+    )
+    g.add_argument(
+        "--write-mode",
+        choices=WRITE_MODES,
+        help=f"raw pixels, jpg, smart (jpg above --smart-threshold) or proportion (jpg with "
+        f"probability --compress-probability) (default: {d['write_mode']})",
+    )
+    g.add_argument(
+        "--compress-probability",
+        type=float,
+        metavar="P",
+        help=f"fraction stored as JPEG with --write-mode proportion (default: {d['compress_probability']})",
+    )
+    g.add_argument(
+        "--jpeg-quality",
+        type=int,
+        metavar="Q",
+        help=f"JPEG quality 1-100 (default: {d['jpeg_quality']})",
+    )
+    g.add_argument(
+        "--smart-threshold",
+        type=int,
+        metavar="BYTES",
+        help=f"raw size above which --write-mode smart stores JPEG (default: {d['smart_threshold']})",
+    )
+    g.add_argument(
+        "--num-workers",
+        type=int,
+        metavar="N",
+        help=f"processes for the check and write passes (default: usable CPUs, at most 16; "
+        f"here {_default_workers()})",
+    )
+    g.add_argument(
+        "--chunk-size",
+        type=int,
+        metavar="N",
+        help=f"images per work item of a writer process (default: {d['chunk_size']})",
+    )
     g = p.add_argument_group("errors and statistics")
-    g.add_argument("--on-error", choices=("skip", "fail"),
-                   help=f"an undecodable file: skip it (listed in the report and meta.json) or stop, writing "
-                        f"nothing (default: {d['on_error']})")
-    g.add_argument("--stats", choices=("imagenet", "sample"),
-                   help=f"meta.json mean/std: ImageNet's standard values, or computed on a sample of the train "
-                        f"split during the check pass (default: {d['stats']})")
-    g.add_argument("--stats-images", type=int, metavar="N",
-                   help=f"train images (evenly spaced) for --stats sample (default: {d['stats_images']})")
+    g.add_argument(
+        "--on-error",
+        choices=("skip", "fail"),
+        help=f"an undecodable file: skip it (listed in the report and meta.json) or stop, writing "
+        f"nothing (default: {d['on_error']})",
+    )
+    g.add_argument(
+        "--stats",
+        choices=("imagenet", "sample"),
+        help=f"meta.json mean/std: ImageNet's standard values, or computed on a sample of the train "
+        f"split during the check pass (default: {d['stats']})",
+    )
+    g.add_argument(
+        "--stats-images",
+        type=int,
+        metavar="N",
+        help=f"train images (evenly spaced) for --stats sample (default: {d['stats_images']})",
+    )
     g = p.add_argument_group("--dataset digits")
-    g.add_argument("--resolution", type=int, metavar="PX", help="side of the upscaled digit images (default: 32)")
+    g.add_argument(
+        "--resolution",
+        type=int,
+        metavar="PX",
+        help="side of the upscaled digit images (default: 32)",
+    )
     return p
 
 
@@ -119,10 +204,16 @@ def _write_digits_cli(out: str, resolution: int | None, console: Any) -> list[st
     seconds = time.monotonic() - t0
     meta = json.loads((out_path / "meta.json").read_text())
     n = sum(meta["counts"].values())
-    lines = [f"wrote {out_path} ('digits': {meta['num_classes']} classes, resolution {meta['resolution']}) in "
-             f"{seconds:.1f} s ({n / seconds:,.1f} images/s)"]
+    lines = [
+        f"wrote {out_path} ('digits': {meta['num_classes']} classes, resolution "
+        f"{meta['resolution']}) in "
+        f"{seconds:.1f} s ({n / seconds:,.1f} images/s)"
+    ]
     for s in ("train", "val"):
-        lines.append(f"  {s:<6} {meta['counts'][s]:>7,} images  {_human_bytes((out_path / f'{s}.beton').stat().st_size)}")
+        lines.append(
+            f"  {s:<6} {meta['counts'][s]:>7,} images  "
+            f"{_human_bytes((out_path / f'{s}.beton').stat().st_size)}"
+        )
     lines.append(f"  meta: {out_path / 'meta.json'}")
     return lines
 
@@ -159,25 +250,42 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for line in problems:
                     err.print(f"error: {line}", markup=False)
                 return 1
-            print(f"verified {out}: every .beton matches the size and SHA-256 in meta.json", flush=True)
+            print(
+                f"verified {out}: every .beton matches the size and SHA-256 in meta.json",
+                flush=True,
+            )
             return 0
         if args.dataset == "digits":
-            given = [f"--{k.replace('_', '-')}" for k in DEFAULTS if getattr(args, k, None) is not None]
+            given = [
+                f"--{k.replace('_', '-')}" for k in DEFAULTS if getattr(args, k, None) is not None
+            ]
             if given:
-                raise UsageError(f"{', '.join(given)}: not an option of --dataset digits (it writes raw "
-                                 f"upscaled 8x8 digits with a fixed split)")
+                raise UsageError(
+                    f"{', '.join(given)}: not an option of --dataset digits (it writes raw "
+                    f"upscaled 8x8 digits with a fixed split)"
+                )
             if len(args.paths) != 1:
-                raise UsageError(f"--dataset digits takes one path, OUT (got {len(args.paths)}: "
-                                 f"{' '.join(args.paths)})")
+                raise UsageError(
+                    f"--dataset digits takes one path, OUT (got {len(args.paths)}: "
+                    f"{' '.join(args.paths)})"
+                )
             lines = _write_digits_cli(args.paths[0], args.resolution, console)
         else:
             if len(args.paths) != 2:
-                raise UsageError(f"expected two paths, SRC and OUT (got {len(args.paths)}: {' '.join(args.paths)}); "
-                                 f"usage: {_USAGE.splitlines()[0]}")
+                raise UsageError(
+                    f"expected two paths, SRC and OUT (got {len(args.paths)}: "
+                    f"{' '.join(args.paths)}); "
+                    f"usage: {_USAGE.splitlines()[0]}"
+                )
             if args.resolution is not None:
-                raise UsageError("--resolution applies to --dataset digits; for an image tree use --max-resolution")
+                raise UsageError(
+                    "--resolution applies to --dataset digits; for an image tree use "
+                    "--max-resolution"
+                )
             options = {k: getattr(args, k) for k in DEFAULTS}
-            lines = write_imagefolder(args.paths[0], args.paths[1], console=console, **options)["_report"]
+            lines = write_imagefolder(args.paths[0], args.paths[1], console=console, **options)[
+                "_report"
+            ]
     except UsageError as e:
         err.print(f"error: {e}", markup=False)
         return 2
@@ -186,15 +294,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt as e:
         sigterm = bool(caught) or "SIGTERM" in str(e)
-        err.print(f"interrupted ({'SIGTERM' if sigterm else 'SIGINT'}): no .beton or meta.json was written "
-                  f"or changed", markup=False)
+        err.print(
+            f"interrupted ({'SIGTERM' if sigterm else 'SIGINT'}): no .beton or meta.json was "
+            "written "
+            f"or changed",
+            markup=False,
+        )
         return 143 if sigterm else 130
     except BetonError as e:
         err.print(f"error: the written file failed its check: {e}", markup=False)
         return 1
     except OSError as e:  # disk full, permissions changing under us, ...
-        err.print(f"error: {e.filename + ': ' if e.filename else ''}{e.strerror or e}; nothing was written "
-                  f"to the output directory", markup=False)
+        err.print(
+            f"error: {e.filename + ': ' if e.filename else ''}{e.strerror or e}; nothing was "
+            "written "
+            f"to the output directory",
+            markup=False,
+        )
         return 1
     finally:
         if previous is not None:

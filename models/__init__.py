@@ -8,18 +8,26 @@ model family listed below.
 """
 
 # importing a family module registers its entrypoints
-from . import (  # noqa: F401
-    bn_inception, densenet, efficientnet, highway, inception_resnet, mobilenet, resnet, vgg,
+from . import (  # noqa: F401  # noqa: F401  (the residual family's rows)
+    bn_inception,
+    densenet,
+    efficientnet,
+    highway,
+    inception_resnet,
+    mobilenet,
+    resnet,
+    resnet_zoo,
+    resnext_zoo,
+    vgg,
 )
-from . import resnet_zoo, resnext_zoo  # noqa: F401  (the residual family's rows)
 from .layers import (
+    DROP_PATH_MODES,
+    DROP_PATH_RULES,
     ClassifierHead,
     ConvNormAct,
     DropPath,
     NormAct,
     SqueezeExcite,
-    DROP_PATH_MODES,
-    DROP_PATH_RULES,
     drop_path,
     drop_path_rates,
     set_drop_path_step,

@@ -9,6 +9,7 @@
 
 Counting uses ``models.complexity`` (the one MAC counter).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -88,13 +89,25 @@ def rows(pattern: str = "*", use_cache: bool = True) -> list[dict[str, Any]]:
     for name in names:
         info = models.model_info(name)
         c = counted[name]
-        out.append({
-            "name": name, "family": info.family, "paper": info.paper, "table": info.table,
-            "resolution": c["resolution"], "params": c["params"], "macs": c["macs"],
-            "ref_params": info.params, "paper_params": info.paper_params,
-            "ref_macs": info.macs, "paper_macs": info.paper_macs, "torchvision": info.torchvision,
-            "top1_err": info.top1_err, "top5_err": info.top5_err, "err_protocol": info.err_protocol,
-        })
+        out.append(
+            {
+                "name": name,
+                "family": info.family,
+                "paper": info.paper,
+                "table": info.table,
+                "resolution": c["resolution"],
+                "params": c["params"],
+                "macs": c["macs"],
+                "ref_params": info.params,
+                "paper_params": info.paper_params,
+                "ref_macs": info.macs,
+                "paper_macs": info.paper_macs,
+                "torchvision": info.torchvision,
+                "top1_err": info.top1_err,
+                "top5_err": info.top5_err,
+                "err_protocol": info.err_protocol,
+            }
+        )
     return out
 
 
@@ -107,7 +120,7 @@ def suggestions(pattern: str) -> str:
     names = models.list_models()
     stem = pattern.strip("*?[]").lower()
     close = difflib.get_close_matches(stem, names, n=5, cutoff=0.5)
-    close += [n for n in names if stem and stem in n and n not in close][:5 - len(close)]
+    close += [n for n in names if stem and stem in n and n not in close][: 5 - len(close)]
     families = sorted({models.model_info(n).family for n in names} - {""})
     hint = f"closest: {', '.join(close)}; " if close else ""
     return f"{hint}families: {', '.join(families)} (e.g. python -m models 'resnext*'; all: python -m models)"
@@ -125,12 +138,31 @@ def _paper_macs(r: dict[str, Any]) -> str:
     return "" if not r["paper_macs"] else f"{float(r['paper_macs']) / 1e9:.3g}G"
 
 
-COLUMNS = ("model", "family", "paper", "res", "params", "paper params", "MACs", "paper MACs", "torchvision")
+COLUMNS = (
+    "model",
+    "family",
+    "paper",
+    "res",
+    "params",
+    "paper params",
+    "MACs",
+    "paper MACs",
+    "torchvision",
+)
 
 
 def _cells(r: dict[str, Any]) -> list[str]:
-    return [r["name"], r["family"], _short_paper(r["paper"]), str(r["resolution"]), _fmt_params(r["params"]),
-            r["paper_params"] or "", _fmt_macs(r["macs"]), _paper_macs(r), r["torchvision"] or ""]
+    return [
+        r["name"],
+        r["family"],
+        _short_paper(r["paper"]),
+        str(r["resolution"]),
+        _fmt_params(r["params"]),
+        r["paper_params"] or "",
+        _fmt_macs(r["macs"]),
+        _paper_macs(r),
+        r["torchvision"] or "",
+    ]
 
 
 def markdown(table: list[dict[str, Any]]) -> str:
@@ -142,9 +174,15 @@ def markdown(table: list[dict[str, Any]]) -> str:
 def update_readme(table: list[dict[str, Any]], path: Path = README) -> bool:
     text = path.read_text()
     if START not in text or END not in text:
-        raise SystemExit(f"{path}: no zoo section; add the lines {START!r} and {END!r} where it belongs")
-    new = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: f"{START}\n{markdown(table)}\n{END}",
-                 text, flags=re.S)
+        raise SystemExit(
+            f"{path}: no zoo section; add the lines {START!r} and {END!r} where it belongs"
+        )
+    new = re.sub(
+        re.escape(START) + ".*?" + re.escape(END),
+        lambda _: f"{START}\n{markdown(table)}\n{END}",
+        text,
+        flags=re.S,
+    )
     path.write_text(new)
     return new != text
 
@@ -155,8 +193,12 @@ def main(argv: list[str] | None = None) -> int:
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--json", action="store_true", help="one JSON object per model")
     group.add_argument("--markdown", action="store_true", help="a Markdown table")
-    group.add_argument("--update-readme", action="store_true", help="regenerate README.md's zoo table")
-    parser.add_argument("--no-cache", action="store_true", help="recount instead of reading the count cache")
+    group.add_argument(
+        "--update-readme", action="store_true", help="regenerate README.md's zoo table"
+    )
+    parser.add_argument(
+        "--no-cache", action="store_true", help="recount instead of reading the count cache"
+    )
     args = parser.parse_args(argv)
     table = rows(args.pattern, use_cache=not args.no_cache)
     if not table:
@@ -168,31 +210,53 @@ def main(argv: list[str] | None = None) -> int:
     elif args.markdown:
         print(markdown(table))
     elif args.update_readme:
-        print("README.md zoo table " + ("updated" if update_readme(rows(use_cache=not args.no_cache))
-                                        else "already up to date"))
+        print(
+            "README.md zoo table "
+            + (
+                "updated"
+                if update_readme(rows(use_cache=not args.no_cache))
+                else "already up to date"
+            )
+        )
     else:
         from rich.console import Console
         from rich.table import Table
 
         # a terminal's width (a pipe or file: COLUMNS, else 160): nothing wraps; columns that do not
         # fit are left out, least needed first, and the title says which
-        console = Console(width=None if sys.stdout.isatty() else int(os.environ.get("COLUMNS") or 160))
+        console = Console(
+            width=None if sys.stdout.isatty() else int(os.environ.get("COLUMNS") or 160)
+        )
         cells = [_cells(r) for r in table]
         keep = list(COLUMNS)
-        width = lambda cols: sum(3 + max(len(c), *(len(row[COLUMNS.index(c)]) for row in cells))  # noqa: E731
-                                 for c in cols) + 1
+        width = lambda cols: (
+            sum(
+                3 + max(len(c), *(len(row[COLUMNS.index(c)]) for row in cells))  # noqa: E731
+                for c in cols
+            )
+            + 1
+        )
         for optional in ("paper", "torchvision", "family", "paper MACs", "paper params"):
             if width(keep) <= console.width:
                 break
             keep.remove(optional)
         dropped = [c for c in COLUMNS if c not in keep]
-        t = Table(title=f"model zoo ({len(table)} models; MACs = multiply-adds at the paper's resolution)"
-                  + (f"; too narrow for: {', '.join(dropped)} (--markdown has every column)"
-                     if dropped else ""))
+        t = Table(
+            title=f"model zoo ({len(table)} models; MACs = multiply-adds at the paper's resolution)"
+            + (
+                f"; too narrow for: {', '.join(dropped)} (--markdown has every column)"
+                if dropped
+                else ""
+            )
+        )
         for col in keep:
-            t.add_column(col, no_wrap=True,
-                         justify="right" if col in ("res", "params", "paper params", "MACs", "paper MACs")
-                         else "left")
+            t.add_column(
+                col,
+                no_wrap=True,
+                justify="right"
+                if col in ("res", "params", "paper params", "MACs", "paper MACs")
+                else "left",
+            )
         for row in cells:
             t.add_row(*(row[COLUMNS.index(c)] for c in keep))
         console.print(t)

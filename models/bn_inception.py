@@ -41,9 +41,7 @@ MAX_POOL_S2 = Pool("max", stride=2)  # 3x3/2, pad 1
 MAX_POOL_S1 = Pool("max")  # 3x3/1, pad 1 (5b's pool branch)
 
 # Figure 5 stem: conv 7x7/2 64, max pool 3x3/2, conv 1x1 64, conv 3x3 192, max pool 3x3/2.
-STEM = (
-    BlockSpec((branch(conv(64, 7, 2), MAX_POOL_S2, conv(64), conv(192, 3), MAX_POOL_S2),)),
-)
+STEM = (BlockSpec((branch(conv(64, 7, 2), MAX_POOL_S2, conv(64), conv(192, 3), MAX_POOL_S2),)),)
 
 
 def module(

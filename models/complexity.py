@@ -9,6 +9,7 @@ arithmetic, so even ResNet-200 or EfficientNet-B7 at 600 px costs well under a s
 It lives in ``models`` (it needs only torch and the registry), so ``python -m models`` counts
 without reaching into ``platform``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -52,7 +52,16 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from .layers import BN_EPS, BN_MOMENTUM, ClassifierHead, he_init_, ConvNormAct, NormAct, conv2d, relu
+from .layers import (
+    BN_EPS,
+    BN_MOMENTUM,
+    ClassifierHead,
+    ConvNormAct,
+    NormAct,
+    conv2d,
+    he_init_,
+    relu,
+)
 from .registry import ModelInfo, register_model
 
 # ---------------------------------------------------------------- spec
@@ -333,8 +342,12 @@ def cifar_spec(depth: int, growth_rate: int) -> DenseNetSpec:
         raise ValueError(f"DenseNet depth must be 3n + 4, got {depth}")
     n = (depth - 4) // 3
     return DenseNetSpec(
-        stem="cifar", growth_rate=growth_rate, block_config=(n, n, n), stem_width=16,
-        bn_size=0, compression=1.0,
+        stem="cifar",
+        growth_rate=growth_rate,
+        block_config=(n, n, n),
+        stem_width=16,
+        bn_size=0,
+        compression=1.0,
     )
 
 
@@ -521,8 +534,13 @@ def densenet_bc190_k40(**knobs: Any) -> DenseNet:
 # Table 2's DenseNets without bottleneck and compression (errors: C10, C10+, C100, C100+).
 @_register(
     _cifar_info(
-        depth=40, k=12, bc=False, params=DENSENET40_K12[0], paper_params="1.0M",
-        macs=DENSENET40_K12[1], top1_err=5.24,
+        depth=40,
+        k=12,
+        bc=False,
+        params=DENSENET40_K12[0],
+        paper_params="1.0M",
+        macs=DENSENET40_K12[1],
+        top1_err=5.24,
         notes="Table 2: C10 7.00, C100 27.55, C100+ 24.42 (no augmentation: drop_rate=0.2).",
     )
 )
@@ -532,8 +550,13 @@ def densenet40_k12(**knobs: Any) -> DenseNet:
 
 @_register(
     _cifar_info(
-        depth=100, k=12, bc=False, params=DENSENET100_K12[0], paper_params="7.0M",
-        macs=DENSENET100_K12[1], top1_err=4.10,
+        depth=100,
+        k=12,
+        bc=False,
+        params=DENSENET100_K12[0],
+        paper_params="7.0M",
+        macs=DENSENET100_K12[1],
+        top1_err=4.10,
         notes="Table 2: C10 5.77, C100 23.79, C100+ 20.20 (no augmentation: drop_rate=0.2).",
     )
 )
@@ -543,8 +566,13 @@ def densenet100_k12(**knobs: Any) -> DenseNet:
 
 @_register(
     _cifar_info(
-        depth=100, k=24, bc=False, params=DENSENET100_K24[0], paper_params="27.2M",
-        macs=DENSENET100_K24[1], top1_err=3.74,
+        depth=100,
+        k=24,
+        bc=False,
+        params=DENSENET100_K24[0],
+        paper_params="27.2M",
+        macs=DENSENET100_K24[1],
+        top1_err=3.74,
         notes="Table 2: C10 5.83, C100 23.42, C100+ 19.25 (no augmentation: drop_rate=0.2).",
     )
 )

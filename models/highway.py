@@ -94,7 +94,7 @@ class HighwayNetSpec:
         """Stem + stage-entry convs + highway layers (H and T of one layer count once)
         + the 1x1 head conv."""
         widths = [self.stem_width] + [s.width for s in self.stages]
-        entries = sum(a != b for a, b in zip(widths, widths[1:]))
+        entries = sum(a != b for a, b in zip(widths, widths[1:], strict=False))
         return 1 + entries + self.num_highway_layers + (self.head_width > 0)
 
 

@@ -54,22 +54,9 @@ from types import MappingProxyType
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-import torch.nn.functional as F
-
-from .layers import (
-    BN_MOMENTUM,
-    ClassifierHead,
-    DropPathMode,
-    DropPathRule,
-    SqueezeExcite,
-    block_dropped,
-    drop_path_rates,
-    he_init_,
-    make_drop_path,
-    relu,
-)
 # The figures as data (re-exported: `from models.inception_resnet import BlockSpec` keeps working).
 from .inception_specs import (  # noqa: F401
     AVG_POOL,
@@ -107,6 +94,18 @@ from .inception_specs import (  # noqa: F401
     resnet_b,
     resnet_c,
 )
+from .layers import (
+    BN_MOMENTUM,
+    ClassifierHead,
+    DropPathMode,
+    DropPathRule,
+    SqueezeExcite,
+    block_dropped,
+    drop_path_rates,
+    he_init_,
+    make_drop_path,
+    relu,
+)
 from .registry import ModelInfo, register_model
 
 SE_IRV2_PARAMS = 64_387_444  # exact count (meta device), SE r = 16 on the 40 residual blocks
@@ -124,7 +123,6 @@ RESIDUAL_SCALES: Mapping[str, float] = MappingProxyType(
 )
 # Figures 9 and 15: "Dropout (keep 0.8)".
 DROPOUT = 0.2
-
 
 
 # ---------------------------------------------------------------- layers and blocks
@@ -351,7 +349,11 @@ ERR_PROTOCOL = "ILSVRC-2012 val (non-blacklisted), single model, single crop 299
 FREE_KNOBS = frozenset({"num_classes", "in_chans", "dropout", "bn_eps", "bn_momentum"})
 # Inception-v4 has no residual branch: drop-path and zero-init would have nothing to act on.
 FREE_KNOBS_RESIDUAL = FREE_KNOBS | {
-    "drop_path_rate", "drop_path_mode", "drop_path_rule", "residual_scales", "zero_init_residual"
+    "drop_path_rate",
+    "drop_path_mode",
+    "drop_path_rule",
+    "residual_scales",
+    "zero_init_residual",
 }
 
 

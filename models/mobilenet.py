@@ -48,7 +48,6 @@ from torch import nn
 
 from .layers import (
     BN_EPS,
-    he_init_,
     BN_MOMENTUM,
     ActLayer,
     ClassifierHead,
@@ -58,6 +57,7 @@ from .layers import (
     SqueezeExcite,
     block_dropped,
     drop_path_rates,
+    he_init_,
     make_drop_path,
 )
 from .registry import ModelInfo, register_model
@@ -105,7 +105,6 @@ def scale_repeats(repeats: int, depth_mult: float) -> int:
     if repeats < 1 or depth_mult <= 0:
         raise ValueError(f"need repeats >= 1 and depth_mult > 0, got {repeats}, {depth_mult}")
     return int(math.ceil(repeats * depth_mult))
-
 
 
 # ---------------------------------------------------------------- specs
@@ -448,7 +447,6 @@ def mobilenet_v2_spec(width_mult: float = 1.0, *, se_ratio: float = 0.0) -> MBNe
     return MBNetSpec(stem_width=c(32), stages=tuple(stages), head_width=head, act="relu6")
 
 
-
 # ---------------------------------------------------------------- registry
 
 V1_PAPER = (
@@ -482,8 +480,15 @@ def _register(info: ModelInfo) -> Any:
     return register_model(info, free_knobs=FREE_KNOBS, defining_fields=SPEC_FIELDS)
 
 
-def _v1_info(table: str, params: int, paper_params: str, macs: float, paper_macs: str, top1: float,
-             notes: str = "") -> ModelInfo:
+def _v1_info(
+    table: str,
+    params: int,
+    paper_params: str,
+    macs: float,
+    paper_macs: str,
+    top1: float,
+    notes: str = "",
+) -> ModelInfo:
     return ModelInfo(
         paper=V1_PAPER,
         table=table,
@@ -509,14 +514,23 @@ def _v1(alpha: float, **knobs: Any) -> MBConvNet:
     return MBConvNet(mobilenet_v1_spec(alpha), **knobs)
 
 
-@_register(_v1_info("Table 1 (body), Table 8 (1.0 MobileNet-224)", 4_231_976, "4.2M", 568_740_352.0,
-                    "569e6", 70.6))
+@_register(
+    _v1_info(
+        "Table 1 (body), Table 8 (1.0 MobileNet-224)",
+        4_231_976,
+        "4.2M",
+        568_740_352.0,
+        "569e6",
+        70.6,
+    )
+)
 def mobilenet_v1(**knobs: Any) -> MBConvNet:
     return _v1(1.0, **knobs)
 
 
-@_register(_v1_info("Table 6 (0.75 MobileNet-224)", 2_585_560, "2.6M", 325_400_448.0, "325e6",
-                    68.4))
+@_register(
+    _v1_info("Table 6 (0.75 MobileNet-224)", 2_585_560, "2.6M", 325_400_448.0, "325e6", 68.4)
+)
 def mobilenet_v1_075(**knobs: Any) -> MBConvNet:
     return _v1(0.75, **knobs)
 
@@ -610,5 +624,3 @@ def mobilenet_v2_140(dropout: float = 0.2, **knobs: Any) -> MBConvNet:
 )
 def se_mobilenet(**knobs: Any) -> MBConvNet:
     return MBConvNet(mobilenet_v1_spec(1.0, se_ratio=1 / 16), **knobs)
-
-

@@ -175,8 +175,14 @@ def make_shortcut(
 
 def _shortcut(args: BlockArgs, out_channels: int, *, norm: bool) -> nn.Module | None:
     return make_shortcut(
-        args.in_channels, out_channels, args.stride, args.shortcut, norm=norm,
-        proj_kernel=args.proj_kernel, pad_pool=args.pad_pool, **args.bn
+        args.in_channels,
+        out_channels,
+        args.stride,
+        args.shortcut,
+        norm=norm,
+        proj_kernel=args.proj_kernel,
+        pad_pool=args.pad_pool,
+        **args.bn,
     )
 
 

@@ -173,64 +173,177 @@ RESNET_T6 = {
 }
 
 RESNET_ROWS = (
-    Row("resnet18", partial(imagenet, 18), paper_info(
-        RESNET_T1, table="Table 1 (18-layer)", torchvision="resnet18", params=11_689_512,
-        macs=1.814e9, paper_macs="1.8e9", top1_err=27.88,
-        err_protocol="ImageNet val, 10-crop, Table 2",
-        notes="Table 2 error is for option-A shortcuts; this model uses option B.")),
-    Row("resnet34", partial(imagenet, 34), paper_info(
-        RESNET_T1, table="Table 1 (34-layer)", torchvision="resnet34", params=21_797_672,
-        macs=3.664e9, paper_macs="3.6e9", top1_err=24.52, top5_err=7.46,
-        err_protocol=_T3 + " (ResNet-34 B)")),
+    Row(
+        "resnet18",
+        partial(imagenet, 18),
+        paper_info(
+            RESNET_T1,
+            table="Table 1 (18-layer)",
+            torchvision="resnet18",
+            params=11_689_512,
+            macs=1.814e9,
+            paper_macs="1.8e9",
+            top1_err=27.88,
+            err_protocol="ImageNet val, 10-crop, Table 2",
+            notes="Table 2 error is for option-A shortcuts; this model uses option B.",
+        ),
+    ),
+    Row(
+        "resnet34",
+        partial(imagenet, 34),
+        paper_info(
+            RESNET_T1,
+            table="Table 1 (34-layer)",
+            torchvision="resnet34",
+            params=21_797_672,
+            macs=3.664e9,
+            paper_macs="3.6e9",
+            top1_err=24.52,
+            top5_err=7.46,
+            err_protocol=_T3 + " (ResNet-34 B)",
+        ),
+    ),
     # Table 3 / §4.1 "Identity vs. Projection Shortcuts": (A) zero-padding shortcuts for
     # increasing dimensions, all parameter-free; (C) all shortcuts are projections.
-    Row("resnet34_a", partial(imagenet, 34, shortcut="A"), paper_info(
-        RESNET, table="Table 3 (ResNet-34 A)", params=RESNET34_A_PARAMS, macs=RESNET34_A_MACS,
-        paper_macs="3.6e9", top1_err=25.03, top5_err=7.76, err_protocol=_T3,
-        notes="Option A: identity shortcuts, zero-padded channels and strided subsampling where "
-        "the shape changes (§3.3), so no shortcut parameters. The 2x2-average-pool variant of "
-        "Huang et al. is model.shortcut_downsample=avgpool.")),
-    Row("resnet34_c", partial(imagenet, 34, shortcut="C"), paper_info(
-        RESNET, table="Table 3 (ResNet-34 C)", params=RESNET34_C_PARAMS,
-        macs=RESNET34_C_MACS,  # Table 1's 3.6e9 is for B; C's projections add 0.19e9
-        top1_err=24.19, top5_err=7.40, err_protocol=_T3,
-        notes="Option C: a 1x1 projection (+BN) on every shortcut, identity ones included; "
-        "§4.1 calls C 'marginally better than B' and attributes it to the extra parameters.")),
-    Row("resnet50", partial(imagenet, 50), paper_info(
-        RESNET_T1, table="Table 1 (50-layer)", torchvision="resnet50", params=25_557_032,
-        macs=4.089e9, macs_variants=macs_v1(3.858e9),  # the paper's "3.8e9"
-        paper_macs="3.8e9", top1_err=22.85, top5_err=6.71, err_protocol=_T3)),
-    Row("resnet101", partial(imagenet, 101), paper_info(
-        RESNET_T1, table="Table 1 (101-layer)", torchvision="resnet101", params=44_549_160,
-        macs=7.801e9, macs_variants=macs_v1(7.570e9), paper_macs="7.6e9", top1_err=21.75,
-        top5_err=6.05, err_protocol=_T3)),
-    Row("resnet152", partial(imagenet, 152), paper_info(
-        RESNET_T1, table="Table 1 (152-layer)", torchvision="resnet152", params=60_192_808,
-        macs=11.514e9, macs_variants=macs_v1(11.282e9), paper_macs="11.3e9", top1_err=21.43,
-        top5_err=5.71, err_protocol=_T3)),
-    Row("resnet200", partial(imagenet, 200), paper_info(
-        {"paper": PREACT_PAPER},
-        table="Table 5 (ResNet-200, original post-activation units); depths 3-24-36-3",
-        params=64_673_832, macs=15.007e9, macs_variants=macs_variant("1x1", 14.776e9),
-        top1_err=21.8, top5_err=6.0,
-        err_protocol="ImageNet val, single 320x320 crop (trained at 224), Table 5",
-        notes="Depths from fb.resnet.torch (resnet.lua / preresnet.lua cfg[200]); stride on the "
-        "3x3 as there. The paper prints no params or FLOPs for ResNet-200.")),
+    Row(
+        "resnet34_a",
+        partial(imagenet, 34, shortcut="A"),
+        paper_info(
+            RESNET,
+            table="Table 3 (ResNet-34 A)",
+            params=RESNET34_A_PARAMS,
+            macs=RESNET34_A_MACS,
+            paper_macs="3.6e9",
+            top1_err=25.03,
+            top5_err=7.76,
+            err_protocol=_T3,
+            notes="Option A: identity shortcuts, zero-padded channels and strided subsampling where "
+            "the shape changes (§3.3), so no shortcut parameters. The 2x2-average-pool variant of "
+            "Huang et al. is model.shortcut_downsample=avgpool.",
+        ),
+    ),
+    Row(
+        "resnet34_c",
+        partial(imagenet, 34, shortcut="C"),
+        paper_info(
+            RESNET,
+            table="Table 3 (ResNet-34 C)",
+            params=RESNET34_C_PARAMS,
+            macs=RESNET34_C_MACS,  # Table 1's 3.6e9 is for B; C's projections add 0.19e9
+            top1_err=24.19,
+            top5_err=7.40,
+            err_protocol=_T3,
+            notes="Option C: a 1x1 projection (+BN) on every shortcut, identity ones included; "
+            "§4.1 calls C 'marginally better than B' and attributes it to the extra parameters.",
+        ),
+    ),
+    Row(
+        "resnet50",
+        partial(imagenet, 50),
+        paper_info(
+            RESNET_T1,
+            table="Table 1 (50-layer)",
+            torchvision="resnet50",
+            params=25_557_032,
+            macs=4.089e9,
+            macs_variants=macs_v1(3.858e9),  # the paper's "3.8e9"
+            paper_macs="3.8e9",
+            top1_err=22.85,
+            top5_err=6.71,
+            err_protocol=_T3,
+        ),
+    ),
+    Row(
+        "resnet101",
+        partial(imagenet, 101),
+        paper_info(
+            RESNET_T1,
+            table="Table 1 (101-layer)",
+            torchvision="resnet101",
+            params=44_549_160,
+            macs=7.801e9,
+            macs_variants=macs_v1(7.570e9),
+            paper_macs="7.6e9",
+            top1_err=21.75,
+            top5_err=6.05,
+            err_protocol=_T3,
+        ),
+    ),
+    Row(
+        "resnet152",
+        partial(imagenet, 152),
+        paper_info(
+            RESNET_T1,
+            table="Table 1 (152-layer)",
+            torchvision="resnet152",
+            params=60_192_808,
+            macs=11.514e9,
+            macs_variants=macs_v1(11.282e9),
+            paper_macs="11.3e9",
+            top1_err=21.43,
+            top5_err=5.71,
+            err_protocol=_T3,
+        ),
+    ),
+    Row(
+        "resnet200",
+        partial(imagenet, 200),
+        paper_info(
+            {"paper": PREACT_PAPER},
+            table="Table 5 (ResNet-200, original post-activation units); depths 3-24-36-3",
+            params=64_673_832,
+            macs=15.007e9,
+            macs_variants=macs_variant("1x1", 14.776e9),
+            top1_err=21.8,
+            top5_err=6.0,
+            err_protocol="ImageNet val, single 320x320 crop (trained at 224), Table 5",
+            notes="Depths from fb.resnet.torch (resnet.lua / preresnet.lua cfg[200]); stride on the "
+            "3x3 as there. The paper prints no params or FLOPs for ResNet-200.",
+        ),
+    ),
     # CIFAR-10 (§4.2, Table 6): 6n+2 layers, option-A shortcuts.
-    Row("resnet20", partial(cifar_spec, 3), paper_info(
-        RESNET_T6, params=269_722, paper_params="0.27M", top1_err=8.75)),
-    Row("resnet32", partial(cifar_spec, 5), paper_info(
-        RESNET_T6, params=464_154, paper_params="0.46M", top1_err=7.51)),
-    Row("resnet44", partial(cifar_spec, 7), paper_info(
-        RESNET_T6, params=658_586, paper_params="0.66M", top1_err=7.17)),
-    Row("resnet56", partial(cifar_spec, 9), paper_info(
-        RESNET_T6, params=853_018, paper_params="0.85M", top1_err=6.97)),
-    Row("resnet110", partial(cifar_spec, 18), paper_info(
-        RESNET_T6, params=1_727_962, paper_params="1.7M", top1_err=6.43,
-        notes="6.43 is the best of 5 runs; mean 6.61 +- 0.16")),
-    Row("resnet1202", partial(cifar_spec, 200), paper_info(
-        RESNET_T6, params=19_421_274, paper_params="19.4M", top1_err=7.93,
-        notes="overfits: worse than resnet110 (§4.2)")),
+    Row(
+        "resnet20",
+        partial(cifar_spec, 3),
+        paper_info(RESNET_T6, params=269_722, paper_params="0.27M", top1_err=8.75),
+    ),
+    Row(
+        "resnet32",
+        partial(cifar_spec, 5),
+        paper_info(RESNET_T6, params=464_154, paper_params="0.46M", top1_err=7.51),
+    ),
+    Row(
+        "resnet44",
+        partial(cifar_spec, 7),
+        paper_info(RESNET_T6, params=658_586, paper_params="0.66M", top1_err=7.17),
+    ),
+    Row(
+        "resnet56",
+        partial(cifar_spec, 9),
+        paper_info(RESNET_T6, params=853_018, paper_params="0.85M", top1_err=6.97),
+    ),
+    Row(
+        "resnet110",
+        partial(cifar_spec, 18),
+        paper_info(
+            RESNET_T6,
+            params=1_727_962,
+            paper_params="1.7M",
+            top1_err=6.43,
+            notes="6.43 is the best of 5 runs; mean 6.61 +- 0.16",
+        ),
+    ),
+    Row(
+        "resnet1202",
+        partial(cifar_spec, 200),
+        paper_info(
+            RESNET_T6,
+            params=19_421_274,
+            paper_params="19.4M",
+            top1_err=7.93,
+            notes="overfits: worse than resnet110 (§4.2)",
+        ),
+    ),
 )
 
 # ---------------------------------------------------------------- plain nets (He et al. 2015)
@@ -269,16 +382,38 @@ PLAIN_ROWS = (
     _plain_cifar(44, 7, 658_586, 97.174e6),
     _plain_cifar(56, 9, 853_018, 125.486e6),
     _plain_cifar(
-        110, 18, 1_727_962, 252.888e6,
+        110,
+        18,
+        1_727_962,
+        252.888e6,
         notes="Not in the paper: Fig. 6 left stops at plain-56. The plain twin of resnet110, for "
         "the lesion study of Veit et al. 2016 (arXiv 1605.06431 §4), whose CIFAR-10 net is the "
-        "110-layer ResNet."),
-    Row("plain18", partial(imagenet, 18, shortcut="none"), paper_info(
-        PLAIN_IMAGENET, table="Table 1 / Table 2 (plain-18)", params=11_515_688, macs=1.795e9,
-        paper_macs="1.8e9", top1_err=27.94)),
-    Row("plain34", partial(imagenet, 34, shortcut="none"), paper_info(
-        PLAIN_IMAGENET, table="Table 1 / Table 2 (plain-34)", params=21_623_848, macs=3.644e9,
-        paper_macs="3.6e9", top1_err=28.54)),
+        "110-layer ResNet.",
+    ),
+    Row(
+        "plain18",
+        partial(imagenet, 18, shortcut="none"),
+        paper_info(
+            PLAIN_IMAGENET,
+            table="Table 1 / Table 2 (plain-18)",
+            params=11_515_688,
+            macs=1.795e9,
+            paper_macs="1.8e9",
+            top1_err=27.94,
+        ),
+    ),
+    Row(
+        "plain34",
+        partial(imagenet, 34, shortcut="none"),
+        paper_info(
+            PLAIN_IMAGENET,
+            table="Table 1 / Table 2 (plain-34)",
+            params=21_623_848,
+            macs=3.644e9,
+            paper_macs="3.6e9",
+            top1_err=28.54,
+        ),
+    ),
 )
 
 # ---------------------------------------------------------------- pre-act ResNet (He et al. 2016)
@@ -299,50 +434,131 @@ def _preact_table(depth: int) -> str:
 
 
 PREACT_ROWS = (
-    Row("preact_resnet18", partial(imagenet, 18, preact=True), paper_info(
-        PREACT, table=_preact_table(18), params=11_687_720, macs=1.814e9,
-        notes=_PREACT_PROJ_BASIC)),
-    Row("preact_resnet34", partial(imagenet, 34, preact=True), paper_info(
-        PREACT, table=_preact_table(34), params=21_795_880, macs=3.664e9,
-        notes=_PREACT_PROJ_BASIC)),
-    Row("preact_resnet50", partial(imagenet, 50, preact=True), paper_info(
-        PREACT, table=_preact_table(50), params=25_549_352, macs=4.089e9,
-        macs_variants=macs_variant("1x1", 3.858e9), notes=_PREACT_PROJ_BOTTLENECK)),
-    Row("preact_resnet101", partial(imagenet, 101, preact=True), paper_info(
-        PREACT, table=_preact_table(101), params=44_541_480, macs=7.801e9,
-        macs_variants=macs_variant("1x1", 7.570e9), notes=_PREACT_PROJ_BOTTLENECK)),
-    Row("preact_resnet152", partial(imagenet, 152, preact=True), paper_info(
-        PREACT, table=_preact_table(152), params=60_185_128, macs=11.514e9,
-        macs_variants=macs_variant("1x1", 11.282e9), top1_err=21.1, top5_err=5.5,
-        err_protocol=_PREACT_T5, notes=_PREACT_PROJ_BOTTLENECK)),
-    Row("preact_resnet200", partial(imagenet, 200, preact=True), paper_info(
-        PREACT, table=_preact_table(200), params=64_666_152, macs=15.007e9,
-        macs_variants=macs_variant("1x1", 14.776e9), paper_params="64.7M", top1_err=20.7,
-        top5_err=5.3, err_protocol=_PREACT_T5 + "; 224 crop: 21.66/5.79 (WRN Table 8, "
-        "fb.resnet.torch)",
-        notes="64.7M is printed in WRN Table 8 / ResNeXt Table 4 for this model. "
-        + _PREACT_PROJ_BOTTLENECK)),
-    Row("preact_resnet110", partial(preact_cifar_spec, 110, "preact_basic"), paper_info(
-        PREACT_CIFAR, table="Table 3 (ResNet-110, full pre-activation, CIFAR-10)",
-        params=1_727_962, macs=0.2529e9, top1_err=6.37,
-        err_protocol="CIFAR-10 test, median of 5 runs, Table 3",
-        notes="Option-A shortcuts as the 2015 ResNet-110 it is compared with; the paper "
-        "prints no parameter count for it (the 2015 ResNet-110 is 1.7M, Table 6).")),
+    Row(
+        "preact_resnet18",
+        partial(imagenet, 18, preact=True),
+        paper_info(
+            PREACT,
+            table=_preact_table(18),
+            params=11_687_720,
+            macs=1.814e9,
+            notes=_PREACT_PROJ_BASIC,
+        ),
+    ),
+    Row(
+        "preact_resnet34",
+        partial(imagenet, 34, preact=True),
+        paper_info(
+            PREACT,
+            table=_preact_table(34),
+            params=21_795_880,
+            macs=3.664e9,
+            notes=_PREACT_PROJ_BASIC,
+        ),
+    ),
+    Row(
+        "preact_resnet50",
+        partial(imagenet, 50, preact=True),
+        paper_info(
+            PREACT,
+            table=_preact_table(50),
+            params=25_549_352,
+            macs=4.089e9,
+            macs_variants=macs_variant("1x1", 3.858e9),
+            notes=_PREACT_PROJ_BOTTLENECK,
+        ),
+    ),
+    Row(
+        "preact_resnet101",
+        partial(imagenet, 101, preact=True),
+        paper_info(
+            PREACT,
+            table=_preact_table(101),
+            params=44_541_480,
+            macs=7.801e9,
+            macs_variants=macs_variant("1x1", 7.570e9),
+            notes=_PREACT_PROJ_BOTTLENECK,
+        ),
+    ),
+    Row(
+        "preact_resnet152",
+        partial(imagenet, 152, preact=True),
+        paper_info(
+            PREACT,
+            table=_preact_table(152),
+            params=60_185_128,
+            macs=11.514e9,
+            macs_variants=macs_variant("1x1", 11.282e9),
+            top1_err=21.1,
+            top5_err=5.5,
+            err_protocol=_PREACT_T5,
+            notes=_PREACT_PROJ_BOTTLENECK,
+        ),
+    ),
+    Row(
+        "preact_resnet200",
+        partial(imagenet, 200, preact=True),
+        paper_info(
+            PREACT,
+            table=_preact_table(200),
+            params=64_666_152,
+            macs=15.007e9,
+            macs_variants=macs_variant("1x1", 14.776e9),
+            paper_params="64.7M",
+            top1_err=20.7,
+            top5_err=5.3,
+            err_protocol=_PREACT_T5 + "; 224 crop: 21.66/5.79 (WRN Table 8, fb.resnet.torch)",
+            notes="64.7M is printed in WRN Table 8 / ResNeXt Table 4 for this model. "
+            + _PREACT_PROJ_BOTTLENECK,
+        ),
+    ),
+    Row(
+        "preact_resnet110",
+        partial(preact_cifar_spec, 110, "preact_basic"),
+        paper_info(
+            PREACT_CIFAR,
+            table="Table 3 (ResNet-110, full pre-activation, CIFAR-10)",
+            params=1_727_962,
+            macs=0.2529e9,
+            top1_err=6.37,
+            err_protocol="CIFAR-10 test, median of 5 runs, Table 3",
+            notes="Option-A shortcuts as the 2015 ResNet-110 it is compared with; the paper "
+            "prints no parameter count for it (the 2015 ResNet-110 is 1.7M, Table 6).",
+        ),
+    ),
     # Stride on the first 1x1 (preact_cifar_spec's default), as resnet-pre-act.lua.
-    Row("preact_resnet164", partial(preact_cifar_spec, 164, "preact_bottleneck"), paper_info(
-        PREACT_CIFAR, table="Table 4 (ResNet-164, pre-act bottleneck, CIFAR)",
-        params=1_703_258, paper_params="1.7M", macs=0.2445e9,
-        macs_variants=macs_variant("3x3", 0.2476e9), top1_err=5.46,
-        err_protocol="CIFAR-10 test, Table 4 (C100: 24.33)",
-        notes="Stride on the first 1x1, as resnet-pre-act.lua.")),
-    Row("preact_resnet1001", partial(preact_cifar_spec, 1001, "preact_bottleneck"), paper_info(
-        PREACT_CIFAR, table="Table 4 (ResNet-1001, pre-act bottleneck, CIFAR)",
-        params=10_327_706, paper_params="10.2M", macs=1.4878e9,
-        macs_variants=macs_variant("3x3", 1.4910e9), top1_err=4.92,
-        err_protocol="CIFAR-10 test, Table 4, batch 128 "
-        "(4.62 with batch 64, repo README; C100: 22.71)",
-        notes="Exact count 10.33M vs the printed 10.2M (1.2%), from resnet-pre-act.lua's "
-        "architecture (9n+2, n=111, widths 16/64/128/256); stride on the first 1x1.")),
+    Row(
+        "preact_resnet164",
+        partial(preact_cifar_spec, 164, "preact_bottleneck"),
+        paper_info(
+            PREACT_CIFAR,
+            table="Table 4 (ResNet-164, pre-act bottleneck, CIFAR)",
+            params=1_703_258,
+            paper_params="1.7M",
+            macs=0.2445e9,
+            macs_variants=macs_variant("3x3", 0.2476e9),
+            top1_err=5.46,
+            err_protocol="CIFAR-10 test, Table 4 (C100: 24.33)",
+            notes="Stride on the first 1x1, as resnet-pre-act.lua.",
+        ),
+    ),
+    Row(
+        "preact_resnet1001",
+        partial(preact_cifar_spec, 1001, "preact_bottleneck"),
+        paper_info(
+            PREACT_CIFAR,
+            table="Table 4 (ResNet-1001, pre-act bottleneck, CIFAR)",
+            params=10_327_706,
+            paper_params="10.2M",
+            macs=1.4878e9,
+            macs_variants=macs_variant("3x3", 1.4910e9),
+            top1_err=4.92,
+            err_protocol="CIFAR-10 test, Table 4, batch 128 "
+            "(4.62 with batch 64, repo README; C100: 22.71)",
+            notes="Exact count 10.33M vs the printed 10.2M (1.2%), from resnet-pre-act.lua's "
+            "architecture (9n+2, n=111, widths 16/64/128/256); stride on the first 1x1.",
+        ),
+    ),
 )
 
 ROWS = RESNET_ROWS + PLAIN_ROWS + PREACT_ROWS

@@ -51,45 +51,120 @@ RESNEXT_ROWS = (
     _resnext_t3(50, 2, 40, 25_425_000, 4.125e9, 23.0),
     _resnext_t3(50, 4, 24, 25_292_968, 4.160e9, 22.6),
     _resnext_t3(50, 8, 14, 25_603_016, 4.267e9, 22.3),
-    Row("resnext50_32x4d", _resnext(50, 32, 4), paper_info(
-        RESNEXT_T3, table="Table 1 / Table 3 (ResNeXt-50, 32x4d)", torchvision="resnext50_32x4d",
-        params=25_028_904, paper_params="25.0M", macs=4.230e9, paper_macs="4.2e9",
-        top1_err=22.2)),
+    Row(
+        "resnext50_32x4d",
+        _resnext(50, 32, 4),
+        paper_info(
+            RESNEXT_T3,
+            table="Table 1 / Table 3 (ResNeXt-50, 32x4d)",
+            torchvision="resnext50_32x4d",
+            params=25_028_904,
+            paper_params="25.0M",
+            macs=4.230e9,
+            paper_macs="4.2e9",
+            top1_err=22.2,
+        ),
+    ),
     _resnext_t3(101, 2, 40, 44_456_296, 7.844e9, 21.7),
     _resnext_t3(101, 4, 24, 44_363_432, 7.886e9, 21.4),
     _resnext_t3(101, 8, 14, 45_104_328, 8.077e9, 21.3),
-    Row("resnext101_32x4d", _resnext(101, 32, 4), paper_info(
-        RESNEXT_T3, table="Table 3 / Table 4 (ResNeXt-101, 32x4d)", params=44_177_704,
-        macs=7.970e9, top1_err=21.2, top5_err=5.6,
-        err_protocol=RESNEXT_T3["err_protocol"] + " (top-5 from Table 4)")),
-    Row("resnext101_32x8d", _resnext(101, 32, 8), paper_info(
-        RESNEXT, table="torchvision resnext101_32x8d (2x complexity by d; not a row of Tables 3-5)",
-        torchvision="resnext101_32x8d", params=88_791_336, macs=16.414e9, top1_err=20.688,
-        top5_err=5.474,
-        err_protocol="torchvision IMAGENET1K_V1 weights, 224 crop of 256 (not a paper number)")),
-    Row("resnext101_2x64d", _resnext(101, 2, 64), paper_info(
-        RESNEXT, table="Table 4 (ResNeXt-101, 2x64d)", params=84_198_184, macs=15.123e9,
-        top1_err=20.7, top5_err=5.5, err_protocol=_RX_T4)),
-    Row("resnext101_64x4d", _resnext(101, 64, 4), paper_info(
-        RESNEXT, table="Table 4 / Table 5 (ResNeXt-101, 64x4d)", torchvision="resnext101_64x4d",
-        params=83_455_272, macs=15.46e9, top1_err=20.4, top5_err=5.3,
-        err_protocol=_RX_T4 + " (320 crop: 19.1/4.4, Table 5)")),
-    Row("resnet101_1x100d", _resnext(101, 1, 100), paper_info(
-        RESNEXT, table="Table 4 (ResNet-101, wider: 1x100d)", params=85_611_336, macs=15.273e9,
-        top1_err=21.3, top5_err=5.7, err_protocol=_RX_T4,
-        notes="A plain ResNet-101 whose bottleneck width is 100 at stage width 64 "
-        "(100/200/400/800), outputs unchanged (256..2048).")),
-    Row("resnext29_8x64d", partial(resnext_cifar_spec, 8, 64), paper_info(
-        RESNEXT_CIFAR, table="Table 7 (ResNeXt-29, 8x64d, CIFAR)", params=34_426_698,
-        paper_params="34.4M", macs=5.387e9, top1_err=3.65,
-        err_protocol="CIFAR-10 test, Table 7 (C100: 17.77)",
-        notes=_RX_CIFAR_NOTES.format(34_518_948))),
-    Row("resnext29_16x64d", partial(resnext_cifar_spec, 16, 64), paper_info(
-        RESNEXT_CIFAR, table="Table 7 (ResNeXt-29, 16x64d, CIFAR)", params=68_155_210,
-        paper_params="68.1M", macs=10.689e9, top1_err=3.58,
-        err_protocol="CIFAR-10 test, Table 7 (C100: 17.31)",
-        notes=_RX_CIFAR_NOTES.format(68_247_460)
-        + " Exact 68.16M vs the printed 68.1M (0.1%).")),
+    Row(
+        "resnext101_32x4d",
+        _resnext(101, 32, 4),
+        paper_info(
+            RESNEXT_T3,
+            table="Table 3 / Table 4 (ResNeXt-101, 32x4d)",
+            params=44_177_704,
+            macs=7.970e9,
+            top1_err=21.2,
+            top5_err=5.6,
+            err_protocol=RESNEXT_T3["err_protocol"] + " (top-5 from Table 4)",
+        ),
+    ),
+    Row(
+        "resnext101_32x8d",
+        _resnext(101, 32, 8),
+        paper_info(
+            RESNEXT,
+            table="torchvision resnext101_32x8d (2x complexity by d; not a row of Tables 3-5)",
+            torchvision="resnext101_32x8d",
+            params=88_791_336,
+            macs=16.414e9,
+            top1_err=20.688,
+            top5_err=5.474,
+            err_protocol="torchvision IMAGENET1K_V1 weights, 224 crop of 256 (not a paper number)",
+        ),
+    ),
+    Row(
+        "resnext101_2x64d",
+        _resnext(101, 2, 64),
+        paper_info(
+            RESNEXT,
+            table="Table 4 (ResNeXt-101, 2x64d)",
+            params=84_198_184,
+            macs=15.123e9,
+            top1_err=20.7,
+            top5_err=5.5,
+            err_protocol=_RX_T4,
+        ),
+    ),
+    Row(
+        "resnext101_64x4d",
+        _resnext(101, 64, 4),
+        paper_info(
+            RESNEXT,
+            table="Table 4 / Table 5 (ResNeXt-101, 64x4d)",
+            torchvision="resnext101_64x4d",
+            params=83_455_272,
+            macs=15.46e9,
+            top1_err=20.4,
+            top5_err=5.3,
+            err_protocol=_RX_T4 + " (320 crop: 19.1/4.4, Table 5)",
+        ),
+    ),
+    Row(
+        "resnet101_1x100d",
+        _resnext(101, 1, 100),
+        paper_info(
+            RESNEXT,
+            table="Table 4 (ResNet-101, wider: 1x100d)",
+            params=85_611_336,
+            macs=15.273e9,
+            top1_err=21.3,
+            top5_err=5.7,
+            err_protocol=_RX_T4,
+            notes="A plain ResNet-101 whose bottleneck width is 100 at stage width 64 "
+            "(100/200/400/800), outputs unchanged (256..2048).",
+        ),
+    ),
+    Row(
+        "resnext29_8x64d",
+        partial(resnext_cifar_spec, 8, 64),
+        paper_info(
+            RESNEXT_CIFAR,
+            table="Table 7 (ResNeXt-29, 8x64d, CIFAR)",
+            params=34_426_698,
+            paper_params="34.4M",
+            macs=5.387e9,
+            top1_err=3.65,
+            err_protocol="CIFAR-10 test, Table 7 (C100: 17.77)",
+            notes=_RX_CIFAR_NOTES.format(34_518_948),
+        ),
+    ),
+    Row(
+        "resnext29_16x64d",
+        partial(resnext_cifar_spec, 16, 64),
+        paper_info(
+            RESNEXT_CIFAR,
+            table="Table 7 (ResNeXt-29, 16x64d, CIFAR)",
+            params=68_155_210,
+            paper_params="68.1M",
+            macs=10.689e9,
+            top1_err=3.58,
+            err_protocol="CIFAR-10 test, Table 7 (C100: 17.31)",
+            notes=_RX_CIFAR_NOTES.format(68_247_460) + " Exact 68.16M vs the printed 68.1M (0.1%).",
+        ),
+    ),
 )
 
 # ---------------------------------------------------------------- Wide ResNet (Zagoruyko 2016)
@@ -100,32 +175,74 @@ _WRN_ERR = "CIFAR-10 test, median of 5 runs, mean/std preprocessing, Table 5"
 BLOCK_DROPOUT = frozenset({"block_dropout"})  # WRN §2.4: dropout between the convs (0.3)
 
 
-def _wrn(depth: int, k: int, params: int, paper_params: str, macs: float, top1: float,
-         protocol: str) -> Row:
-    info = paper_info(WRN_CIFAR, table=f"Table 1 / Table 5 (WRN-{depth}-{k}, CIFAR)", params=params,
-                 paper_params=paper_params, macs=macs, top1_err=top1, err_protocol=protocol)
+def _wrn(
+    depth: int, k: int, params: int, paper_params: str, macs: float, top1: float, protocol: str
+) -> Row:
+    info = paper_info(
+        WRN_CIFAR,
+        table=f"Table 1 / Table 5 (WRN-{depth}-{k}, CIFAR)",
+        params=params,
+        paper_params=paper_params,
+        macs=macs,
+        top1_err=top1,
+        err_protocol=protocol,
+    )
     return Row(f"wrn{depth}_{k}", partial(wrn_spec, depth, k), info, BLOCK_DROPOUT)
 
 
 WRN_ROWS = (
     _wrn(16, 4, 2_748_890, "2.7M", 0.3926e9, 5.02, _WRN_ERR + " (C100 24.03; +drop 5.24)"),
     _wrn(16, 8, 10_961_370, "11.0M", 1.548e9, 4.27, _WRN_ERR + " (C100: 20.43)"),
-    _wrn(28, 10, 36_479_194, "36.5M", 5.243e9, 4.00,
-         _WRN_ERR + " (C100: 19.25; block_dropout 0.3: 3.89 / 18.85, Table 6)"),
+    _wrn(
+        28,
+        10,
+        36_479_194,
+        "36.5M",
+        5.243e9,
+        4.00,
+        _WRN_ERR + " (C100: 19.25; block_dropout 0.3: 3.89 / 18.85, Table 6)",
+    ),
     _wrn(40, 4, 8_949_210, "8.9M", 1.299e9, 4.53, _WRN_ERR + " (C100: 21.18)"),
-    _wrn(40, 10, 55_841_754, "56M", 8.074e9, 3.8,
-         "CIFAR-10 test, best single run with block_dropout 0.3, Table 9 (C100: 18.3)"),
-    Row("wide_resnet50_2", partial(imagenet, 50, base_width=128), paper_info(
-        WRN, table="Table 8 (WRN-50-2-bottleneck, ImageNet)", torchvision="wide_resnet50_2",
-        params=68_883_240, paper_params="68.9M", macs=11.398e9, top1_err=21.9, top5_err=6.03,
-        err_protocol="ImageNet val, single 224 crop, Table 8 (Table 9 / README say top-5 5.79)",
-        notes="Bottleneck width doubled (base_width 128), outputs unchanged: "
-        "torchvision's model.")),
-    Row("wide_resnet101_2", partial(imagenet, 101, base_width=128), paper_info(
-        WRN, table="torchvision wide_resnet101_2 (WRN-101-2-bottleneck; not in the paper's tables)",
-        torchvision="wide_resnet101_2", params=126_886_696, macs=22.753e9, top1_err=21.152,
-        top5_err=5.716,
-        err_protocol="torchvision IMAGENET1K_V1 weights, 224 crop of 256 (not a paper number)")),
+    _wrn(
+        40,
+        10,
+        55_841_754,
+        "56M",
+        8.074e9,
+        3.8,
+        "CIFAR-10 test, best single run with block_dropout 0.3, Table 9 (C100: 18.3)",
+    ),
+    Row(
+        "wide_resnet50_2",
+        partial(imagenet, 50, base_width=128),
+        paper_info(
+            WRN,
+            table="Table 8 (WRN-50-2-bottleneck, ImageNet)",
+            torchvision="wide_resnet50_2",
+            params=68_883_240,
+            paper_params="68.9M",
+            macs=11.398e9,
+            top1_err=21.9,
+            top5_err=6.03,
+            err_protocol="ImageNet val, single 224 crop, Table 8 (Table 9 / README say top-5 5.79)",
+            notes="Bottleneck width doubled (base_width 128), outputs unchanged: "
+            "torchvision's model.",
+        ),
+    ),
+    Row(
+        "wide_resnet101_2",
+        partial(imagenet, 101, base_width=128),
+        paper_info(
+            WRN,
+            table="torchvision wide_resnet101_2 (WRN-101-2-bottleneck; not in the paper's tables)",
+            torchvision="wide_resnet101_2",
+            params=126_886_696,
+            macs=22.753e9,
+            top1_err=21.152,
+            top5_err=5.716,
+            err_protocol="torchvision IMAGENET1K_V1 weights, 224 crop of 256 (not a paper number)",
+        ),
+    ),
 )
 
 # ---------------------------------------------------------------- SENet (Hu et al. 2017)
@@ -143,38 +260,105 @@ def _se(depth: int, stride_on: StrideOn = "3x3", **spec: Any) -> Callable[..., N
 
 
 SENET_ROWS = (
-    Row("se_resnet50", _se(50, "1x1"), paper_info(
-        SENET_T2, table="Table 2 (SE-ResNet-50); Table 10 r = 16", params=28_088_024,
-        paper_params="28.1M", macs=3.8605e9, paper_macs="3.87e9",
-        macs_variants=macs_variant("3x3", 4.0917e9), top1_err=23.29, top5_err=6.62)),
-    Row("se_resnet101", _se(101, "1x1"), paper_info(
-        SENET_T2, table="Table 2 (SE-ResNet-101)", params=49_326_872, macs=7.5749e9,
-        paper_macs="7.60e9", macs_variants=macs_variant("3x3", 7.8061e9), top1_err=22.38,
-        top5_err=6.07)),
-    Row("se_resnet152", _se(152, "1x1"), paper_info(
-        SENET_T2, table="Table 2 (SE-ResNet-152)", params=66_821_848, macs=11.289e9,
-        paper_macs="11.32e9", macs_variants=macs_variant("3x3", 11.520e9), top1_err=21.57,
-        top5_err=5.73)),
-    Row("se_resnext50_32x4d", _se(50, groups=32, base_width=4), paper_info(
-        SENET_T2, table="Table 2 (SE-ResNeXt-50, 32x4d)", params=27_559_896, macs=4.2330e9,
-        paper_macs="4.25e9", macs_variants=macs_variant("1x1", 3.7706e9), top1_err=21.10,
-        top5_err=5.49)),
-    Row("se_resnext101_32x4d", _se(101, groups=32, base_width=4), paper_info(
-        SENET_T2, table="Table 2 (SE-ResNeXt-101, 32x4d)", params=48_955_416, macs=7.9747e9,
-        paper_macs="8.00e9", macs_variants=macs_variant("1x1", 7.5123e9), top1_err=20.70,
-        top5_err=5.01)),
-    Row("senet154", _se(152, groups=64, base_width=4, stem="deep", stem_width=128,
-                        conv1_ratio=0.5, proj_kernel=3), paper_info(
-        SENET_T2, table="Table 8 (SENet-154); architecture in the supplementary / released "
-        "Caffe model", params=115_088_984, macs=20.688e9, top1_err=18.68, top5_err=4.47,
-        err_protocol="ImageNet val, single 224 crop, Table 8",
-        notes="SE-ResNeXt-152 64x4d with the paper's changes: first 1x1 of each bottleneck "
-        "halved (conv1_ratio 0.5), 7x7 stem -> three 3x3 convs (64, 64, 128), 3x3/2 "
-        "projection shortcuts, dropout 0.2 before the classifier (the default of the free "
-        "`dropout` knob here); label smoothing and the BN freeze are training, not "
-        "architecture. 115,088,984 params = the Caffe model's PyTorch port "
-        "(Cadene/pretrained-models.pytorch); the paper prints no params or FLOPs for it."),
-        defaults={"dropout": 0.2}),  # the paper's SENet-154 change (4): dropout 0.2 before the FC
+    Row(
+        "se_resnet50",
+        _se(50, "1x1"),
+        paper_info(
+            SENET_T2,
+            table="Table 2 (SE-ResNet-50); Table 10 r = 16",
+            params=28_088_024,
+            paper_params="28.1M",
+            macs=3.8605e9,
+            paper_macs="3.87e9",
+            macs_variants=macs_variant("3x3", 4.0917e9),
+            top1_err=23.29,
+            top5_err=6.62,
+        ),
+    ),
+    Row(
+        "se_resnet101",
+        _se(101, "1x1"),
+        paper_info(
+            SENET_T2,
+            table="Table 2 (SE-ResNet-101)",
+            params=49_326_872,
+            macs=7.5749e9,
+            paper_macs="7.60e9",
+            macs_variants=macs_variant("3x3", 7.8061e9),
+            top1_err=22.38,
+            top5_err=6.07,
+        ),
+    ),
+    Row(
+        "se_resnet152",
+        _se(152, "1x1"),
+        paper_info(
+            SENET_T2,
+            table="Table 2 (SE-ResNet-152)",
+            params=66_821_848,
+            macs=11.289e9,
+            paper_macs="11.32e9",
+            macs_variants=macs_variant("3x3", 11.520e9),
+            top1_err=21.57,
+            top5_err=5.73,
+        ),
+    ),
+    Row(
+        "se_resnext50_32x4d",
+        _se(50, groups=32, base_width=4),
+        paper_info(
+            SENET_T2,
+            table="Table 2 (SE-ResNeXt-50, 32x4d)",
+            params=27_559_896,
+            macs=4.2330e9,
+            paper_macs="4.25e9",
+            macs_variants=macs_variant("1x1", 3.7706e9),
+            top1_err=21.10,
+            top5_err=5.49,
+        ),
+    ),
+    Row(
+        "se_resnext101_32x4d",
+        _se(101, groups=32, base_width=4),
+        paper_info(
+            SENET_T2,
+            table="Table 2 (SE-ResNeXt-101, 32x4d)",
+            params=48_955_416,
+            macs=7.9747e9,
+            paper_macs="8.00e9",
+            macs_variants=macs_variant("1x1", 7.5123e9),
+            top1_err=20.70,
+            top5_err=5.01,
+        ),
+    ),
+    Row(
+        "senet154",
+        _se(
+            152,
+            groups=64,
+            base_width=4,
+            stem="deep",
+            stem_width=128,
+            conv1_ratio=0.5,
+            proj_kernel=3,
+        ),
+        paper_info(
+            SENET_T2,
+            table="Table 8 (SENet-154); architecture in the supplementary / released Caffe model",
+            params=115_088_984,
+            macs=20.688e9,
+            top1_err=18.68,
+            top5_err=4.47,
+            err_protocol="ImageNet val, single 224 crop, Table 8",
+            notes="SE-ResNeXt-152 64x4d with the paper's changes: first 1x1 of each bottleneck "
+            "halved (conv1_ratio 0.5), 7x7 stem -> three 3x3 convs (64, 64, 128), 3x3/2 "
+            "projection shortcuts, dropout 0.2 before the classifier (the default of the free "
+            "`dropout` knob here); label smoothing and the BN freeze are training, not "
+            "architecture. 115,088,984 params = the Caffe model's PyTorch port "
+            "(Cadene/pretrained-models.pytorch); the paper prints no params or FLOPs for it.",
+        ),
+        defaults={"dropout": 0.2},
+    ),  # the paper's SENet-154 change (4): dropout 0.2 before the FC
 )
 
 ROWS = RESNEXT_ROWS + WRN_ROWS + SENET_ROWS

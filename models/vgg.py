@@ -26,7 +26,24 @@ from .registry import ModelInfo, register_model
 
 # Table 1, column D (16 weight layers): 13 convs in five blocks, each closed by a max pool.
 VGG16_LAYERS: tuple[int | str, ...] = (
-    64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M",
+    64,
+    64,
+    "M",
+    128,
+    128,
+    "M",
+    256,
+    256,
+    256,
+    "M",
+    512,
+    512,
+    512,
+    "M",
+    512,
+    512,
+    512,
+    "M",
 )
 
 

@@ -5,6 +5,7 @@ package shadows the stdlib ``platform`` for the whole process, and torch, wandb 
 lightning call ``platform.system()`` and friends.  We therefore load the stdlib file by
 path and re-export its public API.  Keep this file to that shim (see DESIGN.md).
 """
+
 import importlib.util as _ilu
 import os as _os
 import sysconfig as _sysconfig

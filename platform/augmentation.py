@@ -21,6 +21,7 @@ copied to the batch's device, so nothing waits on the GPU.  Only the per-pixel n
 ``random_erase(value="random")`` is drawn on the batch's device: pass a generator on that
 device, or none, to keep it there.
 """
+
 from __future__ import annotations
 
 import math
@@ -48,13 +49,17 @@ def _beta(alpha: float, generator: torch.Generator | None) -> float:
     torch's Beta sampler takes no generator, so a seed is drawn from it and handed to the
     standard library's ``betavariate`` (a scalar: no device work at all).
     """
-    seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=_generator_device(generator)))
+    seed = int(
+        torch.randint(0, 2**62, (1,), generator=generator, device=_generator_device(generator))
+    )
     return random.Random(seed).betavariate(alpha, alpha)
 
 
 def _check_batch(images: torch.Tensor) -> None:
     if images.ndim != 4:
-        raise ValueError(f"expected a batch of images (N, C, H, W), got shape {tuple(images.shape)}")
+        raise ValueError(
+            f"expected a batch of images (N, C, H, W), got shape {tuple(images.shape)}"
+        )
 
 
 # ---------------------------------------------------------------------------- targets and loss
@@ -62,7 +67,9 @@ def one_hot(targets: torch.Tensor, num_classes: int) -> torch.Tensor:
     """Float32 (N, num_classes) probabilities of hard (N,) targets; (N, K) soft targets pass through."""
     if targets.ndim == 2:
         if targets.shape[1] != num_classes:
-            raise ValueError(f"soft targets have {targets.shape[1]} classes, expected {num_classes}")
+            raise ValueError(
+                f"soft targets have {targets.shape[1]} classes, expected {num_classes}"
+            )
         return targets.float()
     return F.one_hot(targets.long(), num_classes).float()
 
@@ -87,13 +94,16 @@ def soft_cross_entropy(logits: torch.Tensor, soft_targets: torch.Tensor) -> torc
     ``F.cross_entropy(logits, y)`` on one-hot ``soft_targets``; pycls's ``SoftCrossEntropyLoss``.
     """
     if soft_targets.shape != logits.shape:
-        raise ValueError(f"soft targets {tuple(soft_targets.shape)} do not match logits {tuple(logits.shape)}")
+        raise ValueError(
+            f"soft targets {tuple(soft_targets.shape)} do not match logits {tuple(logits.shape)}"
+        )
     return -(soft_targets.float() * F.log_softmax(logits.float(), dim=1)).sum(dim=1).mean()
 
 
 # ---------------------------------------------------------------------------- mixup / cutmix
-def cutmix_box(height: int, width: int, lam: float, generator: torch.Generator | None = None
-               ) -> tuple[int, int, int, int]:
+def cutmix_box(
+    height: int, width: int, lam: float, generator: torch.Generator | None = None
+) -> tuple[int, int, int, int]:
     """CutMix's box ``(y1, y2, x1, x2)`` for a drawn ``lam`` (Yun et al. 2019, Algorithm A1).
 
     The centre is uniform over the image; the side lengths are ``sqrt(1 - lam)`` times the
@@ -105,7 +115,12 @@ def cutmix_box(height: int, width: int, lam: float, generator: torch.Generator |
     cy = int(torch.randint(height, (1,), generator=generator, device=device))
     r = 0.5 * math.sqrt(1.0 - lam)
     half_w, half_h = int(r * width), int(r * height)
-    return max(cy - half_h, 0), min(cy + half_h, height), max(cx - half_w, 0), min(cx + half_w, width)
+    return (
+        max(cy - half_h, 0),
+        min(cy + half_h, height),
+        max(cx - half_w, 0),
+        min(cx + half_w, width),
+    )
 
 
 def mix_batch(
@@ -149,16 +164,22 @@ def mix_batch(
         return images, targets
     _check_batch(images)
     if not images.is_floating_point():
-        raise TypeError(f"mix_batch needs floating-point images (normalize first), got {images.dtype}")
+        raise TypeError(
+            f"mix_batch needs floating-point images (normalize first), got {images.dtype}"
+        )
     n, _, height, width = images.shape
     if targets.shape[0] != n:
         raise ValueError(f"{n} images but {targets.shape[0]} targets")
 
     gen_device = _generator_device(generator)
     use_cutmix = cutmix_alpha > 0 and (
-        mixup_alpha == 0 or float(torch.rand((1,), generator=generator, device=gen_device)) < switch_prob)
+        mixup_alpha == 0
+        or float(torch.rand((1,), generator=generator, device=gen_device)) < switch_prob
+    )
     lam = _beta(cutmix_alpha if use_cutmix else mixup_alpha, generator)
-    perm = torch.randperm(n, generator=generator, device=gen_device).to(images.device, non_blocking=True)
+    perm = torch.randperm(n, generator=generator, device=gen_device).to(
+        images.device, non_blocking=True
+    )
 
     if use_cutmix:
         y1, y2, x1, x2 = cutmix_box(height, width, lam, generator)
@@ -201,7 +222,9 @@ def random_erase(
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"p must be in [0, 1], got {p}")
     if not (0 < scale[0] <= scale[1] and 0 < ratio[0] <= ratio[1]):
-        raise ValueError(f"need 0 < scale[0] <= scale[1] and 0 < ratio[0] <= ratio[1], got {scale}, {ratio}")
+        raise ValueError(
+            f"need 0 < scale[0] <= scale[1] and 0 < ratio[0] <= ratio[1], got {scale}, {ratio}"
+        )
     if isinstance(value, str) and value != "random":
         raise ValueError(f"value must be a number or 'random', got {value!r}")
     if value == "random" and not images.is_floating_point():
@@ -231,14 +254,19 @@ def random_erase(
     rows, cols = torch.arange(height, device=device), torch.arange(width, device=device)
     in_rows = (rows >= top[:, None]) & (rows < (top + h)[:, None])  # (N, H)
     in_cols = (cols >= left[:, None]) & (cols < (left + w)[:, None])  # (N, W)
-    mask = (in_rows[:, :, None] & in_cols[:, None, :] & erase[:, None, None])[:, None]  # (N, 1, H, W)
+    mask = (in_rows[:, :, None] & in_cols[:, None, :] & erase[:, None, None])[
+        :, None
+    ]  # (N, 1, H, W)
 
     if value == "random":
         if generator is None or generator.device == device:
             noise = torch.empty_like(images).normal_(generator=generator)
         else:  # a generator elsewhere: reproducible, but drawn there and copied over
-            noise = torch.empty(images.shape, dtype=images.dtype, device=gen_device).normal_(
-                generator=generator).to(device)
+            noise = (
+                torch.empty(images.shape, dtype=images.dtype, device=gen_device)
+                .normal_(generator=generator)
+                .to(device)
+            )
         out = torch.where(mask, noise, images)
     else:
         out = images.masked_fill(mask, float(value))

@@ -12,6 +12,7 @@ the shared-filesystem check live beside the signal state they share).
 The learning rate is logged once, as ``lr`` per step by ``ClassificationModule.training_step``
 (the key ``metrics.jsonl`` and W&B carry); no ``LearningRateMonitor``.
 """
+
 from __future__ import annotations
 
 import json
@@ -29,8 +30,18 @@ from torch import nn
 
 from platform.confusion import class_names, write_confusion
 from platform.ema import EmaValMetric, ModelEma, ema_decay
-from platform.runs import (LAST, METRIC_KEYS, RunWriteError, _finite, _write_lines, checkpoint_dir,
-                           fsync_append, read_metrics, remove_checkpoint, save_checkpoint)
+from platform.runs import (
+    LAST,
+    METRIC_KEYS,
+    RunWriteError,
+    _finite,
+    _write_lines,
+    checkpoint_dir,
+    fsync_append,
+    read_metrics,
+    remove_checkpoint,
+    save_checkpoint,
+)
 from platform.schedules import resolution_at
 
 log = logging.getLogger(__name__)
@@ -48,7 +59,9 @@ class ProgressiveResizing(L.Callback):
         res = resolution_at(trainer.current_epoch, *self.args)
         datamodule = trainer.datamodule
         if not hasattr(datamodule, "set_train_resolution"):
-            raise TypeError(f"data={type(datamodule).__name__} does not support progressive resizing")
+            raise TypeError(
+                f"data={type(datamodule).__name__} does not support progressive resizing"
+            )
         if res != getattr(datamodule, "resolution", None):
             log.info("epoch %d: training resolution %d", trainer.current_epoch, res)
         datamodule.set_train_resolution(res)
@@ -92,8 +105,14 @@ class ThroughputMonitor(L.Callback):
     callback, which must come first), to W&B, and to :attr:`epoch`, which :class:`LogLines` prints.
     """
 
-    KEYS = ("perf/train_img_s", "perf/val_img_s", "perf/data_wait_s", "perf/compute_s", "perf/data_wait_frac",
-            "perf/peak_mem_mib")
+    KEYS = (
+        "perf/train_img_s",
+        "perf/val_img_s",
+        "perf/data_wait_s",
+        "perf/compute_s",
+        "perf/data_wait_frac",
+        "perf/peak_mem_mib",
+    )
 
     def __init__(self) -> None:
         self.epoch: dict[str, float] = {}
@@ -124,13 +143,17 @@ class ThroughputMonitor(L.Callback):
         self.images += _batch_images(batch)
         self.batches += 1
 
-    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx: int,
-                                  dataloader_idx: int = 0) -> None:
-        if batch_idx == 0:  # validation runs inside the train epoch: keep its time out of the train split
+    def on_validation_batch_start(
+        self, trainer, pl_module, batch, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        if (
+            batch_idx == 0
+        ):  # validation runs inside the train epoch: keep its time out of the train split
             self._val_t0, self._val_images = time.perf_counter(), 0
 
-    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int,
-                                dataloader_idx: int = 0) -> None:
+    def on_validation_batch_end(
+        self, trainer, pl_module, outputs, batch, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
         self._val_images += _batch_images(batch)
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -148,13 +171,24 @@ class ThroughputMonitor(L.Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self.batches:
             return
-        self.epoch.update({"perf/train_img_s": self.train_rate(trainer), "perf/data_wait_s": self.wait,
-                           "perf/compute_s": self.compute,
-                           "perf/data_wait_frac": self.wait / max(self.wait + self.compute, 1e-9)})
+        self.epoch.update(
+            {
+                "perf/train_img_s": self.train_rate(trainer),
+                "perf/data_wait_s": self.wait,
+                "perf/compute_s": self.compute,
+                "perf/data_wait_frac": self.wait / max(self.wait + self.compute, 1e-9),
+            }
+        )
         values = {k: float(v) for k, v in self.epoch.items() if k != "perf/peak_mem_mib"}
         pl_module.log_dict(values, on_step=False, on_epoch=True)
-        pl_module.log("perf/peak_mem_mib", peak_memory_mib(pl_module.device), on_step=False, on_epoch=True,
-                      sync_dist=trainer.world_size > 1, reduce_fx="max")
+        pl_module.log(
+            "perf/peak_mem_mib",
+            peak_memory_mib(pl_module.device),
+            on_step=False,
+            on_epoch=True,
+            sync_dist=trainer.world_size > 1,
+            reduce_fx="max",
+        )
         self.epoch["perf/peak_mem_mib"] = float(trainer.callback_metrics["perf/peak_mem_mib"])
 
 
@@ -231,25 +265,29 @@ class LogLines(L.Callback):
         loss = m.get("train/loss_step")
         top1 = _running_top1(pl_module)
         share = mon.wait / max(mon.wait + mon.compute, 1e-9)
-        self._print(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs} step {trainer.global_step} "
-                    f"[{batch_idx + 1}/{trainer.num_training_batches}] | loss "
-                    f"{'n/a' if loss is None else f'{float(loss):.4f}'} | train top-1 "
-                    f"{'n/a' if top1 is None else f'{top1:.2f}'} | lr {self._lr(trainer):.4g} | "
-                    f"{mon.train_rate(trainer):.0f} img/s | data {100 * share:.0f}% | "
-                    f"eta {self._eta(trainer)}")
+        self._print(
+            f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs} step {trainer.global_step} "
+            f"[{batch_idx + 1}/{trainer.num_training_batches}] | loss "
+            f"{'n/a' if loss is None else f'{float(loss):.4f}'} | train top-1 "
+            f"{'n/a' if top1 is None else f'{top1:.2f}'} | lr {self._lr(trainer):.4g} | "
+            f"{mon.train_rate(trainer):.0f} img/s | data {100 * share:.0f}% | "
+            f"eta {self._eta(trainer)}"
+        )
 
     @rank_zero_only
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         m, e = trainer.callback_metrics, self.monitor.epoch
         f = lambda k, spec=".2f": f"{float(m[k]):{spec}}" if k in m else "n/a"  # noqa: E731
         val = f"val loss {f('val/loss', '.4f')} top-1 {f('val/top1')} top-5 {f('val/top5')}"
-        self._print(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs} done, "
-                    f"step {trainer.global_step} | "
-                    f"train loss {f('train/loss', '.4f')} top-1 {f('train/top1')} | {val} | "
-                    f"lr {self._lr(trainer):.4g} | {e.get('perf/train_img_s', 0):.0f} img/s "
-                    f"(val {e.get('perf/val_img_s', 0):.0f}) | "
-                    f"data {100 * e.get('perf/data_wait_frac', 0):.0f}% | "
-                    f"peak mem {e.get('perf/peak_mem_mib', 0):.0f} MiB | eta {self._eta(trainer)}")
+        self._print(
+            f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs} done, "
+            f"step {trainer.global_step} | "
+            f"train loss {f('train/loss', '.4f')} top-1 {f('train/top1')} | {val} | "
+            f"lr {self._lr(trainer):.4g} | {e.get('perf/train_img_s', 0):.0f} img/s "
+            f"(val {e.get('perf/val_img_s', 0):.0f}) | "
+            f"data {100 * e.get('perf/data_wait_frac', 0):.0f}% | "
+            f"peak mem {e.get('perf/peak_mem_mib', 0):.0f} MiB | eta {self._eta(trainer)}"
+        )
 
 
 # ---------------------------------------------------------------------------- the run directory
@@ -281,10 +319,19 @@ class RunCheckpoint(Checkpoint):
     ranks there).  ``on_saved`` is called after each save (the summary heartbeat).
     """
 
-    def __init__(self, run_dir: Path, every_n_steps: int | None = None, every_minutes: float | None = None,
-                 on_saved: Any = None) -> None:
+    def __init__(
+        self,
+        run_dir: Path,
+        every_n_steps: int | None = None,
+        every_minutes: float | None = None,
+        on_saved: Any = None,
+    ) -> None:
         self.run_dir = Path(run_dir)
-        self.every_n_steps, self.every_minutes, self.on_saved = every_n_steps, every_minutes, on_saved
+        self.every_n_steps, self.every_minutes, self.on_saved = (
+            every_n_steps,
+            every_minutes,
+            on_saved,
+        )
         self.last_save = time.monotonic()
 
     @property
@@ -300,13 +347,18 @@ class RunCheckpoint(Checkpoint):
 
     def time_due(self) -> bool:
         """This rank's clock; the caller agrees across ranks (any rank due -> all save)."""
-        return self.every_minutes is not None and time.monotonic() - self.last_save >= 60.0 * self.every_minutes
+        return (
+            self.every_minutes is not None
+            and time.monotonic() - self.last_save >= 60.0 * self.every_minutes
+        )
 
     def save(self, trainer: L.Trainer, kind: str) -> None:
         save_checkpoint(trainer, self.path, kind)
         self.last_save = time.monotonic()
         if trainer.is_global_zero:
-            run_log.debug("checkpoint (%s) saved: %s at step %d", kind, self.path, trainer.global_step)
+            run_log.debug(
+                "checkpoint (%s) saved: %s at step %d", kind, self.path, trainer.global_step
+            )
             if self.on_saved is not None:
                 self.on_saved()
 
@@ -352,8 +404,11 @@ class RunRecorder(L.Callback):
         # on every rank: reading callback_metrics syncs the epoch's metrics across ranks (a collective);
         # rank 0 alone reading them deadlocks against the next collective of the other ranks
         metrics = trainer.callback_metrics  # epoch-level values: Lightning has reached epoch end
-        row: dict[str, Any] = {"epoch": trainer.current_epoch, "step": trainer.global_step,
-                               "epoch_time_s": round(time.time() - self.epoch_started, 3)}
+        row: dict[str, Any] = {
+            "epoch": trainer.current_epoch,
+            "step": trainer.global_step,
+            "epoch_time_s": round(time.time() - self.epoch_started, 3),
+        }
         row.update({k: _finite(float(metrics[k])) for k in METRIC_KEYS if k in metrics})
         error = None
         if trainer.is_global_zero:
@@ -361,7 +416,9 @@ class RunRecorder(L.Callback):
                 fsync_append(self.path, json.dumps(row) + "\n")
             except RunWriteError as e:
                 error = e
-        if trainer.strategy.reduce_boolean_decision(error is not None, all=False):  # every rank stops
+        if trainer.strategy.reduce_boolean_decision(
+            error is not None, all=False
+        ):  # every rank stops
             raise error or RunWriteError(self.path, "the write failed on global rank 0")
 
 
@@ -383,8 +440,15 @@ class EmaCallback(L.Callback):
       from the module in ``on_fit_start``, so a new ``fit`` without a checkpoint starts afresh.
     """
 
-    def __init__(self, decay: float, every_n_steps: int = 1, warmup: bool = True, label_smoothing: float = 0.0,
-                 average_buffers: bool = False, model_attr: str = "model") -> None:
+    def __init__(
+        self,
+        decay: float,
+        every_n_steps: int = 1,
+        warmup: bool = True,
+        label_smoothing: float = 0.0,
+        average_buffers: bool = False,
+        model_attr: str = "model",
+    ) -> None:
         ema_decay(0, decay, warmup)  # validates decay
         if every_n_steps < 1:
             raise ValueError(f"every_n_steps must be >= 1, got {every_n_steps}")
@@ -402,7 +466,9 @@ class EmaCallback(L.Callback):
     def _model(self, pl_module: L.LightningModule) -> nn.Module:
         model = getattr(pl_module, self.model_attr, None)
         if not isinstance(model, nn.Module):
-            raise AttributeError(f"EmaCallback averages pl_module.{self.model_attr}, which is not an nn.Module")
+            raise AttributeError(
+                f"EmaCallback averages pl_module.{self.model_attr}, which is not an nn.Module"
+            )
         return model
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -413,18 +479,33 @@ class EmaCallback(L.Callback):
         self.metric = self.metric.to(pl_module.device)
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._last_step = trainer.global_step  # restored by now: no update before the next optimizer step
+        self._last_step = (
+            trainer.global_step
+        )  # restored by now: no update before the next optimizer step
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
         step = trainer.global_step
         if self.ema is None or step == self._last_step or step % self.every_n_steps != 0:
             return
         self._last_step = step
         self.ema.update(self._model(pl_module), step // self.every_n_steps - 1)
 
-    def on_validation_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
-                                batch_idx: int, dataloader_idx: int = 0) -> None:
+    def on_validation_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
         if self.ema is None or trainer.sanity_checking:
             return
         images, targets = batch[0], batch[1]
@@ -438,7 +519,9 @@ class EmaCallback(L.Callback):
             return
         values = self.metric.compute()  # synced over DDP ranks by torchmetrics
         self.metric.reset()
-        pl_module.log_dict({f"val_ema/{k}": v for k, v in values.items()}, on_step=False, on_epoch=True)
+        pl_module.log_dict(
+            {f"val_ema/{k}": v for k, v in values.items()}, on_step=False, on_epoch=True
+        )
 
     def state_dict(self) -> dict[str, Any]:
         return {} if self.ema is None else {"ema": self.ema.state_dict()}

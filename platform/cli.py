@@ -14,6 +14,7 @@ the argparse flags.
 ``models/__main__.py``, ``datamodules/write.py`` and ``benchmarks/`` keep their own copy: they
 may not import the platform (dependencies point ``platform -> models, datamodules``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,6 +35,7 @@ def user_error(error: BaseException | str) -> int:
 def entry(errors: tuple[type[BaseException], ...] = ()) -> Callable:
     """Decorate ``main(argv: list[str]) -> int``: ``argv`` defaults to ``sys.argv[1:]``; ``errors``
     become :func:`user_error` (exit 2); KeyboardInterrupt exits 130."""
+
     def wrap(main: Callable[[list[str]], int]) -> Callable[[Sequence[str] | None], int]:
         @functools.wraps(main)
         def run(argv: Sequence[str] | None = None) -> int:
@@ -43,7 +45,9 @@ def entry(errors: tuple[type[BaseException], ...] = ()) -> Callable:
                 return user_error(e)
             except KeyboardInterrupt:
                 return EXIT_INTERRUPTED
+
         return run
+
     return wrap
 
 
@@ -66,8 +70,9 @@ def split_flags(argv: Sequence[str]) -> tuple[list[str], list[str]]:
     return flags, [a for a in argv if a not in flags]
 
 
-def flags_and_overrides(parser: argparse.ArgumentParser,
-                        argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
+def flags_and_overrides(
+    parser: argparse.ArgumentParser, argv: Sequence[str]
+) -> tuple[argparse.Namespace, list[str]]:
     """``parser``'s flags and positionals, and the ``key=value`` overrides around them; anything
     else is argparse's usage error (exit 2)."""
     args, rest = parser.parse_known_args(list(argv))

@@ -7,6 +7,7 @@ Lightning's ``Trainer`` with its loggers and callbacks (:func:`build_trainer`,
 commands (``platform.evaluate`` / ``predict`` / ``export``) build through it, so a checkpoint is
 always read back with the options it was trained with.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -26,8 +27,8 @@ from datamodules import create_datamodule
 from datamodules.normalize import autocast_dtype
 from datamodules.options import DataOptions
 from platform import slurm
-from platform.config import ConfigError, ExperimentConfig, ModelConfig, to_dict
 from platform.callbacks import AtomicModelCheckpoint, RunCheckpoint, RunRecorder
+from platform.config import ConfigError, ExperimentConfig, ModelConfig, to_dict
 
 log = logging.getLogger("platform.train")  # the W&B fallback warnings are the training run's
 
@@ -37,15 +38,32 @@ def datamodule_options(cfg: ExperimentConfig) -> DataOptions:
     """The datamodule's options, built once from the config: ``data.*`` plus the run's seed,
     ``trainer.channels_last`` and, on CUDA, the autocast dtype for the normalised inputs."""
     d = cfg.data
-    return DataOptions(path=d.path, backend=d.backend, cache_dir=d.cache_dir, batch_size=d.batch_size,
-                       num_workers=d.num_workers, resolution=d.resolution, val_resolution=d.val_resolution,
-                       val_crop_ratio=d.val_crop_ratio, os_cache=d.os_cache, order=d.order, seed=cfg.seed,
-                       split_seed=d.split_seed, val_fraction=d.val_fraction, val_split=d.val_split,
-                       train_subset=d.train_subset, val_subset=d.val_subset, synthetic_size=d.synthetic_size,
-                       synthetic_classes=d.synthetic_classes, channels_last=cfg.trainer.channels_last,
-                       sampler=d.sampler, epoch_samples=d.epoch_samples, batches_ahead=d.batches_ahead,
-                       progressive=d.min_resolution is not None,
-                       normalize_dtype=autocast_dtype(cfg.trainer.precision))
+    return DataOptions(
+        path=d.path,
+        backend=d.backend,
+        cache_dir=d.cache_dir,
+        batch_size=d.batch_size,
+        num_workers=d.num_workers,
+        resolution=d.resolution,
+        val_resolution=d.val_resolution,
+        val_crop_ratio=d.val_crop_ratio,
+        os_cache=d.os_cache,
+        order=d.order,
+        seed=cfg.seed,
+        split_seed=d.split_seed,
+        val_fraction=d.val_fraction,
+        val_split=d.val_split,
+        train_subset=d.train_subset,
+        val_subset=d.val_subset,
+        synthetic_size=d.synthetic_size,
+        synthetic_classes=d.synthetic_classes,
+        channels_last=cfg.trainer.channels_last,
+        sampler=d.sampler,
+        epoch_samples=d.epoch_samples,
+        batches_ahead=d.batches_ahead,
+        progressive=d.min_resolution is not None,
+        normalize_dtype=autocast_dtype(cfg.trainer.precision),
+    )
 
 
 def build_datamodule(cfg: ExperimentConfig, **changes: Any):
@@ -71,13 +89,22 @@ def module_kwargs(cfg, num_classes: int) -> dict[str, Any]:
             if value is not None:
                 knobs[key] = value
         elif value != getattr(defaults, key):
-            raise ConfigError(f"model.{key}={value!r}: {name} has no such knob "
-                              f"(its knobs: {', '.join(sorted(allowed - {'num_classes'}))})")
-    return dict(model_name=name, num_classes=cfg.model.num_classes or num_classes, model_knobs=knobs,
-                optim=dataclasses.asdict(cfg.optim), schedule=dataclasses.asdict(cfg.schedule),
-                max_epochs=cfg.trainer.max_epochs, channels_last=cfg.trainer.channels_last,
-                global_batch_size=effective_batch_size(cfg), regularization=dataclasses.asdict(cfg.regularization),
-                seed=cfg.seed)
+            raise ConfigError(
+                f"model.{key}={value!r}: {name} has no such knob "
+                f"(its knobs: {', '.join(sorted(allowed - {'num_classes'}))})"
+            )
+    return dict(
+        model_name=name,
+        num_classes=cfg.model.num_classes or num_classes,
+        model_knobs=knobs,
+        optim=dataclasses.asdict(cfg.optim),
+        schedule=dataclasses.asdict(cfg.schedule),
+        max_epochs=cfg.trainer.max_epochs,
+        channels_last=cfg.trainer.channels_last,
+        global_batch_size=effective_batch_size(cfg),
+        regularization=dataclasses.asdict(cfg.regularization),
+        seed=cfg.seed,
+    )
 
 
 def effective_batch_size(cfg) -> int:
@@ -105,7 +132,9 @@ def build_module(cfg: ExperimentConfig, num_classes: int, *, initial_weights: bo
 # ---------------------------------------------------------------------------- the Trainer
 def uses_cpu(cfg: ExperimentConfig) -> bool:
     """Whether the run's accelerator is the CPU (``auto`` picks a GPU when torch sees one)."""
-    return cfg.trainer.accelerator == "cpu" or (cfg.trainer.accelerator == "auto" and not torch.cuda.is_available())
+    return cfg.trainer.accelerator == "cpu" or (
+        cfg.trainer.accelerator == "auto" and not torch.cuda.is_available()
+    )
 
 
 def apply_flush_denormal(cfg: ExperimentConfig) -> bool:
@@ -130,18 +159,28 @@ def wandb_mode(setting: str) -> str:
     if os.environ.get("WANDB_MODE"):
         return {"dryrun": "offline"}.get(os.environ["WANDB_MODE"], os.environ["WANDB_MODE"])
     netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
-    has_key = bool(os.environ.get("WANDB_API_KEY")) or (netrc.is_file() and "api.wandb.ai" in netrc.read_text())
+    has_key = bool(os.environ.get("WANDB_API_KEY")) or (
+        netrc.is_file() and "api.wandb.ai" in netrc.read_text()
+    )
     if not has_key:
         return "offline"
     host, port = wandb_host()
     if not reachable(host, port, WANDB_PROBE_TIMEOUT_S):
-        log.warning("W&B: an API key is set but %s:%d cannot be reached within %.0f s: logging offline instead "
-                    "(upload later with `wandb sync <run dir>/wandb/offline-run-*`)", host, port, WANDB_PROBE_TIMEOUT_S)
+        log.warning(
+            "W&B: an API key is set but %s:%d cannot be reached within %.0f s: logging offline "
+            "instead "
+            "(upload later with `wandb sync <run dir>/wandb/offline-run-*`)",
+            host,
+            port,
+            WANDB_PROBE_TIMEOUT_S,
+        )
         return "offline"
     return "online"
 
 
-WANDB_PROBE_TIMEOUT_S = 5.0  # logging.wandb=auto: the W&B server must answer a TCP connect within this
+WANDB_PROBE_TIMEOUT_S = (
+    5.0  # logging.wandb=auto: the W&B server must answer a TCP connect within this
+)
 
 
 def wandb_host() -> tuple[str, int]:
@@ -191,9 +230,17 @@ def build_loggers(cfg: ExperimentConfig, run_dir: Path) -> list:
         return []
     from lightning.pytorch.loggers import WandbLogger
 
-    logger = WandbLogger(project=cfg.logging.project, entity=cfg.logging.entity, name=run_dir.name,
-                         id=wandb_run_id(run_dir), save_dir=str(run_dir), mode=mode, resume="allow",
-                         tags=list(cfg.logging.tags) or None, config=to_dict(cfg))
+    logger = WandbLogger(
+        project=cfg.logging.project,
+        entity=cfg.logging.entity,
+        name=run_dir.name,
+        id=wandb_run_id(run_dir),
+        save_dir=str(run_dir),
+        mode=mode,
+        resume="allow",
+        tags=list(cfg.logging.tags) or None,
+        config=to_dict(cfg),
+    )
     # Lightning passes anonymous=None, which W&B >= 0.2x warns about on every run ("The anonymous setting
     # has no effect"); leaving the key out is W&B's own default
     logger._wandb_init.pop("anonymous", None)
@@ -228,17 +275,25 @@ def profiler(cfg: ExperimentConfig, run_dir: Path):
         return None
     from lightning.pytorch import profilers
 
-    cls = {"simple": profilers.SimpleProfiler, "advanced": profilers.AdvancedProfiler,
-           "pytorch": profilers.PyTorchProfiler}[name]
+    cls = {
+        "simple": profilers.SimpleProfiler,
+        "advanced": profilers.AdvancedProfiler,
+        "pytorch": profilers.PyTorchProfiler,
+    }[name]
     return cls(dirpath=str(run_dir), filename=f"profile-{name}")
 
 
 def lightning_knobs(cfg: ExperimentConfig) -> dict[str, Any]:
     """Trainer knobs passed to Lightning as typed (``limit_train_batches=1`` is one batch, ``1.0`` all)."""
     t = cfg.trainer
-    knobs = dict(accumulate_grad_batches=t.accumulate_grad_batches, check_val_every_n_epoch=t.check_val_every_n_epoch,
-                 fast_dev_run=t.fast_dev_run, overfit_batches=t.overfit_batches,
-                 limit_train_batches=t.limit_train_batches, limit_val_batches=t.limit_val_batches)
+    knobs = dict(
+        accumulate_grad_batches=t.accumulate_grad_batches,
+        check_val_every_n_epoch=t.check_val_every_n_epoch,
+        fast_dev_run=t.fast_dev_run,
+        overfit_batches=t.overfit_batches,
+        limit_train_batches=t.limit_train_batches,
+        limit_val_batches=t.limit_val_batches,
+    )
     return {k: v for k, v in knobs.items() if v is not None}
 
 
@@ -265,53 +320,93 @@ def ddp_strategy(cfg: ExperimentConfig, skips_blocks: bool) -> str:
     return t.strategy
 
 
-def build_trainer(cfg: ExperimentConfig, run_dir: Path, extra_callbacks: list | None = None,
-                  skips_blocks: bool = False, on_saved=None):
+def build_trainer(
+    cfg: ExperimentConfig,
+    run_dir: Path,
+    extra_callbacks: list | None = None,
+    skips_blocks: bool = False,
+    on_saved=None,
+):
     import lightning as L
 
     t = cfg.trainer
     loggers = build_loggers(cfg, run_dir)
-    checkpointer = RunCheckpoint(run_dir, cfg.checkpoint.every_n_steps, cfg.checkpoint.every_minutes, on_saved)
+    checkpointer = RunCheckpoint(
+        run_dir, cfg.checkpoint.every_n_steps, cfg.checkpoint.every_minutes, on_saved
+    )
     reporting, bar = reporting_callbacks(cfg)
     callbacks = [
         *reporting,
         RunRecorder(run_dir),
         # Lightning runs checkpoint callbacks last, in this order: at train-epoch end after RunRecorder
         # wrote the epoch's line, the best one first, then last.ckpt (holding the updated best state)
-        AtomicModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best-epoch{epoch:03d}",
-                              monitor="val/top1", mode="max", save_top_k=1, save_last=False,
-                              save_on_train_epoch_end=True, auto_insert_metric_name=False),
+        AtomicModelCheckpoint(
+            dirpath=run_dir / "checkpoints",
+            filename="best-epoch{epoch:03d}",
+            monitor="val/top1",
+            mode="max",
+            save_top_k=1,
+            save_last=False,
+            save_on_train_epoch_end=True,
+            auto_insert_metric_name=False,
+        ),
         checkpointer,
     ]
     if cfg.regularization.ema_decay > 0:
         from platform.callbacks import EmaCallback
 
-        callbacks.append(EmaCallback(cfg.regularization.ema_decay, every_n_steps=cfg.regularization.ema_every,
-                                     label_smoothing=cfg.optim.label_smoothing))
+        callbacks.append(
+            EmaCallback(
+                cfg.regularization.ema_decay,
+                every_n_steps=cfg.regularization.ema_every,
+                label_smoothing=cfg.optim.label_smoothing,
+            )
+        )
     if cfg.data.min_resolution is not None:
         from platform.callbacks import ProgressiveResizing
 
         d = cfg.data
-        callbacks.append(ProgressiveResizing(d.min_resolution, d.max_resolution, d.ramp_start, d.ramp_end))
+        callbacks.append(
+            ProgressiveResizing(d.min_resolution, d.max_resolution, d.ramp_start, d.ramp_end)
+        )
     from platform.callbacks import ConfusionReport
 
-    callbacks.append(ConfusionReport(run_dir))  # confusion.csv/.png at the end of training (+ W&B image)
-    callbacks += slurm.callbacks(run_dir, checkpointer)  # stop signals, periodic checkpoints, divergence
+    callbacks.append(
+        ConfusionReport(run_dir)
+    )  # confusion.csv/.png at the end of training (+ W&B image)
+    callbacks += slurm.callbacks(
+        run_dir, checkpointer
+    )  # stop signals, periodic checkpoints, divergence
     callbacks += list(extra_callbacks or [])
     kwargs = dict(
-        max_epochs=t.max_epochs, accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes,
-        strategy=slurm.strategy(t, ddp_strategy(cfg, skips_blocks)), precision=t.precision,
+        max_epochs=t.max_epochs,
+        accelerator=t.accelerator,
+        devices=t.devices,
+        num_nodes=t.num_nodes,
+        strategy=slurm.strategy(t, ddp_strategy(cfg, skips_blocks)),
+        precision=t.precision,
         gradient_clip_val=t.gradient_clip_val,
-        log_every_n_steps=t.log_every_n_steps, deterministic=t.deterministic, logger=loggers or False,
-        callbacks=callbacks, default_root_dir=str(run_dir), enable_progress_bar=bar, profiler=profiler(cfg, run_dir),
-        enable_model_summary=False, sync_batchnorm=t.sync_batchnorm,
+        log_every_n_steps=t.log_every_n_steps,
+        deterministic=t.deterministic,
+        logger=loggers or False,
+        callbacks=callbacks,
+        default_root_dir=str(run_dir),
+        enable_progress_bar=bar,
+        profiler=profiler(cfg, run_dir),
+        enable_model_summary=False,
+        sync_batchnorm=t.sync_batchnorm,
         use_distributed_sampler=False,  # every datamodule of ours shards itself (exactly, for validation)
-        plugins=slurm.plugins() or None,  # under srun: SLURMEnvironment (ranks/addresses from SLURM)
+        plugins=slurm.plugins()
+        or None,  # under srun: SLURMEnvironment (ranks/addresses from SLURM)
         **lightning_knobs(cfg),
     )
     try:
         return L.Trainer(**kwargs)
-    except (ValueError, TypeError, RuntimeError) as e:  # Lightning's MisconfigurationException is a ValueError
+    except (
+        ValueError,
+        TypeError,
+        RuntimeError,
+    ) as e:  # Lightning's MisconfigurationException is a ValueError
         raise ConfigError(f"the trainer.* settings were rejected: {e}") from None
 
 
@@ -321,9 +416,17 @@ def build_eval_trainer(cfg: ExperimentConfig, out_dir: Path):
     import lightning as L
 
     t = cfg.trainer
-    return L.Trainer(accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy,
-                     precision=t.precision, logger=False, enable_checkpointing=False,
-                     enable_model_summary=False,
-                     enable_progress_bar=cfg.logging.progress_bar, default_root_dir=str(out_dir),
-                     use_distributed_sampler=False,  # our loaders shard exactly: no padded duplicates
-                     plugins=slurm.plugins() or None)
+    return L.Trainer(
+        accelerator=t.accelerator,
+        devices=t.devices,
+        num_nodes=t.num_nodes,
+        strategy=t.strategy,
+        precision=t.precision,
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        enable_progress_bar=cfg.logging.progress_bar,
+        default_root_dir=str(out_dir),
+        use_distributed_sampler=False,  # our loaders shard exactly: no padded duplicates
+        plugins=slurm.plugins() or None,
+    )

@@ -4,6 +4,7 @@ and ``train.log`` -- the whole rank-0 console of every segment, appended.
 ``platform.train`` calls three things: :func:`quiet_library_chatter` (before the Trainer exists),
 :func:`start_console_log` and :func:`print_run_start` (rank 0, once the run directory is known).
 """
+
 from __future__ import annotations
 
 import atexit
@@ -27,7 +28,10 @@ CHATTER_WARNINGS = (
     r"`isinstance\(treespec, LeafSpec\)` is deprecated",
 )
 TIP_PREFIX = "💡 Tip:"  # Lightning's product tips (litlogger, litmodels) through rank_zero_info
-RANK_ZERO_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero")
+RANK_ZERO_LOGGERS = (
+    "lightning.pytorch.utilities.rank_zero",
+    "lightning.fabric.utilities.rank_zero",
+)
 
 
 def _not_a_tip(record: logging.LogRecord) -> bool:
@@ -77,8 +81,9 @@ class ConsoleLog:
         self.swapped: list[tuple[logging.StreamHandler, Any]] = []
         sys.stdout, sys.stderr = _Tee(sys.stdout, self.file), _Tee(sys.stderr, self.file)
         # handlers made earlier (logging.basicConfig, Lightning's own) hold the real streams: point them here
-        for logger in [logging.getLogger()] + [v for v in logging.root.manager.loggerDict.values()
-                                               if isinstance(v, logging.Logger)]:
+        for logger in [logging.getLogger()] + [
+            v for v in logging.root.manager.loggerDict.values() if isinstance(v, logging.Logger)
+        ]:
             for h in logger.handlers:
                 if type(h) is logging.StreamHandler and h.stream in self.saved:
                     tee = sys.stdout if h.stream is self.saved[0] else sys.stderr
@@ -111,8 +116,10 @@ def start_console_log(run_dir: Path) -> ConsoleLog:
     stop_console_log()
     run_dir.mkdir(parents=True, exist_ok=True)
     _active = ConsoleLog(run_dir / "train.log")
-    _active.write_only_here(f"==== segment started {time.strftime('%Y-%m-%dT%H:%M:%S%z')}: "
-                            f"{' '.join(['python -m platform.train', *sys.argv[1:]])}\n")
+    _active.write_only_here(
+        f"==== segment started {time.strftime('%Y-%m-%dT%H:%M:%S%z')}: "
+        f"{' '.join(['python -m platform.train', *sys.argv[1:]])}\n"
+    )
     return _active
 
 
@@ -149,7 +156,11 @@ def final_feature_map(model, resolution: int) -> tuple[int, int, int] | None:
     last4d: list[tuple[int, ...]] = []
 
     def hook(m, inputs, out) -> None:
-        if isinstance(m, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)) and inputs and inputs[0].ndim == 4:
+        if (
+            isinstance(m, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d))
+            and inputs
+            and inputs[0].ndim == 4
+        ):
             pooled.append(tuple(inputs[0].shape))
         elif isinstance(out, torch.Tensor) and out.ndim == 4:
             last4d.append(tuple(out.shape))
@@ -178,21 +189,31 @@ def ignored_data_keys(cfg) -> list[str]:
     from platform.config import DataConfig
 
     default = DataConfig()
-    return [f"data.{k}" for k, names in DATA_KEYS_READ_BY.items()
-            if cfg.data.name not in names and getattr(cfg.data, k) != getattr(default, k)]
+    return [
+        f"data.{k}"
+        for k, names in DATA_KEYS_READ_BY.items()
+        if cfg.data.name not in names and getattr(cfg.data, k) != getattr(default, k)
+    ]
 
 
-def likely_mistakes(cfg, resolution: int, native: int, feature_map: tuple[int, ...] | None) -> list[str]:
+def likely_mistakes(
+    cfg, resolution: int, native: int, feature_map: tuple[int, ...] | None
+) -> list[str]:
     out = []
     if native >= 4 * resolution:
         fm = "x".join(map(str, feature_map[1:])) if feature_map else "tiny"
-        out.append(f"model={cfg.model.name} is built for {native}-px images and data={cfg.data.name} gives "
-                   f"{resolution} px: its last feature map is {fm}; pick a CIFAR-style model "
-                   f"(resnet20, wrn28_10) or raise data.resolution")
+        out.append(
+            f"model={cfg.model.name} is built for {native}-px images and data={cfg.data.name} "
+            "gives "
+            f"{resolution} px: its last feature map is {fm}; pick a CIFAR-style model "
+            f"(resnet20, wrn28_10) or raise data.resolution"
+        )
     for key in ignored_data_keys(cfg):
         section, name = key.split(".")
-        out.append(f"{key}={getattr(cfg.data, name)!r} is ignored by data={cfg.data.name} "
-                   f"(read by data={'|'.join(DATA_KEYS_READ_BY[name])})")
+        out.append(
+            f"{key}={getattr(cfg.data, name)!r} is ignored by data={cfg.data.name} "
+            f"(read by data={'|'.join(DATA_KEYS_READ_BY[name])})"
+        )
     return out
 
 
@@ -217,17 +238,30 @@ def run_start_lines(cfg, module, datamodule, run_dir: Path, world_size: int):
         n_train = None
     lines = [
         f"model      {cfg.model.name}: {count_params(module.model) / 1e6:.2f}M params, "
-        f"{macs / 1e9:.3f} GMACs at {resolution}px, final feature map {'x'.join(map(str, fmap or ()))}",
-        f"batch      {batch} global = {batch // max(world_size, 1)} per device x {world_size} device(s)"
-        + (f", x{t.accumulate_grad_batches} accumulated = {batch * t.accumulate_grad_batches} per step"
-           if t.accumulate_grad_batches > 1 else ""),
+        f"{macs / 1e9:.3f} GMACs at {resolution}px, final feature map "
+        f"{'x'.join(map(str, fmap or ()))}",
+        f"batch      {batch} global = {batch // max(world_size, 1)} per device x {world_size} "
+        "device(s)"
+        + (
+            f", x{t.accumulate_grad_batches} accumulated = {batch * t.accumulate_grad_batches} "
+            "per step"
+            if t.accumulate_grad_batches > 1
+            else ""
+        ),
         f"optim      {cfg.optim.name}, peak LR {module.peak_lr:.4g} (optim.lr {cfg.optim.lr:g}"
-        + (f" per {cfg.optim.reference_batch_size} images)" if cfg.optim.reference_batch_size else ")")
+        + (
+            f" per {cfg.optim.reference_batch_size} images)"
+            if cfg.optim.reference_batch_size
+            else ")"
+        )
         + f", {cfg.schedule.name} schedule, {t.max_epochs} epochs",
-        f"hardware   precision {t.precision}, accelerator {t.accelerator}, {world_size} device(s) on "
+        f"hardware   precision {t.precision}, accelerator {t.accelerator}, {world_size} device(s) "
+        "on "
         f"{t.num_nodes} node(s)",
-        f"data       {cfg.data.name}" + (f" ({cfg.data.path})" if cfg.data.path else "")
-        + (f", {n_train:,} training images" if n_train else "") + f", {resolution}px",
+        f"data       {cfg.data.name}"
+        + (f" ({cfg.data.path})" if cfg.data.path else "")
+        + (f", {n_train:,} training images" if n_train else "")
+        + f", {resolution}px",
         f"run dir    {run_dir}",
     ]
     facts = {"params": count_params(module.model), "macs": macs, "resolution": resolution}

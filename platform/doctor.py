@@ -6,6 +6,7 @@ metadata: its ``__version__`` attribute still says 0.0.3rc1 in 1.0.x).  ``--json
 report instead.  Also the proof that the ``platform`` shim works: it runs under ``python -m
 platform.…``, calls the standard library's ``platform`` API and imports torch, lightning, wandb, FFCV.
 """
+
 from __future__ import annotations
 
 import json
@@ -29,23 +30,29 @@ def package_version(name: str) -> str | None:
 
 
 def report() -> dict:
-    import platform
-
     import lightning
     import torch
     import wandb
 
+    import platform
     from platform.runs import environment
 
     env = environment()
-    env.update({
-        "system": platform.system(), "machine": platform.machine(), "python": platform.python_version(),
-        "wandb": wandb.__version__, "ffcv": package_version("ffcv"),
-        "lightning": lightning.__version__, "cuda_available": torch.cuda.is_available(),
-        "bf16_supported": bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported()),
-        "num_threads": torch.get_num_threads(),
-        "sbatch": shutil.which("sbatch"), "srun": shutil.which("srun"),
-    })
+    env.update(
+        {
+            "system": platform.system(),
+            "machine": platform.machine(),
+            "python": platform.python_version(),
+            "wandb": wandb.__version__,
+            "ffcv": package_version("ffcv"),
+            "lightning": lightning.__version__,
+            "cuda_available": torch.cuda.is_available(),
+            "bf16_supported": bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported()),
+            "num_threads": torch.get_num_threads(),
+            "sbatch": shutil.which("sbatch"),
+            "srun": shutil.which("srun"),
+        }
+    )
     return env
 
 
@@ -60,7 +67,9 @@ def _wandb_verdict() -> tuple[str, str]:
     elif mode == "online":
         why = "an api.wandb.ai key is in ~/.netrc"
     else:
-        why = "no API key (WANDB_API_KEY or `wandb login`): runs log offline; `wandb sync` them later"
+        why = (
+            "no API key (WANDB_API_KEY or `wandb login`): runs log offline; `wandb sync` them later"
+        )
     return ("ok" if mode in ("online", "offline") else "warn"), f"W&B {mode}: {why}"
 
 
@@ -72,25 +81,52 @@ def _cache_verdict(cache_dir: str = CACHE_DIR) -> tuple[str, str]:
             pass
         return "ok", f"dataset cache {path} is writable"
     except OSError as e:
-        return "fail", f"dataset cache {path} is not writable ({e.strerror}): set data.cache_dir=DIR"
+        return (
+            "fail",
+            f"dataset cache {path} is not writable ({e.strerror}): set data.cache_dir=DIR",
+        )
 
 
 def verdicts(env: dict) -> list[tuple[str, str]]:
     out = [_wandb_verdict()]
     if env["cuda_available"]:
-        out.append(("ok", f"GPU: {env.get('gpu')} (CUDA {env.get('cuda')}); bf16 "
-                          + ("supported: trainer.precision=bf16-mixed" if env["bf16_supported"]
-                             else "not supported: use trainer.precision=16-mixed")))
+        out.append(
+            (
+                "ok",
+                f"GPU: {env.get('gpu')} (CUDA {env.get('cuda')}); bf16 "
+                + (
+                    "supported: trainer.precision=bf16-mixed"
+                    if env["bf16_supported"]
+                    else "not supported: use trainer.precision=16-mixed"
+                ),
+            )
+        )
     else:
-        out.append(("warn", "no CUDA GPU: training runs on the CPU (fine for data=digits, slow beyond)"))
+        out.append(
+            ("warn", "no CUDA GPU: training runs on the CPU (fine for data=digits, slow beyond)")
+        )
     for tool in ("sbatch", "srun"):
-        out.append(("ok", f"{tool} found: {env[tool]}") if env[tool]
-                   else ("warn", f"{tool} not found: --launch slurm and platform.sweep --slurm cannot run here"))
+        out.append(
+            ("ok", f"{tool} found: {env[tool]}")
+            if env[tool]
+            else (
+                "warn",
+                f"{tool} not found: --launch slurm and platform.sweep --slurm cannot run here",
+            )
+        )
     out.append(_cache_verdict())
-    out.append(("ok", f"ffcv {env['ffcv']}") if env["ffcv"]
-               else ("warn", "ffcv not installed: use data.backend=torchvision"))
-    out.append(("ok", f"torch {env['torch']}, lightning {env['lightning']}, wandb {env['wandb']}, "
-                      f"python {env['python']} on {env['system']} {env['machine']}"))
+    out.append(
+        ("ok", f"ffcv {env['ffcv']}")
+        if env["ffcv"]
+        else ("warn", "ffcv not installed: use data.backend=torchvision")
+    )
+    out.append(
+        (
+            "ok",
+            f"torch {env['torch']}, lightning {env['lightning']}, wandb {env['wandb']}, "
+            f"python {env['python']} on {env['system']} {env['machine']}",
+        )
+    )
     return out
 
 

@@ -3,6 +3,7 @@
 :func:`adjusted_ema_decay`, :class:`ModelEma`, and :class:`EmaValMetric`, the ``val_ema/*``
 numbers.  ``platform.callbacks.EmaCallback`` is the Lightning wiring that updates it after each
 optimizer step, validates it and checkpoints it."""
+
 from __future__ import annotations
 
 import copy
@@ -30,7 +31,9 @@ def ema_decay(step: int, decay: float, warmup: bool = True) -> float:
     return min(decay, (1.0 + step) / (10.0 + step)) if warmup else decay
 
 
-def adjusted_ema_decay(decay: float, global_batch_size: int, every_n_steps: int, epochs: float) -> float:
+def adjusted_ema_decay(
+    decay: float, global_batch_size: int, every_n_steps: int, epochs: float
+) -> float:
     """The per-update decay of torchvision's reference and pycls, whose stated decay is
     independent of batch size, update period and run length:
     ``1 - min(1, (1 - decay) * global_batch_size * every_n_steps / epochs)``.
@@ -41,8 +44,10 @@ def adjusted_ema_decay(decay: float, global_batch_size: int, every_n_steps: int,
     torchvision recipe's 0.99998, batch 1024, every 32 steps, 600 epochs gives 0.99891 per update.
     """
     if every_n_steps < 1 or global_batch_size < 1 or epochs <= 0:
-        raise ValueError(f"need every_n_steps >= 1, global_batch_size >= 1, epochs > 0; got "
-                         f"{every_n_steps}, {global_batch_size}, {epochs}")
+        raise ValueError(
+            f"need every_n_steps >= 1, global_batch_size >= 1, epochs > 0; got "
+            f"{every_n_steps}, {global_batch_size}, {epochs}"
+        )
     return 1.0 - min(1.0, (1.0 - decay) * global_batch_size * every_n_steps / epochs)
 
 
@@ -65,8 +70,13 @@ class ModelEma:
     ``state_dict``, so it loads into a fresh model for evaluation or export.
     """
 
-    def __init__(self, model: nn.Module, decay: float = 0.9999, warmup: bool = True,
-                 average_buffers: bool = False) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        decay: float = 0.9999,
+        warmup: bool = True,
+        average_buffers: bool = False,
+    ) -> None:
         ema_decay(0, decay, warmup)  # validates decay
         self.decay, self.warmup, self.average_buffers = decay, warmup, average_buffers
         self.module = copy.deepcopy(model).eval().requires_grad_(False)
@@ -78,10 +88,18 @@ class ModelEma:
         ema_params, params = list(self.module.parameters()), list(model.parameters())
         ema_buffers, buffers = list(self.module.buffers()), list(model.buffers())
         if len(ema_params) != len(params) or len(ema_buffers) != len(buffers):
-            raise ValueError("the model does not match the EMA copy (different parameters or buffers)")
-        averaged = [(e, p.detach()) for e, p in zip(ema_params, params) if e.is_floating_point()]
-        copied = [(e, p) for e, p in zip(ema_params, params) if not e.is_floating_point()]
-        for e, b in zip(ema_buffers, buffers):
+            raise ValueError(
+                "the model does not match the EMA copy (different parameters or buffers)"
+            )
+        averaged = [
+            (e, p.detach())
+            for e, p in zip(ema_params, params, strict=False)
+            if e.is_floating_point()
+        ]
+        copied = [
+            (e, p) for e, p in zip(ema_params, params, strict=False) if not e.is_floating_point()
+        ]
+        for e, b in zip(ema_buffers, buffers, strict=False):
             (averaged if self.average_buffers and e.is_floating_point() else copied).append((e, b))
         if averaged:  # d * e + (1 - d) * p  ==  e + (1 - d) * (p - e)
             torch._foreach_lerp_([e for e, _ in averaged], [p for _, p in averaged], 1.0 - d)
@@ -110,7 +128,9 @@ class EmaValMetric(Metric):
     def update(self, logits: torch.Tensor, targets: torch.Tensor) -> None:
         logits = logits.float()
         k = min(5, logits.shape[1])  # as ClassificationModule's top_k_for
-        loss = F.cross_entropy(logits, targets, label_smoothing=self.label_smoothing, reduction="sum")
+        loss = F.cross_entropy(
+            logits, targets, label_smoothing=self.label_smoothing, reduction="sum"
+        )
         self.loss_sum += loss.double()
         self.top1 += (logits.argmax(dim=1) == targets).sum()
         self.topk += (logits.topk(k, dim=1).indices == targets[:, None]).any(dim=1).sum()
@@ -118,5 +138,8 @@ class EmaValMetric(Metric):
 
     def compute(self) -> dict[str, torch.Tensor]:
         n = self.count.clamp(min=1)
-        return {"loss": (self.loss_sum / n).float(), "top1": (100 * self.top1 / n).float(),
-                "top5": (100 * self.topk / n).float()}
+        return {
+            "loss": (self.loss_sum / n).float(),
+            "top1": (100 * self.top1 / n).float(),
+            "top5": (100 * self.topk / n).float(),
+        }

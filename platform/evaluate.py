@@ -18,6 +18,7 @@ one line and writes ``eval-<protocol>.json`` (+ ``eval-<protocol>-confusion.csv/
 run directory (else beside the file).  Under DDP every rank scores its exact shard; the counts
 are summed, so each example is counted once.  From Python: ``from platform.evaluate import evaluate``.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -28,10 +29,16 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-if __package__ in (None, ""):  # run as a file (python platform/evaluate.py): `platform` is the stdlib's
-    print("error: run this as `python -m platform.evaluate ...` from the repository root, or "
-          "`import cnn_platform` first in a script or notebook elsewhere (see README, 'After training')",
-          file=sys.stderr)
+if __package__ in (
+    None,
+    "",
+):  # run as a file (python platform/evaluate.py): `platform` is the stdlib's
+    print(
+        "error: run this as `python -m platform.evaluate ...` from the repository root, or "
+        "`import cnn_platform` first in a script or notebook elsewhere (see README, 'After "
+        "training')",
+        file=sys.stderr,
+    )
     sys.exit(2)
 
 import torch
@@ -58,13 +65,15 @@ class EvalError(ValueError):
 # ---------------------------------------------------------------------------- reading weights
 @dataclasses.dataclass
 class Weights:
-    kind: str                        # "checkpoint of ours" | "state_dict" | "torchvision state_dict"
+    kind: str  # "checkpoint of ours" | "state_dict" | "torchvision state_dict"
     state_dict: dict[str, torch.Tensor]
-    hparams: dict[str, Any] | None   # a checkpoint's ClassificationModule arguments
+    hparams: dict[str, Any] | None  # a checkpoint's ClassificationModule arguments
 
 
-_ACCEPTED = ("give a .ckpt of ours, a state_dict saved with torch.save(model.state_dict(), PATH), "
-             "or a torchvision state_dict")
+_ACCEPTED = (
+    "give a .ckpt of ours, a state_dict saved with torch.save(model.state_dict(), PATH), "
+    "or a torchvision state_dict"
+)
 
 
 def _pickled_class(error: Exception) -> str | None:
@@ -92,21 +101,29 @@ def read_weights(path: str | Path) -> Weights:
     except Exception as e:  # noqa: BLE001 -- any unreadable file is the same user error
         cls = _pickled_class(e)
         if cls:
-            raise EvalError(f"ckpt={path}: holds a pickled {cls} (a whole nn.Module), not weights; save "
-                            f"`model.state_dict()` instead: torch.save(model.state_dict(), PATH)") from None
+            raise EvalError(
+                f"ckpt={path}: holds a pickled {cls} (a whole nn.Module), not weights; save "
+                f"`model.state_dict()` instead: torch.save(model.state_dict(), PATH)"
+            ) from None
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise EvalError(f"ckpt={path}: not a checkpoint ({first[:160]}); {_ACCEPTED}") from None
     if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
-        sd = {k[len("model."):]: v for k, v in obj["state_dict"].items() if k.startswith("model.")}
+        sd = {k[len("model.") :]: v for k, v in obj["state_dict"].items() if k.startswith("model.")}
         if not sd:
-            raise EvalError(f"ckpt={path}: a Lightning checkpoint without model.* weights (not one of ours)")
+            raise EvalError(
+                f"ckpt={path}: a Lightning checkpoint without model.* weights (not one of ours)"
+            )
         return Weights("checkpoint of ours", sd, dict(obj.get("hyper_parameters") or {}) or None)
     if isinstance(obj, Mapping) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
         return Weights("state_dict", dict(obj), None)
     if isinstance(obj, nn.Module):
-        raise EvalError(f"ckpt={path}: holds an nn.Module, not weights; save `model.state_dict()` instead")
-    raise EvalError(f"ckpt={path}: holds a {type(obj).__name__}, neither a checkpoint nor a state_dict; "
-                    f"{_ACCEPTED}")
+        raise EvalError(
+            f"ckpt={path}: holds an nn.Module, not weights; save `model.state_dict()` instead"
+        )
+    raise EvalError(
+        f"ckpt={path}: holds a {type(obj).__name__}, neither a checkpoint nor a state_dict; "
+        f"{_ACCEPTED}"
+    )
 
 
 def run_dir_of(ckpt: Path) -> Path | None:
@@ -120,17 +137,29 @@ def run_dir_of(ckpt: Path) -> Path | None:
 
 # ---------------------------------------------------------------------------- composition
 # Placement and debug limits belong to this machine and this command, not to the training run.
-_THIS_MACHINE = dict(accelerator="auto", devices="auto", num_nodes=1, strategy="auto",
-                     limit_train_batches=None, limit_val_batches=None, compile=False)
+_THIS_MACHINE = dict(
+    accelerator="auto",
+    devices="auto",
+    num_nodes=1,
+    strategy="auto",
+    limit_train_batches=None,
+    limit_val_batches=None,
+    compile=False,
+)
 
 
-def eval_config(ckpt: str | Path, overrides: Sequence[str] = (),
-                weights: Weights | None = None) -> ExperimentConfig:
+def eval_config(
+    ckpt: str | Path, overrides: Sequence[str] = (), weights: Weights | None = None
+) -> ExperimentConfig:
     """The run's saved config (or the defaults), with the model a checkpoint names, then ``overrides``."""
     import yaml
 
     run_dir = run_dir_of(Path(ckpt))
-    base = from_dict(yaml.safe_load((run_dir / "config.yaml").read_text())) if run_dir else ExperimentConfig()
+    base = (
+        from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()))
+        if run_dir
+        else ExperimentConfig()
+    )
     base.trainer = dataclasses.replace(base.trainer, **_THIS_MACHINE)
     base.model = dataclasses.replace(base.model, init=None)
     base.resume = None
@@ -138,15 +167,22 @@ def eval_config(ckpt: str | Path, overrides: Sequence[str] = (),
     given = dict(parse_overrides(list(overrides)))
     if hp and hp.get("model_name"):
         if "model.name" in given and given["model.name"] != hp["model_name"]:
-            raise EvalError(f"ckpt={ckpt}: a {hp['model_name']} checkpoint, but model={given['model.name']} "
-                            f"was given; drop model= or give a {given['model.name']} checkpoint")
+            raise EvalError(
+                f"ckpt={ckpt}: a {hp['model_name']} checkpoint, but model={given['model.name']} "
+                f"was given; drop model= or give a {given['model.name']} checkpoint"
+            )
         base.model = dataclasses.replace(base.model, name=hp["model_name"])
     return load_config(list(overrides), base=base)
 
 
 def build_module(weights: Weights, cfg: ExperimentConfig, ckpt: str | Path):
     """A ``ClassificationModule`` holding the weights (train.py's own builder), in eval mode."""
-    from models.convert import ConversionError, from_torchvision, head_classes, looks_like_torchvision
+    from models.convert import (
+        ConversionError,
+        from_torchvision,
+        head_classes,
+        looks_like_torchvision,
+    )
     from platform.compose import module_kwargs
     from platform.module import ClassificationModule
 
@@ -158,20 +194,25 @@ def build_module(weights: Weights, cfg: ExperimentConfig, ckpt: str | Path):
         if kind == "state_dict" and looks_like_torchvision(name, sd):
             sd, kind = from_torchvision(name, sd), "torchvision state_dict"
     except ConversionError as e:
-        raise EvalError(f"ckpt={ckpt}: {e}; is it a checkpoint of another architecture than "
-                        f"model={name}?") from None
+        raise EvalError(
+            f"ckpt={ckpt}: {e}; is it a checkpoint of another architecture than model={name}?"
+        ) from None
     if weights.hparams:
         kwargs = {**weights.hparams, "model_knobs": weights.hparams.get("model_knobs") or {}}
     else:
-        with_head = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, num_classes=classes))
+        with_head = dataclasses.replace(
+            cfg, model=dataclasses.replace(cfg.model, num_classes=classes)
+        )
         kwargs = module_kwargs(with_head, classes)
     module = ClassificationModule(**kwargs)
     try:
         module.model.load_state_dict(sd, strict=True)
     except RuntimeError as e:
         detail = " ".join(str(e).split())[:200]
-        raise EvalError(f"ckpt={ckpt}: does not fit model={name} ({detail}); is it a checkpoint of another "
-                        f"architecture? pass model=NAME") from None
+        raise EvalError(
+            f"ckpt={ckpt}: does not fit model={name} ({detail}); is it a checkpoint of another "
+            f"architecture? pass model=NAME"
+        ) from None
     module.eval()
     return module, kind
 
@@ -206,12 +247,20 @@ def crop_views(images: torch.Tensor, protocol: str, crop: int) -> list[torch.Ten
     if crop > min(h, w):
         raise EvalError(f"10crop: crop {crop} is larger than the decoded image {h}x{w}")
     c, cy, cx = crop, (h - crop) // 2, (w - crop) // 2
-    corners = [(0, 0), (0, w - c), (h - c, 0), (h - c, w - c), (cy, cx)]  # AlexNet §4.1: 4 corners + centre
-    five = [images[..., y:y + c, x:x + c] for y, x in corners]
+    corners = [
+        (0, 0),
+        (0, w - c),
+        (h - c, 0),
+        (h - c, w - c),
+        (cy, cx),
+    ]  # AlexNet §4.1: 4 corners + centre
+    five = [images[..., y : y + c, x : x + c] for y, x in corners]
     return five + [v.flip(3) for v in five]
 
 
-def protocol_scores(model: nn.Module, images: torch.Tensor, protocol: str, crop: int) -> torch.Tensor:
+def protocol_scores(
+    model: nn.Module, images: torch.Tensor, protocol: str, crop: int
+) -> torch.Tensor:
     """(N, classes) scores: one view's logits, or the mean softmax of several views."""
     views = crop_views(images, protocol, crop)
     if len(views) == 1:
@@ -249,18 +298,23 @@ def _evaluator(module, num_classes: int, protocol: str, crop: int):
             self.seen.update(torch.tensor(float(targets.numel()), device=targets.device))
 
         def on_validation_epoch_end(self) -> None:  # every rank: the metrics sync over DDP here
-            self.result = {"top1": float(self.top1.compute()), "top5": float(self.top5.compute()),
-                           "n": int(self.seen.compute()), "confusion": self.confusion.compute().cpu()}
+            self.result = {
+                "top1": float(self.top1.compute()),
+                "top5": float(self.top5.compute()),
+                "n": int(self.seen.compute()),
+                "confusion": self.confusion.compute().cpu(),
+            }
 
     return Evaluator()
 
 
-def evaluate(ckpt: str | Path, overrides: Sequence[str] = (), protocol: str = "center", *,
-             write: bool = True) -> dict[str, Any]:
+def evaluate(
+    ckpt: str | Path, overrides: Sequence[str] = (), protocol: str = "center", *, write: bool = True
+) -> dict[str, Any]:
     """Evaluate ``ckpt`` under ``protocol``; return the record written to ``eval-<protocol>.json``."""
     from platform import slurm
-    from platform.confusion import class_names, per_class_accuracy, write_confusion
     from platform.compose import apply_flush_denormal, build_eval_trainer
+    from platform.confusion import class_names, per_class_accuracy, write_confusion
 
     if protocol not in PROTOCOLS:
         raise EvalError(f"protocol={protocol}: unknown; expected one of {', '.join(PROTOCOLS)}")
@@ -276,30 +330,49 @@ def evaluate(ckpt: str | Path, overrides: Sequence[str] = (), protocol: str = "c
         dm = eval_datamodule(cfg, val_resolution=decode, val_crop_ratio=1.0)
     num_classes = module.hparams.num_classes
     if dm.num_classes != num_classes:
-        raise EvalError(f"ckpt={ckpt}: the model has {num_classes} classes, data={cfg.data.name} has "
-                        f"{dm.num_classes}; evaluate on the dataset it was trained for "
-                        "(data=..., data.path=...)")
+        raise EvalError(
+            f"ckpt={ckpt}: the model has {num_classes} classes, data={cfg.data.name} has "
+            f"{dm.num_classes}; evaluate on the dataset it was trained for "
+            "(data=..., data.path=...)"
+        )
     out_dir = run_dir_of(ckpt) or ckpt.resolve().parent
     evaluator = _evaluator(module, num_classes, protocol, crop)
     trainer = build_eval_trainer(cfg, out_dir)
     started = time.time()
-    trainer.validate(evaluator, datamodule=dm, verbose=False)  # inference_mode=True, Lightning's default
+    trainer.validate(
+        evaluator, datamodule=dm, verbose=False
+    )  # inference_mode=True, Lightning's default
     r = evaluator.result
     expected = getattr(dm, "val_size", None)
     if expected is not None and r["n"] != expected:
         raise RuntimeError(f"evaluation saw {r['n']} examples, the validation set has {expected}")
     names = class_names(dm, num_classes)
     record = {
-        "model": cfg.model.name, "checkpoint": str(ckpt.resolve()), "checkpoint_kind": kind,
-        "data": {"name": cfg.data.name, "path": cfg.data.path, "split": "val",
-                 "val_file": str(getattr(dm, "val_path", "")) or None},
-        "protocol": protocol, "views": VIEWS[protocol], "resolution": crop, "crop_ratio": ratio,
-        "decode_resolution": decode, "n": r["n"],
-        "top1_err": round(100.0 - r["top1"], 6), "top5_err": round(100.0 - r["top5"], 6),
-        "top1": round(r["top1"], 6), "top5": round(r["top5"], 6), "top5_k": min(5, num_classes),
-        "per_class_top1": dict(zip(names, per_class_accuracy(r["confusion"]))),
-        "precision": cfg.trainer.precision, "world_size": trainer.world_size,
-        "wall_time_s": round(time.time() - started, 2), "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "model": cfg.model.name,
+        "checkpoint": str(ckpt.resolve()),
+        "checkpoint_kind": kind,
+        "data": {
+            "name": cfg.data.name,
+            "path": cfg.data.path,
+            "split": "val",
+            "val_file": str(getattr(dm, "val_path", "")) or None,
+        },
+        "protocol": protocol,
+        "views": VIEWS[protocol],
+        "resolution": crop,
+        "crop_ratio": ratio,
+        "decode_resolution": decode,
+        "n": r["n"],
+        "top1_err": round(100.0 - r["top1"], 6),
+        "top5_err": round(100.0 - r["top5"], 6),
+        "top1": round(r["top1"], 6),
+        "top5": round(r["top5"], 6),
+        "top5_k": min(5, num_classes),
+        "per_class_top1": dict(zip(names, per_class_accuracy(r["confusion"]), strict=False)),
+        "precision": cfg.trainer.precision,
+        "world_size": trainer.world_size,
+        "wall_time_s": round(time.time() - started, 2),
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     if write and trainer.is_global_zero:
         record["path"] = str(out_dir / f"eval-{protocol}.json")
@@ -313,13 +386,17 @@ def summary_line(r: dict[str, Any]) -> str:
     res = str(r["resolution"])
     if r["decode_resolution"] != r["resolution"]:
         res += f" of {r['decode_resolution']}"
-    return (f"eval {r['protocol']}: {r['model']} on {r['data']['name']} val | n={r['n']} | top-1 err "
-            f"{r['top1_err']:.2f}% | top-{r['top5_k']} err {r['top5_err']:.2f}% | res {res} | "
-            f"{r.get('path', r['checkpoint'])}")
+    return (
+        f"eval {r['protocol']}: {r['model']} on {r['data']['name']} val | n={r['n']} | top-1 err "
+        f"{r['top1_err']:.2f}% | top-{r['top5_k']} err {r['top5_err']:.2f}% | res {res} | "
+        f"{r.get('path', r['checkpoint'])}"
+    )
 
 
-USAGE = ("usage: python -m platform.evaluate ckpt=PATH [protocol=center|flip|10crop] "
-         "[data=NAME data.path=DIR] [key=value ...]")
+USAGE = (
+    "usage: python -m platform.evaluate ckpt=PATH [protocol=center|flip|10crop] "
+    "[data=NAME data.path=DIR] [key=value ...]"
+)
 
 
 split_args = cli.split_own  # our own name=value arguments apart from the config overrides

@@ -12,6 +12,7 @@ Every format is checked after writing: the file is read back and its outputs (or
 equal ours on a batch; the file is written under a temporary name and renamed, so a failed export
 leaves nothing behind.  Needs ``pip install -e '.[export]'`` for ONNX.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,9 +24,12 @@ from pathlib import Path
 from typing import Any
 
 if __package__ in (None, ""):  # run as a file: `platform` would be the stdlib's
-    print("error: run this as `python -m platform.export ...` from the repository root, or "
-          "`import cnn_platform` first in a script or notebook elsewhere (see README, 'After training')",
-          file=sys.stderr)
+    print(
+        "error: run this as `python -m platform.export ...` from the repository root, or "
+        "`import cnn_platform` first in a script or notebook elsewhere (see README, 'After "
+        "training')",
+        file=sys.stderr,
+    )
     sys.exit(2)
 
 import torch
@@ -72,13 +76,15 @@ def _same(ours: torch.Tensor, theirs: Any, what: str, out: Path) -> float:
     theirs = torch.as_tensor(theirs)
     diff = float((ours - theirs).abs().max())
     if not torch.allclose(ours, theirs, atol=ATOL, rtol=0):
-        raise ExportError(f"{out}: the {what} outputs differ from ours by up to {diff:.3g} (> {ATOL}); "
-                          "not kept")
+        raise ExportError(
+            f"{out}: the {what} outputs differ from ours by up to {diff:.3g} (> {ATOL}); not kept"
+        )
     return diff
 
 
-def export(model: nn.Module, name: str, fmt: str, out: str | Path, side: int,
-           batch: int = 2) -> dict[str, Any]:
+def export(
+    model: nn.Module, name: str, fmt: str, out: str | Path, side: int, batch: int = 2
+) -> dict[str, Any]:
     """Write ``model`` (our ``nn.Module``, registry name ``name``) as ``fmt`` to ``out``; check it."""
     if fmt not in FORMATS:
         raise ExportError(f"--format {fmt}: unknown; expected one of {', '.join(FORMATS)}")
@@ -87,7 +93,12 @@ def export(model: nn.Module, name: str, fmt: str, out: str | Path, side: int,
     x = torch.randn(batch, 3, side, side, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         expected = model(x)
-    info: dict[str, Any] = {"format": fmt, "out": str(out), "model": name, "input": [batch, 3, side, side]}
+    info: dict[str, Any] = {
+        "format": fmt,
+        "out": str(out),
+        "model": name,
+        "input": [batch, 3, side, side],
+    }
     if fmt in ("state_dict", "torchvision"):
         sd = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         if fmt == "torchvision":
@@ -103,8 +114,9 @@ def export(model: nn.Module, name: str, fmt: str, out: str | Path, side: int,
             if fmt == "torchvision":  # torchvision's own model on these weights gives our logits
                 import torchvision
 
-                tv = torchvision.models.get_model(torchvision_builder(name), weights=None,
-                                                  num_classes=expected.shape[1]).eval()
+                tv = torchvision.models.get_model(
+                    torchvision_builder(name), weights=None, num_classes=expected.shape[1]
+                ).eval()
                 tv.load_state_dict(back, strict=True)
                 with torch.no_grad():
                     info["max_abs_diff"] = _same(expected, tv(x), "torchvision model's", out)
@@ -116,8 +128,10 @@ def export(model: nn.Module, name: str, fmt: str, out: str | Path, side: int,
             with torch.no_grad():
                 traced = torch.jit.trace(model, x)
         except Exception as e:  # noqa: BLE001
-            raise ExportError(f"--format torchscript: tracing {name} failed ({type(e).__name__}: "
-                              f"{str(e).splitlines()[0][:160]}); try --format onnx or state_dict") from None
+            raise ExportError(
+                f"--format torchscript: tracing {name} failed ({type(e).__name__}: "
+                f"{str(e).splitlines()[0][:160]}); try --format onnx or state_dict"
+            ) from None
         with atomic_path(out) as tmp:
             torch.jit.save(traced, str(tmp))
             loaded = torch.jit.load(str(tmp))
@@ -129,24 +143,37 @@ def export(model: nn.Module, name: str, fmt: str, out: str | Path, side: int,
     return info
 
 
-def _onnx(model: nn.Module, name: str, x: torch.Tensor, expected: torch.Tensor, out: Path) -> dict[str, Any]:
+def _onnx(
+    model: nn.Module, name: str, x: torch.Tensor, expected: torch.Tensor, out: Path
+) -> dict[str, Any]:
     try:
         import onnx
         import onnxruntime as ort
     except ImportError as e:
-        raise ExportError(f"--format onnx needs onnx and onnxruntime ({e.name} is missing): "
-                          "pip install -e '.[export]'") from None
+        raise ExportError(
+            f"--format onnx needs onnx and onnxruntime ({e.name} is missing): "
+            "pip install -e '.[export]'"
+        ) from None
     with atomic_path(out) as tmp:
         try:
             with _quiet_stderr(), torch.no_grad():
-                torch.onnx.export(model, (x,), str(tmp), opset_version=OPSET, dynamo=False,
-                                  input_names=["images"], output_names=["logits"],
-                                  dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}})
+                torch.onnx.export(
+                    model,
+                    (x,),
+                    str(tmp),
+                    opset_version=OPSET,
+                    dynamo=False,
+                    input_names=["images"],
+                    output_names=["logits"],
+                    dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
+                )
         except Exception as e:  # noqa: BLE001 -- UnsupportedOperatorError, SymbolicValueError, ...
             first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-            raise ExportError(f"--format onnx: the ONNX exporter (opset {OPSET}) cannot export {name}: "
-                              f"{first}; "
-                              "export --format torchscript or state_dict instead") from None
+            raise ExportError(
+                f"--format onnx: the ONNX exporter (opset {OPSET}) cannot export {name}: "
+                f"{first}; "
+                "export --format torchscript or state_dict instead"
+            ) from None
         onnx.checker.check_model(str(tmp))
         session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
         bigger = torch.cat([x, x.flip(0), x[:1]])  # another batch size: the batch axis is dynamic
@@ -159,26 +186,36 @@ def _onnx(model: nn.Module, name: str, x: torch.Tensor, expected: torch.Tensor, 
 
 @cli.entry(USER_ERRORS)
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m platform.export", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m platform.export",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--format", required=True, help="|".join(FORMATS))
     parser.add_argument("out", help="output file")
-    parser.add_argument("--side", type=int, default=None,
-                        help="input side for tracing/checking (default: the run's validation side)")
+    parser.add_argument(
+        "--side",
+        type=int,
+        default=None,
+        help="input side for tracing/checking (default: the run's validation side)",
+    )
     mine, rest = split_args(argv, ("ckpt",))
     flags, overrides = cli.split_flags(rest)
     args = parser.parse_args(flags)
     if "ckpt" not in mine:
-        raise ExportError("ckpt=PATH is required "
-                          "(usage: python -m platform.export ckpt=PATH --format FMT OUT)")
+        raise ExportError(
+            "ckpt=PATH is required (usage: python -m platform.export ckpt=PATH --format FMT OUT)"
+        )
     if args.format not in FORMATS:  # before loading anything
         raise ExportError(f"--format {args.format}: unknown; expected one of {', '.join(FORMATS)}")
     module, cfg, _ = load(mine["ckpt"], overrides)
     info = export(module.model, cfg.model.name, args.format, args.out, args.side or input_side(cfg))
     extra = f" opset {info['opset']}" if "opset" in info else ""
     diff = f", max |diff| {info['max_abs_diff']:.2g} on a batch" if "max_abs_diff" in info else ""
-    print(f"exported {info['model']} as {info['format']}{extra} -> {info['out']} "
-          f"({info['bytes']} bytes{diff})")
+    print(
+        f"exported {info['model']} as {info['format']}{extra} -> {info['out']} "
+        f"({info['bytes']} bytes{diff})"
+    )
     return 0
 
 

@@ -9,6 +9,7 @@ is verified against it first; every file is read with ``torch.load(weights_only=
 When the checkpoint's classifier has another number of classes than the dataset, the head is
 left freshly initialised -- and the log says so.  Any other mismatch is an error.
 """
+
 from __future__ import annotations
 
 import logging
@@ -26,20 +27,28 @@ log = logging.getLogger(__name__)
 
 def _read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], str]:
     if not path.is_file():
-        raise ConfigError(f"model.init={path}: no such file (give a .ckpt of ours or a saved state_dict)")
+        raise ConfigError(
+            f"model.init={path}: no such file (give a .ckpt of ours or a saved state_dict)"
+        )
     from platform.runs import CheckpointError, digest_path, verify_checkpoint
 
-    if digest_path(path).is_file():  # a checkpoint of ours: its SHA-256 must match before it is used
+    if digest_path(
+        path
+    ).is_file():  # a checkpoint of ours: its SHA-256 must match before it is used
         try:
             verify_checkpoint(path)
         except CheckpointError as e:
-            raise ConfigError(f"model.init={path}: {e}; use another checkpoint (e.g. the run's best-epoch*.ckpt)") from None
+            raise ConfigError(
+                f"model.init={path}: {e}; use another checkpoint (e.g. the run's best-epoch*.ckpt)"
+            ) from None
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # pickles of arbitrary objects, truncated files, not torch at all
-        raise ConfigError(f"model.init={path}: not a readable checkpoint ({type(e).__name__}: {e})") from None
+        raise ConfigError(
+            f"model.init={path}: not a readable checkpoint ({type(e).__name__}: {e})"
+        ) from None
     if isinstance(obj, Mapping) and "state_dict" in obj:  # Lightning checkpoint
-        sd = {k[len("model."):]: v for k, v in obj["state_dict"].items() if k.startswith("model.")}
+        sd = {k[len("model.") :]: v for k, v in obj["state_dict"].items() if k.startswith("model.")}
         return sd, "checkpoint of ours"
     if isinstance(obj, Mapping) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
         return dict(obj), "state_dict"
@@ -60,17 +69,23 @@ def load_initial_weights(model: nn.Module, model_name: str, path: str | Path) ->
     head = _head_keys(model)
     if set(mismatched) - head:
         k = sorted(set(mismatched) - head)[0]
-        raise ConfigError(f"model.init={path}: {k} has shape {tuple(sd[k].shape)}, {model_name} expects "
-                          f"{tuple(ours[k].shape)}; is it a checkpoint of another architecture?")
+        raise ConfigError(
+            f"model.init={path}: {k} has shape {tuple(sd[k].shape)}, {model_name} expects "
+            f"{tuple(ours[k].shape)}; is it a checkpoint of another architecture?"
+        )
     unexpected = sorted(set(sd) - set(ours))
     missing = sorted(set(ours) - set(sd) - head)
     if unexpected or missing:
-        raise ConfigError(f"model.init={path}: does not fit {model_name} "
-                          f"(unexpected keys {unexpected[:3]}, missing keys {missing[:3]})")
+        raise ConfigError(
+            f"model.init={path}: does not fit {model_name} "
+            f"(unexpected keys {unexpected[:3]}, missing keys {missing[:3]})"
+        )
     message = f"initialised {model_name} from {kind} {path}"
     if mismatched:
-        message += (f"; replaced the classifier head: {head_classes(sd)} classes in the checkpoint, "
-                    f"{head_classes(ours)} here (the new head is freshly initialised)")
+        message += (
+            f"; replaced the classifier head: {head_classes(sd)} classes in the checkpoint, "
+            f"{head_classes(ours)} here (the new head is freshly initialised)"
+        )
         for k in mismatched:
             del sd[k]
     model.load_state_dict(sd, strict=not mismatched)

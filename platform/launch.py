@@ -7,14 +7,22 @@ and prints before it starts anything: only runnable commands, how many runs, wha
 * the number of runs and an estimated cost in GPU-hours (:func:`gpu_hours`);
 * SLURM array indices as compact ranges (``0-29``, ``0-3,5,7-9``).
 """
+
 from __future__ import annotations
 
 from typing import Any
 
 from platform.config import ConfigError, ExperimentConfig, load_config, parse_overrides
 
-DATA_NEEDS_PATH = ("imagenet", "beton", "cifar10", "cifar100")  # datamodules/__init__.py raises without it
-DATA_PATH_PLACEHOLDER = "SET_DATA_PATH"  # committed W&B sweep files: replaced by --data-path, else refused
+DATA_NEEDS_PATH = (
+    "imagenet",
+    "beton",
+    "cifar10",
+    "cifar100",
+)  # datamodules/__init__.py raises without it
+DATA_PATH_PLACEHOLDER = (
+    "SET_DATA_PATH"  # committed W&B sweep files: replaced by --data-path, else refused
+)
 
 # Reference throughput for the cost estimate: NVIDIA DeepLearningExamples, PyTorch ResNet-50 v1.5
 # (PyTorch/Classification/ConvNets/resnet50v1.5/README.md, "Training performance: NVIDIA DGX A100
@@ -23,8 +31,10 @@ DATA_PATH_PLACEHOLDER = "SET_DATA_PATH"  # committed W&B sweep files: replaced b
 # (MobileNet, EfficientNet) reach a lower fraction of peak, so read their estimates as lower bounds.
 REFERENCE_IMG_S = 2470.0
 REFERENCE_MACS = 4.09e9
-REFERENCE = ("NVIDIA DeepLearningExamples ResNet-50 v1.5 (PyTorch): 2470 img/s training on one A100 80GB, "
-             "mixed precision, at 4.09 GMACs/image")
+REFERENCE = (
+    "NVIDIA DeepLearningExamples ResNet-50 v1.5 (PyTorch): 2470 img/s training on one A100 80GB, "
+    "mixed precision, at 4.09 GMACs/image"
+)
 
 
 def compact_ranges(indices: list[int]) -> str:
@@ -55,11 +65,19 @@ def swept_keys(configs: list[list[str]]) -> set[str]:
 
 def check_extra(configs: list[list[str]], extra: list[str], where: str) -> None:
     """Refuse overrides that would collapse the grid (they set a swept key)."""
-    clash = sorted(swept_keys(configs) & {k for k, _ in parse_overrides(extra)}) if len(configs) > 1 else []
+    clash = (
+        sorted(swept_keys(configs) & {k for k, _ in parse_overrides(extra)})
+        if len(configs) > 1
+        else []
+    )
     if clash:
-        shown = ", ".join(k.removesuffix(".name") if k in ("model.name", "data.name") else k for k in clash)
-        raise ConfigError(f"{where}: the override(s) {shown} set a key the sweep varies, which would make "
-                          f"every run the same; drop it from the command line (or edit the sweep)")
+        shown = ", ".join(
+            k.removesuffix(".name") if k in ("model.name", "data.name") else k for k in clash
+        )
+        raise ConfigError(
+            f"{where}: the override(s) {shown} set a key the sweep varies, which would make "
+            f"every run the same; drop it from the command line (or edit the sweep)"
+        )
 
 
 def resolved(configs: list[list[str]], extra: list[str]) -> list[ExperimentConfig]:
@@ -68,22 +86,33 @@ def resolved(configs: list[list[str]], extra: list[str]) -> list[ExperimentConfi
 
 def check_data_path(cfgs: list[ExperimentConfig], where: str) -> None:
     """Every run's dataset has the ``data.path`` it needs, or the launch is refused."""
-    needing = sorted({c.data.name for c in cfgs
-                      if c.data.name in DATA_NEEDS_PATH and c.data.path in (None, "", DATA_PATH_PLACEHOLDER)})
+    needing = sorted(
+        {
+            c.data.name
+            for c in cfgs
+            if c.data.name in DATA_NEEDS_PATH and c.data.path in (None, "", DATA_PATH_PLACEHOLDER)
+        }
+    )
     if needing:
-        raise ConfigError(f"{where}: data={','.join(needing)} needs data.path (the directory holding "
-                          f"train.beton and val.beton, written by `python -m datamodules.write`); pass --data-path DIR "
-                          f"(or data.path=DIR) so that the printed commands run")
+        raise ConfigError(
+            f"{where}: data={','.join(needing)} needs data.path (the directory holding "
+            "train.beton and val.beton, written by `python -m datamodules.write`); pass "
+            "--data-path DIR "
+            f"(or data.path=DIR) so that the printed commands run"
+        )
 
 
 def run_cost(cfg: ExperimentConfig) -> float:
     """Estimated GPU-hours of one run: train MACs x images x epochs at the reference MAC rate."""
+    import models
     from models.complexity import complexity
     from platform.schedules import train_size
 
-    import models
-
-    res = cfg.data.max_resolution or cfg.data.resolution or models.model_info(cfg.model.name).resolution
+    res = (
+        cfg.data.max_resolution
+        or cfg.data.resolution
+        or models.model_info(cfg.model.name).resolution
+    )
     try:
         images = train_size(cfg)
     except Exception:  # a .beton not readable here: plan with ImageNet's size
@@ -96,8 +125,15 @@ def gpu_hours(cfgs: list[ExperimentConfig]) -> float:
     cache: dict[Any, float] = {}
     total = 0.0
     for c in cfgs:
-        key = (c.model.name, c.data.name, c.data.path, c.data.resolution, c.data.max_resolution,
-               c.trainer.max_epochs, c.data.synthetic_size)
+        key = (
+            c.model.name,
+            c.data.name,
+            c.data.path,
+            c.data.resolution,
+            c.data.max_resolution,
+            c.trainer.max_epochs,
+            c.data.synthetic_size,
+        )
         if key not in cache:
             cache[key] = run_cost(c)
         total += cache[key]
@@ -106,5 +142,7 @@ def gpu_hours(cfgs: list[ExperimentConfig]) -> float:
 
 def plan_line(cfgs: list[ExperimentConfig]) -> str:
     """``# 30 runs, about 1234 GPU-hours (at ...)`` -- a comment line, so the output stays runnable."""
-    return (f"# {len(cfgs)} run(s), about {gpu_hours(cfgs):,.1f} GPU-hours "
-            f"(train MACs x images x epochs at the rate of {REFERENCE})")
+    return (
+        f"# {len(cfgs)} run(s), about {gpu_hours(cfgs):,.1f} GPU-hours "
+        f"(train MACs x images x epochs at the rate of {REFERENCE})"
+    )

@@ -21,6 +21,7 @@ depth lose the same blocks.  Results: ``lesion.json`` (every number), ``lesion.m
 data) decides the scale label: ``imagenet`` (data=imagenet), ``paper`` (CIFAR-10 with the paper's
 110-layer nets), else ``proxy``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,15 +46,21 @@ from platform import cli
 from platform.config import ConfigError, ExperimentConfig, from_dict
 from platform.lesion_blocks import BlockLesions, is_plain
 
-PAPER = ("Veit, Wilber & Belongie 2016, Residual networks behave like ensembles of relatively shallow networks, "
-         "arXiv:1605.06431")
+PAPER = (
+    "Veit, Wilber & Belongie 2016, Residual networks behave like ensembles of relatively shallow "
+    "networks, "
+    "arXiv:1605.06431"
+)
 EXPECTATION = (
-    "Veit et al. 2016 §4: removing a single block of a residual net barely changes its error, except a "
-    "downsampling block (\"a modest impact\"; \"no other block removal lead to a noticeable change\"); "
-    "\"deleting any layer in VGG reduces performance to chance levels\" (a plain net); with k blocks "
+    "Veit et al. 2016 §4: removing a single block of a residual net barely changes its error, "
+    "except a "
+    'downsampling block ("a modest impact"; "no other block removal lead to a noticeable change"); '
+    '"deleting any layer in VGG reduces performance to chance levels" (a plain net); with k blocks '
     "removed the residual net's error grows smoothly with k (§4.2, Fig. 4a)."
 )
-PAPER_NETS = {"cifar10": {"resnet110", "plain110"}}  # the 54-block CIFAR-10 net of §4 and its plain twin
+PAPER_NETS = {
+    "cifar10": {"resnet110", "plain110"}
+}  # the 54-block CIFAR-10 net of §4 and its plain twin
 
 
 class LesionError(ValueError):
@@ -77,33 +84,45 @@ class LoadedRun:
 def load_run(checkpoint: str | Path, option: str = "--checkpoint") -> LoadedRun:
     """Rebuild the model and the validation datamodule of ``runs/<name>/checkpoints/*.ckpt``
     from the run's saved ``config.yaml``, with the platform's own builders."""
-    from platform.init import load_initial_weights
     from platform.compose import build_datamodule, module_kwargs
+    from platform.init import load_initial_weights
 
     path = Path(checkpoint).expanduser()
     if not path.is_file():
-        raise LesionError(f"{option} {path}: no such file; pass a checkpoint written by python -m platform.train, "
-                          "e.g. runs/<name>/checkpoints/last.ckpt")
+        raise LesionError(
+            f"{option} {path}: no such file; pass a checkpoint written by python -m "
+            "platform.train, "
+            "e.g. runs/<name>/checkpoints/last.ckpt"
+        )
     run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
     config = run_dir / "config.yaml"
     try:
         cfg = from_dict(yaml.safe_load(config.read_text()))
     except FileNotFoundError:
-        raise LesionError(f"{option} {path}: no {config} beside it; pass a checkpoint inside a run directory "
-                          "(runs/<name>/checkpoints/last.ckpt, with runs/<name>/config.yaml)") from None
+        raise LesionError(
+            f"{option} {path}: no {config} beside it; pass a checkpoint inside a run directory "
+            "(runs/<name>/checkpoints/last.ckpt, with runs/<name>/config.yaml)"
+        ) from None
     except Exception as e:  # not YAML, or keys of another config version
-        raise LesionError(f"{option} {path}: cannot read the run's {config} ({type(e).__name__}: {e})") from None
+        raise LesionError(
+            f"{option} {path}: cannot read the run's {config} ({type(e).__name__}: {e})"
+        ) from None
     datamodule = build_datamodule(cfg)
     kwargs = module_kwargs(cfg, datamodule.num_classes)
-    model = models.create_model(kwargs["model_name"], num_classes=kwargs["num_classes"], **kwargs["model_knobs"])
+    model = models.create_model(
+        kwargs["model_name"], num_classes=kwargs["num_classes"], **kwargs["model_knobs"]
+    )
     if not isinstance(model, ResidualNet):
-        raise LesionError(f"{option} {path}: {cfg.model.name} is not of the residual family (ResidualNet); "
-                          "the lesion study deletes residual or plain blocks")
+        raise LesionError(
+            f"{option} {path}: {cfg.model.name} is not of the residual family (ResidualNet); "
+            "the lesion study deletes residual or plain blocks"
+        )
     try:
         load_initial_weights(model, cfg.model.name, path)
     except ConfigError as e:  # unreadable, truncated, or another architecture
-        raise LesionError(f"{option} {path}: cannot load it into {cfg.model.name}: "
-                          f"{str(e).split(': ', 1)[-1]}") from None
+        raise LesionError(
+            f"{option} {path}: cannot load it into {cfg.model.name}: {str(e).split(': ', 1)[-1]}"
+        ) from None
     return LoadedRun(path, run_dir, cfg, model.eval(), datamodule)
 
 
@@ -121,9 +140,19 @@ class ValBatches:
     """The validation batches, normalised on ``device``; kept in memory after the first pass
     when they fit in ``cache_bytes`` (CIFAR-10: 120 MB), else read again for every evaluation."""
 
-    def __init__(self, datamodule: Any, device: torch.device, max_batches: int | None,
-                 cache_bytes: int = 2 << 30) -> None:
-        self.datamodule, self.device, self.max_batches, self.cache_bytes = datamodule, device, max_batches, cache_bytes
+    def __init__(
+        self,
+        datamodule: Any,
+        device: torch.device,
+        max_batches: int | None,
+        cache_bytes: int = 2 << 30,
+    ) -> None:
+        self.datamodule, self.device, self.max_batches, self.cache_bytes = (
+            datamodule,
+            device,
+            max_batches,
+            cache_bytes,
+        )
         self._cache: list[tuple[torch.Tensor, torch.Tensor]] | None = None
         datamodule.prepare_data()
         datamodule.setup("validate")
@@ -138,7 +167,9 @@ class ValBatches:
             if self.max_batches is not None and i >= self.max_batches:
                 break
             images, labels = (t.to(self.device, non_blocking=True) for t in batch)
-            images, labels = self.datamodule.on_after_batch_transfer((images, labels), 0)  # fresh tensors
+            images, labels = self.datamodule.on_after_batch_transfer(
+                (images, labels), 0
+            )  # fresh tensors
             if cache is not None:
                 size += images.numel() * images.element_size()
                 cache = None if size > self.cache_bytes else cache
@@ -199,21 +230,40 @@ class NetLesions:
     pool: list[str] = field(default_factory=list)
 
 
-def study(run: LoadedRun, ks: list[int] | None, samples: int, seed: int, max_batches: int | None,
-          device: torch.device, label: str, log=print) -> NetLesions:
+def study(
+    run: LoadedRun,
+    ks: list[int] | None,
+    samples: int,
+    seed: int,
+    max_batches: int | None,
+    device: torch.device,
+    label: str,
+    log=print,
+) -> NetLesions:
     cfg = run.cfg
     model = run.model.to(device)
     autocast = device.type == "cuda" and cfg.trainer.precision.startswith("bf16")
     if cfg.trainer.channels_last:
         model = model.to(memory_format=torch.channels_last)
     batches = ValBatches(run.datamodule, device, max_batches)
-    result = NetLesions(label, str(run.checkpoint), cfg.model.name, cfg.data.name, scale_of(cfg),
-                        top1_error(model, batches, autocast))
+    result = NetLesions(
+        label,
+        str(run.checkpoint),
+        cfg.model.name,
+        cfg.data.name,
+        scale_of(cfg),
+        top1_error(model, batches, autocast),
+    )
     log(f"{label} ({cfg.model.name}): intact top-1 error {result.intact_err:.2f}%")
     lesions = BlockLesions(model)
     for index, site in enumerate(lesions.sites, start=1):
-        row = {"index": index, "block": site.name, "downsampling": not site.keeps_shape,
-               "removable": lesions.removable(site.name), "top1_err": None}
+        row = {
+            "index": index,
+            "block": site.name,
+            "downsampling": not site.keeps_shape,
+            "removable": lesions.removable(site.name),
+            "top1_err": None,
+        }
         if row["removable"]:
             with lesions.removed([site.name]):
                 row["top1_err"] = top1_error(model, batches, autocast)
@@ -227,10 +277,20 @@ def study(run: LoadedRun, ks: list[int] | None, samples: int, seed: int, max_bat
         for names in chosen:
             with lesions.removed(names):
                 errors.append(top1_error(model, batches, autocast))
-        result.random_k.append({"k": k, "n": len(errors), "mean": statistics.fmean(errors),
-                                "std": statistics.stdev(errors) if len(errors) > 1 else 0.0,
-                                "errors": errors, "removed": chosen})
-        log(f"{label}: k={k} removed, error {result.random_k[-1]['mean']:.2f} +- {result.random_k[-1]['std']:.2f}%")
+        result.random_k.append(
+            {
+                "k": k,
+                "n": len(errors),
+                "mean": statistics.fmean(errors),
+                "std": statistics.stdev(errors) if len(errors) > 1 else 0.0,
+                "errors": errors,
+                "removed": chosen,
+            }
+        )
+        log(
+            f"{label}: k={k} removed, error {result.random_k[-1]['mean']:.2f} +- "
+            f"{result.random_k[-1]['std']:.2f}%"
+        )
     return result
 
 
@@ -245,8 +305,14 @@ def _by_block(nets: list[NetLesions]) -> list[tuple[int, str, bool, list[float |
     for i in range(length):
         entries = [n.single[i] if i < len(n.single) else None for n in nets]
         first = next(e for e in entries if e is not None)
-        rows.append((first["index"], first["block"], first["downsampling"],
-                     [e["top1_err"] if e is not None else None for e in entries]))
+        rows.append(
+            (
+                first["index"],
+                first["block"],
+                first["downsampling"],
+                [e["top1_err"] if e is not None else None for e in entries],
+            )
+        )
     return rows
 
 
@@ -257,17 +323,35 @@ def _by_k(nets: list[NetLesions]) -> list[tuple[int, list[dict[str, Any] | None]
 
 def markdown(nets: list[NetLesions], chance: float) -> str:
     names = [f"{n.label} ({n.model})" for n in nets]
-    lines = [f"# Lesion study ({nets[0].scale} scale): {nets[0].model} on {nets[0].data}", "",
-             f"Paper: {PAPER}.", "", f"Expectation: {EXPECTATION}", "",
-             f"Top-1 error in %, validation set; chance = {chance:.1f}%.", "",
-             "| | " + " | ".join(names) + " |", "|---|" + "---|" * len(nets),
-             "| intact | " + " | ".join(f"{n.intact_err:.2f}" for n in nets) + " |", "",
-             "## One block deleted (Veit et al. Fig. 3)", "",
-             "| # | block | downsampling | " + " | ".join(names) + " |", "|---|---|---|" + "---|" * len(nets)]
+    lines = [
+        f"# Lesion study ({nets[0].scale} scale): {nets[0].model} on {nets[0].data}",
+        "",
+        f"Paper: {PAPER}.",
+        "",
+        f"Expectation: {EXPECTATION}",
+        "",
+        f"Top-1 error in %, validation set; chance = {chance:.1f}%.",
+        "",
+        "| | " + " | ".join(names) + " |",
+        "|---|" + "---|" * len(nets),
+        "| intact | " + " | ".join(f"{n.intact_err:.2f}" for n in nets) + " |",
+        "",
+        "## One block deleted (Veit et al. Fig. 3)",
+        "",
+        "| # | block | downsampling | " + " | ".join(names) + " |",
+        "|---|---|---|" + "---|" * len(nets),
+    ]
     for index, block, down, errs in _by_block(nets):
-        lines.append(f"| {index} | {block} | {'yes' if down else ''} | " + " | ".join(map(_fmt, errs)) + " |")
-    lines += ["", "## k random shape-keeping blocks deleted (Veit et al. Fig. 4a), mean ± std over subsets", "",
-              "| k | " + " | ".join(names) + " |", "|---|" + "---|" * len(nets)]
+        lines.append(
+            f"| {index} | {block} | {'yes' if down else ''} | " + " | ".join(map(_fmt, errs)) + " |"
+        )
+    lines += [
+        "",
+        "## k random shape-keeping blocks deleted (Veit et al. Fig. 4a), mean ± std over subsets",
+        "",
+        "| k | " + " | ".join(names) + " |",
+        "|---|" + "---|" * len(nets),
+    ]
     for k, rows in _by_k(nets):
         cells = [f"{r['mean']:.2f} ± {r['std']:.2f} (n={r['n']})" if r else "" for r in rows]
         lines.append(f"| {k} | " + " | ".join(cells) + " |")
@@ -278,17 +362,58 @@ def markdown(nets: list[NetLesions], chance: float) -> str:
 def write_csv(path: Path, nets: list[NetLesions]) -> None:
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["net", "model", "study", "index", "block", "k", "downsampling", "removable",
-                    "top1_err", "std", "n"])
+        w.writerow(
+            [
+                "net",
+                "model",
+                "study",
+                "index",
+                "block",
+                "k",
+                "downsampling",
+                "removable",
+                "top1_err",
+                "std",
+                "n",
+            ]
+        )
         for n in nets:
-            w.writerow([n.label, n.model, "intact", "", "", 0, "", "", f"{n.intact_err:.4f}", "", 1])
+            w.writerow(
+                [n.label, n.model, "intact", "", "", 0, "", "", f"{n.intact_err:.4f}", "", 1]
+            )
             for r in n.single:
                 err = "" if r["top1_err"] is None else f"{r['top1_err']:.4f}"
-                w.writerow([n.label, n.model, "single", r["index"], r["block"], 1, r["downsampling"],
-                            r["removable"], err, "", 1 if r["removable"] else 0])
+                w.writerow(
+                    [
+                        n.label,
+                        n.model,
+                        "single",
+                        r["index"],
+                        r["block"],
+                        1,
+                        r["downsampling"],
+                        r["removable"],
+                        err,
+                        "",
+                        1 if r["removable"] else 0,
+                    ]
+                )
             for r in n.random_k:
-                w.writerow([n.label, n.model, "random_k", "", "", r["k"], "", True, f"{r['mean']:.4f}",
-                            f"{r['std']:.4f}", r["n"]])
+                w.writerow(
+                    [
+                        n.label,
+                        n.model,
+                        "random_k",
+                        "",
+                        "",
+                        r["k"],
+                        "",
+                        True,
+                        f"{r['mean']:.4f}",
+                        f"{r['std']:.4f}",
+                        r["n"],
+                    ]
+                )
 
 
 def plot(path: Path, nets: list[NetLesions], chance: float) -> None:
@@ -303,15 +428,27 @@ def plot(path: Path, nets: list[NetLesions], chance: float) -> None:
     for n in nets:
         c = colors.get(n.label, None)
         xs = [r["index"] for r in n.single]
-        ys = [math.nan if r["top1_err"] is None else r["top1_err"] for r in n.single]  # gaps: not removable
+        ys = [
+            math.nan if r["top1_err"] is None else r["top1_err"] for r in n.single
+        ]  # gaps: not removable
         left.plot(xs, ys, "o-", ms=3, color=c, label=f"{n.label} ({n.model})")
         left.axhline(n.intact_err, ls="--", lw=0.8, color=c)
         blocked = [r["index"] for r in n.single if not r["removable"]]
         if blocked:
-            left.plot(blocked, [chance] * len(blocked), "x", color=c, label=f"{n.label}: not removable")
+            left.plot(
+                blocked, [chance] * len(blocked), "x", color=c, label=f"{n.label}: not removable"
+            )
         ks = [r["k"] for r in n.random_k]
-        right.errorbar(ks, [r["mean"] for r in n.random_k], yerr=[r["std"] for r in n.random_k], fmt="o-",
-                       ms=3, capsize=3, color=c, label=f"{n.label} ({n.model})")
+        right.errorbar(
+            ks,
+            [r["mean"] for r in n.random_k],
+            yerr=[r["std"] for r in n.random_k],
+            fmt="o-",
+            ms=3,
+            capsize=3,
+            color=c,
+            label=f"{n.label} ({n.model})",
+        )
         right.axhline(n.intact_err, ls="--", lw=0.8, color=c)
     for r in nets[0].single:
         if r["downsampling"]:
@@ -338,7 +475,9 @@ def print_table(nets: list[NetLesions], chance: float) -> None:
     from rich.table import Table
 
     console = Console()
-    table = Table(title=f"Lesion study ({nets[0].scale} scale), top-1 error %, chance {chance:.1f}%")
+    table = Table(
+        title=f"Lesion study ({nets[0].scale} scale), top-1 error %, chance {chance:.1f}%"
+    )
     table.add_column("deleted")
     for n in nets:
         table.add_column(f"{n.label}\n{n.model}", justify="right")
@@ -346,29 +485,60 @@ def print_table(nets: list[NetLesions], chance: float) -> None:
     for label, pick in (("1 block, median", statistics.median), ("1 block, worst", max)):
         cells = []
         for n in nets:
-            errs = [r["top1_err"] for r in n.single if r["top1_err"] is not None and not r["downsampling"]]
+            errs = [
+                r["top1_err"]
+                for r in n.single
+                if r["top1_err"] is not None and not r["downsampling"]
+            ]
             cells.append(f"{pick(errs):.2f}" if errs else "-")
         table.add_row(label + " (non-downsampling)", *cells)
-    table.add_row("1 downsampling block", *(", ".join(_fmt(r["top1_err"]) for r in n.single if r["downsampling"])
-                                            or "-" for n in nets))
+    table.add_row(
+        "1 downsampling block",
+        *(
+            ", ".join(_fmt(r["top1_err"]) for r in n.single if r["downsampling"]) or "-"
+            for n in nets
+        ),
+    )
     for k, rows in _by_k(nets):
-        table.add_row(f"{k} random", *(f"{r['mean']:.2f} ± {r['std']:.2f}" if r else "" for r in rows))
+        table.add_row(
+            f"{k} random", *(f"{r['mean']:.2f} ± {r['std']:.2f}" if r else "" for r in rows)
+        )
     console.print(table)
     console.print(f"[italic]Expected:[/italic] {EXPECTATION}")
 
 
-def write_outputs(out: Path, nets: list[NetLesions], runs: list[LoadedRun], args: dict[str, Any]) -> dict:
+def write_outputs(
+    out: Path, nets: list[NetLesions], runs: list[LoadedRun], args: dict[str, Any]
+) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     chance = 100.0 * (1 - 1 / runs[0].datamodule.num_classes)
     record = {
-        "paper": PAPER, "expectation": EXPECTATION, "scale": nets[0].scale, "chance_err": chance,
+        "paper": PAPER,
+        "expectation": EXPECTATION,
+        "scale": nets[0].scale,
+        "chance_err": chance,
         "arguments": args,
-        "runs": [{"label": n.label, "checkpoint": n.checkpoint, "run_dir": str(r.run_dir),
-                  "model": dataclasses.asdict(r.cfg.model), "data": dataclasses.asdict(r.cfg.data),
-                  "scale": n.scale}
-                 for n, r in zip(nets, runs)],
-        "nets": {n.label: {"model": n.model, "intact_err": n.intact_err, "single": n.single,
-                           "random_k": n.random_k, "random_pool": n.pool} for n in nets},
+        "runs": [
+            {
+                "label": n.label,
+                "checkpoint": n.checkpoint,
+                "run_dir": str(r.run_dir),
+                "model": dataclasses.asdict(r.cfg.model),
+                "data": dataclasses.asdict(r.cfg.data),
+                "scale": n.scale,
+            }
+            for n, r in zip(nets, runs, strict=False)
+        ],
+        "nets": {
+            n.label: {
+                "model": n.model,
+                "intact_err": n.intact_err,
+                "single": n.single,
+                "random_k": n.random_k,
+                "random_pool": n.pool,
+            }
+            for n in nets
+        },
     }
     write_json_atomic(out / "lesion.json", record)
     (out / "lesion.md").write_text(markdown(nets, chance))
@@ -383,22 +553,37 @@ def _ks(text: str) -> list[int]:
     try:
         ks = sorted({int(t) for t in text.split(",") if t.strip()})
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--k {text!r}: expected comma-separated integers, e.g. 1,2,5") from None
+        raise argparse.ArgumentTypeError(
+            f"--k {text!r}: expected comma-separated integers, e.g. 1,2,5"
+        ) from None
     if not ks or ks[0] < 1:
         raise argparse.ArgumentTypeError(f"--k {text!r}: numbers of deleted blocks must be >= 1")
     return ks
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m platform.lesion", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", required=True, help="residual net: runs/<name>/checkpoints/last.ckpt")
-    p.add_argument("--plain-checkpoint", help="optional plain net of the same depth, evaluated the same way")
-    p.add_argument("--k", type=_ks, help="numbers of blocks deleted at once, e.g. 1,2,5,10 "
-                                         "(default: 1 to half the shape-keeping blocks)")
+    p = argparse.ArgumentParser(
+        prog="python -m platform.lesion",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--checkpoint", required=True, help="residual net: runs/<name>/checkpoints/last.ckpt"
+    )
+    p.add_argument(
+        "--plain-checkpoint", help="optional plain net of the same depth, evaluated the same way"
+    )
+    p.add_argument(
+        "--k",
+        type=_ks,
+        help="numbers of blocks deleted at once, e.g. 1,2,5,10 "
+        "(default: 1 to half the shape-keeping blocks)",
+    )
     p.add_argument("--samples", type=int, default=10, help="random subsets per k (default 10)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random subsets")
-    p.add_argument("--max-batches", type=int, help="evaluate on the first N validation batches only")
+    p.add_argument(
+        "--max-batches", type=int, help="evaluate on the first N validation batches only"
+    )
     p.add_argument("--device", help="cpu | cuda | cuda:1 (default: cuda when available)")
     p.add_argument("--out", help="output directory (default reproduce/lesion/<run name>)")
     return p
@@ -421,8 +606,10 @@ def main(argv: list[str] | None = None) -> int:
         if len(labels) > 1 and labels[0] == labels[1]:
             print(f"warning: both checkpoints hold {labels[0]} nets", file=sys.stderr)
             labels[1] += "_2"
-        nets = [study(run, args.k, args.samples, args.seed, args.max_batches, device, label)
-                for run, label in zip(runs, labels)]
+        nets = [
+            study(run, args.k, args.samples, args.seed, args.max_batches, device, label)
+            for run, label in zip(runs, labels, strict=False)
+        ]
         out = Path(args.out) if args.out else Path("reproduce") / "lesion" / runs[0].run_dir.name
         write_outputs(out, nets, runs, vars(args))
     except (LesionError, ConfigError, DataError, BetonError, models.UnknownModelError) as e:

@@ -3,6 +3,7 @@
 Loss, parameter groups, optimizer and LR schedule are plain functions (testable without a
 Trainer); the module's hooks only wire them.  Accuracies are logged in percent.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -17,16 +18,22 @@ from torchmetrics import MaxMetric, MeanMetric, SumMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 import models
-from platform.config import (OPTIMIZERS, ConfigError, ModelConfig, OptimConfig, RegularizationConfig,
-                             ScheduleConfig)
 from platform.augmentation import mix_batch, random_erase
+from platform.config import (
+    OPTIMIZERS,
+    OptimConfig,
+    RegularizationConfig,
+    ScheduleConfig,
+)
 from platform.schedules import lr_from_config, scaled_lr
 
 log = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------------------- plain functions
-def classification_loss(logits: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+def classification_loss(
+    logits: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0
+) -> torch.Tensor:
     return F.cross_entropy(logits.float(), targets, label_smoothing=label_smoothing)
 
 
@@ -38,19 +45,33 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """
     decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
-    log.info("weight decay on %d tensors (%d params), none on %d tensors (%d params)",
-             len(decay), sum(p.numel() for p in decay), len(no_decay), sum(p.numel() for p in no_decay))
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    log.info(
+        "weight decay on %d tensors (%d params), none on %d tensors (%d params)",
+        len(decay),
+        sum(p.numel() for p in decay),
+        len(no_decay),
+        sum(p.numel() for p in no_decay),
+    )
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
 
 
 def build_optimizer(groups: list[dict[str, Any]], cfg: OptimConfig) -> torch.optim.Optimizer:
     if cfg.name == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0)
+        return torch.optim.SGD(
+            groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0
+        )
     if cfg.name == "adamw":
         return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.momentum, 0.999), eps=cfg.eps)
     if cfg.name == "rmsprop":  # EfficientNet §5.2: decay 0.9, momentum 0.9 (TF: eps 1e-3)
-        return torch.optim.RMSprop(groups, lr=cfg.lr, alpha=cfg.rmsprop_alpha, momentum=cfg.momentum, eps=cfg.eps)
-    raise ValueError(f"unknown optimizer {cfg.name!r}; expected {', '.join(OPTIMIZERS[:-1])} or {OPTIMIZERS[-1]}")
+        return torch.optim.RMSprop(
+            groups, lr=cfg.lr, alpha=cfg.rmsprop_alpha, momentum=cfg.momentum, eps=cfg.eps
+        )
+    raise ValueError(
+        f"unknown optimizer {cfg.name!r}; expected {', '.join(OPTIMIZERS[:-1])} or {OPTIMIZERS[-1]}"
+    )
 
 
 class ErrorThresholdWarmup:
@@ -74,9 +95,11 @@ class ErrorThresholdWarmup:
 
     def update(self, step: int, wrong: float, total: float) -> bool:
         """Record one step's (global) wrong/total; return True when the warm-up ends now."""
-        self._window = (self._window + [(wrong, total)])[-self.WINDOW:]
-        w, t = map(sum, zip(*self._window))
-        if (len(self._window) >= self.WINDOW // 2 and w / t < self.threshold) or step + 1 >= self.max_steps:
+        self._window = (self._window + [(wrong, total)])[-self.WINDOW :]
+        w, t = map(sum, zip(*self._window, strict=False))
+        if (
+            len(self._window) >= self.WINDOW // 2 and w / t < self.threshold
+        ) or step + 1 >= self.max_steps:
             self.ended_at = step + 1
             return True
         return False
@@ -90,8 +113,17 @@ def rng_states() -> dict[str, Any]:
 
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     # plain types and tensors only, so checkpoints stay loadable with torch.load(weights_only=True)
-    states = {"python": random.getstate(), "torch": torch.get_rng_state(),
-              "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached))}
+    states = {
+        "python": random.getstate(),
+        "torch": torch.get_rng_state(),
+        "numpy": (
+            kind,
+            torch.from_numpy(keys.astype(np.int64)),
+            int(pos),
+            int(has_gauss),
+            float(cached),
+        ),
+    }
     if torch.cuda.is_available():
         states["cuda"] = torch.cuda.get_rng_state_all()
     return states
@@ -147,9 +179,14 @@ class ClassificationModule(L.LightningModule):
         self.optim_cfg = OptimConfig(**(optim or {}))
         self.schedule_cfg = ScheduleConfig(**(schedule or {}))
         self.reg_cfg = RegularizationConfig(**(regularization or {}))
-        self.peak_lr = scaled_lr(self.optim_cfg.lr, global_batch_size or 0, self.optim_cfg.reference_batch_size)
-        self.warmup = (ErrorThresholdWarmup(self.schedule_cfg.warmup_error, self.schedule_cfg.warmup_max_steps)
-                       if self.schedule_cfg.warmup == "error_threshold" else None)
+        self.peak_lr = scaled_lr(
+            self.optim_cfg.lr, global_batch_size or 0, self.optim_cfg.reference_batch_size
+        )
+        self.warmup = (
+            ErrorThresholdWarmup(self.schedule_cfg.warmup_error, self.schedule_cfg.warmup_max_steps)
+            if self.schedule_cfg.warmup == "error_threshold"
+            else None
+        )
         self.model = models.create_model(model_name, num_classes=num_classes, **(model_knobs or {}))
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         if channels_last:
@@ -163,23 +200,35 @@ class ClassificationModule(L.LightningModule):
         self.val_top1_best.persistent(True)  # a resumed run remembers its best epoch
         self.val_seen = SumMetric()  # validation must see every example exactly once
         self.val_confusion = MulticlassConfusionMatrix(num_classes)  # rows true, columns predicted
-        self.last_confusion: torch.Tensor | None = None  # of the latest validation epoch (ConfusionReport)
+        self.last_confusion: torch.Tensor | None = (
+            None  # of the latest validation epoch (ConfusionReport)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x.contiguous(memory_format=self.memory_format))
 
-    def _step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _step(
+        self, batch: tuple[torch.Tensor, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         images, targets = batch
         logits = self(images)
         return classification_loss(logits, targets, self.optim_cfg.label_smoothing), logits, targets
 
-    def _augment(self, images: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _augment(
+        self, images: torch.Tensor, targets: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Batch-level regularisers on the device: random erasing, then mixup/cutmix (soft targets)."""
         r = self.reg_cfg
         if r.random_erasing > 0:
             images = random_erase(images, p=r.random_erasing)
-        return mix_batch(images, targets, self.hparams.num_classes, mixup_alpha=r.mixup_alpha,
-                         cutmix_alpha=r.cutmix_alpha, switch_prob=r.mix_switch_prob)
+        return mix_batch(
+            images,
+            targets,
+            self.hparams.num_classes,
+            mixup_alpha=r.mixup_alpha,
+            cutmix_alpha=r.cutmix_alpha,
+            switch_prob=r.mix_switch_prob,
+        )
 
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
         # Batch-mode stochastic depth: this step's dropped blocks from (seed, global step) alone,
@@ -190,15 +239,23 @@ class ClassificationModule(L.LightningModule):
         images, targets = batch
         inputs, soft_or_hard = self._augment(images, targets)
         logits = self(inputs)
-        loss = classification_loss(logits, soft_or_hard, self.optim_cfg.label_smoothing)  # accuracy: true labels
+        loss = classification_loss(
+            logits, soft_or_hard, self.optim_cfg.label_smoothing
+        )  # accuracy: true labels
         if self.warmup is not None and self.warmup.active:
             self._warmup_step(logits.detach(), targets)
         self.train_loss(loss.detach(), weight=targets.numel())
         self.train_top1(logits.detach(), targets)
         # metric objects: Lightning computes, syncs and resets them at epoch end
-        self.log_dict({"train/loss": self.train_loss, "train/top1": self.train_top1}, on_step=False, on_epoch=True)
+        self.log_dict(
+            {"train/loss": self.train_loss, "train/top1": self.train_top1},
+            on_step=False,
+            on_epoch=True,
+        )
         self.log("train/loss_step", loss.detach(), on_step=True, on_epoch=False, prog_bar=True)
-        self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False)
+        self.log(
+            "lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False
+        )
         return loss
 
     def validation_step(self, batch, batch_idx: int) -> None:
@@ -208,8 +265,12 @@ class ClassificationModule(L.LightningModule):
         self.val_top5(logits, targets)
         self.val_seen.update(torch.tensor(float(targets.numel()), device=targets.device))
         self.val_confusion.update(logits.argmax(1), targets)
-        self.log_dict({"val/loss": self.val_loss, "val/top1": self.val_top1, "val/top5": self.val_top5},
-                      on_step=False, on_epoch=True, prog_bar=True)
+        self.log_dict(
+            {"val/loss": self.val_loss, "val/top1": self.val_top1, "val/top5": self.val_top5},
+            on_step=False,
+            on_epoch=True,
+            prog_bar=True,
+        )
 
     def on_validation_epoch_end(self) -> None:
         seen = int(self.val_seen.compute())  # summed over DDP ranks
@@ -220,22 +281,36 @@ class ClassificationModule(L.LightningModule):
         self.last_confusion = confusion
         expected = getattr(self.trainer.datamodule, "val_size", None)
         if expected is not None and self.trainer.limit_val_batches == 1.0 and seen != expected:
-            raise RuntimeError(f"validation saw {seen} examples, the validation set has {expected}: "
-                               "a sampler padded or dropped examples, and the accuracy would be biased")
+            raise RuntimeError(
+                f"validation saw {seen} examples, the validation set has {expected}: "
+                "a sampler padded or dropped examples, and the accuracy would be biased"
+            )
         self.val_top1_best(self.val_top1.compute())
         self.log("val/top1_best", self.val_top1_best.compute())
 
     def _warmup_step(self, logits: torch.Tensor, targets: torch.Tensor) -> None:
-        counts = torch.tensor([(logits.argmax(1) != targets).sum().item(), targets.numel()],
-                              dtype=torch.float64, device=logits.device)
-        counts = self.trainer.strategy.reduce(counts, reduce_op="sum")  # the same decision on every rank
+        counts = torch.tensor(
+            [(logits.argmax(1) != targets).sum().item(), targets.numel()],
+            dtype=torch.float64,
+            device=logits.device,
+        )
+        counts = self.trainer.strategy.reduce(
+            counts, reduce_op="sum"
+        )  # the same decision on every rank
         if self.warmup.update(self.global_step, float(counts[0]), float(counts[1])):
             self.log("warmup/ended_at_step", float(self.warmup.ended_at))
-            log.info("error-threshold warm-up ended at step %d (training error below %.0f%%); LR back to %.4g",
-                     self.warmup.ended_at, 100 * self.warmup.threshold, self.peak_lr)
+            log.info(
+                "error-threshold warm-up ended at step %d (training error below %.0f%%); LR back "
+                "to %.4g",
+                self.warmup.ended_at,
+                100 * self.warmup.threshold,
+                self.peak_lr,
+            )
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["rng_states"] = rng_states()  # a resumed (e.g. preempted) run continues the same streams
+        checkpoint["rng_states"] = (
+            rng_states()
+        )  # a resumed (e.g. preempted) run continues the same streams
         if self.warmup is not None:
             checkpoint["error_threshold_warmup_ended_at"] = self.warmup.ended_at
 
@@ -252,10 +327,15 @@ class ClassificationModule(L.LightningModule):
         steps_per_epoch = max(1, self.trainer.estimated_stepping_batches // max_epochs)
         base_lr, schedule, warmup = self.peak_lr, self.schedule_cfg, self.warmup
 
-        def factor(step: int) -> float:  # LambdaLR multiplies the base LR by this, every optimizer step
+        def factor(
+            step: int,
+        ) -> float:  # LambdaLR multiplies the base LR by this, every optimizer step
             if warmup is not None and warmup.active:
                 return schedule.warmup_lr / base_lr
             return lr_from_config(step, steps_per_epoch, max_epochs, base_lr, schedule) / base_lr
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }

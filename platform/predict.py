@@ -9,6 +9,7 @@ short side, ``cv2.INTER_AREA`` resize to ``val_resolution``: ``ffcv/fields/rgb_i
 ``get_center_crop`` and ``libffcv`` ``resize``), then :class:`datamodules.normalize.DeviceNormalize`
 with the dataset's mean/std.  Class names come from the dataset's ``meta.json``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,9 +19,12 @@ from pathlib import Path
 from typing import Any, Sequence
 
 if __package__ in (None, ""):  # run as a file: `platform` would be the stdlib's
-    print("error: run this as `python -m platform.predict ...` from the repository root, or "
-          "`import cnn_platform` first in a script or notebook elsewhere (see README, 'After training')",
-          file=sys.stderr)
+    print(
+        "error: run this as `python -m platform.predict ...` from the repository root, or "
+        "`import cnn_platform` first in a script or notebook elsewhere (see README, 'After "
+        "training')",
+        file=sys.stderr,
+    )
     sys.exit(2)
 
 import numpy as np
@@ -32,8 +36,9 @@ from platform import cli
 from platform.evaluate import USER_ERRORS, EvalError, eval_datamodule, load, split_args
 
 
-def center_crop_resize(image: np.ndarray, side: int, ratio: float,
-                       max_resolution: int | None = None) -> np.ndarray:
+def center_crop_resize(
+    image: np.ndarray, side: int, ratio: float, max_resolution: int | None = None
+) -> np.ndarray:
     """(H, W, 3) uint8 -> (side, side, 3) uint8, as the .beton writer + FFCV's centre-crop decoder do."""
     import cv2
 
@@ -41,11 +46,13 @@ def center_crop_resize(image: np.ndarray, side: int, ratio: float,
         h, w = image.shape[:2]
         scale = max_resolution / max(h, w)
         if scale < 1:
-            image = cv2.resize(image, (int(scale * w), int(scale * h)), interpolation=cv2.INTER_AREA)
+            image = cv2.resize(
+                image, (int(scale * w), int(scale * h)), interpolation=cv2.INTER_AREA
+            )
     h, w = image.shape[:2]
     c = int(ratio * min(h, w))  # get_center_crop
     top, left = (h - c) // 2, (w - c) // 2
-    crop = np.ascontiguousarray(image[top:top + c, left:left + c])
+    crop = np.ascontiguousarray(image[top : top + c, left : left + c])
     return cv2.resize(crop, (side, side), interpolation=cv2.INTER_AREA)
 
 
@@ -56,15 +63,21 @@ def image_files(paths: Sequence[str | Path]) -> list[Path]:
         if p.is_dir():
             found = sorted(f for f in p.rglob("*") if f.is_file() and is_image_file(f.name))
             if not found:
-                raise EvalError(f"{p}: no image files in this directory (expected names ending in "
-                                f"{', '.join(IMG_EXTENSIONS)})")
+                raise EvalError(
+                    f"{p}: no image files in this directory (expected names ending in "
+                    f"{', '.join(IMG_EXTENSIONS)})"
+                )
             files += found
         elif p.is_file():
             files.append(p)
         else:
-            raise EvalError(f"{p}: no such file or directory (give image files or a directory of images)")
+            raise EvalError(
+                f"{p}: no such file or directory (give image files or a directory of images)"
+            )
     if not files:
-        raise EvalError("no images given (usage: python -m platform.predict ckpt=PATH IMAGE_OR_DIR ...)")
+        raise EvalError(
+            "no images given (usage: python -m platform.predict ckpt=PATH IMAGE_OR_DIR ...)"
+        )
     return files
 
 
@@ -74,13 +87,23 @@ def preprocessing(cfg) -> dict[str, Any]:
     dm.prepare_data()  # the embedded digits are written once if absent (meta.json: names, mean/std)
     dm.setup("validate")
     meta = dm._meta() if hasattr(dm, "_meta") else {}
-    return {"side": int(dm.val_resolution), "ratio": float(dm.val_crop_ratio), "mean": dm.mean, "std": dm.std,
-            "classes": getattr(dm, "class_names", None) or getattr(dm, "classes", None),
-            "max_resolution": (meta.get("writer") or {}).get("max_resolution")}
+    return {
+        "side": int(dm.val_resolution),
+        "ratio": float(dm.val_crop_ratio),
+        "mean": dm.mean,
+        "std": dm.std,
+        "classes": getattr(dm, "class_names", None) or getattr(dm, "classes", None),
+        "max_resolution": (meta.get("writer") or {}).get("max_resolution"),
+    }
 
 
-def predict(ckpt: str | Path, inputs: Sequence[str | Path], overrides: Sequence[str] = (), top_k: int = 5,
-            batch_size: int = 64) -> list[dict[str, Any]]:
+def predict(
+    ckpt: str | Path,
+    inputs: Sequence[str | Path],
+    overrides: Sequence[str] = (),
+    top_k: int = 5,
+    batch_size: int = 64,
+) -> list[dict[str, Any]]:
     """``[{"file", "top": [{"label", "index", "prob"}, ...]}, ...]`` for the images in ``inputs``."""
     module, cfg, _ = load(ckpt, overrides)
     files = image_files(inputs)
@@ -91,34 +114,50 @@ def predict(ckpt: str | Path, inputs: Sequence[str | Path], overrides: Sequence[
     k = max(1, min(top_k, num_classes))
     out = []
     for start in range(0, len(files), batch_size):
-        chunk = files[start:start + batch_size]
+        chunk = files[start : start + batch_size]
         arrays = []
         for f in chunk:
             try:
                 rgb = load_rgb(f)[0]
-                arrays.append(center_crop_resize(rgb, pre["side"], pre["ratio"], pre["max_resolution"]))
+                arrays.append(
+                    center_crop_resize(rgb, pre["side"], pre["ratio"], pre["max_resolution"])
+                )
             except ImageError as e:
-                raise EvalError(f"{e} (predict takes image files: {', '.join(IMG_EXTENSIONS)})") from None
+                raise EvalError(
+                    f"{e} (predict takes image files: {', '.join(IMG_EXTENSIONS)})"
+                ) from None
         images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)  # (N, 3, side, side) uint8
         with torch.inference_mode():
             probs = torch.softmax(module(normalize.images(images)).float(), dim=1)
         p, idx = probs.topk(k, dim=1)
-        for f, ps, ids in zip(chunk, p.tolist(), idx.tolist()):
-            out.append({"file": str(f), "top": [{"label": names[i] if names else str(i), "index": i,
-                                                  "prob": round(q, 6)} for q, i in zip(ps, ids)]})
+        for f, ps, ids in zip(chunk, p.tolist(), idx.tolist(), strict=False):
+            out.append(
+                {
+                    "file": str(f),
+                    "top": [
+                        {"label": names[i] if names else str(i), "index": i, "prob": round(q, 6)}
+                        for q, i in zip(ps, ids, strict=False)
+                    ],
+                }
+            )
     return out
 
 
 def table(rows: list[dict[str, Any]]) -> str:
     width = max(len(r["file"]) for r in rows)
-    return "\n".join(f"{r['file']:<{width}}  " + "  ".join(f"{t['label']} {t['prob']:.4f}" for t in r["top"])
-                     for r in rows)
+    return "\n".join(
+        f"{r['file']:<{width}}  " + "  ".join(f"{t['label']} {t['prob']:.4f}" for t in r["top"])
+        for r in rows
+    )
 
 
 @cli.entry(USER_ERRORS)
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m platform.predict", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m platform.predict",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("inputs", nargs="*", help="image files or directories")
     parser.add_argument("--top-k", type=int, default=5)
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -126,8 +165,9 @@ def main(argv: list[str]) -> int:
     flags, overrides = cli.split_flags(rest)
     args = parser.parse_args(flags)
     if "ckpt" not in mine:
-        raise EvalError("ckpt=PATH is required "
-                        "(usage: python -m platform.predict ckpt=PATH IMAGE_OR_DIR ...)")
+        raise EvalError(
+            "ckpt=PATH is required (usage: python -m platform.predict ckpt=PATH IMAGE_OR_DIR ...)"
+        )
     rows = predict(mine["ckpt"], args.inputs, overrides, args.top_k)
     print(json.dumps(rows, indent=1) if args.json else table(rows), flush=True)
     return 0

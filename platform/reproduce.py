@@ -15,6 +15,7 @@ beside the paper's value and the delta.  ``proxy`` numbers check the machinery a
 one machine; they are never a reproduction of the paper's values, and are labelled so.
 Output: a rich table, and ``reproduce/<table>/`` table.md, table.csv, table.json, plot.png.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,14 +26,41 @@ from pathlib import Path
 import models
 from platform import cli
 from platform.config import ConfigError, parse_overrides
+
 # the pieces, re-exported here (their old home): columns, the report, launching
-from platform.reproduce_columns import (distinguishing_keys, epoch_curves, final_train_top1, gather,  # noqa: F401
-                                        row_overrides, row_runs, row_specific, static_columns,
-                                        trained_columns)
-from platform.reproduce_launch import (ROOT, TRAIN, launch, launch_overrides, missing, run_name,  # noqa: F401
-                                       sweep_config, sweep_parameters, sweep_yaml)
-from platform.reproduce_render import (cells, columns, curves_plot, plot, print_rich, report,  # noqa: F401
-                                       scale_banner, to_csv, to_markdown)
+from platform.reproduce_columns import (  # noqa: F401
+    distinguishing_keys,
+    epoch_curves,
+    final_train_top1,
+    gather,
+    row_overrides,
+    row_runs,
+    row_specific,
+    static_columns,
+    trained_columns,
+)
+from platform.reproduce_launch import (  # noqa: F401
+    ROOT,
+    TRAIN,
+    launch,
+    launch_overrides,
+    missing,
+    run_name,
+    sweep_config,
+    sweep_parameters,
+    sweep_yaml,
+)
+from platform.reproduce_render import (  # noqa: F401
+    cells,
+    columns,
+    curves_plot,
+    plot,
+    print_rich,
+    report,
+    scale_banner,
+    to_csv,
+    to_markdown,
+)
 from platform.run_records import RunRecord, local_records, wandb_api_records, wandb_offline_records
 from platform.tables import SCALES, TableError, list_tables, load_table
 
@@ -67,17 +95,22 @@ def lesion(argv: list[str]) -> int:
         records = local_records(args.runs)
         found = {}
         for row in table.rows:
-            done = sorted((r for r in row_runs(table, row, args.scale, records) if r.status == "finished"),
-                          key=lambda r: (r.get("seed"), r.path))
+            done = sorted(
+                (r for r in row_runs(table, row, args.scale, records) if r.status == "finished"),
+                key=lambda r: (r.get("seed"), r.path),
+            )
             ckpts = [Path(r.path) / "checkpoints" / "last.ckpt" for r in done]
             ckpts = [c for c in ckpts if c.is_file()]
             plain = _is_plain(row.model)
             if ckpts:
                 found.setdefault("plain" if plain else "residual", ckpts[0])
         if "residual" not in found:
-            raise TableError(f"no finished run of {table.name}'s residual row at scale {args.scale} under "
-                             f"{args.runs}/: train it with `python -m platform.reproduce {table.name} --launch local "
-                             f"--scale {args.scale} --seeds 1`, or pass --checkpoint PATH")
+            raise TableError(
+                f"no finished run of {table.name}'s residual row at scale {args.scale} under "
+                f"{args.runs}/: train it with `python -m platform.reproduce {table.name} --launch "
+                "local "
+                f"--scale {args.scale} --seeds 1`, or pass --checkpoint PATH"
+            )
     except TableError as e:
         return cli.user_error(e)
     cmd = ["--checkpoint", str(found["residual"])]
@@ -106,39 +139,80 @@ def list_text() -> str:
     for t in list_tables():
         alias = f" ({', '.join(t.aliases)})" if t.aliases else ""
         kind = "computed" if not t.trained else f"{len(t.rows)} rows"
-        lines.append(f"{t.name + alias:28s} {t.paper.split(',')[0]:32s} {t.table:22s} {kind:9s} {t.title}")
-    lines.append("(python -m platform.reproduce lesion [--checkpoint PATH]: the lesion study of the lesion "
-                 "table's finished runs, or of any checkpoint)")
+        lines.append(
+            f"{t.name + alias:28s} {t.paper.split(',')[0]:32s} {t.table:22s} {kind:9s} {t.title}"
+        )
+    lines.append(
+        "(python -m platform.reproduce lesion [--checkpoint PATH]: the lesion study of the lesion "
+        "table's finished runs, or of any checkpoint)"
+    )
     return "\n".join(lines)
 
 
 @cli.entry()
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] == "lesion" and not {"--launch", "--write-sweep", "--list"} & {a.split("=")[0] for a in argv}:
+    if (
+        argv
+        and argv[0] == "lesion"
+        and not {"--launch", "--write-sweep", "--list"} & {a.split("=")[0] for a in argv}
+    ):
         return lesion(argv[1:])
-    p = argparse.ArgumentParser(prog="python -m platform.reproduce", description=__doc__.split("\n")[0],
-                                epilog="key=value arguments are passed to every launched run "
-                                       "(e.g. run.root=..., data.cache_dir=...)")
+    p = argparse.ArgumentParser(
+        prog="python -m platform.reproduce",
+        description=__doc__.split("\n")[0],
+        epilog="key=value arguments are passed to every launched run "
+        "(e.g. run.root=..., data.cache_dir=...)",
+    )
     p.add_argument("table", nargs="?", help="table name, alias (table3) or path to a table .yaml")
     p.add_argument("--list", action="store_true", help="list the tables")
-    p.add_argument("--scale", choices=SCALES, default="imagenet",
-                   help="imagenet: the paper's data and recipe; proxy: the table's reduced setting")
-    p.add_argument("--runs", default=None, help="local run directories (default: run.root=... if given, else runs/)")
+    p.add_argument(
+        "--scale",
+        choices=SCALES,
+        default="imagenet",
+        help="imagenet: the paper's data and recipe; proxy: the table's reduced setting",
+    )
+    p.add_argument(
+        "--runs",
+        default=None,
+        help="local run directories (default: run.root=... if given, else runs/)",
+    )
     p.add_argument("--wandb", metavar="ENTITY/PROJECT", help="read runs from the W&B API instead")
     p.add_argument("--wandb-sweep", metavar="ID", help="with --wandb: only this sweep's runs")
-    p.add_argument("--wandb-tag", metavar="TAG", help="with --wandb: only runs with this tag (launched runs and "
-                                                       "sweep runs carry the table's name)")
-    p.add_argument("--wandb-dir", metavar="DIR", help="read runs from W&B run files (offline or synced) under DIR")
+    p.add_argument(
+        "--wandb-tag",
+        metavar="TAG",
+        help="with --wandb: only runs with this tag (launched runs and "
+        "sweep runs carry the table's name)",
+    )
+    p.add_argument(
+        "--wandb-dir",
+        metavar="DIR",
+        help="read runs from W&B run files (offline or synced) under DIR",
+    )
     p.add_argument("--out", default=None, help="output directory (default reproduce/<table>)")
     p.add_argument("--no-plot", action="store_true")
     p.add_argument("--launch", choices=("local", "slurm", "wandb"), help="run the missing rows")
-    p.add_argument("--seeds", type=int, default=None, help="seeds per row to launch (default 3; proxy 2)")
-    p.add_argument("--dry-run", action="store_true", help="print the exact commands and nothing else")
-    p.add_argument("--sbatch-args", default="", help="extra sbatch options for --launch slurm (quoted)")
-    p.add_argument("--data-path", metavar="DIR", help="with --launch: data.path of every run (required for "
-                                                       "data=imagenet, beton, cifar10, cifar100)")
-    p.add_argument("--write-sweep", action="store_true", help="write sweeps/<table>.yaml (W&B grid, imagenet scale)")
+    p.add_argument(
+        "--seeds", type=int, default=None, help="seeds per row to launch (default 3; proxy 2)"
+    )
+    p.add_argument(
+        "--dry-run", action="store_true", help="print the exact commands and nothing else"
+    )
+    p.add_argument(
+        "--sbatch-args", default="", help="extra sbatch options for --launch slurm (quoted)"
+    )
+    p.add_argument(
+        "--data-path",
+        metavar="DIR",
+        help="with --launch: data.path of every run (required for "
+        "data=imagenet, beton, cifar10, cifar100)",
+    )
+    p.add_argument(
+        "--write-sweep",
+        action="store_true",
+        help="write sweeps/<table>.yaml (W&B grid, imagenet scale)",
+    )
     args, rest = p.parse_known_args(argv)
     extra = [a for a in rest if "=" in a and not a.startswith("-")]
     unknown = [a for a in rest if a not in extra]
@@ -163,11 +237,23 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.launch:
             if not table.trained:
-                raise TableError(f"{table.name} is a computed table (static columns only): nothing to launch")
+                raise TableError(
+                    f"{table.name} is a computed table (static columns only): nothing to launch"
+                )
             seeds = args.seeds or (2 if args.scale == "proxy" else 3)
             records = [] if args.launch == "wandb" else read_records(args, runs_root)
-            return launch(table, args.launch, args.scale, seeds, records, extra, args.dry_run, out_dir,
-                          shlex.split(args.sbatch_args), args.data_path)
+            return launch(
+                table,
+                args.launch,
+                args.scale,
+                seeds,
+                records,
+                extra,
+                args.dry_run,
+                out_dir,
+                shlex.split(args.sbatch_args),
+                args.data_path,
+            )
         records = read_records(args, runs_root) if table.trained else []
         report(table, records, args.scale, out_dir, make_plot=not args.no_plot)
         return 0

@@ -2,6 +2,7 @@
 resolution) computed now, and the trained ones gathered from the runs whose config matches a
 row at a scale (mean +- std over seeds with n).  Rendering is ``platform.reproduce_render``'s,
 launching ``platform.reproduce_launch``'s, the CLI ``platform.reproduce``'s."""
+
 from __future__ import annotations
 
 import functools
@@ -31,7 +32,11 @@ def static_columns(table: Table, row: Row) -> dict[str, Any]:
         channels, side = row.module_input
         # Table 2 counts the template's conv weights (no BN): count those.
         params = sum(m.weight.numel() for m in block.modules() if isinstance(m, torch.nn.Conv2d))
-        return {"params": params, "macs": count_macs(block, side, in_chans=channels), "resolution": side}
+        return {
+            "params": params,
+            "macs": count_macs(block, side, in_chans=channels),
+            "resolution": side,
+        }
     resolution = table.resolution_of(row) or models.model_info(row.model).resolution
     c = _complexity(row.model, resolution, tuple(sorted(knobs.items())))
     return {"params": c.params, "macs": c.macs, "resolution": resolution}
@@ -53,20 +58,29 @@ def _scaled_efficientnet(scaling: tuple[tuple[str, float], ...]) -> dict[str, An
     """
     import torch
 
-    from models.efficientnet import BASE_RESOLUTION, compound_coefficients, scaled_efficientnet
     from models.complexity import count_macs, count_params
+    from models.efficientnet import BASE_RESOLUTION, compound_coefficients, scaled_efficientnet
 
     s = dict(scaling)
     if "phi" in s:
         d, w, r = compound_coefficients(float(s["phi"]))
     else:
-        d, w, r = float(s.get("depth", 1.0)), float(s.get("width", 1.0)), int(s.get("resolution", BASE_RESOLUTION))
+        d, w, r = (
+            float(s.get("depth", 1.0)),
+            float(s.get("width", 1.0)),
+            int(s.get("resolution", BASE_RESOLUTION)),
+        )
     with torch.device("meta"):
         net, _ = scaled_efficientnet(width=w, depth=d, resolution=r)
         base, _ = scaled_efficientnet()
     law = count_macs(base, BASE_RESOLUTION) * d * w**2 * (r / BASE_RESOLUTION) ** 2
-    return {"params": count_params(net), "macs": count_macs(net, r), "resolution": r, "law_macs": law,
-            "scaling": {"width": round(w, 4), "depth": round(d, 4), "resolution": r}}
+    return {
+        "params": count_params(net),
+        "macs": count_macs(net, r),
+        "resolution": r,
+        "law_macs": law,
+        "scaling": {"width": round(w, 4), "depth": round(d, 4), "resolution": r},
+    }
 
 
 # ---------------------------------------------------------------------------- trained columns
@@ -79,7 +93,11 @@ def row_specific(row: Row, scale: str) -> list[str]:
 
 def row_overrides(table: Table, row: Row, scale: str) -> list[str]:
     """What makes a run this row at this scale: model, the scale's data/recipe/overrides, the row's."""
-    return [f"model={row.model}", *table.scales[scale].launch_overrides(), *row_specific(row, scale)]
+    return [
+        f"model={row.model}",
+        *table.scales[scale].launch_overrides(),
+        *row_specific(row, scale),
+    ]
 
 
 def distinguishing_keys(table: Table, scale: str) -> set[str]:
@@ -115,10 +133,15 @@ def final_train_top1(run: RunRecord) -> float | None:
 def trained_columns(runs: list[RunRecord]) -> dict[str, Any]:
     """Final-epoch errors over seeds (one run per seed: the newest finished), plus the row's status."""
     finished: dict[Any, RunRecord] = {}
-    for r in sorted((r for r in runs if r.status == "finished" and r.top1 is not None), key=lambda r: r.path):
+    for r in sorted(
+        (r for r in runs if r.status == "finished" and r.top1 is not None), key=lambda r: r.path
+    ):
         finished[r.get("seed")] = r
-    out: dict[str, Any] = {"n": len(finished), "seeds": sorted(finished, key=str),
-                           "runs": [r.path for r in finished.values()]}
+    out: dict[str, Any] = {
+        "n": len(finished),
+        "seeds": sorted(finished, key=str),
+        "runs": [r.path for r in finished.values()],
+    }
     for metric, attr in (("top1_err", "top1"), ("top5_err", "top5")):
         vals = [100.0 - getattr(r, attr) for r in finished.values() if getattr(r, attr) is not None]
         out[metric], out[f"{metric}_std"] = _mean_std(vals)
@@ -126,13 +149,17 @@ def trained_columns(runs: list[RunRecord]) -> dict[str, Any]:
     out["train_err"], out["train_err_std"] = _mean_std(train)
     evaluated: dict[str, dict[str, Any]] = {}  # platform.evaluate's numbers beside the trained ones
     for protocol in sorted({p for r in finished.values() for p in r.evaluated}):
-        errs = [r.evaluated[protocol]["top1_err"] for r in finished.values() if protocol in r.evaluated]
+        errs = [
+            r.evaluated[protocol]["top1_err"] for r in finished.values() if protocol in r.evaluated
+        ]
         mean, std = _mean_std(errs)
         evaluated[protocol] = {"top1_err": mean, "top1_err_std": std, "n": len(errs)}
     out["evaluated"] = evaluated
     running = [r.path for r in runs if r.status == "running"]
     failed = [r.path for r in runs if r.status in ("failed", "interrupted", "diverged")]
-    lost = [r.path for r in runs if r.status == "lost"]  # a dead writer without a final status (SIGKILL, node)
+    lost = [
+        r.path for r in runs if r.status == "lost"
+    ]  # a dead writer without a final status (SIGKILL, node)
     parts = []
     if finished:
         parts.append(f"finished x{len(finished)}")
@@ -155,15 +182,25 @@ def gather(table: Table, records: list[RunRecord], scale: str) -> list[dict[str,
         paper = dict(row.paper)
         if "law_macs" in static and paper.get("macs") is None:
             paper["macs"] = static["law_macs"]
-        entry: dict[str, Any] = {"id": row.id, "label": row.label, "model": row.model, "group": row.group, "x": row.x,
-                                 "overrides": list(row.overrides), "static": static, "paper": paper,
-                                 "note": row.note}
+        entry: dict[str, Any] = {
+            "id": row.id,
+            "label": row.label,
+            "model": row.model,
+            "group": row.group,
+            "x": row.x,
+            "overrides": list(row.overrides),
+            "static": static,
+            "paper": paper,
+            "note": row.note,
+        }
         for k in ("params", "macs"):
             entry[f"{k}_ratio"] = static[k] / paper[k] if paper.get(k) else None
         if table.trained:
             t = trained_columns(row_runs(table, row, scale, records))
             for m in table.metrics:
-                t[f"{m}_delta"] = (t[m] - paper[m]) if t[m] is not None and paper.get(m) is not None else None
+                t[f"{m}_delta"] = (
+                    (t[m] - paper[m]) if t[m] is not None and paper.get(m) is not None else None
+                )
             entry["trained"] = t
         rows.append(entry)
     return rows

@@ -1,5 +1,6 @@
 """``platform.reproduce``'s report: one table's gathered rows as a rich table, Markdown, CSV,
 JSON and plots (``reproduce/<table>/``), the paper's numbers beside ours."""
+
 from __future__ import annotations
 
 import csv
@@ -22,7 +23,11 @@ def _num(v: float | None, unit: str = "") -> str:
         return "–"
     for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
         if abs(v) >= div:
-            return f"{v / div:.3g}{suffix}{unit}" if abs(v) / div < 100 else f"{v / div:.1f}{suffix}{unit}"
+            return (
+                f"{v / div:.3g}{suffix}{unit}"
+                if abs(v) / div < 100
+                else f"{v / div:.1f}{suffix}{unit}"
+            )
     return f"{v:.3g}{unit}"
 
 
@@ -45,17 +50,33 @@ def columns(table: Table, scale: str) -> list[str]:
 def cells(table: Table, entry: dict[str, Any]) -> list[str]:
     s, p = entry["static"], entry["paper"]
     ratio = lambda r: "–" if r is None else f"{r:.3f}"  # noqa: E731
-    out = [entry["label"], entry["model"] + "".join(f" {o}" for o in entry["overrides"]), str(s["resolution"]),
-           _num(s["params"]), _num(p.get("params")), ratio(entry["params_ratio"]),
-           _num(s["macs"]), _num(p.get("macs")), ratio(entry["macs_ratio"])]
+    out = [
+        entry["label"],
+        entry["model"] + "".join(f" {o}" for o in entry["overrides"]),
+        str(s["resolution"]),
+        _num(s["params"]),
+        _num(p.get("params")),
+        ratio(entry["params_ratio"]),
+        _num(s["macs"]),
+        _num(p.get("macs")),
+        ratio(entry["macs_ratio"]),
+    ]
     if table.trained:
         t = entry["trained"]
         for m in table.metrics:
             d = t.get(f"{m}_delta")
-            out += [_err(t[m], t[f"{m}_std"], t["n"]), "–" if p.get(m) is None else f"{p[m]:.2f}",
-                    "–" if d is None else f"{d:+.2f}"]
+            out += [
+                _err(t[m], t[f"{m}_std"], t["n"]),
+                "–" if p.get(m) is None else f"{p[m]:.2f}",
+                "–" if d is None else f"{d:+.2f}",
+            ]
         ev = t.get("evaluated") or {}
-        out.append("; ".join(f"{p} {_err(v['top1_err'], v['top1_err_std'], v['n'])}" for p, v in ev.items()) or "–")
+        out.append(
+            "; ".join(
+                f"{p} {_err(v['top1_err'], v['top1_err_std'], v['n'])}" for p, v in ev.items()
+            )
+            or "–"
+        )
         out.append(t["status"])
     return out
 
@@ -64,28 +85,49 @@ def scale_banner(table: Table, scale: str) -> str:
     if not table.trained:
         return "computed table: static columns only (no training)"
     sc = table.scales[scale]
-    what = f"data={sc.data}" + (f" recipe={sc.recipe}" if sc.recipe else "") + "".join(f" {o}" for o in sc.overrides)
+    what = (
+        f"data={sc.data}"
+        + (f" recipe={sc.recipe}" if sc.recipe else "")
+        + "".join(f" {o}" for o in sc.overrides)
+    )
     if scale == "proxy":
-        return (f"scale: PROXY ({what}){': ' + sc.note if sc.note else ''} -- checks the machinery and trends; "
-                f"NOT a reproduction of the paper's values")
+        return (
+            f"scale: PROXY ({what}){': ' + sc.note if sc.note else ''} -- checks the machinery "
+            "and trends; "
+            f"NOT a reproduction of the paper's values"
+        )
     return f"scale: imagenet, the paper's setting ({what})"
 
 
 def to_markdown(table: Table, rows: list[dict[str, Any]], scale: str) -> str:
     cols = columns(table, scale)
-    lines = [f"# {table.title}", "", f"{table.paper}, {table.table}.  Source: {table.source}", "",
-             f"**{scale_banner(table, scale)}**", ""]
+    lines = [
+        f"# {table.title}",
+        "",
+        f"{table.paper}, {table.table}.  Source: {table.source}",
+        "",
+        f"**{scale_banner(table, scale)}**",
+        "",
+    ]
     if table.trend:
         lines += [f"Expected trend (paper): {table.trend}", ""]
     if table.recipe_note:
         lines += [f"Recipe: {table.recipe_note}", ""]
     lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in cells(table, e)) + " |" for e in rows]
+    lines += [
+        "| " + " | ".join(c.replace("|", "\\|") for c in cells(table, e)) + " |" for e in rows
+    ]
     notes = [f"- {e['label']}: {e['note']}" for e in rows if e["note"]]
-    lines += ["", "MACs = multiply-adds (the papers' \"FLOPs\"), counted by models/complexity.py. "
-              "Errors are final-epoch validation errors; mean ± sample std over seeds."
-              + (" Train err: the last epoch's running training error (augmented batches, train mode)."
-                 if "train_err" in table.metrics else "")]
+    lines += [
+        "",
+        'MACs = multiply-adds (the papers\' "FLOPs"), counted by models/complexity.py. '
+        "Errors are final-epoch validation errors; mean ± sample std over seeds."
+        + (
+            " Train err: the last epoch's running training error (augmented batches, train mode)."
+            if "train_err" in table.metrics
+            else ""
+        ),
+    ]
     if notes:
         lines += ["", "Notes:", *notes]
     return "\n".join(lines) + "\n"
@@ -93,8 +135,19 @@ def to_markdown(table: Table, rows: list[dict[str, Any]], scale: str) -> str:
 
 def to_csv(table: Table, rows: list[dict[str, Any]], scale: str) -> str:
     buf = io.StringIO()
-    header = ["id", "label", "model", "overrides", "resolution", "params", "paper_params", "params_ratio", "macs",
-              "paper_macs", "macs_ratio"]
+    header = [
+        "id",
+        "label",
+        "model",
+        "overrides",
+        "resolution",
+        "params",
+        "paper_params",
+        "params_ratio",
+        "macs",
+        "paper_macs",
+        "macs_ratio",
+    ]
     if table.trained:
         header += ["scale", "n", "seeds"]
         for m in table.metrics:
@@ -104,8 +157,19 @@ def to_csv(table: Table, rows: list[dict[str, Any]], scale: str) -> str:
     w.writerow(header)
     for e in rows:
         s, p = e["static"], e["paper"]
-        line = [e["id"], e["label"], e["model"], " ".join(e["overrides"]), s["resolution"], s["params"],
-                p.get("params"), e["params_ratio"], s["macs"], p.get("macs"), e["macs_ratio"]]
+        line = [
+            e["id"],
+            e["label"],
+            e["model"],
+            " ".join(e["overrides"]),
+            s["resolution"],
+            s["params"],
+            p.get("params"),
+            e["params_ratio"],
+            s["macs"],
+            p.get("macs"),
+            e["macs_ratio"],
+        ]
         if table.trained:
             t = e["trained"]
             line += [scale, t["n"], " ".join(map(str, t["seeds"]))]
@@ -154,17 +218,23 @@ def plot(table: Table, rows: list[dict[str, Any]], scale: str, path: Path) -> Pa
         label = f"{g}: " if g else ""
         px = [(xval(e), yvals(e)[0]) for e in pts if yvals(e)[0] is not None]
         if px:
-            ax.plot(*zip(*px), "o--", color=c, alpha=0.6, label=f"{label}paper")
+            ax.plot(*zip(*px, strict=False), "o--", color=c, alpha=0.6, label=f"{label}paper")
         ox = [(xval(e), yvals(e)[1], yvals(e)[2] or 0.0) for e in pts if yvals(e)[1] is not None]
         if ox:
-            xs, ys, sds = zip(*ox)
+            xs, ys, sds = zip(*ox, strict=False)
             ours = "ours (computed)" if ykey in ("params", "macs") else f"ours ({scale})"
             ours_ax.errorbar(xs, ys, yerr=sds, fmt="s-", color=c, capsize=3, label=f"{label}{ours}")
     if spec.get("xlog"):
         ax.set_xscale("log", base=2 if xkey == "x" else 10)
     ax.set_xlabel(spec.get("xlabel", xkey))
-    ax.set_ylabel({"top1_err": "top-1 error (%)", "top1_acc": "top-1 accuracy (%)", "params": "parameters",
-                   "macs": "multiply-adds"}.get(ykey, ykey))
+    ax.set_ylabel(
+        {
+            "top1_err": "top-1 error (%)",
+            "top1_acc": "top-1 accuracy (%)",
+            "params": "parameters",
+            "macs": "multiply-adds",
+        }.get(ykey, ykey)
+    )
     if twin:
         ours_ax.set_ylabel(f"ours, proxy scale ({table.scales['proxy'].data})")
     title = f"{table.paper.split(',')[0]} {table.table}"
@@ -172,17 +242,18 @@ def plot(table: Table, rows: list[dict[str, Any]], scale: str, path: Path) -> Pa
         title += " -- PROXY scale, not the paper's setting"
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
-    handles = [h for a in {ax, ours_ax} for h in zip(*a.get_legend_handles_labels())]
+    handles = [h for a in {ax, ours_ax} for h in zip(*a.get_legend_handles_labels(), strict=False)]
     if handles:
-        ax.legend(*zip(*handles), fontsize=7)
+        ax.legend(*zip(*handles, strict=False), fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110, format="png")
     plt.close(fig)
     return path
 
 
-def curves_plot(table: Table, rows: list[dict[str, Any]], records: list[RunRecord], scale: str,
-                path: Path) -> Path:
+def curves_plot(
+    table: Table, rows: list[dict[str, Any]], records: list[RunRecord], scale: str, path: Path
+) -> Path:
     """Per-epoch error of every row as He et al. 2015 Fig. 6: training error dashed, validation
     error solid, mean over the row's finished seeds (a band: min to max); one panel per group."""
     import matplotlib
@@ -192,10 +263,12 @@ def curves_plot(table: Table, rows: list[dict[str, Any]], records: list[RunRecor
     import numpy as np
 
     groups = list(dict.fromkeys(e["group"] for e in rows))
-    fig, axes = plt.subplots(1, len(groups), figsize=(5.2 * len(groups), 4.2), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(groups), figsize=(5.2 * len(groups), 4.2), sharey=True, squeeze=False
+    )
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     by_path = {r.path: r for r in records}
-    for ax, g in zip(axes[0], groups):
+    for ax, g in zip(axes[0], groups, strict=False):
         for i, e in enumerate(e for e in rows if e["group"] == g):
             runs = [by_path[p] for p in e["trained"]["runs"] if p in by_path]
             curves = [epoch_curves(r) for r in runs]
@@ -208,7 +281,9 @@ def curves_plot(table: Table, rows: list[dict[str, Any]], records: list[RunRecor
                 ys = np.array([s[:n] for s in series])
                 xs = np.arange(1, n + 1)
                 c = colors[i % len(colors)]
-                ax.plot(xs, ys.mean(0), style, color=c, label=f"{e['label']} {what} (n={len(series)})")
+                ax.plot(
+                    xs, ys.mean(0), style, color=c, label=f"{e['label']} {what} (n={len(series)})"
+                )
                 if len(series) > 1:
                     ax.fill_between(xs, ys.min(0), ys.max(0), color=c, alpha=0.12, linewidth=0)
         ax.set_title(g or table.name, fontsize=9)
@@ -232,9 +307,14 @@ def print_rich(table: Table, rows: list[dict[str, Any]], scale: str) -> None:
 
     # a terminal's own width; a file or pipe (no width of its own) gets 160 columns or COLUMNS if wider.
     # Row names never wrap; the other columns fold.
-    console = Console(width=None if sys.stdout.isatty() else max(160, int(os.environ.get("COLUMNS", 0) or 0)))
-    rt = RichTable(title=f"{table.name}: {table.title}\n{table.paper.split(',')[0]}, {table.table}",
-                   caption=scale_banner(table, scale), show_lines=False)
+    console = Console(
+        width=None if sys.stdout.isatty() else max(160, int(os.environ.get("COLUMNS", 0) or 0))
+    )
+    rt = RichTable(
+        title=f"{table.name}: {table.title}\n{table.paper.split(',')[0]}, {table.table}",
+        caption=scale_banner(table, scale),
+        show_lines=False,
+    )
     for i, c in enumerate(columns(table, scale)):
         rt.add_column(c, overflow="fold", no_wrap=i == 0)
     for e in rows:
@@ -242,18 +322,36 @@ def print_rich(table: Table, rows: list[dict[str, Any]], scale: str) -> None:
     console.print(rt)
 
 
-def report(table: Table, records: list[RunRecord], scale: str, out_dir: Path, *, quiet: bool = False,
-           make_plot: bool = True) -> dict[str, Any]:
+def report(
+    table: Table,
+    records: list[RunRecord],
+    scale: str,
+    out_dir: Path,
+    *,
+    quiet: bool = False,
+    make_plot: bool = True,
+) -> dict[str, Any]:
     rows = gather(table, records, scale)
     out_dir.mkdir(parents=True, exist_ok=True)
     from datamodules.write import atomic_path
 
-    result = {"table": table.name, "title": table.title, "paper": table.paper, "paper_table": table.table,
-              "kind": table.kind, "scale": scale if table.trained else None,
-              "scale_note": scale_banner(table, scale), "metrics": list(table.metrics), "rows": rows,
-              "generated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    for name, text in (("table.md", to_markdown(table, rows, scale)), ("table.csv", to_csv(table, rows, scale)),
-                       ("table.json", json.dumps(result, indent=1, default=str) + "\n")):
+    result = {
+        "table": table.name,
+        "title": table.title,
+        "paper": table.paper,
+        "paper_table": table.table,
+        "kind": table.kind,
+        "scale": scale if table.trained else None,
+        "scale_note": scale_banner(table, scale),
+        "metrics": list(table.metrics),
+        "rows": rows,
+        "generated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    for name, text in (
+        ("table.md", to_markdown(table, rows, scale)),
+        ("table.csv", to_csv(table, rows, scale)),
+        ("table.json", json.dumps(result, indent=1, default=str) + "\n"),
+    ):
         with atomic_path(out_dir / name) as tmp:
             tmp.write_text(text)
     if make_plot:
@@ -266,9 +364,17 @@ def report(table: Table, records: list[RunRecord], scale: str, out_dir: Path, *,
         print_rich(table, rows, scale)
         if table.trained and not any(e["trained"]["n"] for e in rows):
             other = "proxy" if scale == "imagenet" else "imagenet"
-            n_other = sum(trained_columns(row_runs(table, r, other, records))["n"] for r in table.rows)
+            n_other = sum(
+                trained_columns(row_runs(table, r, other, records))["n"] for r in table.rows
+            )
             if n_other:
-                print(f"({n_other} finished {other}-scale runs match this table: pass --scale {other})")
-        print(f"wrote {out_dir}/table.md, table.csv, table.json" + (", plot.png" if make_plot else "")
-              + (", curves.png" if make_plot and table.curves and table.trained else ""))
+                print(
+                    f"({n_other} finished {other}-scale runs match this table: pass --scale "
+                    f"{other})"
+                )
+        print(
+            f"wrote {out_dir}/table.md, table.csv, table.json"
+            + (", plot.png" if make_plot else "")
+            + (", curves.png" if make_plot and table.curves and table.trained else "")
+        )
     return result

@@ -2,6 +2,7 @@
 (``platform.runs`` reads its files), a W&B offline/synced run file, or the W&B API.
 ``platform.reproduce`` and ``platform.sweep`` match them to table rows and sweep points
 with :func:`run_filter`."""
+
 from __future__ import annotations
 
 import json
@@ -15,14 +16,16 @@ from platform.runs import read_evaluations, read_summary, run_status
 @dataclass
 class RunRecord:
     name: str
-    path: str              # run directory, .wandb file, or entity/project/run_id
-    source: str            # local | wandb-offline | wandb
+    path: str  # run directory, .wandb file, or entity/project/run_id
+    source: str  # local | wandb-offline | wandb
     config: dict[str, Any]  # the resolved ExperimentConfig as a nested dict
-    status: str            # finished | running | interrupted | diverged | failed | lost
-    top1: float | None     # final-epoch val top-1 (%), the number papers report
+    status: str  # finished | running | interrupted | diverged | failed | lost
+    top1: float | None  # final-epoch val top-1 (%), the number papers report
     top5: float | None
     epochs: int | None = None
-    evaluated: dict[str, dict[str, Any]] = field(default_factory=dict)  # protocol -> eval-<protocol>.json
+    evaluated: dict[str, dict[str, Any]] = field(
+        default_factory=dict
+    )  # protocol -> eval-<protocol>.json
 
     def get(self, dotted: str) -> Any:
         node: Any = self.config
@@ -45,9 +48,19 @@ def local_records(root: str | Path) -> list[RunRecord]:
         except (OSError, yaml.YAMLError):
             continue
         s = read_summary(run_dir) or {}
-        out.append(RunRecord(run_dir.name, str(run_dir), "local", config, run_status(run_dir, s),
-                             s.get("final_val_top1"), s.get("final_val_top5"), s.get("epochs"),
-                             read_evaluations(run_dir)))
+        out.append(
+            RunRecord(
+                run_dir.name,
+                str(run_dir),
+                "local",
+                config,
+                run_status(run_dir, s),
+                s.get("final_val_top1"),
+                s.get("final_val_top5"),
+                s.get("epochs"),
+                read_evaluations(run_dir),
+            )
+        )
     return out
 
 
@@ -74,11 +87,11 @@ def wandb_file_records(path: str | Path):
         if left < 7:  # block trailer: padding
             pos += left
             continue
-        _crc, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        _crc, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
         if kind == 0 and length == 0:
             pos += left
             continue
-        chunk, pos = data[pos + 7:pos + 7 + length], pos + 7 + length
+        chunk, pos = data[pos + 7 : pos + 7 + length], pos + 7 + length
         if kind in (1, 4):  # FULL, LAST
             record = pb.Record()
             record.ParseFromString(pending + chunk if kind == 4 else chunk)
@@ -102,9 +115,16 @@ def config_from_wandb(items: dict[str, Any]) -> dict[str, Any]:
 
     from platform.config import SECTIONS, parse_overrides
 
-    config = {k: v for k, v in items.items() if not k.startswith("_") and (k not in SECTIONS or isinstance(v, dict))}
-    overrides = [f"{k}={v}" for k, v in items.items()
-                 if ("." in k or k in SECTIONS) and not isinstance(v, dict) and not k.startswith("_")]
+    config = {
+        k: v
+        for k, v in items.items()
+        if not k.startswith("_") and (k not in SECTIONS or isinstance(v, dict))
+    }
+    overrides = [
+        f"{k}={v}"
+        for k, v in items.items()
+        if ("." in k or k in SECTIONS) and not isinstance(v, dict) and not k.startswith("_")
+    ]
     try:
         pairs = parse_overrides(overrides)
     except ValueError:
@@ -113,7 +133,11 @@ def config_from_wandb(items: dict[str, Any]) -> dict[str, Any]:
         node = config
         *parents, leaf = key.split(".")
         for p in parents:
-            node = node.setdefault(p, {}) if isinstance(node.get(p), dict) or p not in node else node[p]
+            node = (
+                node.setdefault(p, {})
+                if isinstance(node.get(p), dict) or p not in node
+                else node[p]
+            )
         try:
             node[leaf] = yaml.safe_load(raw)
         except yaml.YAMLError:
@@ -140,18 +164,35 @@ def wandb_offline_record(path: str | Path) -> RunRecord:
             items = {i.key: _unjson(i.value_json) for i in record.run.config.update}
             config.update(items)
         elif kind == "config":
-            for i in record.config.update:  # later updates (Lightning's hparams) never replace our sections
+            for i in (
+                record.config.update
+            ):  # later updates (Lightning's hparams) never replace our sections
                 config.setdefault(i.key, _unjson(i.value_json))
         elif kind == "summary":
-            summary.update({i.key or "/".join(i.nested_key): _unjson(i.value_json) for i in record.summary.update})
+            summary.update(
+                {
+                    i.key or "/".join(i.nested_key): _unjson(i.value_json)
+                    for i in record.summary.update
+                }
+            )
         elif kind == "history":
             if any((i.key or "/".join(i.nested_key)) == "val/top1" for i in record.history.item):
                 epochs += 1
         elif kind == "exit":
             code = record.exit.exit_code
-            status = {0: "finished", 130: "interrupted", 143: "interrupted", 3: "diverged"}.get(code, "failed")
-    return RunRecord(name, str(path), "wandb-offline", config_from_wandb(config), status,
-                     summary.get("val/top1"), summary.get("val/top5"), epochs)
+            status = {0: "finished", 130: "interrupted", 143: "interrupted", 3: "diverged"}.get(
+                code, "failed"
+            )
+    return RunRecord(
+        name,
+        str(path),
+        "wandb-offline",
+        config_from_wandb(config),
+        status,
+        summary.get("val/top1"),
+        summary.get("val/top5"),
+        epochs,
+    )
 
 
 def wandb_offline_records(root: str | Path) -> list[RunRecord]:
@@ -165,16 +206,31 @@ def wandb_offline_records(root: str | Path) -> list[RunRecord]:
     return out
 
 
-_WANDB_STATES = {"finished": "finished", "running": "running", "crashed": "failed", "failed": "failed",
-                 "killed": "interrupted", "preempted": "interrupted", "preempting": "running", "pending": "running"}
+_WANDB_STATES = {
+    "finished": "finished",
+    "running": "running",
+    "crashed": "failed",
+    "failed": "failed",
+    "killed": "interrupted",
+    "preempted": "interrupted",
+    "preempting": "running",
+    "pending": "running",
+}
 
 
 def wandb_api_record(run: Any) -> RunRecord:
     """A RunRecord from a ``wandb.apis.public.Run`` (name, path, config, summary, state)."""
     summary = dict(getattr(run.summary, "_json_dict", None) or run.summary)
-    return RunRecord(run.name, "/".join(run.path), "wandb", config_from_wandb(dict(run.config)),
-                     _WANDB_STATES.get(run.state, run.state), summary.get("val/top1"), summary.get("val/top5"),
-                     summary.get("epoch", -1) + 1 if "epoch" in summary else None)
+    return RunRecord(
+        run.name,
+        "/".join(run.path),
+        "wandb",
+        config_from_wandb(dict(run.config)),
+        _WANDB_STATES.get(run.state, run.state),
+        summary.get("val/top1"),
+        summary.get("val/top5"),
+        summary.get("epoch", -1) + 1 if "epoch" in summary else None,
+    )
 
 
 def wandb_api_records(project_path: str, filters: dict[str, Any] | None = None) -> list[RunRecord]:

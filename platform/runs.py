@@ -25,6 +25,7 @@ previous version; ``metrics.jsonl`` is appended one whole line per write (a torn
 crash mid-write is skipped with a warning by the readers).  ``platform.reproduce`` reads these
 records, with or without W&B.
 """
+
 from __future__ import annotations
 
 import collections
@@ -35,7 +36,6 @@ import json
 import logging
 import math
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -50,11 +50,25 @@ from datamodules.write import atomic_path, write_json_atomic
 
 log = logging.getLogger("platform.runs")
 
-METRIC_KEYS = ("train/loss", "train/top1", "val/loss", "val/top1", "val/top5", "val/top1_best", "lr",
-               "val_ema/loss", "val_ema/top1", "val_ema/top5",
-               # platform.callbacks.ThroughputMonitor
-               "perf/train_img_s", "perf/val_img_s", "perf/data_wait_s", "perf/compute_s", "perf/data_wait_frac",
-               "perf/peak_mem_mib")
+METRIC_KEYS = (
+    "train/loss",
+    "train/top1",
+    "val/loss",
+    "val/top1",
+    "val/top5",
+    "val/top1_best",
+    "lr",
+    "val_ema/loss",
+    "val_ema/top1",
+    "val_ema/top5",
+    # platform.callbacks.ThroughputMonitor
+    "perf/train_img_s",
+    "perf/val_img_s",
+    "perf/data_wait_s",
+    "perf/compute_s",
+    "perf/data_wait_frac",
+    "perf/peak_mem_mib",
+)
 LAST = "last.ckpt"
 DIGEST_SUFFIX = ".sha256.json"
 
@@ -118,8 +132,12 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
         except ValueError:
             row = None
         if not isinstance(row, dict) or not isinstance(row.get("epoch"), int):
-            log.warning("%s: line %d is not a complete record (torn by a crash while it was written?); skipped",
-                        path, n)
+            log.warning(
+                "%s: line %d is not a complete record (torn by a crash while it was written?); "
+                "skipped",
+                path,
+                n,
+            )
             continue
         rows.append(row)
     return rows
@@ -165,21 +183,39 @@ def environment() -> dict[str, Any]:
     """What a reported number needs beside it: commit, versions, hardware (STYLE rule 14)."""
     root = Path(__file__).resolve().parent.parent
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
-                                timeout=10).stdout.strip() or None
-        dirty = bool(subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True,
-                                    timeout=10).stdout.strip())
+        commit = (
+            subprocess.run(
+                ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
+            ).stdout.strip()
+            or None
+        )
+        dirty = bool(
+            subprocess.run(
+                ["git", "status", "--porcelain"],
+                cwd=root,
+                capture_output=True,
+                text=True,
+                timeout=10,
+            ).stdout.strip()
+        )
     except (OSError, subprocess.SubprocessError):
         commit, dirty = None, None
     import lightning
+
     import platform
 
     return {
-        "git_commit": commit, "git_dirty": dirty, "argv": sys.argv, "host": platform.node(),
-        "python": platform.python_version(), "torch": torch.__version__, "lightning": lightning.__version__,
+        "git_commit": commit,
+        "git_dirty": dirty,
+        "argv": sys.argv,
+        "host": platform.node(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "lightning": lightning.__version__,
         "cuda": torch.version.cuda if torch.cuda.is_available() else None,
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
         # the allocation; per-rank host, node rank and rendezvous address: "ranks" (platform.slurm.NodeCheck)
         "slurm_nodelist": os.environ.get("SLURM_JOB_NODELIST"),
@@ -200,7 +236,11 @@ class LogTail(logging.Handler):
             self.lines.append(self.format(record))
 
     def attach(self) -> "LogTail":
-        for name in ("", "lightning.pytorch", "lightning.fabric"):  # lightning's loggers do not propagate
+        for name in (
+            "",
+            "lightning.pytorch",
+            "lightning.fabric",
+        ):  # lightning's loggers do not propagate
             logging.getLogger(name).addHandler(self)
         return self
 
@@ -213,17 +253,25 @@ def error_record(e: BaseException, tail: LogTail | None = None) -> dict[str, Any
     import traceback
 
     frames = traceback.extract_tb(e.__traceback__)
-    return {"type": type(e).__name__, "message": str(e),
-            "where": f"{frames[-1].filename}:{frames[-1].lineno}" if frames else None,
-            "log_tail": list(tail.lines) if tail is not None else []}
+    return {
+        "type": type(e).__name__,
+        "message": str(e),
+        "where": f"{frames[-1].filename}:{frames[-1].lineno}" if frames else None,
+        "log_tail": list(tail.lines) if tail is not None else [],
+    }
 
 
 class RunSummary:
     """``summary.json`` of one run across its segments (each start of ``platform.train`` on it):
     ``wall_time_s`` sums the segments (a killed one counts up to its last heartbeat)."""
 
-    def __init__(self, run_dir: Path, base: dict[str, Any], world_size: int,
-                 previous: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        run_dir: Path,
+        base: dict[str, Any],
+        world_size: int,
+        previous: dict[str, Any] | None = None,
+    ) -> None:
         self.run_dir, self.base, self.world_size = Path(run_dir), dict(base), world_size
         previous = previous or {}
         self.prior_s = float(previous.get("wall_time_s") or 0.0)
@@ -232,8 +280,15 @@ class RunSummary:
 
     def write(self, status: str, **extra: Any) -> dict[str, Any]:
         now = time.time()
-        s = summarize(self.run_dir, self.base, status, self.prior_s + now - self.started, self.world_size,
-                      segments=self.segment, **extra)
+        s = summarize(
+            self.run_dir,
+            self.base,
+            status,
+            self.prior_s + now - self.started,
+            self.world_size,
+            segments=self.segment,
+            **extra,
+        )
         return s
 
     def heartbeat(self) -> None:
@@ -244,8 +299,14 @@ class RunSummary:
             log.warning("%s", e)
 
 
-def summarize(run_dir: Path, base: dict[str, Any], status: str, wall_time_s: float,
-              world_size: int, **extra: Any) -> dict[str, Any]:
+def summarize(
+    run_dir: Path,
+    base: dict[str, Any],
+    status: str,
+    wall_time_s: float,
+    world_size: int,
+    **extra: Any,
+) -> dict[str, Any]:
     import platform
 
     rows = read_metrics(run_dir)
@@ -253,20 +314,24 @@ def summarize(run_dir: Path, base: dict[str, Any], status: str, wall_time_s: flo
     last = rows[-1] if rows else {}
     summary = dict(base)
     now = time.time()
-    summary.update({
-        "epochs": len(rows),
-        "best_val_top1": max(val) if val else None,
-        "final_val_top1": last.get("val/top1"),
-        "final_val_top5": last.get("val/top5"),
-        "wall_time_s": round(wall_time_s, 2),
-        "segments": 1,
-        "world_size": world_size,
-        "status": status,
-        "run_dir": str(run_dir),
-        "host": platform.node(), "pid": os.getpid(),
-        "heartbeat": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(now)), "heartbeat_unix": round(now, 1),
-        **performance_summary(run_dir, rows),
-    })
+    summary.update(
+        {
+            "epochs": len(rows),
+            "best_val_top1": max(val) if val else None,
+            "final_val_top1": last.get("val/top1"),
+            "final_val_top5": last.get("val/top5"),
+            "wall_time_s": round(wall_time_s, 2),
+            "segments": 1,
+            "world_size": world_size,
+            "status": status,
+            "run_dir": str(run_dir),
+            "host": platform.node(),
+            "pid": os.getpid(),
+            "heartbeat": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(now)),
+            "heartbeat_unix": round(now, 1),
+            **performance_summary(run_dir, rows),
+        }
+    )
     summary.update(extra)
     if status != "running":
         summary["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(now))
@@ -284,15 +349,17 @@ def performance_summary(run_dir: Path, rows: list[dict[str, Any]]) -> dict[str, 
     ckpts = sorted(checkpoint_dir(run_dir).glob("best-epoch*.ckpt"))
     rates = [r["perf/train_img_s"] for r in rows if "perf/train_img_s" in r]
     mems = [r["perf/peak_mem_mib"] for r in rows if "perf/peak_mem_mib" in r]
-    return {"best_epoch": best["epoch"] if best else None, "best_checkpoint": str(ckpts[-1]) if ckpts else None,
-            "mean_train_img_s": round(sum(rates) / len(rates), 1) if rates else None,
-            "peak_mem_mib": round(max(mems), 1) if mems else None}
-
+    return {
+        "best_epoch": best["epoch"] if best else None,
+        "best_checkpoint": str(ckpts[-1]) if ckpts else None,
+        "mean_train_img_s": round(sum(rates) / len(rates), 1) if rates else None,
+        "peak_mem_mib": round(max(mems), 1) if mems else None,
+    }
 
 
 # ---------------------------------------------------------------------------- one writer per run dir
 LOCK = ".lock"
-LOCK_BEAT_S = 15.0    # the holder touches the lock this often
+LOCK_BEAT_S = 15.0  # the holder touches the lock this often
 LOCK_STALE_S = 120.0  # a lock of another host untouched this long belongs to a dead process
 
 
@@ -353,8 +420,12 @@ class RunLock:
     def acquire(self) -> "RunLock":
         import platform
 
-        me = {"pid": os.getpid(), "host": platform.node(), "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-              "slurm_job": os.environ.get("SLURM_JOB_ID")}
+        me = {
+            "pid": os.getpid(),
+            "host": platform.node(),
+            "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "slurm_job": os.environ.get("SLURM_JOB_ID"),
+        }
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -366,13 +437,19 @@ class RunLock:
                 holder = lock_holder(self.run_dir)
                 if holder is not None and not _earlier_attempt_of_this_job(holder):
                     raise RunBusyError(
-                        f"run directory {self.run_dir} is in use by pid {holder['pid']} on {holder.get('host')} "
-                        f"(since {holder.get('since')}); wait for it to end, stop it, or choose another run.name"
+                        f"run directory {self.run_dir} is in use by pid {holder['pid']} on "
+                        f"{holder.get('host')} "
+                        f"(since {holder.get('since')}); wait for it to end, stop it, or choose "
+                        "another run.name"
                     ) from None
                 with contextlib.suppress(OSError, ValueError):
                     old = json.loads(self.path.read_text())
-                    log.warning("taking over the lock of %s from pid %s on %s, which is no longer running",
-                                self.run_dir, old.get("pid"), old.get("host"))
+                    log.warning(
+                        "taking over the lock of %s from pid %s on %s, which is no longer running",
+                        self.run_dir,
+                        old.get("pid"),
+                        old.get("host"),
+                    )
                 with contextlib.suppress(FileNotFoundError):
                     self.path.unlink()
                 continue
@@ -383,7 +460,9 @@ class RunLock:
             finally:
                 os.close(fd)
             self.held = True
-            self._thread = threading.Thread(target=self._beat, name="run-lock-heartbeat", daemon=True)
+            self._thread = threading.Thread(
+                target=self._beat, name="run-lock-heartbeat", daemon=True
+            )
             self._thread.start()
             return self
         raise RunBusyError(f"could not take the lock {self.path} (another process keeps taking it)")
@@ -416,7 +495,11 @@ def _read_digests(ckpt: Path) -> list[dict[str, Any]] | None:
         entries = json.loads(digest_path(ckpt).read_text()).get("entries")
     except (OSError, ValueError, AttributeError):
         return None
-    return [e for e in entries if isinstance(e, dict) and "sha256" in e] if isinstance(entries, list) else None
+    return (
+        [e for e in entries if isinstance(e, dict) and "sha256" in e]
+        if isinstance(entries, list)
+        else None
+    )
 
 
 def save_checkpoint(trainer: L.Trainer, path: Path, kind: str) -> None:
@@ -437,9 +520,14 @@ def save_checkpoint(trainer: L.Trainer, path: Path, kind: str) -> None:
             trainer.strategy.checkpoint_io.save_checkpoint(checkpoint, tmp)
             with open(tmp, "rb+") as fh:
                 os.fsync(fh.fileno())
-            entry = {"sha256": file_sha256(tmp), "bytes": tmp.stat().st_size, "epoch": trainer.current_epoch,
-                     "global_step": trainer.global_step, "kind": kind,
-                     "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+            entry = {
+                "sha256": file_sha256(tmp),
+                "bytes": tmp.stat().st_size,
+                "epoch": trainer.current_epoch,
+                "global_step": trainer.global_step,
+                "kind": kind,
+                "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            }
             old = (_read_digests(path) or [])[:1] if path.is_file() else []
             write_json_atomic(digest_path(path), {"file": path.name, "entries": [entry, *old]})
             os.replace(tmp, path)
@@ -479,27 +567,49 @@ def verify_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
             if e.get("bytes") == size and e["sha256"] == file_sha256(path):
                 return e
         want = entries[0] if entries else {}
-        why = (f"{size} bytes, its digest file says {want.get('bytes')} (truncated?)" if want.get("bytes") != size
-               else "SHA-256 differs from its digest file (bytes changed on disk)")
+        why = (
+            f"{size} bytes, its digest file says {want.get('bytes')} (truncated?)"
+            if want.get("bytes") != size
+            else "SHA-256 differs from its digest file (bytes changed on disk)"
+        )
         raise CheckpointError(f"{path}: corrupt: {why}")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated zip, random bytes, a pickle of arbitrary objects
-        raise CheckpointError(f"{path}: unreadable ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+        raise CheckpointError(
+            f"{path}: unreadable ({type(e).__name__}: {str(e).splitlines()[0][:200]})"
+        ) from None
     sd = ckpt.get("state_dict") if isinstance(ckpt, dict) else None
     if not isinstance(sd, dict):
         raise CheckpointError(f"{path}: not a Lightning checkpoint (no state_dict)")
-    bad = [k for k, v in sd.items() if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()]
+    bad = [
+        k
+        for k, v in sd.items()
+        if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()
+    ]
     if bad:
-        raise CheckpointError(f"{path}: holds non-finite weights ({bad[0]}{' ...' if len(bad) > 1 else ''})")
-    return {"epoch": ckpt.get("epoch"), "global_step": ckpt.get("global_step"), "kind": "unverified (no digest)"}
+        raise CheckpointError(
+            f"{path}: holds non-finite weights ({bad[0]}{' ...' if len(bad) > 1 else ''})"
+        )
+    return {
+        "epoch": ckpt.get("epoch"),
+        "global_step": ckpt.get("global_step"),
+        "kind": "unverified (no digest)",
+    }
 
 
 def resumable_checkpoints(run_dir: Path) -> list[Path]:
     """``last.ckpt`` first, then the other checkpoints (best, older versions' names), newest first."""
     d = checkpoint_dir(run_dir)
-    others = sorted((p for p in d.glob("*.ckpt") if p.name != LAST and not p.name.startswith(".")),
-                    key=lambda p: p.stat().st_mtime, reverse=True) if d.is_dir() else []
+    others = (
+        sorted(
+            (p for p in d.glob("*.ckpt") if p.name != LAST and not p.name.startswith(".")),
+            key=lambda p: p.stat().st_mtime,
+            reverse=True,
+        )
+        if d.is_dir()
+        else []
+    )
     last = d / LAST
     return ([last] if last.is_file() else []) + others
 

@@ -6,6 +6,7 @@ the decay that follows is measured from the end of warm-up for cosine (so the pe
 reached exactly once) and in absolute epochs for step milestones (as papers state them:
 "divide by 10 at epochs 30, 60, 90", ResNeXt §4).
 """
+
 from __future__ import annotations
 
 import math
@@ -27,7 +28,9 @@ def step_factor(epoch: float, milestones: Sequence[float], gamma: float) -> floa
     return gamma ** sum(1 for m in milestones if epoch >= m)
 
 
-def cosine_factor(epoch: float, start_epoch: float, total_epochs: float, min_factor: float) -> float:
+def cosine_factor(
+    epoch: float, start_epoch: float, total_epochs: float, min_factor: float
+) -> float:
     """Half-cosine from 1 at ``start_epoch`` down to ``min_factor`` at ``total_epochs``."""
     span = total_epochs - start_epoch
     if span <= 0:
@@ -36,7 +39,9 @@ def cosine_factor(epoch: float, start_epoch: float, total_epochs: float, min_fac
     return min_factor + (1.0 - min_factor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def linear_decay_factor(epoch: float, start_epoch: float, total_epochs: float, min_factor: float) -> float:
+def linear_decay_factor(
+    epoch: float, start_epoch: float, total_epochs: float, min_factor: float
+) -> float:
     """Straight line from 1 at ``start_epoch`` to ``min_factor`` at ``total_epochs`` (ffcv-imagenet's
     triangular schedule after its warm-up)."""
     span = total_epochs - start_epoch
@@ -83,13 +88,18 @@ def lr_at(
     return base_lr * factor
 
 
-def lr_from_config(step: int, steps_per_epoch: int, total_epochs: float, base_lr: float, schedule) -> float:
+def lr_from_config(
+    step: int, steps_per_epoch: int, total_epochs: float, base_lr: float, schedule
+) -> float:
     """:func:`lr_at` with the fields of a ``ScheduleConfig``."""
     warmup_epochs = schedule.warmup_epochs
     if getattr(schedule, "warmup_steps", None) is not None:  # warm-up stated in iterations
         warmup_epochs = schedule.warmup_steps / steps_per_epoch
     return lr_at(
-        step, steps_per_epoch, total_epochs, base_lr,
+        step,
+        steps_per_epoch,
+        total_epochs,
+        base_lr,
         name=schedule.name,
         warmup_epochs=warmup_epochs,
         warmup_start_factor=schedule.warmup_start_factor,
@@ -105,8 +115,9 @@ def scaled_lr(lr: float, global_batch: int, reference_batch: int | None) -> floa
     return lr if not reference_batch else lr * global_batch / reference_batch
 
 
-def resolution_at(epoch: int, start_res: int, end_res: int, start_epoch: int, end_epoch: int,
-                  multiple: int = 32) -> int:
+def resolution_at(
+    epoch: int, start_res: int, end_res: int, start_epoch: int, end_epoch: int, multiple: int = 32
+) -> int:
     """Progressive resizing (ffcv-imagenet ``get_resolution``): the training resolution ramps
     linearly from ``start_res`` (up to ``start_epoch``) to ``end_res`` (from ``end_epoch``),
     rounded to a multiple of ``multiple``."""
@@ -144,7 +155,9 @@ def lr_curve(cfg, steps_per_epoch: int | None = None) -> tuple[list[int], list[f
     lrs = [lr_from_config(s, spe, cfg.trainer.max_epochs, base, cfg.schedule) for s in steps]
     if cfg.schedule.warmup == "error_threshold":  # drawn with the paper's ~400 iterations (§4.2)
         switch = min(400, cfg.schedule.warmup_max_steps)
-        lrs = [cfg.schedule.warmup_lr if s < switch else lr for s, lr in zip(steps, lrs)]
+        lrs = [
+            cfg.schedule.warmup_lr if s < switch else lr for s, lr in zip(steps, lrs, strict=False)
+        ]
     return steps, lrs
 
 
@@ -155,16 +168,23 @@ def main(argv: list[str]) -> int:
     opts = {a.split("=", 1)[0]: a.split("=", 1)[1] for a in argv if a.startswith("--") and "=" in a}
     args = [a for a in argv if not (a.startswith("--") and "=" in a)]
     if any(a in ("-h", "--help") for a in args):
-        print("usage: python -m platform.schedules [recipe=NAME] [key=value ...] [--steps-per-epoch=N] "
-              "[--out=FILE.png]\n"
-              "Plots the LR of every iteration of the configured run.  Steps per epoch come from the\n"
-              "dataset's known size (imagenet, cifar10/100, digits: no data on disk needed) over the\n"
-              "effective batch, or from --steps-per-epoch.")
+        print(
+            "usage: python -m platform.schedules [recipe=NAME] [key=value ...] "
+            "[--steps-per-epoch=N] "
+            "[--out=FILE.png]\n"
+            "Plots the LR of every iteration of the configured run.  Steps per epoch come from "
+            "the\n"
+            "dataset's known size (imagenet, cifar10/100, digits: no data on disk needed) over "
+            "the\n"
+            "effective batch, or from --steps-per-epoch."
+        )
         return 0
     unknown = set(opts) - {"--out", "--steps-per-epoch"}
     if unknown:
-        return cli.user_error(f"unknown option {', '.join(sorted(unknown))} "
-                              "(known: --out=FILE.png, --steps-per-epoch=N)")
+        return cli.user_error(
+            f"unknown option {', '.join(sorted(unknown))} "
+            "(known: --out=FILE.png, --steps-per-epoch=N)"
+        )
     try:
         cfg = load_config(args)
         spe = int(opts["--steps-per-epoch"]) if "--steps-per-epoch" in opts else None
@@ -173,8 +193,9 @@ def main(argv: list[str]) -> int:
     except ConfigError as e:
         return cli.user_error(e)
     except ValueError:
-        return cli.user_error(f"--steps-per-epoch={opts['--steps-per-epoch']}: "
-                              "expected a positive integer")
+        return cli.user_error(
+            f"--steps-per-epoch={opts['--steps-per-epoch']}: expected a positive integer"
+        )
     import matplotlib
 
     matplotlib.use("Agg")
@@ -193,7 +214,10 @@ def main(argv: list[str]) -> int:
     path = out = opts.get("--out") or f"schedule-{(cfg.recipe or 'default').replace('/', '_')}.png"
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    print(f"wrote {out} ({len(steps)} points, {spe} steps/epoch, peak LR {max(lrs):.4g}, final {lrs[-1]:.4g})")
+    print(
+        f"wrote {out} ({len(steps)} points, {spe} steps/epoch, peak LR {max(lrs):.4g}, final "
+        f"{lrs[-1]:.4g})"
+    )
     return 0
 
 

@@ -17,6 +17,7 @@ configuration in this process (the command line's overrides last, so they win), 
 ``python -m platform.slurm sweep|count FILE ...`` is the same door under its older name
 (:func:`array_job`).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -58,8 +59,10 @@ def sweep_configs(path: str | Path) -> list[list[str]]:
     try:
         data = yaml.safe_load(Path(path).read_text())
     except OSError as e:
-        raise ConfigError(f"cannot read sweep file {path}: {e.strerror} (a sweep file: sweeps/<table>.yaml, or a "
-                          f"YAML list of override lists)") from None
+        raise ConfigError(
+            f"cannot read sweep file {path}: {e.strerror} (a sweep file: sweeps/<table>.yaml, or a "
+            f"YAML list of override lists)"
+        ) from None
     except yaml.YAMLError as e:
         raise ConfigError(f"sweep file {path} is not valid YAML: {e}") from None
     if isinstance(data, list):
@@ -70,12 +73,17 @@ def sweep_configs(path: str | Path) -> list[list[str]]:
             elif isinstance(item, list) and all(isinstance(x, str) and "=" in x for x in item):
                 configs.append(list(item))
             else:
-                raise ConfigError(f"{path}: entry {i} must be a list of key=value strings or a mapping, got {item!r}")
+                raise ConfigError(
+                    f"{path}: entry {i} must be a list of key=value strings or a mapping, got "
+                    f"{item!r}"
+                )
         return configs
     if isinstance(data, dict) and isinstance(data.get("parameters"), dict):
         if data.get("method", "grid") != "grid":
-            raise ConfigError(f"{path}: method={data['method']!r}; a SLURM job array enumerates a grid only "
-                              f"(use method: grid, or a W&B agent for random/bayes sweeps)")
+            raise ConfigError(
+                f"{path}: method={data['method']!r}; a SLURM job array enumerates a grid only "
+                f"(use method: grid, or a W&B agent for random/bayes sweeps)"
+            )
         axes = []
         for key, spec in data["parameters"].items():
             if isinstance(spec, dict) and "values" in spec:
@@ -83,10 +91,13 @@ def sweep_configs(path: str | Path) -> list[list[str]]:
             elif isinstance(spec, dict) and "value" in spec:
                 axes.append([(key, spec["value"])])
             else:
-                raise ConfigError(f"{path}: parameter {key} needs `values: [...]` or `value: x` for a grid")
+                raise ConfigError(
+                    f"{path}: parameter {key} needs `values: [...]` or `value: x` for a grid"
+                )
         return [[_override(k, v) for k, v in combo] for combo in itertools.product(*axes)]
-    raise ConfigError(f"{path}: a sweep file is a list of override lists or a mapping with `parameters:`")
-
+    raise ConfigError(
+        f"{path}: a sweep file is a list of override lists or a mapping with `parameters:`"
+    )
 
 
 def pending(configs: list[list[str]], extra: list[str], runs_root: Path) -> list[int]:
@@ -107,13 +118,21 @@ def check(path: str | Path) -> list[list[str]]:
         try:
             cfg = load_config(c)
             if cfg.data.name not in list_datamodules():
-                raise ConfigError(f"unknown data {cfg.data.name!r}; known: {', '.join(list_datamodules())}")
-            knobs = {k for k, v in vars(cfg.model).items() if v is not None and k not in ("name", "init", "num_classes")}
+                raise ConfigError(
+                    f"unknown data {cfg.data.name!r}; known: {', '.join(list_datamodules())}"
+                )
+            knobs = {
+                k
+                for k, v in vars(cfg.model).items()
+                if v is not None and k not in ("name", "init", "num_classes")
+            }
             models.model_info(cfg.model.name)  # UnknownModelError names the closest models
             bad = knobs - models.free_knobs(cfg.model.name)
             if bad:
-                raise ConfigError(f"model {cfg.model.name} has no knob {', '.join(sorted(bad))} "
-                                  f"(its knobs: {', '.join(sorted(models.free_knobs(cfg.model.name)))})")
+                raise ConfigError(
+                    f"model {cfg.model.name} has no knob {', '.join(sorted(bad))} "
+                    f"(its knobs: {', '.join(sorted(models.free_knobs(cfg.model.name)))})"
+                )
         except (ConfigError, models.UnknownModelError) as e:
             raise ConfigError(f"{path}: configuration {i} ({' '.join(c)}): {e}") from None
     return configs
@@ -125,12 +144,16 @@ def sweep_task(path: str | Path, index: int | None = None) -> list[str]:
     configs = sweep_configs(path)
     if index is None:
         if "SLURM_ARRAY_TASK_ID" not in os.environ:
-            raise ConfigError("no SLURM_ARRAY_TASK_ID: submit as a job array, "
-                              f"sbatch --array=0-{len(configs) - 1} slurm/sweep.sh {path}")
+            raise ConfigError(
+                "no SLURM_ARRAY_TASK_ID: submit as a job array, "
+                f"sbatch --array=0-{len(configs) - 1} slurm/sweep.sh {path}"
+            )
         index = int(os.environ["SLURM_ARRAY_TASK_ID"])
     if not 0 <= index < len(configs):
-        raise ConfigError(f"array task {index} but {path} has {len(configs)} configurations "
-                          f"(use --array=0-{len(configs) - 1})")
+        raise ConfigError(
+            f"array task {index} but {path} has {len(configs)} configurations "
+            f"(use --array=0-{len(configs) - 1})"
+        )
     return configs[index]
 
 
@@ -149,7 +172,10 @@ def array_job(job: str, path: str, rest: list[str]) -> int:
         return cli.user_error(e)
     from platform import train
 
-    print(f"sweep {path} task {os.environ.get('SLURM_ARRAY_TASK_ID')}: {' '.join(overrides)}", flush=True)
+    print(
+        f"sweep {path} task {os.environ.get('SLURM_ARRAY_TASK_ID')}: {' '.join(overrides)}",
+        flush=True,
+    )
     return train.main([*overrides, *rest])  # the command line comes last, so it wins
 
 
@@ -158,22 +184,45 @@ def array_job(job: str, path: str, rest: list[str]) -> int:
 def main(argv: list[str]) -> int:
     if argv[:1] in (["--task"], ["--count"]):  # inside the job array (slurm/sweep.sh)
         if len(argv) < 2:
-            print("usage: python -m platform.sweep --task FILE [key=value ...] | --count FILE",
-                  file=sys.stderr)
+            print(
+                "usage: python -m platform.sweep --task FILE [key=value ...] | --count FILE",
+                file=sys.stderr,
+            )
             return cli.EXIT_USER_ERROR
         return array_job(argv[0].removeprefix("--"), argv[1], argv[2:])
-    p = argparse.ArgumentParser(prog="python -m platform.sweep", description=__doc__.split("\n")[0],
-                                epilog="inside a SLURM job array (slurm/sweep.sh): python -m "
-                                       "platform.sweep --task FILE [key=value ...] | --count FILE")
+    p = argparse.ArgumentParser(
+        prog="python -m platform.sweep",
+        description=__doc__.split("\n")[0],
+        epilog="inside a SLURM job array (slurm/sweep.sh): python -m "
+        "platform.sweep --task FILE [key=value ...] | --count FILE",
+    )
     p.add_argument("file", help="sweep file (sweeps/*.yaml or a list of override lists)")
-    p.add_argument("--slurm", action="store_true", help="submit one job array through slurm/sweep.sh")
-    p.add_argument("--dry-run", action="store_true", help="print the exact commands and nothing else")
-    p.add_argument("--all", action="store_true", help="run every configuration, even those with a finished run")
-    p.add_argument("--sbatch-args", default="", help="extra sbatch options (quoted), e.g. '--partition=gpu'")
-    p.add_argument("--data-path", metavar="DIR", help="data.path for every run (required for data=imagenet, "
-                                                       "beton, cifar10, cifar100)")
+    p.add_argument(
+        "--slurm", action="store_true", help="submit one job array through slurm/sweep.sh"
+    )
+    p.add_argument(
+        "--dry-run", action="store_true", help="print the exact commands and nothing else"
+    )
+    p.add_argument(
+        "--all", action="store_true", help="run every configuration, even those with a finished run"
+    )
+    p.add_argument(
+        "--sbatch-args", default="", help="extra sbatch options (quoted), e.g. '--partition=gpu'"
+    )
+    p.add_argument(
+        "--data-path",
+        metavar="DIR",
+        help="data.path for every run (required for data=imagenet, beton, cifar10, cifar100)",
+    )
     args, extra = cli.flags_and_overrides(p, argv)
-    from platform.launch import check_data_path, check_extra, compact_ranges, data_path_overrides, plan_line, resolved
+    from platform.launch import (
+        check_data_path,
+        check_extra,
+        compact_ranges,
+        data_path_overrides,
+        plan_line,
+        resolved,
+    )
 
     extra = [*data_path_overrides(args.data_path), *extra]
     try:
@@ -193,8 +242,14 @@ def main(argv: list[str]) -> int:
         if not todo:
             print(f"{args.file}: every configuration has a finished or running run")
             return 0
-        cmd = ["sbatch", f"--array={compact_ranges(todo)}", *shlex.split(args.sbatch_args), "slurm/sweep.sh",
-               str(args.file), *extra]
+        cmd = [
+            "sbatch",
+            f"--array={compact_ranges(todo)}",
+            *shlex.split(args.sbatch_args),
+            "slurm/sweep.sh",
+            str(args.file),
+            *extra,
+        ]
         print(shlex.join(cmd), flush=True)
         if args.dry_run:
             return 0
@@ -202,7 +257,10 @@ def main(argv: list[str]) -> int:
         return subprocess.run(cmd, cwd=ROOT).returncode
     skipped = len(configs) - len(todo)
     if skipped:
-        print(f"{skipped} of {len(configs)} configurations already have a finished or running run; skipped")
+        print(
+            f"{skipped} of {len(configs)} configurations already have a finished or running run; "
+            "skipped"
+        )
     failed = 0
     for n, i in enumerate(todo, 1):
         cmd = [sys.executable, "-m", "platform.train", *configs[i], *extra]

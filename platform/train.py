@@ -4,6 +4,7 @@ With no arguments it trains a CIFAR-style ResNet-20 on the embedded digits throu
 full ImageNet path (FFCV .beton -> FFCV Loader -> ClassificationModule -> Lightning ->
 W&B offline + run record) on the CPU, in a few minutes.  ``--help`` lists every key.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -23,14 +24,39 @@ import torch
 import models
 from datamodules import DataError
 from datamodules.write import BetonError, write_json_atomic
-from platform.config import (ConfigError, ExperimentConfig, from_dict, help_text, load_config, resume_differences,
-                             to_dict, to_yaml)
 from platform import cli, slurm
 from platform.compose import apply_flush_denormal, build_datamodule, build_module, build_trainer
-from platform.runs import (CheckpointError, LogTail, RunBusyError, RunLock, RunSummary, RunWriteError, environment,
-                           error_record, lock_holder, newest_valid_checkpoint, read_summary, resumable_checkpoints,
-                           verify_checkpoint)
-from platform.console import print_run_start, quiet_library_chatter, start_console_log, stop_console_log
+from platform.config import (
+    ConfigError,
+    ExperimentConfig,
+    from_dict,
+    help_text,
+    load_config,
+    resume_differences,
+    to_dict,
+    to_yaml,
+)
+from platform.console import (
+    print_run_start,
+    quiet_library_chatter,
+    start_console_log,
+    stop_console_log,
+)
+from platform.runs import (
+    CheckpointError,
+    LogTail,
+    RunBusyError,
+    RunLock,
+    RunSummary,
+    RunWriteError,
+    environment,
+    error_record,
+    lock_holder,
+    newest_valid_checkpoint,
+    read_summary,
+    resumable_checkpoints,
+    verify_checkpoint,
+)
 
 log = logging.getLogger("platform.train")
 
@@ -50,7 +76,9 @@ RUN_NAME_ENV = "PLATFORM_RUN_NAME"  # rank 0's choice, inherited by the DDP rank
 def launch_rank_zero() -> bool:
     """Whether this process is global rank 0, known before the Trainer exists (DDP children that
     Lightning starts carry LOCAL_RANK/NODE_RANK; srun tasks SLURM_PROCID; torchrun RANK)."""
-    if any(os.environ.get(k, "0") != "0" for k in ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK")):
+    if any(
+        os.environ.get(k, "0") != "0" for k in ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK")
+    ):
         return False
     return not (slurm.in_srun_step() and os.environ.get("SLURM_PROCID", "0") != "0")
 
@@ -63,7 +91,9 @@ def default_run_name(cfg: ExperimentConfig) -> str:
     if job:
         task = os.environ.get("SLURM_ARRAY_TASK_ID")
         return f"slurm-{job}" + (f"_{task}" if task else "")
-    return f"{cfg.model.name}-{cfg.data.name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
+    return (
+        f"{cfg.model.name}-{cfg.data.name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
+    )
 
 
 def _same_experiment(a: ExperimentConfig, b: ExperimentConfig) -> bool:
@@ -80,8 +110,10 @@ def saved_config(run_dir: Path) -> ExperimentConfig | None:
     try:
         return from_dict(yaml.safe_load(path.read_text()) or {})
     except Exception as e:  # noqa: BLE001 -- an unreadable config.yaml: say so, never resume blindly
-        raise ResumeError(f"{path}: cannot be read as a configuration ({type(e).__name__}: {e}); "
-                          "it cannot be resumed safely, choose another run.name") from None
+        raise ResumeError(
+            f"{path}: cannot be read as a configuration ({type(e).__name__}: {e}); "
+            "it cannot be resumed safely, choose another run.name"
+        ) from None
 
 
 def _latest_unfinished_twin(cfg: ExperimentConfig, root: Path) -> Path | None:
@@ -106,10 +138,14 @@ def pick_checkpoint(run_dir: Path) -> Path | None:
     """The newest valid checkpoint of ``run_dir`` (a corrupt ``last.ckpt`` falls back, with a warning)."""
     ckpt, problems = newest_valid_checkpoint(run_dir)
     for p in problems:
-        log.warning("%s; %s", p, f"falling back to {ckpt}" if ckpt else "no other checkpoint is valid")
+        log.warning(
+            "%s; %s", p, f"falling back to {ckpt}" if ckpt else "no other checkpoint is valid"
+        )
     if ckpt is None and problems:
-        raise ResumeError(f"no valid checkpoint in {run_dir / 'checkpoints'} ({'; '.join(problems)}); "
-                          f"move the directory away to start again, or resume=PATH from a copy you trust")
+        raise ResumeError(
+            f"no valid checkpoint in {run_dir / 'checkpoints'} ({'; '.join(problems)}); "
+            f"move the directory away to start again, or resume=PATH from a copy you trust"
+        )
     return ckpt
 
 
@@ -119,14 +155,23 @@ def resolve_run(cfg: ExperimentConfig) -> tuple[Path, Path | None]:
     if cfg.resume not in (None, "auto"):
         ckpt = Path(cfg.resume).expanduser()
         if not ckpt.is_file():
-            raise ResumeError(f"resume={cfg.resume}: no such checkpoint file "
-                              f"(use resume=auto to continue this run's last.ckpt, or give an existing .ckpt path)")
+            raise ResumeError(
+                f"resume={cfg.resume}: no such checkpoint file "
+                "(use resume=auto to continue this run's last.ckpt, or give an existing .ckpt "
+                "path)"
+            )
         try:
             verify_checkpoint(ckpt)
         except CheckpointError as e:
-            raise ResumeError(f"resume={cfg.resume}: {e}; give another checkpoint (e.g. the run's "
-                              f"best-epoch*.ckpt) or resume=auto") from None
-        run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else root / default_run_name(cfg)
+            raise ResumeError(
+                f"resume={cfg.resume}: {e}; give another checkpoint (e.g. the run's "
+                f"best-epoch*.ckpt) or resume=auto"
+            ) from None
+        run_dir = (
+            ckpt.parent.parent
+            if ckpt.parent.name == "checkpoints"
+            else root / default_run_name(cfg)
+        )
         return run_dir, ckpt
     name = cfg.run.name or (default_run_name(cfg) if os.environ.get("SLURM_JOB_ID") else None)
     if cfg.resume == "auto" and name is None:
@@ -136,8 +181,10 @@ def resolve_run(cfg: ExperimentConfig) -> tuple[Path, Path | None]:
     run_dir = root / (name or default_run_name(cfg))
     existing = resumable_checkpoints(run_dir)
     if existing and cfg.resume is None and not slurm.is_restart():  # a requeued job resumes itself
-        raise ResumeError(f"run directory {run_dir} already holds {existing[0]}; pass resume=auto to continue it "
-                          f"or choose another run.name")
+        raise ResumeError(
+            f"run directory {run_dir} already holds {existing[0]}; pass resume=auto to continue it "
+            f"or choose another run.name"
+        )
     return run_dir, pick_checkpoint(run_dir) if existing else None
 
 
@@ -148,28 +195,44 @@ def check_resume_config(run_dir: Path, cfg: ExperimentConfig) -> ExperimentConfi
         return None
     diffs = resume_differences(saved, cfg)
     if diffs:
-        listed = ", ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in diffs[:8]) + (" ..." if len(diffs) > 8 else "")
-        raise ResumeError(f"resume of {run_dir} refused: the configuration differs from its config.yaml in "
-                          f"{len(diffs)} key(s) that a resumed run may not change ({listed}); nothing was "
-                          f"written. Start a new run (another run.name), or drop these overrides")
+        listed = ", ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in diffs[:8]) + (
+            " ..." if len(diffs) > 8 else ""
+        )
+        raise ResumeError(
+            f"resume of {run_dir} refused: the configuration differs from its config.yaml in "
+            f"{len(diffs)} key(s) that a resumed run may not change ({listed}); nothing was "
+            f"written. Start a new run (another run.name), or drop these overrides"
+        )
     return saved
 
 
 def resume_command(run_dir: Path, argv: list[str] | None = None) -> str:
     argv = list(sys.argv[1:] if argv is None else argv)
-    kept = [a for a in argv if not a.split("=", 1)[0].lstrip("+") in ("resume", "run.name")]
-    return shlex.join(["python", "-m", "platform.train", *kept, "resume=auto", f"run.name={run_dir.name}"]
-                      + ([f"run.root={run_dir.parent}"] if not any(a.startswith("run.root=") for a in kept)
-                         and str(run_dir.parent) != "runs" else []))
+    kept = [a for a in argv if a.split("=", 1)[0].lstrip("+") not in ("resume", "run.name")]
+    return shlex.join(
+        ["python", "-m", "platform.train", *kept, "resume=auto", f"run.name={run_dir.name}"]
+        + (
+            [f"run.root={run_dir.parent}"]
+            if not any(a.startswith("run.root=") for a in kept) and str(run_dir.parent) != "runs"
+            else []
+        )
+    )
 
 
 # ---------------------------------------------------------------------------- the job
-EXIT = {"finished": 0, "failed": 1, "diverged": 3}  # interrupted: 128 + the signal (SIGINT 130, SIGTERM 143)
-last_summary: dict[str, Any] | None = None  # the summary of the latest train() in this process (for main)
+EXIT = {
+    "finished": 0,
+    "failed": 1,
+    "diverged": 3,
+}  # interrupted: 128 + the signal (SIGINT 130, SIGTERM 143)
+last_summary: dict[str, Any] | None = (
+    None  # the summary of the latest train() in this process (for main)
+)
 
 
-def train(cfg: ExperimentConfig, callbacks: list | None = None, *,
-          keep_console_log: bool = False) -> dict[str, Any] | None:
+def train(
+    cfg: ExperimentConfig, callbacks: list | None = None, *, keep_console_log: bool = False
+) -> dict[str, Any] | None:
     """Run one experiment; return its summary (also written to ``<run dir>/summary.json``).
 
     ``callbacks`` are added to the Trainer's (for programmatic use: notebooks, tests).  Returns
@@ -228,11 +291,15 @@ class _Outcome:
 def _check_start(cfg: ExperimentConfig) -> ExperimentConfig:
     """Refusals that need no data and no disk: the allocation, the model name, SyncBatchNorm."""
     quiet_library_chatter()  # Lightning/W&B chatter filtered where it is raised, real warnings kept
-    cfg = slurm.apply_allocation(cfg)  # under srun: devices/num_nodes from the allocation, or a ConfigError
+    cfg = slurm.apply_allocation(
+        cfg
+    )  # under srun: devices/num_nodes from the allocation, or a ConfigError
     models.model_info(cfg.model.name)  # unknown model: fail before touching data or disk
     if cfg.trainer.sync_batchnorm and not torch.cuda.is_available():
-        raise ConfigError("trainer.sync_batchnorm=true needs CUDA GPUs: torch's SyncBatchNorm has no CPU path "
-                          "(on CPU, DDP ranks keep their own BN statistics)")
+        raise ConfigError(
+            "trainer.sync_batchnorm=true needs CUDA GPUs: torch's SyncBatchNorm has no CPU path "
+            "(on CPU, DDP ranks keep their own BN statistics)"
+        )
     return cfg
 
 
@@ -245,12 +312,21 @@ def _previous_segment(cfg: ExperimentConfig, run_dir: Path) -> tuple[dict[str, A
     done = int((previous or {}).get("epochs") or 0)
     finished = (previous or {}).get("status") == "finished"
     if finished and cfg.trainer.max_epochs <= done:
-        log.info("%s finished all %d epochs already: nothing to do (pass a larger trainer.max_epochs with "
-                 "resume=auto to train on)", run_dir, done)
+        log.info(
+            "%s finished all %d epochs already: nothing to do (pass a larger trainer.max_epochs "
+            "with "
+            "resume=auto to train on)",
+            run_dir,
+            done,
+        )
         return previous, True
     if finished:
-        log.info("%s finished %d epochs; continuing it to trainer.max_epochs=%d", run_dir, done,
-                 cfg.trainer.max_epochs)
+        log.info(
+            "%s finished %d epochs; continuing it to trainer.max_epochs=%d",
+            run_dir,
+            done,
+            cfg.trainer.max_epochs,
+        )
     return previous, False
 
 
@@ -266,8 +342,13 @@ def _write_run_files(cfg: ExperimentConfig, run_dir: Path) -> None:
         raise RunWriteError(getattr(e, "filename", None) or run_dir, e) from None
 
 
-def _set_up(cfg: ExperimentConfig, run_dir: Path, ckpt: Path | None, callbacks: list | None,
-            previous: dict[str, Any] | None) -> _Run:
+def _set_up(
+    cfg: ExperimentConfig,
+    run_dir: Path,
+    ckpt: Path | None,
+    callbacks: list | None,
+    previous: dict[str, Any] | None,
+) -> _Run:
     """Datamodule, module, Trainer and the run's first records (rank 0)."""
     import lightning as L
 
@@ -276,13 +357,25 @@ def _set_up(cfg: ExperimentConfig, run_dir: Path, ckpt: Path | None, callbacks: 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     module = build_module(cfg, datamodule.num_classes, initial_weights=ckpt is None)
     holder: dict[str, RunSummary] = {}
-    trainer = build_trainer(cfg, run_dir, callbacks, skips_blocks=models.skips_blocks(module.model),
-                            on_saved=lambda: holder["s"].heartbeat())
-    base = {"model": cfg.model.name, "data": cfg.data.name, "seed": cfg.seed, "recipe": cfg.recipe,
-            "max_epochs": cfg.trainer.max_epochs}
+    trainer = build_trainer(
+        cfg,
+        run_dir,
+        callbacks,
+        skips_blocks=models.skips_blocks(module.model),
+        on_saved=lambda: holder["s"].heartbeat(),
+    )
+    base = {
+        "model": cfg.model.name,
+        "data": cfg.data.name,
+        "seed": cfg.seed,
+        "recipe": cfg.recipe,
+        "max_epochs": cfg.trainer.max_epochs,
+    }
     if trainer.is_global_zero:
         start_console_log(run_dir)  # train.log: this segment's console, appended
-        base.update(print_run_start(cfg, module, datamodule, run_dir, trainer.world_size))  # + params, MACs
+        base.update(
+            print_run_start(cfg, module, datamodule, run_dir, trainer.world_size)
+        )  # + params, MACs
     record = holder["s"] = RunSummary(run_dir, base, trainer.world_size, previous)
     if trainer.is_global_zero:
         _write_run_files(cfg, run_dir)
@@ -298,9 +391,11 @@ def _no_batch_error(cfg: ExperimentConfig, run: _Run) -> EmptyTrainingError:
     b = cfg.data.batch_size
     return EmptyTrainingError(
         f"no training batch: data={cfg.data.name} has {n if n is not None else 'too few'} training "
-        f"examples for data.batch_size={b} over {run.trainer.world_size} device(s) (incomplete batches are "
+        f"examples for data.batch_size={b} over {run.trainer.world_size} device(s) (incomplete "
+        "batches are "
         f"dropped), or trainer.limit_train_batches={cfg.trainer.limit_train_batches}; lower "
-        f"data.batch_size or use a larger dataset")
+        f"data.batch_size or use a larger dataset"
+    )
 
 
 def _fit(cfg: ExperimentConfig, run: _Run, outcome: _Outcome) -> None:
@@ -309,8 +404,12 @@ def _fit(cfg: ExperimentConfig, run: _Run, outcome: _Outcome) -> None:
     trainer = run.trainer
     steps_before = trainer.global_step
     try:
-        trainer.fit(run.module, datamodule=run.datamodule, ckpt_path=str(run.ckpt) if run.ckpt else None,
-                    weights_only=True)
+        trainer.fit(
+            run.module,
+            datamodule=run.datamodule,
+            ckpt_path=str(run.ckpt) if run.ckpt else None,
+            weights_only=True,
+        )
         if trainer.interrupted:
             outcome.status, outcome.signum = "interrupted", signal.SIGINT
         elif trainer.global_step == steps_before and trainer.current_epoch < cfg.trainer.max_epochs:
@@ -349,9 +448,17 @@ def _record_outcome(run: _Run, outcome: _Outcome, tail: LogTail) -> dict[str, An
         summary = last_summary = run.record.write(status, **extra)
     except RunWriteError as e:
         log.error("%s (the summary of this run is the one written last)", e)
-        summary = last_summary = {**run.base, "status": status, "run_dir": str(run.run_dir), "epochs": None,
-                                  "best_val_top1": None, "final_val_top1": None, "final_val_top5": None,
-                                  "wall_time_s": time.time() - run.record.started, **extra}
+        summary = last_summary = {
+            **run.base,
+            "status": status,
+            "run_dir": str(run.run_dir),
+            "epochs": None,
+            "best_val_top1": None,
+            "final_val_top1": None,
+            "final_val_top5": None,
+            "wall_time_s": time.time() - run.record.started,
+            **extra,
+        }
     _finalize_wandb(run.trainer, status, code)
     return summary
 
@@ -359,7 +466,9 @@ def _record_outcome(run: _Run, outcome: _Outcome, tail: LogTail) -> dict[str, An
 def _train(cfg: ExperimentConfig, callbacks: list | None, tail: LogTail) -> dict[str, Any] | None:
     global last_summary
     cfg = _check_start(cfg)
-    run_dir, ckpt = resolve_run(cfg)  # reads only: every refusal below leaves the directory as it was
+    run_dir, ckpt = resolve_run(
+        cfg
+    )  # reads only: every refusal below leaves the directory as it was
     rank0 = launch_rank_zero()
     os.environ[RUN_NAME_ENV] = run_dir.name
     previous, done = _previous_segment(cfg, run_dir)
@@ -389,9 +498,11 @@ def _train(cfg: ExperimentConfig, callbacks: list | None, tail: LogTail) -> dict
 
 def summary_line(s: dict[str, Any]) -> str:
     fmt = lambda v: "n/a" if v is None else f"{v:.2f}%"  # noqa: E731
-    line = (f"{s['status']}: {s['model']} on {s['data']} | best val top-1 {fmt(s['best_val_top1'])} | "
-            f"final val top-1 {fmt(s['final_val_top1'])} top-5 {fmt(s['final_val_top5'])} | "
-            f"{s['epochs']} epochs | {float(s['wall_time_s'] or 0):.1f} s | {s['run_dir']}")
+    line = (
+        f"{s['status']}: {s['model']} on {s['data']} | best val top-1 {fmt(s['best_val_top1'])} | "
+        f"final val top-1 {fmt(s['final_val_top1'])} top-5 {fmt(s['final_val_top5'])} | "
+        f"{s['epochs']} epochs | {float(s['wall_time_s'] or 0):.1f} s | {s['run_dir']}"
+    )
     if s.get("reason"):
         line += f" | {s['reason']}"
     if s.get("status") not in ("finished", None) and s.get("resume_command"):
@@ -399,7 +510,14 @@ def summary_line(s: dict[str, Any]) -> str:
     return line
 
 
-USER_ERRORS = (ConfigError, DataError, BetonError, ResumeError, RunBusyError, models.UnknownModelError)
+USER_ERRORS = (
+    ConfigError,
+    DataError,
+    BetonError,
+    ResumeError,
+    RunBusyError,
+    models.UnknownModelError,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -425,8 +543,11 @@ def _main(argv: list[str]) -> int:
             return 0
         summary = train(cfg, keep_console_log=True)
     except RunWriteError as e:
-        print(f"error: {e}; the previous checkpoint and records are intact (free space or fix the "
-              f"permissions, then resume with resume=auto)", file=sys.stderr)
+        print(
+            f"error: {e}; the previous checkpoint and records are intact (free space or fix the "
+            f"permissions, then resume with resume=auto)",
+            file=sys.stderr,
+        )
         return 1
     except (KeyboardInterrupt, SystemExit):
         if last_summary is not None:
@@ -435,8 +556,11 @@ def _main(argv: list[str]) -> int:
     if summary is None:
         return 0
     if summary.get("nothing_done"):
-        print(f"already finished, nothing to do: {summary_line(summary)} (to train longer: a larger "
-              f"trainer.max_epochs with resume=auto)", flush=True)
+        print(
+            f"already finished, nothing to do: {summary_line(summary)} (to train longer: a larger "
+            f"trainer.max_epochs with resume=auto)",
+            flush=True,
+        )
         return 0
     print(summary_line(summary), flush=True)
     return int(summary.get("exit_code", EXIT.get(summary["status"], 1)))

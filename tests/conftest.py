@@ -1,4 +1,5 @@
 """Shared fixtures. Run the suite from the repository root as ``python -m pytest``."""
+
 from __future__ import annotations
 
 import os
@@ -21,8 +22,15 @@ def cli_env(tmp_path: Path | None = None) -> dict[str, str]:
 
 def run_cli(*args: str, timeout: float = 600, **kw) -> subprocess.CompletedProcess:
     """Run ``python -m <args>`` from the repository root, as a user would."""
-    return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout, env=kw.pop("env", cli_env()), **kw)
+    return subprocess.run(
+        [sys.executable, "-m", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=kw.pop("env", cli_env()),
+        **kw,
+    )
 
 
 def meta_model(name: str, **knobs):

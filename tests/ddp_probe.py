@@ -3,6 +3,7 @@
 Started with PYTHONPATH=<repo root> (so ``platform`` is ours); Lightning's DDP launcher re-runs
 this same command line for the other ranks.
 """
+
 import sys
 from pathlib import Path
 
@@ -15,12 +16,22 @@ from platform.config import load_config
 from platform.train import train
 
 
-@register_model(ModelInfo(paper="test model", table="-", resolution=32, num_classes=10, family="test"),
-                free_knobs={"num_classes", "drop_path_rate", "dropout", "zero_init_residual"})
+@register_model(
+    ModelInfo(paper="test model", table="-", resolution=32, num_classes=10, family="test"),
+    free_knobs={"num_classes", "drop_path_rate", "dropout", "zero_init_residual"},
+)
 def ddp_probe_net(num_classes: int = 10, **_) -> nn.Module:
     """No BatchNorm: with CPU DDP (no SyncBatchNorm there) one process and two must agree exactly."""
-    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, stride=2, padding=1),
-                         nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, num_classes))
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(8, 8, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, num_classes),
+    )
+
 
 out = Path(sys.argv[1])
 

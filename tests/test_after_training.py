@@ -2,16 +2,15 @@
 per-class results, and the platform from outside the repository root.
 
 One digits run (ResNet-20, 2 short epochs) is trained in-process once for the module."""
+
 from __future__ import annotations
 
-import dataclasses
 import json
 import subprocess
 import sys
 
 import pytest
 import torch
-
 from conftest import ROOT, cli_env, run_cli
 
 QUIET = ["logging.progress_bar=false", "data.num_workers=1"]
@@ -27,8 +26,9 @@ def test_validate_with_inference_mode_does_not_hang(digits_cache):
     from platform.module import ClassificationModule
 
     dm = create_datamodule("digits", cache_dir=str(digits_cache), batch_size=64, num_workers=1)
-    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False,
-                        enable_model_summary=False)
+    trainer = L.Trainer(
+        accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False
+    )
     assert trainer.validate_loop.inference_mode  # Lightning's default: torch.inference_mode()
     (metrics,) = trainer.validate(ClassificationModule("resnet20", 10), dm, verbose=False)
     assert 0.0 <= metrics["val/top1"] <= 100.0
@@ -45,6 +45,7 @@ def _boom_op():
         def generate_code(self):
             def boom(images, dst):
                 raise ValueError("boom: a broken augmentation")
+
             return boom
 
         def declare_state_and_memory(self, previous_state):
@@ -62,20 +63,30 @@ def test_a_dying_loader_thread_is_an_error_naming_the_cause(digits_cache):
     from datamodules.ffcv import LoaderThreadError, guarded_loader_class
 
     val = next(digits_cache.glob("digits-*")) / "val.beton"
-    loader = guarded_loader_class()(str(val), batch_size=32, num_workers=1, order=OrderOption.SEQUENTIAL,
-                                    pipelines={"image": [CenterCropRGBImageDecoder((32, 32), 1.0), ToTensor(),
-                                                         _boom_op()], "label": [IntDecoder()]})
+    loader = guarded_loader_class()(
+        str(val),
+        batch_size=32,
+        num_workers=1,
+        order=OrderOption.SEQUENTIAL,
+        pipelines={
+            "image": [CenterCropRGBImageDecoder((32, 32), 1.0), ToTensor(), _boom_op()],
+            "label": [IntDecoder()],
+        },
+    )
     loader.stage = "evaluation"
-    with pytest.raises(LoaderThreadError, match=r"val\.beton died during evaluation \(ValueError: boom") as e:
+    with pytest.raises(
+        LoaderThreadError, match=r"val\.beton died during evaluation \(ValueError: boom"
+    ) as e:
         next(iter(loader))
     assert isinstance(e.value.__cause__, ValueError)  # the thread's own traceback is chained
 
 
 @pytest.mark.timeout(240)
 def test_training_with_a_dying_loader_thread_fails_instead_of_hanging(tmp_path, digits_cache):
+    import lightning as L
+
     from datamodules.digits import DigitsDataModule
     from datamodules.ffcv import LoaderThreadError
-    import lightning as L
     from platform.module import ClassificationModule
 
     class Broken(DigitsDataModule):
@@ -83,8 +94,15 @@ def test_training_with_a_dying_loader_thread_fails_instead_of_hanging(tmp_path, 
             return [*super().train_image_ops(), _boom_op()]
 
     dm = Broken(cache_dir=digits_cache, batch_size=64, num_workers=1)
-    trainer = L.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_progress_bar=False,
-                        enable_checkpointing=False, num_sanity_val_steps=0, default_root_dir=tmp_path)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_epochs=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        num_sanity_val_steps=0,
+        default_root_dir=tmp_path,
+    )
     with pytest.raises(LoaderThreadError, match="train.beton died during training"):
         trainer.fit(ClassificationModule("resnet20", 10), dm)
 
@@ -96,9 +114,18 @@ def run(tmp_path_factory, digits_cache):
     from platform.train import train
 
     root = tmp_path_factory.mktemp("runs")
-    cfg = load_config(["trainer.max_epochs=2", "trainer.limit_train_batches=12", "schedule.warmup_epochs=0",
-                       f"run.root={root}", "run.name=r20", "logging.wandb=disabled",
-                       f"data.cache_dir={digits_cache}", *QUIET])
+    cfg = load_config(
+        [
+            "trainer.max_epochs=2",
+            "trainer.limit_train_batches=12",
+            "schedule.warmup_epochs=0",
+            f"run.root={root}",
+            "run.name=r20",
+            "logging.wandb=disabled",
+            f"data.cache_dir={digits_cache}",
+            *QUIET,
+        ]
+    )
     summary = train(cfg)
     assert summary["status"] == "finished"
     return root / "r20"
@@ -111,22 +138,39 @@ def test_evaluate_reproduces_training_and_flip_and_ten_crop_differ(run):
 
     final = json.loads((run / "summary.json").read_text())
     center = evaluate(run / "checkpoints" / "last.ckpt", QUIET, "center")
-    assert center["top1"] == pytest.approx(final["final_val_top1"], abs=1e-5)  # the run's own val pass
+    assert center["top1"] == pytest.approx(
+        final["final_val_top1"], abs=1e-5
+    )  # the run's own val pass
     assert center["top5"] == pytest.approx(final["final_val_top5"], abs=1e-5)
     assert center["n"] == 359 and center["resolution"] == 32 and center["model"] == "resnet20"
     flip = evaluate(run / "checkpoints" / "last.ckpt", QUIET, "flip")
-    ten = evaluate(run / "checkpoints" / "last.ckpt", [*QUIET, "data.val_crop_ratio=0.875"], "10crop")
+    ten = evaluate(
+        run / "checkpoints" / "last.ckpt", [*QUIET, "data.val_crop_ratio=0.875"], "10crop"
+    )
     assert ten["decode_resolution"] == 37 and ten["resolution"] == 32 and ten["views"] == 10
     assert len({center["top1"], flip["top1"], ten["top1"]}) == 3  # each protocol its own number
 
     saved = json.loads((run / "eval-center.json").read_text())
-    assert {"model", "checkpoint", "data", "protocol", "resolution", "n", "top1_err", "top5_err",
-            "per_class_top1"} <= set(saved)
+    assert {
+        "model",
+        "checkpoint",
+        "data",
+        "protocol",
+        "resolution",
+        "n",
+        "top1_err",
+        "top5_err",
+        "per_class_top1",
+    } <= set(saved)
     assert saved["top1_err"] == pytest.approx(100 - center["top1"], abs=1e-5)
     assert list(saved["per_class_top1"]) == [str(i) for i in range(10)]
     confusion = torch.as_tensor(center["confusion"])
-    assert int(confusion.sum()) == 359 and int(confusion.trace()) == round(center["top1"] * 359 / 100)
-    assert (run / "eval-center-confusion.csv").is_file() and (run / "eval-10crop-confusion.png").is_file()
+    assert int(confusion.sum()) == 359 and int(confusion.trace()) == round(
+        center["top1"] * 359 / 100
+    )
+    assert (run / "eval-center-confusion.csv").is_file() and (
+        run / "eval-10crop-confusion.png"
+    ).is_file()
     # training itself wrote the last validation epoch's confusion matrix
     rows = (run / "confusion.csv").read_text().splitlines()
     assert len(rows) == 11 and rows[0].startswith("true \\ predicted,0,1")
@@ -157,9 +201,11 @@ def test_ten_crop_scores_average_exactly_ten_views():
     model = Recorder()
     scores = protocol_scores(model, images, "10crop", 7)
     assert len(model.calls) == 10 and all(c.shape == (2, 3, 7, 7) for c in model.calls)
-    expected = [images[..., y:y + 7, x:x + 7] for y, x in ((0, 0), (0, 2), (2, 0), (2, 2), (1, 1))]
+    expected = [
+        images[..., y : y + 7, x : x + 7] for y, x in ((0, 0), (0, 2), (2, 0), (2, 2), (1, 1))
+    ]
     expected += [v.flip(3) for v in expected]
-    for got, want in zip(model.calls, expected):
+    for got, want in zip(model.calls, expected, strict=False):
         torch.testing.assert_close(got, want)
     mean_softmax = torch.stack([torch.softmax(model.forward(v), 1) for v in expected]).mean(0)
     torch.testing.assert_close(scores, mean_softmax)
@@ -173,19 +219,36 @@ def test_ten_crop_scores_average_exactly_ten_views():
 def test_two_rank_gloo_evaluate_counts_each_example_once(run, tmp_path):
     import shutil
 
-    one = json.loads((run / "eval-center.json").read_text()) if (run / "eval-center.json").is_file() else None
+    one = (
+        json.loads((run / "eval-center.json").read_text())
+        if (run / "eval-center.json").is_file()
+        else None
+    )
     ckpt = tmp_path / "r20.ckpt"  # outside the run: the dataset is given on the command line
     shutil.copy(run / "checkpoints" / "last.ckpt", ckpt)
     import yaml
 
     cache = yaml.safe_load((run / "config.yaml").read_text())["data"]["cache_dir"]
-    proc = run_cli("platform.evaluate", f"ckpt={ckpt}", "data=digits", f"data.cache_dir={cache}", *QUIET,
-                   "trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy=ddp", timeout=280)
+    proc = run_cli(
+        "platform.evaluate",
+        f"ckpt={ckpt}",
+        "data=digits",
+        f"data.cache_dir={cache}",
+        *QUIET,
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        "trainer.strategy=ddp",
+        timeout=280,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = proc.stdout.strip().splitlines()[-1]
     assert line.startswith("eval center: resnet20 on digits val | n=359 |")
     two = json.loads((tmp_path / "eval-center.json").read_text())
-    assert two["world_size"] == 2 and two["n"] == 359 and two["checkpoint_kind"] == "checkpoint of ours"
+    assert (
+        two["world_size"] == 2
+        and two["n"] == 359
+        and two["checkpoint_kind"] == "checkpoint of ours"
+    )
     if one is not None:
         assert two["top1"] == pytest.approx(one["top1"], abs=1e-5)
         assert two["per_class_top1"] == one["per_class_top1"]
@@ -194,7 +257,6 @@ def test_two_rank_gloo_evaluate_counts_each_example_once(run, tmp_path):
 # ---------------------------------------------------------------------------- predict, export
 @pytest.mark.timeout(600)  # the first user of `run` trains it (~100 s)
 def test_predict_uses_the_validation_preprocessing(run, tmp_path, capsys):
-    import numpy as np
     from PIL import Image
 
     from datamodules.digits import digits_arrays, stratified_split
@@ -214,17 +276,24 @@ def test_predict_uses_the_validation_preprocessing(run, tmp_path, capsys):
     module, cfg, _ = load(run / "checkpoints" / "last.ckpt", QUIET)
     dm = eval_datamodule(cfg)
     dm.prepare_data(), dm.setup("validate")
-    x, y = dm.on_after_batch_transfer(next(iter(dm.val_dataloader())), 0)  # SEQUENTIAL: val_idx order
+    x, y = dm.on_after_batch_transfer(
+        next(iter(dm.val_dataloader())), 0
+    )  # SEQUENTIAL: val_idx order
     with torch.inference_mode():
         probs = torch.softmax(module(x[:6]), 1)
     order = sorted(range(6), key=lambda j: str(folder / ("sub" if j % 2 else "") / f"v{j}.png"))
-    for row, j in zip(rows, order):
+    for row, j in zip(rows, order, strict=False):
         assert row["file"].endswith(f"v{j}.png")
         assert row["top"][0]["index"] == int(probs[j].argmax())
         assert row["top"][0]["prob"] == pytest.approx(float(probs[j].max()), abs=1e-5)
         assert row["top"][0]["label"] == str(row["top"][0]["index"])  # meta.json class names
     capsys.readouterr()
-    assert main([f"ckpt={run / 'checkpoints' / 'last.ckpt'}", str(folder / "v0.png"), "--json", *QUIET]) == 0
+    assert (
+        main(
+            [f"ckpt={run / 'checkpoints' / 'last.ckpt'}", str(folder / "v0.png"), "--json", *QUIET]
+        )
+        == 0
+    )
     assert json.loads(capsys.readouterr().out)[0]["file"].endswith("v0.png")
 
 
@@ -246,14 +315,18 @@ def test_every_export_format_round_trips(run, tmp_path):
     assert main([f"ckpt={ckpt}", "--format", "state_dict", str(tmp_path / "w.pt"), *QUIET]) == 0
     sd = torch.load(tmp_path / "w.pt", weights_only=True)
     assert all(torch.equal(sd[k], v) for k, v in model.state_dict().items())
-    assert (tmp_path / "w.pt").stat().st_size < ckpt.stat().st_size  # weights only: no optimizer state
+    assert (
+        tmp_path / "w.pt"
+    ).stat().st_size < ckpt.stat().st_size  # weights only: no optimizer state
     # a state_dict of ours is itself a checkpoint evaluate/export accept
     again, _, kind = load(tmp_path / "w.pt", ["model=resnet20", *QUIET])
     assert kind == "state_dict"
 
     export(model, "resnet20", "torchscript", tmp_path / "m.ts", side=32)
     with torch.no_grad():
-        torch.testing.assert_close(torch.jit.load(str(tmp_path / "m.ts"))(x), ours, atol=1e-5, rtol=0)
+        torch.testing.assert_close(
+            torch.jit.load(str(tmp_path / "m.ts"))(x), ours, atol=1e-5, rtol=0
+        )
     info = export(model, "resnet20", "onnx", tmp_path / "m.onnx", side=32)
     assert info["opset"] == 17
     got = ort.InferenceSession(str(tmp_path / "m.onnx")).run(None, {"images": x.numpy()})[0]
@@ -281,7 +354,9 @@ def test_onnx_export_of_an_unsupported_op_is_a_one_line_error(tmp_path):
         def forward(self, x):
             return torch.kthvalue(x.flatten(1), 2).values[:, None].repeat(1, 4)
 
-    with pytest.raises(ExportError, match=r"cannot export kth: .*kthvalue.*--format torchscript") as e:
+    with pytest.raises(
+        ExportError, match=r"cannot export kth: .*kthvalue.*--format torchscript"
+    ) as e:
         export(KthValue(), "kth", "onnx", tmp_path / "k.onnx", side=8)
     assert "\n" not in str(e.value) and not (tmp_path / "k.onnx").exists()
 
@@ -305,46 +380,84 @@ def test_bad_inputs_are_one_line_errors(run, tmp_path, capsys):
     ckpt = run / "checkpoints" / "last.ckpt"
     text = tmp_path / "notes.ckpt"
     text.write_text("not a checkpoint")
-    _one_line_error(evaluate.main, [f"ckpt={text}"], capsys, str(text), "not a checkpoint", "state_dict()")
+    _one_line_error(
+        evaluate.main, [f"ckpt={text}"], capsys, str(text), "not a checkpoint", "state_dict()"
+    )
     _one_line_error(evaluate.main, [f"ckpt={tmp_path / 'missing.ckpt'}"], capsys, "no such file")
     pickled = tmp_path / "module.pt"
     torch.save(create_model("resnet20", num_classes=10), pickled)
-    _one_line_error(evaluate.main, [f"ckpt={pickled}"], capsys, str(pickled), "save `model.state_dict()`")
-    _one_line_error(evaluate.main, [f"ckpt={ckpt}", "model=resnet56"], capsys, "a resnet20 checkpoint",
-                    "model=resnet56")
+    _one_line_error(
+        evaluate.main, [f"ckpt={pickled}"], capsys, str(pickled), "save `model.state_dict()`"
+    )
+    _one_line_error(
+        evaluate.main,
+        [f"ckpt={ckpt}", "model=resnet56"],
+        capsys,
+        "a resnet20 checkpoint",
+        "model=resnet56",
+    )
     sd = tmp_path / "r20.pt"
     torch.save(create_model("resnet20", num_classes=10).state_dict(), sd)
-    _one_line_error(evaluate.main, [f"ckpt={sd}", "model=resnet32"], capsys, str(sd), "another architecture")
-    _one_line_error(evaluate.main, [f"ckpt={ckpt}", "protocol=5crop"], capsys, "protocol=5crop", "10crop")
+    _one_line_error(
+        evaluate.main, [f"ckpt={sd}", "model=resnet32"], capsys, str(sd), "another architecture"
+    )
+    _one_line_error(
+        evaluate.main, [f"ckpt={ckpt}", "protocol=5crop"], capsys, "protocol=5crop", "10crop"
+    )
     empty = tmp_path / "no-images"
     empty.mkdir()
     (empty / "readme.txt").write_text("x")
-    _one_line_error(predict.main, [f"ckpt={ckpt}", str(empty)], capsys, str(empty), "no image files")
+    _one_line_error(
+        predict.main, [f"ckpt={ckpt}", str(empty)], capsys, str(empty), "no image files"
+    )
     fake = tmp_path / "fake.jpg"
     fake.write_text("not a jpeg")
     _one_line_error(predict.main, [f"ckpt={ckpt}", str(fake), *QUIET], capsys, str(fake))
-    _one_line_error(export.main, [f"ckpt={ckpt}", "--format", "pickle", str(tmp_path / "o")], capsys,
-                    "--format pickle", "onnx")
-    _one_line_error(export.main, [f"ckpt={ckpt}", "--format", "torchvision", str(tmp_path / "o")], capsys,
-                    "torchvision has no such architecture")
+    _one_line_error(
+        export.main,
+        [f"ckpt={ckpt}", "--format", "pickle", str(tmp_path / "o")],
+        capsys,
+        "--format pickle",
+        "onnx",
+    )
+    _one_line_error(
+        export.main,
+        [f"ckpt={ckpt}", "--format", "torchvision", str(tmp_path / "o")],
+        capsys,
+        "torchvision has no such architecture",
+    )
 
 
 # ---------------------------------------------------------------------------- outside the root
 def test_scripts_outside_the_root_import_cnn_platform(tmp_path):
-    code = ("import platform, sys\n"
-            "try:\n    import platform.config\nexcept ImportError as e:\n    print('plain:', e)\n"
-            f"sys.path.append({str(ROOT)!r})\n"
-            "import cnn_platform\n"
-            "from platform.config import load_config\n"
-            "import platform as p\n"
-            "print(p.system(), p.python_version(), load_config(['model=resnet56']).model.name)\n")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
-                          env=cli_env(), timeout=120)
+    code = (
+        "import platform, sys\n"
+        "try:\n    import platform.config\nexcept ImportError as e:\n    print('plain:', e)\n"
+        f"sys.path.append({str(ROOT)!r})\n"
+        "import cnn_platform\n"
+        "from platform.config import load_config\n"
+        "import platform as p\n"
+        "print(p.system(), p.python_version(), load_config(['model=resnet56']).model.name)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "'platform' is not a package" in proc.stdout  # what a user sees without it
     assert proc.stdout.strip().splitlines()[-1].endswith(" resnet56")
     # running a CLI file directly names the two supported ways
-    direct = subprocess.run([sys.executable, str(ROOT / "platform" / "evaluate.py")], cwd=tmp_path,
-                            capture_output=True, text=True, env=cli_env(), timeout=60)
+    direct = subprocess.run(
+        [sys.executable, str(ROOT / "platform" / "evaluate.py")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+        timeout=60,
+    )
     assert direct.returncode == 2 and "python -m platform.evaluate" in direct.stderr
     assert "import cnn_platform" in direct.stderr and "Traceback" not in direct.stderr

@@ -1,6 +1,6 @@
 import pytest
-
 from conftest import run_cli
+
 from platform.config import ConfigError, ExperimentConfig, all_keys, help_text, load_config
 
 
@@ -11,8 +11,18 @@ def test_defaults_are_the_main_job():
 
 
 def test_selection_and_dotted_overrides():
-    cfg = load_config(["model=resnet56", "model.drop_path_rate=0.1", "data=digits", "data.batch_size=128",
-                       "optim.lr=0.2", "trainer.max_epochs=3", "schedule.milestones=[30,60]", "seed=3"])
+    cfg = load_config(
+        [
+            "model=resnet56",
+            "model.drop_path_rate=0.1",
+            "data=digits",
+            "data.batch_size=128",
+            "optim.lr=0.2",
+            "trainer.max_epochs=3",
+            "schedule.milestones=[30,60]",
+            "seed=3",
+        ]
+    )
     assert cfg.model.name == "resnet56" and cfg.model.drop_path_rate == 0.1
     assert cfg.data.batch_size == 128 and cfg.optim.lr == 0.2 and cfg.trainer.max_epochs == 3
     assert cfg.schedule.milestones == [30.0, 60.0] and cfg.seed == 3
@@ -24,11 +34,14 @@ def test_numeric_looking_strings_stay_strings():
     assert cfg.trainer.devices == 2
 
 
-@pytest.mark.parametrize("arg, words", [
-    ("optim.lrr=1", ["optim.lrr", "optim.lr"]),
-    ("lr=0.1", ["'lr'", "optim.lr"]),
-    ("modle.name=resnet20", ["modle.name", "model.name"]),
-])
+@pytest.mark.parametrize(
+    "arg, words",
+    [
+        ("optim.lrr=1", ["optim.lrr", "optim.lr"]),
+        ("lr=0.1", ["'lr'", "optim.lr"]),
+        ("modle.name=resnet20", ["modle.name", "model.name"]),
+    ],
+)
 def test_unknown_key_names_it_and_the_closest(arg, words):
     with pytest.raises(ConfigError) as e:
         load_config([arg])
@@ -36,9 +49,14 @@ def test_unknown_key_names_it_and_the_closest(arg, words):
         assert w in str(e.value)
 
 
-@pytest.mark.parametrize("arg, expected", [
-    ("optim.lr=fast", "float"), ("trainer.max_epochs=1.5", "int"), ("model.zero_init_residual=maybe", "bool"),
-])
+@pytest.mark.parametrize(
+    "arg, expected",
+    [
+        ("optim.lr=fast", "float"),
+        ("trainer.max_epochs=1.5", "int"),
+        ("model.zero_init_residual=maybe", "bool"),
+    ],
+)
 def test_wrong_type_names_key_value_and_type(arg, expected):
     key, value = arg.split("=")
     with pytest.raises(ConfigError) as e:
@@ -82,17 +100,21 @@ def test_choices_are_declared_once_and_refused_by_name():
     for key, allowed in CHOICES_BEFORE.items():
         with pytest.raises(ConfigError) as e:
             load_config([f"{key}=nope"])
-        assert str(e.value) == (f"bad value for {key}: 'nope'; expected one of "
-                                f"{', '.join(map(str, allowed))}")
+        assert str(e.value) == (
+            f"bad value for {key}: 'nope'; expected one of {', '.join(map(str, allowed))}"
+        )
         for value in allowed:
             if value is not None and key != "data.backend":  # ffcv may be absent: a later check
                 assert load_config([f"{key}={value}"]) is not None
+
 
 def test_recipe_applies_before_overrides(tmp_path, monkeypatch):
     import platform.config as config
 
     (tmp_path / "paper").mkdir()
-    (tmp_path / "paper" / "row.yaml").write_text("optim:\n  lr: 0.4\n  weight_decay: 0.0001\nmodel: resnet32\n")
+    (tmp_path / "paper" / "row.yaml").write_text(
+        "optim:\n  lr: 0.4\n  weight_decay: 0.0001\nmodel: resnet32\n"
+    )
     monkeypatch.setattr(config, "RECIPES_DIR", tmp_path)
     cfg = load_config(["optim.lr=0.2", "recipe=paper/row"])  # override wins whatever the order
     assert cfg.optim.lr == 0.2 and cfg.optim.weight_decay == 0.0001 and cfg.model.name == "resnet32"
@@ -119,8 +141,11 @@ def test_help_lists_every_key_with_default_and_description():
 
 
 def test_cli_errors_exit_nonzero_without_traceback():
-    for args, words in [(["optim.lrr=1"], ["optim.lr"]), (["optim.lr=x"], ["float"]),
-                        (["model=resnet5"], ["resnet50", "resnet56"])]:
+    for args, words in [
+        (["optim.lrr=1"], ["optim.lr"]),
+        (["optim.lr=x"], ["float"]),
+        (["model=resnet5"], ["resnet50", "resnet56"]),
+    ]:
         proc = run_cli("platform.train", *args, timeout=120)
         assert proc.returncode == 2, proc.stderr
         assert "Traceback" not in proc.stderr

@@ -1,6 +1,7 @@
 """Config ranges (issue 13, item 6): every key's allowed values are declared once (``_f(range=...)`` /
 ``rule=``); these tables and properties are generated from that declaration, so a key added with a range
 is tested without a line here."""
+
 from __future__ import annotations
 
 import math
@@ -73,7 +74,9 @@ def test_overflowing_literal_is_refused():
 
 
 @settings(max_examples=300, deadline=None)
-@given(key=st.sampled_from(sorted(RANGED)), x=st.floats(allow_nan=True, allow_infinity=True, width=64))
+@given(
+    key=st.sampled_from(sorted(RANGED)), x=st.floats(allow_nan=True, allow_infinity=True, width=64)
+)
 def test_check_agrees_with_the_interval(key, x):
     """Property: for any number, check_key refuses it exactly when it is non-finite or outside the range."""
     f = RANGED[key]
@@ -81,8 +84,11 @@ def test_check_agrees_with_the_interval(key, x):
     value = x if _is_float(key) else (int(x) if math.isfinite(x) else None)
     if value is None:
         return
-    inside = math.isfinite(value) and (r.lo <= value if r.lo_closed else r.lo < value) and \
-        (value <= r.hi if r.hi_closed else value < r.hi)
+    inside = (
+        math.isfinite(value)
+        and (r.lo <= value if r.lo_closed else r.lo < value)
+        and (value <= r.hi if r.hi_closed else value < r.hi)
+    )
     error = check_key(key, [value] if str(f.type).startswith("list") else value, f)
     assert (error is None) == inside, (key, value, error)
     if error:
@@ -97,25 +103,54 @@ def test_help_shows_each_declared_range():
 
 
 # ---------------------------------------------------------------------------- rules
-@pytest.mark.parametrize("arg", ["run.name=..", "run.name=.", "run.name=/tmp/x", "run.name=a/b", "run.name=a b",
-                                 "run.name=../../etc", "data.name=../x", "model.name=a/b", "recipe=../../etc/x",
-                                 "recipe=/abs/path", "recipe=a/../b"])
+@pytest.mark.parametrize(
+    "arg",
+    [
+        "run.name=..",
+        "run.name=.",
+        "run.name=/tmp/x",
+        "run.name=a/b",
+        "run.name=a b",
+        "run.name=../../etc",
+        "data.name=../x",
+        "model.name=a/b",
+        "recipe=../../etc/x",
+        "recipe=/abs/path",
+        "recipe=a/../b",
+    ],
+)
 def test_path_components_are_refused(arg):
     key = arg.split("=")[0]
     with pytest.raises(ConfigError, match=f"{key}.*(path component|relative name)"):
         load_config([arg])
 
 
-@pytest.mark.parametrize("arg", ["run.name=resnet56-cifar10_seed.1+x", "run.name=2024", "run.name=a.b"])
+@pytest.mark.parametrize(
+    "arg", ["run.name=resnet56-cifar10_seed.1+x", "run.name=2024", "run.name=a.b"]
+)
 def test_good_run_names_pass(arg):
     assert load_config([arg]).run.name == arg.split("=", 1)[1]
 
 
 # a list of device ids is Lightning's own form (issue 17); an empty, repeated or negative one is not
-@pytest.mark.parametrize("value, ok", [("0", False), ("[0, 1]", True), ("[]", False), ("[0, 0]", False),
-                                        ("[-1]", False), ("two", False), ("-2", False),
-                                        ("1.5", False), ("true", False), ("auto", True), ("1", True), ("8", True),
-                                        ("-1", True)])
+@pytest.mark.parametrize(
+    "value, ok",
+    [
+        ("0", False),
+        ("[0, 1]", True),
+        ("[]", False),
+        ("[0, 0]", False),
+        ("[-1]", False),
+        ("two", False),
+        ("-2", False),
+        ("1.5", False),
+        ("true", False),
+        ("auto", True),
+        ("1", True),
+        ("8", True),
+        ("-1", True),
+    ],
+)
 def test_devices_rule(value, ok):
     if ok:
         load_config([f"trainer.devices={value}"])
@@ -129,4 +164,6 @@ def test_cache_dir_that_is_a_file(tmp_path):
     for bad in (tmp_path / "f", tmp_path / "f" / "sub"):
         with pytest.raises(ConfigError, match="data.cache_dir.*is a file"):
             load_config([f"data.cache_dir={bad}"])
-    assert load_config([f"data.cache_dir={tmp_path / 'new'}"]).data.cache_dir == str(tmp_path / "new")
+    assert load_config([f"data.cache_dir={tmp_path / 'new'}"]).data.cache_dir == str(
+        tmp_path / "new"
+    )

@@ -8,8 +8,8 @@ import time
 import numpy as np
 import pytest
 import torch
-
 from conftest import ROOT, run_cli
+
 from datamodules import DataError, create_datamodule
 from datamodules.digits import DigitsDataModule, stratified_split
 from datamodules.ffcv import train_image_pipeline
@@ -40,7 +40,12 @@ def test_bad_betons_get_clear_errors(tmp_path):
     (tmp_path / "cut.beton").write_bytes(data[: len(data) // 2])
     (tmp_path / "text.beton").write_text("not a beton at all, just some text" * 10)
     (tmp_path / "tiny.beton").write_bytes(b"\x02\x00")
-    for name, words in [("cut", "truncated"), ("text", "not a .beton"), ("tiny", "too small"), ("none", "no such")]:
+    for name, words in [
+        ("cut", "truncated"),
+        ("text", "not a .beton"),
+        ("tiny", "too small"),
+        ("none", "no such"),
+    ]:
         with pytest.raises(BetonError) as e:
             check_beton(tmp_path / f"{name}.beton")
         assert str(tmp_path / f"{name}.beton") in str(e.value) and words in str(e.value)
@@ -64,10 +69,20 @@ def test_interrupted_write_leaves_previous_file_and_no_partial(tmp_path, sig):
     target = tmp_path / "train.beton"
     write_beton(target, Squares(8))
     before = target.read_bytes()
-    proc = subprocess.Popen([sys.executable, "-c", SLOW_WRITER, str(target)], cwd=ROOT, start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SLOW_WRITER, str(target)],
+        cwd=ROOT,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 60
-    while not list(tmp_path.glob(".train.beton.tmp-*")) and time.time() < deadline and proc.poll() is None:
+    while (
+        not list(tmp_path.glob(".train.beton.tmp-*"))
+        and time.time() < deadline
+        and proc.poll() is None
+    ):
         time.sleep(0.05)
     assert list(tmp_path.glob(".train.beton.tmp-*")), "the write never started"
     time.sleep(0.5)
@@ -104,7 +119,9 @@ def test_digits_datamodule_batches(digits_cache):
     (x0, y0), (x1, y1) = kept
     assert x0.shape == (32, 3, 32, 32) and x0.dtype == torch.float32 and y0.dtype == torch.int64
     assert abs(float(x0.mean())) < 0.5 and 0.5 < float(x0.std()) < 2.0  # normalised
-    assert not torch.equal(x0, x1) and not torch.equal(y0, y1)  # kept batches are not FFCV's reused buffers
+    assert not torch.equal(x0, x1) and not torch.equal(
+        y0, y1
+    )  # kept batches are not FFCV's reused buffers
     assert len(train) == 1438 // 32  # drop_last for training
     val = dm.val_dataloader()
     assert sum(len(b[1]) for b in val) == 359  # validation sees every image exactly once
@@ -124,7 +141,9 @@ def test_digits_cache_is_reused_and_a_corrupt_one_rewritten(tmp_path):
 def test_augmentations_never_mirror_digits():
     from ffcv.transforms import RandomHorizontalFlip
 
-    assert not any(isinstance(op, RandomHorizontalFlip) for op in train_image_pipeline("digits", 32))
+    assert not any(
+        isinstance(op, RandomHorizontalFlip) for op in train_image_pipeline("digits", 32)
+    )
     assert any(isinstance(op, RandomHorizontalFlip) for op in train_image_pipeline("natural", 224))
 
 
@@ -154,10 +173,17 @@ def test_beton_datamodule_reads_any_pair(tmp_path):
 def test_cli_bad_dataset_errors(tmp_path):
     (tmp_path / "train.beton").write_text("junk")
     (tmp_path / "val.beton").write_text("junk")
-    for args, words in [(["data=beton", f"data.path={tmp_path / 'nope'}"], [str(tmp_path / "nope")]),
-                        (["data=beton", f"data.path={tmp_path}"], [str(tmp_path / "train.beton"), "too small"])]:
-        proc = run_cli("platform.train", *args, "logging.wandb=disabled", f"run.root={tmp_path / 'runs'}",
-                       timeout=120)
+    for args, words in [
+        (["data=beton", f"data.path={tmp_path / 'nope'}"], [str(tmp_path / "nope")]),
+        (["data=beton", f"data.path={tmp_path}"], [str(tmp_path / "train.beton"), "too small"]),
+    ]:
+        proc = run_cli(
+            "platform.train",
+            *args,
+            "logging.wandb=disabled",
+            f"run.root={tmp_path / 'runs'}",
+            timeout=120,
+        )
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
         for w in words:
             assert w in proc.stderr
@@ -169,4 +195,7 @@ def test_a_final_batch_of_one_keeps_1d_labels(tmp_path):
     dm = create_datamodule("beton", path=str(tmp_path), batch_size=8, num_workers=1, resolution=8)
     dm.setup("fit")
     batches = [dm.on_after_batch_transfer(b, 0) for b in dm.val_dataloader()]
-    assert [tuple(y.shape) for _, y in batches] == [(8,), (1,)]  # FFCV's Squeeze gives a 0-d tensor here
+    assert [tuple(y.shape) for _, y in batches] == [
+        (8,),
+        (1,),
+    ]  # FFCV's Squeeze gives a 0-d tensor here

@@ -11,9 +11,9 @@ import dataclasses
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import meta_model, n_params
 from torch import nn
 
-from conftest import meta_model, n_params
 from models import create_model, free_knobs, model_info
 from models.densenet import (
     DenseLayer,
@@ -33,8 +33,6 @@ from models.highway import (
     cifar_spec_32,
 )
 from models.layers import DropPath, drop_path_rates
-
-
 
 
 def assert_every_parameter_gets_a_gradient(model: nn.Module, side: int = 16) -> None:
@@ -322,6 +320,7 @@ def test_negative_gate_bias_makes_layers_start_near_carry():
     assert len(layers) == 14  # the released net: 4 + 5 + 5
     assert all(torch.equal(m.gate.bias, torch.full_like(m.gate.bias, GATE_BIAS)) for m in layers)
     gates = []
+
     def record(module: nn.Module, args: tuple, out: torch.Tensor) -> None:
         gates.append(torch.sigmoid(out))  # T(x) of one layer
 
@@ -402,10 +401,13 @@ def test_highway_layer_lists():
     assert model.s2.entry.conv.out_channels == 80 and not hasattr(model.s1, "entry")
     assert model.head_conv.conv.kernel_size == (1, 1) and model.head_conv.conv.out_channels == 100
     # dropout 0.2: drop1 on the input, drop2 / drop3 after the pools, drop4 before ip2
-    assert model.input_dropout.p == model.s2.drop.p == model.s3.drop.p == model.head.dropout.p == 0.2
+    assert (
+        model.input_dropout.p == model.s2.drop.p == model.s3.drop.p == model.head.dropout.p == 0.2
+    )
     # three resolutions: 32 -> 16 -> 8 before global pooling
     sizes = []
     real = create_model("highway32")
+
     def record(module: nn.Module, args: tuple, out: torch.Tensor) -> None:
         sizes.append(out.shape[-1])
 

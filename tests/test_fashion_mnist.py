@@ -1,5 +1,6 @@
 """data=fashion_mnist: the IDX parser on hand-made files, the .beton cache, the splits, the augmentation,
 the bad-input errors and a few batches trained end to end (issue 18)."""
+
 import gzip
 import json
 import os
@@ -12,8 +13,8 @@ import time
 import numpy as np
 import pytest
 import torch
-
 from conftest import ROOT
+
 from datamodules import DataError, create_datamodule
 from datamodules import fashion_mnist as fm
 from datamodules.write import check_beton
@@ -77,11 +78,21 @@ def test_idx_parser_names_the_file_of_a_truncated_wrong_or_short_file(tmp_path):
     cut.write_bytes(good.read_bytes()[:-20])  # a truncated download: the gzip stream ends early
     cases = [
         (cut, 3, "truncated or not a gzip file"),
-        (write_idx(tmp_path / "magic.gz", np.ones((5, 28, 28)), type_code=0x0D), 3,
-         r"magic 0x00000d03, expected 0x00000803"),
-        (write_idx(tmp_path / "dims.gz", np.ones(5)), 3, r"with 3 dimension\(s\) \(magic 0x00000801"),
-        (write_idx(tmp_path / "short.gz", np.ones((5, 28, 28)), shape=(6, 28, 28)), 3,
-         r"promises 6x28x28 = 4704 bytes of data, the file holds 3920: truncated"),
+        (
+            write_idx(tmp_path / "magic.gz", np.ones((5, 28, 28)), type_code=0x0D),
+            3,
+            r"magic 0x00000d03, expected 0x00000803",
+        ),
+        (
+            write_idx(tmp_path / "dims.gz", np.ones(5)),
+            3,
+            r"with 3 dimension\(s\) \(magic 0x00000801",
+        ),
+        (
+            write_idx(tmp_path / "short.gz", np.ones((5, 28, 28)), shape=(6, 28, 28)),
+            3,
+            r"promises 6x28x28 = 4704 bytes of data, the file holds 3920: truncated",
+        ),
         (tmp_path / "absent.gz", 1, "no such file"),
     ]
     (tmp_path / "plain.gz").write_bytes(b"not gzip at all")
@@ -95,8 +106,11 @@ def test_idx_parser_names_the_file_of_a_truncated_wrong_or_short_file(tmp_path):
 def test_image_and_label_counts_that_disagree_name_both_files(tmp_path):
     fake_fashion(tmp_path)
     write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", np.arange(29) % 10)
-    with pytest.raises(DataError, match=r"t10k-images-idx3-ubyte.gz holds 30 images but "
-                                        r".*t10k-labels-idx1-ubyte.gz holds 29 labels"):
+    with pytest.raises(
+        DataError,
+        match=r"t10k-images-idx3-ubyte.gz holds 30 images but "
+        r".*t10k-labels-idx1-ubyte.gz holds 29 labels",
+    ):
         fm.load_fashion_split(tmp_path, "test")
 
 
@@ -106,7 +120,11 @@ def test_missing_package_and_no_path_is_the_one_line_fix(tmp_path, monkeypatch):
     with pytest.raises(DataError) as e:
         create_datamodule("fashion_mnist", cache_dir=str(tmp_path / "cache"))
     msg = str(e.value)
-    assert "\n" not in msg and "apt-get install -y dataset-fashion-mnist" in msg and "data.path=DIR" in msg
+    assert (
+        "\n" not in msg
+        and "apt-get install -y dataset-fashion-mnist" in msg
+        and "data.path=DIR" in msg
+    )
     assert not (tmp_path / "cache").exists()  # nothing written before the files are found
     with pytest.raises(DataError, match=f"data.path={tmp_path / 'nope'}: no such directory"):
         create_datamodule("fashion_mnist", path=str(tmp_path / "nope"))
@@ -122,13 +140,18 @@ def test_the_cli_prints_the_fix_and_exits_2(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(fm, "DEFAULT_DIR", tmp_path / "absent")
     assert main(["data=fashion_mnist", f"run.root={tmp_path}", "logging.wandb=disabled"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and err.startswith("error: data=fashion_mnist: no Fashion-MNIST files in")
+    assert err.count("\n") == 0 and err.startswith(
+        "error: data=fashion_mnist: no Fashion-MNIST files in"
+    )
     with pytest.raises(Exception, match="data.val_split"):
         from platform.config import load_config
+
         load_config(["data=fashion_mnist", "data.val_split=train"])
 
 
-@pytest.mark.skipif(not fm.DEFAULT_DIR.is_dir(), reason="Debian's dataset-fashion-mnist is not installed")
+@pytest.mark.skipif(
+    not fm.DEFAULT_DIR.is_dir(), reason="Debian's dataset-fashion-mnist is not installed"
+)
 def test_the_debian_files_are_the_published_release():
     x, y = fm.load_fashion_split(fm.DEFAULT_DIR, "test")
     assert x.shape == (10_000, 28, 28) and np.bincount(y).tolist() == [1000] * 10
@@ -153,12 +176,16 @@ def test_betons_meta_and_the_official_split(fake, cache):
 
 def test_holdout_is_stratified_and_leaves_the_test_split_alone(fake):
     a = fm.split_arrays(fake, "holdout", val_fraction=0.2, seed=0, train_subset=30)
-    (x, y), (vx, vy) = a["train"], a["val"]
+    (_, y), (vx, vy) = a["train"], a["val"]
     assert len(y) == 30 and len(vy) == 10  # 20% of 6 per class held out, then 30 of the other 50
     assert np.bincount(vy).tolist() == [1] * 10 and np.bincount(y).tolist() == [3] * 10
     full = fm.split_arrays(fake, "holdout", val_fraction=0.2, seed=0)
-    assert len(full["train"][1]) + len(full["val"][1]) == 60  # train split into two parts; t10k not used
-    assert np.array_equal(full["val"][0], vx) and full["mean"] == a["mean"]  # subsetting keeps the holdout
+    assert (
+        len(full["train"][1]) + len(full["val"][1]) == 60
+    )  # train split into two parts; t10k not used
+    assert (
+        np.array_equal(full["val"][0], vx) and full["mean"] == a["mean"]
+    )  # subsetting keeps the holdout
     assert a["split"]["val_split"] == "holdout" and a["split"]["train_subset"]["n"] == 30
     assert fm.cache_name("holdout", 0.2, 0, 30) == "fashion_mnist-holdout0.2-s0-train30"
     assert fm.cache_name() == "fashion_mnist-test"
@@ -177,7 +204,9 @@ def test_batches_are_pad_cropped_flipped_and_normalised_with_the_datasets_stats(
     black = (0 - dm.mean[0]) / dm.std[0]
     left = (x[:, 0, 10:18, :3] - black).abs().amax(dim=(1, 2)) < 1e-4
     right = (x[:, 0, 10:18, -3:] - black).abs().amax(dim=(1, 2)) < 1e-4
-    assert left.any() and right.any()  # the black band is on the left of some images, mirrored in others
+    assert (
+        left.any() and right.any()
+    )  # the black band is on the left of some images, mirrored in others
     vx, vy = dm.on_after_batch_transfer(next(iter(dm.val_dataloader())), 0)
     level = (vx[:, 0, 14, 20] * dm.std[0] + dm.mean[0]) * 255  # validation: the image itself
     assert torch.allclose(level, vy.float() * 20 + 10, atol=0.01)
@@ -198,17 +227,28 @@ INTERRUPTED_WRITER = textwrap.dedent("""
 @pytest.mark.timeout(600)
 def test_an_interrupted_write_leaves_nothing_behind(fake, tmp_path):
     out = tmp_path / "cache"
-    proc = subprocess.Popen([sys.executable, "-c", INTERRUPTED_WRITER, str(fake), str(out)], cwd=ROOT,
-                            start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.time() + 300  # the child imports torch and lightning first: slow on a busy machine
+    proc = subprocess.Popen(
+        [sys.executable, "-c", INTERRUPTED_WRITER, str(fake), str(out)],
+        cwd=ROOT,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    deadline = (
+        time.time() + 300
+    )  # the child imports torch and lightning first: slow on a busy machine
     while not list(out.glob(".*.tmp-*")) and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
     assert list(out.glob(".*.tmp-*")), "the write never started"
     time.sleep(1.5)  # into the write itself (~6 s for train.beton)
-    while proc.poll() is None:  # Ctrl-C until it stops: a SIGINT that lands in an at-fork hook is swallowed
+    while (
+        proc.poll() is None
+    ):  # Ctrl-C until it stops: a SIGINT that lands in an at-fork hook is swallowed
         os.killpg(proc.pid, signal.SIGINT)
         time.sleep(0.5)
-    assert proc.returncode != 0 and list(out.iterdir()) == []  # no .beton, no meta.json, no temporary
+    assert (
+        proc.returncode != 0 and list(out.iterdir()) == []
+    )  # no .beton, no meta.json, no temporary
 
 
 # ---------------------------------------------------------------------------- end to end
@@ -218,12 +258,25 @@ def test_data_fashion_mnist_trains_a_few_batches_end_to_end(fake, cache, tmp_pat
     from platform.config import load_config
     from platform.train import train
 
-    cfg = load_config(["data=fashion_mnist", f"data.path={fake}", f"data.cache_dir={cache}",
-                       "model=resnet20", "data.batch_size=16", "trainer.max_epochs=2", "data.num_workers=1",
-                       f"run.root={tmp_path}", "run.name=fm", "logging.wandb=disabled",
-                       "logging.progress_bar=false"])
+    cfg = load_config(
+        [
+            "data=fashion_mnist",
+            f"data.path={fake}",
+            f"data.cache_dir={cache}",
+            "model=resnet20",
+            "data.batch_size=16",
+            "trainer.max_epochs=2",
+            "data.num_workers=1",
+            f"run.root={tmp_path}",
+            "run.name=fm",
+            "logging.wandb=disabled",
+            "logging.progress_bar=false",
+        ]
+    )
     summary = train(cfg)
-    rows = [json.loads(line) for line in (tmp_path / "fm" / "metrics.jsonl").read_text().splitlines()]
+    rows = [
+        json.loads(line) for line in (tmp_path / "fm" / "metrics.jsonl").read_text().splitlines()
+    ]
     assert summary["status"] == "finished" and summary["data"] == "fashion_mnist" and len(rows) == 2
     assert rows[-1]["step"] == 2 * (60 // 16) and 0 <= rows[-1]["train/top1"] <= 100
     assert summary["final_val_top1"] is not None

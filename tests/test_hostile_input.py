@@ -1,17 +1,18 @@
 """Hostile and careless input (issue 13): no code from data, names by meaning, refused degenerate data."""
+
 from __future__ import annotations
 
 import os
-import re
 import pickle
+import re
 import shutil
 
 import numpy as np
 import pytest
+from test_imagefolder_cifar import write_fake_cifar
 
 from datamodules import DataError
-from datamodules.cifar import CIFAR_LAYOUTS, find_cifar, load_cifar_split, cifar_classes
-from test_imagefolder_cifar import write_fake_cifar
+from datamodules.cifar import CIFAR_LAYOUTS, cifar_classes, find_cifar, load_cifar_split
 
 
 # =========================================================================== 1. CIFAR pickles run no code
@@ -35,14 +36,25 @@ def _payloads(marker):
     }
 
 
-@pytest.mark.parametrize("kind, where", [("os.system", "data_batch_1"), ("builtins.exec", "batches.meta"),
-                                         ("subprocess.call", "test_batch"), ("builtins.open", "data_batch_5")])
+@pytest.mark.parametrize(
+    "kind, where",
+    [
+        ("os.system", "data_batch_1"),
+        ("builtins.exec", "batches.meta"),
+        ("subprocess.call", "test_batch"),
+        ("builtins.open", "data_batch_5"),
+    ],
+)
 def test_crafted_cifar_pickle_runs_no_code(tmp_path, where, kind):
     write_fake_cifar(tmp_path, "cifar10", per_file=2, test_size=2)
     d = find_cifar(tmp_path, "cifar10")
     marker = tmp_path / "PWNED"
-    entry = {"data": np.zeros((2, 3072), np.uint8), "labels": [0, 1], "label_names": [f"c{i}" for i in range(10)],
-             "note": _payloads(marker)[kind]}  # nested inside an otherwise valid batch
+    entry = {
+        "data": np.zeros((2, 3072), np.uint8),
+        "labels": [0, 1],
+        "label_names": [f"c{i}" for i in range(10)],
+        "note": _payloads(marker)[kind],
+    }  # nested inside an otherwise valid batch
     (d / where).write_bytes(pickle.dumps(entry, protocol=2))
     with pytest.raises(DataError) as e:
         cifar_classes(d, "cifar10")
@@ -50,16 +62,25 @@ def test_crafted_cifar_pickle_runs_no_code(tmp_path, where, kind):
         load_cifar_split(d, "cifar10", "test")
     assert not marker.exists(), "the crafted pickle ran code"
     assert str(d / where) in str(e.value) and "refused to unpickle" in str(e.value)
-    assert f".{kind.split('.')[-1]}," in str(e.value)  # names the global it asked for (posix.system, io.open)
+    assert f".{kind.split('.')[-1]}," in str(
+        e.value
+    )  # names the global it asked for (posix.system, io.open)
 
 
 def test_legitimate_cifar_pickles_of_every_protocol_still_load(tmp_path):
     train, _ = write_fake_cifar(tmp_path, "cifar10", per_file=2, test_size=2)
     d = find_cifar(tmp_path, "cifar10")
-    for proto in (2, 4, 5):  # Python 3 re-saves: _codecs.encode (2), _reconstruct (4), _frombuffer (5)
+    for proto in (
+        2,
+        4,
+        5,
+    ):  # Python 3 re-saves: _codecs.encode (2), _reconstruct (4), _frombuffer (5)
         for i, name in enumerate(CIFAR_LAYOUTS["cifar10"]["train"]):
-            entry = {b"data": train[0][2 * i:2 * i + 2].transpose(0, 3, 1, 2).reshape(2, 3072),
-                     b"labels": train[1][2 * i:2 * i + 2].tolist(), b"batch_label": b"x"}
+            entry = {
+                b"data": train[0][2 * i : 2 * i + 2].transpose(0, 3, 1, 2).reshape(2, 3072),
+                b"labels": train[1][2 * i : 2 * i + 2].tolist(),
+                b"batch_label": b"x",
+            }
             (d / name).write_bytes(pickle.dumps(entry, protocol=proto))
         images, labels = load_cifar_split(d, "cifar10", "train")
         np.testing.assert_array_equal(images, train[0])
@@ -90,15 +111,21 @@ def test_torchvision_state_dict_is_paired_by_name_not_position():
         got = from_torchvision("resnet18", OrderedDict((k, sd[k]) for k in order))
         table = name_map("resnet18", 5)
         assert all(got[ok] is sd[tk] for ok, tk in table.items())
-        assert got["stem.conv.bn.weight"] is sd["bn1.weight"] and got["stem.conv.bn.bias"] is sd["bn1.bias"]
+        assert (
+            got["stem.conv.bn.weight"] is sd["bn1.weight"]
+            and got["stem.conv.bn.bias"] is sd["bn1.bias"]
+        )
 
 
-@pytest.mark.parametrize("edit, words", [
-    ("rename", ["'head.weight' is not a tensor name", "resnet18"]),
-    ("drop", ["lacks 'layer1.0.bn1.running_var'"]),
-    ("extra", ["'layer5.0.conv1.weight' is not a tensor name"]),
-    ("reshape", ["layer1.0.conv1.weight has shape (64, 64, 1, 1)"]),
-])
+@pytest.mark.parametrize(
+    "edit, words",
+    [
+        ("rename", ["'head.weight' is not a tensor name", "resnet18"]),
+        ("drop", ["lacks 'layer1.0.bn1.running_var'"]),
+        ("extra", ["'layer5.0.conv1.weight' is not a tensor name"]),
+        ("reshape", ["layer1.0.conv1.weight has shape (64, 64, 1, 1)"]),
+    ],
+)
 def test_unmappable_state_dict_is_refused_naming_the_first_name(edit, words):
     import torch
 
@@ -123,7 +150,9 @@ def _img(path, h=12, w=12, seed=0):
     from PIL import Image
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)).save(path)
+    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)).save(
+        path
+    )
 
 
 def _two_class_tree(root):
@@ -140,22 +169,33 @@ def test_writer_follows_each_real_directory_once_and_skips_tiny_images(tmp_path)
     from datamodules.write import MIN_SIDE, beton_labels, write_imagefolder
 
     src = _two_class_tree(tmp_path / "src")
-    (src / "train" / "a" / "loop").symlink_to(src / "train" / "a")  # a cycle: today thousands of copies
+    (src / "train" / "a" / "loop").symlink_to(
+        src / "train" / "a"
+    )  # a cycle: today thousands of copies
     (src / "train" / "b" / "again").symlink_to(src / "train" / "a")  # a's images again, labelled b
     _img(tmp_path / "elsewhere" / "x.png")
-    (src / "train" / "b" / "outside").symlink_to(tmp_path / "elsewhere")  # leaves the class: followed once
+    (src / "train" / "b" / "outside").symlink_to(
+        tmp_path / "elsewhere"
+    )  # leaves the class: followed once
     _img(src / "train" / "a" / "tiny.png", h=MIN_SIDE - 1, w=40)
     _img(src / "val" / "b" / "tall.png", h=4000, w=9)  # 9 px, but 1 px after --max-resolution 500
-    meta = write_imagefolder(src, tmp_path / "out", num_workers=1, write_mode="raw", max_resolution=500)
+    meta = write_imagefolder(
+        src, tmp_path / "out", num_workers=1, write_mode="raw", max_resolution=500
+    )
     assert meta["counts"] == {"train": 5, "val": 4}  # a: 0.png 1.png; b: 0.png 1.png outside/x.png
     assert beton_labels(tmp_path / "out" / "train.beton").tolist() == [0, 0, 1, 1, 1]
     on_disk = json.loads((tmp_path / "out" / "meta.json").read_text())
     actions = {e["path"]: e["action"] for e in on_disk["links"]}
-    assert "already walked" in actions["train/a/loop"] and "already walked" in actions["train/b/again"]
+    assert (
+        "already walked" in actions["train/a/loop"] and "already walked" in actions["train/b/again"]
+    )
     assert "leaves its class directory" in actions["train/b/outside"]
     reasons = {e["path"]: e["error"] for e in on_disk["skipped"]}
     assert set(reasons) == {"train/a/tiny.png", "val/b/tall.png"}
-    assert all("too small" in r for r in reasons.values()) and "after --max-resolution 500" in reasons["val/b/tall.png"]
+    assert (
+        all("too small" in r for r in reasons.values())
+        and "after --max-resolution 500" in reasons["val/b/tall.png"]
+    )
     assert "too small" in on_disk["skip_rules"]
     report = "\n".join(meta["_report"])
     assert "train/a/loop" in report and "tiny.png" in report
@@ -177,7 +217,9 @@ def test_class_directory_linked_to_another_is_refused(tmp_path):
 
     src = _two_class_tree(tmp_path / "src")
     shutil.rmtree(src / "val" / "b")
-    (src / "val" / "b").symlink_to(src / "train" / "b")  # val/b is train/b: a leak, not a validation set
+    (src / "val" / "b").symlink_to(
+        src / "train" / "b"
+    )  # val/b is train/b: a leak, not a validation set
     with pytest.raises(LayoutError, match="val/b: the same real directory"):
         scan_tree(src)
 
@@ -210,8 +252,12 @@ def test_beton_with_an_image_the_centre_crop_would_abort_on_is_refused_by_name(t
     from datamodules.ffcv import FFCVDataModule
 
     root = _beton_pair(tmp_path / "d", [(12, 12), (12, 12), (1, 40), (12, 12)])
-    dm = FFCVDataModule(root / "train.beton", root / "val.beton", resolution=8, val_crop_ratio=0.875)
-    with pytest.raises(DataError, match=r"val.beton: sample 2 is 40x1 pixels, too small for a centre crop"):
+    dm = FFCVDataModule(
+        root / "train.beton", root / "val.beton", resolution=8, val_crop_ratio=0.875
+    )
+    with pytest.raises(
+        DataError, match=r"val.beton: sample 2 is 40x1 pixels, too small for a centre crop"
+    ):
         dm.setup()
 
 
@@ -224,11 +270,24 @@ def test_training_on_such_a_beton_fails_with_a_record_not_an_abort(tmp_path):
     from conftest import cli_env, run_cli
 
     root = _beton_pair(tmp_path / "d", [(12, 12), (1, 40), (12, 12), (12, 12)])
-    proc = run_cli("platform.train", "data=beton", f"data.path={root}", "data.resolution=8",
-                   "data.val_resolution=8", "data.val_crop_ratio=0.875", "data.batch_size=4", "data.num_workers=1",
-                   "trainer.max_epochs=1", "trainer.accelerator=cpu", "logging.wandb=disabled",
-                   "logging.progress_bar=false", f"run.root={tmp_path / 'runs'}", "run.name=r",
-                   env=cli_env(tmp_path), timeout=800)
+    proc = run_cli(
+        "platform.train",
+        "data=beton",
+        f"data.path={root}",
+        "data.resolution=8",
+        "data.val_resolution=8",
+        "data.val_crop_ratio=0.875",
+        "data.batch_size=4",
+        "data.num_workers=1",
+        "trainer.max_epochs=1",
+        "trainer.accelerator=cpu",
+        "logging.wandb=disabled",
+        "logging.progress_bar=false",
+        f"run.root={tmp_path / 'runs'}",
+        "run.name=r",
+        env=cli_env(tmp_path),
+        timeout=800,
+    )
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "val.beton: sample 1 is 40x1 pixels" in proc.stderr and "Traceback" not in proc.stderr
     assert json.loads((tmp_path / "runs" / "r" / "summary.json").read_text())["status"] == "failed"
@@ -250,8 +309,10 @@ def test_imagefolder_decode_error_names_file_and_index_across_workers(tmp_path):
     assert msg.startswith(f"{bad}: sample 3 of {src / 'val'} failed to decode") and "\n" not in msg
 
 
-@pytest.mark.parametrize("world, size, classes, words", [(4, 3, 10, "3 validation example(s) for 4 ranks"),
-                                                         (1, 8, 1, "1 class(es)")])
+@pytest.mark.parametrize(
+    "world, size, classes, words",
+    [(4, 3, 10, "3 validation example(s) for 4 ranks"), (1, 8, 1, "1 class(es)")],
+)
 def test_shards_and_classes_are_checked_at_setup(world, size, classes, words):
     from types import SimpleNamespace
 
@@ -260,7 +321,9 @@ def test_shards_and_classes_are_checked_at_setup(world, size, classes, words):
     from datamodules.synthetic import SyntheticDataModule
 
     dm = SyntheticDataModule(size=size * 4, num_classes=classes, resolution=4, batch_size=4)
-    dm.trainer = SimpleNamespace(world_size=world, global_rank=0, strategy=SimpleNamespace(root_device=torch.device("cpu")))
+    dm.trainer = SimpleNamespace(
+        world_size=world, global_rank=0, strategy=SimpleNamespace(root_device=torch.device("cpu"))
+    )
     with pytest.raises(DataError, match=re.escape(words)):
         dm.setup()
 
@@ -285,5 +348,9 @@ def test_torchvision_backend_walks_a_link_cycle_once(tmp_path):
     src = _two_class_tree(tmp_path / "src")
     (src / "train" / "a" / "loop").symlink_to(src / "train" / "a")
     ds = LabelledImageFolder(src / "train", ["a", "b"])
-    assert [os.path.relpath(p, src) for p, _ in ds.samples] == ["train/a/0.png", "train/a/1.png",
-                                                                "train/b/0.png", "train/b/1.png"]
+    assert [os.path.relpath(p, src) for p, _ in ds.samples] == [
+        "train/a/0.png",
+        "train/a/1.png",
+        "train/b/0.png",
+        "train/b/1.png",
+    ]

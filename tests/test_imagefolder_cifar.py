@@ -1,4 +1,5 @@
 """ImageFolder fallback datamodule and CIFAR-10/100 (pickle files -> .beton -> FFCV)."""
+
 import io
 import json
 import pickle
@@ -10,12 +11,23 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from conftest import ROOT
 from PIL import Image
 
-from conftest import ROOT
 from datamodules import DataError
-from datamodules.cifar import CIFAR_LAYOUTS, CifarDataModule, cifar_train_pipeline, find_cifar, load_cifar_split
-from datamodules.imagefolder import DeviceNormalize, ImageFolderDataModule, train_transform, val_transform
+from datamodules.cifar import (
+    CIFAR_LAYOUTS,
+    CifarDataModule,
+    cifar_train_pipeline,
+    find_cifar,
+    load_cifar_split,
+)
+from datamodules.imagefolder import (
+    DeviceNormalize,
+    ImageFolderDataModule,
+    train_transform,
+    val_transform,
+)
 from datamodules.write import beton_labels, check_beton
 
 MEAN, STD = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
@@ -24,12 +36,17 @@ MEAN, STD = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
 # print "Exception ignored in: <finalize object ...>: KeyError" (numba internals, harmless and
 # timing-dependent); only weakref-finalizer noise is ignored, any other unraisable still warns.
 pytestmark = pytest.mark.filterwarnings(
-    r"ignore:Exception ignored in. <finalize object:pytest.PytestUnraisableExceptionWarning")
+    r"ignore:Exception ignored in. <finalize object:pytest.PytestUnraisableExceptionWarning"
+)
 
 
 def fake_trainer(rank=0, world=1, epoch=0):
-    return SimpleNamespace(global_rank=rank, world_size=world, current_epoch=epoch,
-                           strategy=SimpleNamespace(root_device=torch.device("cpu")))
+    return SimpleNamespace(
+        global_rank=rank,
+        world_size=world,
+        current_epoch=epoch,
+        strategy=SimpleNamespace(root_device=torch.device("cpu")),
+    )
 
 
 # =========================================================================== ImageFolder
@@ -64,13 +81,22 @@ def make_dm(root, **kw):
 
 def test_imagefolder_batches_are_uint8_then_normalised_on_the_device(folder):
     dm = make_dm(folder, val_resolution=12)
-    assert dm.num_classes == 3 and dm.classes == ["cat", "dog", "emu"]  # before setup, from the folder
+    assert dm.num_classes == 3 and dm.classes == [
+        "cat",
+        "dog",
+        "emu",
+    ]  # before setup, from the folder
     dm.setup("fit")
     assert (dm.train_size, dm.val_size) == (12, 7)
     raw_x, raw_y = next(iter(dm.train_dataloader()))
     assert raw_x.shape == (4, 3, 16, 16) and raw_x.dtype == torch.uint8  # no float work on the CPU
     x, y = dm.on_after_batch_transfer((raw_x, raw_y), 0)
-    assert x.dtype == torch.float32 and y.dtype == torch.int64 and 0 <= int(y.min()) and int(y.max()) < 3
+    assert (
+        x.dtype == torch.float32
+        and y.dtype == torch.int64
+        and 0 <= int(y.min())
+        and int(y.max()) < 3
+    )
     mean = torch.tensor(MEAN).view(1, 3, 1, 1)
     std = torch.tensor(STD).view(1, 3, 1, 1)
     torch.testing.assert_close(x, (raw_x.float() / 255 - mean) / std)
@@ -84,9 +110,20 @@ def test_imagefolder_batches_are_uint8_then_normalised_on_the_device(folder):
 def test_imagenet_torchvision_backend_builds_it(folder):
     from datamodules import create_datamodule
 
-    dm = create_datamodule("imagenet", backend="torchvision", path=str(folder), batch_size=4, num_workers=0,
-                           resolution=16, val_resolution=12)
-    assert isinstance(dm, ImageFolderDataModule) and dm.num_classes == 3 and dm.val_crop_ratio == 224 / 256
+    dm = create_datamodule(
+        "imagenet",
+        backend="torchvision",
+        path=str(folder),
+        batch_size=4,
+        num_workers=0,
+        resolution=16,
+        val_resolution=12,
+    )
+    assert (
+        isinstance(dm, ImageFolderDataModule)
+        and dm.num_classes == 3
+        and dm.val_crop_ratio == 224 / 256
+    )
     dm.setup()
     assert next(iter(dm.val_dataloader()))[0].shape == (4, 3, 12, 12)
 
@@ -120,7 +157,9 @@ def test_device_normalize_gives_fresh_float_tensors():
     assert y.dtype == torch.int64 and y.data_ptr() != labels.data_ptr()
     labels.fill_(0)  # the loader reuses its buffer: our labels must not change
     assert y.tolist() == [1, 2]
-    assert norm.labels(torch.tensor(7, dtype=torch.int16)).shape == (1,)  # FFCV's Squeeze on a batch of one
+    assert norm.labels(torch.tensor(7, dtype=torch.int16)).shape == (
+        1,
+    )  # FFCV's Squeeze on a batch of one
     with pytest.raises(ValueError, match="shape"):
         norm(torch.zeros(2, 1, 4, 4, dtype=torch.uint8), labels)
 
@@ -176,7 +215,9 @@ def test_imagefolder_class_aware_sampler_is_balanced(folder):
     dm.setup()
     targets = np.asarray(dm.train_set.targets)
     counts = np.bincount(targets[list(dm.train_dataloader().sampler)], minlength=3)
-    assert counts.sum() == 30 and counts.max() - counts.min() <= 1  # although cat has twice the images
+    assert (
+        counts.sum() == 30 and counts.max() - counts.min() <= 1
+    )  # although cat has twice the images
     shards = []
     for rank in range(2):
         dm.trainer = fake_trainer(rank, 2)
@@ -199,7 +240,9 @@ def test_imagefolder_val_labels_follow_the_training_classes(tmp_path, folder):
 def test_imagefolder_missing_directories_are_clear_errors(tmp_path, folder):
     import shutil
 
-    with pytest.raises(DataError, match=f"{tmp_path / 'nope'}: no such directory.*ROOT/train/<class>"):
+    with pytest.raises(
+        DataError, match=f"{tmp_path / 'nope'}: no such directory.*ROOT/train/<class>"
+    ):
         make_dm(tmp_path / "nope").setup()
     (tmp_path / "a" / "val").mkdir(parents=True)
     with pytest.raises(DataError, match=f"{tmp_path / 'a' / 'train'}: no such directory.*expected"):
@@ -227,7 +270,9 @@ def test_imagefolder_missing_directories_are_clear_errors(tmp_path, folder):
 
 def test_new_modules_import_first_without_cycles():
     code = "import datamodules.cifar, datamodules.imagefolder, datamodules; print(datamodules.DataError.__name__)"
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0 and proc.stdout.strip() == "DataError", proc.stderr
 
 
@@ -242,8 +287,11 @@ class _Py2Pickler(pickle._Pickler):
 
     def _save_py2_string(self, obj):
         b = obj.encode("latin1") if isinstance(obj, str) else bytes(obj)
-        self.write((pickle.SHORT_BINSTRING + bytes([len(b)])) if len(b) < 256
-                   else (pickle.BINSTRING + struct.pack("<i", len(b))))
+        self.write(
+            (pickle.SHORT_BINSTRING + bytes([len(b)]))
+            if len(b) < 256
+            else (pickle.BINSTRING + struct.pack("<i", len(b)))
+        )
         self.write(b)
         self.memoize(obj)
 
@@ -255,7 +303,9 @@ def _py2_pickle(path, obj):
     buf = io.BytesIO()
     _Py2Pickler(buf, protocol=2).dump(obj)
     # numpy 1.x of the day named its reconstructor numpy.core.multiarray (numpy 2 still loads it)
-    path.write_bytes(buf.getvalue().replace(b"cnumpy._core.multiarray\n", b"cnumpy.core.multiarray\n"))
+    path.write_bytes(
+        buf.getvalue().replace(b"cnumpy._core.multiarray\n", b"cnumpy.core.multiarray\n")
+    )
 
 
 def write_fake_cifar(root, name="cifar10", per_file=7, test_size=6, seed=0):
@@ -272,8 +322,11 @@ def write_fake_cifar(root, name="cifar10", per_file=7, test_size=6, seed=0):
             hwc = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
             hwc[:, :8, :8, 0] = 255  # an asymmetric mark, so flips and shifts are visible
             y = rng.integers(0, lay["num_classes"], n).tolist()
-            entry = {"batch_label": f"{split} batch {j + 1}", "data": hwc.transpose(0, 3, 1, 2).reshape(n, 3072),
-                     "filenames": [f"img_{j}_{i}.png" for i in range(n)]}
+            entry = {
+                "batch_label": f"{split} batch {j + 1}",
+                "data": hwc.transpose(0, 3, 1, 2).reshape(n, 3072),
+                "filenames": [f"img_{j}_{i}.png" for i in range(n)],
+            }
             if name == "cifar10":
                 entry["labels"] = y
             else:
@@ -284,10 +337,15 @@ def write_fake_cifar(root, name="cifar10", per_file=7, test_size=6, seed=0):
         out[split] = (np.concatenate(images), np.asarray(labels))
     names = [f"class_{i}" for i in range(lay["num_classes"])]
     if name == "cifar10":
-        _py2_pickle(d / lay["meta"], {"num_cases_per_batch": per_file, "label_names": names, "num_vis": 3072})
+        _py2_pickle(
+            d / lay["meta"],
+            {"num_cases_per_batch": per_file, "label_names": names, "num_vis": 3072},
+        )
     else:
-        _py2_pickle(d / lay["meta"], {"fine_label_names": names,
-                                      "coarse_label_names": [f"super_{i}" for i in range(20)]})
+        _py2_pickle(
+            d / lay["meta"],
+            {"fine_label_names": names, "coarse_label_names": [f"super_{i}" for i in range(20)]},
+        )
     return out["train"], out["test"]
 
 
@@ -316,7 +374,12 @@ def cifar10(tmp_path_factory):
 def test_fake_cifar_files_are_faithful(cifar10, monkeypatch):
     path = cifar10.root / "cifar-10-batches-py" / "data_batch_1"
     with open(path, "rb") as f:
-        assert set(pickle.load(f, encoding="bytes")) == {b"batch_label", b"data", b"filenames", b"labels"}
+        assert set(pickle.load(f, encoding="bytes")) == {
+            b"batch_label",
+            b"data",
+            b"filenames",
+            b"labels",
+        }
     with open(path, "rb") as f:
         with pytest.raises(UnicodeDecodeError):  # like the real Python 2 files
             pickle.load(f)
@@ -324,7 +387,9 @@ def test_fake_cifar_files_are_faithful(cifar10, monkeypatch):
         ds = torchvision_cifar(cifar10.root, "cifar10", monkeypatch, train)
         np.testing.assert_array_equal(ds.data, images)
         assert ds.targets == labels.tolist() and ds.classes[3] == "class_3"
-        ours = load_cifar_split(cifar10.root / "cifar-10-batches-py", "cifar10", "train" if train else "test")
+        ours = load_cifar_split(
+            cifar10.root / "cifar-10-batches-py", "cifar10", "train" if train else "test"
+        )
         np.testing.assert_array_equal(ours[0], ds.data)
         np.testing.assert_array_equal(ours[1], ds.targets)
 
@@ -332,12 +397,18 @@ def test_fake_cifar_files_are_faithful(cifar10, monkeypatch):
 def test_cifar10_betons_and_meta_match_the_pickles(cifar10):
     dm = cifar10.dm
     assert dm.directory == cifar10.root / "cache" / "cifar10"
-    assert {p.name for p in dm.directory.iterdir()} == {"train.beton", "val.beton", "meta.json"}  # no temp files
+    assert {p.name for p in dm.directory.iterdir()} == {
+        "train.beton",
+        "val.beton",
+        "meta.json",
+    }  # no temp files
     meta = json.loads(dm.meta_path.read_text())
     assert meta["counts"] == {"train": 35, "val": 6} and meta["num_classes"] == 10 == dm.num_classes
     assert meta["classes"] == [f"class_{i}" for i in range(10)] == dm.classes
     np.testing.assert_array_equal(beton_labels(dm.train_path), cifar10.train[1])  # file order kept
-    np.testing.assert_array_equal(beton_labels(dm.val_path), cifar10.test[1])  # the test set validates
+    np.testing.assert_array_equal(
+        beton_labels(dm.val_path), cifar10.test[1]
+    )  # the test set validates
     assert meta["class_counts"]["train"] == np.bincount(cifar10.train[1], minlength=10).tolist()
     pixels = cifar10.train[0].reshape(-1, 3) / 255.0
     np.testing.assert_allclose(meta["mean"], pixels.mean(0), atol=1e-6)
@@ -350,42 +421,71 @@ def test_cifar10_batches_are_he_et_al_augmented_32x32(cifar10):
 
     dm = cifar10.dm
     ops = dm.train_image_ops()
-    assert [type(op) for op in ops[1:]] == [RandomTranslate, RandomHorizontalFlip] and ops[1].padding == 4
+    assert [type(op) for op in ops[1:]] == [RandomTranslate, RandomHorizontalFlip] and ops[
+        1
+    ].padding == 4
     assert tuple(ops[1].fill) == tuple(round(255 * m) for m in dm.mean)  # pads with the mean colour
     assert cifar_train_pipeline(64)[1].padding == 8  # 4 pixels per 32 at other resolutions
     mean = torch.tensor(dm.mean).view(1, 3, 1, 1) * 255
     std = torch.tensor(dm.std).view(1, 3, 1, 1) * 255
     val = [dm.on_after_batch_transfer(b, 0) for b in dm.val_dataloader()]
     assert [len(y) for _, y in val] == [5, 1] and all(x.shape[1:] == (3, 32, 32) for x, _ in val)
-    restored = torch.cat([x * std + mean for x, _ in val]).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    restored = (
+        torch.cat([x * std + mean for x, _ in val])
+        .round()
+        .to(torch.uint8)
+        .permute(0, 2, 3, 1)
+        .numpy()
+    )
     np.testing.assert_array_equal(restored, cifar10.test[0])  # validation: the images themselves
     train = dm.train_dataloader()
     assert len(train) == 35 // 5
     batches = [dm.on_after_batch_transfer(b, 0) for b in train]  # a whole epoch (copies)
-    assert all(x.shape == (5, 3, 32, 32) and x.dtype == torch.float32 and y.dtype == torch.int64 for x, y in batches)
+    assert all(
+        x.shape == (5, 3, 32, 32) and x.dtype == torch.float32 and y.dtype == torch.int64
+        for x, y in batches
+    )
     x, y = torch.cat([x for x, _ in batches]), torch.cat([y for _, y in batches])
-    assert sorted(y.tolist()) == sorted(cifar10.train[1].tolist())  # each training image once per epoch
+    assert sorted(y.tolist()) == sorted(
+        cifar10.train[1].tolist()
+    )  # each training image once per epoch
     # every training image is a source image, maybe mirrored, shifted by at most 4 pixels
     out = (x * std + mean).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
     src, moves = cifar10.train[0], []
-    def window(a, dy, dx):  # the part of a that lands inside the frame after a shift by (dy, dx)
-        return a[max(0, -dy):32 + min(0, -dy), max(0, -dx):32 + min(0, -dx)]
 
-    for img, label in zip(out, y.tolist()):
-        found = [(flip, dy, dx) for s in src[cifar10.train[1] == label] for flip in (False, True)
-                 for dy in range(-4, 5) for dx in range(-4, 5)
-                 if np.array_equal(window(img, -dy, -dx), window(s[:, ::-1] if flip else s, dy, dx))]
+    def window(a, dy, dx):  # the part of a that lands inside the frame after a shift by (dy, dx)
+        return a[max(0, -dy) : 32 + min(0, -dy), max(0, -dx) : 32 + min(0, -dx)]
+
+    for img, label in zip(out, y.tolist(), strict=False):
+        found = [
+            (flip, dy, dx)
+            for s in src[cifar10.train[1] == label]
+            for flip in (False, True)
+            for dy in range(-4, 5)
+            for dx in range(-4, 5)
+            if np.array_equal(window(img, -dy, -dx), window(s[:, ::-1] if flip else s, dy, dx))
+        ]
         assert found, "a training image that is no shifted/mirrored source image"
         moves += found
-    assert any(m != (False, 0, 0) for m in moves)  # augmented, not the identity (chance of failure 1e-10)
+    assert any(
+        m != (False, 0, 0) for m in moves
+    )  # augmented, not the identity (chance of failure 1e-10)
 
 
 def test_cifar_class_aware_training_order(cifar10):
-    dm = CifarDataModule(cifar10.root, cache_dir=cifar10.root / "cache", batch_size=5, num_workers=1,
-                         sampler="class_aware", epoch_samples=30)
+    dm = CifarDataModule(
+        cifar10.root,
+        cache_dir=cifar10.root / "cache",
+        batch_size=5,
+        num_workers=1,
+        sampler="class_aware",
+        epoch_samples=30,
+    )
     dm.prepare_data()
     dm.setup("fit")
-    labels = torch.cat([dm.on_after_batch_transfer(b, 0)[1] for b in dm.train_dataloader()]).numpy()  # copies
+    labels = torch.cat(
+        [dm.on_after_batch_transfer(b, 0)[1] for b in dm.train_dataloader()]
+    ).numpy()  # copies
     present = np.unique(cifar10.train[1])
     counts = np.bincount(labels, minlength=10)[present]
     assert len(labels) == 30 and counts.max() - counts.min() <= 1 and counts.sum() == 30
@@ -394,8 +494,12 @@ def test_cifar_class_aware_training_order(cifar10):
 def test_cifar_cache_is_reused_and_rewritten_for_other_sources(cifar10, tmp_path):
     dm = cifar10.dm
     stamp = dm.train_path.stat().st_mtime_ns
-    CifarDataModule(cifar10.root / "cifar-10-batches-py", cache_dir=cifar10.root / "cache").prepare_data()
-    assert dm.train_path.stat().st_mtime_ns == stamp  # the folder itself is accepted as root, cache reused
+    CifarDataModule(
+        cifar10.root / "cifar-10-batches-py", cache_dir=cifar10.root / "cache"
+    ).prepare_data()
+    assert (
+        dm.train_path.stat().st_mtime_ns == stamp
+    )  # the folder itself is accepted as root, cache reused
     other = tmp_path / "other"
     write_fake_cifar(other, "cifar10", per_file=3, test_size=2, seed=1)
     CifarDataModule(other, cache_dir=tmp_path / "cache").prepare_data()
@@ -406,7 +510,9 @@ def test_cifar_cache_is_reused_and_rewritten_for_other_sources(cifar10, tmp_path
     import shutil
 
     shutil.copytree(cifar10.root / "cifar-10-batches-py", tmp_path / "swap" / "cifar-10-batches-py")
-    CifarDataModule(tmp_path / "swap", cache_dir=tmp_path / "cache").prepare_data()  # other files, same cache
+    CifarDataModule(
+        tmp_path / "swap", cache_dir=tmp_path / "cache"
+    ).prepare_data()  # other files, same cache
     assert check_beton(dm2.train_path) == 35
 
 
@@ -424,10 +530,15 @@ def test_cifar100_reads_fine_labels(tmp_path, monkeypatch):
 
 
 def test_cifar_missing_files_are_clear_errors(tmp_path):
-    with pytest.raises(DataError, match=f"{tmp_path / 'nope'}: no such directory.*cifar-10-batches-py/"
-                                        r"\{data_batch_1.*test_batch, batches.meta\}"):
+    with pytest.raises(
+        DataError,
+        match=f"{tmp_path / 'nope'}: no such directory.*cifar-10-batches-py/"
+        r"\{data_batch_1.*test_batch, batches.meta\}",
+    ):
         CifarDataModule(tmp_path / "nope").prepare_data()
-    with pytest.raises(DataError, match="no CIFAR100 files found.*cifar-100-python/\\{train, test, meta\\}"):
+    with pytest.raises(
+        DataError, match="no CIFAR100 files found.*cifar-100-python/\\{train, test, meta\\}"
+    ):
         CifarDataModule(tmp_path, name="cifar100").prepare_data()
     write_fake_cifar(tmp_path, "cifar10", per_file=2, test_size=2)
     (tmp_path / "cifar-10-batches-py" / "test_batch").unlink()
@@ -447,7 +558,7 @@ def _flip_bytes_in_the_middle(path) -> None:
     """Change 64 bytes inside a file, keeping its size (a bit rot or a bad copy, not a truncation)."""
     data = bytearray(path.read_bytes())
     mid = len(data) // 2
-    data[mid:mid + 64] = bytes(255 - b for b in data[mid:mid + 64])
+    data[mid : mid + 64] = bytes(255 - b for b in data[mid : mid + 64])
     path.write_bytes(bytes(data))
 
 

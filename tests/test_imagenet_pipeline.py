@@ -1,4 +1,5 @@
 """The ImageNet path end to end on a generated tree: writer -> data=imagenet -> 2-rank DDP on CPU."""
+
 import json
 import os
 
@@ -7,7 +8,6 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-
 from conftest import run_cli
 
 pytestmark = pytest.mark.slow
@@ -23,7 +23,9 @@ def _tree(root, classes=4, per_class=12):
             d.mkdir(parents=True)
             for i in range(n):
                 h, w = int(rng.integers(40, 90)), int(rng.integers(40, 90))
-                Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(d / f"{i}.JPEG")
+                Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(
+                    d / f"{i}.JPEG"
+                )
     return root
 
 
@@ -39,8 +41,15 @@ def _rank_ids(rank, world, path, port, out):
     from datamodules.ffcv import FFCVDataModule
 
     # every training image is a constant colour equal to its index, so decoded pixels name it
-    dm = FFCVDataModule(path / "train.beton", path / "val.beton", batch_size=8, num_workers=1, resolution=8,
-                        augment="none", drop_last=False)
+    dm = FFCVDataModule(
+        path / "train.beton",
+        path / "val.beton",
+        batch_size=8,
+        num_workers=1,
+        resolution=8,
+        augment="none",
+        drop_last=False,
+    )
     dm.trainer = _FakeTrainer(world)
     dm.setup("fit")
     seen = [int(v) for x, _ in dm.train_dataloader() for v in x[:, 0, 0, 0].tolist()]
@@ -73,11 +82,29 @@ def test_written_imagenet_tree_trains_under_2_rank_ddp(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     meta = json.loads((out / "meta.json").read_text())
     assert meta["counts"] == {"train": 48, "val": 12} and meta["num_classes"] == 4
-    proc = run_cli("platform.train", "data=imagenet", f"data.path={out}", "data.resolution=32",
-                   "data.val_resolution=32", "data.batch_size=8", "data.num_workers=1", "model=resnet18",
-                   "trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy=ddp", "trainer.max_epochs=1",
-                   "logging.wandb=disabled", "logging.progress_bar=false", f"run.root={tmp_path / 'runs'}",
-                   "run.name=in", timeout=600)
+    proc = run_cli(
+        "platform.train",
+        "data=imagenet",
+        f"data.path={out}",
+        "data.resolution=32",
+        "data.val_resolution=32",
+        "data.batch_size=8",
+        "data.num_workers=1",
+        "model=resnet18",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        "trainer.strategy=ddp",
+        "trainer.max_epochs=1",
+        "logging.wandb=disabled",
+        "logging.progress_bar=false",
+        f"run.root={tmp_path / 'runs'}",
+        "run.name=in",
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     summary = json.loads((tmp_path / "runs" / "in" / "summary.json").read_text())
-    assert summary["status"] == "finished" and summary["world_size"] == 2 and summary["data"] == "imagenet"
+    assert (
+        summary["status"] == "finished"
+        and summary["world_size"] == 2
+        and summary["data"] == "imagenet"
+    )

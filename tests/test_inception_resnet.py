@@ -16,10 +16,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from models import create_model, drop_path_rates, list_models, model_info
+from models.complexity import count_macs, count_params
 from models.inception_resnet import (
     AVG_POOL,
-    MAX_POOL_S2_V,
-    REDUCTION_A_IR_V2,
     BlockSpec,
     Conv,
     InceptionBlock,
@@ -33,13 +32,9 @@ from models.inception_resnet import (
     inception_resnet_v2_fig15_spec,
     inception_resnet_v2_spec,
     inception_v4_spec,
-    reduction_b_resnet,
     resnet_a,
-    resnet_b,
-    resnet_c,
 )
 from models.layers import DropPath, SqueezeExcite
-from models.complexity import count_macs, count_params
 
 NAMES = ("inception_resnet_v1", "inception_resnet_v2", "inception_resnet_v2_fig15", "inception_v4")
 SPECS = {
@@ -72,7 +67,10 @@ def test_registered_with_paper_metadata():
         assert info.torchvision is None  # torchvision has none of these
         assert info.paper_params is None and info.paper_macs is None  # the paper prints none
         assert info.notes
-    assert (model_info("inception_v4").top1_err, model_info("inception_resnet_v2").top1_err) == (20.0, 19.9)
+    assert (model_info("inception_v4").top1_err, model_info("inception_resnet_v2").top1_err) == (
+        20.0,
+        19.9,
+    )
 
 
 # ---------------------------------------------------------------- grids and widths (§2, Figures 9/15)
@@ -166,15 +164,25 @@ def test_default_and_overridden_residual_scales():
     ]
     with torch.device("meta"):
         same = create_model("inception_resnet_v2_fig15", residual_scales=0.3)
-        mixed = create_model("inception_resnet_v2_fig15", residual_scales={"a": 0.1, "b": 0.2, "c": 0.3})
+        mixed = create_model(
+            "inception_resnet_v2_fig15", residual_scales={"a": 0.1, "b": 0.2, "c": 0.3}
+        )
     assert {b.residual_scale for b in residual_blocks(same)} == {0.3}
-    assert [mixed.a.b5.residual_scale, mixed.b.b10.residual_scale, mixed.c.b1.residual_scale] == [0.1, 0.2, 0.3]
+    assert [mixed.a.b5.residual_scale, mixed.b.b10.residual_scale, mixed.c.b1.residual_scale] == [
+        0.1,
+        0.2,
+        0.3,
+    ]
     with pytest.raises(ValueError, match=r"missing \['c'\]"):
         meta_net(inception_resnet_v1_spec(), residual_scales={"a": 0.1, "b": 0.1})
     with pytest.raises(ValueError, match=r"unknown \['d'\]"):
-        meta_net(inception_resnet_v1_spec(), residual_scales={"a": 0.1, "b": 0.1, "c": 0.1, "d": 1.0})
+        meta_net(
+            inception_resnet_v1_spec(), residual_scales={"a": 0.1, "b": 0.1, "c": 0.1, "d": 1.0}
+        )
     with pytest.raises(ValueError, match=r"unknown \['reduction_a'\]"):  # not a residual stage
-        meta_net(inception_resnet_v1_spec(), residual_scales={"a": 1, "b": 1, "c": 1, "reduction_a": 1})
+        meta_net(
+            inception_resnet_v1_spec(), residual_scales={"a": 1, "b": 1, "c": 1, "reduction_a": 1}
+        )
     custom = InceptionSpec((), (InceptionStage("x", resnet_a((32, 32, 32))),))
     with pytest.raises(ValueError, match=r"missing \['x'\]"):  # no default for a new stage name
         meta_net(custom)
@@ -206,7 +214,12 @@ def test_inception_v4_has_no_residual_blocks():
     assert len(ir.a) == 5 and len(ir.b) == 10 and len(ir.c) == 5  # Figure 15
     assert len(residual_blocks(ir)) == 20
     released = meta_net(inception_resnet_v2_spec())  # TF-slim: 10 / 20 / 9 + 1
-    assert (len(released.a), len(released.b), len(released.c), len(released.c_last)) == (10, 20, 9, 1)
+    assert (len(released.a), len(released.b), len(released.c), len(released.c_last)) == (
+        10,
+        20,
+        9,
+        1,
+    )
     assert len(residual_blocks(released)) == 40
 
 
@@ -231,7 +244,9 @@ def test_every_parameter_gets_a_gradient_in_the_figure_3_stem_and_v4_blocks():
     # Inception-v4 with one block per stage: the Fig. 3 stem (shared with v2) and Figures
     # 4-8 once each. The residual v2 blocks differ from v1's (run in full above) in widths only.
     spec = inception_v4_spec()
-    spec = dataclasses.replace(spec, stages=tuple(dataclasses.replace(s, depth=1) for s in spec.stages))
+    spec = dataclasses.replace(
+        spec, stages=tuple(dataclasses.replace(s, depth=1) for s in spec.stages)
+    )
     torch.manual_seed(0)
     _assert_all_grads(InceptionResNet(spec, 10), torch.randn(2, 3, MIN_INPUT, MIN_INPUT))
 
@@ -239,7 +254,9 @@ def test_every_parameter_gets_a_gradient_in_the_figure_3_stem_and_v4_blocks():
 def test_drop_path_rates_run_over_the_residual_blocks_only():
     with torch.device("meta"):
         model = create_model("inception_resnet_v1", drop_path_rate=0.2)
-    rates = [b.drop_path.p if isinstance(b.drop_path, DropPath) else 0.0 for b in residual_blocks(model)]
+    rates = [
+        b.drop_path.p if isinstance(b.drop_path, DropPath) else 0.0 for b in residual_blocks(model)
+    ]
     assert rates == drop_path_rates(20, 0.2)  # the deepest C block gets the full rate
     assert not any(isinstance(m, DropPath) for m in model.reduction_a.modules())
     with pytest.raises(ValueError, match="needs residual blocks"):
@@ -351,4 +368,6 @@ def test_the_released_inception_resnet_v2_counts_and_grids():
     assert shapes["reduction_b"] == shapes["c_last"] == (2080, 8, 8)  # Mixed_7a
     assert shapes["conv7b"] == (1536, 8, 8) and released.num_features == 1536
     assert released.c.b9.residual_scale == 0.20 and released.c_last.b1.residual_scale == 1.0
-    assert isinstance(released.c.b9.act, nn.ReLU) and isinstance(released.c_last.b1.act, nn.Identity)
+    assert isinstance(released.c.b9.act, nn.ReLU) and isinstance(
+        released.c_last.b1.act, nn.Identity
+    )

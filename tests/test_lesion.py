@@ -1,5 +1,6 @@
 """Lesion study (Veit et al. 2016, arXiv 1605.06431 §4): deleting blocks of a residual or plain net,
 and ``python -m platform.lesion`` end to end on two one-epoch digits runs."""
+
 from __future__ import annotations
 
 import csv
@@ -7,9 +8,9 @@ import json
 
 import pytest
 import torch
+from conftest import meta_model, n_params, run_cli
 from torch import nn
 
-from conftest import meta_model, n_params, run_cli
 from models import create_model
 from models.resnet import BasicBlock, BlockArgs, NetSpec, ResidualNet, StageSpec, preact_cifar_spec
 from platform.lesion_blocks import BlockLesions
@@ -46,11 +47,14 @@ def _with_identity(model: ResidualNet, name: str) -> torch.Tensor:
 def test_plain_nets_are_their_resnets_without_shortcuts():
     plain, res = meta_model("plain20"), meta_model("resnet20")
     assert [b.shortcut for _, b in plain.blocks()] == [None] * 9
-    assert [n for n, _ in plain.blocks()] == [n for n, _ in res.blocks()] == [
-        f"s{s}.b{b}" for s in (1, 2, 3) for b in (1, 2, 3)]
+    assert (
+        [n for n, _ in plain.blocks()]
+        == [n for n, _ in res.blocks()]
+        == [f"s{s}.b{b}" for s in (1, 2, 3) for b in (1, 2, 3)]
+    )
     assert BlockLesions(plain).plain and not BlockLesions(res).plain
     # plain-18 = resnet18 less its three option-B projections (conv 1x1 + BN)
-    projections = sum(64 * 2 ** i * 2 ** (i + 1) * 64 + 2 * 2 ** (i + 1) * 64 for i in range(3))
+    projections = sum(64 * 2**i * 2 ** (i + 1) * 64 + 2 * 2 ** (i + 1) * 64 for i in range(3))
     assert n_params(meta_model("plain18")) == n_params(meta_model("resnet18")) - projections
 
 
@@ -58,8 +62,13 @@ def test_plain_nets_refuse_drop_path_and_zero_init():
     for knob in ({"drop_path_rate": 0.1}, {"zero_init_residual": True}):
         with pytest.raises(ValueError, match="free knob|unknown knob"):
             create_model("plain20", **knob)
-        spec = NetSpec(stem="cifar", stages=(StageSpec(1, 16, 1),), block="basic", stem_width=16,
-                       shortcut="none")
+        spec = NetSpec(
+            stem="cifar",
+            stages=(StageSpec(1, 16, 1),),
+            block="basic",
+            stem_width=16,
+            shortcut="none",
+        )
         with pytest.raises(ValueError, match="plain net"):
             ResidualNet(spec, 10, **knob)
 
@@ -88,7 +97,11 @@ def test_blocks_are_listed_in_forward_order_with_their_shapes():
 
 @pytest.mark.parametrize("preact", [False, True], ids=["resnet20", "preact_resnet20"])
 def test_removing_a_residual_block_is_replacing_it_by_the_identity(preact):
-    model = ResidualNet(preact_cifar_spec(20, "preact_basic"), 10) if preact else create_model("resnet20")
+    model = (
+        ResidualNet(preact_cifar_spec(20, "preact_basic"), 10)
+        if preact
+        else create_model("resnet20")
+    )
     model = _calibrated(model)
     before = _out(model)
     for block in ("s1.b1", "s2.b3", "s3.b2"):
@@ -98,7 +111,9 @@ def test_removing_a_residual_block_is_replacing_it_by_the_identity(preact):
         torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
         assert not torch.allclose(got, before)
     assert torch.equal(_out(model), before)  # restored
-    assert all(isinstance(b.drop_path, nn.Identity) for _, b in model.blocks())  # no stochastic depth here
+    assert all(
+        isinstance(b.drop_path, nn.Identity) for _, b in model.blocks()
+    )  # no stochastic depth here
 
 
 def test_removing_a_downsampling_residual_block_keeps_its_shortcut():
@@ -174,10 +189,22 @@ def two_runs(tmp_path_factory, digits_cache):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(RUN_NAME_ENV, "")  # train() sets it for its DDP ranks; restored on exit
         for model in ("resnet20", "plain20"):
-            summary = train(load_config([
-                f"model={model}", f"data.cache_dir={digits_cache}", f"run.root={root}", f"run.name={model}",
-                "trainer.max_epochs=1", "trainer.limit_train_batches=4", "trainer.limit_val_batches=2",
-                "logging.wandb=disabled", "logging.progress_bar=false", "data.num_workers=1"]))
+            summary = train(
+                load_config(
+                    [
+                        f"model={model}",
+                        f"data.cache_dir={digits_cache}",
+                        f"run.root={root}",
+                        f"run.name={model}",
+                        "trainer.max_epochs=1",
+                        "trainer.limit_train_batches=4",
+                        "trainer.limit_val_batches=2",
+                        "logging.wandb=disabled",
+                        "logging.progress_bar=false",
+                        "data.num_workers=1",
+                    ]
+                )
+            )
             assert summary["status"] == "finished", summary
     return root
 
@@ -185,17 +212,43 @@ def two_runs(tmp_path_factory, digits_cache):
 @pytest.mark.slow
 def test_lesion_cli_end_to_end(two_runs, tmp_path):
     out = tmp_path / "out"
-    proc = run_cli("platform.lesion", "--checkpoint", str(two_runs / "resnet20/checkpoints/last.ckpt"),
-                   "--plain-checkpoint", str(two_runs / "plain20/checkpoints/last.ckpt"), "--k", "1,2",
-                   "--samples", "2", "--max-batches", "2", "--device", "cpu", "--out", str(out), timeout=300)
+    proc = run_cli(
+        "platform.lesion",
+        "--checkpoint",
+        str(two_runs / "resnet20/checkpoints/last.ckpt"),
+        "--plain-checkpoint",
+        str(two_runs / "plain20/checkpoints/last.ckpt"),
+        "--k",
+        "1,2",
+        "--samples",
+        "2",
+        "--max-batches",
+        "2",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "Veit et al. 2016" in proc.stdout and "deleting any layer in VGG" in proc.stdout.replace("\n", " ")
-    assert {p.name for p in out.iterdir()} >= {"lesion.json", "lesion.md", "lesion.csv", "lesion.png"}
+    assert "Veit et al. 2016" in proc.stdout and "deleting any layer in VGG" in proc.stdout.replace(
+        "\n", " "
+    )
+    assert {p.name for p in out.iterdir()} >= {
+        "lesion.json",
+        "lesion.md",
+        "lesion.csv",
+        "lesion.png",
+    }
     record = json.loads((out / "lesion.json").read_text())
     assert record["scale"] == "proxy" and record["runs"][0]["model"]["name"] == "resnet20"
-    assert record["runs"][0]["data"]["name"] == "digits" and record["runs"][1]["checkpoint"].endswith("last.ckpt")
+    assert record["runs"][0]["data"]["name"] == "digits" and record["runs"][1][
+        "checkpoint"
+    ].endswith("last.ckpt")
     res, plain = record["nets"]["residual"], record["nets"]["plain"]
-    assert [r["block"] for r in res["single"]] == [f"s{s}.b{b}" for s in (1, 2, 3) for b in (1, 2, 3)]
+    assert [r["block"] for r in res["single"]] == [
+        f"s{s}.b{b}" for s in (1, 2, 3) for b in (1, 2, 3)
+    ]
     assert all(r["removable"] and 0 <= r["top1_err"] <= 100 for r in res["single"])
     assert [r["downsampling"] for r in res["single"]].count(True) == 2
     not_removable = [r["block"] for r in plain["single"] if not r["removable"]]
@@ -205,9 +258,14 @@ def test_lesion_cli_end_to_end(two_runs, tmp_path):
     for net in (res, plain):
         assert 0 <= net["intact_err"] <= 100
         assert [r["k"] for r in net["random_k"]] == [1, 2]
-        assert all(r["n"] == 2 and len(r["removed"]) == 2 and 0 <= r["mean"] <= 100 for r in net["random_k"])
+        assert all(
+            r["n"] == 2 and len(r["removed"]) == 2 and 0 <= r["mean"] <= 100
+            for r in net["random_k"]
+        )
         assert all(set(sum(r["removed"], [])) <= set(net["random_pool"]) for r in net["random_k"])
-    assert res["random_k"][1]["removed"] == plain["random_k"][1]["removed"]  # same blocks for both nets
+    assert (
+        res["random_k"][1]["removed"] == plain["random_k"][1]["removed"]
+    )  # same blocks for both nets
     rows = list(csv.DictReader((out / "lesion.csv").open()))
     assert len(rows) == 2 * (1 + 9 + 2)
     assert "not removable" in (out / "lesion.md").read_text()
@@ -220,7 +278,9 @@ def test_missing_or_unreadable_checkpoint_is_a_clear_error(tmp_path, capsys):
     missing = tmp_path / "nope.ckpt"
     proc = run_cli("platform.lesion", "--checkpoint", str(missing), timeout=120)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert str(missing) in proc.stderr and "--checkpoint" in proc.stderr and "last.ckpt" in proc.stderr
+    assert (
+        str(missing) in proc.stderr and "--checkpoint" in proc.stderr and "last.ckpt" in proc.stderr
+    )
 
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
@@ -233,5 +293,7 @@ def test_missing_or_unreadable_checkpoint_is_a_clear_error(tmp_path, capsys):
     assert main(["--checkpoint", str(bad)]) == 2
     err = capsys.readouterr().err
     assert str(bad) in err and "cannot load it into resnet20" in err
-    assert main(["--checkpoint", str(missing), "--plain-checkpoint", str(bad)]) == 2  # the first one named
+    assert (
+        main(["--checkpoint", str(missing), "--plain-checkpoint", str(bad)]) == 2
+    )  # the first one named
     assert main(["--checkpoint", str(bad), "--k", "0"]) == 2 and "--k" in capsys.readouterr().err

@@ -19,6 +19,7 @@ Touched (``grep -rnE "\\._[a-z][a-z_]*" platform datamodules``, read hit by hit)
   ``PreemptionCallback.on_train_start`` puts ours back;
 * ``trainer.precision_plugin.val_step_context`` -- ``platform/callbacks.py`` ``EmaCallback``.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -32,8 +33,10 @@ from torch.utils.data import DataLoader, TensorDataset
 
 
 def _moved(what: str, ours: str) -> str:
-    return (f"Lightning {L.__version__}: {what} moved or changed; {ours} depends on it (pinned in "
-            f"pyproject.toml to the version it was written for: update our code, then the pin)")
+    return (
+        f"Lightning {L.__version__}: {what} moved or changed; {ours} depends on it (pinned in "
+        f"pyproject.toml to the version it was written for: update our code, then the pin)"
+    )
 
 
 class _Tiny(L.LightningModule):
@@ -68,8 +71,12 @@ class _Probe(L.Callback):
         try:
             ready = int(trainer.fit_loop.epoch_loop.batch_progress.current.ready)
         except AttributeError as e:
-            pytest.fail(_moved(f"trainer.fit_loop.epoch_loop.batch_progress.current.ready ({e})",
-                               "datamodules/resume.py batches_done (mid-epoch resume)"))
+            pytest.fail(
+                _moved(
+                    f"trainer.fit_loop.epoch_loop.batch_progress.current.ready ({e})",
+                    "datamodules/resume.py batches_done (mid-epoch resume)",
+                )
+            )
         self.ready.append((batch_idx, ready, batches_done(trainer)))
         self.sigterm.append(signal.getsignal(signal.SIGTERM))
         plugin = getattr(trainer, "precision_plugin", None)
@@ -89,17 +96,31 @@ def fitted(tmp_path_factory):
     from platform.callbacks import AtomicModelCheckpoint, RunCheckpoint
 
     tmp_path = tmp_path_factory.mktemp("fit")
-    best = AtomicModelCheckpoint(dirpath=tmp_path / "checkpoints", filename="best-epoch{epoch:03d}",
-                                 monitor="val/top1", mode="max", save_top_k=1, save_last=False,
-                                 save_on_train_epoch_end=True, auto_insert_metric_name=False)
+    best = AtomicModelCheckpoint(
+        dirpath=tmp_path / "checkpoints",
+        filename="best-epoch{epoch:03d}",
+        monitor="val/top1",
+        mode="max",
+        save_top_k=1,
+        save_last=False,
+        save_on_train_epoch_end=True,
+        auto_insert_metric_name=False,
+    )
     last = RunCheckpoint(tmp_path)
     probe = _Probe()
     saved = {s: signal.getsignal(s) for s in slurm.STOP_SIGNALS}
     stop = slurm.PreemptionCallback(tmp_path, checkpointer=last)
-    trainer = L.Trainer(max_epochs=2, accelerator="cpu", devices=1, logger=False,
-                        enable_progress_bar=False, enable_model_summary=False,
-                        default_root_dir=str(tmp_path), limit_val_batches=1,
-                        callbacks=[probe, best, last, stop])
+    trainer = L.Trainer(
+        max_epochs=2,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=str(tmp_path),
+        limit_val_batches=1,
+        callbacks=[probe, best, last, stop],
+    )
     try:
         trainer.fit(_Tiny(), train_dataloaders=_loader(6), val_dataloaders=_loader(2))
     finally:
@@ -115,62 +136,76 @@ def test_model_checkpoint_private_state_is_what_our_override_sets(fitted):
     ours = "platform/callbacks.py AtomicModelCheckpoint._save_checkpoint"
     fresh = ModelCheckpoint()
     for name, start in (("_last_checkpoint_saved", ""), ("_last_global_step_saved", 0)):
-        assert getattr(fresh, name, None) == start, \
-            _moved(f"ModelCheckpoint.{name} (initially {start!r})", ours)
+        assert getattr(fresh, name, None) == start, _moved(
+            f"ModelCheckpoint.{name} (initially {start!r})", ours
+        )
     base = inspect.getsource(ModelCheckpoint._save_checkpoint)
-    for line in ("self._last_global_step_saved = trainer.global_step",
-                 "self._last_checkpoint_saved = filepath"):
-        assert line in base, \
-            _moved(f"ModelCheckpoint._save_checkpoint no longer does `{line}`", ours)
-    assert "self._save_checkpoint(trainer, filepath)" in inspect.getsource(ModelCheckpoint), \
-        _moved("ModelCheckpoint no longer saves through self._save_checkpoint", ours)
-    assert "self._remove_checkpoint(trainer," in inspect.getsource(ModelCheckpoint), \
-        _moved("ModelCheckpoint no longer removes through self._remove_checkpoint",
-               "platform/callbacks.py AtomicModelCheckpoint._remove_checkpoint")
+    for line in (
+        "self._last_global_step_saved = trainer.global_step",
+        "self._last_checkpoint_saved = filepath",
+    ):
+        assert line in base, _moved(
+            f"ModelCheckpoint._save_checkpoint no longer does `{line}`", ours
+        )
+    assert "self._save_checkpoint(trainer, filepath)" in inspect.getsource(ModelCheckpoint), _moved(
+        "ModelCheckpoint no longer saves through self._save_checkpoint", ours
+    )
+    assert "self._remove_checkpoint(trainer," in inspect.getsource(ModelCheckpoint), _moved(
+        "ModelCheckpoint no longer removes through self._remove_checkpoint",
+        "platform/callbacks.py AtomicModelCheckpoint._remove_checkpoint",
+    )
 
     trainer, best, _, _, tmp_path = fitted
     files = sorted(p.name for p in (tmp_path / "checkpoints").glob("best-*.ckpt"))
-    assert files == ["best-epoch001.ckpt"], \
+    assert files == ["best-epoch001.ckpt"], (
         f"Lightning did not call our _save_checkpoint/_remove_checkpoint: {files}"
+    )
     path = str(tmp_path / "checkpoints" / files[0])
     assert best._last_checkpoint_saved == best.best_model_path == path
     assert best._last_global_step_saved == trainer.global_step == 6
-    assert digest_path(tmp_path / "checkpoints" / files[0]).is_file(), \
+    assert digest_path(tmp_path / "checkpoints" / files[0]).is_file(), (
         "the best checkpoint was not ours (no digest)"
-    assert not digest_path(tmp_path / "checkpoints" / "best-epoch000.ckpt").exists(), \
+    )
+    assert not digest_path(tmp_path / "checkpoints" / "best-epoch000.ckpt").exists(), (
         "the replaced best checkpoint's digest was left behind (our _remove_checkpoint not called)"
+    )
 
 
 def test_dump_checkpoint_holds_what_resume_reads(fitted):
     trainer, _, last, _, _ = fitted
     connector = getattr(trainer, "_checkpoint_connector", None)
-    assert callable(getattr(connector, "dump_checkpoint", None)), \
-        _moved("trainer._checkpoint_connector.dump_checkpoint", "platform/runs.py save_checkpoint")
+    assert callable(getattr(connector, "dump_checkpoint", None)), _moved(
+        "trainer._checkpoint_connector.dump_checkpoint", "platform/runs.py save_checkpoint"
+    )
     state = torch.load(last.path, map_location="cpu", weights_only=False)  # via dump_checkpoint
     keys = {"state_dict", "optimizer_states", "loops", "epoch", "global_step"}
     assert keys <= set(state), sorted(state)
     progress = state["loops"]["fit_loop"]["epoch_loop.batch_progress"]["current"]
-    assert progress["ready"] == 3, _moved("the checkpoint's fit_loop epoch_loop.batch_progress",
-                                          "datamodules/resume.py batches_done")
+    assert progress["ready"] == 3, _moved(
+        "the checkpoint's fit_loop epoch_loop.batch_progress", "datamodules/resume.py batches_done"
+    )
 
 
 def test_batch_progress_counts_fetched_batches(fitted):
     _, _, _, probe, _ = fitted
     # two epochs of 3 batches: at a batch start it is fetched (ready = index + 1), reset per epoch
     assert [r for _, r, _ in probe.ready] == [1, 2, 3, 1, 2, 3], probe.ready
-    assert all(ours == ready for _, ready, ours in probe.ready), \
-        _moved("batch_progress.current.ready as batches_done reads it", "datamodules/resume.py")
+    assert all(ours == ready for _, ready, ours in probe.ready), _moved(
+        "batch_progress.current.ready as batches_done reads it", "datamodules/resume.py"
+    )
 
 
 def test_our_stop_handler_wins_over_lightnings_and_precision_context_exists(fitted):
     from platform import slurm
 
     _, _, _, probe, _ = fitted
-    assert probe.sigterm and all(h is slurm._on_signal for h in probe.sigterm), \
-        _moved("the SIGTERM handler during training (Lightning's signal connector)",
-               "platform/slurm/__init__.py PreemptionCallback.on_train_start")
-    assert callable(probe.val_context), _moved("trainer.precision_plugin.val_step_context",
-                                               "platform/callbacks.py EmaCallback")
+    assert probe.sigterm and all(h is slurm._on_signal for h in probe.sigterm), _moved(
+        "the SIGTERM handler during training (Lightning's signal connector)",
+        "platform/slurm/__init__.py PreemptionCallback.on_train_start",
+    )
+    assert callable(probe.val_context), _moved(
+        "trainer.precision_plugin.val_step_context", "platform/callbacks.py EmaCallback"
+    )
 
 
 def test_wandb_logger_private_fields(tmp_path):
@@ -178,9 +213,9 @@ def test_wandb_logger_private_fields(tmp_path):
 
     logger = WandbLogger(mode="offline", save_dir=str(tmp_path))
     init = getattr(logger, "_wandb_init", None)
-    assert isinstance(init, dict) and "mode" in init, \
-        _moved("WandbLogger._wandb_init (the wandb.init arguments)",
-               "platform/compose.py build_loggers")
-    assert "_experiment" in vars(logger) and logger._experiment is None, \
-        _moved("WandbLogger._experiment (None until the run starts)",
-               "platform/train.py _finalize_wandb")
+    assert isinstance(init, dict) and "mode" in init, _moved(
+        "WandbLogger._wandb_init (the wandb.init arguments)", "platform/compose.py build_loggers"
+    )
+    assert "_experiment" in vars(logger) and logger._experiment is None, _moved(
+        "WandbLogger._experiment (None until the run starts)", "platform/train.py _finalize_wandb"
+    )

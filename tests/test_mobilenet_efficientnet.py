@@ -19,7 +19,7 @@ import torchvision
 from torch import nn
 
 from models import create_model, free_knobs, model_info
-from models.layers import ConvNormAct, DropPath, SqueezeExcite, drop_path_rates
+from models.complexity import count_macs, count_params
 from models.efficientnet import (
     ALPHA,
     BETA,
@@ -33,6 +33,7 @@ from models.efficientnet import (
     efficientnet_spec,
     scaled_efficientnet,
 )
+from models.layers import ConvNormAct, DropPath, SqueezeExcite, drop_path_rates
 from models.mobilenet import (
     DepthwiseSeparable,
     InvertedResidual,
@@ -44,7 +45,6 @@ from models.mobilenet import (
     round_channels,
     scale_repeats,
 )
-from models.complexity import count_macs, count_params
 
 
 def meta(name: str, **knobs) -> nn.Module:
@@ -290,9 +290,9 @@ def test_drop_path_rates_monotone_and_last_is_the_configured_rate():
     assert rates[0] == 0.0 and rates[-1] == pytest.approx(0.3 * 15 / 16)
     timm = meta("efficientnet_b0", drop_path_rate=0.3, drop_path_rule="timm").drop_path_rates
     assert timm[-1] == pytest.approx(0.3)
-    assert all(b > a for a, b in zip(rates, rates[1:]))
+    assert all(b > a for a, b in zip(rates, rates[1:], strict=False))
     # Only residual blocks carry a DropPath, with their global-index rate.
-    for block, rate in zip(blocks(model), rates):
+    for block, rate in zip(blocks(model), rates, strict=False):
         if block.has_residual and rate > 0:
             assert isinstance(block.drop_path, DropPath)
             assert block.drop_path.p == pytest.approx(rate)
@@ -332,14 +332,22 @@ def test_every_parameter_gets_a_gradient(name):
 
 @pytest.mark.parametrize(
     ("name", "paper"),
-    [("mobilenet_v1", 4.2e6), ("mobilenet_v1_075", 2.6e6), ("mobilenet_v1_050", 1.3e6),
-     ("mobilenet_v1_025", 0.5e6)],
+    [
+        ("mobilenet_v1", 4.2e6),
+        ("mobilenet_v1_075", 2.6e6),
+        ("mobilenet_v1_050", 1.3e6),
+        ("mobilenet_v1_025", 0.5e6),
+    ],
 )
 def test_v1_width_multipliers_match_table_6(name, paper):
     params = count_params(meta(name))
     assert abs(params - paper) <= max(0.05e6, 0.02 * paper)  # printed to 0.1M
-    alpha = {"mobilenet_v1": 1.0, "mobilenet_v1_075": 0.75, "mobilenet_v1_050": 0.5,
-             "mobilenet_v1_025": 0.25}[name]
+    alpha = {
+        "mobilenet_v1": 1.0,
+        "mobilenet_v1_075": 0.75,
+        "mobilenet_v1_050": 0.5,
+        "mobilenet_v1_025": 0.25,
+    }[name]
     paper_macs = float(model_info(name).paper_macs)
     assert count_macs(meta(name), 224) == pytest.approx(paper_macs, rel=0.01)
     assert meta(name).head.fc.in_features == int(1024 * alpha)
@@ -365,9 +373,13 @@ def test_zero_init_residual_only_touches_residual_blocks():
 
 @pytest.mark.parametrize(
     ("name", "knob", "value"),
-    [("efficientnet_b0", "width_mult", 1.1), ("efficientnet_b0", "se_ratio", 0.0),
-     ("mobilenet_v1", "alpha", 0.5), ("mobilenet_v2", "act", "relu"),
-     ("efficientnet_b3", "stages", ())],
+    [
+        ("efficientnet_b0", "width_mult", 1.1),
+        ("efficientnet_b0", "se_ratio", 0.0),
+        ("mobilenet_v1", "alpha", 0.5),
+        ("mobilenet_v2", "act", "relu"),
+        ("efficientnet_b3", "stages", ()),
+    ],
 )
 def test_overriding_a_defining_field_raises(name, knob, value):
     with pytest.raises(ValueError, match=rf"{name}: '{knob}' is a defining field"):
@@ -386,7 +398,9 @@ def test_free_knobs_and_defaults():
     assert dropouts["efficientnet_b0"].p == 0.2 and dropouts["efficientnet_b7"].p == 0.5
     assert meta("efficientnet_b7", dropout=0.1).head.dropout.p == 0.1
     assert meta("efficientnet_b0", num_classes=10).head.fc.out_features == 10
-    assert meta("mobilenet_v2", drop_path_rate=0.1).drop_path_rates[-1] == pytest.approx(0.1 * 16 / 17)
+    assert meta("mobilenet_v2", drop_path_rate=0.1).drop_path_rates[-1] == pytest.approx(
+        0.1 * 16 / 17
+    )
 
 
 def test_bn_defaults_follow_the_weights_and_two_configs_coexist():

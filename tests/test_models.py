@@ -13,10 +13,10 @@ import dataclasses
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import meta_model, n_params
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from conftest import meta_model, n_params
 from models import (
     DropPath,
     NetSpec,
@@ -29,14 +29,12 @@ from models import (
     free_knobs,
     list_models,
     model_info,
+    resnet_zoo,
 )
-from models import resnet_zoo
 from models.resnet import PadShortcut, cifar_spec, imagenet_spec
 
 ALL_MODELS = list_models()
 FORWARD_MAX_PARAMS = 30_000_000  # ResNet-101/152: parameter and MAC counts only
-
-
 
 
 def count_macs(model: nn.Module, resolution: int) -> float:
@@ -90,7 +88,10 @@ def test_param_count_matches_the_papers_value(name):
     """Rounds to the printed figure, or is within 2% of it (the zoo issue's tolerance)."""
     info = model_info(name)
     value, half_unit = printed_value(info.paper_params)
-    assert abs(info.params - value) <= max(half_unit, 0.02 * value), (info.params, info.paper_params)
+    assert abs(info.params - value) <= max(half_unit, 0.02 * value), (
+        info.params,
+        info.paper_params,
+    )
 
 
 @pytest.mark.parametrize("name", [n for n in ALL_MODELS if model_info(n).paper_macs])
@@ -142,8 +143,9 @@ def _forward_macs(name: str) -> float:
 
 
 # forward only where it is cheap on 2 cores: by parameters and by the MACs of the test input
-SMALL_MODELS = [n for n in ALL_MODELS
-                if model_info(n).params < FORWARD_MAX_PARAMS and _forward_macs(n) < 2.5e9]
+SMALL_MODELS = [
+    n for n in ALL_MODELS if model_info(n).params < FORWARD_MAX_PARAMS and _forward_macs(n) < 2.5e9
+]
 
 
 @pytest.mark.parametrize("name", SMALL_MODELS)
@@ -276,7 +278,7 @@ def test_drop_path_rates_are_linear_from_zero_to_max(n):
     rates = drop_path_rates(n, 0.2)
     assert len(rates) == n
     assert rates[0] == 0.0 and rates[-1] == pytest.approx(0.2)
-    steps = [b - a for a, b in zip(rates, rates[1:])]
+    steps = [b - a for a, b in zip(rates, rates[1:], strict=False)]
     assert all(s > 0 for s in steps) and max(steps) == pytest.approx(min(steps))
 
 
@@ -305,7 +307,9 @@ def test_drop_path_function_and_module():
 def test_net_assigns_drop_path_by_global_block_index():
     model = meta_model("resnet20", drop_path_rate=0.1)
     got = [getattr(block.drop_path, "p", 0.0) for block in blocks_of(model)]
-    assert got == drop_path_rates(9, 0.1, rule="huang")  # the ResNet family's default rule (issue 15)
+    assert got == drop_path_rates(
+        9, 0.1, rule="huang"
+    )  # the ResNet family's default rule (issue 15)
     timm = meta_model("resnet20", drop_path_rate=0.1, drop_path_rule="timm")
     assert [getattr(b.drop_path, "p", 0.0) for b in blocks_of(timm)] == drop_path_rates(9, 0.1)
 
@@ -336,14 +340,19 @@ def test_option_b_cifar_counts_do_not_match_the_paper():
 
 def test_zero_init_residual_zeroes_last_bn_gamma():
     for name in ("resnet20", "resnet18"):
-        assert all(b.conv2.bn.weight.eq(1).all() for b in blocks_of(create_model(name)))  # default off
+        assert all(
+            b.conv2.bn.weight.eq(1).all() for b in blocks_of(create_model(name))
+        )  # default off
         blocks = blocks_of(create_model(name, zero_init_residual=True))
         assert all(not b.conv2.bn.weight.any() for b in blocks)
         assert all(b.conv1.bn.weight.eq(1).all() for b in blocks)
         blocks = blocks_of(create_model(name, zero_init_residual=False))
         assert all(b.conv2.bn.weight.eq(1).all() for b in blocks)
     spec = NetSpec(stem="cifar", stages=(StageSpec(2, 8, 1),), block="bottleneck", stem_width=16)
-    assert all(not b.conv3.bn.weight.any() for b in blocks_of(ResidualNet(spec, 10, zero_init_residual=True)))
+    assert all(
+        not b.conv3.bn.weight.any()
+        for b in blocks_of(ResidualNet(spec, 10, zero_init_residual=True))
+    )
 
 
 # ---------------------------------------------------------------- later papers are spec fields

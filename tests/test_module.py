@@ -3,10 +3,9 @@ import pytest
 import torch
 from torch import nn
 
-from platform.config import OptimConfig, load_config
 from platform.compose import module_kwargs
+from platform.config import ConfigError, OptimConfig, load_config
 from platform.module import ClassificationModule, build_optimizer, classification_loss, param_groups
-from platform.config import ConfigError
 
 
 def test_weight_decay_groups_by_tensor_rank():
@@ -14,16 +13,24 @@ def test_weight_decay_groups_by_tensor_rank():
     model(torch.zeros(1, 3, 5, 5))
     decay, no_decay = param_groups(model, 1e-4)
     assert decay["weight_decay"] == 1e-4 and no_decay["weight_decay"] == 0.0
-    assert all(p.ndim >= 2 for p in decay["params"]) and len(decay["params"]) == 2  # conv + linear weights
-    assert all(p.ndim <= 1 for p in no_decay["params"]) and len(no_decay["params"]) == 4  # conv/linear bias, BN w/b
+    assert (
+        all(p.ndim >= 2 for p in decay["params"]) and len(decay["params"]) == 2
+    )  # conv + linear weights
+    assert (
+        all(p.ndim <= 1 for p in no_decay["params"]) and len(no_decay["params"]) == 4
+    )  # conv/linear bias, BN w/b
     # every parameter in exactly one group
-    assert sum(p.numel() for g in (decay, no_decay) for p in g["params"]) == sum(p.numel() for p in model.parameters())
+    assert sum(p.numel() for g in (decay, no_decay) for p in g["params"]) == sum(
+        p.numel() for p in model.parameters()
+    )
 
 
 def test_optimizers():
     groups = param_groups(nn.Linear(3, 3), 0.1)
     sgd = build_optimizer(groups, OptimConfig(name="sgd", lr=0.2, momentum=0.9, nesterov=True))
-    assert isinstance(sgd, torch.optim.SGD) and sgd.defaults["nesterov"] and sgd.defaults["lr"] == 0.2
+    assert (
+        isinstance(sgd, torch.optim.SGD) and sgd.defaults["nesterov"] and sgd.defaults["lr"] == 0.2
+    )
     adamw = build_optimizer(param_groups(nn.Linear(3, 3), 0.1), OptimConfig(name="adamw", lr=1e-3))
     assert isinstance(adamw, torch.optim.AdamW)
 
@@ -47,11 +54,25 @@ def _fit(tmp_path, precision="32-true", channels_last=False, epochs=2):
 
     L.seed_everything(0, verbose=False)
     dm = SyntheticDataModule(size=128, num_classes=4, resolution=16, batch_size=32)
-    module = ClassificationModule("resnet20", num_classes=4, max_epochs=epochs, channels_last=channels_last,
-                                  optim={"lr": 0.05}, schedule={"name": "cosine", "warmup_epochs": 1})
-    trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, precision=precision, logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                        default_root_dir=str(tmp_path))
+    module = ClassificationModule(
+        "resnet20",
+        num_classes=4,
+        max_epochs=epochs,
+        channels_last=channels_last,
+        optim={"lr": 0.05},
+        schedule={"name": "cosine", "warmup_epochs": 1},
+    )
+    trainer = L.Trainer(
+        max_epochs=epochs,
+        accelerator="cpu",
+        devices=1,
+        precision=precision,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=str(tmp_path),
+    )
     trainer.fit(module, datamodule=dm)
     return trainer, module
 
@@ -66,11 +87,23 @@ def test_module_trains_and_sets_lr_every_iteration(tmp_path):
     from datamodules.synthetic import SyntheticDataModule
 
     dm = SyntheticDataModule(size=128, num_classes=4, resolution=16, batch_size=32)
-    module = ClassificationModule("resnet20", num_classes=4, max_epochs=2, optim={"lr": 0.1},
-                                  schedule={"name": "cosine", "warmup_epochs": 1, "warmup_start_factor": 0.1})
-    trainer = L.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, callbacks=[Spy()],
-                        default_root_dir=str(tmp_path))
+    module = ClassificationModule(
+        "resnet20",
+        num_classes=4,
+        max_epochs=2,
+        optim={"lr": 0.1},
+        schedule={"name": "cosine", "warmup_epochs": 1, "warmup_start_factor": 0.1},
+    )
+    trainer = L.Trainer(
+        max_epochs=2,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[Spy()],
+        default_root_dir=str(tmp_path),
+    )
     trainer.fit(module, datamodule=dm)
     # 4 steps per epoch: linear warm-up over the first epoch, then cosine down
     assert lrs[0] == pytest.approx(0.01)
@@ -78,7 +111,9 @@ def test_module_trains_and_sets_lr_every_iteration(tmp_path):
     assert lrs[4] == pytest.approx(0.1)
     assert lrs[5] < lrs[4] and len(lrs) == 8
     m = trainer.callback_metrics
-    assert {"train/loss", "train/top1", "val/loss", "val/top1", "val/top5", "val/top1_best"} <= set(m)
+    assert {"train/loss", "train/top1", "val/loss", "val/top1", "val/top5", "val/top1_best"} <= set(
+        m
+    )
     assert 0.0 <= float(m["val/top1"]) <= 100.0 and float(m["val/top5"]) >= float(m["val/top1"])
 
 

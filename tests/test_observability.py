@@ -1,34 +1,56 @@
 """Issue 17: seeing what a run does (throughput, log lines, train.log, chatter), the Lightning knobs,
 config composition."""
+
 import json
 import warnings
 
 import pytest
 import torch
 import yaml
-
 from conftest import cli_env, run_cli
+
 from platform.config import ConfigError, from_dict, help_text, load_config, to_yaml
 
-CHATTER = ("The `srun` command is available on your system but is not used", "Tip: For seamless",
-           "LeafSpec", "The anonymous setting has no effect")
+CHATTER = (
+    "The `srun` command is available on your system but is not used",
+    "Tip: For seamless",
+    "LeafSpec",
+    "The anonymous setting has no effect",
+)
 
 
 # ---------------------------------------------------------------------------- knobs
 def test_limit_batches_keep_their_type_and_meaning():
     from platform.compose import lightning_knobs
 
-    one, all_ = load_config(["trainer.limit_train_batches=1"]), load_config(["trainer.limit_train_batches=1.0"])
-    assert lightning_knobs(one)["limit_train_batches"] == 1 and type(one.trainer.limit_train_batches) is int
+    one, all_ = (
+        load_config(["trainer.limit_train_batches=1"]),
+        load_config(["trainer.limit_train_batches=1.0"]),
+    )
+    assert (
+        lightning_knobs(one)["limit_train_batches"] == 1
+        and type(one.trainer.limit_train_batches) is int
+    )
     assert type(all_.trainer.limit_train_batches) is float
     saved = yaml.safe_load(to_yaml(one))
-    assert saved["trainer"]["limit_train_batches"] == 1 and type(saved["trainer"]["limit_train_batches"]) is int
+    assert (
+        saved["trainer"]["limit_train_batches"] == 1
+        and type(saved["trainer"]["limit_train_batches"]) is int
+    )
     assert type(from_dict(yaml.safe_load(to_yaml(all_))).trainer.limit_train_batches) is float
     for bad in ("1.5", "-2", "abc"):
         with pytest.raises(ConfigError, match="limit_train_batches"):
             load_config([f"trainer.limit_train_batches={bad}"])
-    knobs = lightning_knobs(load_config(["trainer.accumulate_grad_batches=4", "trainer.check_val_every_n_epoch=2",
-                                         "trainer.fast_dev_run=true", "trainer.overfit_batches=3"]))
+    knobs = lightning_knobs(
+        load_config(
+            [
+                "trainer.accumulate_grad_batches=4",
+                "trainer.check_val_every_n_epoch=2",
+                "trainer.fast_dev_run=true",
+                "trainer.overfit_batches=3",
+            ]
+        )
+    )
     assert knobs["accumulate_grad_batches"] == 4 and knobs["check_val_every_n_epoch"] == 2
     assert knobs["fast_dev_run"] is True and knobs["overfit_batches"] == 3
 
@@ -53,8 +75,14 @@ def test_accumulation_scales_lr_by_the_effective_batch():
     from platform.compose import module_kwargs
     from platform.module import ClassificationModule
 
-    lr = lambda *o: ClassificationModule(**module_kwargs(load_config(["optim.reference_batch_size=32", *o]), 10)).peak_lr  # noqa: E731
-    assert lr("data.batch_size=32", "trainer.accumulate_grad_batches=2") == pytest.approx(lr("data.batch_size=64"))
+    lr = lambda *o: (
+        ClassificationModule(
+            **module_kwargs(load_config(["optim.reference_batch_size=32", *o]), 10)
+        ).peak_lr
+    )  # noqa: E731
+    assert lr("data.batch_size=32", "trainer.accumulate_grad_batches=2") == pytest.approx(
+        lr("data.batch_size=64")
+    )
     assert lr("data.batch_size=64") == pytest.approx(0.2)
 
 
@@ -66,17 +94,36 @@ def _one_step_weights(batch: int, accumulate: int) -> dict[str, torch.Tensor]:
     from platform.module import ClassificationModule
 
     g = torch.Generator().manual_seed(0)
-    data = TensorDataset(torch.randn(16, 3, 16, 16, generator=g), torch.randint(0, 10, (16,), generator=g))
-    cfg = load_config(["model=highway19", f"data.batch_size={batch}", "optim.reference_batch_size=16",
-                       f"trainer.accumulate_grad_batches={accumulate}", "trainer.max_epochs=1"])
+    data = TensorDataset(
+        torch.randn(16, 3, 16, 16, generator=g), torch.randint(0, 10, (16,), generator=g)
+    )
+    cfg = load_config(
+        [
+            "model=highway19",
+            f"data.batch_size={batch}",
+            "optim.reference_batch_size=16",
+            f"trainer.accumulate_grad_batches={accumulate}",
+            "trainer.max_epochs=1",
+        ]
+    )
     torch.manual_seed(0)
     module = ClassificationModule(**module_kwargs(cfg, 10))
-    for m in module.modules():  # the released highway19 has dropout: masks of 2x8 and 16 would differ
+    for (
+        m
+    ) in module.modules():  # the released highway19 has dropout: masks of 2x8 and 16 would differ
         if isinstance(m, torch.nn.Dropout):
             m.p = 0.0
-    trainer = L.Trainer(max_steps=1, accelerator="cpu", devices=1, accumulate_grad_batches=accumulate,
-                        logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, limit_val_batches=0)
+    trainer = L.Trainer(
+        max_steps=1,
+        accelerator="cpu",
+        devices=1,
+        accumulate_grad_batches=accumulate,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+    )
     trainer.fit(module, DataLoader(data, batch_size=batch, shuffle=False))
     return {k: v.clone() for k, v in module.model.state_dict().items()}
 
@@ -96,7 +143,9 @@ def test_accumulate_2_is_the_doubled_batch_after_one_step():
     from platform.compose import module_kwargs
     from platform.module import ClassificationModule
 
-    init = ClassificationModule(**module_kwargs(load_config(["model=highway19"]), 10)).model.state_dict()
+    init = ClassificationModule(
+        **module_kwargs(load_config(["model=highway19"]), 10)
+    ).model.state_dict()
     assert any(not torch.equal(init[k], a[k]) for k in a)  # a step was taken
 
 
@@ -107,7 +156,9 @@ def test_recipe_paths_and_lists(tmp_path):
     cfg = load_config([f"recipe={mine}"])
     assert cfg.optim.lr == 0.3 and cfg.trainer.max_epochs == 7
     both = load_config([f"recipe=[resnet_cifar,{mine}]"])
-    assert both.optim.lr == 0.3 and both.schedule.name == "step"  # the later file wins; the earlier's rest stays
+    assert (
+        both.optim.lr == 0.3 and both.schedule.name == "step"
+    )  # the later file wins; the earlier's rest stays
     assert load_config([f"recipe=[resnet_cifar,{mine}]", "optim.lr=0.05"]).optim.lr == 0.05
     with pytest.raises(ConfigError, match="no such file"):
         load_config([f"recipe={tmp_path / 'none.yaml'}"])
@@ -120,7 +171,11 @@ def test_config_file_reruns_a_saved_run(tmp_path):
     again = load_config([f"config={path}"])
     assert again == saved
     changed = load_config([f"config={path}", "optim.lr=0.02", "model=resnet20"])
-    assert changed.optim.lr == 0.02 and changed.model.name == "resnet20" and changed.schedule.name == "step"
+    assert (
+        changed.optim.lr == 0.02
+        and changed.model.name == "resnet20"
+        and changed.schedule.name == "step"
+    )
     path.write_text("optim:\n  lrr: 1\n")
     with pytest.raises(ConfigError, match=r"config file .*unknown config key 'optim.lrr'"):
         load_config([f"config={path}"])
@@ -139,7 +194,9 @@ def test_print_config_writes_nothing(tmp_path, capsys, monkeypatch):
 def test_likely_mistakes_are_named():
     from platform.console import likely_mistakes
 
-    warns = likely_mistakes(load_config(["model=resnet50", "data.path=/data"]), 32, 224, (2048, 1, 1))
+    warns = likely_mistakes(
+        load_config(["model=resnet50", "data.path=/data"]), 32, 224, (2048, 1, 1)
+    )
     assert any("224-px" in w and "1x1" in w for w in warns)
     assert any(w.startswith("data.path='/data' is ignored by data=digits") for w in warns)
     assert likely_mistakes(load_config(["model=resnet20"]), 32, 32, (64, 8, 8)) == []
@@ -175,7 +232,12 @@ def test_train_log_appends_every_segment(tmp_path, capsys):
         logger.removeHandler(handler)
     text = (tmp_path / "train.log").read_text()
     assert text.count("==== segment started") == 2
-    assert text.index("segment one") < text.index("logged one") < text.index("segment two") < text.index("logged two")
+    assert (
+        text.index("segment one")
+        < text.index("logged one")
+        < text.index("segment two")
+        < text.index("logged two")
+    )
     assert "segment two" in capsys.readouterr().out  # the console still shows everything
 
 
@@ -186,14 +248,28 @@ def test_non_tty_run_lines_train_log_and_no_chatter(tmp_path, digits_cache):
     stderr holds none of the four chatter lines (W&B offline, not silenced); train.log holds the console."""
     env = cli_env(tmp_path)
     env.pop("WANDB_SILENT")
-    proc = run_cli("platform.train", f"data.cache_dir={digits_cache}", f"run.root={tmp_path / 'runs'}", "run.name=obs",
-                   "data.num_workers=1", "trainer.limit_train_batches=1", "trainer.limit_val_batches=2",
-                   "trainer.log_every_n_steps=1", "trainer.max_epochs=2", env=env, timeout=850)
+    proc = run_cli(
+        "platform.train",
+        f"data.cache_dir={digits_cache}",
+        f"run.root={tmp_path / 'runs'}",
+        "run.name=obs",
+        "data.num_workers=1",
+        "trainer.limit_train_batches=1",
+        "trainer.limit_val_batches=2",
+        "trainer.log_every_n_steps=1",
+        "trainer.max_epochs=2",
+        env=env,
+        timeout=850,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     epoch_lines = [line for line in proc.stdout.splitlines() if " done, step " in line]
     assert len(epoch_lines) == 2 and all("img/s" in line and "eta" in line for line in epoch_lines)
     assert epoch_lines[0].startswith("epoch 1/2 done, step 1 ")
-    step_lines = [line for line in proc.stdout.splitlines() if line.startswith("epoch 2/2 step 2 [1/1] | loss ")]
+    step_lines = [
+        line
+        for line in proc.stdout.splitlines()
+        if line.startswith("epoch 2/2 step 2 [1/1] | loss ")
+    ]
     assert len(step_lines) == 1 and "data " in step_lines[0]
     for chatter in CHATTER:
         assert chatter not in proc.stderr
@@ -208,7 +284,9 @@ def test_non_tty_run_lines_train_log_and_no_chatter(tmp_path, digits_cache):
     assert summary["peak_mem_mib"] > 0
     text = (run / "train.log").read_text()
     assert text.count("==== segment started") == 1 and "model      resnet20" in text
-    assert text.count(" done, step ") == 2 and text.rstrip().splitlines()[-1].startswith("finished: resnet20")
+    assert text.count(" done, step ") == 2 and text.rstrip().splitlines()[-1].startswith(
+        "finished: resnet20"
+    )
 
 
 # ---------------------------------------------------------------------------- launch helpers
@@ -231,7 +309,9 @@ def test_sweep_without_data_path_is_refused_and_swept_keys_stay_swept(capsys, tm
     assert main([sweep, "--dry-run", "--slurm", "--data-path", "/in1k", runs]) == 0
     plan, command = capsys.readouterr().out.strip().splitlines()
     assert plan.startswith("# 30 run(s), about ") and "GPU-hours" in plan and "2470 img/s" in plan
-    assert command.startswith("sbatch --array=0-29 slurm/sweep.sh sweeps/resnext_table3.yaml data.path=/in1k")
+    assert command.startswith(
+        "sbatch --array=0-29 slurm/sweep.sh sweeps/resnext_table3.yaml data.path=/in1k"
+    )
 
 
 def test_reproduce_launch_refuses_missing_data_path(capsys, tmp_path):
@@ -239,7 +319,9 @@ def test_reproduce_launch_refuses_missing_data_path(capsys, tmp_path):
 
     assert main(["table3", "--launch", "local", "--dry-run", f"run.root={tmp_path}"]) == 2
     assert "--data-path DIR" in capsys.readouterr().err
-    assert main(["table3", "--launch", "wandb", "--dry-run"]) == 2  # the committed sweep holds a placeholder
+    assert (
+        main(["table3", "--launch", "wandb", "--dry-run"]) == 2
+    )  # the committed sweep holds a placeholder
 
 
 def test_gpu_hours_scale_with_macs_images_and_epochs():
@@ -249,8 +331,16 @@ def test_gpu_hours_scale_with_macs_images_and_epochs():
     hours = gpu_hours([rn50])
     from models.complexity import complexity
 
-    expected = complexity("resnet50", 224).macs * 1_281_167 * 90 / (REFERENCE_MACS * REFERENCE_IMG_S) / 3600
-    assert hours == pytest.approx(expected) and 10 < hours < 20  # NVIDIA's README: ~14 hours for 90 epochs
+    expected = (
+        complexity("resnet50", 224).macs
+        * 1_281_167
+        * 90
+        / (REFERENCE_MACS * REFERENCE_IMG_S)
+        / 3600
+    )
+    assert (
+        hours == pytest.approx(expected) and 10 < hours < 20
+    )  # NVIDIA's README: ~14 hours for 90 epochs
     assert gpu_hours([rn50, rn50]) == pytest.approx(2 * hours)
 
 
@@ -282,7 +372,9 @@ def test_models_cache_is_keyed_by_sources(tmp_path, monkeypatch, capsys):
     fake["resnet20"]["params"] = 1
     cache.write_text(json.dumps(fake))
     assert zoo.rows("resnet20")[0]["params"] == 1  # read from the cache, not recounted ...
-    assert zoo.rows("resnet20", use_cache=False)[0]["params"] == 269_722  # ... unless asked (He et al.: 0.27M)
+    assert (
+        zoo.rows("resnet20", use_cache=False)[0]["params"] == 269_722
+    )  # ... unless asked (He et al.: 0.27M)
     assert zoo.main(["resnt2*"]) == 2 and "closest: " in capsys.readouterr().err
 
 
@@ -302,7 +394,9 @@ def test_schedule_plot_uses_the_real_steps_per_epoch(tmp_path):
     from platform.schedules import lr_curve
 
     steps, lrs = lr_curve(load_config(["recipe=resnet_cifar", "data=cifar10"]))
-    assert max(lrs) == pytest.approx(0.1) and lrs[-1] == pytest.approx(0.001)  # 390 steps/epoch: the step schedule
+    assert max(lrs) == pytest.approx(0.1) and lrs[-1] == pytest.approx(
+        0.001
+    )  # 390 steps/epoch: the step schedule
     _, flat = lr_curve(load_config(["recipe=resnet_cifar", "data=synthetic"]), steps_per_epoch=390)
     assert max(flat) == pytest.approx(0.1)
     _, rn50 = lr_curve(load_config(["recipe=ffcv_rn50", "data=imagenet"]))

@@ -1,4 +1,5 @@
 """Our package ``platform`` must not break the standard library's ``platform`` (DESIGN: the name)."""
+
 import json
 import sys
 
@@ -30,7 +31,9 @@ def test_shim_holds_only_the_stdlib_api():
     import importlib.util
     import sysconfig
 
-    spec = importlib.util.spec_from_file_location("stdlib_platform", sysconfig.get_paths()["stdlib"] + "/platform.py")
+    spec = importlib.util.spec_from_file_location(
+        "stdlib_platform", sysconfig.get_paths()["stdlib"] + "/platform.py"
+    )
     stdlib = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(stdlib)
     public = {n for n in dir(stdlib) if not n.startswith("_")}

@@ -7,8 +7,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from platform.callbacks import EmaCallback
 from platform.augmentation import mix_batch, random_erase, smooth_targets, soft_cross_entropy
+from platform.callbacks import EmaCallback
 from platform.ema import ModelEma, adjusted_ema_decay, ema_decay
 
 
@@ -33,7 +33,7 @@ def assert_rectangle(mask: torch.Tensor) -> tuple[int, int]:
     """``mask`` (H, W) is one filled axis-aligned rectangle; returns its (height, width)."""
     rows, cols = mask.any(1).nonzero().flatten(), mask.any(0).nonzero().flatten()
     h, w = int(rows[-1] - rows[0] + 1), int(cols[-1] - cols[0] + 1)
-    assert int(mask.sum()) == h * w and mask[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1].all()
+    assert int(mask.sum()) == h * w and mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1].all()
     return h, w
 
 
@@ -54,8 +54,15 @@ def test_mixup_images_are_the_convex_combination_the_targets_state():
 
 def test_mixing_is_deterministic_given_a_generator():
     x, y = torch.randn(8, 3, 6, 6), torch.randint(0, 10, (8,))
-    for kw in (dict(mixup_alpha=0.2), dict(cutmix_alpha=1.0), dict(mixup_alpha=0.2, cutmix_alpha=1.0)):
-        a, b = mix_batch(x, y, 10, generator=gen(3), **kw), mix_batch(x, y, 10, generator=gen(3), **kw)
+    for kw in (
+        dict(mixup_alpha=0.2),
+        dict(cutmix_alpha=1.0),
+        dict(mixup_alpha=0.2, cutmix_alpha=1.0),
+    ):
+        a, b = (
+            mix_batch(x, y, 10, generator=gen(3), **kw),
+            mix_batch(x, y, 10, generator=gen(3), **kw),
+        )
         assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
     outs = [mix_batch(x, y, 10, mixup_alpha=1.0, generator=gen(s))[0] for s in range(3)]
     assert not torch.equal(outs[0], outs[1]) or not torch.equal(outs[1], outs[2])
@@ -91,7 +98,9 @@ def test_switch_prob_picks_cutmix_or_mixup():
     x, y = indexed_batch(8, 8), torch.arange(8)
 
     def is_cutmix(seed: int, p: float) -> bool:
-        out, _ = mix_batch(x, y, 8, mixup_alpha=1.0, cutmix_alpha=1.0, switch_prob=p, generator=gen(seed))
+        out, _ = mix_batch(
+            x, y, 8, mixup_alpha=1.0, cutmix_alpha=1.0, switch_prob=p, generator=gen(seed)
+        )
         return bool((out == out.round()).all())  # cutmix copies integer pixels; mixup blends them
 
     assert all(is_cutmix(s, 1.0) for s in range(5))
@@ -125,13 +134,21 @@ def test_label_smoothing_composes_with_mixing():
     logits, y = torch.randn(6, k), torch.tensor([0, 1, 2, 3, 4, 0])
     loss = soft_cross_entropy(logits, smooth_targets(y, k, eps))
     torch.testing.assert_close(loss, F.cross_entropy(logits, y, label_smoothing=eps))
-    torch.testing.assert_close(soft_cross_entropy(logits, F.one_hot(y, k).float()), F.cross_entropy(logits, y))
+    torch.testing.assert_close(
+        soft_cross_entropy(logits, F.one_hot(y, k).float()), F.cross_entropy(logits, y)
+    )
     x = torch.randn(6, 3, 4, 4)
     _, mixed = mix_batch(x, y, k, mixup_alpha=0.2, generator=gen(1))
-    _, mixed_of_smoothed = mix_batch(x, smooth_targets(y, k, eps), k, mixup_alpha=0.2, generator=gen(1))
-    torch.testing.assert_close(mixed_of_smoothed, smooth_targets(mixed, k, eps))  # smooth∘mix == mix∘smooth
-    torch.testing.assert_close(soft_cross_entropy(logits, smooth_targets(mixed, k, eps)),
-                               F.cross_entropy(logits, mixed, label_smoothing=eps))
+    _, mixed_of_smoothed = mix_batch(
+        x, smooth_targets(y, k, eps), k, mixup_alpha=0.2, generator=gen(1)
+    )
+    torch.testing.assert_close(
+        mixed_of_smoothed, smooth_targets(mixed, k, eps)
+    )  # smooth∘mix == mix∘smooth
+    torch.testing.assert_close(
+        soft_cross_entropy(logits, smooth_targets(mixed, k, eps)),
+        F.cross_entropy(logits, mixed, label_smoothing=eps),
+    )
 
 
 # ---------------------------------------------------------------------------- random erasing
@@ -210,7 +227,10 @@ def test_model_ema_update_math():
 
 def test_model_ema_copies_buffers_unless_asked_to_average_them():
     model = nn.Sequential(nn.Conv2d(1, 2, 1), nn.BatchNorm2d(2))
-    copy_ema, avg_ema = ModelEma(model, 0.5, warmup=False), ModelEma(model, 0.5, warmup=False, average_buffers=True)
+    copy_ema, avg_ema = (
+        ModelEma(model, 0.5, warmup=False),
+        ModelEma(model, 0.5, warmup=False, average_buffers=True),
+    )
     old_mean = model[1].running_mean.clone()
     model(torch.randn(4, 1, 3, 3) + 3.0)  # train mode: moves the running stats
     for ema in (copy_ema, avg_ema):
@@ -221,7 +241,7 @@ def test_model_ema_copies_buffers_unless_asked_to_average_them():
     assert int(bn_copy.num_batches_tracked) == int(bn_avg.num_batches_tracked) == 1
     restored = ModelEma(nn.Sequential(nn.Conv2d(1, 2, 1), nn.BatchNorm2d(2)))
     restored.load_state_dict(avg_ema.state_dict())
-    for a, b in zip(restored.state_dict().values(), avg_ema.state_dict().values()):
+    for a, b in zip(restored.state_dict().values(), avg_ema.state_dict().values(), strict=False):
         assert torch.equal(a, b)
 
 
@@ -229,8 +249,14 @@ def test_model_ema_copies_buffers_unless_asked_to_average_them():
 class TinyModule(L.LightningModule):
     def __init__(self) -> None:
         super().__init__()
-        self.model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
-                                   nn.Conv2d(4, 3, 3, stride=2), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.model = nn.Sequential(
+            nn.Conv2d(3, 4, 3, padding=1),
+            nn.BatchNorm2d(4),
+            nn.ReLU(),
+            nn.Conv2d(4, 3, 3, stride=2),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -259,17 +285,29 @@ class Snapshots(L.Callback):
 
 def loaders() -> tuple[DataLoader, DataLoader]:
     g = gen(0)
-    train = TensorDataset(torch.randn(16, 3, 8, 8, generator=g), torch.randint(0, 3, (16,), generator=g))
-    val = TensorDataset(torch.randn(8, 3, 8, 8, generator=g), torch.randint(0, 3, (8,), generator=g))
+    train = TensorDataset(
+        torch.randn(16, 3, 8, 8, generator=g), torch.randint(0, 3, (16,), generator=g)
+    )
+    val = TensorDataset(
+        torch.randn(8, 3, 8, 8, generator=g), torch.randint(0, 3, (8,), generator=g)
+    )
     return DataLoader(train, batch_size=4), DataLoader(val, batch_size=4)  # 4 steps per epoch
 
 
 def fit(epochs: int, callbacks: list[L.Callback], ckpt_path=None) -> tuple[L.Trainer, TinyModule]:
     torch.manual_seed(0)
     module = TinyModule()
-    trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=1,
-                        callbacks=callbacks)
+    trainer = L.Trainer(
+        max_epochs=epochs,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=1,
+        callbacks=callbacks,
+    )
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*(num_workers|does not have many workers).*")
         trainer.fit(module, *loaders(), ckpt_path=ckpt_path)
@@ -288,17 +326,24 @@ def test_ema_callback_averages_every_step_and_logs_val_ema(two_epochs):
     trainer, module, ema_cb, snaps = two_epochs
     assert len(snaps.states) == 8
     metrics = trainer.callback_metrics
-    assert 0.0 <= float(metrics["val_ema/top1"]) <= 100.0 and 0.0 <= float(metrics["val_ema/top5"]) <= 100.0
+    assert (
+        0.0 <= float(metrics["val_ema/top1"]) <= 100.0
+        and 0.0 <= float(metrics["val_ema/top5"]) <= 100.0
+    )
     assert torch.isfinite(metrics["val_ema/loss"])
     # the same average by hand: parameters averaged with the warm-up decay, buffers copied
     torch.manual_seed(0)
     init = TinyModule().model.state_dict()
     params = {name for name, _ in module.model.named_parameters()}
-    expected = {k: (ema_decay(0, 0.9) * init[k] + (1 - ema_decay(0, 0.9)) * v) if k in params else v
-                for k, v in snaps.states[0].items()}
+    expected = {
+        k: (ema_decay(0, 0.9) * init[k] + (1 - ema_decay(0, 0.9)) * v) if k in params else v
+        for k, v in snaps.states[0].items()
+    }
     for step, state in enumerate(snaps.states[1:], start=1):
         d = ema_decay(step, 0.9)
-        expected = {k: d * expected[k] + (1 - d) * v if k in params else v for k, v in state.items()}
+        expected = {
+            k: d * expected[k] + (1 - d) * v if k in params else v for k, v in state.items()
+        }
     for k, v in ema_cb.ema.state_dict().items():
         torch.testing.assert_close(v, expected[k], msg=k)
     # the logged EMA accuracy is the EMA model's on the validation set
@@ -306,8 +351,12 @@ def test_ema_callback_averages_every_step_and_logs_val_ema(two_epochs):
     x, y = val.dataset.tensors
     with torch.no_grad():
         logits = ema_cb.ema.module(x)
-    assert float(metrics["val_ema/top1"]) == pytest.approx(100.0 * float((logits.argmax(1) == y).float().mean()))
-    assert float(metrics["val_ema/loss"]) == pytest.approx(float(F.cross_entropy(logits, y)), rel=1e-5)
+    assert float(metrics["val_ema/top1"]) == pytest.approx(
+        100.0 * float((logits.argmax(1) == y).float().mean())
+    )
+    assert float(metrics["val_ema/loss"]) == pytest.approx(
+        float(F.cross_entropy(logits, y)), rel=1e-5
+    )
 
 
 def test_ema_callback_every_n_steps():

@@ -5,6 +5,7 @@ Caffe prototxt) are compared as multisets with shape lists transcribed from the 
 (tests/data/released_shapes.json; timm is not used). Counts are checked to the unit. Meta device
 only: no weights are allocated.
 """
+
 from __future__ import annotations
 
 import functools
@@ -122,17 +123,32 @@ def test_defining_fields_of_the_new_models_are_refused():
 
 
 def test_recipes_name_their_bn_and_stochastic_depth_settings():
-    from platform.config import load_config
     from platform.compose import module_kwargs
+    from platform.config import load_config
 
-    eff = module_kwargs(load_config(["recipe=efficientnet_imagenet", "model=efficientnet_b0"]), 1000)
-    assert eff["model_knobs"] == {"drop_path_rate": 0.2, "drop_path_mode": "sample", "drop_path_rule": "tf",
-                                  "bn_eps": 1e-3, "bn_momentum": 0.01}  # §5.2: TF decay 0.99
+    eff = module_kwargs(
+        load_config(["recipe=efficientnet_imagenet", "model=efficientnet_b0"]), 1000
+    )
+    assert eff["model_knobs"] == {
+        "drop_path_rate": 0.2,
+        "drop_path_mode": "sample",
+        "drop_path_rule": "tf",
+        "bn_eps": 1e-3,
+        "bn_momentum": 0.01,
+    }  # §5.2: TF decay 0.99
     with torch.device("meta"):
         model = create_model("efficientnet_b0", **eff["model_knobs"])
     bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert {(b.eps, b.momentum) for b in bns} == {(1e-3, 0.01)}
-    assert list(model.state_dict()) == list(meta("efficientnet_b0").state_dict())  # weights still load
-    sd = module_kwargs(load_config(["recipe=stochastic_depth_cifar", "model=resnet110"]), 10)["model_knobs"]
-    assert sd == {"drop_path_rate": 0.5, "drop_path_mode": "batch", "drop_path_rule": "huang",
-                  "shortcut_downsample": "avgpool"}
+    assert list(model.state_dict()) == list(
+        meta("efficientnet_b0").state_dict()
+    )  # weights still load
+    sd = module_kwargs(load_config(["recipe=stochastic_depth_cifar", "model=resnet110"]), 10)[
+        "model_knobs"
+    ]
+    assert sd == {
+        "drop_path_rate": 0.5,
+        "drop_path_mode": "batch",
+        "drop_path_rule": "huang",
+        "shortcut_downsample": "avgpool",
+    }

@@ -13,11 +13,19 @@ import re
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import meta_model, n_params
 from torch import nn
 
-from conftest import meta_model, n_params
-from models import DropPath, NetSpec, ResidualNet, StageSpec, create_model, drop_path_rates
-from models import list_models, model_info
+from models import (
+    DropPath,
+    NetSpec,
+    ResidualNet,
+    StageSpec,
+    create_model,
+    drop_path_rates,
+    list_models,
+    model_info,
+)
 from models.layers import NormAct, SqueezeExcite, drop_path
 from models.resnet import (
     BlockArgs,
@@ -30,8 +38,6 @@ from models.resnet import (
     resnext_group_width,
     wrn_spec,
 )
-
-
 
 
 def blocks_of(model: nn.Module) -> list[nn.Module]:

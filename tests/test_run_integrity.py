@@ -1,5 +1,6 @@
 """A run never loses work (issue 12): the latest state is always on disk, resume continues exactly,
 finished runs stay untouched, and every way a run can end says why -- each fault tried for real."""
+
 from __future__ import annotations
 
 import json
@@ -13,21 +14,38 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import ROOT, cli_env
+
 from platform.config import ConfigError, load_config
 from platform.run_records import local_records
-from platform.runs import (CheckpointError, RunLock, digest_path, lock_holder, read_metrics, run_status,
-                           verify_checkpoint)
+from platform.runs import (
+    CheckpointError,
+    RunLock,
+    digest_path,
+    lock_holder,
+    read_metrics,
+    run_status,
+    verify_checkpoint,
+)
 from platform.train import ResumeError, main, pick_checkpoint, train
 
 BATCHES = 4  # training batches per epoch (synthetic: 64 examples of 16x16, batch 16)
 
 
 def _args(root: Path, *extra: str) -> list[str]:
-    return ["data=synthetic", "data.synthetic_size=64", "data.resolution=16", "data.batch_size=16",
-            "trainer.accelerator=cpu", "trainer.devices=1", "logging.wandb=disabled", "logging.progress_bar=false",
-            f"run.root={root}", "trainer.max_epochs=2", *extra]
+    return [
+        "data=synthetic",
+        "data.synthetic_size=64",
+        "data.resolution=16",
+        "data.batch_size=16",
+        "trainer.accelerator=cpu",
+        "trainer.devices=1",
+        "logging.wandb=disabled",
+        "logging.progress_bar=false",
+        f"run.root={root}",
+        "trainer.max_epochs=2",
+        *extra,
+    ]
 
 
 def _run(root: Path, *extra: str, callbacks=None):
@@ -60,6 +78,7 @@ class _At:
                 if not self.done and (trainer.current_epoch, batch_idx) == (epoch, batch):
                     self.done = True
                     fn(trainer)
+
         return At()
 
 
@@ -85,12 +104,23 @@ def test_last_ckpt_is_the_latest_epoch_even_when_validation_did_not_improve(tmp_
     # a changed LR or model is refused before anything is written, with the differing keys listed
     for change in ("optim.lr=0.01", "model=resnet32"):
         with pytest.raises(ResumeError, match=change.split("=")[0].replace("model", "model.name")):
-            _run(tmp_path, "optim.lr=1e-9", "trainer.max_epochs=3", "run.name=flat", "resume=auto", change)
+            _run(
+                tmp_path,
+                "optim.lr=1e-9",
+                "trainer.max_epochs=3",
+                "run.name=flat",
+                "resume=auto",
+                change,
+            )
         assert _snapshot(run) == before
 
     # a larger trainer.max_epochs continues it; wall time sums both segments
     more = _run(tmp_path, "optim.lr=1e-9", "trainer.max_epochs=4", "run.name=flat", "resume=auto")
-    assert more["status"] == "finished" and more["segments"] == 2 and more["wall_time_s"] > s["wall_time_s"]
+    assert (
+        more["status"] == "finished"
+        and more["segments"] == 2
+        and more["wall_time_s"] > s["wall_time_s"]
+    )
     assert [r["epoch"] for r in read_metrics(run)] == [0, 1, 2, 3]
     assert _ckpt_step(last) == 4 * BATCHES
 
@@ -119,14 +149,28 @@ def test_periodic_step_checkpoints_and_divergence_stop(tmp_path):
     non-finite loss with status diverged, exit code 3, the step and LR in the message, and the last
     good checkpoint left as it was (finite weights, verified digest)."""
     seen = []
-    probe = _At(0, 0, lambda t: seen.append(verify_checkpoint(tmp_path / "d" / "checkpoints" / "last.ckpt")))
+    probe = _At(
+        0, 0, lambda t: seen.append(verify_checkpoint(tmp_path / "d" / "checkpoints" / "last.ckpt"))
+    )
     # (lr=1e6 keeps this tiny net's loss finite for many steps, ~1e26; 1e30 overflows at the second step)
-    s = _run(tmp_path, "run.name=d", "optim.lr=1e30", "schedule.warmup_epochs=0", "checkpoint.every_n_steps=1",
-             callbacks=[probe])
+    s = _run(
+        tmp_path,
+        "run.name=d",
+        "optim.lr=1e30",
+        "schedule.warmup_epochs=0",
+        "checkpoint.every_n_steps=1",
+        callbacks=[probe],
+    )
     assert s["status"] == "diverged" and s["exit_code"] == 3, s
-    assert "non-finite training loss (nan) at step 2" in s["reason"] and "with lr 8.5" in s["reason"], s["reason"]
-    assert seen and seen[0]["kind"] == "step" and seen[0]["global_step"] == 1  # saved mid-epoch, every step
-    info = verify_checkpoint(tmp_path / "d" / "checkpoints" / "last.ckpt")  # also checks the weights are finite
+    assert (
+        "non-finite training loss (nan) at step 2" in s["reason"] and "with lr 8.5" in s["reason"]
+    ), s["reason"]
+    assert (
+        seen and seen[0]["kind"] == "step" and seen[0]["global_step"] == 1
+    )  # saved mid-epoch, every step
+    info = verify_checkpoint(
+        tmp_path / "d" / "checkpoints" / "last.ckpt"
+    )  # also checks the weights are finite
     assert info["global_step"] < s["global_step"]
     with pytest.raises(ConfigError, match="finite"):
         load_config(["optim.lr=nan"])
@@ -137,9 +181,22 @@ def test_periodic_step_checkpoints_and_divergence_stop(tmp_path):
 @pytest.mark.slow
 def test_every_minutes_checkpoints_inside_an_epoch(tmp_path):
     kinds = []
-    probe = _At(0, 2, lambda t: kinds.append(json.loads(
-        digest_path(tmp_path / "m" / "checkpoints" / "last.ckpt").read_text())["entries"][0]["kind"]))
-    s = _run(tmp_path, "run.name=m", "trainer.max_epochs=1", "checkpoint.every_minutes=1e-9", callbacks=[probe])
+    probe = _At(
+        0,
+        2,
+        lambda t: kinds.append(
+            json.loads(digest_path(tmp_path / "m" / "checkpoints" / "last.ckpt").read_text())[
+                "entries"
+            ][0]["kind"]
+        ),
+    )
+    s = _run(
+        tmp_path,
+        "run.name=m",
+        "trainer.max_epochs=1",
+        "checkpoint.every_minutes=1e-9",
+        callbacks=[probe],
+    )
     assert s["status"] == "finished" and kinds == ["step"]
 
 
@@ -151,8 +208,11 @@ def test_corrupt_truncated_and_empty_checkpoints_fall_back_or_stop_clearly(tmp_p
     ck = tmp_path / "c" / "checkpoints"
     last, (best,) = ck / "last.ckpt", list(ck.glob("best-*.ckpt"))
     good = last.read_bytes()
-    damage = {"truncated": lambda b: b[: len(b) // 2], "empty": lambda b: b"",
-              "bit-flipped": lambda b: b[:len(b) // 2] + os.urandom(4096) + b[len(b) // 2 + 4096:]}
+    damage = {
+        "truncated": lambda b: b[: len(b) // 2],
+        "empty": lambda b: b"",
+        "bit-flipped": lambda b: b[: len(b) // 2] + os.urandom(4096) + b[len(b) // 2 + 4096 :],
+    }
     for what, fn in damage.items():
         last.write_bytes(fn(good))
         with pytest.raises(CheckpointError, match="last.ckpt"):
@@ -162,7 +222,10 @@ def test_corrupt_truncated_and_empty_checkpoints_fall_back_or_stop_clearly(tmp_p
         assert f"{last}" in caplog.text and "falling back" in caplog.text
     # resumed end to end from the fallback (one more epoch)
     s2 = _run(tmp_path, "run.name=c", "trainer.max_epochs=2", "resume=auto")
-    assert s2["status"] == "finished" and [r["epoch"] for r in read_metrics(tmp_path / "c")] == [0, 1]
+    assert s2["status"] == "finished" and [r["epoch"] for r in read_metrics(tmp_path / "c")] == [
+        0,
+        1,
+    ]
     # nothing valid left: a one-line error naming the files and what to do (exit 2), nothing written
     for p in (ck / "last.ckpt", *ck.glob("best-*.ckpt")):
         p.write_bytes(b"\0" * 100)
@@ -181,7 +244,9 @@ def test_corrupt_truncated_and_empty_checkpoints_fall_back_or_stop_clearly(tmp_p
 # ---------------------------------------------------------------------------- records
 def test_torn_metrics_line_is_skipped_with_a_warning(tmp_path, caplog):
     rows = [{"epoch": 0, "step": 4, "val/top1": 10.0}, {"epoch": 1, "step": 8, "val/top1": 12.0}]
-    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"epoch": 2, "st')
+    (tmp_path / "metrics.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in rows) + '{"epoch": 2, "st'
+    )
     with caplog.at_level(logging.WARNING, logger="platform.runs"):
         assert read_metrics(tmp_path) == rows
     assert "line 3" in caplog.text and "torn" in caplog.text
@@ -194,8 +259,11 @@ def test_a_lost_run_is_not_running_and_a_stale_lock_does_not_block(tmp_path):
     (run / "summary.json").write_text(json.dumps({"status": "running", "final_val_top1": None}))
     holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        (run / ".lock").write_text(json.dumps({"pid": holder.pid, "host": os.uname().nodename, "since": "now"}))
+        (run / ".lock").write_text(
+            json.dumps({"pid": holder.pid, "host": os.uname().nodename, "since": "now"})
+        )
         import platform as stdlib_platform
+
         assert os.uname().nodename == stdlib_platform.node()
         assert lock_holder(run)["pid"] == holder.pid and run_status(run) == "running"
         with pytest.raises(Exception, match=f"in use by pid {holder.pid}"):
@@ -206,6 +274,7 @@ def test_a_lost_run_is_not_running_and_a_stale_lock_does_not_block(tmp_path):
     assert lock_holder(run) is None and run_status(run) == "lost"
     assert [r.status for r in local_records(tmp_path)] == ["lost"]
     from platform.reproduce import trained_columns
+
     assert trained_columns(local_records(tmp_path))["status"] == f"lost: {run}"
     lock = RunLock(run).acquire()  # the dead holder's lock is taken over
     assert lock_holder(run)["pid"] == os.getpid()
@@ -219,13 +288,29 @@ def test_second_start_on_a_live_run_is_refused_and_the_twin_search_skips_it(tmp_
     assert s["status"] == "finished"
     run = tmp_path / "live"
     summary = json.loads((run / "summary.json").read_text())
-    (run / "summary.json").write_text(json.dumps({**summary, "status": "running"}))  # as if still training
+    (run / "summary.json").write_text(
+        json.dumps({**summary, "status": "running"})
+    )  # as if still training
     holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         import platform as stdlib_platform
-        (run / ".lock").write_text(json.dumps({"pid": holder.pid, "host": stdlib_platform.node(), "since": "now"}))
+
+        (run / ".lock").write_text(
+            json.dumps({"pid": holder.pid, "host": stdlib_platform.node(), "since": "now"})
+        )
         before = _snapshot(run)
-        assert main(_args(tmp_path, "run.name=live", "trainer.max_epochs=2", "optim.lr=0.05", "resume=auto")) == 2
+        assert (
+            main(
+                _args(
+                    tmp_path,
+                    "run.name=live",
+                    "trainer.max_epochs=2",
+                    "optim.lr=0.05",
+                    "resume=auto",
+                )
+            )
+            == 2
+        )
         assert _snapshot(run) == before
         # resume=auto without a name adopts the newest unfinished twin -- never one that is alive
         s2 = _run(tmp_path, "trainer.max_epochs=1", "optim.lr=0.05", "resume=auto")
@@ -237,7 +322,10 @@ def test_second_start_on_a_live_run_is_refused_and_the_twin_search_skips_it(tmp_
 
 def test_setup_errors_leave_no_run_directory(tmp_path, capsys):
     assert main(_args(tmp_path, "run.name=bad", "trainer.devices=two")) == 2
-    assert main(_args(tmp_path, "run.name=bad2", "data=beton", f"data.path={tmp_path / 'nothing'}")) == 2
+    assert (
+        main(_args(tmp_path, "run.name=bad2", "data=beton", f"data.path={tmp_path / 'nothing'}"))
+        == 2
+    )
     assert "Traceback" not in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
 
@@ -246,9 +334,15 @@ def test_setup_errors_leave_no_run_directory(tmp_path, capsys):
 def test_an_empty_training_set_is_an_error_naming_its_size_and_batch(tmp_path, capsys):
     assert main(_args(tmp_path, "run.name=empty", "data.synthetic_size=8")) == 2
     err = capsys.readouterr().err
-    assert "no training batch" in err and "8 training examples" in err and "data.batch_size=16" in err
+    assert (
+        "no training batch" in err and "8 training examples" in err and "data.batch_size=16" in err
+    )
     s = json.loads((tmp_path / "empty" / "summary.json").read_text())
-    assert s["status"] == "failed" and s["error"]["type"] == "EmptyTrainingError" and s["error"]["log_tail"]
+    assert (
+        s["status"] == "failed"
+        and s["error"]["type"] == "EmptyTrainingError"
+        and s["error"]["log_tail"]
+    )
 
 
 # ---------------------------------------------------------------------------- full disks, read-only roots
@@ -261,19 +355,26 @@ def tiny_fs(tmp_path):
         d = tmp_path / name
         d.mkdir()
         opts = f"size={size}" + (",ro" if ro else "")
-        proc = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(d)], capture_output=True, text=True)
+        proc = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(d)], capture_output=True, text=True
+        )
         if proc.returncode:
             pytest.skip(f"cannot mount a tmpfs here ({proc.stderr.strip()})")
         mounted.append(d)
         return d
+
     yield make
     for d in mounted:
         subprocess.run(["umount", "-l", str(d)], capture_output=True)
 
 
 @pytest.mark.slow
-def test_disk_full_and_read_only_run_roots_end_with_one_line_and_no_half_written_file(tmp_path, tiny_fs, capsys):
-    full = tiny_fs("full", "5600k")  # room for config, records and two checkpoints of resnet20 (2.2 MB each)
+def test_disk_full_and_read_only_run_roots_end_with_one_line_and_no_half_written_file(
+    tmp_path, tiny_fs, capsys
+):
+    full = tiny_fs(
+        "full", "5600k"
+    )  # room for config, records and two checkpoints of resnet20 (2.2 MB each)
     rc = main(_args(full, "run.name=f", "trainer.max_epochs=3", "optim.lr=1e-9"))
     err = capsys.readouterr().err
     assert rc == 1 and "cannot write" in err and "ENOSPC" in err and "Traceback" not in err, err
@@ -299,7 +400,9 @@ def test_dataset_cache_on_a_full_disk_fails_fast_instead_of_hanging(tiny_fs):
     assert not [p for p in cache.rglob("*") if p.is_file() and p.name != "meta.json"]
 
 
-def test_beton_digests_are_recorded_checked_and_rewritten_when_wrong(digits_cache, tmp_path, caplog):
+def test_beton_digests_are_recorded_checked_and_rewritten_when_wrong(
+    digits_cache, tmp_path, caplog
+):
     import shutil
 
     from datamodules.digits import DigitsDataModule
@@ -313,7 +416,7 @@ def test_beton_digests_are_recorded_checked_and_rewritten_when_wrong(digits_cach
     shutil.copytree(src, cache / src.name)
     beton = cache / src.name / "train.beton"
     data = bytearray(beton.read_bytes())
-    data[len(data) // 3: len(data) // 3 + 512] = os.urandom(512)  # image bytes, header intact
+    data[len(data) // 3 : len(data) // 3 + 512] = os.urandom(512)  # image bytes, header intact
     beton.write_bytes(bytes(data))
     assert write_main(["--verify", str(cache / src.name)]) == 1
     dm = DigitsDataModule(cache_dir=cache)
@@ -324,28 +427,42 @@ def test_beton_digests_are_recorded_checked_and_rewritten_when_wrong(digits_cach
 
 # ---------------------------------------------------------------------------- W&B, secrets
 @pytest.mark.slow
-def test_wandb_without_network_falls_back_offline_and_no_secret_is_written(tmp_path, monkeypatch, caplog):
+def test_wandb_without_network_falls_back_offline_and_no_secret_is_written(
+    tmp_path, monkeypatch, caplog
+):
     key = "0123456789abcdef0123456789abcdef01234567"  # a dummy 40-character API key
     monkeypatch.setenv("WANDB_API_KEY", key)
     monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # nothing listens: unreachable
     monkeypatch.delenv("WANDB_MODE", raising=False)
     monkeypatch.setenv("WANDB_SILENT", "true")
-    args = [a for a in _args(tmp_path, "run.name=w", "trainer.max_epochs=1") if not a.startswith("logging.wandb")]
+    args = [
+        a
+        for a in _args(tmp_path, "run.name=w", "trainer.max_epochs=1")
+        if not a.startswith("logging.wandb")
+    ]
     with caplog.at_level(logging.WARNING, logger="platform.train"):
         s = train(load_config([*args, "logging.wandb=auto"]))
     assert s["status"] == "finished" and "logging offline instead" in caplog.text
     run = tmp_path / "w"
     assert list((run / "wandb").glob("offline-run-*"))
-    assert {"config.yaml", "env.json", "summary.json", "train.log"} <= {p.name for p in run.iterdir()}  # all scanned
+    assert {"config.yaml", "env.json", "summary.json", "train.log"} <= {
+        p.name for p in run.iterdir()
+    }  # all scanned
     leaks = [p for p in run.rglob("*") if p.is_file() and key.encode() in p.read_bytes()]
     assert not leaks, leaks
 
 
 # ---------------------------------------------------------------------------- real processes
 def _start(tmp_path: Path, *extra: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "platform.train", *_args(tmp_path, *extra)], cwd=ROOT,
-                            env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "platform.train", *_args(tmp_path, *extra)],
+        cwd=ROOT,
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def _wait_for(pred, proc, timeout=240.0):
@@ -362,7 +479,12 @@ def _wait_for(pred, proc, timeout=240.0):
 def test_sigkill_after_a_step_checkpoint_loses_at_most_the_interval(tmp_path):
     """SIGKILL a real run after a step checkpoint: it reads as lost, not running; resume=auto starts at
     that checkpoint's step and ends with each epoch once and the step count of an uninterrupted run."""
-    args = ("run.name=k", "trainer.max_epochs=50", "checkpoint.every_n_steps=3", "data.synthetic_size=160")
+    args = (
+        "run.name=k",
+        "trainer.max_epochs=50",
+        "checkpoint.every_n_steps=3",
+        "data.synthetic_size=160",
+    )
     proc = _start(tmp_path, *args)
     sidecar = tmp_path / "k" / "checkpoints" / "last.ckpt.sha256.json"
 
@@ -372,6 +494,7 @@ def test_sigkill_after_a_step_checkpoint_loses_at_most_the_interval(tmp_path):
         except (OSError, ValueError):
             return False
         return e["kind"] == "step" and e["epoch"] >= 1
+
     _wait_for(step_ckpt_in_epoch_1, proc)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=60)
@@ -379,7 +502,14 @@ def test_sigkill_after_a_step_checkpoint_loses_at_most_the_interval(tmp_path):
     assert run_status(tmp_path / "k") == "lost"
     epochs = saved["epoch"] + 1
     first = _At(99, 0, lambda t: None)
-    s = _run(tmp_path, "run.name=k", f"trainer.max_epochs={epochs}", *args[2:], "resume=auto", callbacks=[first])
+    s = _run(
+        tmp_path,
+        "run.name=k",
+        f"trainer.max_epochs={epochs}",
+        *args[2:],
+        "resume=auto",
+        callbacks=[first],
+    )
     # resumed at the newest checkpoint, at most every_n_steps=3 steps before the kill
     assert first.first_step == saved["global_step"] and saved["kind"] in ("step", "epoch")
     rows = read_metrics(tmp_path / "k")
@@ -406,7 +536,9 @@ def test_ctrl_c_saves_and_exits_130_and_a_second_ctrl_c_stops_at_once(tmp_path):
 
     # Ctrl-C twice: stops at once, nothing half-written
     proc = _start(tmp_path, "run.name=i", "trainer.max_epochs=50", "resume=auto")
-    _wait_for(lambda: json.loads((tmp_path / "i" / "summary.json").read_text()).get("segments") == 2, proc)
+    _wait_for(
+        lambda: json.loads((tmp_path / "i" / "summary.json").read_text()).get("segments") == 2, proc
+    )
     time.sleep(1.0)
     os.killpg(proc.pid, signal.SIGINT)
     os.killpg(proc.pid, signal.SIGINT)

@@ -1,4 +1,5 @@
 """Class-aware (label-balanced) sampling: the pure draw, sharding, the torch Sampler, the FFCV order."""
+
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -7,7 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from datamodules.sampling import ClassAwareSampler, ClassLists, class_aware_indices, class_aware_order, shard
+from datamodules.sampling import (
+    ClassAwareSampler,
+    ClassLists,
+    class_aware_indices,
+    class_aware_order,
+    shard,
+)
 
 # 10 classes whose sizes span 1:100 (10 ... 1000 examples), scattered over the index range.
 SIZES = np.array([10, 20, 30, 50, 80, 120, 200, 350, 600, 1000])
@@ -38,7 +45,7 @@ def test_class_counts_are_balanced_within_one_per_epoch(num_samples):
         counts = np.bincount(classes, minlength=C)
         assert counts.max() - counts.min() <= 1 and set(counts) <= {m // C, m // C + 1}
         for k in range(m // C):  # each full pass over the class list: every class once
-            assert sorted(classes[k * C:(k + 1) * C]) == list(range(C))
+            assert sorted(classes[k * C : (k + 1) * C]) == list(range(C))
 
 
 def test_within_a_class_examples_are_drawn_without_replacement_until_exhausted():
@@ -52,8 +59,8 @@ def test_within_a_class_examples_are_drawn_without_replacement_until_exhausted()
         of_c = draws[LABELS[draws] == c]
         assert len(of_c) >= size
         for k in range(len(of_c) // size):
-            assert sorted(of_c[k * size:(k + 1) * size]) == members.tolist(), (c, k)
-        reshuffled = [tuple(of_c[k * size:(k + 1) * size]) for k in range(len(of_c) // size)]
+            assert sorted(of_c[k * size : (k + 1) * size]) == members.tolist(), (c, k)
+        reshuffled = [tuple(of_c[k * size : (k + 1) * size]) for k in range(len(of_c) // size)]
         if c == 0:  # the small class's passes really are reshuffled, not repeated
             assert len(set(reshuffled)) > len(reshuffled) // 2
 
@@ -61,7 +68,9 @@ def test_within_a_class_examples_are_drawn_without_replacement_until_exhausted()
 def test_deterministic_in_seed_and_epoch_and_different_across_epochs():
     a = class_aware_indices(LABELS, None, seed=5, epoch=2)
     assert np.array_equal(a, class_aware_indices(LABELS, None, seed=5, epoch=2))
-    assert np.array_equal(a, class_aware_indices(ClassLists.from_labels(LABELS), None, seed=5, epoch=2))
+    assert np.array_equal(
+        a, class_aware_indices(ClassLists.from_labels(LABELS), None, seed=5, epoch=2)
+    )
     assert not np.array_equal(a, class_aware_indices(LABELS, None, seed=5, epoch=3))
     assert not np.array_equal(a, class_aware_indices(LABELS, None, seed=6, epoch=2))
     # label values need not be 0..C-1; a class with one example is drawn every pass
@@ -97,15 +106,20 @@ def test_sampler_length_iteration_set_epoch_and_ranks():
     second = list(s)
     assert second == class_aware_indices(LABELS, None, seed=4, epoch=1).tolist() and second != first
 
-    ranks = [ClassAwareSampler(LABELS, num_samples=1001, seed=4, rank=r, world_size=2) for r in range(2)]
+    ranks = [
+        ClassAwareSampler(LABELS, num_samples=1001, seed=4, rank=r, world_size=2) for r in range(2)
+    ]
     for r in ranks:
         r.set_epoch(1)
     assert [len(r) for r in ranks] == [500, 500] == [len(list(r)) for r in ranks]
     union = sorted(list(ranks[0]) + list(ranks[1]))
     assert union == sorted(class_aware_indices(LABELS, 1001, seed=4, epoch=1)[:1000].tolist())
 
-    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.as_tensor(LABELS)),
-                                         sampler=ClassAwareSampler(LABELS, num_samples=200), batch_size=50)
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(torch.as_tensor(LABELS)),
+        sampler=ClassAwareSampler(LABELS, num_samples=200),
+        batch_size=50,
+    )
     seen = torch.cat([b[0] for b in loader])
     assert len(seen) == 200 and torch.bincount(seen, minlength=C).tolist() == [20] * C
 
@@ -124,17 +138,22 @@ def test_ffcv_order_shards_across_ranks_and_respects_indices():
     single = Order(fake_loader(LABELS, indices=subset, seed=2)).sample_order(3)
     assert len(single) == 1000 and set(single.tolist()) <= set(subset.tolist())
     assert set(np.bincount(LABELS[single.astype(np.int64)], minlength=9)[:9]) == {111, 112}
-    ranks = [Order(fake_loader(LABELS, indices=subset, seed=2, distributed=True), rank=r, world_size=2)
-             for r in range(2)]
+    ranks = [
+        Order(fake_loader(LABELS, indices=subset, seed=2, distributed=True), rank=r, world_size=2)
+        for r in range(2)
+    ]
     parts = [o.sample_order(3) for o in ranks]
     assert [len(p) for p in parts] == [500, 500]
     assert sorted(np.concatenate(parts).tolist()) == sorted(single.tolist())
     assert np.array_equal(parts[0], single[0::2]) and np.array_equal(parts[1], single[1::2])
-    with pytest.raises(RuntimeError, match="torch.distributed"):  # distributed, but no process group
+    with pytest.raises(
+        RuntimeError, match="torch.distributed"
+    ):  # distributed, but no process group
         Order(fake_loader(LABELS, distributed=True))
     default = class_aware_order()(fake_loader(LABELS, indices=subset)).sample_order(0)
     assert len(default) == len(subset)
     from datamodules.sampling import ClassAwareOrder  # keywords override the class attributes
+
     assert len(ClassAwareOrder(fake_loader(LABELS), num_samples=30).sample_order(0)) == 30
 
 
@@ -158,13 +177,21 @@ def test_ffcv_loader_with_class_aware_order(tmp_path):
     from datamodules.write import write_beton
 
     path = write_beton(tmp_path / "train.beton", Squares())
-    loader = Loader(str(path), batch_size=6, num_workers=1, order=ClassAwareOrder, seed=1,
-                    pipelines={"image": [SimpleRGBImageDecoder()], "label": [IntDecoder()]})
+    loader = Loader(
+        str(path),
+        batch_size=6,
+        num_workers=1,
+        order=ClassAwareOrder,
+        seed=1,
+        pipelines={"image": [SimpleRGBImageDecoder()], "label": [IntDecoder()]},
+    )
     assert len(loader) == 4
     labels = np.array(Squares.labels)
     for epoch in range(2):
         expected = loader.traversal_order.sample_order(epoch)
-        images, seen = zip(*[(im[:, 0, 0, 0].copy(), lab[:, 0].copy()) for im, lab in loader])
+        images, seen = zip(
+            *[(im[:, 0, 0, 0].copy(), lab[:, 0].copy()) for im, lab in loader], strict=False
+        )
         images, seen = np.concatenate(images), np.concatenate(seen)
         assert images.tolist() == expected.tolist()  # the examples the order chose, in its order
         assert seen.tolist() == labels[expected.astype(np.int64)].tolist()

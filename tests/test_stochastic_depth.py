@@ -4,6 +4,7 @@ Rates to 1e-12 on every family with drop-path; a dropped block runs no branch (c
 train-mode expectation = eval output; decisions from (seed, step) only, equal on 2 gloo ranks;
 a 2-rank DDP training run in batch mode finishes (slow).
 """
+
 from __future__ import annotations
 
 import json
@@ -40,7 +41,9 @@ def test_the_three_rules_to_1e_12():
         assert abs(huang[i] - (i + 1) / n * r) < 1e-12  # l/L (1 - p_L), l = 1..L
         assert abs(timm[i] - i / (n - 1) * r) < 1e-12
         assert abs(tf[i] - i / n * r) < 1e-12
-    assert huang[-1] == timm[-1] == r and tf[0] == timm[0] == 0.0 and huang[0] == pytest.approx(r / n)
+    assert (
+        huang[-1] == timm[-1] == r and tf[0] == timm[0] == 0.0 and huang[0] == pytest.approx(r / n)
+    )
     assert drop_path_rates(1, 0.3, "timm") == [0.3]
 
 
@@ -105,8 +108,10 @@ def test_train_mode_expectation_equals_eval_output():
     (1 - p) * kept = the eval output, exactly (BN frozen, only DropPath in training mode)."""
     torch.manual_seed(0)
     p = 0.3
-    for block in (PreActBasicBlock(BlockArgs(4, 4), drop_path=DropPath(p, "batch")),
-                  models.highway.HighwayLayer(4, drop_path=DropPath(p, "batch"))):
+    for block in (
+        PreActBasicBlock(BlockArgs(4, 4), drop_path=DropPath(p, "batch")),
+        models.highway.HighwayLayer(4, drop_path=DropPath(p, "batch")),
+    ):
         block.eval()
         x = torch.randn(3, 4, 6, 6)
         with torch.no_grad():
@@ -126,7 +131,10 @@ def test_decisions_come_from_seed_and_step_and_follow_the_rates():
     rates = [m.p for m in blocks]
     first = set_drop_path_step(model, seed=7, step=3)
     assert set_drop_path_step(model, seed=7, step=3) == first == [m.decision for m in blocks]
-    assert set_drop_path_step(model, seed=8, step=3) != first or set_drop_path_step(model, 7, 4) != first
+    assert (
+        set_drop_path_step(model, seed=8, step=3) != first
+        or set_drop_path_step(model, 7, 4) != first
+    )
     steps = 2000
     counts = [0] * len(blocks)
     for step in range(steps):
@@ -135,7 +143,9 @@ def test_decisions_come_from_seed_and_step_and_follow_the_rates():
     for c, p in zip(counts, rates, strict=True):
         assert abs(c / steps - p) < 4.5 * (p * (1 - p) / steps) ** 0.5 + 1e-9  # ~4.5 sigma
     assert skips_blocks(model) and not skips_blocks(models.create_model("resnet20"))
-    assert not skips_blocks(models.create_model("resnet20", drop_path_rate=0.5, drop_path_mode="sample"))
+    assert not skips_blocks(
+        models.create_model("resnet20", drop_path_rate=0.5, drop_path_mode="sample")
+    )
 
 
 def test_the_module_sets_the_decisions_of_each_step():
@@ -155,7 +165,9 @@ def _rank(rank: int, port: int, out) -> None:
     torch.manual_seed(rank)  # different global RNG per rank: the decisions must not depend on it
     with torch.device("meta"):
         model = models.create_model("resnet110", drop_path_rate=0.5)
-    mine = torch.tensor([set_drop_path_step(model, 0, step) for step in range(50)], dtype=torch.int64)
+    mine = torch.tensor(
+        [set_drop_path_step(model, 0, step) for step in range(50)], dtype=torch.int64
+    )
     gathered = [torch.zeros_like(mine) for _ in range(2)]
     dist.all_gather(gathered, mine)
     if rank == 0:
@@ -193,10 +205,24 @@ def test_ddp_runs_find_unused_parameters_only_when_blocks_can_be_skipped():
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_a_two_rank_ddp_run_in_batch_mode_finishes(tmp_path):
-    proc = run_cli("platform.train", "model=resnet20", "model.drop_path_rate=0.5", "model.drop_path_mode=batch",
-                   "data=synthetic", "data.synthetic_size=64", "data.batch_size=16", "trainer.accelerator=cpu",
-                   "trainer.devices=2", "trainer.strategy=ddp", "trainer.max_epochs=1", "logging.wandb=disabled",
-                   "logging.progress_bar=false", f"run.root={tmp_path}", "run.name=sd", timeout=300)
+    proc = run_cli(
+        "platform.train",
+        "model=resnet20",
+        "model.drop_path_rate=0.5",
+        "model.drop_path_mode=batch",
+        "data=synthetic",
+        "data.synthetic_size=64",
+        "data.batch_size=16",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        "trainer.strategy=ddp",
+        "trainer.max_epochs=1",
+        "logging.wandb=disabled",
+        "logging.progress_bar=false",
+        f"run.root={tmp_path}",
+        "run.name=sd",
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     summary = json.loads((tmp_path / "sd" / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["world_size"] == 2
@@ -210,18 +236,27 @@ def test_huang_downsampling_shortcut_is_a_2x2_average_pool_with_zero_channels():
     y = PadShortcut(3, 5, 2, "avgpool")(x)
     torch.testing.assert_close(y[:, :3], nn.functional.avg_pool2d(x, 2))
     assert y.shape == (2, 5, 4, 4) and not y[:, 3:].any()
-    torch.testing.assert_close(PadShortcut(3, 5, 2)(x)[:, :3], x[:, :, ::2, ::2])  # He et al.'s option A
+    torch.testing.assert_close(
+        PadShortcut(3, 5, 2)(x)[:, :3], x[:, :, ::2, ::2]
+    )  # He et al.'s option A
     model = models.create_model("resnet20", shortcut_downsample="avgpool")
     assert {m.pool for m in model.modules() if isinstance(m, PadShortcut)} == {"avgpool"}
     with pytest.raises(ValueError, match="needs option-A shortcuts"):
         models.ResidualNet(models.resnet.wrn_spec(16, 4), shortcut_downsample="avgpool")
-    with pytest.raises(ValueError, match="unknown knob 'shortcut_downsample'"):  # not a knob of option-B nets
+    with pytest.raises(
+        ValueError, match="unknown knob 'shortcut_downsample'"
+    ):  # not a knob of option-B nets
         meta("wrn16_4", shortcut_downsample="avgpool")
 
 
-@pytest.mark.parametrize(("key", "allowed"), [("drop_path_mode", "sample, batch"),
-                                              ("drop_path_rule", "huang, timm, tf"),
-                                              ("shortcut_downsample", "stride, avgpool")])
+@pytest.mark.parametrize(
+    ("key", "allowed"),
+    [
+        ("drop_path_mode", "sample, batch"),
+        ("drop_path_rule", "huang, timm, tf"),
+        ("shortcut_downsample", "stride, avgpool"),
+    ],
+)
 def test_bad_values_name_the_allowed_ones(key, allowed):
     with pytest.raises(ConfigError, match=f"model.{key}: 'foo'; expected one of None, {allowed}"):
         load_config([f"model.{key}=foo"])
@@ -233,8 +268,17 @@ def test_bad_values_name_the_allowed_ones(key, allowed):
 def test_the_benchmark_suite_records_both_contenders(tmp_path):
     from benchmarks.common import check_record
 
-    proc = run_cli("benchmarks", "stochastic_depth", "--quick", "--no-ddp", "--threads", "1",
-                   "--results-dir", str(tmp_path), timeout=300)
+    proc = run_cli(
+        "benchmarks",
+        "stochastic_depth",
+        "--quick",
+        "--no-ddp",
+        "--threads",
+        "1",
+        "--results-dir",
+        str(tmp_path),
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     record = json.loads(next(tmp_path.glob("stochastic_depth-*.json")).read_text())
     assert check_record(record) == [] and record["ddp"] is None

@@ -1,4 +1,5 @@
 """End to end: ``python -m platform.train`` as a subprocess, through FFCV, Lightning and W&B offline."""
+
 import json
 import os
 import signal
@@ -8,14 +9,24 @@ import time
 
 import pytest
 import yaml
-
 from conftest import ROOT, cli_env, run_cli
+
 from platform.config import from_dict, load_config
 
 pytestmark = pytest.mark.slow
 
-SUMMARY_KEYS = {"model", "data", "seed", "epochs", "best_val_top1", "final_val_top1", "final_val_top5",
-                "wall_time_s", "world_size", "status"}
+SUMMARY_KEYS = {
+    "model",
+    "data",
+    "seed",
+    "epochs",
+    "best_val_top1",
+    "final_val_top1",
+    "final_val_top5",
+    "wall_time_s",
+    "world_size",
+    "status",
+}
 
 
 def _no_key_env(tmp_path):
@@ -26,13 +37,27 @@ def _no_key_env(tmp_path):
 
 
 def _args(tmp_path, digits_cache, *extra):
-    return ["platform.train", f"data.cache_dir={digits_cache}", f"run.root={tmp_path / 'runs'}",
-            "logging.progress_bar=false", "data.num_workers=1", *extra]
+    return [
+        "platform.train",
+        f"data.cache_dir={digits_cache}",
+        f"run.root={tmp_path / 'runs'}",
+        "logging.progress_bar=false",
+        "data.num_workers=1",
+        *extra,
+    ]
 
 
 def test_main_job_end_to_end(tmp_path, digits_cache):
-    proc = run_cli(*_args(tmp_path, digits_cache, "trainer.max_epochs=2", "trainer.limit_train_batches=6",
-                          "run.name=e2e"), env=_no_key_env(tmp_path))
+    proc = run_cli(
+        *_args(
+            tmp_path,
+            digits_cache,
+            "trainer.max_epochs=2",
+            "trainer.limit_train_batches=6",
+            "run.name=e2e",
+        ),
+        env=_no_key_env(tmp_path),
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = proc.stdout.strip().splitlines()[-1]
     assert line.startswith("finished: resnet20 on digits | best val top-1") and "2 epochs" in line
@@ -50,29 +75,48 @@ def test_main_job_end_to_end(tmp_path, digits_cache):
     assert summary["best_val_top1"] == max(r["val/top1"] for r in rows)
     assert 0 <= summary["final_val_top1"] <= summary["final_val_top5"] <= 100
     assert (run / "checkpoints" / "last.ckpt").is_file()
-    assert not list((run / "checkpoints").glob("*.tmp"))  # written under a temporary name, then renamed
+    assert not list(
+        (run / "checkpoints").glob("*.tmp")
+    )  # written under a temporary name, then renamed
     env = json.loads((run / "env.json").read_text())
     assert env["torch"] and env["git_commit"] is not None
     # W&B ran offline in the run directory, with the resolved config
     offline = list((run / "wandb").glob("offline-run-*"))
     assert len(offline) == 1
-    (records,) = offline[0].glob("run-*.wandb")  # offline: config and history live in the run's records
+    (records,) = offline[0].glob(
+        "run-*.wandb"
+    )  # offline: config and history live in the run's records
     data = records.read_bytes()
     assert b"resnet20" in data and b"val/top1" in data and b"train/loss" in data
 
     # running again into the same directory without resume= is refused, nothing is overwritten
-    again = run_cli(*_args(tmp_path, digits_cache, "run.name=e2e"), env=_no_key_env(tmp_path), timeout=120)
-    assert again.returncode == 2 and "resume=auto" in again.stderr and "Traceback" not in again.stderr
+    again = run_cli(
+        *_args(tmp_path, digits_cache, "run.name=e2e"), env=_no_key_env(tmp_path), timeout=120
+    )
+    assert (
+        again.returncode == 2 and "resume=auto" in again.stderr and "Traceback" not in again.stderr
+    )
     assert json.loads((run / "summary.json").read_text())["status"] == "finished"
 
 
 def test_interrupted_run_resumes_to_the_same_total_epochs(tmp_path, digits_cache):
     args = _args(tmp_path, digits_cache, "trainer.max_epochs=2", "logging.wandb=disabled")
-    proc = subprocess.Popen([sys.executable, "-m", *args], cwd=ROOT, env=cli_env(), start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", *args],
+        cwd=ROOT,
+        env=cli_env(),
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     runs = tmp_path / "runs"
     deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None and not list(runs.glob("*/checkpoints/last.ckpt")):
+    while (
+        time.time() < deadline
+        and proc.poll() is None
+        and not list(runs.glob("*/checkpoints/last.ckpt"))
+    ):
         time.sleep(0.05)
     assert proc.poll() is None, "the run ended before it could be interrupted"
     os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C during the second epoch
@@ -93,7 +137,9 @@ def test_interrupted_run_resumes_to_the_same_total_epochs(tmp_path, digits_cache
 
 
 def test_resume_from_a_missing_checkpoint_is_a_clear_error(tmp_path):
-    proc = run_cli("platform.train", f"resume={tmp_path / 'nope.ckpt'}", f"run.root={tmp_path}", timeout=120)
+    proc = run_cli(
+        "platform.train", f"resume={tmp_path / 'nope.ckpt'}", f"run.root={tmp_path}", timeout=120
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert str(tmp_path / "nope.ckpt") in proc.stderr
 

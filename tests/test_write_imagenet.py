@@ -5,6 +5,7 @@ contain: a CMYK JPEG, a greyscale JPEG, a PNG named ``.JPEG``, an EXIF-rotated J
 truncated JPEG and a zero-byte file.  It is written once (``--write-mode raw``, module
 fixture) and the tests check that write; the failure paths run their own small writes.
 """
+
 from __future__ import annotations
 
 import io
@@ -18,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import ROOT, cli_env
 from PIL import Image, ImageOps
 
-from conftest import ROOT, cli_env
 from datamodules.write import beton_labels, check_beton, main
 
 CLASSES = ["Bee", "ant", "cat", "dog_2"]  # sorted as ImageFolder sorts: upper case first
@@ -33,7 +34,9 @@ def _pixels(h: int, w: int, seed: int) -> np.ndarray:
     """Smooth gradients plus noise: a crop or rotation mistake shows, JPEG keeps it recognisable."""
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:h, 0:w].astype(np.float64)
-    base = np.stack([x * 255 / max(w - 1, 1), y * 255 / max(h - 1, 1), 128 + 100 * np.sin((x + 2 * y) / 7)], -1)
+    base = np.stack(
+        [x * 255 / max(w - 1, 1), y * 255 / max(h - 1, 1), 128 + 100 * np.sin((x + 2 * y) / 7)], -1
+    )
     return np.clip(base + rng.normal(0, 12, (h, w, 3)), 0, 255).astype(np.uint8)
 
 
@@ -66,15 +69,23 @@ def make_tree(root: Path) -> Path:
     (t / "Bee" / "trunc.JPEG").write_bytes(data[: len(data) * 6 // 10])
     exif = Image.Exif()
     exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
-    (v / "cat" / "exif6.JPEG").write_bytes(_jpeg_bytes(Image.fromarray(_pixels(30, 60, 105)), exif=exif))
+    (v / "cat" / "exif6.JPEG").write_bytes(
+        _jpeg_bytes(Image.fromarray(_pixels(30, 60, 105)), exif=exif)
+    )
     (v / "dog_2" / "empty.JPEG").write_bytes(b"")
     (t / "cat" / "notes.txt").write_text("not an image: ImageFolder ignores it, and so do we")
     return root
 
 
 def run_write(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "datamodules.write", *map(str, args)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout, env=cli_env())
+    return subprocess.run(
+        [sys.executable, "-m", "datamodules.write", *map(str, args)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=cli_env(),
+    )
 
 
 def read_raw_images(path: Path) -> list[np.ndarray]:
@@ -88,7 +99,7 @@ def read_raw_images(path: Path) -> list[np.ndarray]:
     for m in meta:
         assert m["mode"] == 1, "written with --write-mode raw"
         h, w, ptr = int(m["height"]), int(m["width"]), int(m["data_ptr"])
-        out.append(np.array(data[ptr: ptr + h * w * 3]).reshape(h, w, 3))
+        out.append(np.array(data[ptr : ptr + h * w * 3]).reshape(h, w, 3))
     return out
 
 
@@ -101,7 +112,18 @@ def pil_reference(path: str) -> np.ndarray:
 def written(tmp_path_factory):
     src = make_tree(tmp_path_factory.mktemp("src"))
     out = tmp_path_factory.mktemp("out") / "ffcv"
-    proc = run_write(src, out, "--write-mode", "raw", "--num-workers", "2", "--chunk-size", "4", "--stats", "sample")
+    proc = run_write(
+        src,
+        out,
+        "--write-mode",
+        "raw",
+        "--num-workers",
+        "2",
+        "--chunk-size",
+        "4",
+        "--stats",
+        "sample",
+    )
     assert proc.returncode == 0, proc.stderr
     return src, out, proc
 
@@ -123,7 +145,11 @@ def test_counts_classes_and_labels_match_imagefolder_minus_bad_files(written):
         assert meta["counts"][split] == len(kept) == check_beton(out / f"{split}.beton")
         assert beton_labels(out / f"{split}.beton").tolist() == [y for _, y in kept]
     assert meta["counts"] == {"train": 28, "val": 13}
-    assert sorted(p.name for p in out.iterdir()) == ["meta.json", "train.beton", "val.beton"]  # no temporaries
+    assert sorted(p.name for p in out.iterdir()) == [
+        "meta.json",
+        "train.beton",
+        "val.beton",
+    ]  # no temporaries
 
 
 def test_meta_json_sidecar(written):
@@ -134,14 +160,23 @@ def test_meta_json_sidecar(written):
     for e in meta["skipped"]:
         assert BAD[e["path"]] in e["error"]
     w = meta["writer"]
-    assert (w["write_mode"], w["max_resolution"], w["jpeg_quality"], w["compress_probability"]) == ("raw", 500, 90, 0.5)
+    assert (w["write_mode"], w["max_resolution"], w["jpeg_quality"], w["compress_probability"]) == (
+        "raw",
+        500,
+        90,
+        0.5,
+    )
     assert w["on_error"] == "skip" and w["chunk_size"] == 4 and w["num_workers"] == 2
-    assert meta["stats"]["method"] == "sample" and meta["stats"]["images"] == 28  # every good train image
+    assert (
+        meta["stats"]["method"] == "sample" and meta["stats"]["images"] == 28
+    )  # every good train image
     assert len(meta["mean"]) == len(meta["std"]) == 3
     assert all(0 < m < 1 for m in meta["mean"]) and all(0 < s < 0.5 for s in meta["std"])
     assert meta["conversions"]["train"] == {"CMYK->RGB": 1, "L->RGB": 1, "PNG named .JPEG": 1}
     assert meta["conversions"]["val"] == {"EXIF-rotated": 1}
-    assert meta["created"] and meta["files"]["train"]["bytes"] == (out / "train.beton").stat().st_size
+    assert (
+        meta["created"] and meta["files"]["train"]["bytes"] == (out / "train.beton").stat().st_size
+    )
 
 
 def test_report_lists_the_bad_files_and_speeds(written):
@@ -158,10 +193,12 @@ def test_stored_images_are_pil_decodes_rgb_and_exif_rotated(written):
     """Raw mode stores exactly PIL's decode: EXIF orientation applied, CMYK/greyscale/PNG as RGB."""
     src, out, _ = written
     for split in ("train", "val"):
-        kept = [p for p, _ in _imagefolder(src, split).samples if os.path.relpath(p, src) not in BAD]
+        kept = [
+            p for p, _ in _imagefolder(src, split).samples if os.path.relpath(p, src) not in BAD
+        ]
         stored = read_raw_images(out / f"{split}.beton")
         assert len(stored) == len(kept)
-        for path, image in zip(kept, stored):
+        for path, image in zip(kept, stored, strict=False):
             assert image.shape[2] == 3 and np.array_equal(image, pil_reference(path)), path
     # the EXIF image: stored 60 wide x 30 high, orientation 6 -> displayed 30 wide x 60 high, turned clockwise
     kept = [p for p, _ in _imagefolder(src, "val").samples if os.path.relpath(p, src) not in BAD]
@@ -177,10 +214,18 @@ def loader_centre_crops(path: Path, size: int, ratio: float) -> tuple[np.ndarray
     from ffcv.fields.decoders import CenterCropRGBImageDecoder, IntDecoder
     from ffcv.loader import Loader, OrderOption
 
-    loader = Loader(str(path), batch_size=64, num_workers=1, order=OrderOption.SEQUENTIAL, drop_last=False,
-                    pipelines={"image": [CenterCropRGBImageDecoder((size, size), ratio=ratio)],
-                               "label": [IntDecoder()]})
-    images, labels = zip(*[(np.array(x), np.array(y).reshape(-1)) for x, y in loader])
+    loader = Loader(
+        str(path),
+        batch_size=64,
+        num_workers=1,
+        order=OrderOption.SEQUENTIAL,
+        drop_last=False,
+        pipelines={
+            "image": [CenterCropRGBImageDecoder((size, size), ratio=ratio)],
+            "label": [IntDecoder()],
+        },
+    )
+    images, labels = zip(*[(np.array(x), np.array(y).reshape(-1)) for x, y in loader], strict=False)
     return np.concatenate(images), np.concatenate(labels)
 
 
@@ -193,13 +238,20 @@ def pil_centre_crop(path: str, size: int, ratio: float) -> np.ndarray:
     h, w = ref.shape[:2]
     c = int(ratio * min(h, w))
     top, left = (h - c) // 2, (w - c) // 2
-    return cv2.resize(np.ascontiguousarray(ref[top:top + c, left:left + c]), (size, size),
-                      interpolation=cv2.INTER_AREA)
+    return cv2.resize(
+        np.ascontiguousarray(ref[top : top + c, left : left + c]),
+        (size, size),
+        interpolation=cv2.INTER_AREA,
+    )
 
 
 def mean_abs_diffs(images: np.ndarray, paths: list[str], size: int, ratio: float) -> list[float]:
-    return [float(np.abs(got.astype(np.int16) - pil_centre_crop(p, size, ratio).astype(np.int16)).mean())
-            for p, got in zip(paths, images)]
+    return [
+        float(
+            np.abs(got.astype(np.int16) - pil_centre_crop(p, size, ratio).astype(np.int16)).mean()
+        )
+        for p, got in zip(paths, images, strict=False)
+    ]
 
 
 def test_validation_centre_crop_through_ffcv_loader_matches_pil(written):
@@ -209,7 +261,9 @@ def test_validation_centre_crop_through_ffcv_loader_matches_pil(written):
     src, out, _ = written
     ratio, size = 224 / 256, 32
     images, labels = loader_centre_crops(out / "val.beton", size, ratio)
-    kept = [(p, y) for p, y in _imagefolder(src, "val").samples if os.path.relpath(p, src) not in BAD]
+    kept = [
+        (p, y) for p, y in _imagefolder(src, "val").samples if os.path.relpath(p, src) not in BAD
+    ]
     assert images.shape == (len(kept), size, size, 3) and labels.tolist() == [y for _, y in kept]
     diffs = mean_abs_diffs(images, [p for p, _ in kept], size, ratio)
     assert max(diffs) <= 0.5, diffs
@@ -225,9 +279,16 @@ def test_on_error_fail_names_the_file_and_writes_nothing(tmp_path, capsys):
     assert main([str(src), str(out), "--on-error", "fail", "--num-workers", "2"]) == 1
     captured = capsys.readouterr()
     err = [ln for ln in captured.err.splitlines() if ln.startswith("error:")]
-    assert len(err) == 1 and str(src / "train" / "Bee" / "trunc.JPEG") in err[0] and "truncated" in err[0], err
+    assert (
+        len(err) == 1
+        and str(src / "train" / "Bee" / "trunc.JPEG") in err[0]
+        and "truncated" in err[0]
+    ), err
     assert "Traceback" not in captured.err and captured.out == ""
-    assert sorted(p.name for p in out.iterdir()) == ["val.beton"] and (out / "val.beton").read_bytes() == b"an older file"
+    assert (
+        sorted(p.name for p in out.iterdir()) == ["val.beton"]
+        and (out / "val.beton").read_bytes() == b"an older file"
+    )
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
@@ -243,11 +304,31 @@ def test_interrupted_write_leaves_nothing(tmp_path, sig):
             for k in range(n):
                 os.link(big, src / split / c / f"{k:04d}.JPEG")
     out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "datamodules.write", str(src), str(out), "--num-workers", "1",
-                             "--chunk-size", "5", "--write-mode", "jpg"], cwd=ROOT, start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env())
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "datamodules.write",
+            str(src),
+            str(out),
+            "--num-workers",
+            "1",
+            "--chunk-size",
+            "5",
+            "--write-mode",
+            "jpg",
+        ],
+        cwd=ROOT,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env(),
+    )
     deadline = time.time() + 60
-    while not list(out.glob(".train.beton.tmp-*")) and time.time() < deadline and proc.poll() is None:
+    while (
+        not list(out.glob(".train.beton.tmp-*")) and time.time() < deadline and proc.poll() is None
+    ):
         time.sleep(0.02)
     assert list(out.glob(".train.beton.tmp-*")), "the write never started"
     time.sleep(0.1)  # the write of train.beton takes ~1-2 s here
@@ -271,9 +352,18 @@ def test_more_layout_errors_in_process(tmp_path, capsys):
     src = make_tree(tmp_path / "src")
     (src / "train" / "empty_class").mkdir()
     cases = [
-        ([str(src), str(tmp_path / "o")], [str(src / "train" / "empty_class"), "empty class directory"]),
-        ([str(tmp_path / "nope"), str(tmp_path / "o")], [str(tmp_path / "nope"), "no such directory"]),
-        ([str(src / "val"), str(tmp_path / "o")], [str(src / "val" / "train"), "no such directory"]),
+        (
+            [str(src), str(tmp_path / "o")],
+            [str(src / "train" / "empty_class"), "empty class directory"],
+        ),
+        (
+            [str(tmp_path / "nope"), str(tmp_path / "o")],
+            [str(tmp_path / "nope"), "no such directory"],
+        ),
+        (
+            [str(src / "val"), str(tmp_path / "o")],
+            [str(src / "val" / "train"), "no such directory"],
+        ),
     ]
     for args, words in cases:
         assert main(args) == 2
@@ -310,9 +400,13 @@ def test_scan_matches_torchvision_and_limit_per_class(tmp_path):
         assert tree.samples[split] == _imagefolder(src, split).samples
     limited = scan_tree(src, limit_per_class=2)
     full = _imagefolder(src, "train").samples
-    assert limited.samples["train"] == [s for s in full if [t for t in full if t[1] == s[1]].index(s) < 2]
+    assert limited.samples["train"] == [
+        s for s in full if [t for t in full if t[1] == s[1]].index(s) < 2
+    ]
     ant = [os.path.relpath(p, src) for p, y in full if y == 1]
-    assert ant[-1] == "train/ant/extra/nested.jpg"  # torchvision's walk: a class's own files, then sub-folders
+    assert (
+        ant[-1] == "train/ant/extra/nested.jpg"
+    )  # torchvision's walk: a class's own files, then sub-folders
 
 
 def test_default_mode_writes_jpeg_and_a_split_subset(tmp_path, capsys):
@@ -324,7 +418,10 @@ def test_default_mode_writes_jpeg_and_a_split_subset(tmp_path, capsys):
     out = tmp_path / "out"
     assert main([str(src), str(out), "--num-workers", "1", "--limit-per-class", "4"]) == 0
     modes = Reader(str(out / "train.beton")).metadata["f0"]["mode"]
-    assert set(modes.tolist()) == {0, 1}  # jpg and raw (16 images at p=0.5: both, except with odds 2^-15)
+    assert set(modes.tolist()) == {
+        0,
+        1,
+    }  # jpg and raw (16 images at p=0.5: both, except with odds 2^-15)
     # JPEG-stored images (quality 90, 4:2:0) decode to within JPEG tolerance of PIL's centre crop: on these
     # noisy images a mean |diff| of 3-6 grey levels was measured, against ~40+ for a wrong image
     full = _imagefolder(src, "train").samples
@@ -338,9 +435,14 @@ def test_default_mode_writes_jpeg_and_a_split_subset(tmp_path, capsys):
     assert meta["writer"]["write_mode"] == "proportion" and meta["mean"] == [0.485, 0.456, 0.406]
     assert meta["counts"] == {"train": 16, "val": 13}  # Bee's trunc.JPEG sorts after its first 4
     capsys.readouterr()
-    assert main([str(src), str(out), "--num-workers", "1", "--splits", "val", "--write-mode", "raw"]) == 0
+    assert (
+        main([str(src), str(out), "--num-workers", "1", "--splits", "val", "--write-mode", "raw"])
+        == 0
+    )
     meta = json.loads((out / "meta.json").read_text())
-    assert meta["counts"] == {"train": 16, "val": 13} and meta["carried_over"]["splits"] == ["train"]
+    assert meta["counts"] == {"train": 16, "val": 13} and meta["carried_over"]["splits"] == [
+        "train"
+    ]
     assert [e["path"] for e in meta["skipped"]] == ["val/dog_2/empty.JPEG"]
 
 

@@ -1,5 +1,6 @@
 """Every model torchvision also has is the same function as torchvision's: exact parameter count,
 MACs within 2% of torchvision's metadata, and its weights convert strictly with equal logits."""
+
 from __future__ import annotations
 
 import pytest
@@ -7,8 +8,8 @@ import torch
 import torchvision
 
 from models import create_model, list_models, model_info
-from models.convert import ConversionError, from_torchvision
 from models.complexity import complexity, count_params
+from models.convert import ConversionError, from_torchvision
 
 TV_MODELS = [n for n in list_models() if model_info(n).torchvision]
 
@@ -78,8 +79,10 @@ def test_readme_zoo_table_is_generated_and_current():
     from models.__main__ import END, README, START, markdown, rows
 
     text = README.read_text()
-    section = text[text.index(START) + len(START):text.index(END)].strip()
-    assert section == markdown(rows()), "README.md's zoo table is stale: run python -m models --update-readme"
+    section = text[text.index(START) + len(START) : text.index(END)].strip()
+    assert section == markdown(rows()), (
+        "README.md's zoo table is stale: run python -m models --update-readme"
+    )
 
 
 def test_models_cli_json():
@@ -91,7 +94,9 @@ def test_models_cli_json():
     assert proc.returncode == 0, proc.stderr
     table = json.loads(proc.stdout)
     assert [r["name"] for r in table] == ["resnet50", "resnet56"]
-    assert {"name", "params", "macs", "resolution"} <= set(table[0]) and table[0]["params"] == 25_557_032
+    assert {"name", "params", "macs", "resolution"} <= set(table[0]) and table[0][
+        "params"
+    ] == 25_557_032
 
 
 ALL = list_models()

@@ -25,6 +25,7 @@ depends on SLURM happens here, in Python:
   calls :func:`platform.sweep.array_job`; the package keeps this library free of the sweep runner,
   which imports ``platform.train``, which imports this).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -46,19 +47,32 @@ from platform.config import ConfigError, ExperimentConfig
 log = logging.getLogger("platform.slurm")
 
 
-_requested: int | None = None  # the signal number, set by the handler (installed as soon as train() starts)
-_PRIORITY = {signal.SIGINT: 1, signal.SIGTERM: 2, signal.SIGUSR1: 3}  # ranks that got different signals: max
+_requested: int | None = (
+    None  # the signal number, set by the handler (installed as soon as train() starts)
+)
+_PRIORITY = {
+    signal.SIGINT: 1,
+    signal.SIGTERM: 2,
+    signal.SIGUSR1: 3,
+}  # ranks that got different signals: max
 STOP_SIGNALS = (signal.SIGUSR1, signal.SIGTERM, signal.SIGINT)
 
 
-def _on_signal(signum, frame) -> None:  # async-signal context: set a flag (a second Ctrl-C: stop at once)
+def _on_signal(
+    signum, frame
+) -> None:  # async-signal context: set a flag (a second Ctrl-C: stop at once)
     global _requested
     if signum == signal.SIGINT and _requested is not None:
-        raise KeyboardInterrupt("second Ctrl-C")  # every file is written to a temporary name: safe to stop
+        raise KeyboardInterrupt(
+            "second Ctrl-C"
+        )  # every file is written to a temporary name: safe to stop
     if _requested is None or _PRIORITY[signum] > _PRIORITY[_requested]:
         _requested = signum
     if signum == signal.SIGINT:
-        os.write(2, b"\nCtrl-C: saving a checkpoint at the next batch end (press Ctrl-C again to stop at once)\n")
+        os.write(
+            2,
+            b"\nCtrl-C: saving a checkpoint at the next batch end (press Ctrl-C again to stop at once)\n",
+        )
 
 
 def install_signal_handler(signum: int = signal.SIGUSR1) -> Any:
@@ -112,7 +126,11 @@ class Diverged(Exception):
 # ---------------------------------------------------------------------------- the allocation
 def in_srun_step() -> bool:
     """A task started by ``srun`` inside a job (not an ``salloc``/``sbatch`` shell, not interactive)."""
-    if "SLURM_JOB_ID" not in os.environ or "SLURM_STEP_ID" not in os.environ or "SLURM_PROCID" not in os.environ:
+    if (
+        "SLURM_JOB_ID" not in os.environ
+        or "SLURM_STEP_ID" not in os.environ
+        or "SLURM_PROCID" not in os.environ
+    ):
         return False
     from lightning.fabric.plugins.environments import SLURMEnvironment
 
@@ -137,8 +155,10 @@ def allocation() -> tuple[int, int]:
         per_node = _int_env("SLURM_NTASKS_PER_NODE", "SLURM_TASKS_PER_NODE") or 1
         return nodes, per_node
     if tasks % nodes:
-        raise ConfigError(f"SLURM started {tasks} tasks on {nodes} nodes, not the same number on every node; "
-                          f"use --ntasks-per-node (one task per device) instead of --ntasks")
+        raise ConfigError(
+            f"SLURM started {tasks} tasks on {nodes} nodes, not the same number on every node; "
+            f"use --ntasks-per-node (one task per device) instead of --ntasks"
+        )
     return nodes, tasks // nodes
 
 
@@ -151,25 +171,37 @@ def apply_allocation(cfg: ExperimentConfig) -> ExperimentConfig:
     t = cfg.trainer
     hint = "(remove the override to use the allocation, or change the sbatch options)"
     if t.devices not in ("auto", None, -1, "-1") and str(t.devices) != str(per_node):
-        raise ConfigError(f"trainer.devices={t.devices} but SLURM started {per_node} task(s) per node "
-                          f"(--ntasks-per-node={per_node}); each task drives one device {hint}")
+        raise ConfigError(
+            f"trainer.devices={t.devices} but SLURM started {per_node} task(s) per node "
+            f"(--ntasks-per-node={per_node}); each task drives one device {hint}"
+        )
     if t.num_nodes not in (1, nodes):
-        raise ConfigError(f"trainer.num_nodes={t.num_nodes} but the SLURM job step has {nodes} node(s) "
-                          f"(--nodes={nodes}) {hint}")
+        raise ConfigError(
+            f"trainer.num_nodes={t.num_nodes} but the SLURM job step has {nodes} node(s) "
+            f"(--nodes={nodes}) {hint}"
+        )
     if t.accelerator in ("gpu", "cuda"):
         import torch
 
         visible = torch.cuda.device_count()
         if visible < per_node:
-            raise ConfigError(f"trainer.accelerator={t.accelerator} with {per_node} task(s) per node, but this task "
-                              f"sees {visible} CUDA GPU(s) (CUDA_VISIBLE_DEVICES="
-                              f"{os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}); ask SLURM for "
-                              f"--gpus-per-node={per_node} or use trainer.accelerator=cpu")
+            raise ConfigError(
+                f"trainer.accelerator={t.accelerator} with {per_node} task(s) per node, but this "
+                "task "
+                f"sees {visible} CUDA GPU(s) (CUDA_VISIBLE_DEVICES="
+                f"{os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}); ask SLURM for "
+                f"--gpus-per-node={per_node} or use trainer.accelerator=cpu"
+            )
     strategy = t.strategy if (t.strategy != "auto" or nodes * per_node == 1) else "ddp"
     trainer = dataclasses.replace(t, devices=per_node, num_nodes=nodes, strategy=strategy)
     if trainer != t:
-        log.info("SLURM allocation: %d node(s) x %d task(s) -> trainer.num_nodes=%d, trainer.devices=%d",
-                 nodes, per_node, nodes, per_node)
+        log.info(
+            "SLURM allocation: %d node(s) x %d task(s) -> trainer.num_nodes=%d, trainer.devices=%d",
+            nodes,
+            per_node,
+            nodes,
+            per_node,
+        )
     return dataclasses.replace(cfg, trainer=trainer)
 
 
@@ -212,8 +244,9 @@ def strategy(t, name: str | None = None) -> Any:
 
         from lightning.pytorch.strategies import DDPStrategy
 
-        return DDPStrategy(timeout=timedelta(seconds=float(t.dist_timeout_s)),
-                           find_unused_parameters=find_unused)
+        return DDPStrategy(
+            timeout=timedelta(seconds=float(t.dist_timeout_s)), find_unused_parameters=find_unused
+        )
     return name
 
 
@@ -231,10 +264,17 @@ def rank_info(trainer: L.Trainer) -> dict[str, Any]:
 
     import torch
 
-    return {"global_rank": trainer.global_rank, "node_rank": trainer.node_rank,
-            "local_rank": trainer.local_rank, "hostname": socket.gethostname(), "pid": os.getpid(),
-            "slurm_procid": os.environ.get("SLURM_PROCID"), "master_addr": os.environ.get("MASTER_ADDR"),
-            "master_port": os.environ.get("MASTER_PORT"), "torch_threads": torch.get_num_threads()}
+    return {
+        "global_rank": trainer.global_rank,
+        "node_rank": trainer.node_rank,
+        "local_rank": trainer.local_rank,
+        "hostname": socket.gethostname(),
+        "pid": os.getpid(),
+        "slurm_procid": os.environ.get("SLURM_PROCID"),
+        "master_addr": os.environ.get("MASTER_ADDR"),
+        "master_port": os.environ.get("MASTER_PORT"),
+        "torch_threads": torch.get_num_threads(),
+    }
 
 
 class NodeCheck(L.Callback):
@@ -265,7 +305,9 @@ class NodeCheck(L.Callback):
             tmp.write_text(value[0])
             os.replace(tmp, token)
         if distributed:
-            dist.broadcast_object_list(value, src=0)  # after rank 0's write: the others may read now
+            dist.broadcast_object_list(
+                value, src=0
+            )  # after rank 0's write: the others may read now
         info = rank_info(trainer)
         try:
             info["sees_run_dir"] = token.read_text() == value[0]
@@ -282,38 +324,65 @@ class NodeCheck(L.Callback):
 
             env_file = self.run_dir / "env.json"
             env = json.loads(env_file.read_text()) if env_file.is_file() else {}
-            write_json_atomic(env_file, {**env, "ranks": sorted(ranks, key=lambda r: r["global_rank"])})
+            write_json_atomic(
+                env_file, {**env, "ranks": sorted(ranks, key=lambda r: r["global_rank"])}
+            )
         if blind:
-            where = ", ".join(sorted({f"{r['hostname']} (node rank {r['node_rank']})" for r in blind}))
+            where = ", ".join(
+                sorted({f"{r['hostname']} (node rank {r['node_rank']})" for r in blind})
+            )
             raise ConfigError(
                 f"run directory {self.run_dir} is not shared between the nodes: rank 0 on "
-                f"{ranks[0]['hostname']} wrote {token.name} there, but {where} cannot read it; set run.root "
+                f"{ranks[0]['hostname']} wrote {token.name} there, but {where} cannot read it; "
+                "set run.root "
                 f"to a filesystem mounted at the same path on every node (NFS, Lustre, GPFS), "
-                f"not node-local disk")
+                f"not node-local disk"
+            )
 
 
 # ---------------------------------------------------------------------------- preemption
 def requeue(job: str | None) -> bool:
     """``scontrol requeue <job>``; False (with a log line saying what to do) when that is impossible."""
     if not job:
-        log.error("SIGUSR1 outside a SLURM job: checkpoint saved, not requeued; continue with resume=auto")
+        log.error(
+            "SIGUSR1 outside a SLURM job: checkpoint saved, not requeued; continue with resume=auto"
+        )
         return False
     scontrol = shutil.which("scontrol")
     if scontrol is None:
-        log.error("scontrol is not on PATH in the job's environment: job %s is NOT requeued; its checkpoint is "
-                  "saved, resubmit the same command (the run directory resumes from it)", job)
+        log.error(
+            "scontrol is not on PATH in the job's environment: job %s is NOT requeued; its "
+            "checkpoint is "
+            "saved, resubmit the same command (the run directory resumes from it)",
+            job,
+        )
         return False
     # logged first: SLURM starts ending this job step as soon as the requeue is accepted
-    log.info("requeueing SLURM job %s (scontrol requeue); it resumes from its checkpoint when it starts again", job)
+    log.info(
+        "requeueing SLURM job %s (scontrol requeue); it resumes from its checkpoint when it "
+        "starts again",
+        job,
+    )
     try:
-        proc = subprocess.run([scontrol, "requeue", job], capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(
+            [scontrol, "requeue", job], capture_output=True, text=True, timeout=60
+        )
     except (OSError, subprocess.SubprocessError) as e:
-        log.error("scontrol requeue %s failed (%s): job NOT requeued; its checkpoint is saved, resubmit to resume",
-                  job, e)
+        log.error(
+            "scontrol requeue %s failed (%s): job NOT requeued; its checkpoint is saved, resubmit "
+            "to resume",
+            job,
+            e,
+        )
         return False
     if proc.returncode != 0:
-        log.error("scontrol requeue %s failed (rc %d: %s): job NOT requeued; its checkpoint is saved, "
-                  "resubmit to resume", job, proc.returncode, (proc.stderr or proc.stdout).strip())
+        log.error(
+            "scontrol requeue %s failed (rc %d: %s): job NOT requeued; its checkpoint is saved, "
+            "resubmit to resume",
+            job,
+            proc.returncode,
+            (proc.stderr or proc.stdout).strip(),
+        )
         return False
     log.info("requeued SLURM job %s", job)
     return True
@@ -336,10 +405,14 @@ class PreemptionCallback(L.Callback):
     first and a signal is acted on at the start of the next epoch, with nothing more to save.
     """
 
-    def __init__(self, run_dir: Path, signum: int = signal.SIGUSR1, checkpointer: Any = None) -> None:
+    def __init__(
+        self, run_dir: Path, signum: int = signal.SIGUSR1, checkpointer: Any = None
+    ) -> None:
         self.run_dir = Path(run_dir)
         self.signum = signum
-        self.checkpointer = checkpointer  # platform.callbacks.RunCheckpoint: periodic saves and the save itself
+        self.checkpointer = (
+            checkpointer  # platform.callbacks.RunCheckpoint: periodic saves and the save itself
+        )
 
     @property
     def requested(self) -> bool:
@@ -379,29 +452,50 @@ class PreemptionCallback(L.Callback):
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         signum, _, _ = self._agree(pl_module)
-        if signum is not None:  # last.ckpt is the end of the previous epoch (or the run has not started)
+        if (
+            signum is not None
+        ):  # last.ckpt is the end of the previous epoch (or the run has not started)
             if trainer.is_global_zero:
-                log.info("%s: stopping at the start of epoch %d (last.ckpt holds the end of the previous one)",
-                         signal.Signals(signum).name, trainer.current_epoch)
+                log.info(
+                    "%s: stopping at the start of epoch %d (last.ckpt holds the end of the "
+                    "previous one)",
+                    signal.Signals(signum).name,
+                    trainer.current_epoch,
+                )
             self._stop(trainer, signum, saved=trainer.current_epoch > 0)
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx: int
+    ) -> None:
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
-        signum, time_due, nonfinite = self._agree(pl_module, loss if hasattr(loss, "detach") else None)
+        signum, time_due, nonfinite = self._agree(
+            pl_module, loss if hasattr(loss, "detach") else None
+        )
         if nonfinite:
             lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else float("nan")
             last = self.run_dir / "checkpoints" / "last.ckpt"
-            kept = f"last good checkpoint: {last}" if last.is_file() else "no checkpoint had been saved yet"
-            raise Diverged(f"non-finite training loss ({float(loss):g}) at step {trainer.global_step} (epoch "
-                           f"{trainer.current_epoch}, batch {batch_idx + 1}) with lr {lr:.4g}; {kept}; "
-                           f"lower optim.lr or add trainer.gradient_clip_val")
+            kept = (
+                f"last good checkpoint: {last}"
+                if last.is_file()
+                else "no checkpoint had been saved yet"
+            )
+            raise Diverged(
+                f"non-finite training loss ({float(loss):g}) at step {trainer.global_step} (epoch "
+                f"{trainer.current_epoch}, batch {batch_idx + 1}) with lr {lr:.4g}; {kept}; "
+                f"lower optim.lr or add trainer.gradient_clip_val"
+            )
         if batch_idx + 1 >= trainer.num_training_batches:
             return
         ck = self.checkpointer
         if signum is not None:
             if trainer.is_global_zero:
-                log.info("%s: saving a checkpoint at epoch %d, batch %d (step %d)", signal.Signals(signum).name,
-                         trainer.current_epoch, batch_idx + 1, trainer.global_step)
+                log.info(
+                    "%s: saving a checkpoint at epoch %d, batch %d (step %d)",
+                    signal.Signals(signum).name,
+                    trainer.current_epoch,
+                    batch_idx + 1,
+                    trainer.global_step,
+                )
             if ck is not None:
                 ck.save(trainer, "signal")
             else:  # used on its own (tests, notebooks)

@@ -2,6 +2,7 @@
 under its older name, kept as an alias of ``python -m platform.sweep --task FILE ...`` /
 ``--count FILE`` (the same function, :func:`platform.sweep.array_job`: same arguments, output and exit codes).
 """
+
 from __future__ import annotations
 
 import sys
@@ -9,9 +10,11 @@ import sys
 from platform import cli
 from platform.sweep import array_job
 
-USAGE = ("usage: python -m platform.slurm sweep FILE [key=value ...]   "
-         "(runs the SLURM_ARRAY_TASK_ID-th config)\n"
-         "       python -m platform.slurm count FILE                   (number of configurations)")
+USAGE = (
+    "usage: python -m platform.slurm sweep FILE [key=value ...]   "
+    "(runs the SLURM_ARRAY_TASK_ID-th config)\n"
+    "       python -m platform.slurm count FILE                   (number of configurations)"
+)
 
 
 @cli.entry()

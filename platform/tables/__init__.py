@@ -15,6 +15,7 @@ such as ``"5.3M"`` or ``"0.39e9"`` become numbers.
 gathers trained results from runs whose config matches a row at a scale, and launches the
 rows that have none.  ``kind: computed`` tables have static columns only.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -27,7 +28,11 @@ import yaml
 TABLES_DIR = Path(__file__).resolve().parent
 SCALES = ("imagenet", "proxy")
 PAPER_KEYS = ("top1_err", "top5_err", "params", "macs", "resolution")
-METRICS = ("top1_err", "top5_err", "train_err")  # train_err: the last epoch's training error (metrics.jsonl)
+METRICS = (
+    "top1_err",
+    "top5_err",
+    "train_err",
+)  # train_err: the last epoch's training error (metrics.jsonl)
 
 
 REGISTRY_PREFIX = "registry."  # a paper value read from the model's registry entry
@@ -44,12 +49,14 @@ class Row:
     model: str
     overrides: tuple[str, ...] = ()
     group: str = ""
-    x: float | None = None                 # the table's plot axis (cardinality, r, phi, ...)
-    resolution: int | None = None          # the paper's input side for this row
+    x: float | None = None  # the table's plot axis (cardinality, r, phi, ...)
+    resolution: int | None = None  # the paper's input side for this row
     paper: dict[str, Any] = field(default_factory=dict)
-    module: str | None = None              # computed tables: count this submodule only
+    module: str | None = None  # computed tables: count this submodule only
     module_input: tuple[int, int] | None = None  # (channels, side) fed to `module`
-    scaling: dict[str, float] | None = None  # computed tables: EfficientNet-B0 scaled (width, depth, resolution | phi)
+    scaling: dict[str, float] | None = (
+        None  # computed tables: EfficientNet-B0 scaled (width, depth, resolution | phi)
+    )
     note: str = ""
 
     def knobs(self) -> dict[str, Any]:
@@ -84,7 +91,7 @@ class Table:
     paper: str
     table: str
     source: str
-    kind: str                           # trained | computed
+    kind: str  # trained | computed
     rows: tuple[Row, ...]
     scales: dict[str, Scale]
     aliases: tuple[str, ...] = ()
@@ -94,7 +101,7 @@ class Table:
     trend: str = ""
     recipe_note: str = ""
     plot: dict[str, Any] = field(default_factory=dict)
-    curves: bool = False                # also plot per-epoch train (dashed) / val (solid) error (Fig. 6)
+    curves: bool = False  # also plot per-epoch train (dashed) / val (solid) error (Fig. 6)
     path: Path | None = None
 
     @property
@@ -105,7 +112,9 @@ class Table:
         for r in self.rows:
             if r.id == row_id:
                 return r
-        raise TableError(f"table {self.name} has no row {row_id!r}; rows: {', '.join(r.id for r in self.rows)}")
+        raise TableError(
+            f"table {self.name} has no row {row_id!r}; rows: {', '.join(r.id for r in self.rows)}"
+        )
 
     def resolution_of(self, row: Row) -> int | None:
         return row.resolution or self.resolution
@@ -126,7 +135,11 @@ def _str_list(path: Path, where: str, value: Any) -> tuple[str, ...]:
 
 
 def _scalar(v: Any) -> str:
-    return v if isinstance(v, str) else yaml.safe_dump(v, default_flow_style=True).strip().removesuffix("...").strip()
+    return (
+        v
+        if isinstance(v, str)
+        else yaml.safe_dump(v, default_flow_style=True).strip().removesuffix("...").strip()
+    )
 
 
 def _printed_number(value: str) -> float:
@@ -147,27 +160,46 @@ def _registry_value(path: Path, row_id: str, model: str, key: str, ref: str) -> 
     fields = {f.name for f in dataclasses.fields(models.ModelInfo)}
     where = f"rows {row_id!r} paper.{key}: {ref!r}"
     if field_name not in fields:
-        raise _err(path, f"{where} names no registry field; expected registry.FIELD with FIELD one "
-                         f"of {', '.join(sorted(fields))}")
+        raise _err(
+            path,
+            f"{where} names no registry field; expected registry.FIELD with FIELD one "
+            f"of {', '.join(sorted(fields))}",
+        )
     try:
         value = getattr(models.model_info(model), field_name)
     except models.UnknownModelError as e:
         raise _err(path, f"{where}: {e}") from None
     if value is None:
-        raise _err(path, f"{where}: model {model} has no {field_name} in the registry; write the "
-                         "paper's number in the table instead")
+        raise _err(
+            path,
+            f"{where}: model {model} has no {field_name} in the registry; write the "
+            "paper's number in the table instead",
+        )
     try:
         return _printed_number(value) if isinstance(value, str) else value
     except ValueError:
-        raise _err(path, f"{where}: the registry's {field_name} of {model} is {value!r}, not a "
-                         "number") from None
+        raise _err(
+            path, f"{where}: the registry's {field_name} of {model} is {value!r}, not a number"
+        ) from None
 
 
 def _row(path: Path, i: int, d: Any) -> Row:
     if not isinstance(d, dict):
         raise _err(path, f"rows[{i}] must be a mapping, got {d!r}")
-    unknown = set(d) - {"id", "label", "model", "overrides", "group", "x", "resolution", "paper", "module",
-                        "module_input", "scaling", "note"}
+    unknown = set(d) - {
+        "id",
+        "label",
+        "model",
+        "overrides",
+        "group",
+        "x",
+        "resolution",
+        "paper",
+        "module",
+        "module_input",
+        "scaling",
+        "note",
+    }
     if unknown:
         raise _err(path, f"rows[{i}] has unknown keys {sorted(unknown)}")
     for key in ("id", "model"):
@@ -176,7 +208,11 @@ def _row(path: Path, i: int, d: Any) -> Row:
     paper = dict(d.get("paper") or {})
     bad = set(paper) - {*PAPER_KEYS, "source"}
     if bad:
-        raise _err(path, f"rows[{i}] ({d['id']}): unknown paper keys {sorted(bad)}; expected {', '.join(PAPER_KEYS)}, source")
+        raise _err(
+            path,
+            f"rows[{i}] ({d['id']}): unknown paper keys {sorted(bad)}; expected "
+            f"{', '.join(PAPER_KEYS)}, source",
+        )
     for k, v in paper.items():
         if isinstance(v, str) and v.startswith(REGISTRY_PREFIX):
             paper[k] = _registry_value(path, d["id"], d["model"], k, v)
@@ -184,11 +220,20 @@ def _row(path: Path, i: int, d: Any) -> Row:
         if isinstance(paper.get(k), str):
             paper[k] = float(paper[k])  # YAML reads 25.5e6 as a string
     module_input = d.get("module_input")
-    return Row(id=d["id"], label=str(d.get("label", d["id"])), model=d["model"],
-               overrides=_str_list(path, f"rows[{i}].overrides", d.get("overrides")),
-               group=str(d.get("group", "")), x=d.get("x"), resolution=d.get("resolution"), paper=paper,
-               module=d.get("module"), module_input=tuple(module_input) if module_input else None,
-               scaling=dict(d["scaling"]) if d.get("scaling") is not None else None, note=str(d.get("note", "")))
+    return Row(
+        id=d["id"],
+        label=str(d.get("label", d["id"])),
+        model=d["model"],
+        overrides=_str_list(path, f"rows[{i}].overrides", d.get("overrides")),
+        group=str(d.get("group", "")),
+        x=d.get("x"),
+        resolution=d.get("resolution"),
+        paper=paper,
+        module=d.get("module"),
+        module_input=tuple(module_input) if module_input else None,
+        scaling=dict(d["scaling"]) if d.get("scaling") is not None else None,
+        note=str(d.get("note", "")),
+    )
 
 
 def parse_table(path: Path) -> Table:
@@ -199,7 +244,9 @@ def parse_table(path: Path) -> Table:
     except yaml.YAMLError as e:
         raise TableError(f"table file {path} is not valid YAML: {e}") from None
     if not isinstance(d, dict):
-        raise _err(path, "a table file holds a mapping (name, title, paper, table, rows, scales, ...)")
+        raise _err(
+            path, "a table file holds a mapping (name, title, paper, table, rows, scales, ...)"
+        )
     for key in ("name", "title", "paper", "table", "rows"):
         if key not in d:
             raise _err(path, f"missing key `{key}`")
@@ -216,19 +263,39 @@ def parse_table(path: Path) -> Table:
             raise _err(path, f"unknown scale {name!r}; expected {' or '.join(SCALES)}")
         if not isinstance(s, dict) or not isinstance(s.get("data"), str):
             raise _err(path, f"scales.{name} needs `data` (and optionally recipe, overrides, note)")
-        scales[name] = Scale(name, s["data"], s.get("recipe"), _str_list(path, f"scales.{name}.overrides",
-                                                                          s.get("overrides")), str(s.get("note", "")))
+        scales[name] = Scale(
+            name,
+            s["data"],
+            s.get("recipe"),
+            _str_list(path, f"scales.{name}.overrides", s.get("overrides")),
+            str(s.get("note", "")),
+        )
     if kind == "trained" and set(scales) != set(SCALES):
-        raise _err(path, f"a trained table needs both scales ({', '.join(SCALES)}), got {sorted(scales)}")
+        raise _err(
+            path, f"a trained table needs both scales ({', '.join(SCALES)}), got {sorted(scales)}"
+        )
     metrics = tuple(d.get("metrics", ["top1_err"]))
     if set(metrics) - set(METRICS):
         raise _err(path, f"metrics must be among {METRICS}, got {metrics}")
-    return Table(name=d["name"], title=d["title"], paper=d["paper"], table=str(d["table"]),
-                 source=str(d.get("source", "")), kind=kind, rows=rows, scales=scales,
-                 aliases=tuple(d.get("aliases", ())), num_classes=int(d.get("num_classes", 1000)),
-                 resolution=d.get("resolution"), metrics=metrics, trend=str(d.get("trend", "")).strip(),
-                 recipe_note=str(d.get("recipe_note", "")).strip(), plot=dict(d.get("plot") or {}),
-                 curves=bool(d.get("curves", False)), path=Path(path))
+    return Table(
+        name=d["name"],
+        title=d["title"],
+        paper=d["paper"],
+        table=str(d["table"]),
+        source=str(d.get("source", "")),
+        kind=kind,
+        rows=rows,
+        scales=scales,
+        aliases=tuple(d.get("aliases", ())),
+        num_classes=int(d.get("num_classes", 1000)),
+        resolution=d.get("resolution"),
+        metrics=metrics,
+        trend=str(d.get("trend", "")).strip(),
+        recipe_note=str(d.get("recipe_note", "")).strip(),
+        plot=dict(d.get("plot") or {}),
+        curves=bool(d.get("curves", False)),
+        path=Path(path),
+    )
 
 
 def table_files() -> list[Path]:
@@ -251,5 +318,7 @@ def load_table(name: str) -> Table:
     names = [t.name for t in tables] + [a for t in tables for a in t.aliases]
     close = difflib.get_close_matches(name, names, n=3)
     hint = f" Did you mean {', '.join(close)}?" if close else ""
-    raise TableError(f"unknown table {name!r}.{hint} Known tables: {', '.join(t.name for t in tables)} "
-                     f"(python -m platform.reproduce --list), or pass a path to a table .yaml")
+    raise TableError(
+        f"unknown table {name!r}.{hint} Known tables: {', '.join(t.name for t in tables)} "
+        f"(python -m platform.reproduce --list), or pass a path to a table .yaml"
+    )
