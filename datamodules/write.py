@@ -84,42 +84,8 @@ as ffcv-imagenet's write_imagenet.py 'smart' default effectively does with ffcv 
 example: python -m datamodules.write /data/imagenet /data/imagenet-ffcv --num-workers 16"""
 
 
-def build_parser() -> argparse.ArgumentParser:
-    d = DEFAULTS
-    p = argparse.ArgumentParser(
-        prog="python -m datamodules.write",
-        usage=_USAGE,
-        description=_DESCRIPTION,
-        epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument(
-        "paths", nargs="+", metavar="SRC OUT", help="source ImageFolder root and output directory"
-    )
-    p.add_argument(
-        "--dataset",
-        choices=("imagefolder", "digits"),
-        default="imagefolder",
-        help="imagefolder: SRC is an ImageNet-layout tree (default); digits: the embedded default "
-        "dataset, written to OUT (no SRC)",
-    )
-    p.add_argument(
-        "--name", help="dataset name recorded in meta.json (default: SRC's directory name)"
-    )
-    p.add_argument(
-        "--verify",
-        action="store_true",
-        help="check a written OUT: each .beton against the size and SHA-256 meta.json records (exit 1 "
-        "on a mismatch)",
-    )
-    g = p.add_argument_group("selection")
-    g.add_argument("--splits", help=f"comma-separated splits to write (default: {d['splits']})")
-    g.add_argument(
-        "--limit-per-class",
-        type=int,
-        metavar="N",
-        help="a subset: the first N files of each class, in sorted order (default: all)",
-    )
+def _writer_arguments(p: argparse.ArgumentParser, d: dict) -> None:
+    """The FFCV writer's options (ffcv-imagenet's parameters)."""
     g = p.add_argument_group("FFCV writer (ffcv-imagenet's parameters)")
     g.add_argument(
         "--max-resolution",
@@ -165,6 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help=f"images per work item of a writer process (default: {d['chunk_size']})",
     )
+
+
+def _error_arguments(p: argparse.ArgumentParser, d: dict) -> None:
+    """What an undecodable file does, and the mean/std statistics."""
     g = p.add_argument_group("errors and statistics")
     g.add_argument(
         "--on-error",
@@ -184,6 +154,46 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help=f"train images (evenly spaced) for --stats sample (default: {d['stats_images']})",
     )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = DEFAULTS
+    p = argparse.ArgumentParser(
+        prog="python -m datamodules.write",
+        usage=_USAGE,
+        description=_DESCRIPTION,
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "paths", nargs="+", metavar="SRC OUT", help="source ImageFolder root and output directory"
+    )
+    p.add_argument(
+        "--dataset",
+        choices=("imagefolder", "digits"),
+        default="imagefolder",
+        help="imagefolder: SRC is an ImageNet-layout tree (default); digits: the embedded default "
+        "dataset, written to OUT (no SRC)",
+    )
+    p.add_argument(
+        "--name", help="dataset name recorded in meta.json (default: SRC's directory name)"
+    )
+    p.add_argument(
+        "--verify",
+        action="store_true",
+        help="check a written OUT: each .beton against the size and SHA-256 meta.json records (exit 1 "
+        "on a mismatch)",
+    )
+    g = p.add_argument_group("selection")
+    g.add_argument("--splits", help=f"comma-separated splits to write (default: {d['splits']})")
+    g.add_argument(
+        "--limit-per-class",
+        type=int,
+        metavar="N",
+        help="a subset: the first N files of each class, in sorted order (default: all)",
+    )
+    _writer_arguments(p, d)
+    _error_arguments(p, d)
     g = p.add_argument_group("--dataset digits")
     g.add_argument(
         "--resolution",
@@ -218,6 +228,59 @@ def _write_digits_cli(out: str, resolution: int | None, console: Any) -> list[st
     return lines
 
 
+def _verify_cli(args: argparse.Namespace, err: Any) -> int:
+    """``--verify OUT``: each .beton against its meta.json record; 0 when all match, else 1."""
+    if len(args.paths) != 1:
+        raise UsageError(f"--verify takes one path, OUT (got {len(args.paths)})")
+    out = Path(args.paths[0])
+    problems = verify_files(out)
+    for split in ("train", "val"):
+        if (out / f"{split}.beton").is_file() and not problems:
+            check_beton(out / f"{split}.beton")
+    if problems:
+        for line in problems:
+            err.print(f"error: {line}", markup=False)
+        return 1
+    print(
+        f"verified {out}: every .beton matches the size and SHA-256 in meta.json",
+        flush=True,
+    )
+    return 0
+
+
+def _write_cli(args: argparse.Namespace, console: Any) -> list[str]:
+    """Write ``--dataset digits`` or an image tree; the report's lines."""
+    if args.dataset == "digits":
+        given = [f"--{k.replace('_', '-')}" for k in DEFAULTS if getattr(args, k, None) is not None]
+        if given:
+            raise UsageError(
+                f"{', '.join(given)}: not an option of --dataset digits (it writes raw "
+                f"upscaled 8x8 digits with a fixed split)"
+            )
+        if len(args.paths) != 1:
+            raise UsageError(
+                f"--dataset digits takes one path, OUT (got {len(args.paths)}: "
+                f"{' '.join(args.paths)})"
+            )
+        lines = _write_digits_cli(args.paths[0], args.resolution, console)
+    else:
+        if len(args.paths) != 2:
+            raise UsageError(
+                f"expected two paths, SRC and OUT (got {len(args.paths)}: "
+                f"{' '.join(args.paths)}); "
+                f"usage: {_USAGE.splitlines()[0]}"
+            )
+        if args.resolution is not None:
+            raise UsageError(
+                "--resolution applies to --dataset digits; for an image tree use --max-resolution"
+            )
+        options = {k: getattr(args, k) for k in DEFAULTS}
+        lines = write_imagefolder(args.paths[0], args.paths[1], console=console, **options)[
+            "_report"
+        ]
+    return lines
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """The command line; returns the exit code (see ``--help``)."""
     from PIL import ImageFile
@@ -239,53 +302,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     previous = signal.signal(signal.SIGTERM, on_sigterm) if main_thread else None
     try:
         if args.verify:
-            if len(args.paths) != 1:
-                raise UsageError(f"--verify takes one path, OUT (got {len(args.paths)})")
-            out = Path(args.paths[0])
-            problems = verify_files(out)
-            for split in ("train", "val"):
-                if (out / f"{split}.beton").is_file() and not problems:
-                    check_beton(out / f"{split}.beton")
-            if problems:
-                for line in problems:
-                    err.print(f"error: {line}", markup=False)
-                return 1
-            print(
-                f"verified {out}: every .beton matches the size and SHA-256 in meta.json",
-                flush=True,
-            )
-            return 0
-        if args.dataset == "digits":
-            given = [
-                f"--{k.replace('_', '-')}" for k in DEFAULTS if getattr(args, k, None) is not None
-            ]
-            if given:
-                raise UsageError(
-                    f"{', '.join(given)}: not an option of --dataset digits (it writes raw "
-                    f"upscaled 8x8 digits with a fixed split)"
-                )
-            if len(args.paths) != 1:
-                raise UsageError(
-                    f"--dataset digits takes one path, OUT (got {len(args.paths)}: "
-                    f"{' '.join(args.paths)})"
-                )
-            lines = _write_digits_cli(args.paths[0], args.resolution, console)
-        else:
-            if len(args.paths) != 2:
-                raise UsageError(
-                    f"expected two paths, SRC and OUT (got {len(args.paths)}: "
-                    f"{' '.join(args.paths)}); "
-                    f"usage: {_USAGE.splitlines()[0]}"
-                )
-            if args.resolution is not None:
-                raise UsageError(
-                    "--resolution applies to --dataset digits; for an image tree use "
-                    "--max-resolution"
-                )
-            options = {k: getattr(args, k) for k in DEFAULTS}
-            lines = write_imagefolder(args.paths[0], args.paths[1], console=console, **options)[
-                "_report"
-            ]
+            return _verify_cli(args, err)
+        lines = _write_cli(args, console)
     except UsageError as e:
         err.print(f"error: {e}", markup=False)
         return 2

@@ -320,21 +320,16 @@ def ddp_strategy(cfg: ExperimentConfig, skips_blocks: bool) -> str:
     return t.strategy
 
 
-def build_trainer(
+def training_callbacks(
     cfg: ExperimentConfig,
     run_dir: Path,
+    checkpointer: RunCheckpoint,
+    reporting: list,
     extra_callbacks: list | None = None,
-    skips_blocks: bool = False,
-    on_saved=None,
-):
-    import lightning as L
+) -> list:
+    """The callbacks of a training run, in the order Lightning must run them."""
+    from platform.callbacks import ConfusionReport, EmaCallback, ProgressiveResizing
 
-    t = cfg.trainer
-    loggers = build_loggers(cfg, run_dir)
-    checkpointer = RunCheckpoint(
-        run_dir, cfg.checkpoint.every_n_steps, cfg.checkpoint.every_minutes, on_saved
-    )
-    reporting, bar = reporting_callbacks(cfg)
     callbacks = [
         *reporting,
         RunRecorder(run_dir),
@@ -352,32 +347,40 @@ def build_trainer(
         ),
         checkpointer,
     ]
-    if cfg.regularization.ema_decay > 0:
-        from platform.callbacks import EmaCallback
-
+    r = cfg.regularization
+    if r.ema_decay > 0:
         callbacks.append(
             EmaCallback(
-                cfg.regularization.ema_decay,
-                every_n_steps=cfg.regularization.ema_every,
-                label_smoothing=cfg.optim.label_smoothing,
+                r.ema_decay, every_n_steps=r.ema_every, label_smoothing=cfg.optim.label_smoothing
             )
         )
-    if cfg.data.min_resolution is not None:
-        from platform.callbacks import ProgressiveResizing
-
-        d = cfg.data
+    d = cfg.data
+    if d.min_resolution is not None:
         callbacks.append(
             ProgressiveResizing(d.min_resolution, d.max_resolution, d.ramp_start, d.ramp_end)
         )
-    from platform.callbacks import ConfusionReport
+    # confusion.csv/.png at the end of training (+ W&B image)
+    callbacks.append(ConfusionReport(run_dir))
+    # stop signals, periodic checkpoints, divergence
+    callbacks += slurm.callbacks(run_dir, checkpointer)
+    return callbacks + list(extra_callbacks or [])
 
-    callbacks.append(
-        ConfusionReport(run_dir)
-    )  # confusion.csv/.png at the end of training (+ W&B image)
-    callbacks += slurm.callbacks(
-        run_dir, checkpointer
-    )  # stop signals, periodic checkpoints, divergence
-    callbacks += list(extra_callbacks or [])
+
+def build_trainer(
+    cfg: ExperimentConfig,
+    run_dir: Path,
+    extra_callbacks: list | None = None,
+    skips_blocks: bool = False,
+    on_saved=None,
+):
+    import lightning as L
+
+    t = cfg.trainer
+    loggers = build_loggers(cfg, run_dir)
+    checkpointer = RunCheckpoint(
+        run_dir, cfg.checkpoint.every_n_steps, cfg.checkpoint.every_minutes, on_saved
+    )
+    reporting, bar = reporting_callbacks(cfg)
     kwargs = dict(
         max_epochs=t.max_epochs,
         accelerator=t.accelerator,
@@ -389,15 +392,16 @@ def build_trainer(
         log_every_n_steps=t.log_every_n_steps,
         deterministic=t.deterministic,
         logger=loggers or False,
-        callbacks=callbacks,
+        callbacks=training_callbacks(cfg, run_dir, checkpointer, reporting, extra_callbacks),
         default_root_dir=str(run_dir),
         enable_progress_bar=bar,
         profiler=profiler(cfg, run_dir),
         enable_model_summary=False,
         sync_batchnorm=t.sync_batchnorm,
-        use_distributed_sampler=False,  # every datamodule of ours shards itself (exactly, for validation)
-        plugins=slurm.plugins()
-        or None,  # under srun: SLURMEnvironment (ranks/addresses from SLURM)
+        # every datamodule of ours shards itself (exactly, for validation)
+        use_distributed_sampler=False,
+        # under srun: SLURMEnvironment (ranks/addresses from SLURM)
+        plugins=slurm.plugins() or None,
         **lightning_knobs(cfg),
     )
     try:
@@ -406,7 +410,7 @@ def build_trainer(
         ValueError,
         TypeError,
         RuntimeError,
-    ) as e:  # Lightning's MisconfigurationException is a ValueError
+    ) as e:  # Lightning's MisconfigurationException: ValueError
         raise ConfigError(f"the trainer.* settings were rejected: {e}") from None
 
 

@@ -149,15 +149,7 @@ def list_text() -> str:
     return "\n".join(lines)
 
 
-@cli.entry()
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if (
-        argv
-        and argv[0] == "lesion"
-        and not {"--launch", "--write-sweep", "--list"} & {a.split("=")[0] for a in argv}
-    ):
-        return lesion(argv[1:])
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m platform.reproduce",
         description=__doc__.split("\n")[0],
@@ -213,6 +205,19 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="write sweeps/<table>.yaml (W&B grid, imagenet scale)",
     )
+    return p
+
+
+@cli.entry()
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if (
+        argv
+        and argv[0] == "lesion"
+        and not {"--launch", "--write-sweep", "--list"} & {a.split("=")[0] for a in argv}
+    ):
+        return lesion(argv[1:])
+    p = _parser()
     args, rest = p.parse_known_args(argv)
     extra = [a for a in rest if "=" in a and not a.startswith("-")]
     unknown = [a for a in rest if a not in extra]

@@ -137,7 +137,6 @@ def launch(
     from platform.launch import (
         check_data_path,
         check_extra,
-        compact_ranges,
         data_path_overrides,
         plan_line,
         resolved,
@@ -165,44 +164,8 @@ def launch(
     check_data_path(cfgs, f"{table.name} --launch {how}")
     print(plan_line(cfgs), flush=True)
     if how == "local":
-        commands = [TRAIN + c for c in configs]
-        if dry_run:
-            for c in commands:
-                print(shlex.join(["python", *c[1:]]))
-            return 0
-        failed = 0
-        for i, c in enumerate(commands, 1):
-            print(f"[{i}/{len(commands)}] {shlex.join(['python', *c[1:]])}", flush=True)
-            proc = subprocess.run(c, cwd=ROOT)
-            failed += proc.returncode != 0
-        print(
-            f"{len(commands) - failed} of {len(commands)} runs finished; "
-            f"report: python -m platform.reproduce {table.name} --scale {scale}"
-        )
-        return 1 if failed else 0
-    # slurm: one job array over the missing (row, seed) pairs, through slurm/sweep.sh
-    import yaml
-
-    sweep_file = out_dir / f"launch-{scale}-{time.strftime('%Y%m%d-%H%M%S')}.yaml"
-    command = [
-        "sbatch",
-        f"--array={compact_ranges(range(len(configs)))}",
-        *sbatch_args,
-        "slurm/sweep.sh",
-        str(sweep_file),
-    ]
-    if dry_run:
-        print(f"# {sweep_file} would hold {len(configs)} configurations:")
-        print(yaml.safe_dump(configs, default_flow_style=None, width=200), end="")
-        print(shlex.join(command))
-        return 0
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (ROOT / "logs").mkdir(exist_ok=True)
-    sweep_file.write_text(yaml.safe_dump(configs, default_flow_style=None, width=200))
-    print(shlex.join(command), flush=True)
-    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
-    print(proc.stdout.strip() or proc.stderr.strip())
-    return proc.returncode
+        return _launch_local(table, scale, configs, dry_run)
+    return _launch_slurm(scale, configs, dry_run, out_dir, sbatch_args)
 
 
 def _launch_wandb(
@@ -258,3 +221,52 @@ def _launch_wandb(
     print(f"wandb agent --count {n} {who}/{sweep_id}")
     print(f"sbatch --array={compact_ranges(range(n))} slurm/wandb_agent.sh {who}/{sweep_id}")
     return 0
+
+
+def _launch_local(table: Table, scale: str, configs: list[list[str]], dry_run: bool) -> int:
+    """One platform.train process after the other, in this process's terminal."""
+    commands = [TRAIN + c for c in configs]
+    if dry_run:
+        for c in commands:
+            print(shlex.join(["python", *c[1:]]))
+        return 0
+    failed = 0
+    for i, c in enumerate(commands, 1):
+        print(f"[{i}/{len(commands)}] {shlex.join(['python', *c[1:]])}", flush=True)
+        proc = subprocess.run(c, cwd=ROOT)
+        failed += proc.returncode != 0
+    print(
+        f"{len(commands) - failed} of {len(commands)} runs finished; "
+        f"report: python -m platform.reproduce {table.name} --scale {scale}"
+    )
+    return 1 if failed else 0
+
+
+def _launch_slurm(
+    scale: str, configs: list[list[str]], dry_run: bool, out_dir: Path, sbatch_args: list[str]
+) -> int:
+    """One job array over the missing (row, seed) pairs, through slurm/sweep.sh."""
+    import yaml
+
+    from platform.launch import compact_ranges
+
+    sweep_file = out_dir / f"launch-{scale}-{time.strftime('%Y%m%d-%H%M%S')}.yaml"
+    command = [
+        "sbatch",
+        f"--array={compact_ranges(range(len(configs)))}",
+        *sbatch_args,
+        "slurm/sweep.sh",
+        str(sweep_file),
+    ]
+    if dry_run:
+        print(f"# {sweep_file} would hold {len(configs)} configurations:")
+        print(yaml.safe_dump(configs, default_flow_style=None, width=200), end="")
+        print(shlex.join(command))
+        return 0
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (ROOT / "logs").mkdir(exist_ok=True)
+    sweep_file.write_text(yaml.safe_dump(configs, default_flow_style=None, width=200))
+    print(shlex.join(command), flush=True)
+    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    print(proc.stdout.strip() or proc.stderr.strip())
+    return proc.returncode

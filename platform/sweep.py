@@ -180,16 +180,7 @@ def array_job(job: str, path: str, rest: list[str]) -> int:
 
 
 # ---------------------------------------------------------------------------- the launcher
-@cli.entry()
-def main(argv: list[str]) -> int:
-    if argv[:1] in (["--task"], ["--count"]):  # inside the job array (slurm/sweep.sh)
-        if len(argv) < 2:
-            print(
-                "usage: python -m platform.sweep --task FILE [key=value ...] | --count FILE",
-                file=sys.stderr,
-            )
-            return cli.EXIT_USER_ERROR
-        return array_job(argv[0].removeprefix("--"), argv[1], argv[2:])
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m platform.sweep",
         description=__doc__.split("\n")[0],
@@ -214,6 +205,20 @@ def main(argv: list[str]) -> int:
         metavar="DIR",
         help="data.path for every run (required for data=imagenet, beton, cifar10, cifar100)",
     )
+    return p
+
+
+@cli.entry()
+def main(argv: list[str]) -> int:
+    if argv[:1] in (["--task"], ["--count"]):  # inside the job array (slurm/sweep.sh)
+        if len(argv) < 2:
+            print(
+                "usage: python -m platform.sweep --task FILE [key=value ...] | --count FILE",
+                file=sys.stderr,
+            )
+            return cli.EXIT_USER_ERROR
+        return array_job(argv[0].removeprefix("--"), argv[1], argv[2:])
+    p = _parser()
     args, extra = cli.flags_and_overrides(p, argv)
     from platform.launch import (
         check_data_path,
