@@ -62,7 +62,7 @@ from .layers import (
     he_init_,
     relu,
 )
-from .registry import ModelInfo, register_model
+from .registry import COMMON_KNOBS, ModelInfo, register_model
 
 # ---------------------------------------------------------------- spec
 
@@ -362,9 +362,7 @@ DENSENET40_K12 = (1_019_722, 264_812_928)
 DENSENET100_K12 = (6_979_642, 1_769_516_448)
 DENSENET100_K24 = (27_249_082, 6_889_347_744)
 
-FREE_KNOBS = frozenset(
-    {"num_classes", "in_chans", "drop_rate", "memory_efficient", "dropout", "bn_eps", "bn_momentum"}
-)
+FREE_KNOBS = COMMON_KNOBS | {"drop_rate", "memory_efficient"}
 
 
 def _register(info: ModelInfo) -> Any:

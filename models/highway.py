@@ -38,7 +38,7 @@ from .layers import (
     make_drop_path,
     relu,
 )
-from .registry import ModelInfo, register_model
+from .registry import COMMON_KNOBS, DROP_PATH_KNOBS, ModelInfo, register_model
 
 # Initial transform-gate bias b_T. Srivastava et al. §2.2: "b_T can be initialized with a
 # negative value (e.g. -1, -3 etc.) such that the network is initially biased towards carry
@@ -298,22 +298,7 @@ HIGHWAY_PAPER = (
     "Srivastava, Greff & Schmidhuber 2015, Training Very Deep Networks, arXiv:1507.06228"
 )
 
-FREE_KNOBS = frozenset(
-    {
-        "num_classes",
-        "in_chans",
-        "gate_bias",
-        "norm",
-        "drop_path_rate",
-        "drop_path_mode",
-        "drop_path_rule",
-        "dropout",
-        "input_dropout",
-        "pool_dropout",
-        "bn_eps",
-        "bn_momentum",
-    }
-)
+FREE_KNOBS = COMMON_KNOBS | DROP_PATH_KNOBS | {"gate_bias", "norm", "input_dropout", "pool_dropout"}
 
 
 def _register(info: ModelInfo) -> Any:

@@ -106,7 +106,7 @@ from .layers import (
     make_drop_path,
     relu,
 )
-from .registry import ModelInfo, register_model
+from .registry import COMMON_KNOBS, RESIDUAL_BRANCH_KNOBS, ModelInfo, register_model
 
 SE_IRV2_PARAMS = 64_387_444  # exact count (meta device), SE r = 16 on the 40 residual blocks
 SE_IRV2_MACS = 13.164e9
@@ -346,15 +346,9 @@ PAPER = (
 OUR_COUNT = "exact count of this implementation (the paper prints no parameter or MAC counts)"
 ERR_PROTOCOL = "ILSVRC-2012 val (non-blacklisted), single model, single crop 299, Table 2"
 
-FREE_KNOBS = frozenset({"num_classes", "in_chans", "dropout", "bn_eps", "bn_momentum"})
+FREE_KNOBS = COMMON_KNOBS
 # Inception-v4 has no residual branch: drop-path and zero-init would have nothing to act on.
-FREE_KNOBS_RESIDUAL = FREE_KNOBS | {
-    "drop_path_rate",
-    "drop_path_mode",
-    "drop_path_rule",
-    "residual_scales",
-    "zero_init_residual",
-}
+FREE_KNOBS_RESIDUAL = COMMON_KNOBS | RESIDUAL_BRANCH_KNOBS | {"residual_scales"}
 
 
 def _info(**row: Any) -> ModelInfo:

@@ -60,7 +60,7 @@ from .layers import (
     he_init_,
     make_drop_path,
 )
-from .registry import ModelInfo, register_model
+from .registry import COMMON_KNOBS, RESIDUAL_BRANCH_KNOBS, ModelInfo, register_model
 
 # ---------------------------------------------------------------- constants
 
@@ -461,19 +461,7 @@ MOBILENET_V2_140_MACS = 582_195_824.0  # exact (models.complexity at 224)
 SE_MOBILENET_MACS = 569_220_096.0
 OUR_COUNT = "our exact count (models.complexity: conv + FC, BN affine included in params)"
 
-FREE_KNOBS = frozenset(
-    {
-        "num_classes",
-        "in_chans",
-        "drop_path_rate",
-        "drop_path_mode",
-        "drop_path_rule",
-        "dropout",
-        "zero_init_residual",
-        "bn_eps",
-        "bn_momentum",
-    }
-)
+FREE_KNOBS = COMMON_KNOBS | RESIDUAL_BRANCH_KNOBS
 
 
 def _register(info: ModelInfo) -> Any:

@@ -24,6 +24,15 @@ from torch import nn
 # ---------------------------------------------------------------- reference metadata
 
 
+# Knob sets the families share (their FREE_KNOBS are unions of these and their own knobs).
+# Every net: the classifier (num_classes, dropout), the stem (in_chans) and BatchNorm's settings.
+COMMON_KNOBS = frozenset({"num_classes", "in_chans", "dropout", "bn_eps", "bn_momentum"})
+# Stochastic depth on a branch (models.layers.DropPath, drop_path_rates).
+DROP_PATH_KNOBS = frozenset({"drop_path_rate", "drop_path_mode", "drop_path_rule"})
+# A residual branch added to a shortcut: stochastic depth and zero-init of the branch's last BN.
+RESIDUAL_BRANCH_KNOBS = DROP_PATH_KNOBS | {"zero_init_residual"}
+
+
 @dataclass(frozen=True)
 class MacsVariant:
     """Multiply-adds of a named model under non-default free knobs."""

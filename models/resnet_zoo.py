@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from .registry import MacsVariant, ModelInfo, register
+from .registry import COMMON_KNOBS, RESIDUAL_BRANCH_KNOBS, MacsVariant, ModelInfo, register
 from .resnet import (
     SPEC_FIELDS,
     BlockKind,
@@ -55,23 +55,9 @@ RESNET34_C_PARAMS, RESNET34_C_MACS = 22_716_840, 3.831e9
 
 # ---------------------------------------------------------------- knobs
 
-FREE_KNOBS = frozenset(
-    {
-        "num_classes",
-        "in_chans",
-        "drop_path_rate",
-        "drop_path_mode",
-        "drop_path_rule",
-        "dropout",
-        "zero_init_residual",
-        "bn_eps",
-        "bn_momentum",
-    }
-)
+FREE_KNOBS = COMMON_KNOBS | RESIDUAL_BRANCH_KNOBS
 # Knobs that act on a residual branch added to a shortcut (ResidualNet refuses them on plain nets).
-RESIDUAL_ONLY_KNOBS = frozenset(
-    {"drop_path_rate", "drop_path_mode", "drop_path_rule", "zero_init_residual"}
-)
+RESIDUAL_ONLY_KNOBS = RESIDUAL_BRANCH_KNOBS
 # Spec-level knobs: passed to the row's spec builder (its defaults are the row's arguments).
 SPEC_KNOBS = ("stride_on", "se_reduction")
 
