@@ -17,6 +17,13 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 # torchvision: ``imagefolder.train_transform``); CIFAR and Fashion-MNIST add their own.
 AUGMENTATIONS = ("natural", "digits", "none")
 SAMPLERS = ("random", "class_aware")
+# The other data choices the schema (platform/config.py) checks and the datamodules act on.
+BACKENDS = ("ffcv", "torchvision")
+ORDERS = ("auto", "random", "quasi_random")  # FFCV's traversal order
+VAL_SPLITS = (
+    "test",
+    "holdout",
+)  # Fashion-MNIST: the official test split, or a held-out part of train
 
 # Where the embedded datasets (digits, CIFAR, Fashion-MNIST) are written once as .beton.
 CACHE_DIR = "~/.cache/cnn-platform"
@@ -70,13 +77,6 @@ class DataOptions:
                 f"unknown data option(s) {unknown}; known: {[f.name for f in fields(self)]}"
             )
         return replace(self, **changes) if changes else self
-
-    # ``**options`` as keywords: callers written against the former options dict keep working
-    def keys(self) -> list[str]:
-        return [f.name for f in fields(self)]
-
-    def __getitem__(self, key: str) -> Any:
-        return getattr(self, key)
 
 
 def data_options(options: DataOptions | None = None, **changes: Any) -> DataOptions:

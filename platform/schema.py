@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from datamodules.options import CACHE_DIR
+from datamodules.options import DataOptions
 
 RECIPES_DIR = Path(__file__).parent / "recipes"
 
@@ -232,6 +232,10 @@ class ModelConfig:
     )
 
 
+# The datamodules' own defaults (datamodules/options.py states each once); DataConfig's keys take them.
+_DATA = DataOptions()
+
+
 @dataclass
 class DataConfig:
     name: str = _f(
@@ -241,21 +245,26 @@ class DataConfig:
         rule=PATH_COMPONENT,
     )
     path: Optional[str] = _f(
-        None,
+        _DATA.path,
         "data=beton|imagenet: directory holding train.beton/val.beton (backend=torchvision: the "
         "ImageFolder root); fashion_mnist: the four IDX files (default: Debian's)",
     )
     backend: str = _f(
-        "ffcv", "ffcv (.beton, fast) | torchvision (ImageFolder fallback, where FFCV is absent)"
+        _DATA.backend,
+        "ffcv (.beton, fast) | torchvision (ImageFolder fallback, where FFCV is absent)",
     )
-    cache_dir: str = _f(CACHE_DIR, "where embedded datasets are written once as .beton")
-    batch_size: int = _f(64, "global batch size (split evenly across DDP ranks)", range="[1, inf)")
-    num_workers: int = _f(2, "FFCV decoding threads (0: FFCV uses every core)", range="[0, inf)")
+    cache_dir: str = _f(_DATA.cache_dir, "where embedded datasets are written once as .beton")
+    batch_size: int = _f(
+        _DATA.batch_size, "global batch size (split evenly across DDP ranks)", range="[1, inf)"
+    )
+    num_workers: int = _f(
+        _DATA.num_workers, "FFCV decoding threads (0: FFCV uses every core)", range="[0, inf)"
+    )
     resolution: Optional[int] = _f(
-        None, "training crop side; null = the dataset's default", range="[1, inf)"
+        _DATA.resolution, "training crop side; null = the dataset's default", range="[1, inf)"
     )
     val_resolution: Optional[int] = _f(
-        None, "validation crop side; null = the dataset's default", range="[1, inf)"
+        _DATA.val_resolution, "validation crop side; null = the dataset's default", range="[1, inf)"
     )
     min_resolution: Optional[int] = _f(
         None,
@@ -273,52 +282,62 @@ class DataConfig:
         "progressive resizing: epoch at which max_resolution is reached (multiples of 32 between)",
         range="[0, inf)",
     )
-    batches_ahead: int = _f(3, "FFCV: batches prepared ahead of the GPU", range="[1, inf)")
+    batches_ahead: int = _f(
+        _DATA.batches_ahead, "FFCV: batches prepared ahead of the GPU", range="[1, inf)"
+    )
     val_crop_ratio: Optional[float] = _f(
-        None,
+        _DATA.val_crop_ratio,
         "validation centre-crop ratio (224/256 for ImageNet); null = dataset default; >= 1/8 so "
         "that every image datamodules.write keeps (sides >= 8 px) gives a non-empty crop",
         range="[0.125, 1]",
     )
     os_cache: bool = _f(
-        True, "FFCV os_cache: page-cache the whole file (set false when it does not fit in RAM)"
+        _DATA.os_cache,
+        "FFCV os_cache: page-cache the whole file (set false when it does not fit in RAM)",
     )
     order: str = _f(
-        "auto", "FFCV order: auto|random|quasi_random (auto: random when distributed or cached)"
+        _DATA.order,
+        "FFCV order: auto|random|quasi_random (auto: random when distributed or cached)",
     )
     split_seed: int = _f(
-        0, "seed of the train/val split of embedded datasets", range="[0, 4294967295]"
+        _DATA.split_seed,
+        "seed of the train/val split of embedded datasets",
+        range="[0, 4294967295]",
     )
     val_fraction: float = _f(
-        0.2,
+        _DATA.val_fraction,
         "held-out fraction for datasets without a validation split (and for val_split=holdout)",
         range="[0, 1)",
     )
     val_split: str = _f(
-        "test",
+        _DATA.val_split,
         "fashion_mnist: validate on the official test split (test) or a stratified val_fraction "
         "of train (holdout, test untouched)",
     )
     train_subset: Optional[int] = _f(
-        None,
+        _DATA.train_subset,
         "fashion_mnist: train on a stratified subset of this many images (CPU budgets); null = all",
         range="[1, inf)",
     )
     val_subset: Optional[int] = _f(
-        None,
+        _DATA.val_subset,
         "fashion_mnist: validate on a stratified subset of this many images; null = all",
         range="[1, inf)",
     )
     sampler: str = _f(
-        "random", "training order: random | class_aware (label-balanced, Shen et al. 2016)"
+        _DATA.sampler, "training order: random | class_aware (label-balanced, Shen et al. 2016)"
     )
     epoch_samples: Optional[int] = _f(
-        None, "class_aware: draws per epoch; null = the training set size", range="[1, inf)"
+        _DATA.epoch_samples,
+        "class_aware: draws per epoch; null = the training set size",
+        range="[1, inf)",
     )
     synthetic_size: int = _f(
-        512, "number of training examples for data=synthetic", range="[1, inf)"
+        _DATA.synthetic_size, "number of training examples for data=synthetic", range="[1, inf)"
     )
-    synthetic_classes: int = _f(10, "number of classes for data=synthetic", range="[2, inf)")
+    synthetic_classes: int = _f(
+        _DATA.synthetic_classes, "number of classes for data=synthetic", range="[2, inf)"
+    )
 
 
 @dataclass
