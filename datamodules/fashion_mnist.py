@@ -65,7 +65,7 @@ from .beton import (
     write_json_atomic,
 )
 from .ffcv import FFCVDataModule
-from .options import AUGMENTATIONS, DataOptions, data_options
+from .options import AUGMENTATIONS, VAL_SPLITS, DataOptions, data_options
 
 log = logging.getLogger(__name__)
 FORMAT_VERSION = 1  # bump when the conversion below changes, so caches are rewritten
@@ -90,7 +90,6 @@ CLASSES = [
 ]
 SIDE = 28
 PADDING = 4  # Zhong et al.'s RandomCrop(28, padding=4)
-VAL_SPLITS = ("test", "holdout")
 FASHION_AUGMENTATIONS = ("fashion", *AUGMENTATIONS)
 IDX_UBYTE = 0x08
 

@@ -29,6 +29,7 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from datamodules.options import BACKENDS, ORDERS, SAMPLERS, VAL_SPLITS
 from platform.schema import (
     _SELECTING_SECTIONS,
     DEVICES,
@@ -303,10 +304,10 @@ def load_config(
 # the data section's choices (its keys are the datamodules' to declare); every other key's choices
 # are on its field (``choices=``), see :func:`choices`
 _CHOICES = {
-    "data.sampler": ("random", "class_aware"),
-    "data.backend": ("ffcv", "torchvision"),
-    "data.order": ("auto", "random", "quasi_random"),
-    "data.val_split": ("test", "holdout"),
+    "data.sampler": SAMPLERS,
+    "data.backend": BACKENDS,
+    "data.order": ORDERS,
+    "data.val_split": VAL_SPLITS,
 }
 
 
