@@ -399,8 +399,6 @@ USAGE = (
 )
 
 
-split_args = cli.split_own  # our own name=value arguments apart from the config overrides
-
 USER_ERRORS = (EvalError, ConfigError, DataError, BetonError, models.UnknownModelError)
 
 
@@ -410,7 +408,7 @@ def main(argv: list[str]) -> int:
         print(__doc__)
         return 0
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    mine, overrides = split_args(argv, ("ckpt", "protocol"))
+    mine, overrides = cli.split_own(argv, ("ckpt", "protocol"))
     if "ckpt" not in mine:
         raise EvalError(f"ckpt=PATH is required\n{USAGE}")
     record = evaluate(mine["ckpt"], overrides, mine.get("protocol", "center"))

@@ -37,7 +37,7 @@ from torch import nn
 
 from datamodules.write import atomic_path
 from platform import cli
-from platform.evaluate import USER_ERRORS, EvalError, eval_datamodule, load, split_args
+from platform.evaluate import USER_ERRORS, EvalError, eval_datamodule, load
 
 FORMATS = ("state_dict", "torchvision", "torchscript", "onnx")
 OPSET = 17
@@ -199,7 +199,7 @@ def main(argv: list[str]) -> int:
         default=None,
         help="input side for tracing/checking (default: the run's validation side)",
     )
-    mine, rest = split_args(argv, ("ckpt",))
+    mine, rest = cli.split_own(argv, ("ckpt",))
     flags, overrides = cli.split_flags(rest)
     args = parser.parse_args(flags)
     if "ckpt" not in mine:
