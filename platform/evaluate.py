@@ -175,8 +175,9 @@ def eval_config(
     return load_config(list(overrides), base=base)
 
 
-def build_module(weights: Weights, cfg: ExperimentConfig, ckpt: str | Path):
-    """A ``ClassificationModule`` holding the weights (train.py's own builder), in eval mode."""
+def module_from_weights(weights: Weights, cfg: ExperimentConfig, ckpt: str | Path):
+    """A ``ClassificationModule`` holding the weights, in eval mode; its arguments are the
+    checkpoint's hyper-parameters, or ``compose.module_kwargs`` of ``cfg`` where it has none."""
     from models.convert import (
         ConversionError,
         from_torchvision,
@@ -221,7 +222,7 @@ def load(ckpt: str | Path, overrides: Sequence[str] = ()):
     """(module, config, weights kind) for a checkpoint file and ``key=value`` overrides."""
     weights = read_weights(ckpt)
     cfg = eval_config(ckpt, overrides, weights)
-    module, kind = build_module(weights, cfg, ckpt)
+    module, kind = module_from_weights(weights, cfg, ckpt)
     return module, cfg, kind
 
 
