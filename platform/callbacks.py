@@ -33,6 +33,7 @@ from platform.ema import EmaValMetric, ModelEma, ema_decay
 from platform.runs import (
     LAST,
     METRIC_KEYS,
+    PERF_KEYS,
     RunWriteError,
     _finite,
     _write_lines,
@@ -105,14 +106,7 @@ class ThroughputMonitor(L.Callback):
     callback, which must come first), to W&B, and to :attr:`epoch`, which :class:`LogLines` prints.
     """
 
-    KEYS = (
-        "perf/train_img_s",
-        "perf/val_img_s",
-        "perf/data_wait_s",
-        "perf/compute_s",
-        "perf/data_wait_frac",
-        "perf/peak_mem_mib",
-    )
+    KEYS = PERF_KEYS
 
     def __init__(self) -> None:
         self.epoch: dict[str, float] = {}

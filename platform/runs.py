@@ -50,6 +50,15 @@ from datamodules.write import atomic_path, write_json_atomic
 
 log = logging.getLogger("platform.runs")
 
+# what platform.callbacks.ThroughputMonitor logs each epoch
+PERF_KEYS = (
+    "perf/train_img_s",
+    "perf/val_img_s",
+    "perf/data_wait_s",
+    "perf/compute_s",
+    "perf/data_wait_frac",
+    "perf/peak_mem_mib",
+)
 METRIC_KEYS = (
     "train/loss",
     "train/top1",
@@ -61,13 +70,7 @@ METRIC_KEYS = (
     "val_ema/loss",
     "val_ema/top1",
     "val_ema/top5",
-    # platform.callbacks.ThroughputMonitor
-    "perf/train_img_s",
-    "perf/val_img_s",
-    "perf/data_wait_s",
-    "perf/compute_s",
-    "perf/data_wait_frac",
-    "perf/peak_mem_mib",
+    *PERF_KEYS,
 )
 LAST = "last.ckpt"
 DIGEST_SUFFIX = ".sha256.json"
