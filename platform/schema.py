@@ -67,12 +67,21 @@ class Rule:
     ok: Any
 
 
+MAX_NAME = 200  # characters of one name: a file system allows 255 bytes, suffixes need the rest
+
+
 def _is_component(v: Any) -> bool:
-    return isinstance(v, str) and v not in ("", ".", "..") and set(v) <= _PATH_CHARS
+    return (
+        isinstance(v, str)
+        and v not in ("", ".", "..")
+        and len(v) <= MAX_NAME
+        and set(v) <= _PATH_CHARS
+    )
 
 
 PATH_COMPONENT = Rule(
-    "one path component: letters, digits and -_.+ only, not '.' or '..'",
+    f"one path component of at most {MAX_NAME} characters: letters, digits and -_.+ only, "
+    "not '.' or '..'",
     lambda v: v is None or _is_component(v),
 )
 RELATIVE_NAME = Rule(

@@ -434,6 +434,8 @@ def _record_outcome(run: _Run, outcome: _Outcome, tail: LogTail) -> dict[str, An
     global last_summary
     status, error, signum = outcome.status, outcome.error, outcome.signum
     code = 128 + int(signum) if status == "interrupted" else EXIT.get(status, 1)
+    if status == "failed" and isinstance(error, USER_ERRORS):
+        code = 2  # the code main() exits with for these (an empty training set, a data error)
     if not run.trainer.is_global_zero:
         return None
     extra: dict[str, Any] = {"exit_code": code, "global_step": run.trainer.global_step}

@@ -330,6 +330,21 @@ def test_setup_errors_leave_no_run_directory(tmp_path, capsys):
     assert not list(tmp_path.iterdir())
 
 
+def test_an_overlong_run_name_is_one_line_at_load(tmp_path):
+    """A 300-character run.name (issue 26, item 12): refused at config load, not `File name too long`."""
+    r = subprocess.run(
+        [sys.executable, "-m", "platform.train", *_args(tmp_path, "run.name=" + "a" * 300)],
+        cwd=ROOT,
+        env=cli_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert "run.name" in r.stderr and "at most 200 characters" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and not list(tmp_path.glob("a*"))
+
+
 @pytest.mark.slow
 def test_an_empty_training_set_is_an_error_naming_its_size_and_batch(tmp_path, capsys):
     assert main(_args(tmp_path, "run.name=empty", "data.synthetic_size=8")) == 2
@@ -338,6 +353,7 @@ def test_an_empty_training_set_is_an_error_naming_its_size_and_batch(tmp_path, c
         "no training batch" in err and "8 training examples" in err and "data.batch_size=16" in err
     )
     s = json.loads((tmp_path / "empty" / "summary.json").read_text())
+    assert s["exit_code"] == 2  # the code the run exited with (issue 26, item 20)
     assert (
         s["status"] == "failed"
         and s["error"]["type"] == "EmptyTrainingError"
