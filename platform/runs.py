@@ -378,20 +378,40 @@ def _pid_alive(pid: int) -> bool:
 
 def lock_holder(run_dir: Path) -> dict[str, Any] | None:
     """``{"pid", "host", "since"}`` of the live process holding ``run_dir``'s lock, else None (no lock,
-    or a stale one: a dead pid on this host, or no heartbeat for LOCK_STALE_S from another host)."""
+    or a stale one: a dead pid on this host, or no heartbeat for LOCK_STALE_S from another host).
+
+    A lock without a readable owner (empty, torn, written by hand) counts as in use -- ``{"pid":
+    None, ...}`` -- until its mtime is LOCK_STALE_S old: :class:`RunLock` never lets one appear
+    empty, so only a writer we cannot identify leaves one."""
     import platform
 
     path = Path(run_dir) / LOCK
     try:
-        holder = json.loads(path.read_text())
         mtime = path.stat().st_mtime
+        holder = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
     except (OSError, ValueError):
-        return None
+        holder = None
     if not isinstance(holder, dict) or not isinstance(holder.get("pid"), int):
-        return None
+        fresh = time.time() - mtime < LOCK_STALE_S
+        return {"pid": None, "host": None, "since": None} if fresh else None
     if holder.get("host") == platform.node():
         return holder if _pid_alive(holder["pid"]) else None
     return holder if time.time() - mtime < LOCK_STALE_S else None
+
+
+def _busy_error(path: Path, holder: dict[str, Any]) -> "RunBusyError":
+    if holder.get("pid") is None:
+        return RunBusyError(
+            f"run directory {path.parent} is locked by {path}, which names no owner (being written, "
+            f"or made by hand); if no process is using the directory, remove it (rm {path}) and "
+            f"start again, or choose another run.name"
+        )
+    return RunBusyError(
+        f"run directory {path.parent} is in use by pid {holder['pid']} on {holder.get('host')} "
+        f"(since {holder.get('since')}); wait for it to end, stop it, or choose another run.name"
+    )
 
 
 def _earlier_attempt_of_this_job(holder: dict[str, Any]) -> bool:
@@ -408,7 +428,8 @@ def _earlier_attempt_of_this_job(holder: dict[str, Any]) -> bool:
 class RunLock:
     """The one-writer lock of a run directory (``<run dir>/.lock``: pid, host, start time).
 
-    Taken with ``O_EXCL``; a lock left by a dead process (SIGKILL, a lost node) is taken over
+    Written whole to a private file and hard-linked into place (``link`` fails where ``.lock``
+    exists), so no process ever sees it empty; a lock left by a dead process (SIGKILL, a lost node) is taken over
     with a warning.  A daemon thread touches it every LOCK_BEAT_S, which is how another host
     tells a live holder from a dead one.
     """
@@ -435,17 +456,12 @@ class RunLock:
             raise RunWriteError(e.filename or self.run_dir, e) from None
         for _ in range(3):
             try:
-                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                self._link_complete(me)  # the lock appears whole: there is no empty .lock window
             except FileExistsError:
                 holder = lock_holder(self.run_dir)
                 if holder is not None and not _earlier_attempt_of_this_job(holder):
-                    raise RunBusyError(
-                        f"run directory {self.run_dir} is in use by pid {holder['pid']} on "
-                        f"{holder.get('host')} "
-                        f"(since {holder.get('since')}); wait for it to end, stop it, or choose "
-                        "another run.name"
-                    ) from None
-                with contextlib.suppress(OSError, ValueError):
+                    raise _busy_error(self.path, holder) from None
+                try:
                     old = json.loads(self.path.read_text())
                     log.warning(
                         "taking over the lock of %s from pid %s on %s, which is no longer running",
@@ -453,15 +469,17 @@ class RunLock:
                         old.get("pid"),
                         old.get("host"),
                     )
+                except (OSError, ValueError, AttributeError):
+                    log.warning(
+                        "removing %s: it names no owner and was untouched for %.0f s",
+                        self.path,
+                        LOCK_STALE_S,
+                    )
                 with contextlib.suppress(FileNotFoundError):
                     self.path.unlink()
                 continue
             except OSError as e:
                 raise RunWriteError(self.path, e) from None
-            try:
-                os.write(fd, json.dumps(me).encode())
-            finally:
-                os.close(fd)
             self.held = True
             self._thread = threading.Thread(
                 target=self._beat, name="run-lock-heartbeat", daemon=True
@@ -469,6 +487,20 @@ class RunLock:
             self._thread.start()
             return self
         raise RunBusyError(f"could not take the lock {self.path} (another process keeps taking it)")
+
+    def _link_complete(self, me: dict[str, Any]) -> None:
+        """Write the owner to a private file, then hard-link it to ``.lock`` (fails if one exists)."""
+        tmp = self.path.with_name(f"{LOCK}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                os.write(fd, json.dumps(me).encode())
+            finally:
+                os.close(fd)
+            os.link(tmp, self.path)
+        finally:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
 
     def _beat(self) -> None:
         while not self._stop.wait(LOCK_BEAT_S):

@@ -20,6 +20,7 @@ from platform.config import ConfigError, load_config
 from platform.run_records import local_records
 from platform.runs import (
     CheckpointError,
+    RunBusyError,
     RunLock,
     digest_path,
     lock_holder,
@@ -280,6 +281,68 @@ def test_a_lost_run_is_not_running_and_a_stale_lock_does_not_block(tmp_path):
     assert lock_holder(run)["pid"] == os.getpid()
     lock.release()
     assert not (run / ".lock").exists()
+
+
+def test_the_lock_is_never_seen_empty_and_two_takers_never_both_hold_it(tmp_path, monkeypatch):
+    """Issue 26, item 1: a second process looking while the first is writing its lock must not find
+    an empty .lock and take it over; exactly one of the two ends up holding the directory."""
+    import platform.runs as runs
+
+    run = tmp_path / "r"
+    run.mkdir()
+    seen, real_dumps = {}, runs.json.dumps
+
+    def dumps_with_a_rival(obj, *a, **kw):  # the first taker is between "lock exists" and "written"
+        if not seen:
+            seen["lock"] = (run / ".lock").read_bytes() if (run / ".lock").exists() else None
+            try:
+                seen["rival"] = RunLock(run).acquire()
+            except RunBusyError:
+                seen["rival"] = None
+        return real_dumps(obj, *a, **kw)
+
+    monkeypatch.setattr(runs.json, "dumps", dumps_with_a_rival)
+    try:
+        first = RunLock(run).acquire()
+    except RunBusyError:
+        first = None
+    monkeypatch.setattr(runs.json, "dumps", real_dumps)
+    assert seen["lock"] is None  # no empty .lock was ever visible
+    assert (first is None) != (seen["rival"] is None), "both or neither took the lock"
+    (first or seen["rival"]).release()
+
+
+def test_an_ownerless_lock_is_in_use_until_it_is_stale(tmp_path, caplog):
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / ".lock").write_text("")  # empty: being written, or made by hand
+    assert lock_holder(run) == {"pid": None, "host": None, "since": None}
+    with pytest.raises(RunBusyError, match=r"names no owner.*rm .*\.lock"):
+        RunLock(run).acquire()
+    old = time.time() - 3600
+    os.utime(run / ".lock", (old, old))
+    with caplog.at_level(logging.WARNING, logger="platform.runs"):
+        lock = RunLock(run).acquire()
+    assert "names no owner" in caplog.text and lock_holder(run)["pid"] == os.getpid()
+    lock.release()
+
+
+@pytest.mark.slow
+def test_a_hand_made_empty_lock_refuses_the_cli_in_one_line(tmp_path):
+    run = tmp_path / "e"
+    run.mkdir()
+    (run / ".lock").write_text("")
+    r = subprocess.run(
+        [sys.executable, "-m", "platform.train", *_args(tmp_path, "run.name=e")],
+        cwd=ROOT,
+        env=cli_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert f"{run / '.lock'}" in r.stderr and "names no owner" in r.stderr
+    assert sorted(p.name for p in run.iterdir()) == [".lock"]  # nothing written
 
 
 @pytest.mark.slow
