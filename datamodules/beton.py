@@ -58,28 +58,57 @@ class WriteError(RuntimeError):
 
 
 # --------------------------------------------------------------------------- atomic files
+DEFERRED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
+
+
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+def deferred_signals() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM/SIGUSR1 for the duration (main thread only): each one that arrives is
+    recorded and re-delivered to the handler that was in place, once the block is over.  A record
+    write is never cut in half, and a stop signal keeps its meaning (a SIGTERM stays a SIGTERM:
+    the run's handler still saves a checkpoint and exits 143)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    previous = {
+        s: signal.signal(s, lambda signum, frame: pending.append(signum)) for s in DEFERRED_SIGNALS
+    }
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum in dict.fromkeys(pending):
+            signal.raise_signal(signum)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, *, interruptible: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only on success.
 
-    SIGTERM is turned into an exception for the duration (main thread only), so a killed
-    job cleans up like a Ctrl-C does.
+    Stop signals are deferred for the duration (:func:`deferred_signals`): a record write is short
+    and completes, then the signal reaches its handler.  ``interruptible=True`` is for long writes
+    (a ``.beton``): SIGTERM then raises KeyboardInterrupt at once, so a killed writer terminates its
+    workers and removes the temporary file like a Ctrl-C does.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     previous = None
-    if threading.current_thread() is threading.main_thread():
+    guard = contextlib.nullcontext() if interruptible else deferred_signals()
+    if interruptible and threading.current_thread() is threading.main_thread():
 
         def _on_sigterm(signum, frame):
             raise KeyboardInterrupt(f"SIGTERM while writing {path}")
 
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        yield tmp
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        with guard:
+            yield tmp
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
@@ -140,7 +169,7 @@ def write_beton(
     largest = (
         int(np.prod(images.shape[1:])) if isinstance(images, np.ndarray) and images.ndim == 4 else 0
     )
-    with atomic_path(path) as tmp:
+    with atomic_path(path, interruptible=True) as tmp:
         # our writer, not FFCV's: a worker that dies (ENOSPC, SIGBUS on a full tmpfs) is an error, not a hang
         writer = ffcv_writer(str(tmp), fields, num_workers, _page_size(largest), None)
         try:

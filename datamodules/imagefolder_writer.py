@@ -476,7 +476,10 @@ def _write_pass(
     }
     write_s: dict[str, float] = {}
     with contextlib.ExitStack() as stack:
-        tmps = {s: stack.enter_context(atomic_path(out / f"{s}.beton")) for s in splits}
+        tmps = {
+            s: stack.enter_context(atomic_path(out / f"{s}.beton", interruptible=True))
+            for s in splits
+        }
         for split in splits:
             fields = {
                 "image": RGBImageField(
