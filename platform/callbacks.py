@@ -49,6 +49,20 @@ log = logging.getLogger(__name__)
 run_log = logging.getLogger("platform.runs")  # the checkpoint lines keep their logger name
 
 
+CONFIG_KEY = "platform_config"  # the checkpoint's own copy of the run's resolved configuration
+
+
+class ConfigInCheckpoint(L.Callback):
+    """Store the resolved configuration in every checkpoint (``checkpoint["platform_config"]``), so a
+    resume can be checked against what trained it even where the run's config.yaml is gone."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.config = config
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
+        checkpoint[CONFIG_KEY] = self.config
+
+
 class ProgressiveResizing(L.Callback):
     """ffcv-imagenet's progressive resizing: before each training epoch, set the datamodule's
     training resolution from :func:`platform.schedules.resolution_at` (a multiple of 32)."""

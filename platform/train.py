@@ -8,6 +8,7 @@ W&B offline + run record) on the CPU, in a few minutes.  ``--help`` lists every 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import shlex
@@ -25,6 +26,7 @@ import models
 from datamodules import DataError
 from datamodules.write import BetonError, write_json_atomic
 from platform import cli, slurm
+from platform.callbacks import CONFIG_KEY, ConfigInCheckpoint
 from platform.compose import apply_flush_denormal, build_datamodule, build_module, build_trainer
 from platform.config import (
     ConfigError,
@@ -53,6 +55,7 @@ from platform.runs import (
     error_record,
     lock_holder,
     newest_valid_checkpoint,
+    read_metrics,
     read_summary,
     resumable_checkpoints,
     verify_checkpoint,
@@ -149,6 +152,32 @@ def pick_checkpoint(run_dir: Path) -> Path | None:
     return ckpt
 
 
+def _branch_dir(cfg: ExperimentConfig, root: Path, ckpt: Path) -> Path:
+    """The directory a ``resume=PATH`` run writes: ``run.root/run.name`` -- never the checkpoint's own
+    run directory unless run.name names it, so another run's checkpoint, summary and log stay as
+    they are (the new run starts from the checkpoint and records where it came from)."""
+    source = ckpt.resolve().parent.parent if ckpt.parent.name == "checkpoints" else None
+    name = cfg.run.name or (default_run_name(cfg) if os.environ.get("SLURM_JOB_ID") else None)
+    if name is None:
+        if source is not None:
+            raise ResumeError(
+                f"resume={cfg.resume} belongs to the run {source}, which this run would write into; "
+                f"branch into a new directory with run.name=NEW (or continue that run with "
+                f"resume=auto run.name={source.name} run.root={source.parent})"
+            )
+        return root / default_run_name(cfg)
+    run_dir = root / name
+    if source is not None and run_dir.resolve() == source:
+        return run_dir  # run.name names the checkpoint's own run: it continues in place
+    existing = resumable_checkpoints(run_dir)
+    if (existing or saved_config(run_dir) is not None) and not slurm.is_restart():
+        raise ResumeError(
+            f"resume={cfg.resume}: run directory {run_dir} already holds another run"
+            f"{f' ({existing[0]})' if existing else ''}; choose a new run.name to branch into"
+        )
+    return run_dir
+
+
 def resolve_run(cfg: ExperimentConfig) -> tuple[Path, Path | None]:
     """(run directory, checkpoint to resume from or None).  Reads, never writes."""
     root = Path(cfg.run.root)
@@ -167,11 +196,9 @@ def resolve_run(cfg: ExperimentConfig) -> tuple[Path, Path | None]:
                 f"resume={cfg.resume}: {e}; give another checkpoint (e.g. the run's "
                 f"best-epoch*.ckpt) or resume=auto"
             ) from None
-        run_dir = (
-            ckpt.parent.parent
-            if ckpt.parent.name == "checkpoints"
-            else root / default_run_name(cfg)
-        )
+        run_dir = _branch_dir(cfg, root, ckpt)
+        if slurm.is_restart() and resumable_checkpoints(run_dir):  # a requeued job: its own state
+            return run_dir, pick_checkpoint(run_dir)
         return run_dir, ckpt
     name = cfg.run.name or (default_run_name(cfg) if os.environ.get("SLURM_JOB_ID") else None)
     if cfg.resume == "auto" and name is None:
@@ -188,21 +215,62 @@ def resolve_run(cfg: ExperimentConfig) -> tuple[Path, Path | None]:
     return run_dir, pick_checkpoint(run_dir) if existing else None
 
 
-def check_resume_config(run_dir: Path, cfg: ExperimentConfig) -> ExperimentConfig | None:
-    """Refuse a resume whose configuration differs from the saved one in a key that may not change."""
-    saved = saved_config(run_dir)
-    if saved is None:
-        return None
+def checkpoint_config(ckpt: Path) -> tuple[ExperimentConfig | None, str | None]:
+    """(the configuration stored in ``ckpt``, else None; the model name in its hyper-parameters)."""
+    try:
+        state = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as e:  # noqa: BLE001 -- verified before; a read error here is one line too
+        raise ResumeError(f"{ckpt}: cannot be read ({type(e).__name__}: {e})") from None
+    model = (state.get("hyper_parameters") or {}).get("model_name")
+    stored = state.get(CONFIG_KEY)
+    if not isinstance(stored, dict):
+        return None, model
+    try:
+        return from_dict(stored), model
+    except Exception as e:  # noqa: BLE001
+        raise ResumeError(
+            f"{ckpt}: its stored configuration cannot be read ({type(e).__name__}: {e})"
+        ) from None
+
+
+def _refuse_differences(what: str, run_dir: Path, saved: ExperimentConfig, cfg) -> None:
     diffs = resume_differences(saved, cfg)
     if diffs:
         listed = ", ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in diffs[:8]) + (
             " ..." if len(diffs) > 8 else ""
         )
         raise ResumeError(
-            f"resume of {run_dir} refused: the configuration differs from its config.yaml in "
+            f"resume of {run_dir} refused: the configuration differs from {what} in "
             f"{len(diffs)} key(s) that a resumed run may not change ({listed}); nothing was "
             f"written. Start a new run (another run.name), or drop these overrides"
         )
+
+
+def check_resume_config(
+    run_dir: Path, cfg: ExperimentConfig, ckpt: Path | None = None
+) -> ExperimentConfig | None:
+    """Refuse a resume whose configuration differs from the saved one (the run's config.yaml, and the
+    checkpoint's own copy) in a key that may not change."""
+    saved = saved_config(run_dir)
+    if saved is not None:
+        _refuse_differences("its config.yaml", run_dir, saved, cfg)
+    if ckpt is None:
+        return saved
+    stored, model = checkpoint_config(ckpt)
+    if stored is not None:
+        _refuse_differences(f"the configuration stored in {ckpt}", run_dir, stored, cfg)
+        return saved or stored
+    if model is not None and model != cfg.model.name:
+        raise ResumeError(
+            f"resume of {run_dir} refused: {ckpt} holds model {model}, not model={cfg.model.name}; "
+            f"resume with model={model}, or start a new run (another run.name)"
+        )
+    log.warning(
+        "%s stores no configuration (written before checkpoints carried one): the resume is "
+        "checked against %s only",
+        ckpt,
+        "config.yaml" if saved is not None else "its model name",
+    )
     return saved
 
 
@@ -303,12 +371,14 @@ def _check_start(cfg: ExperimentConfig) -> ExperimentConfig:
     return cfg
 
 
-def _previous_segment(cfg: ExperimentConfig, run_dir: Path) -> tuple[dict[str, Any] | None, bool]:
+def _previous_segment(
+    cfg: ExperimentConfig, run_dir: Path, ckpt: Path | None
+) -> tuple[dict[str, Any] | None, bool]:
     """(the summary of the run resumed or None, whether all its epochs are done already)."""
     if not (cfg.resume is not None or slurm.is_restart()):
         return None, False
     previous = read_summary(run_dir)
-    check_resume_config(run_dir, cfg)
+    check_resume_config(run_dir, cfg, ckpt)
     done = int((previous or {}).get("epochs") or 0)
     finished = (previous or {}).get("status") == "finished"
     if finished and cfg.trainer.max_epochs <= done:
@@ -342,6 +412,21 @@ def _write_run_files(cfg: ExperimentConfig, run_dir: Path) -> None:
         raise RunWriteError(getattr(e, "filename", None) or run_dir, e) from None
 
 
+def _copy_history(run_dir: Path, ckpt: Path) -> None:
+    """A branch (``resume=PATH`` into a new directory) starts with the source run's ``metrics.jsonl``
+    up to the checkpoint's step, so its records count every epoch its weights have seen."""
+    source = ckpt.resolve().parent.parent
+    if ckpt.parent.name != "checkpoints" or (run_dir / "metrics.jsonl").exists():
+        return
+    step = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True).get("global_step", 0)
+    rows = [r for r in read_metrics(source) if int(r.get("step", 0)) <= step]
+    if rows:
+        from datamodules.write import atomic_path
+
+        with atomic_path(run_dir / "metrics.jsonl") as tmp:
+            tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
 def _set_up(
     cfg: ExperimentConfig,
     run_dir: Path,
@@ -360,7 +445,7 @@ def _set_up(
     trainer = build_trainer(
         cfg,
         run_dir,
-        callbacks,
+        [*(callbacks or []), ConfigInCheckpoint(to_dict(cfg))],
         skips_blocks=models.skips_blocks(module.model),
         on_saved=lambda: holder["s"].heartbeat(),
     )
@@ -371,6 +456,8 @@ def _set_up(
         "recipe": cfg.recipe,
         "max_epochs": cfg.trainer.max_epochs,
     }
+    if ckpt is not None and cfg.resume not in (None, "auto"):
+        base["resumed_from"] = str(Path(ckpt).resolve())  # a branch: where its history is
     if trainer.is_global_zero:
         start_console_log(run_dir)  # train.log: this segment's console, appended
         base.update(
@@ -379,6 +466,8 @@ def _set_up(
     record = holder["s"] = RunSummary(run_dir, base, trainer.world_size, previous)
     if trainer.is_global_zero:
         _write_run_files(cfg, run_dir)
+        if "resumed_from" in base:
+            _copy_history(run_dir, Path(base["resumed_from"]))
         record.write("running")
         if ckpt:
             log.info("resuming %s from %s", run_dir, ckpt)
@@ -473,7 +562,7 @@ def _train(cfg: ExperimentConfig, callbacks: list | None, tail: LogTail) -> dict
     )  # reads only: every refusal below leaves the directory as it was
     rank0 = launch_rank_zero()
     os.environ[RUN_NAME_ENV] = run_dir.name
-    previous, done = _previous_segment(cfg, run_dir)
+    previous, done = _previous_segment(cfg, run_dir, ckpt)
     if done:
         last_summary = {**previous, "nothing_done": True}
         return last_summary if rank0 else None
