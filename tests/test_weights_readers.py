@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import run_cli
 
 QUIET = ["logging.progress_bar=false", "data.num_workers=1"]
@@ -96,3 +95,52 @@ def test_a_crafted_pickle_is_refused_in_one_line_with_the_whole_reason(hand_run,
     )
     line = _error_line(run_cli("platform.evaluate", f"ckpt={ckpt}", *QUIET, timeout=300))
     assert str(ckpt) in line and "arbitrary code execution" in line, line
+
+
+# ---------------------------------------------------------------------------- items 7, 13, 19
+def _png(path: Path, size: tuple[int, int], mode: str = "RGB") -> Path:
+    from PIL import Image
+
+    Image.new(mode, size).save(path)
+    return path
+
+
+def test_predict_skips_tiny_images_and_escapes_class_names(hand_run, digits_cache, tmp_path):
+    import shutil
+
+    cache = tmp_path / "cache"
+    shutil.copytree(digits_cache, cache)
+    meta = next(cache.rglob("meta.json"))
+    tree = json.loads(meta.read_text())
+    tree["classes"] = [f"\x1b[31mred{i}\nline\x1b[0m" for i in range(10)]
+    meta.write_text(json.dumps(tree))
+    images = tmp_path / "images"
+    images.mkdir()
+    _png(images / "a.png", (40, 40))
+    _png(images / "dot.png", (1, 1))
+    proc = run_cli(
+        "platform.predict",
+        f"ckpt={hand_run / 'checkpoints' / 'last.ckpt'}",
+        str(images),
+        "--top-k",
+        "2",
+        f"data.cache_dir={cache}",
+        *QUIET,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "\x1b" not in proc.stdout and "Traceback" not in proc.stderr
+    rows = [line for line in proc.stdout.splitlines() if line.strip()]
+    assert len(rows) == 1 and "a.png" in rows[0] and "\\x1b[31mred" in rows[0], proc.stdout
+    skipped = [line for line in proc.stderr.splitlines() if line.startswith("skipped ")]
+    assert len(skipped) == 1 and "dot.png" in skipped[0] and "1x1" in skipped[0], proc.stderr
+
+
+def test_predict_refuses_an_image_that_decodes_to_gigabytes(hand_run, tmp_path):
+    big = _png(tmp_path / "big.png", (12000, 12000), mode="1")  # ~20 KB on disk, 432 MB as RGB
+    assert big.stat().st_size < 100_000
+    proc = run_cli(
+        "platform.predict", f"ckpt={hand_run / 'checkpoints' / 'last.ckpt'}", str(big), *QUIET
+    )
+    line = _error_line(proc)
+    assert str(big) in line and "12000x12000 pixels" in line and "downscale" in line, line
