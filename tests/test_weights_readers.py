@@ -144,3 +144,39 @@ def test_predict_refuses_an_image_that_decodes_to_gigabytes(hand_run, tmp_path):
     )
     line = _error_line(proc)
     assert str(big) in line and "12000x12000 pixels" in line and "downscale" in line, line
+
+
+# ---------------------------------------------------------------------------- item 11
+@pytest.mark.parametrize(
+    "text, says",
+    [
+        ("model: {name: resnet20\n  bad: [", "not valid YAML"),
+        ("model: !!python/object:os.system {}\n", "not valid YAML"),
+        ("optim:\n  lr: fast\n", "optim.lr"),
+    ],
+    ids=["bad-yaml", "tagged", "mistyped"],
+)
+def test_a_bad_saved_config_is_one_line_for_every_reader(hand_run, tmp_path, text, says):
+    run = _copy_run(hand_run, tmp_path / "r")
+    (run / "config.yaml").write_text(text)
+    ckpt = run / "checkpoints" / "last.ckpt"
+    for cmd in (
+        ["platform.evaluate", f"ckpt={ckpt}", *QUIET],
+        ["platform.predict", f"ckpt={ckpt}", str(tmp_path), *QUIET],
+        ["platform.export", f"ckpt={ckpt}", "--format", "state_dict", str(tmp_path / "o.pt")],
+    ):
+        line = _error_line(run_cli(*cmd, timeout=300))
+        assert str(run / "config.yaml") in line and says in line, line
+
+
+# ---------------------------------------------------------------------------- item 14
+@pytest.mark.parametrize(
+    "out", ["/sys/o.pt", "/proc/version/o.pt"], ids=["no-write", "file-parent"]
+)
+def test_export_to_an_unwritable_place_is_one_line_naming_it(hand_run, out):
+    """Both fail for root too: sysfs refuses new files, and a path under a regular file."""
+    ckpt = hand_run / "checkpoints" / "last.ckpt"
+    line = _error_line(
+        run_cli("platform.export", f"ckpt={ckpt}", "--format", "state_dict", out, timeout=300)
+    )
+    assert out in line and "cannot write the export here" in line, line
