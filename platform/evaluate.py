@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import re
 import sys
 import time
 from pathlib import Path
@@ -49,7 +48,7 @@ import models
 from datamodules import DataError
 from datamodules.write import BetonError, write_json_atomic
 from platform import cli
-from platform.config import ConfigError, ExperimentConfig, from_dict, load_config, parse_overrides
+from platform.config import ConfigError, ExperimentConfig, load_config, parse_overrides
 from platform.runs import read_evaluations  # noqa: F401 -- the reader lives with the run directory's layout
 
 log = logging.getLogger("platform.evaluate")
@@ -76,37 +75,13 @@ _ACCEPTED = (
 )
 
 
-def _pickled_class(error: Exception) -> str | None:
-    """The class a weights-only load refused (``GLOBAL models.resnet.ResidualNet``), if an nn.Module."""
-    match = re.search(r"GLOBAL ([\w.]+)", str(error))
-    if not match or not match.group(1).startswith(("models.", "torch.", "torchvision.")):
-        return None
-    module, _, attr = match.group(1).rpartition(".")
-    try:
-        import importlib
-
-        cls = getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError):
-        return None
-    return match.group(1) if isinstance(cls, type) and issubclass(cls, nn.Module) else None
-
-
 def read_weights(path: str | Path) -> Weights:
-    """Our ``.ckpt``, a plain ``state_dict``, or neither (an :class:`EvalError` that says what to do)."""
+    """Our ``.ckpt``, a plain ``state_dict``, or neither (an error that says what to do); read by
+    :func:`platform.init.read_checkpoint`, so a checkpoint's digest file is checked first."""
+    from platform.init import read_checkpoint
+
     path = Path(path).expanduser()
-    if not path.is_file():
-        raise EvalError(f"ckpt={path}: no such file ({_ACCEPTED})")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)  # never runs a pickle's code
-    except Exception as e:  # noqa: BLE001 -- any unreadable file is the same user error
-        cls = _pickled_class(e)
-        if cls:
-            raise EvalError(
-                f"ckpt={path}: holds a pickled {cls} (a whole nn.Module), not weights; save "
-                f"`model.state_dict()` instead: torch.save(model.state_dict(), PATH)"
-            ) from None
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise EvalError(f"ckpt={path}: not a checkpoint ({first[:160]}); {_ACCEPTED}") from None
+    obj = read_checkpoint(path, "ckpt", _ACCEPTED)
     if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
         sd = {k[len("model.") :]: v for k, v in obj["state_dict"].items() if k.startswith("model.")}
         if not sd:
@@ -148,18 +123,24 @@ _THIS_MACHINE = dict(
 )
 
 
+def saved_run_config(path: Path) -> ExperimentConfig:
+    """A run's ``config.yaml``, read as ``platform.train config=PATH`` reads it (YAML, keys, types
+    and values checked); a bad one is one :class:`ConfigError` line naming the file."""
+    try:
+        return load_config([f"config={path}"])
+    except ConfigError as e:
+        raise ConfigError(
+            f"{' '.join(str(e).split())} (the run's saved configuration; fix or restore {path}, "
+            "or evaluate a checkpoint outside its run directory with model=NAME data=...)"
+        ) from None
+
+
 def eval_config(
     ckpt: str | Path, overrides: Sequence[str] = (), weights: Weights | None = None
 ) -> ExperimentConfig:
     """The run's saved config (or the defaults), with the model a checkpoint names, then ``overrides``."""
-    import yaml
-
     run_dir = run_dir_of(Path(ckpt))
-    base = (
-        from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()))
-        if run_dir
-        else ExperimentConfig()
-    )
+    base = saved_run_config(run_dir / "config.yaml") if run_dir else ExperimentConfig()
     base.trainer = dataclasses.replace(base.trainer, **_THIS_MACHINE)
     base.model = dataclasses.replace(base.model, init=None)
     base.resume = None

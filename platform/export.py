@@ -184,6 +184,31 @@ def _onnx(
     return {"opset": OPSET, "max_abs_diff": diff, "checked_batch": int(bigger.shape[0])}
 
 
+def _cannot_write(out: Path, e: OSError) -> str:
+    why = e.strerror or str(e)
+    if isinstance(e, (FileExistsError, NotADirectoryError)):
+        why = "a part of that path is a file, not a directory"
+    return (
+        f"{out}: cannot write the export here ({why}, in {out.parent}); give an OUT path in a "
+        "writable directory"
+    )
+
+
+def writable(out: Path) -> None:
+    """Refuse an ``OUT`` that cannot be written (a read-only file system, a parent that is a
+    file, no permission) before any work: create and remove a probe file beside it."""
+    if out.is_dir():
+        raise ExportError(
+            f"{out}: is a directory; give the output file's path (e.g. {out}/model.pt)"
+        )
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out.parent, prefix=f".{out.name}.probe-"):
+            pass
+    except OSError as e:
+        raise ExportError(_cannot_write(out, e)) from None
+
+
 @cli.entry(USER_ERRORS)
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
@@ -208,8 +233,14 @@ def main(argv: list[str]) -> int:
         )
     if args.format not in FORMATS:  # before loading anything
         raise ExportError(f"--format {args.format}: unknown; expected one of {', '.join(FORMATS)}")
+    writable(Path(args.out).expanduser())  # before loading anything
     module, cfg, _ = load(mine["ckpt"], overrides)
-    info = export(module.model, cfg.model.name, args.format, args.out, args.side or input_side(cfg))
+    try:
+        info = export(
+            module.model, cfg.model.name, args.format, args.out, args.side or input_side(cfg)
+        )
+    except OSError as e:  # the disk filled, or went read-only, while writing
+        raise ExportError(_cannot_write(Path(args.out).expanduser(), e)) from None
     extra = f" opset {info['opset']}" if "opset" in info else ""
     diff = f", max |diff| {info['max_abs_diff']:.2g} on a batch" if "max_abs_diff" in info else ""
     print(

@@ -12,9 +12,11 @@ left freshly initialised -- and the log says so.  Any other mismatch is an error
 
 from __future__ import annotations
 
+import importlib
 import logging
+import re
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 import torch
 from torch import nn
@@ -25,28 +27,59 @@ from platform.config import ConfigError
 log = logging.getLogger(__name__)
 
 
-def _read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], str]:
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _pickled_class(error: Exception) -> str | None:
+    """The class a weights-only load refused (``GLOBAL models.resnet.ResidualNet``), if an nn.Module."""
+    match = re.search(r"GLOBAL ([\w.]+)", str(error))
+    if not match or not match.group(1).startswith(("models.", "torch.", "torchvision.")):
+        return None
+    module, _, attr = match.group(1).rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError):
+        return None
+    return match.group(1) if isinstance(cls, type) and issubclass(cls, nn.Module) else None
+
+
+def read_checkpoint(path: str | Path, option: str = "model.init", accepted: str = "") -> Any:
+    """The one reader of weights files (``model.init``, evaluate, predict, export, lesion,
+    reproduce): the file must exist, match its digest file (``<file>.sha256.json``) where one
+    exists, and load with ``torch.load(weights_only=True)``.  Anything else is a one-line
+    :class:`ConfigError` naming ``option=path``, the whole reason, and what to give instead."""
+    path = Path(path).expanduser()
+    accepted = accepted or "give a .ckpt of ours or a saved state_dict"
     if not path.is_file():
-        raise ConfigError(
-            f"model.init={path}: no such file (give a .ckpt of ours or a saved state_dict)"
-        )
+        raise ConfigError(f"{option}={path}: no such file ({accepted})")
     from platform.runs import CheckpointError, digest_path, verify_checkpoint
 
-    if digest_path(
-        path
-    ).is_file():  # a checkpoint of ours: its SHA-256 must match before it is used
+    if digest_path(path).is_file():  # a checkpoint of ours: its SHA-256 must match before use
         try:
             verify_checkpoint(path)
         except CheckpointError as e:
             raise ConfigError(
-                f"model.init={path}: {e}; use another checkpoint (e.g. the run's best-epoch*.ckpt)"
+                f"{option}={path}: {_one_line(e)}; use another checkpoint (e.g. the run's "
+                "best-epoch*.ckpt) or retrain"
             ) from None
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # pickles of arbitrary objects, truncated files, not torch at all
+        return torch.load(path, map_location="cpu", weights_only=True)  # never runs pickled code
+    except Exception as e:  # noqa: BLE001 -- pickles of arbitrary objects, truncated files, not torch
+        cls = _pickled_class(e)
+        if cls:
+            raise ConfigError(
+                f"{option}={path}: holds a pickled {cls} (a whole nn.Module), not weights; save "
+                "`model.state_dict()` instead: torch.save(model.state_dict(), PATH)"
+            ) from None
         raise ConfigError(
-            f"model.init={path}: not a readable checkpoint ({type(e).__name__}: {e})"
+            f"{option}={path}: not a readable checkpoint, refused ({type(e).__name__}: "
+            f"{_one_line(e) or 'no details'}); {accepted}"
         ) from None
+
+
+def _read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], str]:
+    obj = read_checkpoint(path)
     if isinstance(obj, Mapping) and "state_dict" in obj:  # Lightning checkpoint
         sd = {k[len("model.") :]: v for k, v in obj["state_dict"].items() if k.startswith("model.")}
         return sd, "checkpoint of ours"

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from datamodules.imagefolder_source import IMG_EXTENSIONS, ImageError, is_image_file, load_rgb
+from datamodules.imagefolder_writer import _too_small as too_small
 from datamodules.normalize import DeviceNormalize
 from platform import cli
 from platform.evaluate import USER_ERRORS, EvalError, eval_datamodule, load
@@ -54,6 +55,35 @@ def center_crop_resize(
     top, left = (h - c) // 2, (w - c) // 2
     crop = np.ascontiguousarray(image[top : top + c, left : left + c])
     return cv2.resize(crop, (side, side), interpolation=cv2.INTER_AREA)
+
+
+def printable(text: Any, limit: int = 200) -> str:
+    """``text`` safe for a terminal line: control characters (ANSI escapes, newlines) written as
+    ``repr`` writes them, the whole cut to ``limit`` characters."""
+    text = str(text)
+    if any(not c.isprintable() for c in text):
+        text = repr(text)[1:-1]
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def check_decoded_size(path: Path) -> None:
+    """Refuse, from the header alone, an image that would decode to more pixels than PIL's
+    decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``, which the .beton writer's decode warns
+    at) or a side above 65535 (the writer's limit): a small file can hold a huge image."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            w, h = img.size
+    except Exception:  # noqa: BLE001 -- not identifiable: load_rgb says why, in its words
+        return
+    limit = Image.MAX_IMAGE_PIXELS or 0
+    if (limit and w * h > limit) or max(w, h) > 65535:
+        raise ImageError(
+            str(path),
+            f"{w}x{h} pixels would decode to {w * h * 3 / 2**30:.1f} GiB; images above "
+            f"{limit} pixels or 65535 px a side are refused, downscale it first",
+        )
 
 
 def image_files(paths: Sequence[str | Path]) -> list[Path]:
@@ -110,22 +140,30 @@ def predict(
     pre = preprocessing(cfg)
     num_classes = module.hparams.num_classes
     names = pre["classes"] if pre["classes"] and len(pre["classes"]) == num_classes else None
+    names = [printable(n) for n in names] if names else None
     normalize = DeviceNormalize(pre["mean"], pre["std"])
     k = max(1, min(top_k, num_classes))
-    out = []
+    out, kept = [], []
     for start in range(0, len(files), batch_size):
         chunk = files[start : start + batch_size]
         arrays = []
         for f in chunk:
             try:
+                check_decoded_size(f)
                 rgb = load_rgb(f)[0]
-                arrays.append(
-                    center_crop_resize(rgb, pre["side"], pre["ratio"], pre["max_resolution"])
-                )
             except ImageError as e:
                 raise EvalError(
                     f"{e} (predict takes image files: {', '.join(IMG_EXTENSIONS)})"
                 ) from None
+            small = too_small(rgb.shape[0], rgb.shape[1], pre["max_resolution"])
+            if small:
+                print(f"skipped {printable(f)}: {small}", file=sys.stderr)
+                continue
+            kept.append(f)
+            arrays.append(center_crop_resize(rgb, pre["side"], pre["ratio"], pre["max_resolution"]))
+        chunk, kept = kept, []
+        if not chunk:
+            continue
         images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)  # (N, 3, side, side) uint8
         with torch.inference_mode():
             probs = torch.softmax(module(normalize.images(images)).float(), dim=1)
@@ -144,9 +182,12 @@ def predict(
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    width = max(len(r["file"]) for r in rows)
+    if not rows:
+        return "no images left to predict (see the lines above)"
+    width = max(len(printable(r["file"], 10**4)) for r in rows)
     return "\n".join(
-        f"{r['file']:<{width}}  " + "  ".join(f"{t['label']} {t['prob']:.4f}" for t in r["top"])
+        f"{printable(r['file'], 10**4):<{width}}  "
+        + "  ".join(f"{t['label']} {t['prob']:.4f}" for t in r["top"])
         for r in rows
     )
 

@@ -381,7 +381,12 @@ def test_bad_inputs_are_one_line_errors(run, tmp_path, capsys):
     text = tmp_path / "notes.ckpt"
     text.write_text("not a checkpoint")
     _one_line_error(
-        evaluate.main, [f"ckpt={text}"], capsys, str(text), "not a checkpoint", "state_dict()"
+        evaluate.main,
+        [f"ckpt={text}"],
+        capsys,
+        str(text),
+        "not a readable checkpoint",
+        "state_dict()",
     )
     _one_line_error(evaluate.main, [f"ckpt={tmp_path / 'missing.ckpt'}"], capsys, "no such file")
     pickled = tmp_path / "module.pt"
