@@ -18,6 +18,7 @@ Imports nothing of ours but :mod:`datamodules.imagefolder_source` (lazily, for i
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -364,6 +365,29 @@ def read_meta(path: str | os.PathLike) -> dict[str, Any]:
             shown = shown if len(shown) <= 60 else shown[:57] + "..."
             raise DataError(f"{path}: {key} is {shown}, expected {want}; {fix}")
     return meta
+
+
+def decoding_threads(requested: int) -> int:
+    """FFCV's decoding threads for ``data.num_workers``: at most what numba allows here
+    (``NUMBA_NUM_THREADS``, the cores it saw), else numba's ValueError deep in the loader.
+    Clamped with a warning, not refused at config load: the number is a speed knob that does not
+    change results, and a config is often written on one machine (a laptop, a Slurm login node)
+    for another with more cores -- the same value must run on both."""
+    import numba
+
+    limit = int(numba.config.NUMBA_NUM_THREADS)
+    if requested > limit:
+        _warn_once(
+            f"data.num_workers={requested} is more than the {limit} threads numba allows on "
+            f"this machine (NUMBA_NUM_THREADS); decoding with {limit}"
+        )
+        return limit
+    return requested
+
+
+@functools.lru_cache(maxsize=None)
+def _warn_once(message: str) -> None:
+    log.warning(message)
 
 
 def now_iso() -> str:

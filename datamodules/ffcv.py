@@ -21,7 +21,14 @@ import numpy as np
 import torch
 
 from .base import BaseDataModule, check_shardable
-from .beton import DataError, beton_labels, check_beton, check_labels, read_meta
+from .beton import (
+    DataError,
+    beton_labels,
+    check_beton,
+    check_labels,
+    decoding_threads,
+    read_meta,
+)
 from .options import AUGMENTATIONS, IMAGENET_MEAN, IMAGENET_STD, DataOptions, data_options
 
 
@@ -279,7 +286,7 @@ class FFCVDataModule(BaseDataModule):
         loader = guarded_loader_class()(
             str(path),
             batch_size=self.per_device_batch_size(),
-            num_workers=self.num_workers,
+            num_workers=decoding_threads(self.num_workers),
             os_cache=self.os_cache,
             order=order,
             distributed=distributed,

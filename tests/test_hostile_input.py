@@ -437,6 +437,33 @@ def test_training_on_bad_labels_or_meta_is_one_line_exit_2(tmp_path, case):
     assert len(err) == 1 and str(root) in err[0] and words in err[0], proc.stderr[-3000:]
 
 
+@pytest.mark.slow
+def test_more_workers_than_numba_allows_are_clamped_with_a_warning(tmp_path, digits_cache):
+    """Issue 26 #10: data.num_workers=64 with numba allowing 2 was a ValueError traceback in the
+    loader.  Clamped with one warning (a speed knob, and a config may be written for a bigger
+    machine than the one that first loads it)."""
+    from conftest import cli_env, run_cli
+
+    proc = run_cli(
+        "platform.train",
+        "data=digits",
+        f"data.cache_dir={digits_cache}",
+        "data.num_workers=64",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=2",
+        "trainer.accelerator=cpu",
+        "logging.wandb=disabled",
+        "logging.progress_bar=false",
+        f"run.root={tmp_path / 'runs'}",
+        "run.name=r",
+        env={**cli_env(tmp_path), "NUMBA_NUM_THREADS": "2"},
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    warning = "data.num_workers=64 is more than the 2 threads numba allows"
+    assert proc.stderr.count(warning) == 1, proc.stderr[-3000:]
+
+
 def test_torchvision_backend_walks_a_link_cycle_once(tmp_path):
     from datamodules.imagefolder import LabelledImageFolder
 
