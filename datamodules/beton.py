@@ -18,6 +18,7 @@ Imports nothing of ours but :mod:`datamodules.imagefolder_source` (lazily, for i
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -330,6 +331,92 @@ def beton_labels(path: str | os.PathLike) -> np.ndarray:
 
     reader = Reader(str(path))
     return np.asarray(reader.metadata[f"f{reader.field_names.index('label')}"], dtype=np.int64)
+
+
+def check_labels(path: str | os.PathLike, num_classes: int) -> None:
+    """Every label of a checked ``.beton`` in ``[0, num_classes)``; else a :class:`DataError`
+    naming the file, the first bad sample and its label (a label out of range would otherwise
+    index past the classifier's outputs: a device assert or a traceback deep in the loss)."""
+    labels = beton_labels(path)
+    bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
+    if len(bad):
+        i = int(bad[0])
+        raise DataError(
+            f"{path}: sample {i} has label {int(labels[i])}, outside [0, {num_classes}) "
+            f"({len(bad)} sample{'s' if len(bad) > 1 else ''} out of range; {num_classes} classes "
+            "from meta.json, data.num_classes or the training labels); write the dataset again"
+        )
+
+
+# meta.json keys a datamodule reads, and what each must be
+_META_KEYS: dict[str, tuple[str, Any]] = {
+    "num_classes": (
+        "a whole number >= 2",
+        lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 2,
+    ),
+    "classes": (
+        "a list of strings",
+        lambda v: isinstance(v, list) and all(isinstance(c, str) for c in v),
+    ),
+    "mean": ("a list of 3 numbers", lambda v: _numbers(v, 3)),
+    "std": ("a list of 3 positive numbers", lambda v: _numbers(v, 3) and min(v) > 0),
+}
+
+
+def _numbers(value: Any, n: int) -> bool:
+    return (
+        isinstance(value, list)
+        and len(value) == n
+        and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in value)
+    )
+
+
+def read_meta(path: str | os.PathLike) -> dict[str, Any]:
+    """A dataset's ``meta.json`` (``{}`` if there is none), checked: UTF-8 JSON, an object, and
+    the keys a datamodule reads of the right type; else a :class:`DataError` naming the file and key."""
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    fix = "fix or delete it (it is optional), or write the dataset again"
+    try:
+        meta = json.loads(path.read_bytes().decode("utf-8"))
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 (byte {e.start}); {fix}") from None
+    except ValueError as e:
+        raise DataError(f"{path}: not valid JSON ({e}); {fix}") from None
+    if not isinstance(meta, dict):
+        raise DataError(f"{path}: a JSON {type(meta).__name__}, expected an object; {fix}")
+    for key, (want, ok) in _META_KEYS.items():
+        if meta.get(key) is not None and not ok(meta[key]):
+            shown = repr(meta[key])
+            shown = shown if len(shown) <= 60 else shown[:57] + "..."
+            raise DataError(f"{path}: {key} is {shown}, expected {want}; {fix}")
+    return meta
+
+
+def decoding_threads(requested: int) -> int:
+    """FFCV's decoding threads for ``data.num_workers``: at most what numba allows here
+    (``NUMBA_NUM_THREADS``, the cores it saw), else numba's ValueError deep in the loader.
+    Clamped with a warning, not refused at config load: the number is a speed knob that does not
+    change results, and a config is often written on one machine (a laptop, a Slurm login node)
+    for another with more cores -- the same value must run on both."""
+    import numba
+
+    limit = int(numba.config.NUMBA_NUM_THREADS)
+    if requested > limit:
+        _warn_once(
+            f"data.num_workers={requested} is more than the {limit} threads numba allows on "
+            f"this machine (NUMBA_NUM_THREADS); decoding with {limit}"
+        )
+        return limit
+    return requested
+
+
+@functools.lru_cache(maxsize=None)
+def _warn_once(message: str) -> None:
+    log.warning(message)
 
 
 def now_iso() -> str:

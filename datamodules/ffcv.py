@@ -14,7 +14,6 @@ naming the cause instead of a wait for ever (see :func:`guarded_loader_class`).
 from __future__ import annotations
 
 import functools
-import json
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -22,7 +21,14 @@ import numpy as np
 import torch
 
 from .base import BaseDataModule, check_shardable
-from .beton import DataError, beton_labels, check_beton
+from .beton import (
+    DataError,
+    beton_labels,
+    check_beton,
+    check_labels,
+    decoding_threads,
+    read_meta,
+)
 from .options import AUGMENTATIONS, IMAGENET_MEAN, IMAGENET_STD, DataOptions, data_options
 
 
@@ -208,7 +214,7 @@ class FFCVDataModule(BaseDataModule):
         return self.train_path.parent / "meta.json"
 
     def _meta(self) -> dict[str, Any]:
-        return json.loads(self.meta_path.read_text()) if self.meta_path.is_file() else {}
+        return read_meta(self.meta_path)
 
     @property
     def num_classes(self) -> int:
@@ -232,6 +238,8 @@ class FFCVDataModule(BaseDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         self.train_size, self.val_size = check_beton(self.train_path), check_beton(self.val_path)
+        for path in (self.train_path, self.val_path):
+            check_labels(path, self.num_classes)
         meta = self._meta()
         self.mean = tuple(self.mean or meta.get("mean") or IMAGENET_MEAN)
         self.std = tuple(self.std or meta.get("std") or IMAGENET_STD)
@@ -278,7 +286,7 @@ class FFCVDataModule(BaseDataModule):
         loader = guarded_loader_class()(
             str(path),
             batch_size=self.per_device_batch_size(),
-            num_workers=self.num_workers,
+            num_workers=decoding_threads(self.num_workers),
             os_cache=self.os_cache,
             order=order,
             distributed=distributed,

@@ -112,6 +112,10 @@ def find_classes(directory: str | os.PathLike) -> list[str]:
         return sorted(entry.name for entry in it if entry.is_dir())
 
 
+def _cannot_read(error: OSError) -> None:
+    raise LayoutError(f"{error.filename}: cannot read ({error.strerror or error})") from None
+
+
 def class_files(
     class_dir: str | os.PathLike,
     limit: int | None = None,
@@ -137,7 +141,8 @@ def class_files(
         )
     seen.add((st.st_dev, st.st_ino))
     walked: list[tuple[str, list[str]]] = []
-    for root, dirs, fnames in os.walk(class_dir, followlinks=True):
+    # os.walk skips a directory it cannot list: that would read as "empty", or silently drop images
+    for root, dirs, fnames in os.walk(class_dir, followlinks=True, onerror=_cannot_read):
         keep = []
         for d in sorted(dirs):
             path = os.path.join(root, d)

@@ -6,11 +6,14 @@ with :func:`run_filter`."""
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from platform.runs import read_evaluations, read_summary, run_status
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -36,8 +39,33 @@ class RunRecord:
         return node
 
 
+_JSON_TYPES = {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def summary_problem(summary: Any) -> str | None:
+    """Why a ``summary.json`` cannot be a record (a list, a string top-1 ...), or None."""
+    if not isinstance(summary, dict):
+        kind = _JSON_TYPES.get(type(summary), type(summary).__name__)
+        return f"summary.json is {kind}, not an object"
+    for key, ok in (
+        ("status", lambda v: isinstance(v, str)),
+        ("final_val_top1", _number),
+        ("final_val_top5", _number),
+        ("epochs", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+    ):
+        if summary.get(key) is not None and not ok(summary[key]):
+            return f"summary.json has {key}={summary[key]!r}"
+    return None
+
+
 def local_records(root: str | Path) -> list[RunRecord]:
-    """Every run directory under ``root`` (those with a ``config.yaml``)."""
+    """Every run directory under ``root`` (those with a ``config.yaml``).  A run whose config or
+    summary is not a record (bad YAML, a list as summary.json, a string top-1) is skipped with a
+    warning naming it, so that one garbage record costs one run, not the report."""
     import yaml
 
     out = []
@@ -46,8 +74,19 @@ def local_records(root: str | Path) -> list[RunRecord]:
         try:
             config = yaml.safe_load(cfg_path.read_text()) or {}
         except (OSError, yaml.YAMLError):
+            config = None
+        s = read_summary(run_dir)
+        problem = (
+            "config.yaml is not a YAML mapping"
+            if not isinstance(config, dict)
+            else summary_problem(s)
+            if s is not None
+            else None
+        )
+        if problem:
+            log.warning("skipping run %s: %s", run_dir, problem)
             continue
-        s = read_summary(run_dir) or {}
+        s = s or {}
         out.append(
             RunRecord(
                 run_dir.name,

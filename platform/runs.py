@@ -172,8 +172,16 @@ def read_evaluations(run_dir: Path) -> dict[str, dict[str, Any]]:
             rec = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
-        if isinstance(rec, dict) and rec.get("protocol"):
+        if (
+            isinstance(rec, dict)
+            and isinstance(rec.get("protocol"), str)
+            and rec["protocol"]
+            and isinstance(rec.get("top1_err"), (int, float))
+            and not isinstance(rec["top1_err"], bool)
+        ):
             out[rec["protocol"]] = rec
+        else:  # one garbage record costs that record, not the report
+            log.warning("skipping %s: not an evaluation record (a protocol name, a top1_err)", path)
     return out
 
 

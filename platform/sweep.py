@@ -77,6 +77,8 @@ def sweep_configs(path: str | Path) -> list[list[str]]:
                     f"{path}: entry {i} must be a list of key=value strings or a mapping, got "
                     f"{item!r}"
                 )
+        if not configs:
+            raise ConfigError(f"{path}: the sweep has no runs (an empty list)")
         return configs
     if isinstance(data, dict) and isinstance(data.get("parameters"), dict):
         if data.get("method", "grid") != "grid":
@@ -94,6 +96,11 @@ def sweep_configs(path: str | Path) -> list[list[str]]:
                 raise ConfigError(
                     f"{path}: parameter {key} needs `values: [...]` or `value: x` for a grid"
                 )
+        empty = [key for key, axis in zip(data["parameters"], axes, strict=True) if not axis]
+        if empty:  # the grid would be empty: --array=0--1
+            raise ConfigError(
+                f"{path}: the sweep has no runs (parameter {', '.join(empty)} has `values: []`)"
+            )
         return [[_override(k, v) for k, v in combo] for combo in itertools.product(*axes)]
     raise ConfigError(
         f"{path}: a sweep file is a list of override lists or a mapping with `parameters:`"
@@ -148,7 +155,13 @@ def sweep_task(path: str | Path, index: int | None = None) -> list[str]:
                 "no SLURM_ARRAY_TASK_ID: submit as a job array, "
                 f"sbatch --array=0-{len(configs) - 1} slurm/sweep.sh {path}"
             )
-        index = int(os.environ["SLURM_ARRAY_TASK_ID"])
+        task = os.environ["SLURM_ARRAY_TASK_ID"]
+        if not (task.isascii() and task.strip().isdigit()):  # Slurm sets a whole number
+            raise ConfigError(
+                f"SLURM_ARRAY_TASK_ID={task!r} is not an array task number (a whole number "
+                f"0-{len(configs) - 1} for {path})"
+            )
+        index = int(task)
     if not 0 <= index < len(configs):
         raise ConfigError(
             f"array task {index} but {path} has {len(configs)} configurations "

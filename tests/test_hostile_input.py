@@ -342,6 +342,128 @@ def test_one_class_beton_is_refused_before_the_model_is_built(tmp_path):
         dm.num_classes
 
 
+def _labelled_pair(root, train_labels, val_labels, meta=None):
+    """train.beton/val.beton of 12x12 images with these labels, and meta.json's bytes if given."""
+    from datamodules.beton import ArrayDataset, write_beton
+
+    root.mkdir(parents=True, exist_ok=True)
+    for name, labels in (("train", train_labels), ("val", val_labels)):
+        images = np.random.default_rng(len(labels)).integers(0, 256, (len(labels), 12, 12, 3))
+        write_beton(root / f"{name}.beton", ArrayDataset(images.astype(np.uint8), np.array(labels)))
+    if meta is not None:
+        (root / "meta.json").write_bytes(meta)
+    return root
+
+
+# issue 26 #8 and #9: each was a traceback (exit 1) at set-up or in the first batch
+BAD_DATA = {
+    "label too large": (
+        [0, 1, 0, 1, 0, 1, 0, 1],
+        [0, 1, 5, 1],
+        b'{"num_classes": 2}',
+        "val.beton: sample 2 has label 5, outside [0, 2)",
+    ),
+    "negative label": (
+        [0, 1, 0, -1, 0, 1, 0, 1],
+        [0, 1, 0, 1],
+        None,
+        "train.beton: sample 3 has label -1, outside [0, 2)",
+    ),
+    "val class train lacks": (
+        [0, 1, 0, 1, 0, 1, 0, 1],
+        [0, 1, 2, 2],
+        None,
+        "val.beton: sample 2 has label 2, outside [0, 2) (2 samples out of range",
+    ),
+    "meta.json not UTF-8": (
+        [0, 1] * 4,
+        [0, 1] * 2,
+        b'{"classes": ["caf\xe9", "b"]}',
+        "meta.json: not UTF-8 (byte 17)",
+    ),
+    "meta.json num_classes a string": (
+        [0, 1] * 4,
+        [0, 1] * 2,
+        b'{"num_classes": "ten"}',
+        "meta.json: num_classes is 'ten', expected a whole number >= 2",
+    ),
+    "meta.json mean not numbers": (
+        [0, 1] * 4,
+        [0, 1] * 2,
+        b'{"mean": "0.5"}',
+        "meta.json: mean is '0.5', expected a list of 3 numbers",
+    ),
+    "meta.json a list": ([0, 1] * 4, [0, 1] * 2, b"[1, 2]", "meta.json: a JSON list"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_DATA))
+def test_bad_labels_and_meta_are_refused_at_setup_naming_file_key_and_sample(tmp_path, case):
+    from datamodules.ffcv import FFCVDataModule
+
+    train, val, meta, words = BAD_DATA[case]
+    root = _labelled_pair(tmp_path / "d", train, val, meta)
+    dm = FFCVDataModule(root / "train.beton", root / "val.beton", resolution=8)
+    with pytest.raises(DataError) as e:
+        dm.setup()
+    assert words in str(e.value) and "\n" not in str(e.value), str(e.value)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", ["label too large", "meta.json not UTF-8"])
+def test_training_on_bad_labels_or_meta_is_one_line_exit_2(tmp_path, case):
+    from conftest import cli_env, run_cli
+
+    train, val, meta, words = BAD_DATA[case]
+    root = _labelled_pair(tmp_path / "d", train, val, meta)
+    proc = run_cli(
+        "platform.train",
+        "data=beton",
+        f"data.path={root}",
+        "data.resolution=8",
+        "data.val_resolution=8",
+        "data.batch_size=4",
+        "data.num_workers=1",
+        "trainer.max_epochs=1",
+        "trainer.accelerator=cpu",
+        "logging.wandb=disabled",
+        "logging.progress_bar=false",
+        f"run.root={tmp_path / 'runs'}",
+        env=cli_env(tmp_path),
+        timeout=600,
+    )
+    err = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert len(err) == 1 and str(root) in err[0] and words in err[0], proc.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_more_workers_than_numba_allows_are_clamped_with_a_warning(tmp_path, digits_cache):
+    """Issue 26 #10: data.num_workers=64 with numba allowing 2 was a ValueError traceback in the
+    loader.  Clamped with one warning (a speed knob, and a config may be written for a bigger
+    machine than the one that first loads it)."""
+    from conftest import cli_env, run_cli
+
+    proc = run_cli(
+        "platform.train",
+        "data=digits",
+        f"data.cache_dir={digits_cache}",
+        "data.num_workers=64",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=2",
+        "trainer.accelerator=cpu",
+        "logging.wandb=disabled",
+        "logging.progress_bar=false",
+        f"run.root={tmp_path / 'runs'}",
+        "run.name=r",
+        env={**cli_env(tmp_path), "NUMBA_NUM_THREADS": "2"},
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    warning = "data.num_workers=64 is more than the 2 threads numba allows"
+    assert proc.stderr.count(warning) == 1, proc.stderr[-3000:]
+
+
 def test_torchvision_backend_walks_a_link_cycle_once(tmp_path):
     from datamodules.imagefolder import LabelledImageFolder
 

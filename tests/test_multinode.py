@@ -23,6 +23,7 @@ import re
 import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -466,6 +467,48 @@ def test_more_nodes_than_the_cluster_has_is_slurms_own_error(multinode_cluster):
         "sbatch", "--nodes=3", "--ntasks-per-node=1", *CPU, "slurm/imagenet.sh", "model=resnet20"
     )
     assert proc.returncode != 0 and "Node count specification invalid" in proc.stderr, proc.stderr
+
+
+def test_a_second_multinode_cluster_starts_while_the_one_node_cluster_holds_a_finished_job():
+    """Issue 26 #21: the slurm.conf here-document once ran the backticked `scontrol show job` of a
+    comment (against the one-node cluster) and pasted its job list into the config.  A cluster of
+    its own (base, namespace prefix, subnet), so the shared 2-node cluster is left alone."""
+    one = ["bash", str(SCRIPT), "run", "--nodes", "1"]
+    done = subprocess.run(
+        [*one, "sbatch", "--wait", "--parsable", "-o", "/dev/null", "--wrap", "true"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if done.returncode != 0:
+        pytest.fail(f"the one-node cluster took no job ({done.stderr.strip()}): start it first")
+    jobs = subprocess.run([*one, "scontrol", "show", "job"], capture_output=True, text=True)
+    assert f"JobId={done.stdout.strip()}" in jobs.stdout  # finished, still listed
+    base = Path(
+        tempfile.mkdtemp(prefix="cnnt-multi-")
+    )  # not tmp_path: munged (user munge) must reach it
+    base.chmod(0o755)
+    env = dict(
+        os.environ,
+        SLURM_MULTI_BASE=str(base),
+        SLURM_NETNS_PREFIX="cnnt-",
+        SLURM_MULTI_NET="10.214.0",
+    )
+    run = dict(cwd=ROOT, env=env, capture_output=True, text=True)
+    try:
+        proc = subprocess.run(["bash", str(SCRIPT), "start", "--nodes", "2"], timeout=180, **run)
+        if proc.returncode == 3:
+            pytest.skip(proc.stderr.strip().splitlines()[-1])
+        conf = (base / "slurm.conf").read_text()
+        assert proc.returncode == 0, f"{proc.stdout}{proc.stderr}\n{conf}"
+        assert "JobId=" not in conf and "`scontrol show job`" in conf, conf
+    finally:
+        subprocess.run(["bash", str(SCRIPT), "stop", "--multi"], timeout=120, **run)
+        shutil.rmtree(base, ignore_errors=True)
+    assert (
+        "cnnt-"
+        not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    )
 
 
 # ---------------------------------------------------------------------------- topologies

@@ -253,6 +253,54 @@ def test_runs_match_rows_by_content_and_give_mean_std_over_seeds():
     assert trained_columns([])["status"] == "pending"
 
 
+def test_garbage_run_records_are_skipped_and_listed_not_the_whole_report(tmp_path):
+    """Issue 26 #15: a list as summary.json, a string top-1, a list as an evaluation's protocol:
+    each crashed `platform.reproduce` (the whole report lost).  Now each is skipped, named on
+    stderr, and the good runs make the report."""
+    from platform.config import to_dict
+
+    table_file = tmp_path / "tiny.yaml"
+    table_file.write_text(TINY)
+    table = load_table(str(table_file))
+    config = to_dict(load_config(row_overrides(table, table.row("r20"), "proxy")))
+    runs = tmp_path / "runs"
+    good = {"status": "finished", "final_val_top1": 90.0, "final_val_top5": 99.0, "epochs": 1}
+    for seed, summary in enumerate(
+        [good, [good], {**good, "final_val_top1": "90"}, good]  # 1: a list, 2: a string top-1
+    ):
+        run = runs / f"s{seed}"
+        run.mkdir(parents=True)
+        (run / "config.yaml").write_text(yaml.safe_dump({**config, "seed": seed}))
+        (run / "summary.json").write_text(json.dumps(summary))
+    evals = {
+        "s0": {"protocol": "center", "top1_err": 10.0},
+        "s3": {"protocol": ["center"], "top1_err": 9.0},
+    }
+    for run, rec in evals.items():
+        (runs / run / "eval-center.json").write_text(json.dumps(rec))
+    out = tmp_path / "report"
+    proc = run_cli(
+        "platform.reproduce",
+        str(table_file),
+        "--scale",
+        "proxy",
+        "--no-plot",
+        "--out",
+        str(out),
+        f"run.root={runs}",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for bad, why in (
+        ("s1", "summary.json is a list"),
+        ("s2", "summary.json has final_val_top1='90'"),
+    ):
+        assert f"skipping run {runs / bad}: {why}" in proc.stderr, proc.stderr
+    assert f"skipping {runs / 's3' / 'eval-center.json'}" in proc.stderr, proc.stderr
+    t = {e["id"]: e for e in json.loads((out / "table.json").read_text())["rows"]}["r20"]["trained"]
+    assert t["n"] == 2 and t["seeds"] == [0, 3] and t["top1_err"] == pytest.approx(10.0)
+    assert t["evaluated"] == {"center": {"top1_err": 10.0, "top1_err_std": 0.0, "n": 1}}
+
+
 def test_packed_overrides_split_only_when_every_piece_is_a_key():
     assert parse_overrides(["model=resnet50 model.stride_on=1x1"]) == [
         ("model.name", "resnet50"),

@@ -19,7 +19,7 @@ from types import SimpleNamespace
 
 import pytest
 import yaml
-from conftest import ROOT, cli_env
+from conftest import ROOT, cli_env, run_cli
 
 BATCHES = 16  # training batches per epoch (enough that SIGUSR1 lands mid-epoch)
 CPU_JOB = [
@@ -105,6 +105,36 @@ def test_sweep_task_has_one_implementation_behind_both_doors(tmp_path, capsys, m
     assert (
         slurm_main(["bogus"]) == 2 and "usage: python -m platform.slurm" in capsys.readouterr().err
     )
+
+
+def test_sweep_task_with_a_task_id_that_is_not_a_number_is_one_line(tmp_path):
+    """Issue 26 #16: SLURM_ARRAY_TASK_ID=abc was a ValueError traceback."""
+    grid = tmp_path / "g.yaml"
+    grid.write_text("- [model=resnet20]\n- [model=resnet56]\n")
+    for task in ("abc", "-1", "1.5", ""):
+        proc = run_cli(
+            "platform.sweep", "--task", str(grid), env={**cli_env(), "SLURM_ARRAY_TASK_ID": task}
+        )
+        err = proc.stderr.strip()
+        assert proc.returncode == 2 and len(err.splitlines()) == 1, (task, proc.stderr)
+        assert f"SLURM_ARRAY_TASK_ID={task!r}" in err and "0-1" in err, err
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["parameters: {model: {values: [resnet20]}, seed: {values: []}}\n", "[]\n"],
+    ids=["grid", "list"],
+)
+def test_an_empty_sweep_is_refused_saying_it_has_no_runs(tmp_path, text):
+    """Issue 26 #20: `values: []` suggested --array=0--1."""
+    sweep = tmp_path / "empty.yaml"
+    sweep.write_text(text)
+    env = {k: v for k, v in cli_env().items() if k != "SLURM_ARRAY_TASK_ID"}
+    for args in (["--task", str(sweep)], ["--slurm", "--dry-run", str(sweep)], [str(sweep)]):
+        proc = run_cli("platform.sweep", *args, env=env)
+        err = proc.stderr.strip()
+        assert proc.returncode == 2 and len(err.splitlines()) == 1, (args, proc.stdout, err)
+        assert "the sweep has no runs" in err and "--array" not in proc.stdout + err, err
 
 
 def test_resumable_loader_skips_the_batches_done_once():

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -386,6 +387,38 @@ def test_more_layout_errors_in_process(tmp_path, capsys):
     assert main(["--dataset", "digits", str(tmp_path / "d"), "--write-mode", "jpg"]) == 2
     assert "--write-mode" in capsys.readouterr().err
     assert not (tmp_path / "o").exists() or not list((tmp_path / "o").iterdir())
+
+
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="needs setpriv (util-linux)")
+def test_an_unreadable_class_directory_is_cannot_read_not_empty(tmp_path):
+    """Issue 26 #18: a class directory that cannot be listed was "empty class directory".  The
+    tests run as root, whom mode 000 does not stop: the writer runs without the capabilities that
+    bypass permissions (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH), so the EACCES is real."""
+    src = make_tree(tmp_path / "src")
+    locked = src / "train" / "ant"
+    locked.chmod(0)
+    try:
+        proc = subprocess.run(
+            [
+                "setpriv",
+                "--bounding-set=-dac_override,-dac_read_search",
+                sys.executable,
+                "-m",
+                "datamodules.write",
+                str(src),
+                str(tmp_path / "out"),
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=cli_env(),
+        )
+    finally:
+        locked.chmod(0o755)
+    err = proc.stderr.strip()
+    assert proc.returncode == 2 and "Traceback" not in err, err
+    assert f"{locked}: cannot read (Permission denied)" in err and "empty" not in err, err
 
 
 def test_scan_matches_torchvision_and_limit_per_class(tmp_path):
