@@ -104,3 +104,49 @@ def test_doctor_names_the_source_of_the_ffcv_version():
     assert f"ffcv {version('ffcv')} (importlib.metadata" in line[0]
     if ffcv.__version__ != version("ffcv"):
         assert f"ffcv.__version__ says {ffcv.__version__}" in line[0]
+
+
+def _fake_run(root: Path, name: str, summary: dict | str | None, epochs: int = 3) -> Path:
+    run_dir = root / name
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.yaml").write_text(
+        f"model:\n  name: resnet20\ndata:\n  name: digits\ntrainer:\n  max_epochs: {epochs}\n"
+        f"run:\n  root: {root}\n"
+    )
+    if summary is not None:
+        text = summary if isinstance(summary, str) else json.dumps(summary)
+        (run_dir / "summary.json").write_text(text)
+    return run_dir
+
+
+def test_runs_lists_every_run_with_status_and_resume_command(tmp_path):
+    done = {"status": "finished", "epochs": 3, "best_val_top1": 91.5, "final_val_top1": 90.25,
+            "wall_time_s": 3725.0}  # fmt: skip
+    _fake_run(tmp_path, "a-finished", done)
+    _fake_run(tmp_path, "b-lost", {"status": "running", "epochs": 1, "wall_time_s": 10})
+    _fake_run(tmp_path, "c-failed", {"status": "failed", "epochs": 0, "resume_command": "X"})
+    _fake_run(tmp_path, "d-garbage", "{not json")
+    (tmp_path / "e-empty").mkdir()
+    (tmp_path / "f-bad").mkdir()
+    (tmp_path / "f-bad" / "config.yaml").write_text("[1, 2\n")
+
+    proc = run_cli("platform.runs", "--root", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 7  # header + one line per directory, nothing wraps
+    row = {line.split()[0]: line.split() for line in lines[1:]}
+    assert row["a-finished"][1:8] == ["resnet20", "digits", "finished", "3/3", "91.50", "90.25",
+                                      "1:02:05"]  # fmt: skip
+    assert row["b-lost"][3] == "lost" and "run.name=b-lost" in lines[2]
+    assert "resume=auto" in lines[2] and "config=" in lines[2]
+    assert row["c-failed"][3] == "failed" and row["c-failed"][-1] == "X"
+    assert row["d-garbage"][3] == "running" or row["d-garbage"][3] == "lost"
+    assert row["e-empty"][3] == "unreadable" and row["f-bad"][3] == "unreadable"
+
+    failed = run_cli("platform.runs", "--root", str(tmp_path), "--status", "failed", "--json")
+    assert [r["name"] for r in json.loads(failed.stdout)] == ["c-failed"]
+    one = json.loads(run_cli("platform.runs", "a-fin*", "--root", str(tmp_path), "--json").stdout)
+    assert [(r["name"], r["epochs_done"], r["epochs_total"]) for r in one] == [("a-finished", 3, 3)]
+    assert "resume_command" not in one[0]
+    missing = run_cli("platform.runs", "--root", str(tmp_path / "nope"))
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
