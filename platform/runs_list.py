@@ -128,10 +128,15 @@ def main(argv: list[str]) -> int:
     parser.add_argument("pattern", nargs="?", default="*", help="run name glob (or substring)")
     parser.add_argument("--status", choices=STATUSES, help="only the runs with this status")
     parser.add_argument("--json", action="store_true", help="the rows as a JSON list")
-    parser.add_argument("--root", default="runs", help="the directory holding the runs (runs)")
+    parser.add_argument("--root", help="the directory holding the runs (default: runs)")
     args = parser.parse_args(argv)
-    root = Path(args.root)
-    if not root.is_dir():
+    root = Path(args.root or "runs")
+    if (
+        not root.is_dir()
+    ):  # a fresh clone has no runs/ yet: nothing to list; a wrong --root is an error
+        if args.root is None:
+            print(f"no runs yet: {root}/ does not exist")
+            return 0
         return cli.user_error(f"no run directory {root} (--root DIR names another)")
     found = rows(root, args.pattern, args.status)
     if args.json:
