@@ -10,7 +10,8 @@ same form.  Rules:
   keys) before the other overrides, whatever their order on the line; ``recipe=PATH.yaml``
   applies a user's own file, ``recipe=[a,b]`` several in order (a later one wins).
 * ``config=runs/X/config.yaml`` starts from a saved run's resolved configuration; recipes and
-  every other override on the line win over it.
+  every other override on the line win over it.  Its ``run.name`` and ``resume`` are left out:
+  re-running a saved configuration starts a new run unless the line says ``resume=``/``run.name=``.
 * Unknown keys and badly typed values raise :class:`ConfigError` naming the key, the value,
   the expected type and the closest valid keys.
 
@@ -257,6 +258,10 @@ def _recipe_pairs(name: str) -> list[tuple[str, str]]:
     ]
 
 
+# the keys that name a run rather than describe the experiment: ``config=`` leaves them out
+_RUN_IDENTITY = ("run.name", "resume")
+
+
 def load_config(
     args: list[str] | None = None, base: ExperimentConfig | None = None
 ) -> ExperimentConfig:
@@ -275,8 +280,9 @@ def load_config(
         if error:
             raise ConfigError(error)
         pairs = _recipe_pairs(recipe[-1].strip()) + pairs
-    if saved:
-        pairs = _yaml_pairs(Path(saved[-1]).expanduser(), "config file") + pairs
+    if saved:  # a re-run is a new run: the file's run.name and resume apply only when restated
+        kept = _yaml_pairs(Path(saved[-1]).expanduser(), "config file")
+        pairs = [(k, v) for k, v in kept if k not in _RUN_IDENTITY] + pairs
     cfg = OmegaConf.structured(base if base is not None else ExperimentConfig)
     keys = all_keys()
     for key, raw in pairs:

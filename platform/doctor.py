@@ -2,7 +2,7 @@
 
 One line per check (``ok`` / ``warn`` / ``fail`` and why): W&B online or offline and why, GPU and
 bf16, sbatch/srun, the dataset cache directory writable, library versions (ffcv's from its package
-metadata: its ``__version__`` attribute still says 0.0.3rc1 in 1.0.x).  ``--json`` prints the full
+metadata, with what its ``__version__`` attribute says beside it: 0.0.3rc1 in 1.0.x).  ``--json`` prints the full
 report instead.  Also the proof that the ``platform`` shim works: it runs under ``python -m
 platform.…``, calls the standard library's ``platform`` API and imports torch, lightning, wandb, FFCV.
 """
@@ -29,6 +29,26 @@ def package_version(name: str) -> str | None:
         return None
 
 
+def ffcv_module_version() -> str | None:
+    """What ``import ffcv`` says of itself (``ffcv.__version__``), or why it cannot be imported:
+    the installed distribution (metadata) and the attribute disagree in ffcv 1.0.x."""
+    try:
+        import ffcv
+    except Exception as e:  # a broken build (missing libturbojpeg, ABI) is what doctor is for
+        return f"import ffcv fails: {type(e).__name__}: {e}".splitlines()[0]
+    return getattr(ffcv, "__version__", None)
+
+
+def ffcv_line(env: dict) -> str:
+    """``ffcv 1.0.2 (importlib.metadata; ffcv.__version__ says 0.0.3rc1)``: the installed version
+    and where each number comes from."""
+    attr = env.get("ffcv_module_version")
+    if attr is None or attr == env["ffcv"]:
+        return f"ffcv {env['ffcv']} (importlib.metadata)"
+    said = attr if attr.startswith("import ffcv fails") else f"ffcv.__version__ says {attr}"
+    return f"ffcv {env['ffcv']} (importlib.metadata; {said})"
+
+
 def report() -> dict:
     import lightning
     import torch
@@ -44,7 +64,8 @@ def report() -> dict:
             "machine": platform.machine(),
             "python": platform.python_version(),
             "wandb": wandb.__version__,
-            "ffcv": package_version("ffcv"),
+            "ffcv": package_version("ffcv"),  # the installed distribution (importlib.metadata)
+            "ffcv_module_version": ffcv_module_version() if package_version("ffcv") else None,
             "lightning": lightning.__version__,
             "cuda_available": torch.cuda.is_available(),
             "bf16_supported": bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported()),
@@ -116,7 +137,7 @@ def verdicts(env: dict) -> list[tuple[str, str]]:
         )
     out.append(_cache_verdict())
     out.append(
-        ("ok", f"ffcv {env['ffcv']}")
+        ("ok", ffcv_line(env))
         if env["ffcv"]
         else ("warn", "ffcv not installed: use data.backend=torchvision")
     )

@@ -280,7 +280,23 @@ class ClassificationModule(L.LightningModule):
             return
         self.last_confusion = confusion
         expected = getattr(self.trainer.datamodule, "val_size", None)
-        if expected is not None and self.trainer.limit_val_batches == 1.0 and seen != expected:
+        # an int limit (fast_dev_run, limit_val_batches=1 or overfit_batches) counts batches: a
+        # deliberate partial validation, reported (val_partial), not a padded or dropped set
+        limit = self.trainer.limit_val_batches
+        full = isinstance(limit, float) and limit == 1.0 and not self.trainer.fast_dev_run
+        partial = expected is not None and not full and seen != expected
+        self.val_partial = {"seen": seen, "of": expected} if partial else None
+        if partial and not getattr(self, "_partial_said", False):
+            self._partial_said = True
+            log.warning(
+                "partial validation: %d of %d examples (trainer.limit_val_batches=%r, "
+                "fast_dev_run=%r); val metrics cover only these",
+                seen,
+                expected,
+                limit,
+                self.trainer.fast_dev_run,
+            )
+        if expected is not None and full and seen != expected:
             raise RuntimeError(
                 f"validation saw {seen} examples, the validation set has {expected}: "
                 "a sampler padded or dropped examples, and the accuracy would be biased"

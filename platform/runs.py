@@ -687,3 +687,9 @@ def fsync_append(path: Path, line: str) -> None:
             raise RunWriteError(path, e) from None
     finally:
         os.close(fd)
+
+
+if __name__ == "__main__":  # python -m platform.runs: the run list (platform/runs_list.py)
+    from platform.runs_list import main
+
+    sys.exit(main())

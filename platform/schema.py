@@ -582,7 +582,9 @@ class ExperimentConfig:
     run: RunConfig = field(default_factory=RunConfig)
     seed: int = _f(0, "global seed (weights, augmentation, order)", range="[0, 4294967295]")
     resume: Optional[str] = _f(
-        None, "auto (continue this run's last checkpoint) or a checkpoint path"
+        None,
+        "auto (continue this run's last checkpoint, or say so and start fresh when there is "
+        "none), must (the same, but refuse when there is none) or a checkpoint path",
     )
     recipe: Optional[str] = _f(
         None,

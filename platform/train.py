@@ -181,7 +181,7 @@ def _branch_dir(cfg: ExperimentConfig, root: Path, ckpt: Path) -> Path:
 def resolve_run(cfg: ExperimentConfig) -> tuple[Path, Path | None]:
     """(run directory, checkpoint to resume from or None).  Reads, never writes."""
     root = Path(cfg.run.root)
-    if cfg.resume not in (None, "auto"):
+    if cfg.resume not in (None, "auto", "must"):
         ckpt = Path(cfg.resume).expanduser()
         if not ckpt.is_file():
             raise ResumeError(
@@ -201,18 +201,33 @@ def resolve_run(cfg: ExperimentConfig) -> tuple[Path, Path | None]:
             return run_dir, pick_checkpoint(run_dir)
         return run_dir, ckpt
     name = cfg.run.name or (default_run_name(cfg) if os.environ.get("SLURM_JOB_ID") else None)
-    if cfg.resume == "auto" and name is None:
+    if cfg.resume in ("auto", "must") and name is None:
         twin = _latest_unfinished_twin(cfg, root)
         if twin is not None:
             return twin, pick_checkpoint(twin)
     run_dir = root / (name or default_run_name(cfg))
     existing = resumable_checkpoints(run_dir)
+    if cfg.resume in ("auto", "must") and not existing:
+        _nothing_to_resume(cfg, root, name)
     if existing and cfg.resume is None and not slurm.is_restart():  # a requeued job resumes itself
         raise ResumeError(
             f"run directory {run_dir} already holds {existing[0]}; pass resume=auto to continue it "
             f"or choose another run.name"
         )
     return run_dir, pick_checkpoint(run_dir) if existing else None
+
+
+def _nothing_to_resume(cfg: ExperimentConfig, root: Path, name: str | None) -> None:
+    """resume=auto found no run to continue: say so (it starts fresh); resume=must refuses."""
+    looked = (
+        f"run {root / name}" if name else f"an unfinished run with this configuration under {root}"
+    )
+    if cfg.resume == "must":
+        raise ResumeError(
+            f"resume=must: looked for {looked}; none has a checkpoint to continue, so nothing "
+            "was started (resume=auto would start a fresh run)"
+        )
+    log.warning("resume=auto: looked for %s; none matched, starting a fresh run", looked)
 
 
 def checkpoint_config(ckpt: Path) -> tuple[ExperimentConfig | None, str | None]:
@@ -528,6 +543,9 @@ def _record_outcome(run: _Run, outcome: _Outcome, tail: LogTail) -> dict[str, An
     if not run.trainer.is_global_zero:
         return None
     extra: dict[str, Any] = {"exit_code": code, "global_step": run.trainer.global_step}
+    partial = getattr(run.trainer.lightning_module, "val_partial", None)
+    if partial:  # a limited validation (limit_val_batches, fast_dev_run): said, never a failure
+        extra.update(val_partial=True, val_seen=partial["seen"], val_size=partial["of"])
     if status != "finished":
         extra["resume_command"] = resume_command(run.run_dir)
     if status == "interrupted":
@@ -594,6 +612,8 @@ def summary_line(s: dict[str, Any]) -> str:
         f"final val top-1 {fmt(s['final_val_top1'])} top-5 {fmt(s['final_val_top5'])} | "
         f"{s['epochs']} epochs | {float(s['wall_time_s'] or 0):.1f} s | {s['run_dir']}"
     )
+    if s.get("val_partial"):
+        line += f" | partial validation: {s.get('val_seen')} of {s.get('val_size')} examples"
     if s.get("reason"):
         line += f" | {s['reason']}"
     if s.get("status") not in ("finished", None) and s.get("resume_command"):
