@@ -461,3 +461,41 @@ def test_scripts_outside_the_root_import_cnn_platform(tmp_path):
     )
     assert direct.returncode == 2 and "python -m platform.evaluate" in direct.stderr
     assert "import cnn_platform" in direct.stderr and "Traceback" not in direct.stderr
+
+
+# ---------------------------------------------------------------------------- export tolerance
+def _scaled_resnet20(tmp_path, scale: float):
+    """A resnet20 state_dict whose logits reach ``scale`` (as an ImageNet ResNet-50's do)."""
+    from models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("resnet20", num_classes=10)
+    sd = model.state_dict()
+    sd["head.fc.weight"] = sd["head.fc.weight"] * scale
+    path = tmp_path / "big.pt"
+    torch.save(sd, path)
+    return path
+
+
+@pytest.mark.timeout(300)
+def test_onnx_export_tolerance_is_relative_to_the_logits_and_settable(tmp_path):
+    """Issue 25.5: logits ~1e7 differ from onnxruntime's by more than an absolute 1e-4 in float32;
+    the file is kept (tolerance relative to the scale); --rtol 0 --atol 0 refuses it; an existing
+    OUT is refused without --force."""
+    pytest.importorskip("onnxruntime")
+    sd = _scaled_resnet20(tmp_path, 1e7)
+    out = tmp_path / "m.onnx"
+    args = ("platform.export", f"ckpt={sd}", "model=resnet20", "data=cifar10", *QUIET)
+    r = run_cli(*args, "--format", "onnx", str(out), "--side", "32")
+    assert r.returncode == 0, r.stderr
+    assert out.exists() and "max |diff|" in r.stdout
+    r = run_cli(*args, "--format", "onnx", str(out), "--side", "32")
+    assert r.returncode == 2 and "exists; pass --force" in r.stderr, r.stderr
+    before = out.stat().st_mtime_ns
+    r = run_cli(
+        *args, "--format", "onnx", str(out), "--side", "32", "--force", "--rtol", "0", "--atol", "0"
+    )
+    assert r.returncode == 2 and "differ from ours" in r.stderr and "--rtol" in r.stderr, r.stderr
+    assert out.stat().st_mtime_ns == before  # a refused export leaves the old file as it was
+    r = run_cli(*args, "--format", "onnx", str(out), "--side", "32", "--force")
+    assert r.returncode == 0, r.stderr
