@@ -217,6 +217,23 @@ def likely_mistakes(
     return out
 
 
+def resolved_accelerator(name: str) -> str:
+    """``auto`` as Lightning resolves it (CUDA, then MPS, then the CPU), e.g. ``auto -> cuda``."""
+    if name != "auto":
+        return name
+    import torch
+
+    mps = getattr(torch.backends, "mps", None)
+    got = (
+        "cuda"
+        if torch.cuda.is_available()
+        else "mps"
+        if mps is not None and mps.is_available()
+        else "cpu"
+    )
+    return f"auto -> {got}"
+
+
 def run_start_lines(cfg, module, datamodule, run_dir: Path, world_size: int):
     """(the start-of-run block, warnings about likely mistakes, {params, macs, resolution})."""
     import torch
@@ -255,7 +272,8 @@ def run_start_lines(cfg, module, datamodule, run_dir: Path, world_size: int):
             else ")"
         )
         + f", {cfg.schedule.name} schedule, {t.max_epochs} epochs",
-        f"hardware   precision {t.precision}, accelerator {t.accelerator}, {world_size} device(s) "
+        f"hardware   precision {t.precision}, accelerator {resolved_accelerator(t.accelerator)}, "
+        f"{world_size} device(s) "
         "on "
         f"{t.num_nodes} node(s)",
         f"data       {cfg.data.name}"

@@ -50,6 +50,7 @@ from datamodules import DataError
 from datamodules.write import BetonError, write_json_atomic
 from platform import cli
 from platform.config import ConfigError, ExperimentConfig, from_dict, load_config, parse_overrides
+from platform.console import quiet_library_chatter
 from platform.runs import read_evaluations  # noqa: F401 -- the reader lives with the run directory's layout
 
 log = logging.getLogger("platform.evaluate")
@@ -409,6 +410,7 @@ def main(argv: list[str]) -> int:
         print(__doc__)
         return 0
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    quiet_library_chatter()  # the filters train installs: no srun hint, no Lightning tips
     mine, overrides = cli.split_own(argv, ("ckpt", "protocol"))
     if "ckpt" not in mine:
         raise EvalError(f"ckpt=PATH is required\n{USAGE}")

@@ -33,6 +33,7 @@ import torch
 from datamodules.imagefolder_source import IMG_EXTENSIONS, ImageError, is_image_file, load_rgb
 from datamodules.normalize import DeviceNormalize
 from platform import cli
+from platform.console import quiet_library_chatter
 from platform.evaluate import USER_ERRORS, EvalError, eval_datamodule, load
 
 
@@ -161,6 +162,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("inputs", nargs="*", help="image files or directories")
     parser.add_argument("--top-k", type=int, default=5)
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    quiet_library_chatter()  # the filters train installs: no srun hint, no Lightning tips
     mine, rest = cli.split_own(argv, ("ckpt",))
     flags, overrides = cli.split_flags(rest)
     args = parser.parse_args(flags)

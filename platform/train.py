@@ -503,6 +503,9 @@ def summary_line(s: dict[str, Any]) -> str:
         f"final val top-1 {fmt(s['final_val_top1'])} top-5 {fmt(s['final_val_top5'])} | "
         f"{s['epochs']} epochs | {float(s['wall_time_s'] or 0):.1f} s | {s['run_dir']}"
     )
+    if s.get("best_epoch") is not None:  # people count epochs from 1; files from 0
+        ckpt = s.get("best_checkpoint")
+        line += f" | best epoch {int(s['best_epoch']) + 1}" + (f": {ckpt}" if ckpt else "")
     if s.get("reason"):
         line += f" | {s['reason']}"
     if s.get("status") not in ("finished", None) and s.get("resume_command"):

@@ -2,6 +2,7 @@
 config composition."""
 
 import json
+import re
 import warnings
 
 import pytest
@@ -262,14 +263,17 @@ def test_non_tty_run_lines_train_log_and_no_chatter(tmp_path, digits_cache):
         timeout=850,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    epoch_lines = [line for line in proc.stdout.splitlines() if " done, step " in line]
+    # issue 25.6: every run line starts with the time; epochs count from 1 for people
+    stamped = [ln for ln in proc.stdout.splitlines() if re.match(r"\d\d:\d\d:\d\d epoch ", ln)]
+    assert stamped and all(" done, step " in ln or " step " in ln for ln in stamped)
+    lines = [ln[9:] if re.match(r"\d\d:\d\d:\d\d ", ln) else ln for ln in proc.stdout.splitlines()]
+    assert "accelerator auto -> cpu" in proc.stdout or "accelerator cpu" in proc.stdout
+    final = proc.stdout.rstrip().splitlines()[-1]
+    assert re.search(r"\| best epoch [12]: \S+best-epoch00[01]\.ckpt", final), final
+    epoch_lines = [line for line in lines if " done, step " in line]
     assert len(epoch_lines) == 2 and all("img/s" in line and "eta" in line for line in epoch_lines)
     assert epoch_lines[0].startswith("epoch 1/2 done, step 1 ")
-    step_lines = [
-        line
-        for line in proc.stdout.splitlines()
-        if line.startswith("epoch 2/2 step 2 [1/1] | loss ")
-    ]
+    step_lines = [line for line in lines if line.startswith("epoch 2/2 step 2 [1/1] | loss ")]
     assert len(step_lines) == 1 and "data " in step_lines[0]
     for chatter in CHATTER:
         assert chatter not in proc.stderr
@@ -401,3 +405,65 @@ def test_schedule_plot_uses_the_real_steps_per_epoch(tmp_path):
     assert max(flat) == pytest.approx(0.1)
     _, rn50 = lr_curve(load_config(["recipe=ffcv_rn50", "data=imagenet"]))
     assert max(rn50) == pytest.approx(2.0, rel=1e-3)  # the recipe comment's peak
+
+
+# ---------------------------------------------------------------------------- a TTY without a size
+def _run_in_pty(args: list[str], rows: int, cols: int, timeout: float, env=None) -> str:
+    """Run ``python ARGS`` from the root with stdout/stderr on a pseudo-terminal of rows x cols."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import subprocess
+    import sys
+    import termios
+
+    from conftest import ROOT
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+    proc = subprocess.Popen(
+        [sys.executable, *args], cwd=ROOT, stdout=slave, stderr=slave, env=env or cli_env()
+    )
+    os.close(slave)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        out += chunk
+    proc.wait(timeout=timeout)
+    os.close(master)
+    return out.decode(errors="replace")
+
+
+def test_a_tty_without_a_size_gets_lines_not_the_bar():
+    """Issue 25.7: a 0x0 TTY (some terminals, `script`) gets the line format; a sized one the bar."""
+    code = (
+        "import sys, cnn_platform; from platform.compose import console_is_terminal as t; "
+        "print('TERMINAL', sys.stdout.isatty(), t())"
+    )
+    assert "TERMINAL True False" in _run_in_pty(["-c", code], 0, 0, 120)
+    assert "TERMINAL True True" in _run_in_pty(["-c", code], 24, 80, 120)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_training_on_a_tty_without_a_size_prints_lines(tmp_path, digits_cache):
+    args = [
+        "-m",
+        "platform.train",
+        f"data.cache_dir={digits_cache}",
+        f"run.root={tmp_path / 'runs'}",
+        "data.num_workers=1",
+        "trainer.limit_train_batches=2",
+        "trainer.limit_val_batches=1",
+        "trainer.log_every_n_steps=1",
+        "trainer.max_epochs=1",
+    ]
+    out = _run_in_pty(args, 0, 0, 850, env=cli_env(tmp_path))
+    assert re.search(r"\d\d:\d\d:\d\d epoch 1/1 step 1 \[1/2\]", out), out[-3000:]
+    assert "epoch 1/1 done, step 2" in out, out[-3000:]
