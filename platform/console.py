@@ -197,9 +197,19 @@ def ignored_data_keys(cfg) -> list[str]:
 
 
 def likely_mistakes(
-    cfg, resolution: int, native: int, feature_map: tuple[int, ...] | None
+    cfg,
+    resolution: int,
+    native: int,
+    feature_map: tuple[int, ...] | None,
+    stored: int | None = None,
 ) -> list[str]:
     out = []
+    if stored and resolution >= 2 * stored:
+        out.append(
+            f"data={cfg.data.name} stores images of about {stored} px (median shorter side) and "
+            f"the run trains at {resolution} px, upsampling each {resolution / stored:.1f}x; set "
+            f"data.resolution={stored} (and data.val_resolution) or rewrite the dataset larger"
+        )
     if native >= 4 * resolution:
         fm = "x".join(map(str, feature_map[1:])) if feature_map else "tiny"
         out.append(
@@ -283,7 +293,20 @@ def run_start_lines(cfg, module, datamodule, run_dir: Path, world_size: int):
         f"run dir    {run_dir}",
     ]
     facts = {"params": count_params(module.model), "macs": macs, "resolution": resolution}
-    return lines, likely_mistakes(cfg, resolution, info.resolution, fmap), facts
+    return lines, likely_mistakes(cfg, resolution, info.resolution, fmap, stored(datamodule)), facts
+
+
+def stored(datamodule) -> int | None:
+    """The side of the images an FFCV datamodule's training file stores, if it can tell."""
+    path = getattr(datamodule, "train_path", None)
+    if path is None or not str(path).endswith(".beton"):
+        return None
+    from datamodules.ffcv import stored_side
+
+    try:
+        return stored_side(path)
+    except Exception:  # noqa: BLE001 -- not written yet: the datamodule will say so
+        return None
 
 
 def print_run_start(cfg, module, datamodule, run_dir: Path, world_size: int) -> dict[str, Any]:

@@ -467,3 +467,17 @@ def test_training_on_a_tty_without_a_size_prints_lines(tmp_path, digits_cache):
     out = _run_in_pty(args, 0, 0, 850, env=cli_env(tmp_path))
     assert re.search(r"\d\d:\d\d:\d\d epoch 1/1 step 1 \[1/2\]", out), out[-3000:]
     assert "epoch 1/1 done, step 2" in out, out[-3000:]
+
+
+def test_a_small_beton_trained_large_is_named(digits_cache):
+    """Issue 25.9: data=beton of 32-px images at data.resolution=224 warns (upsampled 7x)."""
+    from datamodules import create_datamodule
+    from platform.console import likely_mistakes, stored
+
+    path = next(digits_cache.glob("digits-*"))
+    dm = create_datamodule("beton", path=str(path))
+    assert stored(dm) == 32
+    cfg = load_config(["model=resnet20", "data=beton", f"data.path={path}"])
+    warns = likely_mistakes(cfg, 224, 32, (64, 56, 56), stored(dm))
+    assert any("stores images of about 32 px" in w and "224 px" in w for w in warns), warns
+    assert likely_mistakes(cfg, 32, 32, (64, 8, 8), stored(dm)) == []
