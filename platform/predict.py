@@ -105,7 +105,9 @@ def predict(
     top_k: int = 5,
     batch_size: int = 64,
 ) -> list[dict[str, Any]]:
-    """``[{"file", "top": [{"label", "index", "prob"}, ...]}, ...]`` for the images in ``inputs``."""
+    """``[{"file", "top": [{"label", "index", "prob"}, ...]}, ...]`` for the images in ``inputs``,
+    then ``{"file", "error"}`` for each one that could not be read (skipped; all unreadable is an
+    :class:`EvalError`)."""
     module, cfg, _ = load(ckpt, overrides)
     files = image_files(inputs)
     pre = preprocessing(cfg)
@@ -113,20 +115,23 @@ def predict(
     names = pre["classes"] if pre["classes"] and len(pre["classes"]) == num_classes else None
     normalize = DeviceNormalize(pre["mean"], pre["std"])
     k = max(1, min(top_k, num_classes))
-    out = []
+    out: list[dict[str, Any]] = []
+    skipped: list[dict[str, Any]] = []
     for start in range(0, len(files), batch_size):
         chunk = files[start : start + batch_size]
-        arrays = []
+        arrays, read = [], []
         for f in chunk:
             try:
                 rgb = load_rgb(f)[0]
                 arrays.append(
                     center_crop_resize(rgb, pre["side"], pre["ratio"], pre["max_resolution"])
                 )
-            except ImageError as e:
-                raise EvalError(
-                    f"{e} (predict takes image files: {', '.join(IMG_EXTENSIONS)})"
-                ) from None
+                read.append(f)
+            except ImageError as e:  # skipped and listed; the others are still predicted
+                skipped.append({"file": str(f), "error": str(e)})
+        if not arrays:
+            continue
+        chunk = read
         images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)  # (N, 3, side, side) uint8
         with torch.inference_mode():
             probs = torch.softmax(module(normalize.images(images)).float(), dim=1)
@@ -141,13 +146,23 @@ def predict(
                     ],
                 }
             )
-    return out
+    if skipped and not out:
+        raise EvalError(
+            f"{skipped[0]['error']} (predict takes image files: {', '.join(IMG_EXTENSIONS)})"
+            + (f"; {len(skipped) - 1} more unreadable" if len(skipped) > 1 else "")
+        )
+    return out + skipped
 
 
 def table(rows: list[dict[str, Any]]) -> str:
     width = max(len(r["file"]) for r in rows)
     return "\n".join(
-        f"{r['file']:<{width}}  " + "  ".join(f"{t['label']} {t['prob']:.4f}" for t in r["top"])
+        f"{r['file']:<{width}}  "
+        + (
+            f"skipped: {r['error']}"
+            if "error" in r
+            else "  ".join(f"{t['label']} {t['prob']:.4f}" for t in r["top"])
+        )
         for r in rows
     )
 
@@ -172,6 +187,14 @@ def main(argv: list[str]) -> int:
         )
     rows = predict(mine["ckpt"], args.inputs, overrides, args.top_k)
     print(json.dumps(rows, indent=1) if args.json else table(rows), flush=True)
+    bad = [r["file"] for r in rows if "error" in r]
+    if bad:  # the readable ones were predicted; the run still fails
+        print(
+            f"error: {len(bad)} of {len(rows)} image(s) could not be read and were skipped: "
+            f"{', '.join(bad[:5])}" + (" ..." if len(bad) > 5 else ""),
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

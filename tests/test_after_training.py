@@ -499,3 +499,34 @@ def test_onnx_export_tolerance_is_relative_to_the_logits_and_settable(tmp_path):
     assert out.stat().st_mtime_ns == before  # a refused export leaves the old file as it was
     r = run_cli(*args, "--format", "onnx", str(out), "--side", "32", "--force")
     assert r.returncode == 0, r.stderr
+
+
+# ---------------------------------------------------------------------------- predict: unreadable
+@pytest.mark.timeout(300)
+def test_predict_skips_and_lists_an_unreadable_image(tmp_path, digits_cache):
+    """Issue 25.9: one bad file no longer aborts predict: the others are predicted, the bad one is
+    listed (table and stderr), and the exit code is non-zero."""
+    from PIL import Image
+
+    from models import create_model
+
+    sd = tmp_path / "r20.pt"
+    torch.save(create_model("resnet20", num_classes=10).state_dict(), sd)
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.new("RGB", (40, 40), (200, 10, 10)).save(images / "good.png")
+    (images / "broken.jpg").write_text("not a jpeg")
+    r = run_cli(
+        "platform.predict",
+        f"ckpt={sd}",
+        "model=resnet20",
+        f"data.cache_dir={digits_cache}",
+        str(images),
+        *QUIET,
+    )
+    assert r.returncode == 1, r.stderr
+    out = r.stdout.splitlines()
+    assert any(line.startswith(str(images / "good.png")) for line in out), r.stdout
+    assert any("broken.jpg" in line and "skipped:" in line for line in out), r.stdout
+    assert "1 of 2 image(s) could not be read and were skipped" in r.stderr
+    assert "broken.jpg" in r.stderr
