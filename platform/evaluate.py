@@ -388,11 +388,17 @@ def summary_line(r: dict[str, Any]) -> str:
     res = str(r["resolution"])
     if r["decode_resolution"] != r["resolution"]:
         res += f" of {r['decode_resolution']}"
-    return (
+    line = (
         f"eval {r['protocol']}: {r['model']} on {r['data']['name']} val | n={r['n']} | top-1 err "
         f"{r['top1_err']:.2f}% | top-{r['top5_k']} err {r['top5_err']:.2f}% | res {res} | "
         f"{r.get('path', r['checkpoint'])}"
     )
+    if r["protocol"] == "10crop" and r["decode_resolution"] == r["resolution"]:
+        line += (
+            " | note: at crop ratio 1 the five crops are the whole image, so 10crop equals flip "
+            "(set data.val_crop_ratio below 1, e.g. 0.875, for distinct crops)"
+        )
+    return line
 
 
 USAGE = (

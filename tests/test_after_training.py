@@ -530,3 +530,24 @@ def test_predict_skips_and_lists_an_unreadable_image(tmp_path, digits_cache):
     assert any("broken.jpg" in line and "skipped:" in line for line in out), r.stdout
     assert "1 of 2 image(s) could not be read and were skipped" in r.stderr
     assert "broken.jpg" in r.stderr
+
+
+def test_ten_crop_at_ratio_one_notes_that_it_equals_flip():
+    """Issue 25.9: 10crop decoded at the crop side (crop ratio 1) scores 2 distinct views: say so."""
+    from platform.evaluate import summary_line
+
+    record = {
+        "protocol": "10crop",
+        "model": "resnet20",
+        "data": {"name": "cifar10"},
+        "n": 10000,
+        "top1_err": 8.0,
+        "top5_k": 5,
+        "top5_err": 0.5,
+        "resolution": 32,
+        "decode_resolution": 32,
+        "checkpoint": "runs/x/checkpoints/last.ckpt",
+    }
+    assert "10crop equals flip" in summary_line(record)
+    assert "note" not in summary_line({**record, "decode_resolution": 37})
+    assert "note" not in summary_line({**record, "protocol": "flip"})
