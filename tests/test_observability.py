@@ -306,8 +306,18 @@ def test_sweep_without_data_path_is_refused_and_swept_keys_stay_swept(capsys, tm
     from platform.sweep import main
 
     sweep, runs = "sweeps/resnext_table3.yaml", f"run.root={tmp_path / 'runs'}"
-    assert main([sweep, "--dry-run", runs]) == 2
+    assert main([sweep, runs]) == 2
     assert "data=imagenet needs data.path" in capsys.readouterr().err
+    # issue 25.8: a dry run prints the commands with the placeholder and a warning
+    assert main([sweep, "--dry-run", runs]) == 0
+    out, err = capsys.readouterr()
+    assert "warning: " in err and "data=imagenet needs data.path" in err and "SET_DATA_PATH" in err
+    assert out.count("data.path=SET_DATA_PATH") == 30
+    # ... and with --data-path each command carries data.path once
+    assert main([sweep, "--dry-run", "--data-path", "/in1k", runs]) == 0
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if "platform.train" in ln]
+    assert len(lines) == 30 and all(ln.count("data.path=") == 1 for ln in lines), lines[0]
+    assert "data.path=/in1k" in lines[0]
     assert main([sweep, "--dry-run", "--data-path", "/in1k", runs, "model=resnet18"]) == 2
     assert "override(s) model set a key the sweep varies" in capsys.readouterr().err
     assert main([sweep, "--dry-run", "--slurm", "--data-path", "/in1k", runs]) == 0
@@ -321,11 +331,49 @@ def test_sweep_without_data_path_is_refused_and_swept_keys_stay_swept(capsys, tm
 def test_reproduce_launch_refuses_missing_data_path(capsys, tmp_path):
     from platform.reproduce import main
 
-    assert main(["table3", "--launch", "local", "--dry-run", f"run.root={tmp_path}"]) == 2
+    assert main(["table3", "--launch", "local", f"run.root={tmp_path}"]) == 2
     assert "--data-path DIR" in capsys.readouterr().err
-    assert (
-        main(["table3", "--launch", "wandb", "--dry-run"]) == 2
-    )  # the committed sweep holds a placeholder
+    # issue 25.8: a dry run warns and prints runnable-looking commands with a visible placeholder
+    assert main(["table3", "--launch", "local", "--dry-run", f"run.root={tmp_path}"]) == 0
+    out, err = capsys.readouterr()
+    assert "warning: " in err and "--data-path DIR" in err
+    lines = [ln for ln in out.splitlines() if "platform.train" in ln]
+    assert lines and all(ln.count("data.path=SET_DATA_PATH") == 1 for ln in lines)
+    assert main(["table3", "--launch", "wandb", "--dry-run"]) == 0
+    out, err = capsys.readouterr()
+    assert "warning: " in err and "sweeps/resnext_table3.yaml" in out  # the committed file
+    # a W&B dry run with --data-path names a file it did not write: it shows its content
+    assert main(["table3", "--launch", "wandb", "--dry-run", "--data-path", "/in1k"]) == 0
+    out = capsys.readouterr().out
+    assert "(not written by a dry run) would hold:" in out and "value: /in1k" in out
+
+
+def test_cifar_launch_asks_for_the_python_pickles(capsys):
+    from platform.launch import check_data_path
+
+    with pytest.raises(ConfigError, match="cifar-10-batches-py/, the python pickles") as e:
+        check_data_path([load_config(["data=cifar10", "model=resnet20"])], "sweep.yaml")
+    assert ".beton" not in str(e.value)
+
+
+def test_a_skipped_sweep_row_names_the_run_that_matched(capsys, tmp_path):
+    from platform.sweep import main
+
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text(
+        "parameters:\n  model:\n    values: [resnet20, resnet32]\n  data:\n    value: digits\n"
+    )
+    runs = tmp_path / "runs"
+    done = runs / "r20-done"
+    done.mkdir(parents=True)
+    (done / "config.yaml").write_text(to_yaml(load_config(["model=resnet20", "data=digits"])))
+    (done / "summary.json").write_text(
+        json.dumps({"status": "finished", "model": "resnet20", "data": "digits"})
+    )
+    assert main([str(sweep), "--dry-run", f"run.root={runs}"]) == 0
+    out = capsys.readouterr().out
+    assert "1 of 2 configurations already have a finished or running run; skipped:" in out, out
+    assert str(done) in out and "model=resnet20" in out
 
 
 def test_gpu_hours_scale_with_macs_images_and_epochs():
