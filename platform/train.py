@@ -487,12 +487,25 @@ def _train(cfg: ExperimentConfig, callbacks: list | None, tail: LogTail) -> dict
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
     outcome = _Outcome()
+    setup_failed = False
     try:
         _fit(cfg, run, outcome)
+    except (
+        DataError,
+        BetonError,
+    ):  # the data's own set-up (inside fit): a fresh run leaves nothing
+        setup_failed = created and run.trainer.global_step == 0
+        raise
     finally:
-        summary = _record_outcome(run, outcome, tail)
+        if setup_failed:
+            _finalize_wandb(run.trainer, "failed", cli.EXIT_USER_ERROR)
+        else:
+            summary = _record_outcome(run, outcome, tail)
         if lock is not None:
             lock.release()
+        if setup_failed and rank0:
+            stop_console_log()
+            shutil.rmtree(run_dir, ignore_errors=True)
     return summary
 
 

@@ -529,3 +529,24 @@ def test_a_small_beton_trained_large_is_named(digits_cache):
     warns = likely_mistakes(cfg, 224, 32, (64, 56, 56), stored(dm))
     assert any("stores images of about 32 px" in w and "224 px" in w for w in warns), warns
     assert likely_mistakes(cfg, 32, 32, (64, 8, 8), stored(dm)) == []
+
+
+@pytest.mark.timeout(600)
+def test_a_cifar_path_error_leaves_no_run_directory(tmp_path):
+    """Issue 25.9: the CIFAR files are looked for inside fit (the datamodule's set-up); a fresh
+    run that fails there is a set-up error: exit 2 and no run directory, as the README promises."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    runs = tmp_path / "runs"
+    proc = run_cli(
+        "platform.train",
+        "data=cifar10",
+        f"data.path={empty}",
+        f"run.root={runs}",
+        "run.name=c",
+        "logging.wandb=disabled",
+        "trainer.max_epochs=1",
+        env=cli_env(tmp_path),
+    )
+    assert proc.returncode == 2 and "no CIFAR10 files found" in proc.stderr, proc.stderr[-2000:]
+    assert not (runs / "c").exists()
