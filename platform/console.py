@@ -145,6 +145,18 @@ class LogFileOnly:
         pass
 
 
+# ---------------------------------------------------------------------------- rich tables
+LOG_WIDTH = 10_000  # a file or pipe: wide enough that no cell wraps; the table keeps its own width
+
+
+def rich_console():
+    """A ``rich`` console: a terminal's width on a terminal; in a log (a file, a pipe, sbatch's
+    output) a width no table reaches, so that cells never wrap and each row stays one line."""
+    from rich.console import Console
+
+    return Console(width=None if sys.stdout.isatty() else LOG_WIDTH, soft_wrap=False)
+
+
 # ---------------------------------------------------------------------------- start-of-run block
 def final_feature_map(model, resolution: int) -> tuple[int, int, int] | None:
     """(C, H, W) that the head pools: the input of the last global pool (``AdaptiveAvgPool2d``/
