@@ -551,3 +551,24 @@ def test_ten_crop_at_ratio_one_notes_that_it_equals_flip():
     assert "10crop equals flip" in summary_line(record)
     assert "note" not in summary_line({**record, "decode_resolution": 37})
     assert "note" not in summary_line({**record, "protocol": "flip"})
+
+
+@pytest.mark.timeout(300)
+def test_evaluate_prints_none_of_the_chatter_train_filters(tmp_path, digits_cache):
+    """Issue 25.6: evaluate installs train's filters (no srun hint naming platform/evaluate.py)."""
+    from models import create_model
+
+    sd = tmp_path / "r20.pt"
+    torch.save(create_model("resnet20", num_classes=10).state_dict(), sd)
+    r = run_cli(
+        "platform.evaluate",
+        f"ckpt={sd}",
+        "model=resnet20",
+        f"data.cache_dir={digits_cache}",
+        *QUIET,
+        env=cli_env(tmp_path),
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "eval center:" in r.stdout
+    for chatter in ("The `srun` command is available", "Tip: For seamless", "LeafSpec"):
+        assert chatter not in r.stderr, r.stderr
