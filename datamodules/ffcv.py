@@ -178,6 +178,15 @@ def check_crop_sides(path: str | Path, ratio: float) -> None:
         )
 
 
+def stored_side(path: str | Path) -> int:
+    """The median shorter side of the images a ``.beton`` stores (its metadata; no decoding)."""
+    from ffcv.reader import Reader
+
+    reader = Reader(str(path))
+    meta = reader.metadata[f"f{reader.field_names.index('image')}"]
+    return int(np.median(np.minimum(meta["height"], meta["width"])))
+
+
 class FFCVDataModule(BaseDataModule):
     """Images + integer labels from ``train_path``/``val_path`` ``.beton`` files.
 

@@ -217,6 +217,13 @@ class ImagesProgressBar(TQDMProgressBar):
     def init_validation_tqdm(self):
         return self._in_images(super().init_validation_tqdm())
 
+    def on_train_epoch_start(self, trainer: L.Trainer, *args: Any) -> None:
+        super().on_train_epoch_start(trainer, *args)
+        if self.train_progress_bar is not None:  # epochs count from 1 on the console
+            self.train_progress_bar.set_description(
+                f"Epoch {trainer.current_epoch + 1}/{trainer.max_epochs}"
+            )
+
 
 def _fmt_eta(seconds: float) -> str:
     seconds = max(0, int(seconds))
@@ -239,9 +246,13 @@ class LogLines(L.Callback):
     and torchvision's ``MetricLogger`` (ETA, img/s, memory).  Rank 0 only.
 
     Step lines read the loss Lightning already logs and the running top-1 from this rank's metric
-    state (one scalar copy per line, never per step).  The ETA is the segment's mean time per batch
-    (validation included) times the batches left.
+    state (one scalar copy per line, never per step).  Every line starts with the local time.  The
+    ETA is the segment's mean time per batch (validation included) after the first
+    :attr:`WARMUP` batches (JIT compilation, cudnn autotuning, loader start) times the batches left.
+    Epochs count from 1 here, as on the bar and in the final line (files count them from 0).
     """
+
+    WARMUP = 3
 
     def __init__(self, monitor: ThroughputMonitor, every_n_steps: int, stream=None) -> None:
         self.monitor, self.every = monitor, max(1, every_n_steps)
@@ -249,14 +260,15 @@ class LogLines(L.Callback):
         self._t0, self._done, self._in_epoch = time.perf_counter(), 0, 0
 
     def _print(self, line: str) -> None:
-        print(line, file=self.stream or sys.stdout, flush=True)
+        print(f"{time.strftime('%H:%M:%S')} {line}", file=self.stream or sys.stdout, flush=True)
 
     def _eta(self, trainer: L.Trainer) -> str:
         per_epoch = trainer.num_training_batches
-        if not isinstance(per_epoch, int) or not self._done:
+        timed = self._done - self.WARMUP
+        if not isinstance(per_epoch, int) or timed <= 0:
             return "?"
         left = (trainer.max_epochs - trainer.current_epoch) * per_epoch - self._in_epoch
-        return _fmt_eta((time.perf_counter() - self._t0) / self._done * max(left, 0))
+        return _fmt_eta((time.perf_counter() - self._t0) / timed * max(left, 0))
 
     def _lr(self, trainer: L.Trainer) -> float:
         return trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else float("nan")
@@ -267,6 +279,8 @@ class LogLines(L.Callback):
     @rank_zero_only
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         self._done, self._in_epoch = self._done + 1, batch_idx + 1
+        if self._done == self.WARMUP:  # the clock starts after the warm-up batches
+            self._t0 = time.perf_counter()
         if (batch_idx + 1) % self.every:
             return
         m, mon = trainer.callback_metrics, self.monitor

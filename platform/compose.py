@@ -248,7 +248,15 @@ def build_loggers(cfg: ExperimentConfig, run_dir: Path) -> list:
 
 
 def console_is_terminal() -> bool:
-    return sys.stdout.isatty()
+    """A terminal the bar can draw on: a TTY that reports a size.  A TTY of 0 rows or columns (some
+    terminals, ``script``, containers) would swallow every redraw until the end: it gets lines."""
+    if not sys.stdout.isatty():
+        return False
+    try:
+        size = os.get_terminal_size(sys.stdout.fileno())
+    except (OSError, ValueError):
+        return False
+    return size.columns > 0 and size.lines > 0
 
 
 def reporting_callbacks(cfg: ExperimentConfig) -> tuple[list, bool]:

@@ -145,6 +145,18 @@ class LogFileOnly:
         pass
 
 
+# ---------------------------------------------------------------------------- rich tables
+LOG_WIDTH = 10_000  # a file or pipe: wide enough that no cell wraps; the table keeps its own width
+
+
+def rich_console():
+    """A ``rich`` console: a terminal's width on a terminal; in a log (a file, a pipe, sbatch's
+    output) a width no table reaches, so that cells never wrap and each row stays one line."""
+    from rich.console import Console
+
+    return Console(width=None if sys.stdout.isatty() else LOG_WIDTH, soft_wrap=False)
+
+
 # ---------------------------------------------------------------------------- start-of-run block
 def final_feature_map(model, resolution: int) -> tuple[int, int, int] | None:
     """(C, H, W) that the head pools: the input of the last global pool (``AdaptiveAvgPool2d``/
@@ -197,9 +209,19 @@ def ignored_data_keys(cfg) -> list[str]:
 
 
 def likely_mistakes(
-    cfg, resolution: int, native: int, feature_map: tuple[int, ...] | None
+    cfg,
+    resolution: int,
+    native: int,
+    feature_map: tuple[int, ...] | None,
+    stored: int | None = None,
 ) -> list[str]:
     out = []
+    if stored and resolution >= 2 * stored:
+        out.append(
+            f"data={cfg.data.name} stores images of about {stored} px (median shorter side) and "
+            f"the run trains at {resolution} px, upsampling each {resolution / stored:.1f}x; set "
+            f"data.resolution={stored} (and data.val_resolution) or rewrite the dataset larger"
+        )
     if native >= 4 * resolution:
         fm = "x".join(map(str, feature_map[1:])) if feature_map else "tiny"
         out.append(
@@ -215,6 +237,23 @@ def likely_mistakes(
             f"(read by data={'|'.join(DATA_KEYS_READ_BY[name])})"
         )
     return out
+
+
+def resolved_accelerator(name: str) -> str:
+    """``auto`` as Lightning resolves it (CUDA, then MPS, then the CPU), e.g. ``auto -> cuda``."""
+    if name != "auto":
+        return name
+    import torch
+
+    mps = getattr(torch.backends, "mps", None)
+    got = (
+        "cuda"
+        if torch.cuda.is_available()
+        else "mps"
+        if mps is not None and mps.is_available()
+        else "cpu"
+    )
+    return f"auto -> {got}"
 
 
 def run_start_lines(cfg, module, datamodule, run_dir: Path, world_size: int):
@@ -255,7 +294,8 @@ def run_start_lines(cfg, module, datamodule, run_dir: Path, world_size: int):
             else ")"
         )
         + f", {cfg.schedule.name} schedule, {t.max_epochs} epochs",
-        f"hardware   precision {t.precision}, accelerator {t.accelerator}, {world_size} device(s) "
+        f"hardware   precision {t.precision}, accelerator {resolved_accelerator(t.accelerator)}, "
+        f"{world_size} device(s) "
         "on "
         f"{t.num_nodes} node(s)",
         f"data       {cfg.data.name}"
@@ -265,7 +305,20 @@ def run_start_lines(cfg, module, datamodule, run_dir: Path, world_size: int):
         f"run dir    {run_dir}",
     ]
     facts = {"params": count_params(module.model), "macs": macs, "resolution": resolution}
-    return lines, likely_mistakes(cfg, resolution, info.resolution, fmap), facts
+    return lines, likely_mistakes(cfg, resolution, info.resolution, fmap, stored(datamodule)), facts
+
+
+def stored(datamodule) -> int | None:
+    """The side of the images an FFCV datamodule's training file stores, if it can tell."""
+    path = getattr(datamodule, "train_path", None)
+    if path is None or not str(path).endswith(".beton"):
+        return None
+    from datamodules.ffcv import stored_side
+
+    try:
+        return stored_side(path)
+    except Exception:  # noqa: BLE001 -- not written yet: the datamodule will say so
+        return None
 
 
 def print_run_start(cfg, module, datamodule, run_dir: Path, world_size: int) -> dict[str, Any]:

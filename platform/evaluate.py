@@ -49,6 +49,7 @@ from datamodules import DataError
 from datamodules.write import BetonError, write_json_atomic
 from platform import cli
 from platform.config import ConfigError, ExperimentConfig, load_config, parse_overrides
+from platform.console import quiet_library_chatter
 from platform.runs import read_evaluations  # noqa: F401 -- the reader lives with the run directory's layout
 
 log = logging.getLogger("platform.evaluate")
@@ -368,11 +369,17 @@ def summary_line(r: dict[str, Any]) -> str:
     res = str(r["resolution"])
     if r["decode_resolution"] != r["resolution"]:
         res += f" of {r['decode_resolution']}"
-    return (
+    line = (
         f"eval {r['protocol']}: {r['model']} on {r['data']['name']} val | n={r['n']} | top-1 err "
         f"{r['top1_err']:.2f}% | top-{r['top5_k']} err {r['top5_err']:.2f}% | res {res} | "
         f"{r.get('path', r['checkpoint'])}"
     )
+    if r["protocol"] == "10crop" and r["decode_resolution"] == r["resolution"]:
+        line += (
+            " | note: at crop ratio 1 the five crops are the whole image, so 10crop equals flip "
+            "(set data.val_crop_ratio below 1, e.g. 0.875, for distinct crops)"
+        )
+    return line
 
 
 USAGE = (
@@ -390,6 +397,7 @@ def main(argv: list[str]) -> int:
         print(__doc__)
         return 0
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    quiet_library_chatter()  # the filters train installs: no srun hint, no Lightning tips
     mine, overrides = cli.split_own(argv, ("ckpt", "protocol"))
     if "ckpt" not in mine:
         raise EvalError(f"ckpt=PATH is required\n{USAGE}")

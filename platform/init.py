@@ -113,7 +113,12 @@ def load_initial_weights(model: nn.Module, model_name: str, path: str | Path) ->
             f"model.init={path}: does not fit {model_name} "
             f"(unexpected keys {unexpected[:3]}, missing keys {missing[:3]})"
         )
-    message = f"initialised {model_name} from {kind} {path}"
+    layout = "torchvision layout, converted to ours" if "torchvision" in kind else "our layout"
+    message = (
+        f"model.init: initialised {model_name} from {kind} {path} ({layout}, {len(sd)} tensors)"
+    )
+    if not mismatched:
+        message += f"; classifier head kept ({head_classes(ours)} classes)"
     if mismatched:
         message += (
             f"; replaced the classifier head: {head_classes(sd)} classes in the checkpoint, "

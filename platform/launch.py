@@ -1,7 +1,8 @@
 """What every launcher (``platform.reproduce --launch``, ``platform.sweep``, the W&B sweep files) checks
 and prints before it starts anything: only runnable commands, how many runs, what they cost.
 
-* a dataset that needs ``data.path`` gets one (``--data-path DIR``) or the launch is refused;
+* a dataset that needs ``data.path`` gets one (``--data-path DIR``) or the launch is refused (a
+  ``--dry-run`` prints the commands with the visible placeholder ``SET_DATA_PATH`` and a warning);
 * an override on the command line that sets a swept key is an error naming it (``model=resnet18``
   on a 30-run grid would silently make 30 resnet18 runs);
 * the number of runs and an estimated cost in GPU-hours (:func:`gpu_hours`);
@@ -10,6 +11,7 @@ and prints before it starts anything: only runnable commands, how many runs, wha
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from platform.config import ConfigError, ExperimentConfig, load_config, parse_overrides
@@ -54,6 +56,14 @@ def data_path_overrides(data_path: str | None) -> list[str]:
     return [f"data.path={data_path}"] if data_path else []
 
 
+def without_data_path(configs: list[list[str]], extra: list[str]) -> list[list[str]]:
+    """The configurations less their own ``data.path=`` when ``extra`` sets one (a sweep file's
+    placeholder), so that a printed command carries it once."""
+    if not any(a.startswith("data.path=") for a in extra):
+        return configs
+    return [[a for a in c if not a.startswith("data.path=")] for c in configs]
+
+
 def swept_keys(configs: list[list[str]]) -> set[str]:
     """Keys whose value differs between configurations (or that only some set)."""
     values: dict[str, set[str]] = {}
@@ -84,8 +94,17 @@ def resolved(configs: list[list[str]], extra: list[str]) -> list[ExperimentConfi
     return [load_config([*c, *extra]) for c in configs]
 
 
-def check_data_path(cfgs: list[ExperimentConfig], where: str) -> None:
-    """Every run's dataset has the ``data.path`` it needs, or the launch is refused."""
+# what data.path holds, per dataset (the error names the right files)
+DATA_PATH_HOLDS = {
+    "cifar10": "cifar-10-batches-py/, the python pickles of the official tarball",
+    "cifar100": "cifar-100-python/, the python pickles of the official tarball",
+}
+BETON_PAIR = "train.beton and val.beton, written by `python -m datamodules.write`"
+
+
+def check_data_path(cfgs: list[ExperimentConfig], where: str, dry_run: bool = False) -> bool:
+    """Every run's dataset has the ``data.path`` it needs, or the launch is refused; a dry run
+    warns instead (its commands carry the placeholder).  Returns whether one is missing."""
     needing = sorted(
         {
             c.data.name
@@ -93,13 +112,20 @@ def check_data_path(cfgs: list[ExperimentConfig], where: str) -> None:
             if c.data.name in DATA_NEEDS_PATH and c.data.path in (None, "", DATA_PATH_PLACEHOLDER)
         }
     )
-    if needing:
-        raise ConfigError(
-            f"{where}: data={','.join(needing)} needs data.path (the directory holding "
-            "train.beton and val.beton, written by `python -m datamodules.write`); pass "
-            "--data-path DIR "
-            f"(or data.path=DIR) so that the printed commands run"
-        )
+    if not needing:
+        return False
+    holds = "; ".join(f"data={n}: {DATA_PATH_HOLDS.get(n, BETON_PAIR)}" for n in needing)
+    message = (
+        f"{where}: data={','.join(needing)} needs data.path (the directory holding {holds}); "
+        "pass --data-path DIR (or data.path=DIR) so that the printed commands run"
+    )
+    if not dry_run:
+        raise ConfigError(message)
+    print(
+        f"warning: {message}; the commands below carry data.path={DATA_PATH_PLACEHOLDER}",
+        file=sys.stderr,
+    )
+    return True
 
 
 def run_cost(cfg: ExperimentConfig) -> float:

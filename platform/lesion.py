@@ -471,10 +471,11 @@ def plot(path: Path, nets: list[NetLesions], chance: float) -> None:
 
 
 def print_table(nets: list[NetLesions], chance: float) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    from platform.console import rich_console
+
+    console = rich_console()  # a log: no cell wraps
     table = Table(
         title=f"Lesion study ({nets[0].scale} scale), top-1 error %, chance {chance:.1f}%"
     )

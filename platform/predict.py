@@ -34,6 +34,7 @@ from datamodules.imagefolder_source import IMG_EXTENSIONS, ImageError, is_image_
 from datamodules.imagefolder_writer import _too_small as too_small
 from datamodules.normalize import DeviceNormalize
 from platform import cli
+from platform.console import quiet_library_chatter
 from platform.evaluate import USER_ERRORS, EvalError, eval_datamodule, load
 
 
@@ -134,7 +135,9 @@ def predict(
     top_k: int = 5,
     batch_size: int = 64,
 ) -> list[dict[str, Any]]:
-    """``[{"file", "top": [{"label", "index", "prob"}, ...]}, ...]`` for the images in ``inputs``."""
+    """``[{"file", "top": [{"label", "index", "prob"}, ...]}, ...]`` for the images in ``inputs``,
+    then ``{"file", "error"}`` for each one that could not be read (skipped; all unreadable is an
+    :class:`EvalError`)."""
     module, cfg, _ = load(ckpt, overrides)
     files = image_files(inputs)
     pre = preprocessing(cfg)
@@ -143,27 +146,27 @@ def predict(
     names = [printable(n) for n in names] if names else None
     normalize = DeviceNormalize(pre["mean"], pre["std"])
     k = max(1, min(top_k, num_classes))
-    out, kept = [], []
+    out: list[dict[str, Any]] = []
+    skipped: list[dict[str, Any]] = []
     for start in range(0, len(files), batch_size):
         chunk = files[start : start + batch_size]
-        arrays = []
+        arrays, read = [], []
         for f in chunk:
             try:
                 check_decoded_size(f)
                 rgb = load_rgb(f)[0]
-            except ImageError as e:
-                raise EvalError(
-                    f"{e} (predict takes image files: {', '.join(IMG_EXTENSIONS)})"
-                ) from None
+            except ImageError as e:  # skipped and listed; the others are still predicted
+                skipped.append({"file": str(f), "error": str(e)})
+                continue
             small = too_small(rgb.shape[0], rgb.shape[1], pre["max_resolution"])
             if small:
                 print(f"skipped {printable(f)}: {small}", file=sys.stderr)
                 continue
-            kept.append(f)
             arrays.append(center_crop_resize(rgb, pre["side"], pre["ratio"], pre["max_resolution"]))
-        chunk, kept = kept, []
-        if not chunk:
+            read.append(f)
+        if not arrays:
             continue
+        chunk = read
         images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)  # (N, 3, side, side) uint8
         with torch.inference_mode():
             probs = torch.softmax(module(normalize.images(images)).float(), dim=1)
@@ -178,7 +181,12 @@ def predict(
                     ],
                 }
             )
-    return out
+    if skipped and not out:
+        raise EvalError(
+            f"{skipped[0]['error']} (predict takes image files: {', '.join(IMG_EXTENSIONS)})"
+            + (f"; {len(skipped) - 1} more unreadable" if len(skipped) > 1 else "")
+        )
+    return out + skipped
 
 
 def table(rows: list[dict[str, Any]]) -> str:
@@ -187,7 +195,11 @@ def table(rows: list[dict[str, Any]]) -> str:
     width = max(len(printable(r["file"], 10**4)) for r in rows)
     return "\n".join(
         f"{printable(r['file'], 10**4):<{width}}  "
-        + "  ".join(f"{t['label']} {t['prob']:.4f}" for t in r["top"])
+        + (
+            f"skipped: {printable(r['error'], 10**4)}"
+            if "error" in r
+            else "  ".join(f"{t['label']} {t['prob']:.4f}" for t in r["top"])
+        )
         for r in rows
     )
 
@@ -202,6 +214,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("inputs", nargs="*", help="image files or directories")
     parser.add_argument("--top-k", type=int, default=5)
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    quiet_library_chatter()  # the filters train installs: no srun hint, no Lightning tips
     mine, rest = cli.split_own(argv, ("ckpt",))
     flags, overrides = cli.split_flags(rest)
     args = parser.parse_args(flags)
@@ -211,6 +224,14 @@ def main(argv: list[str]) -> int:
         )
     rows = predict(mine["ckpt"], args.inputs, overrides, args.top_k)
     print(json.dumps(rows, indent=1) if args.json else table(rows), flush=True)
+    bad = [r["file"] for r in rows if "error" in r]
+    if bad:  # the readable ones were predicted; the run still fails
+        print(
+            f"error: {len(bad)} of {len(rows)} image(s) could not be read and were skipped: "
+            f"{', '.join(bad[:5])}" + (" ..." if len(bad) > 5 else ""),
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

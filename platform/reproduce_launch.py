@@ -135,6 +135,7 @@ def launch(
 ) -> int:
     """Launch the missing runs; every printed command is runnable (``platform.launch`` checks)."""
     from platform.launch import (
+        DATA_PATH_PLACEHOLDER,
         check_data_path,
         check_extra,
         data_path_overrides,
@@ -149,7 +150,7 @@ def launch(
     check_extra(grid, extra, f"{table.name} --launch")
     if how == "wandb":
         cfgs = resolved(grid, extra)
-        check_data_path(cfgs, f"{table.name} --launch wandb")
+        check_data_path(cfgs, f"{table.name} --launch wandb", dry_run)
         print(plan_line(cfgs))
         return _launch_wandb(table, scale, seeds, out_dir, dry_run, data_path)
     todo = missing(table, scale, seeds, records)
@@ -161,7 +162,11 @@ def launch(
         return 0
     configs = [launch_overrides(table, row, scale, seed, extra) for row, seed in todo]
     cfgs = resolved(configs, [])
-    check_data_path(cfgs, f"{table.name} --launch {how}")
+    if check_data_path(cfgs, f"{table.name} --launch {how}", dry_run):  # a dry run: placeholder
+        placeholder = data_path_overrides(DATA_PATH_PLACEHOLDER)
+        configs = [
+            launch_overrides(table, row, scale, seed, placeholder + extra) for row, seed in todo
+        ]
     print(plan_line(cfgs), flush=True)
     if how == "local":
         return _launch_local(table, scale, configs, dry_run)
@@ -188,6 +193,10 @@ def _launch_wandb(
     entity = os.environ.get("WANDB_ENTITY")
     if dry_run or wandb_mode("auto") != "online":
         why = "dry run" if dry_run else "W&B is offline here (no API key or WANDB_MODE=offline)"
+        on_disk = ROOT / path
+        if not on_disk.is_file() or on_disk.read_text() != text:  # a dry run writes nothing
+            print(f"# {path} (not written by a dry run) would hold:")
+            print("".join(f"#   {line}\n" for line in text.splitlines()), end="")
         print(f"# {why}: create the sweep and start agents where W&B is reachable:")
         print(
             shlex.join(

@@ -6,8 +6,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -302,14 +300,13 @@ def curves_plot(
 
 
 def print_rich(table: Table, rows: list[dict[str, Any]], scale: str) -> None:
-    from rich.console import Console
     from rich.table import Table as RichTable
 
-    # a terminal's own width; a file or pipe (no width of its own) gets 160 columns or COLUMNS if wider.
-    # Row names never wrap; the other columns fold.
-    console = Console(
-        width=None if sys.stdout.isatty() else max(160, int(os.environ.get("COLUMNS", 0) or 0))
-    )
+    from platform.console import rich_console
+
+    # a terminal's own width (row names never wrap; the other columns fold); a file or pipe: no
+    # cell wraps (console.rich_console)
+    console = rich_console()
     rt = RichTable(
         title=f"{table.name}: {table.title}\n{table.paper.split(',')[0]}, {table.table}",
         caption=scale_banner(table, scale),

@@ -107,12 +107,23 @@ def sweep_configs(path: str | Path) -> list[list[str]]:
     )
 
 
-def pending(configs: list[list[str]], extra: list[str], runs_root: Path) -> list[int]:
-    """Indices of the configurations without a finished or running run under ``runs_root``."""
+def existing_runs(configs: list[list[str]], extra: list[str], runs_root: Path) -> dict[int, str]:
+    """{index: run directory} of the configurations that have a finished or running run already."""
     from platform.run_records import local_records, run_filter
 
     records = [r for r in local_records(runs_root) if r.status in ("finished", "running")]
-    return [i for i, c in enumerate(configs) if not any(map(run_filter(c), records))]
+    found = {}
+    for i, c in enumerate(configs):
+        match = next(filter(run_filter(c), records), None)
+        if match is not None:
+            found[i] = f"{match.path} ({match.status})"
+    return found
+
+
+def pending(configs: list[list[str]], extra: list[str], runs_root: Path) -> list[int]:
+    """Indices of the configurations without a finished or running run under ``runs_root``."""
+    found = existing_runs(configs, extra, runs_root)
+    return [i for i in range(len(configs)) if i not in found]
 
 
 def check(path: str | Path) -> list[list[str]]:
@@ -234,24 +245,30 @@ def main(argv: list[str]) -> int:
     p = _parser()
     args, extra = cli.flags_and_overrides(p, argv)
     from platform.launch import (
+        DATA_PATH_PLACEHOLDER,
         check_data_path,
         check_extra,
         compact_ranges,
         data_path_overrides,
         plan_line,
         resolved,
+        without_data_path,
     )
 
     extra = [*data_path_overrides(args.data_path), *extra]
     try:
-        configs = check(args.file)
+        configs = without_data_path(check(args.file), extra)
         runs_root = Path(dict(parse_overrides(extra)).get("run.root", "runs"))
         check_extra(configs, extra, str(args.file))
         cfgs = resolved(configs, extra)
-        check_data_path(cfgs, str(args.file))
+        if check_data_path(cfgs, str(args.file), args.dry_run) and not any(
+            a.startswith("data.path=") for c in configs for a in c
+        ):
+            extra = [*data_path_overrides(DATA_PATH_PLACEHOLDER), *extra]
     except (ConfigError, OSError) as e:
         return cli.user_error(e)
-    todo = list(range(len(configs))) if args.all else pending(configs, extra, runs_root)
+    found = {} if args.all else existing_runs(configs, extra, runs_root)
+    todo = [i for i in range(len(configs)) if i not in found]
     if todo:
         print(plan_line([cfgs[i] for i in todo]), flush=True)
     if args.slurm:
@@ -273,12 +290,13 @@ def main(argv: list[str]) -> int:
             return 0
         (ROOT / "logs").mkdir(exist_ok=True)
         return subprocess.run(cmd, cwd=ROOT).returncode
-    skipped = len(configs) - len(todo)
-    if skipped:
+    if found:
         print(
-            f"{skipped} of {len(configs)} configurations already have a finished or running run; "
-            "skipped"
+            f"{len(found)} of {len(configs)} configurations already have a finished or running run; "
+            "skipped:"
         )
+        for i, run in found.items():
+            print(f"  [{i}] {shlex.join(configs[i])} -> {run}")
     failed = 0
     for n, i in enumerate(todo, 1):
         cmd = [sys.executable, "-m", "platform.train", *configs[i], *extra]

@@ -596,12 +596,25 @@ def _train(cfg: ExperimentConfig, callbacks: list | None, tail: LogTail) -> dict
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
     outcome = _Outcome()
+    setup_failed = False
     try:
         _fit(cfg, run, outcome)
+    except (
+        DataError,
+        BetonError,
+    ):  # the data's own set-up (inside fit): a fresh run leaves nothing
+        setup_failed = created and run.trainer.global_step == 0
+        raise
     finally:
-        summary = _record_outcome(run, outcome, tail)
+        if setup_failed:
+            _finalize_wandb(run.trainer, "failed", cli.EXIT_USER_ERROR)
+        else:
+            summary = _record_outcome(run, outcome, tail)
         if lock is not None:
             lock.release()
+        if setup_failed and rank0:
+            stop_console_log()
+            shutil.rmtree(run_dir, ignore_errors=True)
     return summary
 
 
@@ -614,6 +627,9 @@ def summary_line(s: dict[str, Any]) -> str:
     )
     if s.get("val_partial"):
         line += f" | partial validation: {s.get('val_seen')} of {s.get('val_size')} examples"
+    if s.get("best_epoch") is not None:  # people count epochs from 1; files from 0
+        ckpt = s.get("best_checkpoint")
+        line += f" | best epoch {int(s['best_epoch']) + 1}" + (f": {ckpt}" if ckpt else "")
     if s.get("reason"):
         line += f" | {s['reason']}"
     if s.get("status") not in ("finished", None) and s.get("resume_command"):

@@ -466,3 +466,114 @@ def test_scripts_outside_the_root_import_cnn_platform(tmp_path):
     )
     assert direct.returncode == 2 and "python -m platform.evaluate" in direct.stderr
     assert "import cnn_platform" in direct.stderr and "Traceback" not in direct.stderr
+
+
+# ---------------------------------------------------------------------------- export tolerance
+def _scaled_resnet20(tmp_path, scale: float):
+    """A resnet20 state_dict whose logits reach ``scale`` (as an ImageNet ResNet-50's do)."""
+    from models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("resnet20", num_classes=10)
+    sd = model.state_dict()
+    sd["head.fc.weight"] = sd["head.fc.weight"] * scale
+    path = tmp_path / "big.pt"
+    torch.save(sd, path)
+    return path
+
+
+@pytest.mark.timeout(300)
+def test_onnx_export_tolerance_is_relative_to_the_logits_and_settable(tmp_path):
+    """Issue 25.5: logits ~1e7 differ from onnxruntime's by more than an absolute 1e-4 in float32;
+    the file is kept (tolerance relative to the scale); --rtol 0 --atol 0 refuses it; an existing
+    OUT is refused without --force."""
+    pytest.importorskip("onnxruntime")
+    sd = _scaled_resnet20(tmp_path, 1e7)
+    out = tmp_path / "m.onnx"
+    args = ("platform.export", f"ckpt={sd}", "model=resnet20", "data=cifar10", *QUIET)
+    r = run_cli(*args, "--format", "onnx", str(out), "--side", "32")
+    assert r.returncode == 0, r.stderr
+    assert out.exists() and "max |diff|" in r.stdout
+    r = run_cli(*args, "--format", "onnx", str(out), "--side", "32")
+    assert r.returncode == 2 and "exists; pass --force" in r.stderr, r.stderr
+    before = out.stat().st_mtime_ns
+    r = run_cli(
+        *args, "--format", "onnx", str(out), "--side", "32", "--force", "--rtol", "0", "--atol", "0"
+    )
+    assert r.returncode == 2 and "differ from ours" in r.stderr and "--rtol" in r.stderr, r.stderr
+    assert out.stat().st_mtime_ns == before  # a refused export leaves the old file as it was
+    r = run_cli(*args, "--format", "onnx", str(out), "--side", "32", "--force")
+    assert r.returncode == 0, r.stderr
+
+
+# ---------------------------------------------------------------------------- predict: unreadable
+@pytest.mark.timeout(300)
+def test_predict_skips_and_lists_an_unreadable_image(tmp_path, digits_cache):
+    """Issue 25.9: one bad file no longer aborts predict: the others are predicted, the bad one is
+    listed (table and stderr), and the exit code is non-zero."""
+    from PIL import Image
+
+    from models import create_model
+
+    sd = tmp_path / "r20.pt"
+    torch.save(create_model("resnet20", num_classes=10).state_dict(), sd)
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.new("RGB", (40, 40), (200, 10, 10)).save(images / "good.png")
+    (images / "broken.jpg").write_text("not a jpeg")
+    r = run_cli(
+        "platform.predict",
+        f"ckpt={sd}",
+        "model=resnet20",
+        f"data.cache_dir={digits_cache}",
+        str(images),
+        *QUIET,
+    )
+    assert r.returncode == 1, r.stderr
+    out = r.stdout.splitlines()
+    assert any(line.startswith(str(images / "good.png")) for line in out), r.stdout
+    assert any("broken.jpg" in line and "skipped:" in line for line in out), r.stdout
+    assert "1 of 2 image(s) could not be read and were skipped" in r.stderr
+    assert "broken.jpg" in r.stderr
+
+
+def test_ten_crop_at_ratio_one_notes_that_it_equals_flip():
+    """Issue 25.9: 10crop decoded at the crop side (crop ratio 1) scores 2 distinct views: say so."""
+    from platform.evaluate import summary_line
+
+    record = {
+        "protocol": "10crop",
+        "model": "resnet20",
+        "data": {"name": "cifar10"},
+        "n": 10000,
+        "top1_err": 8.0,
+        "top5_k": 5,
+        "top5_err": 0.5,
+        "resolution": 32,
+        "decode_resolution": 32,
+        "checkpoint": "runs/x/checkpoints/last.ckpt",
+    }
+    assert "10crop equals flip" in summary_line(record)
+    assert "note" not in summary_line({**record, "decode_resolution": 37})
+    assert "note" not in summary_line({**record, "protocol": "flip"})
+
+
+@pytest.mark.timeout(300)
+def test_evaluate_prints_none_of_the_chatter_train_filters(tmp_path, digits_cache):
+    """Issue 25.6: evaluate installs train's filters (no srun hint naming platform/evaluate.py)."""
+    from models import create_model
+
+    sd = tmp_path / "r20.pt"
+    torch.save(create_model("resnet20", num_classes=10).state_dict(), sd)
+    r = run_cli(
+        "platform.evaluate",
+        f"ckpt={sd}",
+        "model=resnet20",
+        f"data.cache_dir={digits_cache}",
+        *QUIET,
+        env=cli_env(tmp_path),
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "eval center:" in r.stdout
+    for chatter in ("The `srun` command is available", "Tip: For seamless", "LeafSpec"):
+        assert chatter not in r.stderr, r.stderr

@@ -78,3 +78,19 @@ def test_init_is_a_config_key_not_a_model_knob():
     from platform.compose import module_kwargs
 
     assert "init" not in module_kwargs(cfg, 10)["model_knobs"]
+
+
+def test_init_message_names_source_layout_and_head(tmp_path):
+    """Issue 25.9: model.init says what it loaded (file), its layout (converted or ours) and
+    whether the head was kept or replaced."""
+    path = tmp_path / "tv.pth"
+    torch.save(torchvision.models.resnet18(num_classes=10).state_dict(), path)
+    message = load_initial_weights(
+        models.create_model("resnet18", num_classes=10), "resnet18", path
+    )
+    assert str(path) in message and "torchvision layout, converted to ours" in message
+    assert "classifier head kept (10 classes)" in message
+    ours = tmp_path / "ours.pth"
+    torch.save(models.create_model("resnet20", num_classes=10).state_dict(), ours)
+    message = load_initial_weights(models.create_model("resnet20", num_classes=3), "resnet20", ours)
+    assert "our layout" in message and "replaced the classifier head" in message

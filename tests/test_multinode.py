@@ -632,7 +632,7 @@ def test_preemption_across_nodes_resumes_mid_epoch_on_both(jobs):
     job, reference = jobs["preempted"], jobs["2x1"]
     assert job.finish(JOB_TIMEOUT) == "COMPLETED", f"{job.events}\n{job.log()[-4000:]}"
     log = job.log()
-    m = re.search(r"SIGUSR1: saving a checkpoint at epoch 1, batch (\d+) \(step (\d+)\)", log)
+    m = re.search(r"SIGUSR1: saving a checkpoint at epoch 2, batch (\d+) \(step (\d+)\)", log)
     assert m and 0 < int(m.group(1)) < BATCHES, log[-4000:]  # mid-epoch
     # both ranks (one per node) left out the batches already trained on
     skip = f"leaving out the {m.group(1)} training batches of this epoch already trained on"

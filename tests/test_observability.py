@@ -2,6 +2,7 @@
 config composition."""
 
 import json
+import re
 import warnings
 
 import pytest
@@ -262,14 +263,17 @@ def test_non_tty_run_lines_train_log_and_no_chatter(tmp_path, digits_cache):
         timeout=850,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    epoch_lines = [line for line in proc.stdout.splitlines() if " done, step " in line]
+    # issue 25.6: every run line starts with the time; epochs count from 1 for people
+    stamped = [ln for ln in proc.stdout.splitlines() if re.match(r"\d\d:\d\d:\d\d epoch ", ln)]
+    assert stamped and all(" done, step " in ln or " step " in ln for ln in stamped)
+    lines = [ln[9:] if re.match(r"\d\d:\d\d:\d\d ", ln) else ln for ln in proc.stdout.splitlines()]
+    assert "accelerator auto -> cpu" in proc.stdout or "accelerator cpu" in proc.stdout
+    final = proc.stdout.rstrip().splitlines()[-1]
+    assert re.search(r"\| best epoch [12]: \S+best-epoch00[01]\.ckpt", final), final
+    epoch_lines = [line for line in lines if " done, step " in line]
     assert len(epoch_lines) == 2 and all("img/s" in line and "eta" in line for line in epoch_lines)
     assert epoch_lines[0].startswith("epoch 1/2 done, step 1 ")
-    step_lines = [
-        line
-        for line in proc.stdout.splitlines()
-        if line.startswith("epoch 2/2 step 2 [1/1] | loss ")
-    ]
+    step_lines = [line for line in lines if line.startswith("epoch 2/2 step 2 [1/1] | loss ")]
     assert len(step_lines) == 1 and "data " in step_lines[0]
     for chatter in CHATTER:
         assert chatter not in proc.stderr
@@ -302,8 +306,18 @@ def test_sweep_without_data_path_is_refused_and_swept_keys_stay_swept(capsys, tm
     from platform.sweep import main
 
     sweep, runs = "sweeps/resnext_table3.yaml", f"run.root={tmp_path / 'runs'}"
-    assert main([sweep, "--dry-run", runs]) == 2
+    assert main([sweep, runs]) == 2
     assert "data=imagenet needs data.path" in capsys.readouterr().err
+    # issue 25.8: a dry run prints the commands with the placeholder and a warning
+    assert main([sweep, "--dry-run", runs]) == 0
+    out, err = capsys.readouterr()
+    assert "warning: " in err and "data=imagenet needs data.path" in err and "SET_DATA_PATH" in err
+    assert out.count("data.path=SET_DATA_PATH") == 30
+    # ... and with --data-path each command carries data.path once
+    assert main([sweep, "--dry-run", "--data-path", "/in1k", runs]) == 0
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if "platform.train" in ln]
+    assert len(lines) == 30 and all(ln.count("data.path=") == 1 for ln in lines), lines[0]
+    assert "data.path=/in1k" in lines[0]
     assert main([sweep, "--dry-run", "--data-path", "/in1k", runs, "model=resnet18"]) == 2
     assert "override(s) model set a key the sweep varies" in capsys.readouterr().err
     assert main([sweep, "--dry-run", "--slurm", "--data-path", "/in1k", runs]) == 0
@@ -317,11 +331,49 @@ def test_sweep_without_data_path_is_refused_and_swept_keys_stay_swept(capsys, tm
 def test_reproduce_launch_refuses_missing_data_path(capsys, tmp_path):
     from platform.reproduce import main
 
-    assert main(["table3", "--launch", "local", "--dry-run", f"run.root={tmp_path}"]) == 2
+    assert main(["table3", "--launch", "local", f"run.root={tmp_path}"]) == 2
     assert "--data-path DIR" in capsys.readouterr().err
-    assert (
-        main(["table3", "--launch", "wandb", "--dry-run"]) == 2
-    )  # the committed sweep holds a placeholder
+    # issue 25.8: a dry run warns and prints runnable-looking commands with a visible placeholder
+    assert main(["table3", "--launch", "local", "--dry-run", f"run.root={tmp_path}"]) == 0
+    out, err = capsys.readouterr()
+    assert "warning: " in err and "--data-path DIR" in err
+    lines = [ln for ln in out.splitlines() if "platform.train" in ln]
+    assert lines and all(ln.count("data.path=SET_DATA_PATH") == 1 for ln in lines)
+    assert main(["table3", "--launch", "wandb", "--dry-run"]) == 0
+    out, err = capsys.readouterr()
+    assert "warning: " in err and "sweeps/resnext_table3.yaml" in out  # the committed file
+    # a W&B dry run with --data-path names a file it did not write: it shows its content
+    assert main(["table3", "--launch", "wandb", "--dry-run", "--data-path", "/in1k"]) == 0
+    out = capsys.readouterr().out
+    assert "(not written by a dry run) would hold:" in out and "value: /in1k" in out
+
+
+def test_cifar_launch_asks_for_the_python_pickles(capsys):
+    from platform.launch import check_data_path
+
+    with pytest.raises(ConfigError, match="cifar-10-batches-py/, the python pickles") as e:
+        check_data_path([load_config(["data=cifar10", "model=resnet20"])], "sweep.yaml")
+    assert ".beton" not in str(e.value)
+
+
+def test_a_skipped_sweep_row_names_the_run_that_matched(capsys, tmp_path):
+    from platform.sweep import main
+
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text(
+        "parameters:\n  model:\n    values: [resnet20, resnet32]\n  data:\n    value: digits\n"
+    )
+    runs = tmp_path / "runs"
+    done = runs / "r20-done"
+    done.mkdir(parents=True)
+    (done / "config.yaml").write_text(to_yaml(load_config(["model=resnet20", "data=digits"])))
+    (done / "summary.json").write_text(
+        json.dumps({"status": "finished", "model": "resnet20", "data": "digits"})
+    )
+    assert main([str(sweep), "--dry-run", f"run.root={runs}"]) == 0
+    out = capsys.readouterr().out
+    assert "1 of 2 configurations already have a finished or running run; skipped:" in out, out
+    assert str(done) in out and "model=resnet20" in out
 
 
 def test_gpu_hours_scale_with_macs_images_and_epochs():
@@ -406,3 +458,100 @@ def test_schedule_plot_uses_the_real_steps_per_epoch(tmp_path):
     assert max(flat) == pytest.approx(0.1)
     _, rn50 = lr_curve(load_config(["recipe=ffcv_rn50", "data=imagenet"]))
     assert max(rn50) == pytest.approx(2.0, rel=1e-3)  # the recipe comment's peak
+
+
+# ---------------------------------------------------------------------------- a TTY without a size
+def _run_in_pty(args: list[str], rows: int, cols: int, timeout: float, env=None) -> str:
+    """Run ``python ARGS`` from the root with stdout/stderr on a pseudo-terminal of rows x cols."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import subprocess
+    import sys
+    import termios
+
+    from conftest import ROOT
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+    proc = subprocess.Popen(
+        [sys.executable, *args], cwd=ROOT, stdout=slave, stderr=slave, env=env or cli_env()
+    )
+    os.close(slave)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        out += chunk
+    proc.wait(timeout=timeout)
+    os.close(master)
+    return out.decode(errors="replace")
+
+
+def test_a_tty_without_a_size_gets_lines_not_the_bar():
+    """Issue 25.7: a 0x0 TTY (some terminals, `script`) gets the line format; a sized one the bar."""
+    code = (
+        "import sys, cnn_platform; from platform.compose import console_is_terminal as t; "
+        "print('TERMINAL', sys.stdout.isatty(), t())"
+    )
+    assert "TERMINAL True False" in _run_in_pty(["-c", code], 0, 0, 120)
+    assert "TERMINAL True True" in _run_in_pty(["-c", code], 24, 80, 120)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_training_on_a_tty_without_a_size_prints_lines(tmp_path, digits_cache):
+    args = [
+        "-m",
+        "platform.train",
+        f"data.cache_dir={digits_cache}",
+        f"run.root={tmp_path / 'runs'}",
+        "data.num_workers=1",
+        "trainer.limit_train_batches=2",
+        "trainer.limit_val_batches=2",  # 1 is issue 25.1 (another fix)
+        "trainer.log_every_n_steps=1",
+        "trainer.max_epochs=1",
+    ]
+    out = _run_in_pty(args, 0, 0, 850, env=cli_env(tmp_path))
+    assert re.search(r"\d\d:\d\d:\d\d epoch 1/1 step 1 \[1/2\]", out), out[-3000:]
+    assert "epoch 1/1 done, step 2" in out, out[-3000:]
+
+
+def test_a_small_beton_trained_large_is_named(digits_cache):
+    """Issue 25.9: data=beton of 32-px images at data.resolution=224 warns (upsampled 7x)."""
+    from datamodules import create_datamodule
+    from platform.console import likely_mistakes, stored
+
+    path = next(digits_cache.glob("digits-*"))
+    dm = create_datamodule("beton", path=str(path))
+    assert stored(dm) == 32
+    cfg = load_config(["model=resnet20", "data=beton", f"data.path={path}"])
+    warns = likely_mistakes(cfg, 224, 32, (64, 56, 56), stored(dm))
+    assert any("stores images of about 32 px" in w and "224 px" in w for w in warns), warns
+    assert likely_mistakes(cfg, 32, 32, (64, 8, 8), stored(dm)) == []
+
+
+@pytest.mark.timeout(600)
+def test_a_cifar_path_error_leaves_no_run_directory(tmp_path):
+    """Issue 25.9: the CIFAR files are looked for inside fit (the datamodule's set-up); a fresh
+    run that fails there is a set-up error: exit 2 and no run directory, as the README promises."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    runs = tmp_path / "runs"
+    proc = run_cli(
+        "platform.train",
+        "data=cifar10",
+        f"data.path={empty}",
+        f"run.root={runs}",
+        "run.name=c",
+        "logging.wandb=disabled",
+        "trainer.max_epochs=1",
+        env=cli_env(tmp_path),
+    )
+    assert proc.returncode == 2 and "no CIFAR10 files found" in proc.stderr, proc.stderr[-2000:]
+    assert not (runs / "c").exists()

@@ -210,6 +210,9 @@ def test_table3_without_runs_prints_static_columns_and_pending(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("pending") == 10 and "25.6M" in proc.stdout and "4.09G" in proc.stdout
+    # issue 25.6: in a log (a pipe here) no cell wraps: one line per row, model names whole
+    body = [ln for ln in proc.stdout.splitlines() if ln.startswith("│")]
+    assert len(body) == 10 and "resnext101_32x4d" in proc.stdout, proc.stdout
     result = json.loads((tmp_path / "out" / "table.json").read_text())
     assert [e["trained"]["status"] for e in result["rows"]] == ["pending"] * 10
     assert result["rows"][0]["static"]["params"] == 25_557_032

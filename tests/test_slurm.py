@@ -358,7 +358,7 @@ def test_preempted_job_requeues_resumes_and_loses_nothing(uninterrupted, digits_
         subprocess.run(["scancel", job], timeout=30, capture_output=True)
     log = _log(tmp_path, job)
     assert states[job] == "COMPLETED", log[-4000:]
-    m = re.search(r"SIGUSR1: saving a checkpoint at epoch 1, batch (\d+) \(step (\d+)\)", log)
+    m = re.search(r"SIGUSR1: saving a checkpoint at epoch 2, batch (\d+) \(step (\d+)\)", log)
     assert m and 0 < int(m.group(1)) < BATCHES, log[-4000:]  # mid-epoch
     # the resumed epoch continues with the next batch (Lightning alone would start again at batch 0)
     assert (

@@ -442,7 +442,9 @@ class PreemptionCallback(L.Callback):
 
     def _stop(self, trainer: L.Trainer, signum: int, saved: bool) -> None:
         name = signal.Signals(signum).name
-        where = f"epoch {trainer.current_epoch}, step {trainer.global_step}"
+        where = (
+            f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}, step {trainer.global_step}"
+        )
         if signum == signal.SIGUSR1:
             if trainer.is_global_zero and saved:
                 requeue(job_id())
@@ -460,7 +462,7 @@ class PreemptionCallback(L.Callback):
                     "%s: stopping at the start of epoch %d (last.ckpt holds the end of the "
                     "previous one)",
                     signal.Signals(signum).name,
-                    trainer.current_epoch,
+                    trainer.current_epoch + 1,
                 )
             self._stop(trainer, signum, saved=trainer.current_epoch > 0)
 
@@ -481,7 +483,7 @@ class PreemptionCallback(L.Callback):
             )
             raise Diverged(
                 f"non-finite training loss ({float(loss):g}) at step {trainer.global_step} (epoch "
-                f"{trainer.current_epoch}, batch {batch_idx + 1}) with lr {lr:.4g}; {kept}; "
+                f"{trainer.current_epoch + 1}, batch {batch_idx + 1}) with lr {lr:.4g}; {kept}; "
                 f"lower optim.lr or add trainer.gradient_clip_val"
             )
         if batch_idx + 1 >= trainer.num_training_batches:
@@ -492,7 +494,7 @@ class PreemptionCallback(L.Callback):
                 log.info(
                     "%s: saving a checkpoint at epoch %d, batch %d (step %d)",
                     signal.Signals(signum).name,
-                    trainer.current_epoch,
+                    trainer.current_epoch + 1,
                     batch_idx + 1,
                     trainer.global_step,
                 )
