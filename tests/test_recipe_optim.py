@@ -96,3 +96,32 @@ def test_build_optimizer_rmsprop_tf():
     )
     assert isinstance(opt, RMSpropTF) and opt.defaults["eps"] == 1e-3
     assert [g["weight_decay"] for g in opt.param_groups] == [1e-5, 0.0]
+
+
+# ---------------------------------------------------------------------------- provenance blocks
+def test_provenance_block_never_becomes_config(tmp_path):
+    from platform.config import ConfigError
+
+    cfg = load_config(["recipe=resnet_imagenet"])
+    assert not hasattr(cfg, "provenance") and cfg.optim.no_decay == "none"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "provenance:\n  - {key: optim.lr, paper: 1, released: 1, ours: 1, source: x}\n"
+        "optim:\n  lrr: 0.1\n"
+    )
+    with pytest.raises(ConfigError, match="lrr"):  # unknown keys in a recipe are still refused
+        load_config([f"recipe={bad}"])
+    bad.write_text("provenance:\n  - {key: optim.lr, paper: 1}\n")
+    with pytest.raises(ConfigError, match="missing released, ours, source"):
+        load_config([f"recipe={bad}"])
+
+
+def test_reproduce_prints_the_recipe_and_its_deviations(capsys):
+    from platform.reproduce_render import recipe_lines
+    from platform.tables import load_table
+
+    lines = recipe_lines(load_table("resnet_table3"), "imagenet")
+    text = "\n".join(lines)
+    assert "train with recipe=resnet_imagenet" in text
+    assert "deviations from the paper's setup" in text
+    assert "- schedule: a plateau is not a fixed schedule" in text
