@@ -116,6 +116,16 @@ def test_provenance_block_never_becomes_config(tmp_path):
         load_config([f"recipe={bad}"])
 
 
+def test_every_recipe_has_a_checked_provenance_table():
+    from platform.config import RECIPES_DIR
+    from platform.provenance import recipe_provenance
+
+    for path in sorted(RECIPES_DIR.glob("*.yaml")):
+        rows = recipe_provenance(path.stem)
+        assert rows, f"{path.name} has no provenance block"
+        assert all(r["source"] for r in rows)
+
+
 def test_reproduce_prints_the_recipe_and_its_deviations(capsys):
     from platform.reproduce_render import recipe_lines
     from platform.tables import load_table
@@ -125,3 +135,13 @@ def test_reproduce_prints_the_recipe_and_its_deviations(capsys):
     assert "train with recipe=resnet_imagenet" in text
     assert "deviations from the paper's setup" in text
     assert "- schedule: a plateau is not a fixed schedule" in text
+
+
+def test_mobilenet_v1_recipe_leaves_its_13_depthwise_filters_undecayed():
+    import models
+
+    model = models.create_model("mobilenet_v1", num_classes=10)
+    no_decay = load_config(["recipe=mobilenet_v1_imagenet"]).optim.no_decay
+    (_, base), (_, slim) = param_groups(model, 4e-5), param_groups(model, 4e-5, no_decay)
+    extra = {id(p) for p in slim["params"]} - {id(p) for p in base["params"]}
+    assert len(extra) == 13  # MobileNet v1's 13 depthwise separable blocks
