@@ -139,6 +139,8 @@ TRAIN_SIZES = {
 # Per-class counts where a stratified holdout (data.val_split=holdout / digits) changes the size.
 _CLASS_COUNTS = {
     "fashion_mnist": [6_000] * 10,
+    "cifar10": [5_000] * 10,
+    "cifar100": [500] * 100,
     "digits": [178, 182, 177, 183, 181, 182, 181, 179, 174, 180],
 }
 _SUBSETS = ("fashion_mnist",)  # the datamodules that honour data.train_subset
@@ -172,7 +174,7 @@ def train_size(cfg) -> int:
             return check_beton(Path(d.path).expanduser() / "train.beton")
         except Exception as e:
             raise UnknownTrainSize(f"data=beton: cannot read {d.path}/train.beton ({e})") from None
-    if d.name == "digits" or (d.name == "fashion_mnist" and d.val_split == "holdout"):
+    if d.name == "digits" or (d.name in _CLASS_COUNTS and d.val_split == "holdout"):
         n = _holdout(d.name, d.val_fraction)
     elif d.name in TRAIN_SIZES:
         n = TRAIN_SIZES[d.name]

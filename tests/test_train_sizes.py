@@ -58,3 +58,30 @@ def test_run_header_shows_10000_training_images(tmp_path):
     lines, _, _ = run_start_lines(cfg, module, object(), tmp_path, 1)
     data_line = next(line for line in lines if line.startswith("data"))
     assert "10,000 training images" in data_line
+
+
+def test_cifar_holdout_validates_on_part_of_train(tmp_path):
+    """data.val_split=holdout on CIFAR (stochastic_depth_cifar: 5k of the 50k): the held-out images
+    come from the training batches, stratified, and the test batch is not used."""
+    import json
+
+    from test_imagefolder_cifar import write_fake_cifar
+
+    from datamodules.cifar import CifarDataModule
+
+    train, _ = write_fake_cifar(tmp_path, "cifar10", per_file=20)
+    dm = CifarDataModule(
+        tmp_path,
+        cache_dir=tmp_path / "cache",
+        batch_size=5,
+        num_workers=1,
+        val_split="holdout",
+        val_fraction=0.2,
+    )
+    dm.prepare_data()
+    meta = json.loads((dm.directory / "meta.json").read_text())
+    assert meta["split"]["val_split"] == "holdout" and "holdout" in dm.directory.name
+    counts = meta["counts"]
+    assert counts["train"] + counts["val"] == len(train[1]) == 100 and counts["val"] > 0
+    cfg = load_config(["recipe=stochastic_depth_cifar", "data=cifar10"])
+    assert (cfg.data.val_split, schedules.train_size(cfg)) == ("holdout", 45_000)
