@@ -52,17 +52,14 @@ def rows_of(tree: dict[str, Any], where: str) -> list[dict[str, Any]]:
     return out
 
 
-def recipe_provenance(name: str) -> list[dict[str, Any]]:
-    """The provenance rows of recipe ``name`` (a name under platform/recipes or a PATH.yaml)."""
-    from platform.config import recipe_path
-
-    path: Path = recipe_path(name)
-    tree = yaml.safe_load(path.read_text()) or {}
+def recipe_provenance(path: Path) -> list[dict[str, Any]]:
+    """The provenance rows of the recipe file at ``path`` (``platform.config.recipe_path(name)``)."""
+    tree = yaml.safe_load(Path(path).read_text()) or {}
     return rows_of(tree, str(path))
 
 
-def deviations(name: str) -> list[dict[str, Any]]:
-    return [r for r in recipe_provenance(name) if r["deviation"]]
+def deviations(path: Path) -> list[dict[str, Any]]:
+    return [r for r in recipe_provenance(path) if r["deviation"]]
 
 
 def _cell(v: Any) -> str:
@@ -71,9 +68,10 @@ def _cell(v: Any) -> str:
     return "-" if v is None else str(v)
 
 
-def provenance_lines(name: str) -> list[str]:
-    """Plain-text lines: every row (paper / released / ours) and the deviations listed after."""
-    rows = recipe_provenance(name)
+def provenance_lines(name: str, path: Path) -> list[str]:
+    """Plain-text lines for recipe ``name`` (file ``path``): every row (paper / released / ours)
+    and the deviations listed after."""
+    rows = recipe_provenance(path)
     if not rows:
         return [f"recipe={name}: no provenance table"]
     width = max(len(r["key"]) for r in rows)

@@ -115,7 +115,7 @@ def row_recipes(table: Table, scale: str) -> dict[str | None, list[str]]:
 def recipe_lines(table: Table, scale: str) -> list[str]:
     """Under the table: the recipe each row trains with, its provenance (paper / released code /
     ours) and every known deviation from the paper's setup, the scale's overrides included."""
-    from platform.config import ConfigError
+    from platform.config import ConfigError, recipe_path
     from platform.provenance import ProvenanceError, provenance_lines
 
     groups = row_recipes(table, scale)
@@ -127,7 +127,7 @@ def recipe_lines(table: Table, scale: str) -> list[str]:
         lines.append(f"rows {', '.join(labels)} train with recipe={recipe or '(none: defaults)'}")
         if recipe:
             try:
-                lines += provenance_lines(recipe)
+                lines += provenance_lines(recipe, recipe_path(recipe))
             except (ConfigError, ProvenanceError, OSError) as e:
                 lines.append(f"  (provenance unreadable: {e})")
     if sc.overrides:

@@ -121,7 +121,7 @@ def test_every_recipe_has_a_checked_provenance_table():
     from platform.provenance import recipe_provenance
 
     for path in sorted(RECIPES_DIR.glob("*.yaml")):
-        rows = recipe_provenance(path.stem)
+        rows = recipe_provenance(path)
         assert rows, f"{path.name} has no provenance block"
         assert all(r["source"] for r in rows)
 
