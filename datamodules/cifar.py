@@ -239,15 +239,46 @@ def channel_mean_std(images: np.ndarray, chunk: int = 2048) -> tuple[list[float]
 
 
 def write_cifar(
-    source: str | os.PathLike, directory: str | os.PathLike, name: str = "cifar10"
+    source: str | os.PathLike,
+    directory: str | os.PathLike,
+    name: str = "cifar10",
+    val_split: str = "test",
+    val_fraction: float = 0.1,
+    seed: int = 0,
 ) -> Path:
     """Convert ``name`` under ``source`` (see :func:`find_cifar`) to ``directory/{train,val}.beton``
-    and ``directory/meta.json``, each atomically, ``meta.json`` last."""
+    and ``directory/meta.json``, each atomically, ``meta.json`` last.
+
+    ``val_split='holdout'``: validate on a stratified ``val_fraction`` of the training batches
+    (drawn with ``seed``) and train on the rest, the test batch untouched (Huang et al. 2016 hold
+    out 5,000 of the 50,000: ``val_fraction=0.1``)."""
+    from .digits import stratified_split
+
     src, directory = find_cifar(source, name), Path(directory)
     classes = cifar_classes(src, name)
-    train, val = load_cifar_split(src, name, "train"), load_cifar_split(src, name, "test")
-    for split, (images, labels) in (("train", train), ("val", val)):
-        write_beton(directory / f"{split}.beton", ArrayDataset(images, labels), write_mode="raw")
+    train = load_cifar_split(src, name, "train")
+    split = {"train": _layout(name)["train"], "val": _layout(name)["test"]}
+    if val_split == "holdout":
+        if not 0 < val_fraction < 1:
+            raise DataError(
+                f"data.val_split=holdout needs 0 < data.val_fraction < 1, got {val_fraction}"
+            )
+        tr, va = stratified_split(train[1], val_fraction, seed)
+        train, val = (train[0][tr], train[1][tr]), (train[0][va], train[1][va])
+        split = {
+            "val_split": "holdout",
+            "val_fraction": val_fraction,
+            "seed": seed,
+            "stratified": True,
+            "train": "train batches minus the holdout",
+            "val": "a stratified holdout of the train batches (test batch untouched)",
+        }
+    elif val_split == "test":
+        val = load_cifar_split(src, name, "test")
+    else:
+        raise DataError(f"data.val_split={val_split!r}; expected test or holdout")
+    for part, (images, labels) in (("train", train), ("val", val)):
+        write_beton(directory / f"{part}.beton", ArrayDataset(images, labels), write_mode="raw")
     mean, std = channel_mean_std(train[0])
     write_json_atomic(
         directory / "meta.json",
@@ -264,7 +295,7 @@ def write_cifar(
                 "train": np.bincount(train[1], minlength=len(classes)).tolist(),
                 "val": np.bincount(val[1], minlength=len(classes)).tolist(),
             },
-            "split": {"train": _layout(name)["train"], "val": _layout(name)["test"]},
+            "split": split,
             "mean": mean,
             "std": std,
             "writer": {"write_mode": "raw"},
@@ -316,7 +347,15 @@ class CifarDataModule(FFCVDataModule):
         lay = _layout(name)
         o = data_options(options, **changes)
         self.name, self.source_root = name, Path(root).expanduser()
-        self.directory = Path(os.path.expanduser(o.cache_dir)) / name
+        if o.val_split not in ("test", "holdout"):
+            raise DataError(f"data.val_split={o.val_split!r}; expected test or holdout")
+        self.split = {
+            "val_split": o.val_split,
+            "val_fraction": o.val_fraction,
+            "seed": o.split_seed,
+        }
+        held = f"-holdout-v{o.val_fraction:g}-s{o.split_seed}" if o.val_split == "holdout" else ""
+        self.directory = Path(os.path.expanduser(o.cache_dir)) / f"{name}{held}"
         super().__init__(
             self.directory / "train.beton",
             self.directory / "val.beton",
@@ -335,7 +374,7 @@ class CifarDataModule(FFCVDataModule):
         source = find_cifar(self.source_root, self.name)  # a clear error when the files are absent
         if not self.is_written(source):
             log.info("writing the %s .beton files to %s (once)", self.name, self.directory)
-            write_cifar(source, self.directory, self.name)
+            write_cifar(source, self.directory, self.name, **self.split)
 
     @property
     def classes(self) -> list[str]:

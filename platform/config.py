@@ -216,8 +216,11 @@ def recipe_path(name: str) -> Path:
     return path
 
 
-def _yaml_pairs(path: Path, what: str) -> list[tuple[str, str]]:
-    """A YAML mapping of config keys (nested or dotted) -> checked ``(key, raw value)`` pairs."""
+def _yaml_pairs(path: Path, what: str, recipe: bool = False) -> list[tuple[str, str]]:
+    """A YAML mapping of config keys (nested or dotted) -> checked ``(key, raw value)`` pairs.
+
+    A recipe's ``provenance:`` block (``platform/provenance.py``) is checked and left out: it
+    documents the keys, it is not one."""
     try:
         tree = yaml.safe_load(path.read_text()) or {}
     except OSError as e:
@@ -228,6 +231,14 @@ def _yaml_pairs(path: Path, what: str) -> list[tuple[str, str]]:
         raise ConfigError(
             f"{what} {path} must hold a mapping of config keys, got {type(tree).__name__}"
         )
+    if recipe:
+        from platform.provenance import KEY, ProvenanceError, rows_of
+
+        try:
+            rows_of(tree, f"{what} {path}")
+        except ProvenanceError as e:
+            raise ConfigError(str(e)) from None
+        tree = {k: v for k, v in tree.items() if k != KEY}
 
     def flatten(d: dict, prefix: str = "") -> list[tuple[str, str]]:
         out = []
@@ -254,7 +265,9 @@ def _yaml_pairs(path: Path, what: str) -> list[tuple[str, str]]:
 
 def _recipe_pairs(name: str) -> list[tuple[str, str]]:
     return [
-        pair for one in recipe_names(name) for pair in _yaml_pairs(recipe_path(one), "recipe file")
+        pair
+        for one in recipe_names(name)
+        for pair in _yaml_pairs(recipe_path(one), "recipe file", recipe=True)
     ]
 
 

@@ -300,7 +300,11 @@ def run_start_lines(cfg, module, datamodule, run_dir: Path, world_size: int):
         f"{t.num_nodes} node(s)",
         f"data       {cfg.data.name}"
         + (f" ({cfg.data.path})" if cfg.data.path else "")
-        + (f", {n_train:,} training images" if n_train else "")
+        + (
+            f", {n_train:,} training images"
+            if n_train
+            else ", training-set size not known before the data is read"
+        )
         + f", {resolution}px",
         f"run dir    {run_dir}",
     ]

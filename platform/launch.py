@@ -128,11 +128,12 @@ def check_data_path(cfgs: list[ExperimentConfig], where: str, dry_run: bool = Fa
     return True
 
 
-def run_cost(cfg: ExperimentConfig) -> float:
-    """Estimated GPU-hours of one run: train MACs x images x epochs at the reference MAC rate."""
+def run_cost(cfg: ExperimentConfig) -> float | None:
+    """Estimated GPU-hours of one run: train MACs x images x epochs at the reference MAC rate;
+    None where the training-set size is not known before the data is read (no guess)."""
     import models
     from models.complexity import complexity
-    from platform.schedules import train_size
+    from platform.schedules import UnknownTrainSize, train_size
 
     res = (
         cfg.data.max_resolution
@@ -141,15 +142,25 @@ def run_cost(cfg: ExperimentConfig) -> float:
     )
     try:
         images = train_size(cfg)
-    except Exception:  # a .beton not readable here: plan with ImageNet's size
-        images = 1_281_167
+    except UnknownTrainSize:  # e.g. a .beton not readable here: said in plan_line, not guessed
+        return None
     macs = complexity(cfg.model.name, res).macs
     return macs * images * cfg.trainer.max_epochs / (REFERENCE_MACS * REFERENCE_IMG_S) / 3600
 
 
 def gpu_hours(cfgs: list[ExperimentConfig]) -> float:
-    cache: dict[Any, float] = {}
-    total = 0.0
+    """Summed :func:`run_cost` of the runs whose dataset size is known (see :func:`unknown_cost`)."""
+    return sum(c for c in _costs(cfgs) if c is not None)
+
+
+def unknown_cost(cfgs: list[ExperimentConfig]) -> int:
+    """How many of ``cfgs`` have no cost estimate (their training-set size is unknown here)."""
+    return sum(c is None for c in _costs(cfgs))
+
+
+def _costs(cfgs: list[ExperimentConfig]) -> list[float | None]:
+    cache: dict[Any, float | None] = {}
+    out = []
     for c in cfgs:
         key = (
             c.model.name,
@@ -159,16 +170,25 @@ def gpu_hours(cfgs: list[ExperimentConfig]) -> float:
             c.data.max_resolution,
             c.trainer.max_epochs,
             c.data.synthetic_size,
+            c.data.train_subset,
+            c.data.val_split,
+            c.data.val_fraction,
         )
         if key not in cache:
             cache[key] = run_cost(c)
-        total += cache[key]
-    return total
+        out.append(cache[key])
+    return out
 
 
 def plan_line(cfgs: list[ExperimentConfig]) -> str:
     """``# 30 runs, about 1234 GPU-hours (at ...)`` -- a comment line, so the output stays runnable."""
+    missing = unknown_cost(cfgs)
     return (
         f"# {len(cfgs)} run(s), about {gpu_hours(cfgs):,.1f} GPU-hours "
         f"(train MACs x images x epochs at the rate of {REFERENCE})"
+        + (
+            f"; {missing} run(s) not counted: training-set size unknown before the data is read"
+            if missing
+            else ""
+        )
     )

@@ -25,6 +25,7 @@ from platform.config import (
     RegularizationConfig,
     ScheduleConfig,
 )
+from platform.rmsprop_tf import RMSpropTF
 from platform.schedules import lr_from_config, scaled_lr
 
 log = logging.getLogger(__name__)
@@ -37,24 +38,58 @@ def classification_loss(
     return F.cross_entropy(logits.float(), targets, label_smoothing=label_smoothing)
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Decay weights with ``ndim >= 2`` only: norm scales/shifts and biases get none (STYLE rule 10).
+_NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)
 
-    Chosen by tensor rank, never by name (ffcv-imagenet's ``'bn' in name`` misses
-    torchvision's ``downsample.1`` BN).
+
+def _exempt(module: nn.Module, name: str, p: nn.Parameter, no_decay: str) -> bool:
+    """Whether parameter ``name`` of ``module`` (its direct owner) gets no weight decay."""
+    if no_decay == "none":
+        return False
+    if isinstance(module, _NORMS):
+        return True
+    if no_decay == "norm":
+        return False
+    depthwise = (
+        no_decay == "norm_bias_depthwise"
+        and isinstance(module, nn.Conv2d)
+        and name == "weight"
+        and module.groups > 1
+        and module.groups == module.in_channels
+    )
+    return p.ndim < 2 or depthwise  # biases (and other 1-d tensors), or a depthwise filter
+
+
+def param_groups(
+    model: nn.Module, weight_decay: float, no_decay: str = "norm_bias"
+) -> list[dict[str, Any]]:
+    """Split the parameters into a decayed and an exempt group, as ``optim.no_decay`` says.
+
+    ``norm_bias`` (the default, STYLE rule 10): norm-layer scales/shifts and every other 1-d tensor
+    (biases) get none.  ``norm``: only norm layers (TF EfficientNet: ``'batch_normalization' not in
+    v.name``).  ``norm_bias_depthwise``: also depthwise conv filters (TF-slim MobileNet v1,
+    ``regularize_depthwise=False``).  ``none``: everything decayed (fb.resnet.torch and the other
+    Torch releases: ``optim.sgd`` with ``weightDecay`` over the flat parameter vector).
+    Chosen by the owning module's type and the tensor's rank, never by name (ffcv-imagenet's
+    ``'bn' in name`` misses torchvision's ``downsample.1`` BN).
     """
-    decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
+    decay, exempt, seen = [], [], set()
+    for module in model.modules():
+        for name, p in module.named_parameters(recurse=False):
+            if not p.requires_grad or id(p) in seen:
+                continue
+            seen.add(id(p))
+            (exempt if _exempt(module, name, p, no_decay) else decay).append(p)
     log.info(
-        "weight decay on %d tensors (%d params), none on %d tensors (%d params)",
+        "weight decay (optim.no_decay=%s) on %d tensors (%d params), none on %d tensors (%d params)",
+        no_decay,
         len(decay),
         sum(p.numel() for p in decay),
-        len(no_decay),
-        sum(p.numel() for p in no_decay),
+        len(exempt),
+        sum(p.numel() for p in exempt),
     )
     return [
         {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
+        {"params": exempt, "weight_decay": 0.0},
     ]
 
 
@@ -67,6 +102,10 @@ def build_optimizer(groups: list[dict[str, Any]], cfg: OptimConfig) -> torch.opt
         return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.momentum, 0.999), eps=cfg.eps)
     if cfg.name == "rmsprop":  # EfficientNet §5.2: decay 0.9, momentum 0.9 (TF: eps 1e-3)
         return torch.optim.RMSprop(
+            groups, lr=cfg.lr, alpha=cfg.rmsprop_alpha, momentum=cfg.momentum, eps=cfg.eps
+        )
+    if cfg.name == "rmsprop_tf":  # the TF releases (EfficientNet, TF-slim): platform/rmsprop_tf.py
+        return RMSpropTF(
             groups, lr=cfg.lr, alpha=cfg.rmsprop_alpha, momentum=cfg.momentum, eps=cfg.eps
         )
     raise ValueError(
@@ -338,7 +377,7 @@ class ClassificationModule(L.LightningModule):
 
     def configure_optimizers(self):
         cfg = dataclasses.replace(self.optim_cfg, lr=self.peak_lr)
-        optimizer = build_optimizer(param_groups(self.model, cfg.weight_decay), cfg)
+        optimizer = build_optimizer(param_groups(self.model, cfg.weight_decay, cfg.no_decay), cfg)
         max_epochs = self.hparams.max_epochs
         steps_per_epoch = max(1, self.trainer.estimated_stepping_batches // max_epochs)
         base_lr, schedule, warmup = self.peak_lr, self.schedule_cfg, self.warmup

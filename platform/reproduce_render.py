@@ -97,6 +97,47 @@ def scale_banner(table: Table, scale: str) -> str:
     return f"scale: imagenet, the paper's setting ({what})"
 
 
+def row_recipes(table: Table, scale: str) -> dict[str | None, list[str]]:
+    """recipe name -> the labels of the rows that train with it at ``scale`` (a row's own
+    ``recipe=`` override wins over the scale's)."""
+    out: dict[str | None, list[str]] = {}
+    if not table.trained:
+        return out
+    sc = table.scales[scale]
+    for r in table.rows:
+        own = [o.split("=", 1)[1] for o in r.overrides if o.startswith("recipe=")]
+        out.setdefault(own[-1] if own else sc.recipe, []).append(r.label)
+    return out
+
+
+def recipe_lines(table: Table, scale: str) -> list[str]:
+    """Under the table: the recipe each row trains with, its provenance (paper / released code /
+    ours) and every known deviation from the paper's setup, the scale's overrides included."""
+    from platform.config import ConfigError, recipe_path
+    from platform.provenance import ProvenanceError, provenance_lines
+
+    groups = row_recipes(table, scale)
+    if not groups:
+        return []
+    sc = table.scales[scale]
+    lines = []
+    for recipe, labels in groups.items():
+        lines.append(f"rows {', '.join(labels)} train with recipe={recipe or '(none: defaults)'}")
+        if recipe:
+            try:
+                lines += provenance_lines(recipe, recipe_path(recipe))
+            except (ConfigError, ProvenanceError, OSError) as e:
+                lines.append(f"  (provenance unreadable: {e})")
+    if sc.overrides:
+        lines.append(
+            f"the {scale} scale changes the recipe: {' '.join(sc.overrides)} (a deviation from the "
+            "recipe's provenance where the key is listed there)"
+        )
+    if scale == "proxy":
+        lines.append("proxy scale: every row deviates from the paper's data and budget (see above)")
+    return lines
+
+
 def to_markdown(table: Table, rows: list[dict[str, Any]], scale: str) -> str:
     cols = columns(table, scale)
     lines = [
@@ -128,6 +169,9 @@ def to_markdown(table: Table, rows: list[dict[str, Any]], scale: str) -> str:
     ]
     if notes:
         lines += ["", "Notes:", *notes]
+    recipe = recipe_lines(table, scale)
+    if recipe:
+        lines += ["", "Recipe provenance:", "", "```", *recipe, "```"]
     return "\n".join(lines) + "\n"
 
 
@@ -317,6 +361,8 @@ def print_rich(table: Table, rows: list[dict[str, Any]], scale: str) -> None:
     for e in rows:
         rt.add_row(*cells(table, e))
     console.print(rt)
+    for line in recipe_lines(table, scale):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 def report(

@@ -128,20 +128,63 @@ def resolution_at(
 
 
 # ---------------------------------------------------------------------------- plotting CLI
-TRAIN_SIZES = {"imagenet": 1_281_167, "cifar10": 50_000, "cifar100": 50_000, "digits": 1_438}
+# Official training-split sizes.  ImageNet: ILSVRC-2012 train; CIFAR: 50k train; Fashion-MNIST: the
+# 60k train IDX file; digits: sklearn's 1,797 8x8 digits, of which data.val_fraction is held out.
+TRAIN_SIZES = {
+    "imagenet": 1_281_167,
+    "cifar10": 50_000,
+    "cifar100": 50_000,
+    "fashion_mnist": 60_000,
+}
+# Per-class counts where a stratified holdout (data.val_split=holdout / digits) changes the size.
+_CLASS_COUNTS = {
+    "fashion_mnist": [6_000] * 10,
+    "cifar10": [5_000] * 10,
+    "cifar100": [500] * 100,
+    "digits": [178, 182, 177, 183, 181, 182, 181, 179, 174, 180],
+}
+_SUBSETS = ("fashion_mnist",)  # the datamodules that honour data.train_subset
+
+
+class UnknownTrainSize(ValueError):
+    """The training-set size cannot be known without the data (said, not guessed)."""
+
+
+def _holdout(name: str, val_fraction: float) -> int:
+    """Training images left after ``datamodules.digits.stratified_split`` holds out each class's share."""
+    return sum(c - int(round(c * val_fraction)) for c in _CLASS_COUNTS[name])
 
 
 def train_size(cfg) -> int:
-    """Training-set size for planning: known datasets, a .beton's length, or the synthetic size."""
-    if cfg.data.name == "synthetic":
-        return cfg.data.synthetic_size
-    if cfg.data.name == "beton" and cfg.data.path:
+    """Training images of ``cfg``'s dataset, as its datamodule will read them, before any data exists:
+    the official split sizes, less a holdout (``data.val_split=holdout``; digits always), cut to
+    ``data.train_subset`` where the datamodule honours it; a .beton's length; the synthetic size.
+    Raises :class:`UnknownTrainSize` where it cannot know (instead of assuming ImageNet's)."""
+    d = cfg.data
+    if d.name == "synthetic":
+        return d.synthetic_size
+    if d.name == "beton":
+        if not d.path:
+            raise UnknownTrainSize("data=beton: no data.path, so the .beton's length is unknown")
         from pathlib import Path
 
         from datamodules.write import check_beton
 
-        return check_beton(Path(cfg.data.path).expanduser() / "train.beton")
-    return TRAIN_SIZES.get(cfg.data.name, TRAIN_SIZES["imagenet"])
+        try:
+            return check_beton(Path(d.path).expanduser() / "train.beton")
+        except Exception as e:
+            raise UnknownTrainSize(f"data=beton: cannot read {d.path}/train.beton ({e})") from None
+    if d.name == "digits" or (d.name in _CLASS_COUNTS and d.val_split == "holdout"):
+        n = _holdout(d.name, d.val_fraction)
+    elif d.name in TRAIN_SIZES:
+        n = TRAIN_SIZES[d.name]
+    else:
+        raise UnknownTrainSize(
+            f"data={d.name}: training-set size not known before the data is read"
+        )
+    if d.train_subset and d.name in _SUBSETS:
+        n = min(n, d.train_subset)
+    return n
 
 
 def lr_curve(cfg, steps_per_epoch: int | None = None) -> tuple[list[int], list[float]]:
@@ -174,7 +217,8 @@ def main(argv: list[str]) -> int:
             "[--out=FILE.png]\n"
             "Plots the LR of every iteration of the configured run.  Steps per epoch come from "
             "the\n"
-            "dataset's known size (imagenet, cifar10/100, digits: no data on disk needed) over "
+            "dataset's known size (imagenet, cifar10/100, fashion_mnist, digits, with holdout and "
+            "train_subset; no data on disk needed) over "
             "the\n"
             "effective batch, or from --steps-per-epoch."
         )
@@ -190,6 +234,10 @@ def main(argv: list[str]) -> int:
         spe = int(opts["--steps-per-epoch"]) if "--steps-per-epoch" in opts else None
         if spe is not None and spe < 1:
             raise ValueError
+        batch = cfg.data.batch_size * cfg.trainer.accumulate_grad_batches
+        n_train = train_size(cfg) if spe is None else None
+    except UnknownTrainSize as e:
+        return cli.user_error(f"{e}; give --steps-per-epoch=N")
     except ConfigError as e:
         return cli.user_error(e)
     except ValueError:
@@ -201,8 +249,7 @@ def main(argv: list[str]) -> int:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    batch = cfg.data.batch_size * cfg.trainer.accumulate_grad_batches
-    spe = spe or max(1, train_size(cfg) // batch)
+    spe = spe or max(1, n_train // batch)
     steps, lrs = lr_curve(cfg, spe)
     fig, ax = plt.subplots(figsize=(8, 3.5))
     ax.plot([s / spe for s in steps], lrs)
@@ -215,7 +262,9 @@ def main(argv: list[str]) -> int:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     print(
-        f"wrote {out} ({len(steps)} points, {spe} steps/epoch, peak LR {max(lrs):.4g}, final "
+        f"wrote {out} ({len(steps)} points, "
+        + (f"{n_train:,} training images, " if n_train else "")
+        + f"{spe} steps/epoch, peak LR {max(lrs):.4g}, final "
         f"{lrs[-1]:.4g})"
     )
     return 0

@@ -129,7 +129,9 @@ RECIPE = Rule(
 # The named choices of a key, declared once here and on its field (``choices=``); :func:`validate`
 # checks them (after the precision aliases are normalised) and the code that acts on a value imports
 # the same tuple (``module.build_optimizer``, ``schedules.lr_at``).  None in a tuple: null is allowed.
-OPTIMIZERS = ("sgd", "adamw", "rmsprop")
+OPTIMIZERS = ("sgd", "adamw", "rmsprop", "rmsprop_tf")
+# Which tensors get no weight decay (``module.param_groups``): each paper's released code differs.
+NO_DECAY = ("norm_bias", "norm", "norm_bias_depthwise", "none")
 SCHEDULES = ("cosine", "step", "exponential", "linear", "constant")
 WARMUPS = ("linear", "error_threshold")
 PRECISIONS = ("32-true", "bf16-mixed", "16-mixed")
@@ -351,7 +353,12 @@ class DataConfig:
 
 @dataclass
 class OptimConfig:
-    name: str = _f("sgd", "sgd | adamw | rmsprop", choices=OPTIMIZERS)
+    name: str = _f(
+        "sgd",
+        "sgd | adamw | rmsprop (PyTorch's) | rmsprop_tf (TensorFlow's: eps inside the square root, "
+        "accumulator starts at 1, lr folded into the momentum)",
+        choices=OPTIMIZERS,
+    )
     lr: float = _f(
         0.1, "peak learning rate (after warm-up) at reference_batch_size", range="(0, inf)"
     )
@@ -364,10 +371,21 @@ class OptimConfig:
     momentum: float = _f(0.9, "SGD/RMSProp momentum, AdamW beta1", range="[0, 1)")
     nesterov: bool = _f(True, "Nesterov momentum (SGD)")
     weight_decay: float = _f(
-        5e-4, "decay on weights with ndim >= 2; norms and biases get none", range="[0, inf)"
+        5e-4,
+        "L2 weight decay on every tensor that optim.no_decay does not exempt",
+        range="[0, inf)",
+    )
+    no_decay: str = _f(
+        "norm_bias",
+        "tensors exempt from weight decay: norm_bias (norm-layer scales/shifts and biases) | norm "
+        "(norm layers only; TF EfficientNet) | norm_bias_depthwise (also depthwise conv filters; "
+        "TF-slim MobileNet v1) | none (every tensor decayed; the Torch/Caffe releases)",
+        choices=NO_DECAY,
     )
     eps: float = _f(
-        1e-8, "AdamW/RMSProp epsilon (EfficientNet's TF RMSProp: 1e-3)", range="(0, inf)"
+        1e-8,
+        "AdamW/RMSProp epsilon (EfficientNet's TF RMSProp: 1e-3, inside the square root)",
+        range="(0, inf)",
     )
     rmsprop_alpha: float = _f(
         0.9, "RMSProp squared-gradient decay (EfficientNet: 0.9)", range="[0, 1)"

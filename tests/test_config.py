@@ -93,11 +93,18 @@ CHOICES_BEFORE = {
 }
 
 
+# added since (issue 24): TF RMSProp, and the per-recipe weight-decay exemption
+CHOICES_ADDED = {
+    "optim.name": CHOICES_BEFORE["optim.name"] + ("rmsprop_tf",),
+    "optim.no_decay": ("norm_bias", "norm", "norm_bias_depthwise", "none"),
+}
+
+
 def test_choices_are_declared_once_and_refused_by_name():
     from platform.config import choices
 
-    assert choices() == CHOICES_BEFORE
-    for key, allowed in CHOICES_BEFORE.items():
+    assert choices() == {**CHOICES_BEFORE, **CHOICES_ADDED}
+    for key, allowed in {**CHOICES_BEFORE, **CHOICES_ADDED}.items():
         with pytest.raises(ConfigError) as e:
             load_config([f"{key}=nope"])
         assert str(e.value) == (
