@@ -66,7 +66,7 @@ FREE_KNOBS = COMMON_KNOBS | RESIDUAL_BRANCH_KNOBS
 # Knobs that act on a residual branch added to a shortcut (ResidualNet refuses them on plain nets).
 RESIDUAL_ONLY_KNOBS = RESIDUAL_BRANCH_KNOBS
 # Spec-level knobs: passed to the row's spec builder (its defaults are the row's arguments).
-SPEC_KNOBS = ("stride_on", "se_reduction")
+SPEC_KNOBS = ("stride_on", "se_reduction", "preact")  # preact: ResNeXt-29 only
 
 
 def reduction_to_se_ratio(se_reduction: int) -> float:
