@@ -34,12 +34,15 @@ from .layers import (
     skips_blocks,
 )
 from .registry import (
+    DefaultChange,
     MacsVariant,
     ModelInfo,
     UnknownModelError,
     create_model,
     entrypoint,
+    explicit_knobs,
     free_knobs,
+    legacy_knobs,
     list_models,
     model_info,
     register,
@@ -50,6 +53,7 @@ from .resnet import NetSpec, ResidualNet, StageSpec
 __all__ = [
     "ClassifierHead",
     "ConvNormAct",
+    "DefaultChange",
     "DropPath",
     "MacsVariant",
     "ModelInfo",
@@ -67,6 +71,8 @@ __all__ = [
     "set_drop_path_step",
     "skips_blocks",
     "entrypoint",
+    "explicit_knobs",
+    "legacy_knobs",
     "free_knobs",
     "list_models",
     "model_info",

@@ -23,7 +23,7 @@ from .mobilenet import (
     round_channels,
     scale_repeats,
 )
-from .registry import ModelInfo, register_model
+from .registry import DefaultChange, ModelInfo, register_model
 
 # ---------------------------------------------------------------- constants
 
@@ -182,9 +182,20 @@ _EFFNET_ROWS: dict[str, tuple[float, float, str, str, int, float]] = {
 }
 
 
-# torchvision's B5-B7 weights are ports of the TF checkpoints and need TF's BN eps; B0-B4
-# were trained in PyTorch (timm) with PyTorch's defaults. Logits match only with the same eps.
-_TF_BN = frozenset({"b5", "b6", "b7"})
+# Every B defaults to the TF builder's BN (efficientnet_builder.py: batch_norm_momentum 0.99,
+# batch_norm_epsilon 1e-3), the setting the paper's numbers were trained with (issue 24).
+# torchvision's B0-B4 weights were trained in PyTorch (timm) with PyTorch's BN: they convert
+# with equal logits under torchvision_knobs (eps 1e-5, momentum 0.1); B5-B7 are TF ports.
+_PYTORCH_BN_WEIGHTS = frozenset({"b0", "b1", "b2", "b3", "b4"})
+TF_BUILDER = (
+    "tensorflow/tpu models/official/efficientnet/efficientnet_builder.py (efficientnet_params, "
+    "_DEFAULT_BLOCKS_ARGS) and efficientnet_model.py"
+)
+PYTORCH_BN = (("bn_eps", 1e-5), ("bn_momentum", 0.1))
+_BN_CHANGES = tuple(
+    DefaultChange(k, old, new, "TF builder BN: momentum 0.99 (PyTorch 0.01), epsilon 1e-3")
+    for (k, old), new in zip(PYTORCH_BN, (TF_BN_EPS, TF_BN_MOMENTUM), strict=True)
+)
 _EXTRA_NOTES = {
     "b2": " torchvision's _ops (1.088) is measured at its eval crop 288, not the paper's 260 "
     "(ours at 288: 1.0875e9; at 260: 0.994e9, the paper's 1.0e9).",
@@ -194,10 +205,11 @@ _EXTRA_NOTES = {
 def _effnet_info(variant: str) -> ModelInfo:
     top1, top5, paper_params, paper_macs, params, macs = _EFFNET_ROWS[variant]
     p = EFFICIENTNET_PARAMS[variant]
-    bn = (
-        "TF 1e-3/0.01 (torchvision's B5-B7 weights are TF ports)"
-        if variant in _TF_BN
-        else "PyTorch 1e-5/0.1 (torchvision's B0-B4 weights were trained in PyTorch)"
+    pytorch_weights = variant in _PYTORCH_BN_WEIGHTS
+    bn = "TF 1e-3/0.01 as the TF builder" + (
+        " (torchvision's weights were trained with PyTorch's 1e-5/0.1: torchvision_knobs)"
+        if pytorch_weights
+        else " (torchvision's weights are TF ports)"
     )
     return ModelInfo(
         paper=EFFNET_PAPER,
@@ -217,17 +229,20 @@ def _effnet_info(variant: str) -> ModelInfo:
         err_protocol=f"ImageNet val, single crop {p.resolution}, Table 2",
         notes=(
             f"BN eps/momentum default to {bn}; dropout {p.dropout}; drop_path_rate 0.2 (survival "
-            "0.8, §5.2) under our linear rule (torchvision: 0.2 i/N, module docstring)."
+            "0.8, §5.2) at rate i/N per block as the TF code (drop_path_rule tf)."
             + _EXTRA_NOTES.get(variant, "")
         ),
+        released=TF_BUILDER,
+        deviation="",
+        torchvision_knobs=PYTORCH_BN if pytorch_weights else (),
+        default_changes=_BN_CHANGES if pytorch_weights else (),
     )
 
 
 def _effnet(variant: str, **knobs: Any) -> MBConvNet:
     p = EFFICIENTNET_PARAMS[variant]
-    if variant in _TF_BN:
-        knobs.setdefault("bn_eps", TF_BN_EPS)
-        knobs.setdefault("bn_momentum", TF_BN_MOMENTUM)
+    knobs.setdefault("bn_eps", TF_BN_EPS)
+    knobs.setdefault("bn_momentum", TF_BN_MOMENTUM)
     knobs.setdefault("dropout", p.dropout)
     knobs.setdefault("drop_path_rate", EFFICIENTNET_DROP_PATH)
     return MBConvNet(efficientnet_spec(p.width, p.depth), **knobs)

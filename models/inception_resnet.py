@@ -485,6 +485,11 @@ def se_inception_resnet_v2(**knobs: Any) -> InceptionResNet:
             "model card (42.7M / 12.3 GMACs). EfficientNet Table 2 quotes 48M / 13B. The "
             "auxiliary head (AuxLogits on Mixed_6h) is not built."
         ),
+        released="tensorflow/models research/slim/nets/inception_v4.py",
+        deviation="concat order: the pool branch comes first in Inception-A/B/C and "
+        "Reduction-A/B here, last in TF-slim (Branch_3 / Branch_2) and timm, so released weights "
+        "need their branches and the next layer's input channels permuted (issue 24, open); no "
+        "auxiliary head",
     ),
     FREE_KNOBS,
 )

@@ -60,7 +60,13 @@ from .layers import (
     he_init_,
     make_drop_path,
 )
-from .registry import COMMON_KNOBS, RESIDUAL_BRANCH_KNOBS, ModelInfo, register_model
+from .registry import (
+    COMMON_KNOBS,
+    RESIDUAL_BRANCH_KNOBS,
+    DefaultChange,
+    ModelInfo,
+    register_model,
+)
 
 # ---------------------------------------------------------------- constants
 
@@ -403,7 +409,9 @@ class MBConvNet(nn.Module):
 # ---------------------------------------------------------------- paper specs
 
 
-def mobilenet_v1_spec(alpha: float = 1.0, *, se_ratio: float = 0.0) -> MBNetSpec:
+def mobilenet_v1_spec(
+    alpha: float = 1.0, *, se_ratio: float = 0.0, act: ActKind = "relu6"
+) -> MBNetSpec:
     """MobileNet v1 Table 1: conv 3x3/2 32, then 13 depthwise-separable layers.
 
     Grouped into stages by output width: 64 (s1) | 128 (s2) x2 | 256 (s2) x2 | 512 (s2) x6 |
@@ -411,6 +419,8 @@ def mobilenet_v1_spec(alpha: float = 1.0, *, se_ratio: float = 0.0) -> MBNetSpec
     has stride 1 (its input is already 7x7, and so is the 7x7 pool's; TF slim's conv defs). Width
     multiplier alpha (§3.3) scales every width; `round_channels` is exact for the paper's
     alpha in {1, 0.75, 0.5, 0.25} (all widths are multiples of 8). No head conv: pool -> FC.
+    The paper's Fig. 3 says ReLU; the released TF-slim code (mobilenet_v1_arg_scope) uses ReLU6,
+    the default here; `act="relu"` is the figure.
     """
     c = functools.partial(_scaled, alpha)
     rows = [(64, 1, 1), (128, 2, 2), (256, 2, 2), (512, 2, 6), (1024, 2, 2)]  # (c, s, n)
@@ -418,7 +428,7 @@ def mobilenet_v1_spec(alpha: float = 1.0, *, se_ratio: float = 0.0) -> MBNetSpec
     for width, stride, n in rows:
         stages.append(MBStageSpec(1, 3, stride, channels, c(width), n, "ds", se_ratio))
         channels = c(width)
-    return MBNetSpec(stem_width=c(32), stages=tuple(stages), head_width=None, act="relu")
+    return MBNetSpec(stem_width=c(32), stages=tuple(stages), head_width=None, act=act)
 
 
 # MobileNet v2 Table 2: (t, c, n, s) per row, after a 3x3/2 conv of 32 and before a 1x1 conv
@@ -462,10 +472,37 @@ SE_MOBILENET_MACS = 569_220_096.0
 OUR_COUNT = "our exact count (models.complexity: conv + FC, BN affine included in params)"
 
 FREE_KNOBS = COMMON_KNOBS | RESIDUAL_BRANCH_KNOBS
+V1_KNOBS = FREE_KNOBS | {"act"}  # v1: ReLU6 (TF-slim) or the paper figure's ReLU
+
+# TF-slim's BatchNorm (PyTorch momentum = 1 - TF decay; epsilon as TF's):
+# research/slim/nets/mobilenet_v1.py mobilenet_v1_arg_scope: decay 0.9997, epsilon 0.001;
+# research/slim/nets/mobilenet/mobilenet.py training_scope: bn_decay 0.997 (slim's batch_norm
+# epsilon default 0.001).
+SLIM_V1_BN = {"bn_eps": 1e-3, "bn_momentum": 3e-4}
+SLIM_V2_BN = {"bn_eps": 1e-3, "bn_momentum": 3e-3}
+PYTORCH_BN = {"bn_eps": 1e-5, "bn_momentum": 0.1}  # the defaults before issue 24; torchvision's
+SLIM_V1 = (
+    "tensorflow/models research/slim/nets/mobilenet_v1.py (MobilenetV1, mobilenet_v1_arg_scope)"
+)
+SLIM_V2 = (
+    "tensorflow/models research/slim/nets/mobilenet/mobilenet_v2.py (V2_DEF) and "
+    "mobilenet.py training_scope"
+)
 
 
-def _register(info: ModelInfo) -> Any:
-    return register_model(info, free_knobs=FREE_KNOBS, defining_fields=SPEC_FIELDS)
+def _bn_changes(new: dict[str, float], why: str) -> tuple[DefaultChange, ...]:
+    return tuple(DefaultChange(k, PYTORCH_BN[k], v, why) for k, v in new.items())
+
+
+V1_CHANGES = (
+    DefaultChange("act", "relu", "relu6", "TF-slim mobilenet_v1_arg_scope: activation_fn=relu6"),
+    *_bn_changes(SLIM_V1_BN, "TF-slim mobilenet_v1_arg_scope: BN decay 0.9997, epsilon 0.001"),
+)
+V2_CHANGES = _bn_changes(SLIM_V2_BN, "TF-slim mobilenet training_scope: bn_decay 0.997")
+
+
+def _register(info: ModelInfo, free: frozenset[str] = FREE_KNOBS) -> Any:
+    return register_model(info, free_knobs=free, defining_fields=SPEC_FIELDS)
 
 
 def _v1_info(
@@ -495,11 +532,17 @@ def _v1_info(
             "Params include BN affine (2 per channel, ~0.02M at alpha 1); MACs include the FC. "
             + notes
         ).strip(),
+        released=SLIM_V1,
+        deviation="FC classifier on the pooled features (slim: a 1x1 conv, the same function); "
+        "no dropout (slim: keep_prob 0.999)",
+        default_changes=V1_CHANGES,
     )
 
 
-def _v1(alpha: float, **knobs: Any) -> MBConvNet:
-    return MBConvNet(mobilenet_v1_spec(alpha), **knobs)
+def _v1(alpha: float, act: ActKind = "relu6", **knobs: Any) -> MBConvNet:
+    """TF-slim's MobileNet v1: ReLU6 and its BN settings unless the knobs say otherwise."""
+    knobs = {**SLIM_V1_BN, **knobs}
+    return MBConvNet(mobilenet_v1_spec(alpha, act=act), **knobs)
 
 
 @_register(
@@ -510,25 +553,33 @@ def _v1(alpha: float, **knobs: Any) -> MBConvNet:
         568_740_352.0,
         "569e6",
         70.6,
-    )
+    ),
+    V1_KNOBS,
 )
 def mobilenet_v1(**knobs: Any) -> MBConvNet:
     return _v1(1.0, **knobs)
 
 
 @_register(
-    _v1_info("Table 6 (0.75 MobileNet-224)", 2_585_560, "2.6M", 325_400_448.0, "325e6", 68.4)
+    _v1_info("Table 6 (0.75 MobileNet-224)", 2_585_560, "2.6M", 325_400_448.0, "325e6", 68.4),
+    V1_KNOBS,
 )
 def mobilenet_v1_075(**knobs: Any) -> MBConvNet:
     return _v1(0.75, **knobs)
 
 
-@_register(_v1_info("Table 6 (0.5 MobileNet-224)", 1_331_592, "1.3M", 149_497_088.0, "149e6", 63.7))
+@_register(
+    _v1_info("Table 6 (0.5 MobileNet-224)", 1_331_592, "1.3M", 149_497_088.0, "149e6", 63.7),
+    V1_KNOBS,
+)
 def mobilenet_v1_050(**knobs: Any) -> MBConvNet:
     return _v1(0.5, **knobs)
 
 
-@_register(_v1_info("Table 6 (0.25 MobileNet-224)", 470_072, "0.5M", 41_030_272.0, "41e6", 50.6))
+@_register(
+    _v1_info("Table 6 (0.25 MobileNet-224)", 470_072, "0.5M", 41_030_272.0, "41e6", 50.6),
+    V1_KNOBS,
+)
 def mobilenet_v1_025(**knobs: Any) -> MBConvNet:
     return _v1(0.25, **knobs)
 
@@ -554,9 +605,14 @@ def mobilenet_v1_025(**knobs: Any) -> MBConvNet:
             "the 2% check, so paper_params is left unset). Without the 34,112 BN affine params it "
             "is 3,470,760, which Table 4 seems to truncate to 3.4M. Dropout 0.2 as in torchvision."
         ),
+        released=SLIM_V2,
+        deviation="dropout 0.2 before the FC (slim: keep_prob 0.8, the same)",
+        torchvision_knobs=tuple(PYTORCH_BN.items()),
+        default_changes=V2_CHANGES,
     )
 )
 def mobilenet_v2(dropout: float = 0.2, **knobs: Any) -> MBConvNet:
+    knobs = {**SLIM_V2_BN, **knobs}
     return MBConvNet(mobilenet_v2_spec(1.0), dropout=dropout, **knobs)
 
 
@@ -580,9 +636,12 @@ def mobilenet_v2(dropout: float = 0.2, **knobs: Any) -> MBConvNet:
             "prints 6.9M params for it, 13% above the exact 6,108,776 (so paper_params is not "
             "checked to 2%); torchvision publishes no 1.4 weights. Dropout 0.2 as mobilenet_v2."
         ),
+        released=SLIM_V2 + " (depth_multiplier 1.4)",
+        default_changes=V2_CHANGES,
     )
 )
 def mobilenet_v2_140(dropout: float = 0.2, **knobs: Any) -> MBConvNet:
+    knobs = {**SLIM_V2_BN, **knobs}
     return MBConvNet(mobilenet_v2_spec(1.4), dropout=dropout, **knobs)
 
 
@@ -611,4 +670,5 @@ def mobilenet_v2_140(dropout: float = 0.2, **knobs: Any) -> MBConvNet:
     )
 )
 def se_mobilenet(**knobs: Any) -> MBConvNet:
-    return MBConvNet(mobilenet_v1_spec(1.0, se_ratio=1 / 16), **knobs)
+    # No release: ReLU and PyTorch BN as before (Hu et al. re-implemented MobileNet themselves).
+    return MBConvNet(mobilenet_v1_spec(1.0, se_ratio=1 / 16, act="relu"), **knobs)

@@ -43,6 +43,18 @@ class MacsVariant:
 
 
 @dataclass(frozen=True)
+class DefaultChange:
+    """A knob whose default changed (issue 24: the default became the variant the paper's
+    numbers were measured with). A checkpoint whose recorded knobs lack `knob` was saved
+    before the change and is rebuilt with `old` (:func:`legacy_knobs`)."""
+
+    knob: str
+    old: Any  # the default before the change
+    new: Any  # the default now
+    why: str = ""
+
+
+@dataclass(frozen=True)
 class ModelInfo:
     """What the paper (and checked third-party metadata) says about a named model.
 
@@ -68,7 +80,15 @@ class ModelInfo:
     notes: str = ""
     family: str = ""  # the generic network that builds it: residual, densenet, mbconv, ...
     torchvision: str | None = None  # torchvision builder of the same architecture (weights convert)
+    # knobs under which ours is torchvision's builder, where its default differs from ours
+    # (resnet50: torchvision is "v1.5", stride on the 3x3; our default is the MSRA 1x1)
+    torchvision_knobs: tuple[tuple[str, Any], ...] = ()
     min_input: int = 32  # smallest input side the network accepts (Inception stems need ~75+)
+    # Fidelity (for the generated report): the released file the architecture follows, and
+    # what still deviates from it ("" = nothing known).
+    released: str = ""
+    deviation: str = ""
+    default_changes: tuple[DefaultChange, ...] = ()  # knobs whose default changed
 
 
 # ---------------------------------------------------------------- errors
@@ -204,3 +224,23 @@ def model_info(name: str) -> ModelInfo:
 def free_knobs(name: str) -> frozenset[str]:
     """Knobs that `create_model(name, **knobs)` accepts (for validating config overrides)."""
     return _entry(name).free_knobs
+
+
+def explicit_knobs(name: str, knobs: dict[str, Any]) -> dict[str, Any]:
+    """`knobs` with every knob whose default changed stated explicitly (its current default
+    unless given), so that a checkpoint recording them rebuilds the same network whatever the
+    defaults later become."""
+    out = dict(knobs)
+    for change in model_info(name).default_changes:
+        out.setdefault(change.knob, change.new)
+    return out
+
+
+def legacy_knobs(name: str, knobs: dict[str, Any]) -> dict[str, Any]:
+    """The knobs that rebuild a network recorded with `knobs` before its defaults changed: a
+    changed knob the record does not state gets its old default (a record written by
+    :func:`explicit_knobs` states them all, so it is returned unchanged)."""
+    out = dict(knobs)
+    for change in model_info(name).default_changes:
+        out.setdefault(change.knob, change.old)
+    return out

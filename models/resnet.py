@@ -448,16 +448,27 @@ def wrn_spec(depth: int, k: int) -> NetSpec:
 
 
 def resnext_cifar_spec(
-    cardinality: int, group_width: int, depth: int = 29, *, stride_on: StrideOn = "3x3"
+    cardinality: int,
+    group_width: int,
+    depth: int = 29,
+    *,
+    stride_on: StrideOn = "3x3",
+    preact: bool = True,
 ) -> NetSpec:
     """ResNeXt-29 (Xie et al. 2017 §5.3, Table 7; facebookresearch/ResNeXt resnext.lua):
     stem 3x3 64, three stages of (depth-2)/9 bottlenecks at planes 64/128/256
-    (outputs 256/512/1024, "widening factor 4"), C x d at stage width 64, option B."""
+    (outputs 256/512/1024, "widening factor 4"), C x d at stage width 64, option B.
+
+    `preact`: the paper's CIFAR numbers come from pre-activated bottlenecks (the release's
+    README: "in the arXiv paper CIFAR results are based on pre-activated bottleneck blocks");
+    we read that as He et al. 2016's full pre-activation (BN-ReLU before each conv, a final
+    BN-ReLU before the pool), as fb.resnet.torch's preresnet.lua, on which the code is based.
+    `preact=False` is resnext.lua's post-activation block (the README's better CIFAR variant)."""
     if (depth - 2) % 9:
         raise ValueError(f"ResNeXt CIFAR depth must be 9n+2, got {depth}")
     n = (depth - 2) // 9
     stages = (StageSpec(n, 64, 1), StageSpec(n, 128, 2), StageSpec(n, 256, 2))
-    return NetSpec(
+    spec = NetSpec(
         stem="cifar",
         stages=stages,
         block="bottleneck",
@@ -467,6 +478,7 @@ def resnext_cifar_spec(
         shortcut="B",
         stride_on=stride_on,
     )
+    return replace(spec, block="preact_bottleneck") if preact else spec
 
 
 def plain_spec(spec: NetSpec) -> NetSpec:

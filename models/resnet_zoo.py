@@ -27,7 +27,14 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from .registry import COMMON_KNOBS, RESIDUAL_BRANCH_KNOBS, MacsVariant, ModelInfo, register
+from .registry import (
+    COMMON_KNOBS,
+    RESIDUAL_BRANCH_KNOBS,
+    DefaultChange,
+    MacsVariant,
+    ModelInfo,
+    register,
+)
 from .resnet import (
     SPEC_FIELDS,
     BlockKind,
@@ -59,7 +66,7 @@ FREE_KNOBS = COMMON_KNOBS | RESIDUAL_BRANCH_KNOBS
 # Knobs that act on a residual branch added to a shortcut (ResidualNet refuses them on plain nets).
 RESIDUAL_ONLY_KNOBS = RESIDUAL_BRANCH_KNOBS
 # Spec-level knobs: passed to the row's spec builder (its defaults are the row's arguments).
-SPEC_KNOBS = ("stride_on", "se_reduction")
+SPEC_KNOBS = ("stride_on", "se_reduction", "preact")  # preact: ResNeXt-29 only
 
 
 def reduction_to_se_ratio(se_reduction: int) -> float:
@@ -137,10 +144,6 @@ def macs_variant(
     return (MacsVariant((("stride_on", stride_on),), macs, source),)
 
 
-def macs_v1(macs: float) -> tuple[MacsVariant, ...]:
-    return macs_variant("1x1", macs, ANALYTIC_V1)
-
-
 CIFAR10 = {"resolution": 32, "num_classes": 10}
 
 # ---------------------------------------------------------------- ResNet (He et al. 2015)
@@ -148,6 +151,32 @@ CIFAR10 = {"resolution": 32, "num_classes": 10}
 RESNET = {"paper": RESNET_PAPER}
 # Table 1 rows: exact counts from torchvision's metadata (stride on the 3x3).
 RESNET_T1 = {**RESNET, "macs_source": TV_META + " (stride on the 3x3, 'v1.5')"}
+MSRA_RELEASE = (
+    "KaimingHe/deep-residual-networks prototxt/ResNet-{depth}-deploy.prototxt (Caffe, MSRA): "
+    "stride 2 on the first 1x1 of a stage's first bottleneck"
+)
+# Table 1 bottleneck rows: the default is the MSRA release the paper's FLOPs were measured on
+# (issue 24); torchvision's / fb.resnet.torch's "v1.5" (stride on the 3x3) is stride_on=3x3.
+RESNET_T1_V1 = {
+    **RESNET,
+    "macs_source": ANALYTIC_V1 + "; equals our count",
+    "torchvision_knobs": (("stride_on", "3x3"),),
+    "default_changes": (
+        DefaultChange(
+            "stride_on",
+            "3x3",
+            "1x1",
+            "He et al. Table 1 FLOPs (3.8/7.6/11.3e9) are the MSRA release's, stride on the 1x1",
+        ),
+    ),
+}
+
+
+def v15_variant(macs: float) -> tuple[MacsVariant, ...]:
+    """torchvision's / fb.resnet.torch's "v1.5" placement (stride on the 3x3)."""
+    return macs_variant("3x3", macs, TV_META + " (torchvision resnet, stride on the 3x3)")
+
+
 # Errors: Table 3 (10-crop, val) for 34-B/50/101/152; ResNet-18 only appears in Table 2.
 _T3 = "ImageNet val, 10-crop, Table 3"
 RESNET_T6 = {
@@ -225,14 +254,15 @@ RESNET_ROWS = (
     ),
     Row(
         "resnet50",
-        partial(imagenet, 50),
+        partial(imagenet, 50, stride_on="1x1"),
         paper_info(
-            RESNET_T1,
+            RESNET_T1_V1,
             table="Table 1 (50-layer)",
             torchvision="resnet50",
+            released=MSRA_RELEASE.format(depth=50),
             params=25_557_032,
-            macs=4.089e9,
-            macs_variants=macs_v1(3.858e9),  # the paper's "3.8e9"
+            macs=3.858e9,  # the paper's "3.8e9"
+            macs_variants=v15_variant(4.089e9),
             paper_macs="3.8e9",
             top1_err=22.85,
             top5_err=6.71,
@@ -241,14 +271,15 @@ RESNET_ROWS = (
     ),
     Row(
         "resnet101",
-        partial(imagenet, 101),
+        partial(imagenet, 101, stride_on="1x1"),
         paper_info(
-            RESNET_T1,
+            RESNET_T1_V1,
             table="Table 1 (101-layer)",
             torchvision="resnet101",
+            released=MSRA_RELEASE.format(depth=101),
             params=44_549_160,
-            macs=7.801e9,
-            macs_variants=macs_v1(7.570e9),
+            macs=7.570e9,
+            macs_variants=v15_variant(7.801e9),
             paper_macs="7.6e9",
             top1_err=21.75,
             top5_err=6.05,
@@ -257,14 +288,15 @@ RESNET_ROWS = (
     ),
     Row(
         "resnet152",
-        partial(imagenet, 152),
+        partial(imagenet, 152, stride_on="1x1"),
         paper_info(
-            RESNET_T1,
+            RESNET_T1_V1,
             table="Table 1 (152-layer)",
             torchvision="resnet152",
+            released=MSRA_RELEASE.format(depth=152),
             params=60_192_808,
-            macs=11.514e9,
-            macs_variants=macs_v1(11.282e9),
+            macs=11.282e9,
+            macs_variants=v15_variant(11.514e9),
             paper_macs="11.3e9",
             top1_err=21.43,
             top5_err=5.71,

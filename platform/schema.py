@@ -216,6 +216,16 @@ class ModelConfig:
         "bottleneck stride placement '3x3' (v1.5) or '1x1' (MSRA); null = model default",
         choices=STRIDE_ON,
     )
+    preact: Optional[bool] = _f(
+        None,
+        "ResNeXt-29: pre-activated bottlenecks (the paper's CIFAR numbers) or false (resnext.lua's "
+        "post-activation); null = model default (true)",
+    )
+    act: Optional[str] = _f(
+        None,
+        "MobileNet v1 activation: relu6 (TF-slim) | relu (the paper's Fig. 3); null = model "
+        "default (relu6)",
+    )
     block_dropout: Optional[float] = _f(
         None,
         "WRN dropout between the convs of a block (Zagoruyko & Komodakis: 0.3); null = model "

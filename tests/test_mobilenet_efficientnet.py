@@ -231,7 +231,11 @@ def test_mobilenet_v1_body_follows_table_1():
     widths = [64, 128, 128, 256, 256] + [512] * 6 + [1024, 1024]
     assert [b.pw.conv.out_channels for b in bs] == widths
     assert [b.dw.conv.stride[0] for b in bs] == [1, 2, 1, 2, 1, 2, 1, 1, 1, 1, 1, 2, 1]
-    assert all(isinstance(b.pw.act, nn.ReLU) for b in bs)  # BN-ReLU after both convs (Fig. 3)
+    # BN-ReLU6 after both convs: TF-slim's mobilenet_v1_arg_scope (Fig. 3 draws ReLU: act=relu)
+    assert all(isinstance(b.pw.act, nn.ReLU6) and isinstance(b.dw.act, nn.ReLU6) for b in bs)
+    assert isinstance(model.stem.act, nn.ReLU6)
+    fig3 = blocks(meta("mobilenet_v1", act="relu"))
+    assert all(type(b.pw.act) is nn.ReLU and type(b.dw.act) is nn.ReLU for b in fig3)
     assert not hasattr(model, "head_conv") and model.head.fc.in_features == 1024
     x = torch.zeros(1, 3, 224, 224, device="meta")
     assert model.s5(model.s4(model.s3(model.s2(model.s1(model.stem(x)))))).shape[-1] == 7
@@ -403,16 +407,32 @@ def test_free_knobs_and_defaults():
     )
 
 
-def test_bn_defaults_follow_the_weights_and_two_configs_coexist():
-    # B0-B4: torchvision's weights were trained in PyTorch (eps 1e-5, momentum 0.1);
-    # B5-B7 are TF ports (eps 1e-3, momentum 0.01). Both are constructor arguments.
-    def bn_of(model):
-        return {(m.eps, m.momentum) for m in model.modules() if isinstance(m, nn.BatchNorm2d)}
+def bn_of(model):
+    return {(m.eps, m.momentum) for m in model.modules() if isinstance(m, nn.BatchNorm2d)}
 
-    assert bn_of(meta("efficientnet_b0")) == {(1e-5, 0.1)}
-    assert bn_of(meta("efficientnet_b5")) == {(1e-3, 0.01)}
-    assert bn_of(meta("efficientnet_b0", bn_eps=1e-3, bn_momentum=0.01)) == {(1e-3, 0.01)}
-    assert bn_of(meta("mobilenet_v1")) == {(1e-5, 0.1)}
+
+@pytest.mark.parametrize(
+    ("name", "bn"),
+    [(f"efficientnet_b{i}", (1e-3, 0.01)) for i in range(8)]  # TF builder: decay 0.99, eps 1e-3
+    + [("mobilenet_v1", (1e-3, 3e-4))]  # slim mobilenet_v1_arg_scope: decay 0.9997, eps 0.001
+    + [("mobilenet_v1_025", (1e-3, 3e-4))]
+    + [("mobilenet_v2", (1e-3, 3e-3)), ("mobilenet_v2_140", (1e-3, 3e-3))],  # slim: decay 0.997
+)
+def test_every_bn_has_the_released_codes_settings(name, bn):
+    """Issue 24: the default is the variant the paper's numbers were trained with; PyTorch
+    momentum = 1 - TF decay."""
+    assert bn_of(meta(name)) == {bn}
+
+
+def test_bn_defaults_are_knobs_and_two_configs_coexist():
+    # torchvision's B0-B4 weights were trained in PyTorch (eps 1e-5, momentum 0.1): a knob away.
+    assert bn_of(meta("efficientnet_b0", bn_eps=1e-5, bn_momentum=0.1)) == {(1e-5, 0.1)}
+    assert bn_of(meta("efficientnet_b0")) == {(1e-3, 0.01)}
+    assert dict(model_info("efficientnet_b0").torchvision_knobs) == {
+        "bn_eps": 1e-5,
+        "bn_momentum": 0.1,
+    }
+    assert model_info("efficientnet_b5").torchvision_knobs == ()
 
 
 def test_spec_validation():

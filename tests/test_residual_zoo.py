@@ -96,7 +96,7 @@ def test_resnext_names_are_their_c_x_d(name):
 
 
 def test_resnext29_cifar_layout():
-    model = meta_model("resnext29_16x64d")
+    model = meta_model("resnext29_16x64d", preact=False)  # resnext.lua's (post-act) modules
     assert model.stem.conv.conv.out_channels == 64 and model.stem.conv.conv.kernel_size == (3, 3)
     assert [len(getattr(model, f"s{s}")) for s in (1, 2, 3)] == [3, 3, 3]
     assert [getattr(model, f"s{s}").b1.conv2.conv.out_channels for s in (1, 2, 3)] == [
@@ -105,6 +105,23 @@ def test_resnext29_cifar_layout():
         4096,
     ]  # C x d = 16 x 64 at stage width 64, doubling per stage
     assert model.num_features == 1024
+
+
+@pytest.mark.parametrize("name", ["resnext29_8x64d", "resnext29_16x64d"])
+def test_resnext29_is_pre_activated_as_the_papers_cifar_numbers(name):
+    """ResNeXt README: the paper's CIFAR results used pre-activated bottlenecks (issue 24);
+    resnext.lua's post-activation block is model.preact=false."""
+    from models.resnet_blocks import BLOCKS
+
+    model, post = meta_model(name), meta_model(name, preact=False)
+    assert all(
+        type(b) is BLOCKS["preact_bottleneck"] for b in model.modules() if hasattr(b, "conv3")
+    )
+    assert all(type(b) is BLOCKS["bottleneck"] for b in post.modules() if hasattr(b, "conv3"))
+    assert isinstance(model.final_act, NormAct) and not hasattr(post, "final_act")
+    b = model.s2.b2  # BN-ReLU before each conv: its first BN sees the block input (512 channels)
+    assert b.norm1.bn.num_features == 512 and b.conv1.in_channels == 512
+    assert n_params(post) - n_params(model) == 3_584
 
 
 def test_resnext_block_gets_gradients():
