@@ -15,7 +15,8 @@ fingerprint or format version differs is written again.
 Training augmentation ``augment='cifar'``: He et al. 2015 §4.2 ("4 pixels are padded on each
 side, and a 32x32 crop is randomly sampled from the padded image or its horizontal flip"):
 ffcv's ``RandomTranslate(padding=4)`` -- pad, crop back at a random offset -- and
-``RandomHorizontalFlip``.  He et al. pad the mean-subtracted image with zeros, i.e. with the
+``RandomHorizontalFlip`` (their per-sample seeded twins in ``seeded_ffcv.py``).  He et al. pad the mean-subtracted
+image with zeros, i.e. with the
 mean colour, so the padding here is filled with the training mean (normalised to 0).
 Validation: the 32x32 image itself (centre crop of ratio 1).
 
@@ -44,6 +45,7 @@ from .beton import (
 )
 from .ffcv import FFCVDataModule
 from .options import AUGMENTATIONS, DataOptions, data_options
+from .seeded import Clock
 
 log = logging.getLogger(__name__)
 FORMAT_VERSION = 1  # bump when the conversion below changes, so caches are rewritten
@@ -278,18 +280,23 @@ def write_cifar(
     return directory
 
 
-def cifar_train_pipeline(resolution: int = 32, fill: tuple[int, int, int] = (0, 0, 0)) -> list:
+def cifar_train_pipeline(
+    resolution: int = 32, fill: tuple[int, int, int] = (0, 0, 0), clock: Clock | None = None
+) -> list:
     """Decode + CPU ops for ``augment='cifar'`` (before ToTensor): the whole image (resized only
     when ``resolution != 32``), a random translation of up to 4 pixels per 32 (pad + random crop)
     filled with ``fill``, and a horizontal flip with probability 1/2."""
     from ffcv.fields.decoders import CenterCropRGBImageDecoder
-    from ffcv.transforms import RandomHorizontalFlip, RandomTranslate
+
+    from .seeded_ffcv import SeededFlip, SeededTranslate
+
+    clock = clock or Clock(0)
 
     padding = max(1, round(4 * resolution / 32))
     return [
         CenterCropRGBImageDecoder((resolution, resolution), ratio=1.0),
-        RandomTranslate(padding=padding, fill=tuple(int(v) for v in fill)),
-        RandomHorizontalFlip(),
+        SeededTranslate(clock, padding=padding, fill=tuple(int(v) for v in fill)),
+        SeededFlip(clock),
     ]
 
 
@@ -347,4 +354,6 @@ class CifarDataModule(FFCVDataModule):
         if self.augment != "cifar":
             return super().train_image_ops()
         mean = self.mean or self._meta().get("mean") or (0.0, 0.0, 0.0)
-        return cifar_train_pipeline(self.resolution, fill=tuple(round(255 * m) for m in mean))
+        return cifar_train_pipeline(
+            self.resolution, fill=tuple(round(255 * m) for m in mean), clock=self.clock
+        )

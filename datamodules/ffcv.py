@@ -24,6 +24,7 @@ import torch
 from .base import BaseDataModule, check_shardable
 from .beton import DataError, beton_labels, check_beton
 from .options import AUGMENTATIONS, IMAGENET_MEAN, IMAGENET_STD, DataOptions, data_options
+from .seeded import Clock
 
 
 class LoaderThreadError(RuntimeError):
@@ -87,10 +88,13 @@ def guarded_loader_class() -> type:
 
     class GuardedLoader(Loader):
         stage = "loading"  # set by the datamodule: training | validation | evaluation ...
+        clock: Clock | None = None  # the training ops' (seed, epoch): set before each epoch
 
         def __iter__(self):
             Compiler.set_num_threads(self.num_workers)
             order = self.next_traversal_order()
+            if self.clock is not None:  # the epoch the seeded ops draw for (seeded.py)
+                self.clock.set_epoch(self.next_epoch)
             selected = order[: len(self) * self.batch_size]
             self.next_epoch += 1
             if self.code is None or self.recompile:
@@ -130,20 +134,23 @@ def exact_shard_order():
     return ExactShard
 
 
-def train_image_pipeline(augment: str, resolution: int) -> list:
-    """Decode + CPU augmentation ops for training images (before ToTensor)."""
-    from ffcv.fields.decoders import CenterCropRGBImageDecoder, RandomResizedCropRGBImageDecoder
-    from ffcv.transforms import RandomHorizontalFlip, RandomTranslate
+def train_image_pipeline(augment: str, resolution: int, clock: Clock | None = None) -> list:
+    """Decode + CPU augmentation ops for training images (before ToTensor); every random draw is
+    seeded per sample from ``clock``'s (seed, epoch) and the sample index (``seeded.py``)."""
+    from ffcv.fields.decoders import CenterCropRGBImageDecoder
 
+    from .seeded_ffcv import SeededFlip, SeededRandomResizedCrop, SeededTranslate
+
+    clock = clock or Clock(0)
     size = (resolution, resolution)
     if augment == "natural":  # Inception-style crop + mirror (Szegedy et al. 2015; ResNet §3.4)
-        return [RandomResizedCropRGBImageDecoder(size), RandomHorizontalFlip()]
+        return [SeededRandomResizedCrop(clock, size), SeededFlip(clock)]
     if (
         augment == "digits"
     ):  # small crops and shifts, never a mirror: a mirrored digit is another digit
         return [
-            RandomResizedCropRGBImageDecoder(size, scale=(0.7, 1.0), ratio=(0.9, 1.1)),
-            RandomTranslate(padding=max(1, resolution // 16)),
+            SeededRandomResizedCrop(clock, size, scale=(0.7, 1.0), ratio=(0.9, 1.1)),
+            SeededTranslate(clock, padding=max(1, resolution // 16)),
         ]
     if augment == "none":
         return [CenterCropRGBImageDecoder(size, ratio=1.0)]
@@ -201,6 +208,7 @@ class FFCVDataModule(BaseDataModule):
         self.train_path, self.val_path = Path(train_path), Path(val_path)
         self._num_classes = num_classes
         self.drop_last = drop_last
+        self.clock = Clock(self.seed)  # the training augmentations' (seed, epoch), see seeded.py
 
     # ------------------------------------------------------------------ metadata
     @property
@@ -291,6 +299,7 @@ class FFCVDataModule(BaseDataModule):
         loader.stage = self._stage(train)
         if train:
             loader.next_epoch = self.epoch  # a resumed run continues the same order
+            loader.clock = self.clock
         return loader
 
     def _stage(self, train: bool) -> str:
@@ -308,7 +317,7 @@ class FFCVDataModule(BaseDataModule):
 
     def train_image_ops(self) -> list:
         """Decode + CPU augmentation for training (a subclass may override: CIFAR's pad-and-crop)."""
-        return train_image_pipeline(self.augment, self.resolution)
+        return train_image_pipeline(self.augment, self.resolution, self.clock)
 
     def set_train_resolution(self, resolution: int) -> None:
         """Progressive resizing (ffcv-imagenet): the next training epoch decodes at ``resolution``.

@@ -32,6 +32,7 @@ from .base import BaseDataModule, check_shardable
 from .beton import DataError, SampleError
 from .normalize import DeviceNormalize  # noqa: F401  (re-exported: it used to live here)
 from .options import AUGMENTATIONS, IMAGENET_MEAN, IMAGENET_STD, DataOptions, data_options
+from .seeded import EpochSampler, SeededDataset
 
 LAYOUT = (
     "expected the ImageFolder layout ROOT/train/<class>/<image> and ROOT/val/<class>/<image> "
@@ -278,9 +279,13 @@ class ImageFolderDataModule(BaseDataModule):
             ResumableLoader,  # a mid-epoch (preemption) resume skips the batches already done
         )
 
+        # each sample's transform draws from sample_seed(seed, epoch, index) (seeded.py), so the
+        # worker count, the rank and a resume cannot change an image's augmentation
         sampler = self.train_sampler()  # sets the datasets up when Lightning has not
+        dataset = SeededDataset(self.train_set, self.seed, self.epoch)
+        sampler = EpochSampler(sampler, dataset)
         return ResumableLoader(
-            DataLoader(self.train_set, sampler=sampler, drop_last=True, **self._loader_options()),
+            DataLoader(dataset, sampler=sampler, drop_last=True, **self._loader_options()),
             self.trainer,
         )
 
