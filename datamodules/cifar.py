@@ -43,7 +43,7 @@ from .beton import (
     write_beton,
     write_json_atomic,
 )
-from .ffcv import FFCVDataModule
+from .ffcv import FFCVDataModule, color_ops
 from .options import AUGMENTATIONS, DataOptions, data_options
 from .seeded import Clock
 
@@ -281,7 +281,10 @@ def write_cifar(
 
 
 def cifar_train_pipeline(
-    resolution: int = 32, fill: tuple[int, int, int] = (0, 0, 0), clock: Clock | None = None
+    resolution: int = 32,
+    fill: tuple[int, int, int] = (0, 0, 0),
+    clock: Clock | None = None,
+    options: DataOptions | None = None,
 ) -> list:
     """Decode + CPU ops for ``augment='cifar'`` (before ToTensor): the whole image (resized only
     when ``resolution != 32``), a random translation of up to 4 pixels per 32 (pad + random crop)
@@ -290,13 +293,16 @@ def cifar_train_pipeline(
 
     from .seeded_ffcv import SeededFlip, SeededTranslate
 
-    clock = clock or Clock(0)
+    o = options or DataOptions()
+    clock = clock or Clock(o.seed)
+    reflect = o.pad_mode == "reflect"  # data.pad_mode (WRN's release reflects)
 
     padding = max(1, round(4 * resolution / 32))
     return [
         CenterCropRGBImageDecoder((resolution, resolution), ratio=1.0),
-        SeededTranslate(clock, padding=padding, fill=tuple(int(v) for v in fill)),
+        SeededTranslate(clock, padding=padding, fill=tuple(int(v) for v in fill), reflect=reflect),
         SeededFlip(clock),
+        *color_ops(clock, o),
     ]
 
 
@@ -355,5 +361,5 @@ class CifarDataModule(FFCVDataModule):
             return super().train_image_ops()
         mean = self.mean or self._meta().get("mean") or (0.0, 0.0, 0.0)
         return cifar_train_pipeline(
-            self.resolution, fill=tuple(round(255 * m) for m in mean), clock=self.clock
+            self.resolution, tuple(round(255 * m) for m in mean), self.clock, self.options
         )

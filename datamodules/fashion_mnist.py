@@ -64,7 +64,7 @@ from .beton import (
     write_beton,
     write_json_atomic,
 )
-from .ffcv import FFCVDataModule
+from .ffcv import FFCVDataModule, color_ops
 from .options import AUGMENTATIONS, VAL_SPLITS, DataOptions, data_options
 from .seeded import Clock
 
@@ -362,7 +362,9 @@ def cache_name(
     return name
 
 
-def fashion_train_pipeline(resolution: int = SIDE, clock: Clock | None = None) -> list:
+def fashion_train_pipeline(
+    resolution: int = SIDE, clock: Clock | None = None, options: DataOptions | None = None
+) -> list:
     """Decode + CPU ops for ``augment='fashion'`` (before ToTensor): the whole image (resized only
     when ``resolution != 28``), a random translation of up to 4 px per 28 filled with black (pad +
     random crop), and a horizontal flip with probability 1/2 (Zhong et al. 2017, see the module doc)."""
@@ -370,13 +372,16 @@ def fashion_train_pipeline(resolution: int = SIDE, clock: Clock | None = None) -
 
     from .seeded_ffcv import SeededFlip, SeededTranslate
 
-    clock = clock or Clock(0)
+    o = options or DataOptions()
+    clock = clock or Clock(o.seed)
+    reflect = o.pad_mode == "reflect"  # data.pad_mode (WRN's release reflects)
 
     padding = max(1, round(PADDING * resolution / SIDE))
     return [
         CenterCropRGBImageDecoder((resolution, resolution), ratio=1.0),
-        SeededTranslate(clock, padding=padding, fill=(0, 0, 0)),
+        SeededTranslate(clock, padding=padding, fill=(0, 0, 0), reflect=reflect),
         SeededFlip(clock),
+        *color_ops(clock, o),
     ]
 
 
@@ -450,4 +455,4 @@ class FashionMNISTDataModule(FFCVDataModule):
         """The training decode + augmentation ops (``FFCVDataModule``'s hook, called by its ``_loader``)."""
         if self.augment != "fashion":
             return super().train_image_ops()
-        return fashion_train_pipeline(self.resolution, self.clock)
+        return fashion_train_pipeline(self.resolution, self.clock, self.options)

@@ -26,6 +26,15 @@ import numpy as np
 
 _MASK = (1 << 64) - 1
 _GOLDEN = 0x9E3779B97F4A7C15
+# Independent streams of one sample: each op seeds with ``sample_seed(seed + stream, epoch, index)``
+# so that its draws do not repeat another op's (a flip seeded like the crop would flip exactly when
+# the crop's first uniform draw is small).  The torchvision path's crop/flip/translate draw from
+# torch's RNG seeded with stream 0.
+STREAM_CROP = 0
+STREAM_COLOR = 1 << 32
+STREAM_SCALE = 2 << 32
+STREAM_FLIP = 3 << 32
+STREAM_TRANSLATE = 4 << 32
 
 
 # --------------------------------------------------------------------------- the seed of a sample
@@ -147,9 +156,29 @@ class SeededDataset:
     def __getitem__(self, index: int) -> Any:
         import torch
 
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(sample_seed_py(self.seed, self.epoch, index))
-            return self.dataset[index]
+        global _CURRENT
+        _CURRENT = (self.seed, self.epoch, int(index))
+        try:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(sample_seed_py(self.seed, self.epoch, index))
+                return self.dataset[index]
+        finally:
+            _CURRENT = None
+
+
+_CURRENT: tuple[int, int, int] | None = None  # (seed, epoch, index) of the item being transformed
+
+
+def current_seed(stream: int) -> int:
+    """Inside :class:`SeededDataset`'s ``__getitem__``: the sample's seed for ``stream`` -- what the
+    FFCV op of that stream uses for the same sample, so both paths draw the same numbers.  Outside
+    one (a transform called directly): a seed drawn from torch's RNG."""
+    if _CURRENT is None:
+        import torch
+
+        return int(torch.randint(0, 2**32, ()))
+    seed, epoch, index = _CURRENT
+    return sample_seed_py(seed + stream, epoch, index)
 
 
 class EpochSampler:

@@ -25,15 +25,35 @@ from ffcv.pipeline.allocation_query import AllocationQuery
 from ffcv.pipeline.compiler import Compiler
 from ffcv.pipeline.operation import Operation
 
-from .seeded import Clock, numba_helpers
+from .augment_ops import kernels
+from .seeded import (
+    STREAM_COLOR,
+    STREAM_CROP,
+    STREAM_FLIP,
+    STREAM_SCALE,
+    STREAM_TRANSLATE,
+    Clock,
+    numba_helpers,
+)
 
 
 class SeededRandomResizedCrop(RandomResizedCropRGBImageDecoder):
     """``RandomResizedCropRGBImageDecoder`` whose crop of sample i is drawn from its own seed."""
 
+    stream = STREAM_CROP
+
     def __init__(self, clock: Clock, output_size, scale=(0.08, 1.0), ratio=(0.75, 4 / 3)):
         super().__init__(output_size, scale=scale, ratio=ratio)
         self.clock = clock
+
+    def crop_code(self) -> tuple[Callable, np.ndarray]:
+        """``(crop(height, width, params) -> (i, j, h, w), params)``, compiled."""
+        get_crop_c = Compiler.compile(get_random_crop)
+
+        def crop(height, width, p):
+            return get_crop_c(height, width, p[0:2], p[2:4])
+
+        return Compiler.compile(crop), np.array([*self.scale, *self.ratio], dtype=np.float64)
 
     def generate_code(self) -> Callable:
         jpg = IMAGE_MODES["jpg"]
@@ -41,10 +61,9 @@ class SeededRandomResizedCrop(RandomResizedCropRGBImageDecoder):
         my_range = Compiler.get_iterator()
         imdecode_c = Compiler.compile(imdecode)
         resize_crop_c = Compiler.compile(resize_crop)
-        get_crop_c = Compiler.compile(get_random_crop)
+        crop_c, params = self.crop_code()
         sample_seed, read_clock = numba_helpers()
-        address = self.clock.address
-        scale, ratio = np.array(self.scale), np.array(self.ratio)
+        address, stream = self.clock.address, self.stream
 
         def decode(batch_indices, my_storage, metadata, storage_state):
             destination, temp_storage = my_storage
@@ -76,13 +95,64 @@ class SeededRandomResizedCrop(RandomResizedCropRGBImageDecoder):
                     temp_buffer = temp_buffer.reshape(height, width, 3)
                 else:
                     temp_buffer = image_data.reshape(height, width, 3)
-                np.random.seed(sample_seed(seed, epoch, source_ix))
-                i, j, h, w = get_crop_c(height, width, scale, ratio)
+                np.random.seed(sample_seed(seed + stream, epoch, source_ix))
+                i, j, h, w = crop_c(height, width, params)
                 resize_crop_c(temp_buffer, i, i + h, j, j + w, destination[dst_ix])
             return destination[: len(batch_indices)]
 
         decode.is_parallel = True
         return decode
+
+
+class SeededScaleCrop(SeededRandomResizedCrop):
+    """He et al. 2015 §3.4 scale augmentation (``augment_ops.scale_crop``): the shorter side to
+    S ~ U{smin..smax}, a random ``output_size`` crop -- as the equivalent source crop, resized."""
+
+    stream = STREAM_SCALE
+
+    def __init__(self, clock: Clock, output_size, smin: int, smax: int) -> None:
+        super().__init__(clock, output_size)
+        self.smin, self.smax = int(smin), int(smax)
+
+    def crop_code(self) -> tuple[Callable, np.ndarray]:
+        scale_crop = kernels()["scale_crop"]
+
+        def crop(height, width, p):
+            i, j, side = scale_crop(height, width, np.int64(p[0]), np.int64(p[1]), np.int64(p[2]))
+            return i, j, side, side
+
+        params = np.array([self.smin, self.smax, self.output_size[0]], dtype=np.float64)
+        return Compiler.compile(crop), params
+
+
+class SeededColor(Operation):
+    """Colour jitter + PCA lighting (``augment_ops.color_apply``) on uint8 HWC images, each sample
+    from its colour-stream seed -- the same numbers the torchvision transform draws."""
+
+    def __init__(self, clock: Clock, jitter: float, lighting: float) -> None:
+        super().__init__()
+        self.clock, self.jitter, self.lighting = clock, float(jitter), float(lighting)
+
+    def generate_code(self) -> Callable:
+        my_range = Compiler.get_iterator()
+        color = kernels()["color"]
+        jitter, lighting, address = self.jitter, self.lighting, self.clock.address
+        sample_seed, read_clock = numba_helpers()
+
+        def jitter_color(images, dst, indices):
+            seed, epoch = read_clock(address)
+            for i in my_range(images.shape[0]):
+                color(
+                    images[i], sample_seed(seed + STREAM_COLOR, epoch, indices[i]), jitter, lighting
+                )
+            return images
+
+        jitter_color.is_parallel = True
+        jitter_color.with_indices = True
+        return jitter_color
+
+    def declare_state_and_memory(self, previous_state):
+        return replace(previous_state, jit_mode=True), None
 
 
 class SeededFlip(Operation):
@@ -94,13 +164,13 @@ class SeededFlip(Operation):
 
     def generate_code(self) -> Callable:
         my_range = Compiler.get_iterator()
-        flip_prob, address = self.flip_prob, self.clock.address
+        flip_prob, address, stream = self.flip_prob, self.clock.address, STREAM_FLIP
         sample_seed, read_clock = numba_helpers()
 
         def flip(images, dst, indices):
             seed, epoch = read_clock(address)
             for i in my_range(images.shape[0]):
-                np.random.seed(sample_seed(seed, epoch, indices[i]))
+                np.random.seed(sample_seed(seed + stream, epoch, indices[i]))
                 if np.random.rand() < flip_prob:
                     dst[i] = images[i, :, ::-1]
                 else:
@@ -131,6 +201,7 @@ class SeededTranslate(Operation):
         my_range = Compiler.get_iterator()
         pad, fill, reflect, address = self.padding, self.fill, self.reflect, self.clock.address
         sample_seed, read_clock = numba_helpers()
+        stream = STREAM_TRANSLATE
 
         def translate(images, dst, indices):
             n, h, w, _ = images.shape
@@ -145,7 +216,7 @@ class SeededTranslate(Operation):
                     for k in range(1, pad + 1):
                         dst[i, :, pad - k] = dst[i, :, pad + k]
                         dst[i, :, pad + w - 1 + k] = dst[i, :, pad + w - 1 - k]
-                np.random.seed(sample_seed(seed, epoch, indices[i]))
+                np.random.seed(sample_seed(seed + stream, epoch, indices[i]))
                 y = np.random.randint(0, 2 * pad + 1)
                 x = np.random.randint(0, 2 * pad + 1)
                 images[i] = dst[i, y : y + h, x : x + w]
@@ -163,11 +234,3 @@ class SeededTranslate(Operation):
             replace(previous_state, jit_mode=True),
             AllocationQuery((h + 2 * self.padding, w + 2 * self.padding, c), previous_state.dtype),
         )
-
-
-def build_ops() -> dict[str, type]:
-    return {
-        "crop": SeededRandomResizedCrop,
-        "flip": SeededFlip,
-        "translate": SeededTranslate,
-    }
