@@ -42,7 +42,10 @@ POLL_S = 1.0  # how often a consumer waiting for a batch checks that the loader 
 
 
 def _numba_threads_only(cls, n: int) -> None:
-    """FFCV's ``Compiler.set_num_threads`` without its ``torch.set_num_threads(n)``."""
+    """FFCV's ``Compiler.set_num_threads`` without its ``torch.set_num_threads(n)``: called by the
+    loader and its thread with ``num_workers``, it made the model's arithmetic -- whose float
+    reductions depend on torch's thread count -- change with ``data.num_workers``; with numba's
+    threads only, a seeded run is the same with any number of workers."""
     import os
 
     import numba
@@ -66,10 +69,8 @@ def guarded_loader_class() -> type:
     2. *No hang.*  ``EpochIterator.run`` has no handler: when a stage raises, the thread dies and
        ``__next__`` blocks in ``Queue.get()`` for ever.  Here the thread records its exception and
        the consumer polls, raising :class:`LoaderThreadError` (chained to the cause) instead.
-    3. *Torch's threads.*  ``Compiler.set_num_threads(num_workers)`` (called by the loader and its
-       thread) also sets torch's intra-op threads, so the model's arithmetic -- whose float
-       reductions depend on the thread count -- changed with ``data.num_workers``; here it sets
-       numba's only (:func:`_numba_threads_only`), and a seeded run is the same with any workers.
+    3. *Torch's threads.*  FFCV's ``Compiler.set_num_threads`` also set torch's (see
+       :func:`_numba_threads_only`).
     ``__iter__`` follows ``ffcv/loader/loader.py`` ``Loader.__iter__`` (lines 216-226) and
     ``__next__`` ``ffcv/loader/epoch_iterator.py`` ``EpochIterator.__next__`` (lines 154-165).
     """
