@@ -15,9 +15,9 @@ fingerprint or format version differs is written again.
 Training augmentation ``augment='cifar'``: He et al. 2015 §4.2 ("4 pixels are padded on each
 side, and a 32x32 crop is randomly sampled from the padded image or its horizontal flip"):
 ffcv's ``RandomTranslate(padding=4)`` -- pad, crop back at a random offset -- and
-``RandomHorizontalFlip`` (their per-sample seeded twins in ``seeded_ffcv.py``).  He et al. pad the mean-subtracted
-image with zeros, i.e. with the
-mean colour, so the padding here is filled with the training mean (normalised to 0).
+``RandomHorizontalFlip`` (their per-sample seeded twins in ``seeded_ffcv.py``).  He et al. pad
+the mean-subtracted image with zeros, i.e. with the mean colour, so the padding here is filled
+with the training mean (normalised to 0).
 Validation: the 32x32 image itself (centre crop of ratio 1).
 
 Imports nothing of ``platform/`` or ``models/``.
