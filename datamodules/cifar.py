@@ -15,8 +15,9 @@ fingerprint or format version differs is written again.
 Training augmentation ``augment='cifar'``: He et al. 2015 §4.2 ("4 pixels are padded on each
 side, and a 32x32 crop is randomly sampled from the padded image or its horizontal flip"):
 ffcv's ``RandomTranslate(padding=4)`` -- pad, crop back at a random offset -- and
-``RandomHorizontalFlip``.  He et al. pad the mean-subtracted image with zeros, i.e. with the
-mean colour, so the padding here is filled with the training mean (normalised to 0).
+``RandomHorizontalFlip`` (their per-sample seeded twins in ``seeded_ffcv.py``).  He et al. pad
+the mean-subtracted image with zeros, i.e. with the mean colour, so the padding here is filled
+with the training mean (normalised to 0).
 Validation: the 32x32 image itself (centre crop of ratio 1).
 
 Imports nothing of ``platform/`` or ``models/``.
@@ -42,8 +43,9 @@ from .beton import (
     write_beton,
     write_json_atomic,
 )
-from .ffcv import FFCVDataModule
+from .ffcv import FFCVDataModule, color_ops
 from .options import AUGMENTATIONS, DataOptions, data_options
+from .seeded import Clock
 
 log = logging.getLogger(__name__)
 FORMAT_VERSION = 1  # bump when the conversion below changes, so caches are rewritten
@@ -309,18 +311,29 @@ def write_cifar(
     return directory
 
 
-def cifar_train_pipeline(resolution: int = 32, fill: tuple[int, int, int] = (0, 0, 0)) -> list:
+def cifar_train_pipeline(
+    resolution: int = 32,
+    fill: tuple[int, int, int] = (0, 0, 0),
+    clock: Clock | None = None,
+    options: DataOptions | None = None,
+) -> list:
     """Decode + CPU ops for ``augment='cifar'`` (before ToTensor): the whole image (resized only
     when ``resolution != 32``), a random translation of up to 4 pixels per 32 (pad + random crop)
     filled with ``fill``, and a horizontal flip with probability 1/2."""
     from ffcv.fields.decoders import CenterCropRGBImageDecoder
-    from ffcv.transforms import RandomHorizontalFlip, RandomTranslate
+
+    from .seeded_ffcv import SeededFlip, SeededTranslate
+
+    o = options or DataOptions()
+    clock = clock or Clock(o.seed)
+    reflect = o.pad_mode == "reflect"  # data.pad_mode (WRN's release reflects)
 
     padding = max(1, round(4 * resolution / 32))
     return [
         CenterCropRGBImageDecoder((resolution, resolution), ratio=1.0),
-        RandomTranslate(padding=padding, fill=tuple(int(v) for v in fill)),
-        RandomHorizontalFlip(),
+        SeededTranslate(clock, padding=padding, fill=tuple(int(v) for v in fill), reflect=reflect),
+        SeededFlip(clock),
+        *color_ops(clock, o),
     ]
 
 
@@ -386,4 +399,6 @@ class CifarDataModule(FFCVDataModule):
         if self.augment != "cifar":
             return super().train_image_ops()
         mean = self.mean or self._meta().get("mean") or (0.0, 0.0, 0.0)
-        return cifar_train_pipeline(self.resolution, fill=tuple(round(255 * m) for m in mean))
+        return cifar_train_pipeline(
+            self.resolution, tuple(round(255 * m) for m in mean), self.clock, self.options
+        )

@@ -25,7 +25,7 @@ Choices (the issue asked to choose and say why):
 * **Augmentation as the published Fashion-MNIST ResNet baselines.**  Zhong et al. 2017 (Random
   Erasing, whose Fashion-MNIST ResNet/WRN numbers the issue cites) train with
   ``RandomCrop(28, padding=4)`` + ``RandomHorizontalFlip()`` (zhunzhong07/Random-Erasing,
-  ``fashionmnist.py``, ``transform_train``); here FFCV's ``RandomTranslate(padding=4)`` (pad and
+  ``fashionmnist.py``, ``transform_train``); here FFCV's ``SeededTranslate(clock, padding=4)`` (pad and
   crop back at a random offset) filled with 0, torchvision's zero padding, i.e. black, the
   background of every Fashion-MNIST image, and ``RandomHorizontalFlip`` -- a mirrored shirt is still
   a shirt (unlike a digit: ``augment='digits'`` never mirrors).  Validation: the image itself.
@@ -64,8 +64,9 @@ from .beton import (
     write_beton,
     write_json_atomic,
 )
-from .ffcv import FFCVDataModule
+from .ffcv import FFCVDataModule, color_ops
 from .options import AUGMENTATIONS, VAL_SPLITS, DataOptions, data_options
+from .seeded import Clock
 
 log = logging.getLogger(__name__)
 FORMAT_VERSION = 1  # bump when the conversion below changes, so caches are rewritten
@@ -361,18 +362,26 @@ def cache_name(
     return name
 
 
-def fashion_train_pipeline(resolution: int = SIDE) -> list:
+def fashion_train_pipeline(
+    resolution: int = SIDE, clock: Clock | None = None, options: DataOptions | None = None
+) -> list:
     """Decode + CPU ops for ``augment='fashion'`` (before ToTensor): the whole image (resized only
     when ``resolution != 28``), a random translation of up to 4 px per 28 filled with black (pad +
     random crop), and a horizontal flip with probability 1/2 (Zhong et al. 2017, see the module doc)."""
     from ffcv.fields.decoders import CenterCropRGBImageDecoder
-    from ffcv.transforms import RandomHorizontalFlip, RandomTranslate
+
+    from .seeded_ffcv import SeededFlip, SeededTranslate
+
+    o = options or DataOptions()
+    clock = clock or Clock(o.seed)
+    reflect = o.pad_mode == "reflect"  # data.pad_mode (WRN's release reflects)
 
     padding = max(1, round(PADDING * resolution / SIDE))
     return [
         CenterCropRGBImageDecoder((resolution, resolution), ratio=1.0),
-        RandomTranslate(padding=padding, fill=(0, 0, 0)),
-        RandomHorizontalFlip(),
+        SeededTranslate(clock, padding=padding, fill=(0, 0, 0), reflect=reflect),
+        SeededFlip(clock),
+        *color_ops(clock, o),
     ]
 
 
@@ -446,4 +455,4 @@ class FashionMNISTDataModule(FFCVDataModule):
         """The training decode + augmentation ops (``FFCVDataModule``'s hook, called by its ``_loader``)."""
         if self.augment != "fashion":
             return super().train_image_ops()
-        return fashion_train_pipeline(self.resolution)
+        return fashion_train_pipeline(self.resolution, self.clock, self.options)

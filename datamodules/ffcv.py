@@ -29,7 +29,15 @@ from .beton import (
     decoding_threads,
     read_meta,
 )
-from .options import AUGMENTATIONS, IMAGENET_MEAN, IMAGENET_STD, DataOptions, data_options
+from .options import (
+    AUGMENTATIONS,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    DataOptions,
+    check_augment_options,
+    data_options,
+)
+from .seeded import Clock
 
 
 class LoaderThreadError(RuntimeError):
@@ -37,6 +45,19 @@ class LoaderThreadError(RuntimeError):
 
 
 POLL_S = 1.0  # how often a consumer waiting for a batch checks that the loader thread still lives
+
+
+def _numba_threads_only(cls, n: int) -> None:
+    """FFCV's ``Compiler.set_num_threads`` without its ``torch.set_num_threads(n)``: called by the
+    loader and its thread with ``num_workers``, it made the model's arithmetic -- whose float
+    reductions depend on torch's thread count -- change with ``data.num_workers``; with numba's
+    threads only, a seeded run is the same with any number of workers."""
+    import os
+
+    import numba
+
+    cls.num_threads = n if n >= 1 else (os.cpu_count() or 1)
+    numba.set_num_threads(min(cls.num_threads, numba.config.NUMBA_NUM_THREADS))
 
 
 @functools.cache
@@ -54,6 +75,8 @@ def guarded_loader_class() -> type:
     2. *No hang.*  ``EpochIterator.run`` has no handler: when a stage raises, the thread dies and
        ``__next__`` blocks in ``Queue.get()`` for ever.  Here the thread records its exception and
        the consumer polls, raising :class:`LoaderThreadError` (chained to the cause) instead.
+    3. *Torch's threads.*  FFCV's ``Compiler.set_num_threads`` also set torch's (see
+       :func:`_numba_threads_only`).
     ``__iter__`` follows ``ffcv/loader/loader.py`` ``Loader.__iter__`` (lines 216-226) and
     ``__next__`` ``ffcv/loader/epoch_iterator.py`` ``EpochIterator.__next__`` (lines 154-165).
     """
@@ -62,6 +85,8 @@ def guarded_loader_class() -> type:
     from ffcv.loader import Loader
     from ffcv.loader import epoch_iterator as ei
     from ffcv.pipeline.compiler import Compiler
+
+    Compiler.set_num_threads = classmethod(_numba_threads_only)  # fix 3 (see _numba_threads_only)
 
     class GuardedEpochIterator(ei.EpochIterator):
         def __init__(self, loader: "GuardedLoader", order) -> None:
@@ -93,10 +118,13 @@ def guarded_loader_class() -> type:
 
     class GuardedLoader(Loader):
         stage = "loading"  # set by the datamodule: training | validation | evaluation ...
+        clock: Clock | None = None  # the training ops' (seed, epoch): set before each epoch
 
         def __iter__(self):
             Compiler.set_num_threads(self.num_workers)
             order = self.next_traversal_order()
+            if self.clock is not None:  # the epoch the seeded ops draw for (seeded.py)
+                self.clock.set_epoch(self.next_epoch)
             selected = order[: len(self) * self.batch_size]
             self.next_epoch += 1
             if self.code is None or self.recompile:
@@ -136,24 +164,57 @@ def exact_shard_order():
     return ExactShard
 
 
-def train_image_pipeline(augment: str, resolution: int) -> list:
-    """Decode + CPU augmentation ops for training images (before ToTensor)."""
-    from ffcv.fields.decoders import CenterCropRGBImageDecoder, RandomResizedCropRGBImageDecoder
-    from ffcv.transforms import RandomHorizontalFlip, RandomTranslate
+def train_image_pipeline(
+    augment: str, resolution: int, clock: Clock | None = None, options: DataOptions | None = None
+) -> list:
+    """Decode + CPU augmentation ops for training images (before ToTensor); every random draw is
+    seeded per sample from ``clock``'s (seed, epoch) and the sample index (``seeded.py``).
+    ``options``' recipe augmentations (``scale_jitter``, ``pad_mode``, ``color_jitter``,
+    ``pca_lighting``; :func:`check_ffcv_options`) change or extend the ops."""
+    from ffcv.fields.decoders import CenterCropRGBImageDecoder
 
+    from .seeded_ffcv import SeededFlip, SeededRandomResizedCrop, SeededScaleCrop, SeededTranslate
+
+    o = options or DataOptions()
+    check_ffcv_options(o, augment)
+    clock = clock or Clock(o.seed)
     size = (resolution, resolution)
-    if augment == "natural":  # Inception-style crop + mirror (Szegedy et al. 2015; ResNet §3.4)
-        return [RandomResizedCropRGBImageDecoder(size), RandomHorizontalFlip()]
-    if (
-        augment == "digits"
-    ):  # small crops and shifts, never a mirror: a mirrored digit is another digit
-        return [
-            RandomResizedCropRGBImageDecoder(size, scale=(0.7, 1.0), ratio=(0.9, 1.1)),
-            RandomTranslate(padding=max(1, resolution // 16)),
+    if augment == "natural" and o.scale_jitter:  # He et al. 2015 §3.4 scale augmentation
+        ops = [SeededScaleCrop(clock, size, *o.scale_jitter), SeededFlip(clock)]
+    elif augment == "natural":  # Inception-style crop + mirror (Szegedy et al. 2015; ResNet §3.4)
+        ops = [SeededRandomResizedCrop(clock, size), SeededFlip(clock)]
+    elif augment == "digits":  # small crops and shifts, never a mirror: a mirrored digit is another
+        reflect = o.pad_mode == "reflect"
+        ops = [
+            SeededRandomResizedCrop(clock, size, scale=(0.7, 1.0), ratio=(0.9, 1.1)),
+            SeededTranslate(clock, padding=max(1, resolution // 16), reflect=reflect),
         ]
-    if augment == "none":
-        return [CenterCropRGBImageDecoder(size, ratio=1.0)]
-    raise ValueError(f"unknown augmentation {augment!r}; expected one of {AUGMENTATIONS}")
+    elif augment == "none":
+        ops = [CenterCropRGBImageDecoder(size, ratio=1.0)]
+    else:
+        raise ValueError(f"unknown augmentation {augment!r}; expected one of {AUGMENTATIONS}")
+    return [*ops, *color_ops(clock, o)]
+
+
+def check_ffcv_options(o: DataOptions, augment: str) -> None:
+    """:func:`check_augment_options`, and refuse AutoAugment: FFCV's pipeline is compiled numba and
+    has no AutoAugment (its 14 PIL operations are not reimplemented here)."""
+    check_augment_options(o, augment)
+    if o.auto_augment:
+        raise DataError(
+            "data.auto_augment=true works only with data.backend=torchvision (torchvision's "
+            "AutoAugment); the FFCV pipeline has no AutoAugment"
+        )
+
+
+def color_ops(clock: Clock, o: DataOptions) -> list:
+    """Colour jitter + PCA lighting (``augment_ops.py``) when either is on: appended to any
+    training pipeline, after the crop and flip (fb.resnet.torch: crop, jitter, lighting, flip)."""
+    if not (o.color_jitter or o.pca_lighting):
+        return []
+    from .seeded_ffcv import SeededColor
+
+    return [SeededColor(clock, o.color_jitter, o.pca_lighting)]
 
 
 def check_crop_sides(path: str | Path, ratio: float) -> None:
@@ -211,11 +272,13 @@ class FFCVDataModule(BaseDataModule):
     ) -> None:
         o = data_options(options, **changes)
         super().__init__(o, augment=augment, mean=mean, std=std)
+        check_ffcv_options(o, self.augment)  # before any data is read: a clear one-line refusal
         self.os_cache, self.order, self.batches_ahead = o.os_cache, o.order, o.batches_ahead
         self._progressive = o.progressive  # FFCV must regenerate its pipeline when the size changes
         self.train_path, self.val_path = Path(train_path), Path(val_path)
         self._num_classes = num_classes
         self.drop_last = drop_last
+        self.clock = Clock(self.seed)  # the training augmentations' (seed, epoch), see seeded.py
 
     # ------------------------------------------------------------------ metadata
     @property
@@ -308,6 +371,7 @@ class FFCVDataModule(BaseDataModule):
         loader.stage = self._stage(train)
         if train:
             loader.next_epoch = self.epoch  # a resumed run continues the same order
+            loader.clock = self.clock
         return loader
 
     def _stage(self, train: bool) -> str:
@@ -325,7 +389,7 @@ class FFCVDataModule(BaseDataModule):
 
     def train_image_ops(self) -> list:
         """Decode + CPU augmentation for training (a subclass may override: CIFAR's pad-and-crop)."""
-        return train_image_pipeline(self.augment, self.resolution)
+        return train_image_pipeline(self.augment, self.resolution, self.clock, self.options)
 
     def set_train_resolution(self, resolution: int) -> None:
         """Progressive resizing (ffcv-imagenet): the next training epoch decodes at ``resolution``.

@@ -31,7 +31,15 @@ from torchvision.datasets import ImageFolder
 from .base import BaseDataModule, check_shardable
 from .beton import DataError, SampleError
 from .normalize import DeviceNormalize  # noqa: F401  (re-exported: it used to live here)
-from .options import AUGMENTATIONS, IMAGENET_MEAN, IMAGENET_STD, DataOptions, data_options
+from .options import (
+    AUGMENTATIONS,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    DataOptions,
+    check_augment_options,
+    data_options,
+)
+from .seeded import STREAM_COLOR, STREAM_SCALE, EpochSampler, SeededDataset, current_seed
 
 LAYOUT = (
     "expected the ImageFolder layout ROOT/train/<class>/<image> and ROOT/val/<class>/<image> "
@@ -40,26 +48,72 @@ LAYOUT = (
 
 
 # --------------------------------------------------------------------------- transforms
-def train_transform(augment: str, resolution: int):
-    """The training transform of the FFCV pipeline ``train_image_pipeline(augment, resolution)``,
-    in torchvision, ending in a uint8 ``(3, resolution, resolution)`` tensor."""
+def train_transform(augment: str, resolution: int, options: DataOptions | None = None):
+    """The training transform of the FFCV pipeline ``train_image_pipeline(augment, resolution,
+    options=options)``, in torchvision, ending in a uint8 ``(3, resolution, resolution)`` tensor.
+    Colour jitter, PCA lighting and the scale crop call the FFCV ops' kernels with the same
+    per-sample seeds (``augment_ops.py``); AutoAugment is torchvision's (ImageNet policy)."""
     from torchvision import transforms as T
 
-    if augment == "natural":  # Inception-style crop + mirror (Szegedy et al. 2015; ResNet §3.4)
+    o = options or DataOptions()
+    check_augment_options(o, augment)
+    if augment == "natural" and o.scale_jitter:  # He et al. 2015 §3.4 scale augmentation
+        ops = [ScaleJitterCrop(*o.scale_jitter, resolution), T.RandomHorizontalFlip()]
+    elif augment == "natural":  # Inception-style crop + mirror (Szegedy et al. 2015; ResNet §3.4)
         ops = [T.RandomResizedCrop(resolution), T.RandomHorizontalFlip()]
-    elif (
-        augment == "digits"
-    ):  # small crops and shifts, never a mirror: a mirrored digit is another digit
+    elif augment == "digits":  # small crops and shifts, never a mirror: a mirrored digit is another
         # ffcv's RandomTranslate(padding=p) pads by p and crops back at a random offset: RandomCrop(padding=p)
+        pad = max(1, resolution // 16)
         ops = [
             T.RandomResizedCrop(resolution, scale=(0.7, 1.0), ratio=(0.9, 1.1)),
-            T.RandomCrop(resolution, padding=max(1, resolution // 16), fill=0),
+            T.RandomCrop(resolution, padding=pad, fill=0, padding_mode=o.pad_mode),
         ]
     elif augment == "none":  # ffcv CenterCropRGBImageDecoder(ratio=1): the central square, resized
         ops = [T.Resize(resolution), T.CenterCrop(resolution)]
     else:
         raise ValueError(f"unknown augmentation {augment!r}; expected one of {AUGMENTATIONS}")
+    if o.auto_augment:  # after crop and flip, as torchvision's reference recipe
+        ops.append(T.AutoAugment(T.AutoAugmentPolicy.IMAGENET))
+    if o.color_jitter or o.pca_lighting:
+        ops.append(ColorLighting(o.color_jitter, o.pca_lighting))
     return T.Compose([*ops, T.PILToTensor()])
+
+
+class ScaleJitterCrop:
+    """He et al. 2015 §3.4 on a PIL image: the crop ``augment_ops.scale_crop`` draws (the FFCV
+    op's numbers for the same sample), resized to ``resolution`` (bilinear, antialiased)."""
+
+    def __init__(self, smin: int, smax: int, resolution: int) -> None:
+        self.smin, self.smax, self.resolution = int(smin), int(smax), int(resolution)
+
+    def __call__(self, image):
+        from PIL import Image
+
+        from .augment_ops import kernels
+
+        w, h = image.size
+        seed = current_seed(STREAM_SCALE)
+        crop = kernels()["seeded_scale_crop"]
+        i, j, side = crop(seed, h, w, self.smin, self.smax, self.resolution)
+        return image.resize((self.resolution,) * 2, Image.BILINEAR, box=(j, i, j + side, i + side))
+
+
+class ColorLighting:
+    """Colour jitter + PCA lighting on a PIL image through ``augment_ops.color_apply`` (the FFCV
+    op's kernel), seeded with the sample's colour-stream seed."""
+
+    def __init__(self, jitter: float, lighting: float) -> None:
+        self.jitter, self.lighting = float(jitter), float(lighting)
+
+    def __call__(self, image):
+        import numpy as np
+        from PIL import Image
+
+        from .augment_ops import kernels
+
+        pixels = np.array(image.convert("RGB"), dtype=np.uint8)  # HWC, a writable copy
+        kernels()["color"](pixels, current_seed(STREAM_COLOR), self.jitter, self.lighting)
+        return Image.fromarray(pixels)
 
 
 class TrainTransform:
@@ -67,8 +121,9 @@ class TrainTransform:
     also inside persistent DataLoader workers: the resolution lives in a shared-memory tensor,
     which fork inherits and torch.multiprocessing passes to spawned workers by handle."""
 
-    def __init__(self, augment: str, resolution: int) -> None:
-        self._ops = {resolution: train_transform(augment, resolution)}  # validates augment now
+    def __init__(self, augment: str, resolution: int, options: DataOptions | None = None) -> None:
+        self.options = options
+        self._ops = {resolution: train_transform(augment, resolution, options)}  # validates now
         self.augment = augment
         self._resolution = torch.tensor([resolution], dtype=torch.int64).share_memory_()
 
@@ -82,7 +137,7 @@ class TrainTransform:
     def __call__(self, image):
         r = self.resolution
         if r not in self._ops:
-            self._ops[r] = train_transform(self.augment, r)
+            self._ops[r] = train_transform(self.augment, r, self.options)
         return self._ops[r](image)
 
 
@@ -232,7 +287,7 @@ class ImageFolderDataModule(BaseDataModule):
         if self.train_set is not None:
             return
         classes = self.classes  # checks the layout
-        self.train_transform = TrainTransform(self.augment, self.resolution)
+        self.train_transform = TrainTransform(self.augment, self.resolution, self.options)
         self.train_set = _image_folder(self.train_dir, classes, self.train_transform)
         self.val_set = _image_folder(
             self.val_dir, classes, val_transform(self.val_resolution, self.val_crop_ratio)
@@ -278,9 +333,13 @@ class ImageFolderDataModule(BaseDataModule):
             ResumableLoader,  # a mid-epoch (preemption) resume skips the batches already done
         )
 
+        # each sample's transform draws from sample_seed(seed, epoch, index) (seeded.py), so the
+        # worker count, the rank and a resume cannot change an image's augmentation
         sampler = self.train_sampler()  # sets the datasets up when Lightning has not
+        dataset = SeededDataset(self.train_set, self.seed, self.epoch)
+        sampler = EpochSampler(sampler, dataset)
         return ResumableLoader(
-            DataLoader(self.train_set, sampler=sampler, drop_last=True, **self._loader_options()),
+            DataLoader(dataset, sampler=sampler, drop_last=True, **self._loader_options()),
             self.trainer,
         )
 

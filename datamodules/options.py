@@ -20,6 +20,10 @@ SAMPLERS = ("random", "class_aware")
 # The other data choices the schema (platform/config.py) checks and the datamodules act on.
 BACKENDS = ("ffcv", "torchvision")
 ORDERS = ("auto", "random", "quasi_random")  # FFCV's traversal order
+PAD_MODES = (
+    "constant",
+    "reflect",
+)  # the pad of the pad-and-crop translations (WRN's release reflects)
 VAL_SPLITS = (
     "test",
     "holdout",
@@ -68,6 +72,12 @@ class DataOptions:
     normalize_dtype: str | None = (
         None  # bf16/fp16: DeviceNormalize's output on CUDA (None: float32)
     )
+    # Recipe augmentations (augment_ops.py), off by default; both image paths draw them per sample.
+    color_jitter: float = 0.0  # fb.resnet.torch ColorJitter: brightness=contrast=saturation=this
+    pca_lighting: float = 0.0  # AlexNet PCA lighting noise std (fb.resnet.torch: 0.1)
+    scale_jitter: tuple[int, int] | None = None  # He et al. 2015 §3.4: shorter side S in [a, b]
+    pad_mode: str = "constant"  # constant | reflect: the pad of the pad-and-crop translation
+    auto_augment: bool = False  # AutoAugment ImageNet policy (torchvision backend only)
 
     def with_(self, **changes: Any) -> "DataOptions":
         """A copy with ``changes`` (keyword names as the fields); an unknown name is a TypeError."""
@@ -77,6 +87,24 @@ class DataOptions:
                 f"unknown data option(s) {unknown}; known: {[f.name for f in fields(self)]}"
             )
         return replace(self, **changes) if changes else self
+
+
+def check_augment_options(o: DataOptions, augment: str) -> None:
+    """Refuse recipe-augmentation values no pipeline can apply, naming the key."""
+    if o.pad_mode not in PAD_MODES:
+        raise ValueError(f"data.pad_mode={o.pad_mode!r}; expected one of {PAD_MODES}")
+    if o.color_jitter < 0 or o.pca_lighting < 0:
+        raise ValueError("data.color_jitter and data.pca_lighting must be >= 0")
+    if o.scale_jitter is not None:
+        lo, hi = (int(v) for v in o.scale_jitter)
+        if not 1 <= lo <= hi or len(o.scale_jitter) != 2:
+            raise ValueError(
+                f"data.scale_jitter={list(o.scale_jitter)}; expected [smin, smax], 1 <= smin <= smax"
+            )
+        if augment != "natural":
+            raise ValueError(
+                f"data.scale_jitter replaces the random-resized crop of augment=natural, not {augment!r}"
+            )
 
 
 def data_options(options: DataOptions | None = None, **changes: Any) -> DataOptions:

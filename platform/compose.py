@@ -63,6 +63,11 @@ def datamodule_options(cfg: ExperimentConfig) -> DataOptions:
         batches_ahead=d.batches_ahead,
         progressive=d.min_resolution is not None,
         normalize_dtype=autocast_dtype(cfg.trainer.precision),
+        color_jitter=d.color_jitter,
+        pca_lighting=d.pca_lighting,
+        scale_jitter=tuple(d.scale_jitter) if d.scale_jitter else None,
+        pad_mode=d.pad_mode,
+        auto_augment=d.auto_augment,
     )
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from datamodules.options import DataOptions
+from datamodules.options import PAD_MODES, DataOptions
 
 RECIPES_DIR = Path(__file__).parent / "recipes"
 
@@ -141,6 +141,18 @@ STRIDE_ON = (None, "3x3", "1x1")
 DROP_PATH_MODES = (None, "sample", "batch")
 DROP_PATH_RULES = (None, "huang", "timm", "tf")
 SHORTCUT_DOWNSAMPLES = (None, "stride", "avgpool")
+SCALE_RANGE = Rule(
+    "null or two integers [smin, smax] with 1 <= smin <= smax",
+    lambda v: (
+        v is None
+        or (
+            isinstance(v, (list, tuple))
+            and len(v) == 2
+            and all(type(i) is int for i in v)
+            and 1 <= v[0] <= v[1]
+        )
+    ),
+)
 
 
 def _f(
@@ -358,6 +370,33 @@ class DataConfig:
     )
     synthetic_classes: int = _f(
         _DATA.synthetic_classes, "number of classes for data=synthetic", range="[2, inf)"
+    )
+    color_jitter: float = _f(
+        _DATA.color_jitter,
+        "colour jitter: brightness = contrast = saturation factors 1 + U(-x, x), in random order "
+        "(fb.resnet.torch ColorJitter, 0.4); 0 = off",
+        range="[0, 1]",
+    )
+    pca_lighting: float = _f(
+        _DATA.pca_lighting,
+        "AlexNet PCA lighting noise std with ImageNet's eigenvectors (fb.resnet.torch: 0.1); 0 = off",
+        range="[0, inf)",
+    )
+    scale_jitter: Optional[list[int]] = _f(
+        _DATA.scale_jitter,
+        "scale augmentation (He et al. 2015 §3.4): [smin, smax], shorter side S ~ U[smin, smax] "
+        "then a random resolution crop ([256, 480]); replaces augment=natural's crop; null = off",
+        rule=SCALE_RANGE,
+    )
+    pad_mode: str = _f(
+        _DATA.pad_mode,
+        "pad of the pad-and-crop translation (CIFAR, Fashion-MNIST, digits): constant | reflect "
+        "(WRN's release reflects)",
+        choices=PAD_MODES,
+    )
+    auto_augment: bool = _f(
+        _DATA.auto_augment,
+        "AutoAugment, ImageNet policy (EfficientNet); torchvision backend only (FFCV refuses it)",
     )
 
 

@@ -417,13 +417,11 @@ def test_cifar10_betons_and_meta_match_the_pickles(cifar10):
 
 
 def test_cifar10_batches_are_he_et_al_augmented_32x32(cifar10):
-    from ffcv.transforms import RandomHorizontalFlip, RandomTranslate
+    from datamodules.seeded_ffcv import SeededFlip, SeededTranslate
 
     dm = cifar10.dm
     ops = dm.train_image_ops()
-    assert [type(op) for op in ops[1:]] == [RandomTranslate, RandomHorizontalFlip] and ops[
-        1
-    ].padding == 4
+    assert [type(op) for op in ops[1:]] == [SeededTranslate, SeededFlip] and ops[1].padding == 4
     assert tuple(ops[1].fill) == tuple(round(255 * m) for m in dm.mean)  # pads with the mean colour
     assert cifar_train_pipeline(64)[1].padding == 8  # 4 pixels per 32 at other resolutions
     mean = torch.tensor(dm.mean).view(1, 3, 1, 1) * 255
