@@ -233,6 +233,7 @@ def build_loggers(cfg: ExperimentConfig, run_dir: Path) -> list:
     mode = wandb_mode(cfg.logging.wandb)
     if mode == "disabled":
         return []
+    import wandb
     from lightning.pytorch.loggers import WandbLogger
 
     logger = WandbLogger(
@@ -245,6 +246,9 @@ def build_loggers(cfg: ExperimentConfig, run_dir: Path) -> list:
         resume="allow",
         tags=list(cfg.logging.tags) or None,
         config=to_dict(cfg),
+        # quiet: no ~30-line footer of sparklines on the console at the end; the same history is in
+        # metrics.jsonl and the W&B run files (the start block already names the `wandb sync` step)
+        settings=wandb.Settings(quiet=True),
     )
     # Lightning passes anonymous=None, which W&B >= 0.2x warns about on every run ("The anonymous setting
     # has no effect"); leaving the key out is W&B's own default

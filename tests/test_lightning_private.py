@@ -219,3 +219,14 @@ def test_wandb_logger_private_fields(tmp_path):
     assert "_experiment" in vars(logger) and logger._experiment is None, _moved(
         "WandbLogger._experiment (None until the run starts)", "platform/train.py _finalize_wandb"
     )
+
+
+def test_wandb_run_is_built_quiet_so_its_footer_stays_off_the_console(tmp_path):
+    """Issue 25: W&B's end-of-run footer (history sparklines, summary) is not printed; the run
+    history is in metrics.jsonl and the W&B files."""
+    from platform.compose import build_loggers
+    from platform.config import load_config
+
+    cfg = load_config(["logging.wandb=offline"])
+    (logger,) = build_loggers(cfg, tmp_path / "run")
+    assert logger._wandb_init["settings"].quiet is True

@@ -503,6 +503,9 @@ def test_launch_then_report_a_tiny_table_locally_and_from_wandb_files(
         timeout=300,
     )
     assert failing.returncode != 0
+    # W&B's end-of-run footer (history sparklines, summary) stays out of the console (issue 25)
+    assert "Run history" not in failing.stdout + failing.stderr
+    assert "Run summary" not in failing.stdout + failing.stderr
 
     out = tmp_path / "report"
     proc = run_cli(
