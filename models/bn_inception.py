@@ -96,6 +96,10 @@ SENET_PAPER = "Hu et al. 2017, Squeeze-and-Excitation Networks, arXiv:1709.01507
 OUR_COUNT = "exact count of this implementation (neither paper prints one)"
 BN_INCEPTION_PARAMS, BN_INCEPTION_MACS = 11_285_224, 2.0326e9
 SE_BN_INCEPTION_PARAMS, SE_BN_INCEPTION_MACS = 11_931_622, 2.0332e9
+# Hu et al.'s Caffe SE-BN-Inception: every conv, pool and SE width as bn_inception_spec, and
+# 11,931,622 params counted from the prototxt (conv, affine BN, SE convs with bias, FC), the
+# same as ours; without the SE convs 11,285,224 = bn_inception.
+SE_BN_INCEPTION_RELEASE = "hujie-frank/SENet models/SE-BN-Inception.prototxt (Caffe)"
 
 
 def _info(**row: Any) -> ModelInfo:
@@ -127,6 +131,8 @@ def _register(info: ModelInfo) -> Any:
         "single-crop figure for this net: 25.2 / 7.82)",
         notes="Figure 5 of the BN paper, the Inception variant trained there (double 3x3, "
         "stride-2 modules 3c/4e); module table in models/bn_inception.py.",
+        released=SE_BN_INCEPTION_RELEASE + " without its SE units (*_1x1_down / _1x1_up / "
+        "_scale); Ioffe & Szegedy released no model",
     )
 )
 def bn_inception(**knobs: Any) -> InceptionResNet:
@@ -147,6 +153,7 @@ def bn_inception(**knobs: Any) -> InceptionResNet:
         err_protocol="ImageNet val, single crop 224, SENet Table 2",
         notes="SE (r = 16) on the output of each of the ten Inception modules of bn_inception "
         "(SENet Fig. 2: SE-Inception module).",
+        released=SE_BN_INCEPTION_RELEASE,
     )
 )
 def se_bn_inception(**knobs: Any) -> InceptionResNet:

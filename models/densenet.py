@@ -369,8 +369,21 @@ def _register(info: ModelInfo) -> Any:
     return register_model(info, free_knobs=FREE_KNOBS, defining_fields=SPEC_FIELDS)
 
 
+# The authors' builder (the paper's Lua/Torch code); CIFAR and ImageNet branches. Its ImageNet
+# branch takes any four block sizes (-d1..-d4), so DenseNet-264 is a setting of it, though no
+# weights were released for it.
+DENSENET_RELEASE = "liuzhuang13/DenseNet models/densenet.lua ({})"
+# models/densenet.lua starts every CIFAR net with nChannels = 2 * growthRate; §3 ("a convolution
+# with 16 (or twice the growth rate for DenseNet-BC) output channels") and cifar_spec use 16.
+BASIC_STEM_DEVIATION = (
+    "3x3 stem conv with 16 channels as the paper (§3, Implementation Details); the released "
+    "models/densenet.lua gives every CIFAR net 2 * growthRate ({}) there"
+)
+
+
 def _imagenet_info(**row: Any) -> ModelInfo:
     row.setdefault("err_protocol", "ImageNet val, single 224 crop, Table 3 (10-crop in notes)")
+    row.setdefault("released", DENSENET_RELEASE.format("ImageNet branch"))
     return ModelInfo(
         paper=DENSENET_PAPER, family="densenet", resolution=224, num_classes=1000, **row
     )
@@ -448,6 +461,9 @@ def densenet201(**knobs: Any) -> DenseNet:
 @_register(
     _imagenet_info(
         table="Table 1 (DenseNet-264, k=32)",
+        released=DENSENET_RELEASE.format(
+            "ImageNet branch, -d1 6 -d2 12 -d3 64 -d4 48; no released weights"
+        ),
         params=33_337_704,
         params_source=OURS,
         macs=5_751_653_376,
@@ -480,6 +496,8 @@ def _cifar_info(
         macs=macs,
         macs_source=OURS + " (the paper prints no CIFAR FLOPs)",
         err_protocol="CIFAR-10+ (translation + flip augmentation, no dropout), Table 2",
+        released=DENSENET_RELEASE.format("CIFAR branch"),
+        deviation="" if bc else BASIC_STEM_DEVIATION.format(2 * k),
         **row,
     )
 

@@ -326,6 +326,8 @@ def _cifar_info(**row: Any) -> ModelInfo:
         params=2_256_838,
         paper_params="2.3M",
         macs=HIGHWAY19_MACS,
+        released="flukeskywalker/highway-networks "
+        "examples/highways/cifar10-19layers/cifar10_network.prototxt (Caffe)",
         params_source="exact count of the released net with 10 classes (models.complexity)",
         macs_source="exact count of the released net (the paper prints no FLOPs)",
         top1_err=7.60,

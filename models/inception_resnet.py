@@ -414,6 +414,8 @@ def inception_resnet_v1(**knobs: Any) -> InceptionResNet:
             "inception_resnet_v2_fig15. SENet Table 2 prints 11.75 GFLOPs for this row, which "
             "matches neither network (13.16 G here, 9.26 G for Figure 15)."
         ),
+        released="tensorflow/models research/slim/nets/inception_resnet_v2.py",
+        deviation="no auxiliary head (AuxLogits on PreAuxLogits)",
     ),
     FREE_KNOBS_RESIDUAL,
 )

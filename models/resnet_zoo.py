@@ -438,6 +438,13 @@ PLAIN_ROWS = (
 
 PREACT = {"paper": PREACT_PAPER}
 PREACT_CIFAR = {**PREACT, **CIFAR10}
+# He et al.'s release covers only the CIFAR bottleneck nets (9n+2: ResNet-164/1001; the file
+# errors on any other dataset); our conv-BN-ReLU stem + activation-free first block is its
+# bare conv1 + the first unit's shared BN-ReLU (models/resnet.py module docstring).
+PREACT_BOTTLENECK_CIFAR = {
+    **PREACT_CIFAR,
+    "released": "KaimingHe/resnet-1k-layers resnet-pre-act.lua (CIFAR-10 branch)",
+}
 _PREACT_PROJ = (
     "Projections are bare 1x1 convs on the pre-activated input (He et al.'s resnet-pre-act.lua); "
     "fb.resnet.torch's preresnet.lua uses conv+BN on the raw input instead (+{} params)."
@@ -549,7 +556,7 @@ PREACT_ROWS = (
         "preact_resnet164",
         partial(preact_cifar_spec, 164, "preact_bottleneck"),
         paper_info(
-            PREACT_CIFAR,
+            PREACT_BOTTLENECK_CIFAR,
             table="Table 4 (ResNet-164, pre-act bottleneck, CIFAR)",
             params=1_703_258,
             paper_params="1.7M",
@@ -564,7 +571,7 @@ PREACT_ROWS = (
         "preact_resnet1001",
         partial(preact_cifar_spec, 1001, "preact_bottleneck"),
         paper_info(
-            PREACT_CIFAR,
+            PREACT_BOTTLENECK_CIFAR,
             table="Table 4 (ResNet-1001, pre-act bottleneck, CIFAR)",
             params=10_327_706,
             paper_params="10.2M",

@@ -26,7 +26,14 @@ SENET_PAPER = "Hu et al. 2017, Squeeze-and-Excitation Networks, arXiv:1709.01507
 # of models/resnet.py: C = 2, 4, 8, 32 -> d = 40, 24, 14, 4). Table 4 rows double it
 # (~15 GFLOPs) by C, d or depth. Stride on the 3x3 (§4, fb.resnet.torch), option-B shortcuts.
 
-RESNEXT = {"paper": RESNEXT_PAPER}
+# Every ImageNet row (Tables 3-4: any depth, C x d, 1x100d included; resnext.lua's group width
+# D = floor(n * baseWidth / 64)) is a setting of the released builder; weights exist only for
+# 50/101 32x4d and 101 64x4d.
+RESNEXT_IMAGENET_RELEASE = (
+    "facebookresearch/ResNeXt models/resnext.lua (ImageNet branch; bottleneckType resnext_C, "
+    "-cardinality C -baseWidth d, shortcutType B, stride on the 3x3)"
+)
+RESNEXT = {"paper": RESNEXT_PAPER, "released": RESNEXT_IMAGENET_RELEASE}
 RESNEXT_T3 = {**RESNEXT, "err_protocol": "ImageNet val, single 224 crop, Table 3"}
 _RX_T4 = "ImageNet val, single 224 crop, Table 4"
 RESNEXT_CIFAR = {**RESNEXT, **CIFAR10}
@@ -195,7 +202,14 @@ RESNEXT_ROWS = (
 # ---------------------------------------------------------------- Wide ResNet (Zagoruyko 2016)
 
 WRN = {"paper": WRN_PAPER}
-WRN_CIFAR = {**WRN, **CIFAR10}
+# wide_basic: pre-act B(3,3), 1x1 projection on the shared BN-ReLU output where the shape
+# changes, dropout between the convs; our conv-BN-ReLU stem + activation-free first block is
+# the same function and parameters (models/resnet.py module docstring).
+WRN_CIFAR = {
+    **WRN,
+    **CIFAR10,
+    "released": "szagoruyko/wide-residual-networks models/wide-resnet.lua",
+}
 _WRN_ERR = "CIFAR-10 test, median of 5 runs, mean/std preprocessing, Table 5"
 BLOCK_DROPOUT = frozenset({"block_dropout"})  # WRN §2.4: dropout between the convs (0.3)
 
@@ -277,6 +291,10 @@ WRN_ROWS = (
 # 11.32 are that placement), the SE-ResNeXts and SENet-154 on the 3x3.
 
 SENET = {"paper": SENET_PAPER}
+# Hu et al.'s Caffe models: each row's params equal the count from its prototxt (conv, affine
+# BN, SE convs with bias, FC), stride on the 1x1 in SE-ResNet-*, on the 3x3 in SE-ResNeXt-*
+# and SENet-154 (3x3/2 projections there).
+SE_RELEASE = "hujie-frank/SENet models/{}.prototxt (Caffe)"
 SENET_T2 = {**SENET, "err_protocol": "ImageNet val, single 224 crop, Table 2 (SE column)"}
 
 
@@ -298,6 +316,7 @@ SENET_ROWS = (
             macs_variants=macs_variant("3x3", 4.0917e9),
             top1_err=23.29,
             top5_err=6.62,
+            released=SE_RELEASE.format("SE-ResNet-50"),
         ),
     ),
     Row(
@@ -312,6 +331,7 @@ SENET_ROWS = (
             macs_variants=macs_variant("3x3", 7.8061e9),
             top1_err=22.38,
             top5_err=6.07,
+            released=SE_RELEASE.format("SE-ResNet-101"),
         ),
     ),
     Row(
@@ -326,6 +346,7 @@ SENET_ROWS = (
             macs_variants=macs_variant("3x3", 11.520e9),
             top1_err=21.57,
             top5_err=5.73,
+            released=SE_RELEASE.format("SE-ResNet-152"),
         ),
     ),
     Row(
@@ -340,6 +361,7 @@ SENET_ROWS = (
             macs_variants=macs_variant("1x1", 3.7706e9),
             top1_err=21.10,
             top5_err=5.49,
+            released=SE_RELEASE.format("SE-ResNeXt-50"),
         ),
     ),
     Row(
@@ -354,6 +376,7 @@ SENET_ROWS = (
             macs_variants=macs_variant("1x1", 7.5123e9),
             top1_err=20.70,
             top5_err=5.01,
+            released=SE_RELEASE.format("SE-ResNeXt-101"),
         ),
     ),
     Row(
@@ -375,6 +398,7 @@ SENET_ROWS = (
             top1_err=18.68,
             top5_err=4.47,
             err_protocol="ImageNet val, single 224 crop, Table 8",
+            released=SE_RELEASE.format("SENet-154"),
             notes="SE-ResNeXt-152 64x4d with the paper's changes: first 1x1 of each bottleneck "
             "halved (conv1_ratio 0.5), 7x7 stem -> three 3x3 convs (64, 64, 128), 3x3/2 "
             "projection shortcuts, dropout 0.2 before the classifier (the default of the free "
