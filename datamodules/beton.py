@@ -424,11 +424,39 @@ def now_iso() -> str:
 
 
 # --------------------------------------------------------------------------- the FFCV writer
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def stop_signals_blocked_for_fork() -> Iterator[None]:
+    """Hold stop signals while worker processes are forked (main thread only): they are deferred
+    (:func:`deferred_signals`) and blocked in this thread, and reach their handler once the block
+    is over, in our own code.  A stop signal landing during ``os.fork`` otherwise ran its handler
+    (``raise KeyboardInterrupt``) inside an at-fork callback (logging's ``_releaseLock``), where
+    CPython prints it as "Exception ignored" and drops it: the writer finished and exited 0 on
+    SIGTERM/SIGINT.  Blocking alone is not enough: another thread (a queue's feeder) takes the
+    signal and the main thread runs the handler wherever it is.  The child starts with them
+    blocked, so it cannot take a Ctrl-C meant for the parent before :func:`_worker_signals`
+    (which unblocks them)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    with deferred_signals():
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            yield
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
 def _worker_signals() -> None:
     """In a worker process: Ctrl-C goes to the parent, which terminates us; SIGTERM kills; and
-    (Linux) we are killed if the parent dies without cleaning up (SIGKILL, OOM killer)."""
+    (Linux) we are killed if the parent dies without cleaning up (SIGKILL, OOM killer).  The
+    stop signals, blocked for the fork (:func:`stop_signals_blocked_for_fork`), are unblocked
+    once they mean that."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     with contextlib.suppress(Exception):
         import ctypes
 
@@ -582,8 +610,9 @@ def ffcv_writer(
                 )
                 for k in range(self.num_workers)
             ]
-            for p in processes:
-                p.start()
+            with stop_signals_blocked_for_fork():
+                for p in processes:
+                    p.start()
             return done, allocations_queue, errors
 
         def _write_common(self, num_samples, queue_content, work_fn, extra_worker_args):

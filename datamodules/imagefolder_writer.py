@@ -42,6 +42,7 @@ from .beton import (
     ffcv_writer,
     file_digest,
     now_iso,
+    stop_signals_blocked_for_fork,
     write_json_atomic,
 )
 from .options import IMAGENET_MEAN, IMAGENET_STD
@@ -189,7 +190,10 @@ def _imap(fn: Any, jobs: list, workers: int) -> Iterator:
     import multiprocessing as mp
 
     chunksize = max(1, min(64, len(jobs) // (workers * 8)))
-    with mp.get_context("fork").Pool(min(workers, len(jobs)), initializer=_worker_signals) as pool:
+    # its threads, started while blocked, keep them blocked: a stop signal reaches the main thread
+    with stop_signals_blocked_for_fork():
+        pool = mp.get_context("fork").Pool(min(workers, len(jobs)), initializer=_worker_signals)
+    with pool:
         yield from pool.imap(fn, jobs, chunksize=chunksize)
 
 

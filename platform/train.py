@@ -179,7 +179,31 @@ def _branch_dir(cfg: ExperimentConfig, root: Path, ckpt: Path) -> Path:
 
 
 def resolve_run(cfg: ExperimentConfig) -> tuple[Path, Path | None]:
-    """(run directory, checkpoint to resume from or None).  Reads, never writes."""
+    """(run directory, checkpoint to resume from or None).  Reads, never writes.  The checkpoint,
+    once its digest matched, is read as weights only (:func:`platform.init.read_checkpoint`): a
+    crafted pickle whose digest was replaced with it is a one-line :class:`ResumeError` here, not a
+    traceback in Lightning's loader after the run was marked started."""
+    run_dir, ckpt = _resolve_run(cfg)
+    if ckpt is not None:
+        _check_loadable(ckpt, cfg)
+    return run_dir, ckpt
+
+
+def _check_loadable(ckpt: Path, cfg: ExperimentConfig) -> None:
+    from platform.init import read_checkpoint
+
+    accepted = (
+        "give another checkpoint (e.g. the run's best-epoch*.ckpt) with resume=PATH"
+        if cfg.resume not in (None, "auto", "must")
+        else "move the run directory away to start again, or resume=PATH from a copy you trust"
+    )
+    try:
+        read_checkpoint(ckpt, "resume", accepted)
+    except ConfigError as e:
+        raise ResumeError(str(e)) from None
+
+
+def _resolve_run(cfg: ExperimentConfig) -> tuple[Path, Path | None]:
     root = Path(cfg.run.root)
     if cfg.resume not in (None, "auto", "must"):
         ckpt = Path(cfg.resume).expanduser()

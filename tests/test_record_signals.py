@@ -85,3 +85,36 @@ def test_sigterm_while_a_finished_run_writes_its_summary_keeps_it_finished(tmp_p
     s = json.loads((tmp_path / "f" / "summary.json").read_text())
     assert s["status"] == "finished" and s["exit_code"] == 0, (proc.returncode, err[-3000:])
     assert proc.returncode in (0, 143), err[-3000:]
+
+
+def test_a_stop_signal_during_a_fork_reaches_its_handler_after_it():
+    """A writer forking its workers: a SIGTERM whose handler (raise KeyboardInterrupt) would run in
+    an at-fork callback was printed as "Exception ignored" and lost (the writer exited 0).  Under
+    stop_signals_blocked_for_fork it reaches the handler once the fork is over."""
+    import os
+
+    from datamodules.beton import stop_signals_blocked_for_fork
+
+    armed: list[int] = []
+    os.register_at_fork(
+        after_in_parent=lambda: armed and armed.pop() and os.kill(os.getpid(), signal.SIGTERM)
+    )
+
+    def on_sigterm(signum, frame):
+        raise KeyboardInterrupt("SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    forked = []
+    try:
+        with pytest.raises(KeyboardInterrupt, match="SIGTERM"):
+            with stop_signals_blocked_for_fork():
+                armed.append(1)
+                pid = os.fork()
+                if pid == 0:
+                    os._exit(0)
+                os.waitpid(pid, 0)
+                forked.append(pid)
+    finally:
+        armed.clear()
+        signal.signal(signal.SIGTERM, previous)
+    assert forked and not armed

@@ -97,6 +97,45 @@ def test_a_crafted_pickle_is_refused_in_one_line_with_the_whole_reason(hand_run,
     assert str(ckpt) in line and "arbitrary code execution" in line, line
 
 
+def _craft(run: Path) -> Path:
+    """Replace the run's last.ckpt and its digest by a crafted pickle whose digest matches."""
+    from platform.runs import DIGEST_SUFFIX, file_sha256
+
+    ckpt = run / "checkpoints" / "last.ckpt"
+    torch.save({"state_dict": {}, "evil": os.system}, ckpt)
+    entry = {"sha256": file_sha256(ckpt), "bytes": ckpt.stat().st_size, "epoch": 1}
+    (run / "checkpoints" / f"last.ckpt{DIGEST_SUFFIX}").write_text(
+        json.dumps({"file": "last.ckpt", "entries": [entry]})
+    )
+    return ckpt
+
+
+def test_resume_auto_refuses_a_crafted_pickle_in_one_line_leaving_the_run_as_it_was(
+    hand_run, digits_cache, tmp_path
+):
+    """resume=auto of a finished run whose last.ckpt and digest were both replaced: exit 2, one line
+    naming the file and the reason, before Lightning's loader; the run's records untouched."""
+    run = _copy_run(hand_run, tmp_path / "r")
+    summary = run / "summary.json"
+    summary.write_text(json.dumps({"status": "finished", "epochs": 2}) + "\n")
+    ckpt = _craft(run)
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    proc = run_cli(
+        "platform.train",
+        f"config={run / 'config.yaml'}",
+        f"run.root={tmp_path}",
+        "run.name=r",
+        "resume=auto",
+        "trainer.max_epochs=4",
+        *QUIET,
+        timeout=300,
+    )
+    line = _error_line(proc)
+    assert str(ckpt) in line and "arbitrary code execution" in line, line
+    after = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    assert after == before  # status, config, checkpoint, digest: as they were
+
+
 # ---------------------------------------------------------------------------- items 7, 13, 19
 def _png(path: Path, size: tuple[int, int], mode: str = "RGB") -> Path:
     from PIL import Image
