@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from typing import Any
 
 import lightning as L
@@ -242,6 +243,22 @@ class ClassificationModule(L.LightningModule):
         self.last_confusion: torch.Tensor | None = (
             None  # of the latest validation epoch (ConfusionReport)
         )
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path, *args: Any, **kwargs: Any):
+        """Lightning's loader, with the model knobs the checkpoint was trained with: one saved
+        before a default changed (issue 24) lacks the knob and is rebuilt as the old variant."""
+        from platform.compose import checkpoint_hparams, recorded_knobs
+
+        if "model_knobs" not in kwargs and isinstance(checkpoint_path, (str, os.PathLike)):
+            hparams = checkpoint_hparams(checkpoint_path)
+            if hparams.get("model_name"):
+                kwargs["model_knobs"] = recorded_knobs(
+                    kwargs.get("model_name", hparams["model_name"]),
+                    hparams.get("model_knobs"),
+                    checkpoint_path,
+                )
+        return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x.contiguous(memory_format=self.memory_format))
