@@ -113,34 +113,6 @@ def module_kwargs(cfg, num_classes: int) -> dict[str, Any]:
     )
 
 
-def recorded_knobs(name: str, knobs: dict[str, Any] | None, source: object) -> dict[str, Any]:
-    """The knobs that rebuild a network recorded (checkpoint hyper-parameters) with ``knobs``.
-
-    A record lacking a knob whose default changed (issue 24) was saved before the change: it is
-    rebuilt as the old variant (:func:`models.legacy_knobs`), and one log line says so."""
-    knobs = dict(knobs or {})
-    out = models.legacy_knobs(name, knobs)
-    added = {k: v for k, v in out.items() if k not in knobs}
-    if added:
-        log.warning(
-            "%s: recorded before %s's defaults changed; rebuilt as the variant it was trained as (%s)",
-            source,
-            name,
-            " ".join(f"model.{k}={v}" for k, v in added.items()),
-        )
-    return out
-
-
-def checkpoint_hparams(path: str | Path) -> dict[str, Any]:
-    """A Lightning checkpoint's ``hyper_parameters`` ({} for a file without them)."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:  # noqa: BLE001 -- not a zip checkpoint: the callers' own readers say why
-        return {}
-    hp = state.get("hyper_parameters") if isinstance(state, dict) else None
-    return dict(hp) if isinstance(hp, dict) else {}
-
-
 def pin_recorded_knobs(cfg: ExperimentConfig, hparams: dict[str, Any]) -> ExperimentConfig:
     """``cfg`` with every unset (null) ``model.*`` knob whose default changed set to the value the
     checkpoint's ``hparams`` record (the old default where the record lacks it): a resumed run keeps

@@ -166,9 +166,9 @@ def module_from_weights(weights: Weights, cfg: ExperimentConfig, ckpt: str | Pat
         head_classes,
         looks_like_torchvision,
     )
-    from platform.compose import module_kwargs, recorded_knobs
+    from platform.compose import module_kwargs
     from platform.init import torchvision_mismatch
-    from platform.module import ClassificationModule
+    from platform.module import ClassificationModule, recorded_knobs
 
     name, sd = cfg.model.name, weights.state_dict
     models.model_info(name)  # an unknown name: UnknownModelError, before any work

@@ -84,8 +84,9 @@ class LoadedRun:
 def load_run(checkpoint: str | Path, option: str = "--checkpoint") -> LoadedRun:
     """Rebuild the model and the validation datamodule of ``runs/<name>/checkpoints/*.ckpt``
     from the run's saved ``config.yaml``, with the platform's own builders."""
-    from platform.compose import build_datamodule, checkpoint_hparams, module_kwargs, recorded_knobs
+    from platform.compose import build_datamodule, module_kwargs
     from platform.init import load_initial_weights
+    from platform.module import checkpoint_hparams, recorded_knobs
 
     path = Path(checkpoint).expanduser()
     if not path.is_file():

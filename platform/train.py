@@ -32,9 +32,7 @@ from platform.compose import (
     build_datamodule,
     build_module,
     build_trainer,
-    checkpoint_hparams,
     pin_recorded_knobs,
-    recorded_knobs,
 )
 from platform.config import (
     ConfigError,
@@ -52,6 +50,7 @@ from platform.console import (
     start_console_log,
     stop_console_log,
 )
+from platform.module import checkpoint_hparams, recorded_knobs
 from platform.runs import (
     CheckpointError,
     LogTail,
