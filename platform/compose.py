@@ -101,7 +101,8 @@ def module_kwargs(cfg, num_classes: int) -> dict[str, Any]:
     return dict(
         model_name=name,
         num_classes=cfg.model.num_classes or num_classes,
-        model_knobs=knobs,
+        # every knob whose default changed (issue 24) is recorded, so the checkpoint states its variant
+        model_knobs=models.explicit_knobs(name, knobs),
         optim=dataclasses.asdict(cfg.optim),
         schedule=dataclasses.asdict(cfg.schedule),
         max_epochs=cfg.trainer.max_epochs,
@@ -110,6 +111,24 @@ def module_kwargs(cfg, num_classes: int) -> dict[str, Any]:
         regularization=dataclasses.asdict(cfg.regularization),
         seed=cfg.seed,
     )
+
+
+def pin_recorded_knobs(cfg: ExperimentConfig, hparams: dict[str, Any]) -> ExperimentConfig:
+    """``cfg`` with every unset (null) ``model.*`` knob whose default changed set to the value the
+    checkpoint's ``hparams`` record (the old default where the record lacks it): a resumed run keeps
+    training the variant it started as, and a saved config.yaml of an old run compares equal."""
+    name = cfg.model.name
+    if not hparams or hparams.get("model_name") != name:
+        return cfg
+    recorded = models.legacy_knobs(name, dict(hparams.get("model_knobs") or {}))
+    pins = {
+        c.knob: recorded[c.knob]
+        for c in models.model_info(name).default_changes
+        if hasattr(cfg.model, c.knob) and getattr(cfg.model, c.knob) is None
+    }
+    if not pins:
+        return cfg
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, **pins))
 
 
 def effective_batch_size(cfg) -> int:
@@ -130,7 +149,9 @@ def build_module(cfg: ExperimentConfig, num_classes: int, *, initial_weights: bo
     if cfg.model.init and initial_weights:
         from platform.init import load_initial_weights
 
-        load_initial_weights(module.model, cfg.model.name, cfg.model.init)
+        load_initial_weights(
+            module.model, cfg.model.name, cfg.model.init, knobs=module.hparams.model_knobs
+        )
     return module
 
 

@@ -167,7 +167,8 @@ def module_from_weights(weights: Weights, cfg: ExperimentConfig, ckpt: str | Pat
         looks_like_torchvision,
     )
     from platform.compose import module_kwargs
-    from platform.module import ClassificationModule
+    from platform.init import torchvision_mismatch
+    from platform.module import ClassificationModule, recorded_knobs
 
     name, sd = cfg.model.name, weights.state_dict
     models.model_info(name)  # an unknown name: UnknownModelError, before any work
@@ -180,13 +181,20 @@ def module_from_weights(weights: Weights, cfg: ExperimentConfig, ckpt: str | Pat
         raise EvalError(
             f"ckpt={ckpt}: {e}; is it a checkpoint of another architecture than model={name}?"
         ) from None
-    if weights.hparams:
-        kwargs = {**weights.hparams, "model_knobs": weights.hparams.get("model_knobs") or {}}
+    if weights.hparams:  # an old checkpoint (no changed knob recorded): its old variant
+        knobs = recorded_knobs(name, weights.hparams.get("model_knobs"), f"ckpt={ckpt}")
+        kwargs = {**weights.hparams, "model_knobs": knobs}
     else:
-        with_head = dataclasses.replace(
-            cfg, model=dataclasses.replace(cfg.model, num_classes=classes)
-        )
-        kwargs = module_kwargs(with_head, classes)
+        model_cfg = dataclasses.replace(cfg.model, num_classes=classes)
+        if kind == "torchvision state_dict":  # torchvision's variant where model.* leaves it open
+            unset = {k: v for k, v in models.model_info(name).torchvision_knobs}
+            unset = {k: v for k, v in unset.items() if getattr(model_cfg, k, v) is None}
+            model_cfg = dataclasses.replace(model_cfg, **unset)
+        kwargs = module_kwargs(dataclasses.replace(cfg, model=model_cfg), classes)
+        if kind == "torchvision state_dict":
+            mismatch = torchvision_mismatch(name, kwargs["model_knobs"])
+            if mismatch:
+                raise EvalError(f"ckpt={ckpt}: {mismatch}")
     module = ClassificationModule(**kwargs)
     try:
         module.model.load_state_dict(sd, strict=True)

@@ -88,12 +88,41 @@ def _read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], str]:
     raise ConfigError(f"model.init={path}: holds neither a Lightning checkpoint nor a state_dict")
 
 
-def load_initial_weights(model: nn.Module, model_name: str, path: str | Path) -> str:
-    """Load ``path`` into ``model`` (in place); return a one-line description of what was done."""
+def torchvision_mismatch(model_name: str, knobs: Mapping[str, Any]) -> str | None:
+    """Why torchvision's weights do not fit ``model_name`` built with ``knobs`` (None: they do).
+
+    torchvision's builder equals ours only under ``model_info(name).torchvision_knobs`` (resnet50:
+    stride on the 3x3; EfficientNet-B0..B4, MobileNet v2: PyTorch's BN eps/momentum); another
+    variant has the same tensor shapes, so its weights would load silently into a different net."""
+    from models import explicit_knobs, model_info
+
+    knobs = explicit_knobs(model_name, dict(knobs))
+    wrong = [
+        (k, v) for k, v in model_info(model_name).torchvision_knobs if k in knobs and knobs[k] != v
+    ]
+    if not wrong:
+        return None
+    want = " ".join(f"model.{k}={v}" for k, v in wrong)
+    have = " ".join(f"model.{k}={knobs[k]}" for k, _ in wrong)
+    return (
+        f"torchvision's {model_name} weights are for its variant {want}, but this model is built "
+        f"with {have} (same shapes, different network); set {want}"
+    )
+
+
+def load_initial_weights(
+    model: nn.Module, model_name: str, path: str | Path, knobs: Mapping[str, Any] | None = None
+) -> str:
+    """Load ``path`` into ``model`` (in place); return a one-line description of what was done.
+
+    ``knobs``: the model's knobs; torchvision weights are refused unless they are the model's
+    ``torchvision_knobs`` (:func:`torchvision_mismatch`)."""
     path = Path(path).expanduser()
     sd, kind = _read_state_dict(path)
     try:
         if kind == "state_dict" and looks_like_torchvision(model_name, sd):
+            if knobs is not None and (mismatch := torchvision_mismatch(model_name, knobs)):
+                raise ConfigError(f"model.init={path}: {mismatch}")
             sd, kind = from_torchvision(model_name, sd), "torchvision state_dict"
     except ConversionError as e:
         raise ConfigError(f"model.init={path}: {e}") from None

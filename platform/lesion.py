@@ -86,6 +86,7 @@ def load_run(checkpoint: str | Path, option: str = "--checkpoint") -> LoadedRun:
     from the run's saved ``config.yaml``, with the platform's own builders."""
     from platform.compose import build_datamodule, module_kwargs
     from platform.init import load_initial_weights
+    from platform.module import checkpoint_hparams, recorded_knobs
 
     path = Path(checkpoint).expanduser()
     if not path.is_file():
@@ -109,6 +110,9 @@ def load_run(checkpoint: str | Path, option: str = "--checkpoint") -> LoadedRun:
         ) from None
     datamodule = build_datamodule(cfg)
     kwargs = module_kwargs(cfg, datamodule.num_classes)
+    hparams = checkpoint_hparams(path)
+    if hparams.get("model_name") == cfg.model.name:  # the knobs it was trained with (issue 24)
+        kwargs["model_knobs"] = recorded_knobs(cfg.model.name, hparams.get("model_knobs"), path)
     model = models.create_model(
         kwargs["model_name"], num_classes=kwargs["num_classes"], **kwargs["model_knobs"]
     )
@@ -118,7 +122,7 @@ def load_run(checkpoint: str | Path, option: str = "--checkpoint") -> LoadedRun:
             "the lesion study deletes residual or plain blocks"
         )
     try:
-        load_initial_weights(model, cfg.model.name, path)
+        load_initial_weights(model, cfg.model.name, path, knobs=kwargs["model_knobs"])
     except ConfigError as e:  # unreadable, truncated, or another architecture
         raise LesionError(
             f"{option} {path}: cannot load it into {cfg.model.name}: {str(e).split(': ', 1)[-1]}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from typing import Any
 
 import lightning as L
@@ -192,6 +193,35 @@ class PercentAccuracy(MulticlassAccuracy):
         return 100.0 * super().compute()
 
 
+# ---------------------------------------------------------------------------- records
+def recorded_knobs(name: str, knobs: dict[str, Any] | None, source: object) -> dict[str, Any]:
+    """The knobs that rebuild a network recorded (checkpoint hyper-parameters) with ``knobs``.
+
+    A record lacking a knob whose default changed (issue 24) was saved before the change: it is
+    rebuilt as the old variant (:func:`models.legacy_knobs`), and one log line says so."""
+    knobs = dict(knobs or {})
+    out = models.legacy_knobs(name, knobs)
+    added = {k: v for k, v in out.items() if k not in knobs}
+    if added:
+        log.warning(
+            "%s: recorded before %s's defaults changed; rebuilt as the variant it was trained as (%s)",
+            source,
+            name,
+            " ".join(f"model.{k}={v}" for k, v in added.items()),
+        )
+    return out
+
+
+def checkpoint_hparams(path: str | os.PathLike) -> dict[str, Any]:
+    """A Lightning checkpoint's ``hyper_parameters`` ({} for a file without them)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 -- not a zip checkpoint: the callers' own readers say why
+        return {}
+    hp = state.get("hyper_parameters") if isinstance(state, dict) else None
+    return dict(hp) if isinstance(hp, dict) else {}
+
+
 # ---------------------------------------------------------------------------- module
 class ClassificationModule(L.LightningModule):
     """Image classification with any registered model.
@@ -242,6 +272,20 @@ class ClassificationModule(L.LightningModule):
         self.last_confusion: torch.Tensor | None = (
             None  # of the latest validation epoch (ConfusionReport)
         )
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path, *args: Any, **kwargs: Any):
+        """Lightning's loader, with the model knobs the checkpoint was trained with: one saved
+        before a default changed (issue 24) lacks the knob and is rebuilt as the old variant."""
+        if "model_knobs" not in kwargs and isinstance(checkpoint_path, (str, os.PathLike)):
+            hparams = checkpoint_hparams(checkpoint_path)
+            if hparams.get("model_name"):
+                kwargs["model_knobs"] = recorded_knobs(
+                    kwargs.get("model_name", hparams["model_name"]),
+                    hparams.get("model_knobs"),
+                    checkpoint_path,
+                )
+        return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x.contiguous(memory_format=self.memory_format))

@@ -27,7 +27,13 @@ from datamodules import DataError
 from datamodules.write import BetonError, write_json_atomic
 from platform import cli, slurm
 from platform.callbacks import CONFIG_KEY, ConfigInCheckpoint
-from platform.compose import apply_flush_denormal, build_datamodule, build_module, build_trainer
+from platform.compose import (
+    apply_flush_denormal,
+    build_datamodule,
+    build_module,
+    build_trainer,
+    pin_recorded_knobs,
+)
 from platform.config import (
     ConfigError,
     ExperimentConfig,
@@ -44,6 +50,7 @@ from platform.console import (
     start_console_log,
     stop_console_log,
 )
+from platform.module import checkpoint_hparams, recorded_knobs
 from platform.runs import (
     CheckpointError,
     LogTail,
@@ -291,12 +298,15 @@ def check_resume_config(
     """Refuse a resume whose configuration differs from the saved one (the run's config.yaml, and the
     checkpoint's own copy) in a key that may not change."""
     saved = saved_config(run_dir)
-    if saved is not None:
+    hparams = checkpoint_hparams(ckpt) if ckpt is not None else {}
+    if saved is not None:  # an old run's config.yaml leaves a changed knob null: its recorded value
+        saved = pin_recorded_knobs(saved, hparams)
         _refuse_differences("its config.yaml", run_dir, saved, cfg)
     if ckpt is None:
         return saved
     stored, model = checkpoint_config(ckpt)
     if stored is not None:
+        stored = pin_recorded_knobs(stored, hparams)
         _refuse_differences(f"the configuration stored in {ckpt}", run_dir, stored, cfg)
         return saved or stored
     if model is not None and model != cfg.model.name:
@@ -604,6 +614,11 @@ def _train(cfg: ExperimentConfig, callbacks: list | None, tail: LogTail) -> dict
     )  # reads only: every refusal below leaves the directory as it was
     rank0 = launch_rank_zero()
     os.environ[RUN_NAME_ENV] = run_dir.name
+    if ckpt is not None:  # keep training the variant the checkpoint was trained as (issue 24)
+        hparams = checkpoint_hparams(ckpt)
+        if hparams.get("model_name") == cfg.model.name:
+            recorded_knobs(cfg.model.name, hparams.get("model_knobs"), ckpt)  # logs an old one
+        cfg = pin_recorded_knobs(cfg, hparams)
     previous, done = _previous_segment(cfg, run_dir, ckpt)
     if done:
         last_summary = {**previous, "nothing_done": True}
