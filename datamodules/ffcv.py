@@ -23,6 +23,7 @@ import torch
 from .base import BaseDataModule, check_shardable
 from .beton import (
     DataError,
+    SampleError,
     beton_labels,
     check_beton,
     check_labels,
@@ -231,7 +232,7 @@ def check_crop_sides(path: str | Path, ratio: float) -> None:
     if len(bad):
         i = int(bad[0])
         w, h = int(meta["width"][i]), int(meta["height"][i])
-        raise DataError(
+        raise SampleError(
             f"{path}: sample {i} is {w}x{h} pixels, too small for a centre crop of ratio "
             f"{ratio:g} ({len(bad)} such sample(s)); FFCV would abort the process on it -- "
             "rewrite the dataset with python -m datamodules.write, which skips such images, "

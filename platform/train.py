@@ -24,6 +24,7 @@ import torch
 
 import models
 from datamodules import DataError
+from datamodules.beton import SampleError
 from datamodules.write import BetonError, write_json_atomic
 from platform import cli, slurm
 from platform.callbacks import CONFIG_KEY, ConfigInCheckpoint
@@ -638,11 +639,10 @@ def _train(cfg: ExperimentConfig, callbacks: list | None, tail: LogTail) -> dict
     setup_failed = False
     try:
         _fit(cfg, run, outcome)
-    except (
-        DataError,
-        BetonError,
-    ):  # the data's own set-up (inside fit): a fresh run leaves nothing
-        setup_failed = created and run.trainer.global_step == 0
+    except (DataError, BetonError) as e:
+        # the data's own set-up (inside fit: a missing path) leaves nothing of a fresh run; a defect
+        # of a sample in data that exists (SampleError) is a failure worth its record
+        setup_failed = created and run.trainer.global_step == 0 and not isinstance(e, SampleError)
         raise
     finally:
         if setup_failed:

@@ -97,6 +97,7 @@ CHOICES_BEFORE = {
 CHOICES_ADDED = {
     "optim.name": CHOICES_BEFORE["optim.name"] + ("rmsprop_tf",),
     "optim.no_decay": ("norm_bias", "norm", "norm_bias_depthwise", "none"),
+    "data.pad_mode": ("constant", "reflect"),  # issue 24: WRN's release reflects
 }
 
 
