@@ -120,6 +120,18 @@ def lesion(argv: list[str]) -> int:
     return lesion_main(cmd + rest)
 
 
+# ---------------------------------------------------------------------------- the figure commands
+# Figures that are not a table of runs: ``reproduce NAME ARGS`` runs ``main(ARGS)`` of the module.
+# (module, usage shown by --list).  Imported on use, so a table report loads none of them.
+FIGURES: dict[str, tuple[str, str]] = {}
+
+
+def figure(name: str, argv: list[str]) -> int:
+    import importlib
+
+    return importlib.import_module(FIGURES[name][0]).main(argv)
+
+
 # ---------------------------------------------------------------------------- CLI
 def read_records(args: argparse.Namespace, runs_root: Path) -> list[RunRecord]:
     if args.wandb:
@@ -146,6 +158,7 @@ def list_text() -> str:
         "(python -m platform.reproduce lesion [--checkpoint PATH]: the lesion study of the lesion "
         "table's finished runs, or of any checkpoint)"
     )
+    lines += [f"(python -m platform.reproduce {usage})" for _, usage in FIGURES.values()]
     return "\n".join(lines)
 
 
@@ -217,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
         and not {"--launch", "--write-sweep", "--list"} & {a.split("=")[0] for a in argv}
     ):
         return lesion(argv[1:])
+    if argv and argv[0] in FIGURES:
+        return figure(argv[0], argv[1:])
     p = _parser()
     args, rest = p.parse_known_args(argv)
     extra = [a for a in rest if "=" in a and not a.startswith("-")]
