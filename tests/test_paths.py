@@ -229,6 +229,14 @@ def test_reproduce_paths_end_to_end(digits_runs, tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "plain20 is a plain net" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
+    import shutil
+
+    copy = shutil.copytree(digits_runs / "resnet20", tmp_path / "flipped")
+    data = bytearray((copy / "checkpoints/last.ckpt").read_bytes())
+    data[len(data) // 2] ^= 0x01  # read through platform.init.read_checkpoint: digest checked
+    (copy / "checkpoints/last.ckpt").write_bytes(bytes(data))
+    assert main(["--checkpoint", str(copy / "checkpoints/last.ckpt")]) == 2
+
 
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     missing = tmp_path / "nope.ckpt"
