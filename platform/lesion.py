@@ -81,9 +81,14 @@ class LoadedRun:
         return self.cfg.model.name
 
 
-def load_run(checkpoint: str | Path, option: str = "--checkpoint") -> LoadedRun:
+def load_run(
+    checkpoint: str | Path,
+    option: str = "--checkpoint",
+    study: str = "the lesion study deletes residual or plain blocks",
+) -> LoadedRun:
     """Rebuild the model and the validation datamodule of ``runs/<name>/checkpoints/*.ckpt``
-    from the run's saved ``config.yaml``, with the platform's own builders."""
+    from the run's saved ``config.yaml``, with the platform's own builders (also the path
+    study's, platform/paths.py; ``study`` says why another family is refused)."""
     from platform.compose import build_datamodule, module_kwargs
     from platform.init import load_initial_weights
     from platform.module import checkpoint_hparams, recorded_knobs
@@ -119,7 +124,7 @@ def load_run(checkpoint: str | Path, option: str = "--checkpoint") -> LoadedRun:
     if not isinstance(model, ResidualNet):
         raise LesionError(
             f"{option} {path}: {cfg.model.name} is not of the residual family (ResidualNet); "
-            "the lesion study deletes residual or plain blocks"
+            f"{study}"
         )
     try:
         load_initial_weights(model, cfg.model.name, path, knobs=kwargs["model_knobs"])

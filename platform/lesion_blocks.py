@@ -1,5 +1,7 @@
 """Deleting blocks of a trained net for the lesion study of Veit, Wilber & Belongie 2016
-(arXiv 1605.06431 §4): an adapter over the blocks a model lists, used by platform/lesion.py.
+(arXiv 1605.06431 §4), and routing the backward pass along one path for their gradient
+measurement (§5): an adapter over the blocks a model lists, used by platform/lesion.py and
+platform/paths.py.
 
 The model exposes its blocks and nothing more: `block_sites` (name, channels in/out, stride of
 every block, in forward order; `models.resnet.BlockSite`) and `get_submodule(name)`. A block
@@ -22,6 +24,18 @@ class _ZeroBranch(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.zeros_like(x)
+
+
+class _NoGradient(nn.Module):
+    """Wraps a block's `drop_path` or `shortcut` during a routed backward pass: the same
+    forward value, no gradient back through it (Veit et al. 2016 §5)."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x).detach()
 
 
 def is_plain(model: nn.Module) -> bool:
@@ -96,6 +110,37 @@ class BlockLesions:
                 else:
                     undo.append((block, "drop_path", block.drop_path))
                     block.drop_path = _ZeroBranch()
+            yield self.model
+        finally:
+            for owner, attr, original in reversed(undo):
+                setattr(owner, attr, original)
+
+    @contextmanager
+    def routed(self, through_branch: Iterable[str]) -> Iterator[nn.Module]:
+        """Route the backward pass along one path (Veit et al. 2016 §5) for the duration of
+        the `with` block; yields the model.
+
+        The forward pass is the whole, unchanged net. Backward, a block named in
+        `through_branch` passes gradient through its residual branch only (its shortcut is
+        detached) and every other block through its shortcut only (its branch is detached,
+        through the `drop_path` slot): the gradient reaching the first block's input is that
+        of the single path through exactly those k residual branches. A downsampling block's
+        "skip" is its shortcut as built (strided pad, or projection), as in `removed`: a
+        path through it is not one residual branch longer. A post-act block's ReLU after the
+        addition stays on every path (its mask comes from the full forward pass). A plain
+        net has no skip to route through (ValueError).
+        """
+        chosen = set(through_branch)
+        for name in chosen:
+            self.site(name)  # unknown names raise, before anything changes
+        if self.plain or any(block.shortcut is None for _, block in self.blocks()):
+            raise ValueError("a plain net has no shortcuts: there are no paths to route along")
+        undo: list[tuple[nn.Module, str, nn.Module]] = []
+        try:
+            for name, block in self.blocks():
+                attr = "shortcut" if name in chosen else "drop_path"
+                undo.append((block, attr, getattr(block, attr)))
+                setattr(block, attr, _NoGradient(getattr(block, attr)))
             yield self.model
         finally:
             for owner, attr, original in reversed(undo):

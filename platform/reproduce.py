@@ -7,6 +7,7 @@
     python -m platform.reproduce table3 --wandb ENTITY/PROJECT   # runs from the W&B API
     python -m platform.reproduce table3 --wandb-dir runs/        # runs from W&B run files (offline or synced)
     python -m platform.reproduce lesion --checkpoint PATH        # Veit et al. 2016 lesion study
+    python -m platform.reproduce paths --checkpoint PATH         # Veit et al. 2016 effective paths
 
 Static columns (params, multiply-adds at the paper's resolution, with the paper's figures and the
 ratio) are computed now and need no training.  Trained columns are the final-epoch validation
@@ -123,7 +124,13 @@ def lesion(argv: list[str]) -> int:
 # ---------------------------------------------------------------------------- the figure commands
 # Figures that are not a table of runs: ``reproduce NAME ARGS`` runs ``main(ARGS)`` of the module.
 # (module, usage shown by --list).  Imported on use, so a table report loads none of them.
-FIGURES: dict[str, tuple[str, str]] = {}
+FIGURES: dict[str, tuple[str, str]] = {
+    "paths": (
+        "platform.paths",
+        "paths --checkpoint PATH [--samples K] [--out DIR]: effective paths, gradient per path "
+        "length (Veit et al. 2016 §5, Fig. 6)",
+    ),
+}
 
 
 def figure(name: str, argv: list[str]) -> int:
