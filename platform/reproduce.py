@@ -123,7 +123,14 @@ def lesion(argv: list[str]) -> int:
 # ---------------------------------------------------------------------------- the figure commands
 # Figures that are not a table of runs: ``reproduce NAME ARGS`` runs ``main(ARGS)`` of the module.
 # (module, usage shown by --list).  Imported on use, so a table report loads none of them.
-FIGURES: dict[str, tuple[str, str]] = {}
+FIGURES: dict[str, tuple[str, str]] = {
+    "landscape": (
+        "platform.landscape",
+        "landscape --checkpoint PATH [--checkpoint PATH ...]: the loss landscape of Li et al. "
+        "2018 (Fig. 5: ResNet-56 with vs without skip connections), 1-D or 2-D, --devices N or "
+        "--part i/n",
+    ),
+}
 
 
 def figure(name: str, argv: list[str]) -> int:
