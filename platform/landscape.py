@@ -96,7 +96,13 @@ def parser() -> argparse.ArgumentParser:
         default=6.0,
         help="refuse a grid estimated to take longer per process (default 6)",
     )
-    p.add_argument("--zmax", type=float, help="top of the plots' loss scale (default: highest)")
+    p.add_argument(
+        "--zmax",
+        type=float,
+        default=10.0,
+        help="top of the plots' loss scale, higher values drawn at it (default 10, as "
+        "plot_2D.py's vmax in Li et al.'s code; 0: the highest loss)",
+    )
     p.add_argument("--dpi", type=int, default=100)
     p.add_argument("--out", help="output directory (default reproduce/landscape/<run name>)")
     for hidden in ("--rank", "--world", "--port", "--result"):  # a --devices worker's own

@@ -67,7 +67,9 @@ def _surface(ax, net: dict[str, Any], xs, ys, lo: float, hi: float, title: str) 
 
 
 def _title(label: str, net: dict[str, Any]) -> str:
-    return f"{label}\nloss {net['center_loss']:.3f}, acc {net['center_acc']:.1f}% at w*"
+    x, y = net["center_x"], net["center_y"]
+    at = "w*" if x == 0 and y == 0 else f"({x:.2g}, {y:.2g}), the point nearest w*"
+    return f"{label}\nloss {net['center_loss']:.3f}, acc {net['center_acc']:.1f}% at {at}"
 
 
 def plots_2d(out: Path, record: dict[str, Any], zmax: float | None, dpi: int) -> list[str]:
@@ -102,8 +104,10 @@ def _pair_2d(out: Path, record: dict[str, Any], lo: float, hi: float, levels, dp
         cs = _contour(ax, net, record["x"], record["y"], levels, _title(label, net))
         ax3 = fig.add_subplot(2, len(nets), len(nets) + c + 1, projection="3d")
         _surface(ax3, net, record["x"], record["y"], lo, hi, "")
-    fig.colorbar(cs, ax=fig.axes, shrink=0.6, label=f"training loss (one scale, {lo:.2f}-{hi:.2f})")
+    bar = fig.add_axes((0.89, 0.3, 0.02, 0.45))
+    fig.colorbar(cs, cax=bar, label=f"training loss, one scale {lo:.2f} to {hi:.2f}")
     fig.suptitle(f"loss landscape ({record['scale']} scale), {record['bn']}", fontsize=9)
+    fig.subplots_adjust(left=0.06, right=0.86, top=0.88, bottom=0.05, wspace=0.3, hspace=0.25)
     _save(fig, out / "pair.png", dpi)
     plt.close(fig)
     return "pair.png"
