@@ -246,7 +246,7 @@ def test_bad_inputs_are_one_line_errors(runs, tmp_path, capsys):
     shutil.copytree(runs / "resnet20", tampered)
     with open(tampered / "checkpoints" / "last.ckpt", "ab") as fh:
         fh.write(b"x")
-    _one_line_error(capsys, ["--checkpoint", str(tampered / "checkpoints/last.ckpt")], "SHA")
+    _one_line_error(capsys, ["--checkpoint", str(tampered / "checkpoints/last.ckpt")], "corrupt")
     # a resnet32 checkpoint in a run whose config says resnet20
     wrong = tmp_path / "wrong"
     shutil.copytree(runs / "resnet20", wrong)
@@ -272,4 +272,6 @@ def test_bad_inputs_are_one_line_errors(runs, tmp_path, capsys):
         "--part i/n",
     )
     _one_line_error(capsys, ["--checkpoint", ok, "--part", "0/2", "--devices", "2"], "one of")
-    _one_line_error(capsys, ["--checkpoint", ok, "--out", str(tmp_path / "o"), "--merge"], "no part")
+    _one_line_error(
+        capsys, ["--checkpoint", ok, "--out", str(tmp_path / "o"), "--merge"], "no part"
+    )
