@@ -80,7 +80,12 @@ def parser() -> argparse.ArgumentParser:
         required=True,
         help="runs/<name>/checkpoints/last.ckpt; repeat for several nets (one plot, one scale)",
     )
-    p.add_argument("--grid", type=parse_axis, default=parse_axis("-1:1:21"), help="x: LO:HI:N")
+    p.add_argument(
+        "--grid",
+        type=parse_axis,
+        default=parse_axis("-1:1:21"),
+        help="x: LO:HI:N (default -1:1:21)",
+    )
     p.add_argument("--grid-y", type=parse_axis, help="y: LO:HI:N (a 2-D surface; default: 1-D)")
     p.add_argument("--samples", type=int, default=1000, help="training images (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the directions and the subset")
