@@ -324,7 +324,7 @@ class FFCVDataModule(BaseDataModule):
             check_crop_sides(self.train_path, 1.0)
 
     # ------------------------------------------------------------------ loaders
-    def _loader(self, path: Path, train: bool):
+    def _loader(self, path: Path, train: bool, indices: Sequence[int] | None = None):
         from ffcv.fields.decoders import CenterCropRGBImageDecoder, IntDecoder
         from ffcv.loader import OrderOption
         from ffcv.transforms import Squeeze, ToDevice, ToTensor, ToTorchImage
@@ -366,6 +366,7 @@ class FFCVDataModule(BaseDataModule):
             seed=self.seed,
             drop_last=self.drop_last and train,
             pipelines={"image": image, "label": label},
+            indices=indices,
             batches_ahead=self.batches_ahead,
             recompile=train and self._progressive,
         )
@@ -412,3 +413,8 @@ class FFCVDataModule(BaseDataModule):
 
     def val_dataloader(self):
         return self._loader(self.val_path, train=False)
+
+    def train_eval_dataloader(self, indices: Sequence[int]):
+        """The training images ``indices`` (in that order) through the validation pipeline: no
+        augmentation, the training loss as an analysis measures it (platform/landscape.py)."""
+        return self._loader(self.train_path, train=False, indices=sorted(indices))

@@ -130,6 +130,12 @@ FIGURES: dict[str, tuple[str, str]] = {
         "paths --checkpoint PATH [--samples K] [--out DIR]: effective paths, gradient per path "
         "length (Veit et al. 2016 §5, Fig. 6)",
     ),
+    "landscape": (
+        "platform.landscape",
+        "landscape --checkpoint PATH [--checkpoint PATH ...]: the loss landscape of Li et al. "
+        "2018 (Fig. 5: ResNet-56 with vs without skip connections), 1-D or 2-D, --devices N or "
+        "--part i/n",
+    ),
 }
 
 
