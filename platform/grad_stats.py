@@ -66,18 +66,23 @@ class GradStats(L.Callback):
         self.layers: dict[str, torch.Tensor] = {}
         self.sums: torch.Tensor | None = None  # (layers, 3): mean_abs, l2, steps counted
 
-    def _reset(self, pl_module: L.LightningModule) -> None:
-        self.layers = grad_layers(getattr(pl_module, "model", pl_module))
-        self.sums = torch.zeros(len(self.layers), 3, device=pl_module.device)
+    def reset(self, model: nn.Module, device: torch.device) -> None:
+        self.layers = grad_layers(model)
+        self.sums = torch.zeros(len(self.layers), 3, device=device)
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._reset(pl_module)  # a mid-epoch resume gets no on_train_epoch_start
+        # a mid-epoch resume gets no on_train_epoch_start
+        self.reset(getattr(pl_module, "model", pl_module), pl_module.device)
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._reset(pl_module)
+        self.reset(getattr(pl_module, "model", pl_module), pl_module.device)
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        self.accumulate()
 
     @torch.no_grad()
-    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+    def accumulate(self) -> None:
+        """Add this step's statistics to the on-device sums (no host sync)."""
         if self.sums is None:
             return
         for i, w in enumerate(self.layers.values()):
@@ -90,13 +95,17 @@ class GradStats(L.Callback):
             self.sums[i, :2] += torch.where(ok, stats, torch.zeros_like(stats))
             self.sums[i, 2] += ok.float()
 
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.sums is None:
-            return
+    def means(self) -> dict[str, float]:
+        """``{grad/<layer>/<stat>: mean over the steps so far}`` (one host sync)."""
         values = {}
-        for name, (mean_abs, l2, n) in zip(self.layers, self.sums.tolist(), strict=True):
-            if n > 0:  # one host sync per epoch
+        sums = self.sums.tolist() if self.sums is not None else []
+        for name, (mean_abs, l2, n) in zip(self.layers, sums, strict=True):
+            if n > 0:
                 values[f"{PREFIX}{name}/mean_abs"] = mean_abs / n
                 values[f"{PREFIX}{name}/l2"] = l2 / n
+        return values
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        values = self.means()
         if values:  # the gradient is already all-reduced under DDP: no sync_dist
             pl_module.log_dict(values, on_step=False, on_epoch=True)
