@@ -54,10 +54,6 @@ def grad_layers(model: nn.Module) -> dict[str, torch.Tensor]:
     return layers
 
 
-def grad_keys(layers) -> list[str]:
-    return [f"{PREFIX}{name}/{stat}" for name in layers for stat in STATS]
-
-
 class GradStats(L.Callback):
     """Accumulates, per recorded layer, sum over optimizer steps of mean|g| and ||g||_2 (and the
     count of steps that had a finite gradient) on the device; logs their means at epoch end."""

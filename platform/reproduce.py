@@ -123,7 +123,14 @@ def lesion(argv: list[str]) -> int:
 # ---------------------------------------------------------------------------- the figure commands
 # Figures that are not a table of runs: ``reproduce NAME ARGS`` runs ``main(ARGS)`` of the module.
 # (module, usage shown by --list).  Imported on use, so a table report loads none of them.
-FIGURES: dict[str, tuple[str, str]] = {}
+FIGURES: dict[str, tuple[str, str]] = {
+    "gradients": (
+        "platform.gradients",
+        "gradients [--table stochastic_depth] [--scale proxy|imagenet] [--runs DIR] [--run DIR ...] "
+        "[--out DIR]: per-epoch gradient magnitude of the first conv, constant vs stochastic depth "
+        "(Huang et al. 2016 Fig. 8; runs trained with logging.grad_stats=true)",
+    ),
+}
 
 
 def figure(name: str, argv: list[str]) -> int:
