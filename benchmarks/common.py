@@ -61,6 +61,9 @@ SUITE_KEYS: dict[str, tuple[str, ...]] = {
 # issue 15: batch-mode stochastic depth vs none, and DDP's find_unused_parameters cost
 SUITES += ("stochastic_depth",)
 SUITE_KEYS["stochastic_depth"] = ("single", "ddp")
+# issue 27: what logging.grad_stats costs a training step
+SUITES += ("grad_stats",)
+SUITE_KEYS["grad_stats"] = ("ratio", "median_s", "isolated_share")
 
 
 # ---------------------------------------------------------------------------- timing

@@ -580,6 +580,12 @@ def summary(records: list[tuple[Path, dict]]) -> list[str]:
                 f"{r['ratio']:.3f} | "
                 f"{'pass' if r['ratio'] <= t else 'FAIL'} |"
             )
+        elif r["suite"] == "grad_stats":
+            lines.append(
+                f"| grad_stats ({o['model']}): step with/without ≤ {r['target']} | "
+                f"{r['ratio']:.3f} (alone {100 * r['isolated_share']:.2f}%) | "
+                f"{'pass' if r['ratio'] <= r['target'] else 'FAIL'} |"
+            )
         elif r["suite"] == "gpu":
             lines.append(
                 "| gpu profile | "
@@ -621,6 +627,28 @@ SECTIONS["stochastic_depth"] = (
     "Stochastic depth: skipping whole blocks (Huang et al.)",
     stochastic_depth_section,
 )
+
+
+def grad_stats_section(r: dict) -> list[str]:
+    m, o = r["median_s"], r["options"]
+    return [
+        f"{r['model']} at {o['resolution']} px, batch {o['batch']}, one training step (forward, "
+        f"backward, SGD) with and without `logging.grad_stats` (mean |g| and L2 norm of "
+        f"{', '.join(r['layers'])} into on-device sums), median of {o['reps']} interleaved steps:",
+        "",
+        "| contender | median step (ms) |",
+        "|---|---|",
+        f"| with grad_stats | {m['with'] * 1e3:.2f} |",
+        f"| without | {m['without'] * 1e3:.2f} |",
+        "",
+        f"ratio **{r['ratio']:.4f}** (target ≤ {r['target']}: {_ok(r['ratio'] <= r['target'])}); "
+        f"the accumulation alone, timed apart from the noise of the step: "
+        f"{r['isolated_s'] * 1e3:.3f} ms = **{100 * r['isolated_share']:.2f}%** of a step.",
+        "",
+    ]
+
+
+SECTIONS["grad_stats"] = ("Gradient statistics: what logging.grad_stats costs", grad_stats_section)
 
 
 KEPT = (

@@ -30,6 +30,7 @@ from torch import nn
 
 from platform.confusion import class_names, write_confusion
 from platform.ema import EmaValMetric, ModelEma, ema_decay
+from platform.grad_stats import PREFIX as GRAD
 from platform.runs import (
     LAST,
     METRIC_KEYS,
@@ -432,6 +433,8 @@ class RunRecorder(L.Callback):
             "epoch_time_s": round(time.time() - self.epoch_started, 3),
         }
         row.update({k: _finite(float(metrics[k])) for k in METRIC_KEYS if k in metrics})
+        # logging.grad_stats (platform.grad_stats): one key per recorded layer and statistic
+        row.update({k: _finite(float(v)) for k, v in sorted(metrics.items()) if k.startswith(GRAD)})
         error = None
         if trainer.is_global_zero:
             try:

@@ -367,9 +367,13 @@ def training_callbacks(
 ) -> list:
     """The callbacks of a training run, in the order Lightning must run them."""
     from platform.callbacks import ConfusionReport, EmaCallback, ProgressiveResizing
+    from platform.grad_stats import GradStats
 
+    # logging.grad_stats logs its epoch values before RunRecorder writes the epoch's line
+    grad_stats = [GradStats()] if cfg.logging.grad_stats else []
     callbacks = [
         *reporting,
+        *grad_stats,
         RunRecorder(run_dir),
         # Lightning runs checkpoint callbacks last, in this order: at train-epoch end after RunRecorder
         # wrote the epoch's line, the best one first, then last.ckpt (holding the updated best state)

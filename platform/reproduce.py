@@ -136,6 +136,12 @@ FIGURES: dict[str, tuple[str, str]] = {
         "2018 (Fig. 5: ResNet-56 with vs without skip connections), 1-D or 2-D, --devices N or "
         "--part i/n",
     ),
+    "gradients": (
+        "platform.gradients",
+        "gradients [--table stochastic_depth] [--scale proxy|imagenet] [--runs DIR] [--run DIR ...] "
+        "[--out DIR]: per-epoch gradient magnitude of the first conv, constant vs stochastic depth "
+        "(Huang et al. 2016 Fig. 8; runs trained with logging.grad_stats=true)",
+    ),
 }
 
 

@@ -283,11 +283,15 @@ def run_filter(overrides: list[str], also: set[str] | frozenset[str] = frozenset
     """A predicate: does a run's config hold every value these overrides set?  Keys in ``also``
     must hold the value these overrides resolve to (the default when not set): a table whose rows
     differ by a knob (WRN-28-10 with and without dropout) passes that knob, so neither row takes
-    the other's runs.  Other keys may differ.  The overrides are resolved once, not per run."""
+    the other's runs.  Other keys may differ, and ``logging.*`` keys always may (a table's
+    ``logging.grad_stats=true`` does not disown its earlier runs).  The overrides are resolved
+    once, not per run."""
     from platform.config import load_config, parse_overrides, to_dict
 
     expected = RunRecord("", "", "", to_dict(load_config(overrides)), "", None, None)
-    want = {k: expected.get(k) for k in {k for k, _ in parse_overrides(overrides)} | set(also)}
+    keys = {k for k, _ in parse_overrides(overrides)} | set(also)
+    # logging.* (W&B mode, tags, grad_stats) records a run differently, it is not another run
+    want = {k: expected.get(k) for k in keys if not k.startswith("logging.")}
     return lambda record: all(_same(record.get(k), v) for k, v in want.items())
 
 

@@ -610,6 +610,12 @@ class LoggingConfig:
     entity: Optional[str] = _f(None, "W&B entity")
     tags: list[str] = _f([], "W&B tags")
     progress_bar: bool = _f(True, "show Lightning's progress bar")
+    grad_stats: bool = _f(
+        False,
+        "record per epoch the mean |gradient| and L2 norm of the first conv, each stage's first "
+        "conv and the classifier (grad/<layer>/mean_abs, grad/<layer>/l2 in metrics.jsonl and "
+        "W&B; Huang et al. 2016 Fig. 8; python -m platform.gradients plots them)",
+    )
 
 
 @dataclass
