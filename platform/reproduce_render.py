@@ -358,7 +358,7 @@ def curves_plot(
     axes[0][0].set_ylabel("validation error (%)" if loss else "error (%)")
     dashed = "training loss (right axis)" if loss else "training error"
     title = (
-        f"{table.paper.split(',')[0]} {table.table}: dashed = {dashed}, solid = validation error"
+        f"{table.paper.split(',')[0]} {table.table}:\ndashed = {dashed}, solid = validation error"
     )
     if scale == "proxy":
         title += f"\nPROXY scale ({table.scales['proxy'].data}), not the paper's setting"
