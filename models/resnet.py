@@ -419,9 +419,15 @@ def preact_cifar_spec(depth: int, block: BlockKind, *, stride_on: StrideOn = "1x
     Basic blocks: 6n+2 layers with option-A shortcuts, as the ResNet-110 of the 2015
     paper it is compared with (Table 3). Bottlenecks: 9n+2 layers, outputs 64/128/256,
     bare 1x1 projections where the shape changes and the stride on the first 1x1
-    (He et al.'s resnet-pre-act.lua, the ResNet-164/1001 of Table 4).
+    (He et al.'s resnet-pre-act.lua, the ResNet-164/1001 of Table 4). ``block="bottleneck"``:
+    the same layout with the original (post-activation) units, the "original ResNet-164/1001"
+    that Table 4 and Figs. 1 and 6 compare the pre-activation nets with.
     """
-    per_block, shortcut = {"preact_basic": (6, "A"), "preact_bottleneck": (9, "B")}[block]
+    per_block, shortcut = {
+        "preact_basic": (6, "A"),
+        "preact_bottleneck": (9, "B"),
+        "bottleneck": (9, "B"),
+    }[block]
     if (depth - 2) % per_block:
         raise ValueError(f"{block} CIFAR depth must be {per_block}n+2, got {depth}")
     n = (depth - 2) // per_block

@@ -551,6 +551,41 @@ PREACT_ROWS = (
             "prints no parameter count for it (the 2015 ResNet-110 is 1.7M, Table 6).",
         ),
     ),
+    # The original-form ResNet-164/1001 of Table 4 and Figs. 1/6: the pre-act nets' layout
+    # (9n+2, outputs 64/128/256, stride on the first 1x1) with conv-BN-ReLU units and ReLU after
+    # the addition, as He et al. 2015's bottleneck. The paper prints one count per depth for both
+    # forms (1.7M, 10.2M); the original form differs by its BNs' placement only.
+    Row(
+        "resnet164",
+        partial(preact_cifar_spec, 164, "bottleneck"),
+        paper_info(
+            PREACT_CIFAR,
+            table="Table 4 (ResNet-164, original bottleneck, CIFAR)",
+            params=1_704_154,
+            paper_params="1.7M",
+            macs=0.2445e9,
+            macs_variants=macs_variant("3x3", 0.2476e9),
+            top1_err=5.93,
+            err_protocol="CIFAR-10 test, Table 4 (also Table 3's 'original'; C100: 25.16)",
+            notes="Stride on the first 1x1, as the pre-act row it is compared with.",
+        ),
+    ),
+    Row(
+        "resnet1001",
+        partial(preact_cifar_spec, 1001, "bottleneck"),
+        paper_info(
+            PREACT_CIFAR,
+            table="Table 4 (ResNet-1001, original bottleneck, CIFAR)",
+            params=10_328_602,
+            paper_params="10.2M",
+            macs=1.4878e9,
+            macs_variants=macs_variant("3x3", 1.4910e9),
+            top1_err=7.61,
+            err_protocol="CIFAR-10 test, Table 4 (C100: 27.82); Fig. 1: its training loss "
+            "falls slowly at the start",
+            notes="Exact count 10.33M vs the printed 10.2M (1.3%), as preact_resnet1001.",
+        ),
+    ),
     # Stride on the first 1x1 (preact_cifar_spec's default), as resnet-pre-act.lua.
     Row(
         "preact_resnet164",

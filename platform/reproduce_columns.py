@@ -102,7 +102,7 @@ def row_overrides(table: Table, row: Row, scale: str) -> list[str]:
 
 def distinguishing_keys(table: Table, scale: str) -> set[str]:
     """Every key some row of the table sets: each row must hold its own value for all of them."""
-    return {k for row in table.rows for k, _ in parse_overrides(row_specific(row, scale))}
+    return {k for row in table.rows_at(scale) for k, _ in parse_overrides(row_specific(row, scale))}
 
 
 def row_runs(table: Table, row: Row, scale: str, records: list[RunRecord]) -> list[RunRecord]:
@@ -177,7 +177,7 @@ def trained_columns(runs: list[RunRecord]) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- one table's rows
 def gather(table: Table, records: list[RunRecord], scale: str) -> list[dict[str, Any]]:
     rows = []
-    for row in table.rows:
+    for row in table.rows_at(scale):
         static = static_columns(table, row)
         paper = dict(row.paper)
         if "law_macs" in static and paper.get("macs") is None:

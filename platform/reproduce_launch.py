@@ -30,7 +30,7 @@ def missing(
 ) -> list[tuple[Row, int]]:
     """(row, seed) pairs with no finished or running run; failed ones are launched again."""
     todo = []
-    for row in table.rows:
+    for row in table.rows_at(scale):
         runs = row_runs(table, row, scale, records)
         for seed in range(seeds):
             if not any(r.get("seed") == seed and r.status in ("finished", "running") for r in runs):
@@ -60,7 +60,9 @@ def sweep_parameters(
     from platform.launch import DATA_NEEDS_PATH, DATA_PATH_PLACEHOLDER
 
     params: dict[str, Any] = {
-        "model": {"values": [" ".join([r.model, *row_specific(r, scale)]) for r in table.rows]}
+        "model": {
+            "values": [" ".join([r.model, *row_specific(r, scale)]) for r in table.rows_at(scale)]
+        }
     }
     for key, raw in parse_overrides(table.scales[scale].launch_overrides()):
         name = {"data.name": "data"}.get(key, key)
@@ -145,7 +147,9 @@ def launch(
 
     extra = [*data_path_overrides(data_path), *extra]
     grid = [
-        launch_overrides(table, row, scale, seed, []) for row in table.rows for seed in range(seeds)
+        launch_overrides(table, row, scale, seed, [])
+        for row in table.rows_at(scale)
+        for seed in range(seeds)
     ]
     check_extra(grid, extra, f"{table.name} --launch")
     if how == "wandb":
@@ -188,7 +192,7 @@ def _launch_wandb(
         if not dry_run:
             out_dir.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
-    n = len(table.rows) * seeds
+    n = len(table.rows_at(scale)) * seeds
     project = os.environ.get("WANDB_PROJECT", "cnn-platform")
     entity = os.environ.get("WANDB_ENTITY")
     if dry_run or wandb_mode("auto") != "online":

@@ -104,7 +104,7 @@ def row_recipes(table: Table, scale: str) -> dict[str | None, list[str]]:
     if not table.trained:
         return out
     sc = table.scales[scale]
-    for r in table.rows:
+    for r in table.rows_at(scale):
         own = [o.split("=", 1)[1] for o in r.overrides if o.startswith("recipe=")]
         out.setdefault(own[-1] if own else sc.recipe, []).append(r.label)
     return out
@@ -293,17 +293,39 @@ def plot(table: Table, rows: list[dict[str, Any]], scale: str, path: Path) -> Pa
     return path
 
 
+# the dashed curve of a curves plot (table.curves_train): metrics.jsonl key, value, axis label
+TRAIN_CURVES = {
+    "error": ("train/top1", lambda v: 100.0 - v, "error (%)"),
+    "loss": ("train/loss", lambda v: v, "training loss"),
+}
+
+
+def _band(ax, series: list[list[float]], style: str, color: str, label: str) -> None:
+    """Mean over seeds (a band: min to max) of per-epoch series, cut to the shortest."""
+    import numpy as np
+
+    n = min(map(len, series))
+    ys = np.array([s[:n] for s in series])
+    xs = np.arange(1, n + 1)
+    ax.plot(xs, ys.mean(0), style, color=color, label=f"{label} (n={len(series)})")
+    if len(series) > 1:
+        ax.fill_between(xs, ys.min(0), ys.max(0), color=color, alpha=0.12, linewidth=0)
+
+
 def curves_plot(
     table: Table, rows: list[dict[str, Any]], records: list[RunRecord], scale: str, path: Path
 ) -> Path:
-    """Per-epoch error of every row as He et al. 2015 Fig. 6: training error dashed, validation
-    error solid, mean over the row's finished seeds (a band: min to max); one panel per group."""
+    """Per-epoch curves of every row, one panel per group, mean over the row's finished seeds:
+    validation error solid; training error dashed (He et al. 2015 Fig. 6), or with
+    ``curves_train: loss`` the training loss dashed on its own right-hand axis (He et al. 2016
+    Fig. 1: "dashed: training loss; solid: test error")."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
+    train_key, train_value, train_label = TRAIN_CURVES[table.curves_train]
+    loss = table.curves_train == "loss"
     groups = list(dict.fromkeys(e["group"] for e in rows))
     fig, axes = plt.subplots(
         1, len(groups), figsize=(5.2 * len(groups), 4.2), sharey=True, squeeze=False
@@ -311,29 +333,33 @@ def curves_plot(
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     by_path = {r.path: r for r in records}
     for ax, g in zip(axes[0], groups, strict=False):
+        train_ax = ax.twinx() if loss else ax
         for i, e in enumerate(e for e in rows if e["group"] == g):
-            runs = [by_path[p] for p in e["trained"]["runs"] if p in by_path]
-            curves = [epoch_curves(r) for r in runs]
-            for key, style, what in (("train/top1", "--", "train"), ("val/top1", "-", "val")):
-                series = [[100.0 - m[key] for m in c if key in m] for c in curves]
-                series = [s for s in series if s]
-                if not series:
-                    continue
-                n = min(map(len, series))
-                ys = np.array([s[:n] for s in series])
-                xs = np.arange(1, n + 1)
-                c = colors[i % len(colors)]
-                ax.plot(
-                    xs, ys.mean(0), style, color=c, label=f"{e['label']} {what} (n={len(series)})"
-                )
-                if len(series) > 1:
-                    ax.fill_between(xs, ys.min(0), ys.max(0), color=c, alpha=0.12, linewidth=0)
+            curves = [epoch_curves(by_path[p]) for p in e["trained"]["runs"] if p in by_path]
+            for key, value, style, what, on in (
+                (train_key, train_value, "--", f"train {table.curves_train}", train_ax),
+                ("val/top1", lambda v: 100.0 - v, "-", "val error", ax),
+            ):
+                series = [s for s in ([value(m[key]) for m in c if key in m] for c in curves) if s]
+                if series:
+                    _band(on, series, style, colors[i % len(colors)], f"{e['label']} {what}")
         ax.set_title(g or table.name, fontsize=9)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    axes[0][0].set_ylabel("error (%)")
-    title = f"{table.paper.split(',')[0]} {table.table}: dashed = training error, solid = validation error"
+        if loss:
+            train_ax.set_ylabel(train_label)
+        handles = [
+            h
+            for a in dict.fromkeys((ax, train_ax))
+            for h in zip(*a.get_legend_handles_labels(), strict=False)
+        ]
+        if handles:
+            ax.legend(*zip(*handles, strict=False), fontsize=7)
+    axes[0][0].set_ylabel("validation error (%)" if loss else "error (%)")
+    dashed = "training loss (right axis)" if loss else "training error"
+    title = (
+        f"{table.paper.split(',')[0]} {table.table}:\ndashed = {dashed}, solid = validation error"
+    )
     if scale == "proxy":
         title += f"\nPROXY scale ({table.scales['proxy'].data}), not the paper's setting"
     fig.suptitle(title, fontsize=9)
@@ -408,7 +434,8 @@ def report(
         if table.trained and not any(e["trained"]["n"] for e in rows):
             other = "proxy" if scale == "imagenet" else "imagenet"
             n_other = sum(
-                trained_columns(row_runs(table, r, other, records))["n"] for r in table.rows
+                trained_columns(row_runs(table, r, other, records))["n"]
+                for r in table.rows_at(other)
             )
             if n_other:
                 print(

@@ -164,6 +164,16 @@ def test_bad_table_files_and_names_give_specific_errors(tmp_path):
     )
     with pytest.raises(TableError, match="needs both scales"):
         parse_table(bad)
+    both = "scales: {imagenet: {data: cifar10}, proxy: {data: digits}}\n"
+    bad.write_text(
+        "name: x\ntitle: t\npaper: p\ntable: T1\nrows:\n  - {id: a, model: resnet20, "
+        "scales: [paper]}\n" + both
+    )
+    with pytest.raises(TableError, match=r"rows\[0\] \(a\): scales must be among"):
+        parse_table(bad)
+    bad.write_text("name: x\ntitle: t\npaper: p\ntable: T1\ncurves_train: acc\nrows: []\n" + both)
+    with pytest.raises(TableError, match="curves_train must be one of"):
+        parse_table(bad)
     proc = run_cli("platform.reproduce", "nope")
     assert (
         proc.returncode == 2

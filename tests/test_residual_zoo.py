@@ -183,6 +183,20 @@ def test_preact_cifar_layouts():
         preact_cifar_spec(165, "preact_bottleneck")
 
 
+def test_original_cifar_bottlenecks_are_the_preact_layout_with_post_activation_units():
+    """He et al. 2016 Table 4 / Fig. 1's "original" ResNet-164/1001: the same 9n+2 layout and
+    widths, conv-BN-ReLU units with the ReLU after the addition, a BN in the stem."""
+    r164, p164 = meta_model("resnet164"), meta_model("preact_resnet164")
+    assert [len(getattr(r164, f"s{s}")) for s in (1, 2, 3)] == [18, 18, 18]
+    assert r164.num_features == p164.num_features == 256 and r164.s2.b1.conv1.conv.stride == (2, 2)
+    assert type(r164.s1.b1) is not type(p164.s1.b1) and r164.s1.b1.act is not None
+    assert isinstance(r164.stem.conv.bn, nn.BatchNorm2d)
+    assert len(blocks_of(meta_model("resnet1001"))) == 333
+    # the paper prints one count per depth for both forms (1.7M, 10.2M)
+    assert abs(n_params(r164) - n_params(p164)) < 1000 and round(n_params(r164) / 1e5) == 17
+    assert round(n_params(meta_model("resnet1001")) / 1e6, 1) == 10.3
+
+
 @pytest.mark.parametrize("depth, block", [(8, "preact_basic"), (11, "preact_bottleneck")])
 def test_preact_cifar_gets_gradients(depth, block):
     assert_every_parameter_gets_a_gradient(ResidualNet(preact_cifar_spec(depth, block), 10))

@@ -13,7 +13,10 @@ such as ``"5.3M"`` or ``"0.39e9"`` become numbers.
 
 ``platform.reproduce`` computes the static columns (params, multiply-adds) from the rows,
 gathers trained results from runs whose config matches a row at a scale, and launches the
-rows that have none.  ``kind: computed`` tables have static columns only.
+rows that have none.  ``kind: computed`` tables have static columns only.  A row with
+``scales: [imagenet]`` trains and is reported at the paper's setting only (a ResNet-1001 that no
+proxy budget affords); ``curves_train: loss`` draws the training loss instead of the training
+error in a ``curves: true`` table's per-epoch plot (He et al. 2016 Fig. 1).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ METRICS = (
 )  # train_err: the last epoch's training error (metrics.jsonl)
 
 
+CURVES_TRAIN = ("error", "loss")  # the dashed curve of a curves plot: train/top1 or train/loss
 REGISTRY_PREFIX = "registry."  # a paper value read from the model's registry entry
 
 
@@ -58,6 +62,7 @@ class Row:
         None  # computed tables: EfficientNet-B0 scaled (width, depth, resolution | phi)
     )
     note: str = ""
+    scales: tuple[str, ...] = SCALES  # the scales this row trains at (a paper-only 1001-layer row)
 
     def knobs(self) -> dict[str, Any]:
         """The model's constructor knobs among the overrides (``model.stride_on=1x1`` ...)."""
@@ -102,6 +107,7 @@ class Table:
     recipe_note: str = ""
     plot: dict[str, Any] = field(default_factory=dict)
     curves: bool = False  # also plot per-epoch train (dashed) / val (solid) error (Fig. 6)
+    curves_train: str = "error"  # the dashed curve: training error, or loss (own axis, Fig. 1)
     path: Path | None = None
 
     @property
@@ -115,6 +121,10 @@ class Table:
         raise TableError(
             f"table {self.name} has no row {row_id!r}; rows: {', '.join(r.id for r in self.rows)}"
         )
+
+    def rows_at(self, scale: str) -> tuple[Row, ...]:
+        """The rows trained and reported at ``scale`` (a row's ``scales`` key; all by default)."""
+        return tuple(r for r in self.rows if not self.trained or scale in r.scales)
 
     def resolution_of(self, row: Row) -> int | None:
         return row.resolution or self.resolution
@@ -199,6 +209,7 @@ def _row(path: Path, i: int, d: Any) -> Row:
         "module_input",
         "scaling",
         "note",
+        "scales",
     }
     if unknown:
         raise _err(path, f"rows[{i}] has unknown keys {sorted(unknown)}")
@@ -220,6 +231,9 @@ def _row(path: Path, i: int, d: Any) -> Row:
         if isinstance(paper.get(k), str):
             paper[k] = float(paper[k])  # YAML reads 25.5e6 as a string
     module_input = d.get("module_input")
+    scales = tuple(d.get("scales") or SCALES)
+    if not set(scales) <= set(SCALES):
+        raise _err(path, f"rows[{i}] ({d['id']}): scales must be among {SCALES}, got {scales}")
     return Row(
         id=d["id"],
         label=str(d.get("label", d["id"])),
@@ -233,6 +247,7 @@ def _row(path: Path, i: int, d: Any) -> Row:
         module_input=tuple(module_input) if module_input else None,
         scaling=dict(d["scaling"]) if d.get("scaling") is not None else None,
         note=str(d.get("note", "")),
+        scales=scales,
     )
 
 
@@ -274,6 +289,9 @@ def parse_table(path: Path) -> Table:
         raise _err(
             path, f"a trained table needs both scales ({', '.join(SCALES)}), got {sorted(scales)}"
         )
+    curves_train = str(d.get("curves_train", "error"))
+    if curves_train not in CURVES_TRAIN:
+        raise _err(path, f"curves_train must be one of {CURVES_TRAIN}, got {curves_train!r}")
     metrics = tuple(d.get("metrics", ["top1_err"]))
     if set(metrics) - set(METRICS):
         raise _err(path, f"metrics must be among {METRICS}, got {metrics}")
@@ -294,6 +312,7 @@ def parse_table(path: Path) -> Table:
         recipe_note=str(d.get("recipe_note", "")).strip(),
         plot=dict(d.get("plot") or {}),
         curves=bool(d.get("curves", False)),
+        curves_train=curves_train,
         path=Path(path),
     )
 
