@@ -208,6 +208,7 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+@cli.entry()
 def main(argv: list[str] | None = None) -> int:
     try:
         a = parser().parse_args(argv)
