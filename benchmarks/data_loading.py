@@ -322,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from datamodules.ffcv import FFCVDataModule
     from datamodules.imagefolder import ImageFolderDataModule
-    from datamodules.write import write_imagefolder
+    from datamodules.imagefolder_writer import write_imagefolder
 
     base = Path(a.dir)
     tree = make_tree(

@@ -321,7 +321,7 @@ def ffcv_loader_rate(a, workers: int) -> dict:
     """FFCV train-loader images/s at ``workers`` threads on a jpg .beton of natural-image JPEGs."""
     from benchmarks.data_loading import TREE_VERSION, _epoch, make_tree
     from datamodules.ffcv import FFCVDataModule
-    from datamodules.write import write_imagefolder
+    from datamodules.imagefolder_writer import write_imagefolder
 
     base = Path(a.dir)
     tree = make_tree(base / f"tree-v{TREE_VERSION}-{a.loader_images}-10-q90", a.loader_images, 10)

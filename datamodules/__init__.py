@@ -1,6 +1,6 @@
 """Datamodule registry: ``create_datamodule(name, options)``.
 
-Imports nothing of ``platform`` or ``models`` (the dependency rule in DESIGN.md): the platform
+Imports nothing of ``platform`` or ``models`` (the dependency rule in docs/DESIGN.md): the platform
 turns its ``DataConfig`` into one :class:`DataOptions` (``datamodule_options``), which the
 registered builder below hands to the dataset's datamodule.  The datamodules share
 :class:`datamodules.base.BaseDataModule`; the ``.beton`` library is :mod:`datamodules.beton`.

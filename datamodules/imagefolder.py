@@ -30,7 +30,6 @@ from torchvision.datasets import ImageFolder
 
 from .base import BaseDataModule, check_shardable
 from .beton import DataError, SampleError
-from .normalize import DeviceNormalize  # noqa: F401  (re-exported: it used to live here)
 from .options import (
     AUGMENTATIONS,
     IMAGENET_MEAN,

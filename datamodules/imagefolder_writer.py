@@ -80,7 +80,7 @@ class UsageError(ValueError):
     """A bad command line, source layout or output directory (exit code 2)."""
 
 
-def _default_workers() -> int:
+def default_workers() -> int:
     try:
         n = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
@@ -88,7 +88,7 @@ def _default_workers() -> int:
     return max(1, min(16, n))
 
 
-def _human_bytes(n: float) -> str:
+def human_bytes(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if n < 1024 or unit == "TiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -236,7 +236,7 @@ def write_imagefolder(
     o = _options(options)
     t_start = time.monotonic()
     tree = _scan(src, o)
-    out = _check_output_dir(out, tree.root)
+    out = check_output_dir(out, tree.root)
     old_meta: dict[str, Any] = {}
     with contextlib.suppress(OSError, ValueError):
         old_meta = json.loads((out / "meta.json").read_text())
@@ -286,7 +286,7 @@ def _options(options: dict[str, Any]) -> dict[str, Any]:
             f"--max-resolution {o['max_res']}: expected a positive size in pixels, "
             "or 0 for no limit"
         )
-    o["workers"] = int(o["num_workers"] or _default_workers())
+    o["workers"] = int(o["num_workers"] or default_workers())
     return o
 
 
@@ -396,7 +396,7 @@ def _check_pass(tree: Any, o: dict[str, Any], console: Any) -> _Check:
     entries, jobs = _check_jobs(tree, o)
     check = _Check(splits, jobs=len(jobs))
     per_split = ", ".join(f"{s}: {len(tree.samples[s])}" for s in splits)
-    _note(
+    print_note(
         console,
         f"checking {len(jobs)} files of {tree.root} ({per_split}; {len(tree.classes)} classes) "
         f"with {workers} worker{'s' * (workers > 1)}: a full decode of each",
@@ -619,7 +619,7 @@ def _report(
         rate = len(check.good[s]) / seconds if seconds > 0 else 0.0
         lines.append(
             f"  {s:<6} {len(check.good[s]):>9,} {n_skip:>8,} {seconds:>9.2f} {rate:>10,.1f} "
-            f"{_human_bytes(meta['files'][s]['bytes']):>11}"
+            f"{human_bytes(meta['files'][s]['bytes']):>11}"
         )
     lines.append(
         f"  check pass (full decode of {check.jobs:,} files): {check.seconds:.2f} s, "
@@ -696,7 +696,7 @@ def _parse_splits(text: str | Sequence[str]) -> tuple[str, ...]:
     return tuple(s for s in ("train", "val") if s in parts)
 
 
-def _check_output_dir(out: str | os.PathLike, src_root: Path) -> Path:
+def check_output_dir(out: str | os.PathLike, src_root: Path) -> Path:
     """Create OUT if needed and prove it writable; refuse OUT inside the source tree."""
     import tempfile
 
@@ -761,6 +761,6 @@ def _ffcv_version() -> str | None:
         return None
 
 
-def _note(console: Any, text: str) -> None:
+def print_note(console: Any, text: str) -> None:
     if console is not None:
         console.print(text, highlight=False, soft_wrap=True)

@@ -5,8 +5,8 @@
     python -m datamodules.write --verify OUT               # each .beton against meta.json
 
 The library lives beside it: :mod:`datamodules.beton` (atomic files, ``write_beton``,
-``check_beton``) and :mod:`datamodules.imagefolder_writer` (``write_imagefolder``, the two passes).
-The names below are re-exported here, where earlier code imported them from.
+``check_beton``) and :mod:`datamodules.imagefolder_writer` (``write_imagefolder``, the two passes);
+import library names from there.
 """
 
 from __future__ import annotations
@@ -19,31 +19,15 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from .beton import (  # noqa: F401
-    ArrayDataset,
-    BetonError,
-    DataError,
-    WriteError,
-    atomic_path,
-    beton_labels,
-    cache_is_current,
-    check_beton,
-    file_digest,
-    now_iso,
-    verify_files,
-    write_beton,
-    write_json_atomic,
-)
-from .imagefolder_writer import (  # noqa: F401
+from .beton import BetonError, WriteError, check_beton, verify_files
+from .imagefolder_writer import (
     DEFAULTS,
-    META_FORMAT_VERSION,
-    MIN_SIDE,
     WRITE_MODES,
     UsageError,
-    _check_output_dir,
-    _default_workers,
-    _human_bytes,
-    _note,
+    check_output_dir,
+    default_workers,
+    human_bytes,
+    print_note,
     write_imagefolder,
 )
 
@@ -123,7 +107,7 @@ def _writer_arguments(p: argparse.ArgumentParser, d: dict) -> None:
         type=int,
         metavar="N",
         help=f"processes for the check and write passes (default: usable CPUs, at most 16; "
-        f"here {_default_workers()})",
+        f"here {default_workers()})",
     )
     g.add_argument(
         "--chunk-size",
@@ -207,9 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _write_digits_cli(out: str, resolution: int | None, console: Any) -> list[str]:
     from .digits import write_digits
 
-    out_path = _check_output_dir(out, Path("/nonexistent-source"))
+    out_path = check_output_dir(out, Path("/nonexistent-source"))
     t0 = time.monotonic()
-    _note(console, f"writing the embedded digits dataset to {out_path}")
+    print_note(console, f"writing the embedded digits dataset to {out_path}")
     write_digits(out_path, resolution=resolution or 32)
     seconds = time.monotonic() - t0
     meta = json.loads((out_path / "meta.json").read_text())
@@ -222,7 +206,7 @@ def _write_digits_cli(out: str, resolution: int | None, console: Any) -> list[st
     for s in ("train", "val"):
         lines.append(
             f"  {s:<6} {meta['counts'][s]:>7,} images  "
-            f"{_human_bytes((out_path / f'{s}.beton').stat().st_size)}"
+            f"{human_bytes((out_path / f'{s}.beton').stat().st_size)}"
         )
     lines.append(f"  meta: {out_path / 'meta.json'}")
     return lines

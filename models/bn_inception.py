@@ -23,12 +23,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from .inception_resnet import (
+from .inception_resnet import FREE_KNOBS, InceptionResNet
+from .inception_specs import (
     AVG_POOL,
-    FREE_KNOBS,
     SPEC_FIELDS,
     BlockSpec,
-    InceptionResNet,
     InceptionSpec,
     InceptionStage,
     Pool,

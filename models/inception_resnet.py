@@ -9,7 +9,7 @@ share one skeleton (Figures 9 and 15):
 
 Inception-v4 uses the plain Inception-A/B/C blocks (Figures 4-6, 4/7/3 repeats);
 Inception-ResNet-v1/v2 use residual Inception-ResNet-A/B/C blocks (5/10/5 repeats).
-Every block of every figure is written as data (`models.inception_specs`, re-exported
+Every block of every figure is written as data (`models.inception_specs`, imported
 here): a `BlockSpec` is a tuple of parallel `Branch`es whose outputs are concatenated,
 and each branch is the column of `Conv` / `Pool` boxes the figure draws, copied box by
 box ("V" = valid padding). The figure number is cited at each spec. This module builds
@@ -57,42 +57,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# The figures as data (re-exported: `from models.inception_resnet import BlockSpec` keeps working).
-from .inception_specs import (  # noqa: F401
-    AVG_POOL,
-    INCEPTION_A,
-    INCEPTION_B,
-    INCEPTION_C,
-    MAX_POOL_S2_V,
-    REDUCTION_A_IR_V1,
-    REDUCTION_A_IR_V2,
-    REDUCTION_A_IR_V2_RELEASED,
-    REDUCTION_A_V4,
-    REDUCTION_B_IR_V2_RELEASED,
-    REDUCTION_B_V4,
+# The figures as data (models/inception_specs.py: import them from there).
+from .inception_specs import (
     SPEC_FIELDS,
-    STEM_V1,
-    STEM_V3,
-    STEM_V4,
     BlockSpec,
     Branch,
     Conv,
     InceptionSpec,
-    InceptionStage,
-    Layer,
     Pool,
-    PoolKind,
-    branch,
-    conv,
     inception_resnet_v1_spec,
     inception_resnet_v2_fig15_spec,
     inception_resnet_v2_spec,
     inception_v4_spec,
-    reduction_a,
-    reduction_b_resnet,
-    resnet_a,
-    resnet_b,
-    resnet_c,
 )
 from .layers import (
     BN_MOMENTUM,

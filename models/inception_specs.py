@@ -4,7 +4,7 @@ Szegedy et al. 2016 (arXiv 1602.07261) draws every block as columns of boxes (Fi
 each figure is a frozen `BlockSpec` of parallel `Branch`es of `Conv` / `Pool` boxes, and each
 network (Figures 9 and 15, the released TF-slim nets) an `InceptionSpec`. The module that builds
 them, and the conventions where the paper and the implementations disagree, is
-`models.inception_resnet` (which re-exports every name here).
+`models.inception_resnet` (import the specs from here).
 """
 
 from __future__ import annotations

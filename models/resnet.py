@@ -66,22 +66,15 @@ from .layers import (
     make_drop_path,
 )
 
-# The blocks live in models/resnet_blocks.py; re-exported here, where checkpoints and callers
-# have always found them (models.resnet.BasicBlock, ...).
-from .resnet_blocks import (  # noqa: F401
+# The blocks live in models/resnet_blocks.py (import them from there).
+from .resnet_blocks import (
     BLOCKS,
-    BasicBlock,
     BlockArgs,
     BlockKind,
-    Bottleneck,
     PadPool,
-    PadShortcut,
-    PreActBasicBlock,
-    PreActBottleneck,
     Shortcut,
     StrideOn,
     check_choice,
-    make_shortcut,
 )
 
 # ---------------------------------------------------------------- specs

@@ -35,16 +35,8 @@ from .registry import (
     ModelInfo,
     register,
 )
-from .resnet import (
-    SPEC_FIELDS,
-    BlockKind,
-    NetSpec,
-    ResidualNet,
-    StrideOn,
-    cifar_spec,
-    imagenet_spec,
-    preact_cifar_spec,
-)
+from .resnet import SPEC_FIELDS, NetSpec, ResidualNet, cifar_spec, imagenet_spec, preact_cifar_spec
+from .resnet_blocks import BlockKind, StrideOn
 
 # ---------------------------------------------------------------- sources
 

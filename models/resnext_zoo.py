@@ -10,7 +10,8 @@ from functools import partial
 from typing import Any
 
 from .registry import DefaultChange
-from .resnet import NetSpec, ResidualNet, StrideOn, resnext_cifar_spec, wrn_spec
+from .resnet import NetSpec, ResidualNet, resnext_cifar_spec, wrn_spec
+from .resnet_blocks import StrideOn
 from .resnet_zoo import CIFAR10, Row, imagenet, macs_variant, paper_info, register_rows
 
 RESNEXT_PAPER = (

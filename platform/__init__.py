@@ -3,7 +3,7 @@
 ``python -m platform.train`` puts the repository root first on ``sys.path``, so this
 package shadows the stdlib ``platform`` for the whole process, and torch, wandb and
 lightning call ``platform.system()`` and friends.  We therefore load the stdlib file by
-path and re-export its public API.  Keep this file to that shim (see DESIGN.md).
+path and re-export its public API.  Keep this file to that shim (see docs/DESIGN.md).
 """
 
 import importlib.util as _ilu

@@ -4,8 +4,10 @@ Every ``main(argv=None) -> int`` is wrapped by :func:`entry`: ``argv`` defaults 
 ``sys.argv[1:]`` (tests and other commands call ``main([...])`` in-process), a user error -- one of
 the exception types the command names, each meaning "bad input, nothing written" -- becomes one
 line ``error: <message>`` on stderr and exit code 2 (no traceback), and Ctrl-C outside a
-command's own handling exits 130 (128 + SIGINT) without a traceback.  Exit codes 0/1/3 and the
-rest stay the command's own.  Arguments keep one of two forms, both parsed here:
+command's own handling exits 130 (128 + SIGINT) without a traceback.  A ``SystemExit`` (argparse's
+``--help`` and usage errors, already printed) becomes its code, so ``main([...])`` called in-process
+returns it instead of ending the caller.  Exit codes 0/1/3 and the rest stay the command's own.
+Arguments keep one of two forms, both parsed here:
 ``key=value`` config overrides (dotted keys, :func:`platform.config.parse_overrides`) and
 ``--flags`` (argparse); :func:`split_own` takes a command's own ``name=value`` arguments
 (``ckpt=``, ``protocol=``) out of the overrides, :func:`split_flags` / :func:`flags_and_overrides`
@@ -34,7 +36,7 @@ def user_error(error: BaseException | str) -> int:
 
 def entry(errors: tuple[type[BaseException], ...] = ()) -> Callable:
     """Decorate ``main(argv: list[str]) -> int``: ``argv`` defaults to ``sys.argv[1:]``; ``errors``
-    become :func:`user_error` (exit 2); KeyboardInterrupt exits 130."""
+    become :func:`user_error` (exit 2); KeyboardInterrupt exits 130; SystemExit returns its code."""
 
     def wrap(main: Callable[[list[str]], int]) -> Callable[[Sequence[str] | None], int]:
         @functools.wraps(main)
@@ -45,10 +47,21 @@ def entry(errors: tuple[type[BaseException], ...] = ()) -> Callable:
                 return user_error(e)
             except KeyboardInterrupt:
                 return EXIT_INTERRUPTED
+            except SystemExit as e:  # --help, or a usage error argparse already printed
+                return exit_code(e)
 
         return run
 
     return wrap
+
+
+def exit_code(e: SystemExit) -> int:
+    """The status ``sys.exit`` would give: None is 0, an int itself, anything else is printed and
+    is 1 (Python's own rule)."""
+    if e.code is None or isinstance(e.code, int):
+        return int(e.code or 0)
+    print(e.code, file=sys.stderr)
+    return 1
 
 
 def split_own(argv: Sequence[str], own: Sequence[str]) -> tuple[dict[str, str], list[str]]:

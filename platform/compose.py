@@ -28,7 +28,8 @@ from datamodules.normalize import autocast_dtype
 from datamodules.options import DataOptions
 from platform import slurm
 from platform.callbacks import AtomicModelCheckpoint, RunCheckpoint, RunRecorder
-from platform.config import ConfigError, ExperimentConfig, ModelConfig, to_dict
+from platform.config import to_dict
+from platform.schema import ConfigError, ExperimentConfig, ModelConfig
 
 log = logging.getLogger("platform.train")  # the W&B fallback warnings are the training run's
 

@@ -15,7 +15,7 @@ from typing import Sequence
 
 import torch
 
-from datamodules.write import atomic_path
+from datamodules.beton import atomic_path
 
 NAME_LIMIT = 64  # characters of a class name kept in the CSV and on the plot
 DENSE_LIMIT = 100  # above this many classes the CSV is sparse (one row per non-zero cell)

@@ -198,7 +198,7 @@ DATA_KEYS_READ_BY = {
 
 
 def ignored_data_keys(cfg) -> list[str]:
-    from platform.config import DataConfig
+    from platform.schema import DataConfig
 
     default = DataConfig()
     return [

@@ -46,11 +46,11 @@ from torch import nn
 
 import models
 from datamodules import DataError
-from datamodules.write import BetonError, write_json_atomic
+from datamodules.beton import BetonError, write_json_atomic
 from platform import cli
-from platform.config import ConfigError, ExperimentConfig, load_config, parse_overrides
+from platform.config import load_config, parse_overrides
 from platform.console import quiet_library_chatter
-from platform.runs import read_evaluations  # noqa: F401 -- the reader lives with the run directory's layout
+from platform.schema import ConfigError, ExperimentConfig
 
 log = logging.getLogger("platform.evaluate")
 

@@ -37,7 +37,7 @@ if __package__ in (None, ""):  # run as a file: `platform` would be the stdlib's
 import torch
 from torch import nn
 
-from datamodules.write import atomic_path
+from datamodules.beton import atomic_path
 from platform import cli
 from platform.evaluate import USER_ERRORS, EvalError, eval_datamodule, load
 

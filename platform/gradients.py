@@ -209,11 +209,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 @cli.entry()
-def main(argv: list[str] | None = None) -> int:
-    try:
-        a = parser().parse_args(argv)
-    except SystemExit as e:  # --help, or a usage error argparse already printed
-        return int(e.code or 0)
+def main(argv: list[str]) -> int:
+    a = parser().parse_args(argv)
     try:
         curves = explicit_curves(a.run) if a.run else table_curves(a.table, a.scale, a.runs)
         data = [curve_data(c) for c in curves]

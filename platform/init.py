@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from models.convert import ConversionError, from_torchvision, head_classes, looks_like_torchvision
-from platform.config import ConfigError
+from platform.schema import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -38,9 +38,8 @@ import torch
 
 import models
 from datamodules import DataError
-from datamodules.write import BetonError, write_json_atomic
+from datamodules.beton import BetonError, write_json_atomic
 from platform import cli
-from platform.config import ConfigError
 from platform.landscape_surface import (
     BN_EVAL,
     BN_RECOMPUTED,
@@ -57,6 +56,7 @@ from platform.landscape_surface import (
     prepare,
     tasks,
 )
+from platform.schema import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 FORMAT = 1  # of surface.json and the part files
@@ -411,12 +411,9 @@ def run(argv: list[str], args: argparse.Namespace) -> int:
 
 
 @cli.entry()
-def main(argv: list[str] | None = None) -> int:
-    argv = glue_ranges(list(sys.argv[1:] if argv is None else argv))
-    try:
-        args = parser().parse_args(argv)
-    except SystemExit as e:  # --help, or a usage error argparse already printed
-        return int(e.code or 0)
+def main(argv: list[str]) -> int:
+    argv = glue_ranges(argv)
+    args = parser().parse_args(argv)
     try:
         check_args(args)
         if args.rank is not None:

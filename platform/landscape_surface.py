@@ -46,7 +46,8 @@ import yaml
 from torch import nn
 
 import models
-from platform.config import ConfigError, ExperimentConfig, from_dict
+from platform.config import from_dict
+from platform.schema import ConfigError, ExperimentConfig
 
 PAPER = (
     "Li, Xu, Taylor, Studer & Goldstein 2018, Visualizing the Loss Landscape of Neural Nets, "

@@ -14,7 +14,8 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from platform.config import ConfigError, ExperimentConfig, load_config, parse_overrides
+from platform.config import load_config, parse_overrides
+from platform.schema import ConfigError, ExperimentConfig
 
 DATA_NEEDS_PATH = (
     "imagenet",

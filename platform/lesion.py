@@ -40,11 +40,12 @@ import yaml
 
 import models
 from datamodules import DataError
-from datamodules.write import BetonError, write_json_atomic
+from datamodules.beton import BetonError, write_json_atomic
 from models.resnet import ResidualNet
 from platform import cli
-from platform.config import ConfigError, ExperimentConfig, from_dict
+from platform.config import from_dict
 from platform.lesion_blocks import BlockLesions, is_plain
+from platform.schema import ConfigError, ExperimentConfig
 
 PAPER = (
     "Veit, Wilber & Belongie 2016, Residual networks behave like ensembles of relatively shallow "
@@ -600,11 +601,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 @cli.entry()
-def main(argv: list[str] | None = None) -> int:
-    try:
-        args = parser().parse_args(sys.argv[1:] if argv is None else argv)
-    except SystemExit as e:  # --help, or a usage error argparse already printed
-        return int(e.code or 0)
+def main(argv: list[str]) -> int:
+    args = parser().parse_args(argv)
     if args.samples < 1 or (args.max_batches is not None and args.max_batches < 1):
         return cli.user_error("--samples and --max-batches must be >= 1")
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))

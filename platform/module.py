@@ -20,14 +20,9 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 
 import models
 from platform.augmentation import mix_batch, random_erase
-from platform.config import (
-    OPTIMIZERS,
-    OptimConfig,
-    RegularizationConfig,
-    ScheduleConfig,
-)
 from platform.rmsprop_tf import RMSpropTF
 from platform.schedules import lr_from_config, scaled_lr
+from platform.schema import OPTIMIZERS, OptimConfig, RegularizationConfig, ScheduleConfig
 
 log = logging.getLogger(__name__)
 

@@ -49,11 +49,11 @@ from torch import nn
 
 import models
 from datamodules import DataError
-from datamodules.write import BetonError, write_json_atomic
+from datamodules.beton import BetonError, write_json_atomic
 from platform import cli
-from platform.config import ConfigError
 from platform.lesion import PAPER, LesionError, LoadedRun, ValBatches, load_run, scale_of, subsets
 from platform.lesion_blocks import BlockLesions, is_plain
+from platform.schema import ConfigError
 
 EXPECTATION = (
     "Veit et al. 2016 §5, Fig. 6 (ResNet-110 on CIFAR-10, 54 blocks): paths of length ~27 are the "
@@ -414,11 +414,8 @@ def _check(args: argparse.Namespace) -> None:
 
 
 @cli.entry()
-def main(argv: list[str] | None = None) -> int:
-    try:
-        args = parser().parse_args(sys.argv[1:] if argv is None else argv)
-    except SystemExit as e:  # --help, or a usage error argparse already printed
-        return int(e.code or 0)
+def main(argv: list[str]) -> int:
+    args = parser().parse_args(argv)
     try:
         _check(args)
         device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))

@@ -26,43 +26,22 @@ from pathlib import Path
 
 import models
 from platform import cli
-from platform.config import ConfigError, parse_overrides
+from platform.config import parse_overrides
 
-# the pieces, re-exported here (their old home): columns, the report, launching
-from platform.reproduce_columns import (  # noqa: F401
-    distinguishing_keys,
-    epoch_curves,
-    final_train_top1,
-    gather,
-    row_overrides,
+# the pieces: columns, the report, launching
+from platform.reproduce_columns import (
     row_runs,
-    row_specific,
-    static_columns,
-    trained_columns,
 )
-from platform.reproduce_launch import (  # noqa: F401
+from platform.reproduce_launch import (
     ROOT,
-    TRAIN,
     launch,
-    launch_overrides,
-    missing,
-    run_name,
-    sweep_config,
-    sweep_parameters,
     sweep_yaml,
 )
-from platform.reproduce_render import (  # noqa: F401
-    cells,
-    columns,
-    curves_plot,
-    plot,
-    print_rich,
+from platform.reproduce_render import (
     report,
-    scale_banner,
-    to_csv,
-    to_markdown,
 )
 from platform.run_records import RunRecord, local_records, wandb_api_records, wandb_offline_records
+from platform.schema import ConfigError
 from platform.tables import SCALES, TableError, list_tables, load_table
 
 

@@ -113,8 +113,9 @@ def row_recipes(table: Table, scale: str) -> dict[str | None, list[str]]:
 def recipe_lines(table: Table, scale: str) -> list[str]:
     """Under the table: the recipe each row trains with, its provenance (paper / released code /
     ours) and every known deviation from the paper's setup, the scale's overrides included."""
-    from platform.config import ConfigError, recipe_path
+    from platform.config import recipe_path
     from platform.provenance import ProvenanceError, provenance_lines
+    from platform.schema import ConfigError
 
     groups = row_recipes(table, scale)
     if not groups:
@@ -402,7 +403,7 @@ def report(
 ) -> dict[str, Any]:
     rows = gather(table, records, scale)
     out_dir.mkdir(parents=True, exist_ok=True)
-    from datamodules.write import atomic_path
+    from datamodules.beton import atomic_path
 
     result = {
         "table": table.name,

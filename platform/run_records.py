@@ -152,7 +152,8 @@ def config_from_wandb(items: dict[str, Any]) -> dict[str, Any]:
     """
     import yaml
 
-    from platform.config import SECTIONS, parse_overrides
+    from platform.config import parse_overrides
+    from platform.schema import SECTIONS
 
     config = {
         k: v

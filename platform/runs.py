@@ -4,7 +4,7 @@ write it during training are in ``platform.callbacks``; many runs as records, lo
 
 ``runs/<name>/``
     ``config.yaml``       the resolved ExperimentConfig (written atomically; a resume may change only
-                          the keys of ``platform.config.RESUME_MAY_CHANGE``)
+                          the keys of ``platform.schema.RESUME_MAY_CHANGE``)
     ``env.json``          git commit, torch/CUDA/GPU, host, command line
     ``metrics.jsonl``     one JSON line per finished epoch (accuracies in percent), each epoch once
     ``summary.json``      model, data, seed, epochs, best/final val top-1, final top-5, wall time summed
@@ -46,7 +46,7 @@ from typing import Any
 import lightning as L
 import torch
 
-from datamodules.write import atomic_path, write_json_atomic
+from datamodules.beton import atomic_path, write_json_atomic
 
 log = logging.getLogger("platform.runs")
 

@@ -13,7 +13,7 @@ import math
 from typing import Sequence
 
 from platform import cli
-from platform.config import SCHEDULES  # the schema's choices (schedule.name)
+from platform.schema import SCHEDULES  # the schema's choices (schedule.name)
 
 
 def warmup_factor(epoch: float, warmup_epochs: float, start_factor: float) -> float:
@@ -168,7 +168,7 @@ def train_size(cfg) -> int:
             raise UnknownTrainSize("data=beton: no data.path, so the .beton's length is unknown")
         from pathlib import Path
 
-        from datamodules.write import check_beton
+        from datamodules.beton import check_beton
 
         try:
             return check_beton(Path(d.path).expanduser() / "train.beton")
@@ -206,7 +206,8 @@ def lr_curve(cfg, steps_per_epoch: int | None = None) -> tuple[list[int], list[f
 
 @cli.entry()
 def main(argv: list[str]) -> int:
-    from platform.config import ConfigError, load_config
+    from platform.config import load_config
+    from platform.schema import ConfigError
 
     opts = {a.split("=", 1)[0]: a.split("=", 1)[1] for a in argv if a.startswith("--") and "=" in a}
     args = [a for a in argv if not (a.startswith("--") and "=" in a)]

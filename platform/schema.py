@@ -1,8 +1,8 @@
 """The schema of an experiment: the config dataclasses, their defaults, help texts, value rules and
 choices, declared once (issue 20: "the schema owns its choices").
 
-``platform.config`` parses, loads and validates configurations against it and re-exports every
-name here, so ``from platform.config import ExperimentConfig`` keeps working.
+``platform.config`` parses, loads and validates configurations against it; import the schema's
+names from here (``from platform.schema import ExperimentConfig``).
 """
 
 from __future__ import annotations

@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from platform import cli
-from platform.config import ConfigError, load_config, parse_overrides
+from platform.config import load_config, parse_overrides
+from platform.schema import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -24,8 +24,7 @@ import torch
 
 import models
 from datamodules import DataError
-from datamodules.beton import SampleError
-from datamodules.write import BetonError, write_json_atomic
+from datamodules.beton import BetonError, SampleError, write_json_atomic
 from platform import cli, slurm
 from platform.callbacks import CONFIG_KEY, ConfigInCheckpoint
 from platform.compose import (
@@ -35,16 +34,7 @@ from platform.compose import (
     build_trainer,
     pin_recorded_knobs,
 )
-from platform.config import (
-    ConfigError,
-    ExperimentConfig,
-    from_dict,
-    help_text,
-    load_config,
-    resume_differences,
-    to_dict,
-    to_yaml,
-)
+from platform.config import from_dict, help_text, load_config, resume_differences, to_dict, to_yaml
 from platform.console import (
     print_run_start,
     quiet_library_chatter,
@@ -68,6 +58,7 @@ from platform.runs import (
     resumable_checkpoints,
     verify_checkpoint,
 )
+from platform.schema import ConfigError, ExperimentConfig
 
 log = logging.getLogger("platform.train")
 
@@ -452,7 +443,7 @@ def _previous_segment(
 
 def _write_run_files(cfg: ExperimentConfig, run_dir: Path) -> None:
     """``config.yaml`` and ``env.json``, each written whole (temporary file + rename)."""
-    from datamodules.write import atomic_path
+    from datamodules.beton import atomic_path
 
     try:
         with atomic_path(run_dir / "config.yaml") as tmp:
@@ -471,7 +462,7 @@ def _copy_history(run_dir: Path, ckpt: Path) -> None:
     step = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True).get("global_step", 0)
     rows = [r for r in read_metrics(source) if int(r.get("step", 0)) <= step]
     if rows:
-        from datamodules.write import atomic_path
+        from datamodules.beton import atomic_path
 
         with atomic_path(run_dir / "metrics.jsonl") as tmp:
             tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))

@@ -133,8 +133,9 @@ def run(tmp_path_factory, digits_cache):
 
 @pytest.mark.timeout(600)  # the first user of `run` trains it (~100 s)
 def test_evaluate_reproduces_training_and_flip_and_ten_crop_differ(run):
-    from platform.evaluate import evaluate, read_evaluations
+    from platform.evaluate import evaluate
     from platform.run_records import local_records
+    from platform.runs import read_evaluations
 
     final = json.loads((run / "summary.json").read_text())
     center = evaluate(run / "checkpoints" / "last.ckpt", QUIET, "center")

@@ -1,7 +1,8 @@
 import pytest
 from conftest import run_cli
 
-from platform.config import ConfigError, ExperimentConfig, all_keys, help_text, load_config
+from platform.config import help_text, load_config
+from platform.schema import ConfigError, ExperimentConfig, all_keys
 
 
 def test_defaults_are_the_main_job():
@@ -134,7 +135,7 @@ def test_recipe_applies_before_overrides(tmp_path, monkeypatch):
 
 
 def test_shipped_recipes_load():
-    from platform.config import RECIPES_DIR
+    from platform.schema import RECIPES_DIR
 
     for path in RECIPES_DIR.rglob("*.yaml"):
         load_config([f"recipe={path.relative_to(RECIPES_DIR).with_suffix('')}"])

@@ -11,9 +11,9 @@ import torch
 from conftest import ROOT, run_cli
 
 from datamodules import DataError, create_datamodule
+from datamodules.beton import BetonError, beton_labels, check_beton, write_beton
 from datamodules.digits import DigitsDataModule, stratified_split
 from datamodules.ffcv import train_image_pipeline
-from datamodules.write import BetonError, beton_labels, check_beton, write_beton
 
 
 class Squares:
@@ -53,7 +53,7 @@ def test_bad_betons_get_clear_errors(tmp_path):
 
 SLOW_WRITER = textwrap.dedent("""
     import sys, time, numpy as np
-    from datamodules.write import write_beton
+    from datamodules.beton import write_beton
     class Slow:
         def __len__(self): return 400
         def __getitem__(self, i):

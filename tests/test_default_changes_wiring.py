@@ -12,8 +12,9 @@ from test_run_integrity import _args
 
 import models
 from platform.compose import build_module, module_kwargs, pin_recorded_knobs
-from platform.config import ConfigError, load_config, to_yaml
+from platform.config import load_config, to_yaml
 from platform.module import ClassificationModule
+from platform.schema import ConfigError
 
 NAME = "mobilenet_v1_025"  # defaults changed: ReLU6 and TF BN (was ReLU, PyTorch BN)
 

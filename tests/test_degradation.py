@@ -8,7 +8,7 @@ import yaml
 from conftest import cli_env, run_cli
 from test_fashion_mnist import fake_fashion
 
-from platform.reproduce import gather
+from platform.reproduce_columns import gather
 from platform.tables import load_table
 
 

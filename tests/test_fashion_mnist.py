@@ -17,7 +17,7 @@ from conftest import ROOT
 
 from datamodules import DataError, create_datamodule
 from datamodules import fashion_mnist as fm
-from datamodules.write import check_beton
+from datamodules.beton import check_beton
 
 
 def write_idx(path, array, *, type_code=0x08, ndim=None, shape=None, gz=True):

@@ -166,7 +166,8 @@ def _two_class_tree(root):
 def test_writer_follows_each_real_directory_once_and_skips_tiny_images(tmp_path):
     import json
 
-    from datamodules.write import MIN_SIDE, beton_labels, write_imagefolder
+    from datamodules.beton import beton_labels
+    from datamodules.imagefolder_writer import MIN_SIDE, write_imagefolder
 
     src = _two_class_tree(tmp_path / "src")
     (src / "train" / "a" / "loop").symlink_to(
@@ -202,7 +203,7 @@ def test_writer_follows_each_real_directory_once_and_skips_tiny_images(tmp_path)
 
 
 def test_writer_refuses_fewer_than_two_classes(tmp_path):
-    from datamodules.write import UsageError, write_imagefolder
+    from datamodules.imagefolder_writer import UsageError, write_imagefolder
 
     src = tmp_path / "src"
     for split in ("train", "val"):
@@ -240,7 +241,7 @@ class _Images:
 
 
 def _beton_pair(root, val_sizes):
-    from datamodules.write import write_beton
+    from datamodules.beton import write_beton
 
     root.mkdir(parents=True, exist_ok=True)
     write_beton(root / "train.beton", _Images([(12, 12)] * 8))
@@ -329,8 +330,8 @@ def test_shards_and_classes_are_checked_at_setup(world, size, classes, words):
 
 
 def test_one_class_beton_is_refused_before_the_model_is_built(tmp_path):
+    from datamodules.beton import write_beton
     from datamodules.ffcv import FFCVDataModule
-    from datamodules.write import write_beton
 
     class OneClass(_Images):
         def __getitem__(self, i):

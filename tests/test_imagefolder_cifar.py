@@ -15,6 +15,7 @@ from conftest import ROOT
 from PIL import Image
 
 from datamodules import DataError
+from datamodules.beton import beton_labels, check_beton
 from datamodules.cifar import (
     CIFAR_LAYOUTS,
     CifarDataModule,
@@ -22,13 +23,8 @@ from datamodules.cifar import (
     find_cifar,
     load_cifar_split,
 )
-from datamodules.imagefolder import (
-    DeviceNormalize,
-    ImageFolderDataModule,
-    train_transform,
-    val_transform,
-)
-from datamodules.write import beton_labels, check_beton
+from datamodules.imagefolder import ImageFolderDataModule, train_transform, val_transform
+from datamodules.normalize import DeviceNormalize
 
 MEAN, STD = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
 

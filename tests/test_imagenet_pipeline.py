@@ -58,7 +58,7 @@ def _rank_ids(rank, world, path, port, out):
 
 
 def test_each_ddp_rank_reads_a_disjoint_half_of_the_training_set(tmp_path):
-    from datamodules.write import write_beton
+    from datamodules.beton import write_beton
 
     class Indexed:
         def __len__(self):

@@ -17,12 +17,11 @@ from torch import nn
 
 from models import create_model, drop_path_rates, list_models, model_info
 from models.complexity import count_macs, count_params
-from models.inception_resnet import (
+from models.inception_resnet import InceptionBlock, InceptionResNet
+from models.inception_specs import (
     AVG_POOL,
     BlockSpec,
     Conv,
-    InceptionBlock,
-    InceptionResNet,
     InceptionSpec,
     InceptionStage,
     Pool,

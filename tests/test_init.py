@@ -6,9 +6,10 @@ import torch
 import torchvision
 
 import models
-from platform.config import ConfigError, load_config
+from platform.config import load_config
 from platform.init import load_initial_weights
 from platform.module import ClassificationModule
+from platform.schema import ConfigError
 
 
 def test_torchvision_state_dict_with_a_new_head(tmp_path):

@@ -12,7 +12,8 @@ from conftest import meta_model, n_params, run_cli
 from torch import nn
 
 from models import create_model
-from models.resnet import BasicBlock, BlockArgs, NetSpec, ResidualNet, StageSpec, preact_cifar_spec
+from models.resnet import NetSpec, ResidualNet, StageSpec, preact_cifar_spec
+from models.resnet_blocks import BasicBlock, BlockArgs
 from platform.lesion_blocks import BlockLesions
 
 X = torch.randn(2, 3, 32, 32)

@@ -31,7 +31,8 @@ from models import (
     model_info,
     resnet_zoo,
 )
-from models.resnet import PadShortcut, cifar_spec, imagenet_spec
+from models.resnet import cifar_spec, imagenet_spec
+from models.resnet_blocks import PadShortcut
 
 ALL_MODELS = list_models()
 FORWARD_MAX_PARAMS = 30_000_000  # ResNet-101/152: parameter and MAC counts only

@@ -10,7 +10,8 @@ import torch
 import yaml
 from conftest import cli_env, run_cli
 
-from platform.config import ConfigError, from_dict, help_text, load_config, to_yaml
+from platform.config import from_dict, help_text, load_config, to_yaml
+from platform.schema import ConfigError
 
 CHATTER = (
     "The `srun` command is available on your system but is not used",

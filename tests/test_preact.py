@@ -8,7 +8,7 @@ import pytest
 
 import platform.reproduce_render as render
 from platform.config import load_config, to_dict
-from platform.reproduce import gather, row_overrides
+from platform.reproduce_columns import gather, row_overrides
 from platform.reproduce_launch import missing, sweep_parameters
 from platform.run_records import RunRecord
 from platform.tables import load_table

@@ -6,9 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from platform.config import OptimConfig, load_config
+from platform.config import load_config
 from platform.module import build_optimizer, param_groups
 from platform.rmsprop_tf import RMSpropTF
+from platform.schema import OptimConfig
 
 
 def _net() -> nn.Sequential:
@@ -100,7 +101,7 @@ def test_build_optimizer_rmsprop_tf():
 
 # ---------------------------------------------------------------------------- provenance blocks
 def test_provenance_block_never_becomes_config(tmp_path):
-    from platform.config import ConfigError
+    from platform.schema import ConfigError
 
     cfg = load_config(["recipe=resnet_imagenet"])
     assert not hasattr(cfg, "provenance") and cfg.optim.no_decay == "none"
@@ -117,8 +118,8 @@ def test_provenance_block_never_becomes_config(tmp_path):
 
 
 def test_every_recipe_has_a_checked_provenance_table():
-    from platform.config import RECIPES_DIR
     from platform.provenance import recipe_provenance
+    from platform.schema import RECIPES_DIR
 
     for path in sorted(RECIPES_DIR.glob("*.yaml")):
         rows = recipe_provenance(path)

@@ -9,15 +9,15 @@ from conftest import ROOT, cli_env, run_cli
 
 import models
 from models.complexity import complexity
-from platform.config import ConfigError, load_config, parse_overrides
-from platform.reproduce import (
+from platform.config import load_config, parse_overrides
+from platform.reproduce_columns import (
     gather,
     row_overrides,
     row_runs,
     static_columns,
-    sweep_yaml,
     trained_columns,
 )
+from platform.reproduce_launch import sweep_yaml
 from platform.run_records import (
     RunRecord,
     config_from_wandb,
@@ -25,6 +25,7 @@ from platform.run_records import (
     run_filter,
     wandb_api_record,
 )
+from platform.schema import ConfigError
 from platform.sweep import check, sweep_configs
 from platform.tables import TableError, list_tables, load_table, parse_table
 

@@ -28,16 +28,13 @@ from models import (
 )
 from models.layers import NormAct, SqueezeExcite, drop_path
 from models.resnet import (
-    BlockArgs,
-    Bottleneck,
-    PreActBasicBlock,
-    PreActBottleneck,
     conv2_template_params,
     preact_cifar_spec,
     resnext_cifar_spec,
     resnext_group_width,
     wrn_spec,
 )
+from models.resnet_blocks import BlockArgs, Bottleneck, PreActBasicBlock, PreActBottleneck
 
 
 def blocks_of(model: nn.Module) -> list[nn.Module]:

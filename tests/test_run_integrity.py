@@ -16,7 +16,7 @@ import pytest
 import torch
 from conftest import ROOT, cli_env
 
-from platform.config import ConfigError, load_config
+from platform.config import load_config
 from platform.run_records import local_records
 from platform.runs import (
     CheckpointError,
@@ -28,6 +28,7 @@ from platform.runs import (
     run_status,
     verify_checkpoint,
 )
+from platform.schema import ConfigError
 from platform.train import ResumeError, main, pick_checkpoint, train
 
 BATCHES = 4  # training batches per epoch (synthetic: 64 examples of 16x16, batch 16)
@@ -274,7 +275,7 @@ def test_a_lost_run_is_not_running_and_a_stale_lock_does_not_block(tmp_path):
         holder.wait()
     assert lock_holder(run) is None and run_status(run) == "lost"
     assert [r.status for r in local_records(tmp_path)] == ["lost"]
-    from platform.reproduce import trained_columns
+    from platform.reproduce_columns import trained_columns
 
     assert trained_columns(local_records(tmp_path))["status"] == f"lost: {run}"
     lock = RunLock(run).acquire()  # the dead holder's lock is taken over
@@ -469,8 +470,8 @@ def test_disk_full_and_read_only_run_roots_end_with_one_line_and_no_half_written
 
 @pytest.mark.timeout(120)
 def test_dataset_cache_on_a_full_disk_fails_fast_instead_of_hanging(tiny_fs):
+    from datamodules.beton import WriteError
     from datamodules.digits import DigitsDataModule
-    from datamodules.write import WriteError
 
     cache = tiny_fs("cache", "4m")  # the digits files need ~32 MB
     with pytest.raises((WriteError, OSError)) as e:

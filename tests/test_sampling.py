@@ -173,8 +173,8 @@ def test_ffcv_loader_with_class_aware_order(tmp_path):
     from ffcv.fields.decoders import IntDecoder, SimpleRGBImageDecoder
     from ffcv.loader import Loader
 
+    from datamodules.beton import write_beton
     from datamodules.sampling import ClassAwareOrder
-    from datamodules.write import write_beton
 
     path = write_beton(tmp_path / "train.beton", Squares())
     loader = Loader(

@@ -107,8 +107,8 @@ def test_progressive_resizing_ramps_in_multiples_of_32():
 
 
 def test_warmup_in_iterations_overrides_epochs():
-    from platform.config import ScheduleConfig
     from platform.schedules import lr_from_config
+    from platform.schema import ScheduleConfig
 
     sched = ScheduleConfig(
         name="constant", warmup_epochs=5, warmup_steps=10, warmup_start_factor=0.0

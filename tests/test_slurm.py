@@ -44,7 +44,7 @@ TERMINAL = {
 
 # ---------------------------------------------------------------------------- no cluster needed
 def test_sweep_file_forms(tmp_path):
-    from platform.config import ConfigError
+    from platform.schema import ConfigError
     from platform.sweep import sweep_configs, sweep_task
 
     listed = tmp_path / "a.yaml"
@@ -524,7 +524,8 @@ def test_dist_timeout_reaches_the_ddp_strategy():
 
     from lightning.pytorch.strategies import DDPStrategy
 
-    from platform.config import ConfigError, load_config
+    from platform.config import load_config
+    from platform.schema import ConfigError
     from platform.slurm import strategy
 
     t = load_config(["trainer.strategy=ddp", "trainer.dist_timeout_s=12"]).trainer

@@ -18,8 +18,9 @@ from torch import nn
 
 import models
 from models.layers import DropPath, drop_path_rates, set_drop_path_step, skips_blocks
-from models.resnet import BasicBlock, BlockArgs, PadShortcut, PreActBasicBlock
-from platform.config import ConfigError, load_config
+from models.resnet_blocks import BasicBlock, BlockArgs, PadShortcut, PreActBasicBlock
+from platform.config import load_config
+from platform.schema import ConfigError
 
 
 def meta(name: str, **knobs) -> nn.Module:

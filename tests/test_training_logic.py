@@ -109,7 +109,7 @@ def test_class_aware_sampler_through_the_synthetic_datamodule():
 
 def test_class_aware_order_through_the_ffcv_datamodule(tmp_path):
     from datamodules import create_datamodule
-    from datamodules.write import write_beton
+    from datamodules.beton import write_beton
 
     class Imbalanced:  # 1:10 imbalance, 3 classes
         labels = [0] * 6 + [1] * 60 + [2] * 30

@@ -23,7 +23,8 @@ import pytest
 from conftest import ROOT, cli_env
 from PIL import Image, ImageOps
 
-from datamodules.write import beton_labels, check_beton, main
+from datamodules.beton import beton_labels, check_beton
+from datamodules.write import main
 
 CLASSES = ["Bee", "ant", "cat", "dog_2"]  # sorted as ImageFolder sorts: upper case first
 SIZES = [(20, 28), (80, 48), (31, 64), (50, 50), (24, 72), (64, 40)]  # (h, w); some below 32 px

@@ -42,7 +42,7 @@ from typing import Any
 
 import lightning as L
 
-from platform.config import ConfigError, ExperimentConfig
+from platform.schema import ConfigError, ExperimentConfig
 
 log = logging.getLogger("platform.slurm")
 
@@ -320,7 +320,7 @@ class NodeCheck(L.Callback):
         blind = [r for r in ranks if not r["sees_run_dir"]]
         if trainer.is_global_zero:
             token.unlink(missing_ok=True)
-            from datamodules.write import write_json_atomic
+            from datamodules.beton import write_json_atomic
 
             env_file = self.run_dir / "env.json"
             env = json.loads(env_file.read_text()) if env_file.is_file() else {}
