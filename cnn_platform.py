@@ -3,12 +3,12 @@
 Our package is named ``platform`` (the user's commands are ``python -m platform.train ...``), which
 is also a standard-library module.  From the repository root ``python -m`` finds ours first; anywhere
 else -- a notebook kernel, ``python ~/analysis.py`` -- the standard library's is usually imported
-already (IPython, torch and wandb import it) and ``import platform.evaluate`` fails with "'platform'
+already (IPython, torch and wandb import it) and ``import platform.after.evaluate`` fails with "'platform'
 is not a package".  Importing this module first fixes that, in any order::
 
     import sys; sys.path.append("/path/to/cnn-platform")   # the repository root
     import cnn_platform                                      # our `platform` package, from now on
-    from platform.evaluate import evaluate
+    from platform.after.evaluate import evaluate
 
 It puts the repository root on ``sys.path`` (for ``models`` and ``datamodules``) and installs our
 ``platform`` package under that name.  The package re-exports the standard library's ``platform``

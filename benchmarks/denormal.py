@@ -20,7 +20,7 @@ lr 0 so the state is the same at every repetition), with ``torch.set_flush_denor
 ("denormals") and ``(True)`` ("flushed"), alternating after warm-up.  The fraction of activation
 gradients that are denormal is counted in an untimed step of each mode.  Ratio = denormals /
 flushed step time (> 1: flushing helps).  The platform sets flush-to-zero on CPU runs by default
-(``trainer.flush_denormal``, ``platform.train.apply_flush_denormal``).
+(``trainer.flush_denormal``, ``platform.run.train.apply_flush_denormal``).
 
 ``--platform-runs N`` also runs the main job, ``python -m platform.train model=<first model>
 trainer.max_epochs=1`` with ``trainer.flush_denormal=false`` and with the default, alternating N
@@ -81,7 +81,7 @@ def denormal_fraction(model: torch.nn.Module, step) -> float:
 
 def measure(name: str, a) -> dict:
     import models
-    from platform.module import param_groups
+    from platform.run.module import param_groups
 
     torch.manual_seed(0)
     model = models.create_model(name, num_classes=10).train()

@@ -1,4 +1,4 @@
-"""End to end: a CPU training epoch of ``platform.train`` vs torchvision's reference train.py.
+"""End to end: a CPU training epoch of ``platform.run.train`` vs torchvision's reference train.py.
 
     python -m benchmarks e2e --reference DIR [--models resnet18,resnet50] [--resolution 160]
         [--val-resize 182] [--images 256] [--classes 10] [--batch 32] [--workers 2]
@@ -27,7 +27,7 @@ Timed: the training loop of the epoch only -- loading + step + optimizer, from t
 are excluded:
 
 * ours: ``perf/data_wait_s + perf/compute_s`` of epoch 0 in the run's ``metrics.jsonl``
-  (:class:`platform.callbacks.ThroughputMonitor`: ``on_train_epoch_start`` to the last
+  (:class:`platform.run.callbacks.ThroughputMonitor`: ``on_train_epoch_start`` to the last
   ``on_train_batch_end``, the validation that Lightning runs inside the epoch taken out), images =
   that time x ``perf/train_img_s``.  ``epoch_time_s`` (validation included) is recorded beside it.
 * reference: it prints ``Start training`` right before its epoch loop and ``Epoch: [0] Total time:

@@ -259,13 +259,13 @@ def run_one(
     compiled: bool,
     impl: str = "ours",
 ) -> dict:
-    from platform.module import param_groups
+    from platform.run.module import param_groups
 
     torch.manual_seed(0)
     model = build_model(name, impl).cuda().to(memory_format=torch.channels_last).train()
     opt = torch.optim.SGD(param_groups(model, 5e-5), lr=0.1, momentum=0.9, nesterov=True)
     if compiled:
-        model.compile()  # in place, as trainer.compile=true does (platform/train.py)
+        model.compile()  # in place, as trainer.compile=true does (platform/run/train.py)
     fwd = model
     x = torch.randn(batch, 3, resolution, resolution, device="cuda").contiguous(
         memory_format=torch.channels_last

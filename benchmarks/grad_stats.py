@@ -4,7 +4,7 @@
                                     [--reps 21] [--quick]
 
 A training step (forward, cross-entropy, backward, SGD step) of ``--model`` with and without
-``platform.grad_stats.GradStats.accumulate`` (the work its ``on_before_optimizer_step`` does:
+``platform.run.grad_stats.GradStats.accumulate`` (the work its ``on_before_optimizer_step`` does:
 mean |g| and ||g||_2 of the first conv, each stage's first conv and the classifier, added to
 on-device sums) before ``opt.step()``; the epoch-end readout (one sync per epoch) is not per step
 and is left out. Steps are interleaved (with, without, ...) after warm-up; ``ratio`` =
@@ -41,7 +41,7 @@ def _step_fn(model, x, y, stats=None):
 
 def measure(a: argparse.Namespace) -> dict:
     import models
-    from platform.grad_stats import GradStats
+    from platform.run.grad_stats import GradStats
 
     torch.manual_seed(0)
     info = models.model_info(a.model)

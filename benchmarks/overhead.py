@@ -75,7 +75,7 @@ def make_loader(
 
 
 def make_module(a):
-    from platform.module import ClassificationModule
+    from platform.run.module import ClassificationModule
 
     torch.manual_seed(0)
     return ClassificationModule(
@@ -123,7 +123,7 @@ def run_lightning(a, loader, dev: torch.device) -> list[float]:
 
 
 def run_plain(a, loader, dev: torch.device, metrics: bool) -> list[float]:
-    from platform.module import classification_loss
+    from platform.run.module import classification_loss
 
     module = make_module(a).to(dev)
     module.trainer = SimpleNamespace(

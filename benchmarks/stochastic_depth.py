@@ -15,7 +15,7 @@ residual blocks run is 1 - rate * (L + 1) / (2L), the stem and head are always r
 
 Part 2, two gloo ranks (CPU DDP): a training step of ``--ddp-model`` (no stochastic depth)
 under ``DistributedDataParallel`` with ``find_unused_parameters`` off and on, interleaved, the
-cost the platform pays only when batch-mode stochastic depth is on (``platform.train.ddp_strategy``).
+cost the platform pays only when batch-mode stochastic depth is on (``platform.run.train.ddp_strategy``).
 """
 
 from __future__ import annotations

@@ -416,5 +416,5 @@ class FFCVDataModule(BaseDataModule):
 
     def train_eval_dataloader(self, indices: Sequence[int]):
         """The training images ``indices`` (in that order) through the validation pipeline: no
-        augmentation, the training loss as an analysis measures it (platform/landscape.py)."""
+        augmentation, the training loss as an analysis measures it (platform/papers/landscape.py)."""
         return self._loader(self.train_path, train=False, indices=sorted(indices))

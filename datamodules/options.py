@@ -1,6 +1,6 @@
 """What every datamodule shares: the constants, and :class:`DataOptions`, the one option type.
 
-Imports nothing of ours (nor torch), so that ``platform/config.py`` can state its defaults from here.
+Imports nothing of ours (nor torch), so that ``platform/run/config.py`` can state its defaults from here.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 # torchvision: ``imagefolder.train_transform``); CIFAR and Fashion-MNIST add their own.
 AUGMENTATIONS = ("natural", "digits", "none")
 SAMPLERS = ("random", "class_aware")
-# The other data choices the schema (platform/config.py) checks and the datamodules act on.
+# The other data choices the schema (platform/run/config.py) checks and the datamodules act on.
 BACKENDS = ("ffcv", "torchvision")
 ORDERS = ("auto", "random", "quasi_random")  # FFCV's traversal order
 PAD_MODES = (
@@ -37,7 +37,7 @@ CACHE_DIR = "~/.cache/cnn-platform"
 class DataOptions:
     """Every option a datamodule takes, each default stated once (here).
 
-    The platform builds one from its config (``platform/compose.py`` ``datamodule_options``:
+    The platform builds one from its config (``platform/run/compose.py`` ``datamodule_options``:
     ``DataConfig`` plus the run's seed, ``trainer.channels_last`` and the autocast dtype);
     ``create_datamodule(name, options)`` hands it to the dataset's datamodule.  ``None`` in
     ``resolution``/``val_crop_ratio`` means the dataset's own default (a class attribute of its

@@ -242,7 +242,7 @@ class ResidualNet(nn.Module):
 
     `block_sites` describes every block in forward order (name, channels, stride) and
     `blocks()` lists them; the lesion study of Veit et al. 2016 (arXiv 1605.06431) deletes
-    them from outside, through these two (platform/lesion_blocks.py).
+    them from outside, through these two (platform/papers/lesion_blocks.py).
     """
 
     def __init__(
@@ -320,7 +320,7 @@ class ResidualNet(nn.Module):
 
     def blocks(self) -> list[tuple[str, nn.Module]]:
         """(name, block) in forward order; names are module paths: 's1.b1', 's1.b2', ...
-        (the lesion study deletes them: platform/lesion_blocks.py)."""
+        (the lesion study deletes them: platform/papers/lesion_blocks.py)."""
         return [(site.name, self.get_submodule(site.name)) for site in self.block_sites]
 
 

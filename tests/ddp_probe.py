@@ -1,4 +1,4 @@
-"""Run ``platform.train.train`` and save every rank's final weights: ``python tests/ddp_probe.py OUT key=value ...``.
+"""Run ``platform.run.train.train``, save every rank's final weights: ``python tests/ddp_probe.py OUT k=v ...``.
 
 Started with PYTHONPATH=<repo root> (so ``platform`` is ours); Lightning's DDP launcher re-runs
 this same command line for the other ranks.
@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 from models import ModelInfo, register_model
-from platform.config import load_config
-from platform.train import train
+from platform.run.config import load_config
+from platform.run.train import train
 
 
 @register_model(

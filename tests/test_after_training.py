@@ -23,7 +23,7 @@ def test_validate_with_inference_mode_does_not_hang(digits_cache):
     import lightning as L
 
     from datamodules import create_datamodule
-    from platform.module import ClassificationModule
+    from platform.run.module import ClassificationModule
 
     dm = create_datamodule("digits", cache_dir=str(digits_cache), batch_size=64, num_workers=1)
     trainer = L.Trainer(
@@ -87,7 +87,7 @@ def test_training_with_a_dying_loader_thread_fails_instead_of_hanging(tmp_path, 
 
     from datamodules.digits import DigitsDataModule
     from datamodules.ffcv import LoaderThreadError
-    from platform.module import ClassificationModule
+    from platform.run.module import ClassificationModule
 
     class Broken(DigitsDataModule):
         def train_image_ops(self):
@@ -110,8 +110,8 @@ def test_training_with_a_dying_loader_thread_fails_instead_of_hanging(tmp_path, 
 # ---------------------------------------------------------------------------- one trained run
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, digits_cache):
-    from platform.config import load_config
-    from platform.train import train
+    from platform.run.config import load_config
+    from platform.run.train import train
 
     root = tmp_path_factory.mktemp("runs")
     cfg = load_config(
@@ -133,9 +133,9 @@ def run(tmp_path_factory, digits_cache):
 
 @pytest.mark.timeout(600)  # the first user of `run` trains it (~100 s)
 def test_evaluate_reproduces_training_and_flip_and_ten_crop_differ(run):
-    from platform.evaluate import evaluate
-    from platform.run_records import local_records
-    from platform.runs import read_evaluations
+    from platform.after.evaluate import evaluate
+    from platform.after.run_records import local_records
+    from platform.run.rundir import read_evaluations
 
     final = json.loads((run / "summary.json").read_text())
     center = evaluate(run / "checkpoints" / "last.ckpt", QUIET, "center")
@@ -177,7 +177,7 @@ def test_evaluate_reproduces_training_and_flip_and_ten_crop_differ(run):
     assert len(rows) == 11 and rows[0].startswith("true \\ predicted,0,1")
     assert sum(int(r.split(",")[-2]) for r in rows[1:]) == 359
     assert (run / "confusion.png").read_bytes()[:4] == b"\x89PNG"
-    # platform.reproduce's records carry the evaluated numbers beside the trained ones
+    # platform.papers.reproduce's records carry the evaluated numbers beside the trained ones
     assert set(read_evaluations(run)) == {"center", "flip", "10crop"}
     (record,) = local_records(run.parent)
     assert record.evaluated["10crop"]["top1_err"] == pytest.approx(100 - ten["top1"], abs=1e-5)
@@ -196,7 +196,7 @@ class Recorder(torch.nn.Module):
 
 
 def test_ten_crop_scores_average_exactly_ten_views():
-    from platform.evaluate import protocol_scores
+    from platform.after.evaluate import protocol_scores
 
     images = torch.arange(2 * 3 * 9 * 9, dtype=torch.float32).reshape(2, 3, 9, 9)
     model = Recorder()
@@ -261,8 +261,8 @@ def test_predict_uses_the_validation_preprocessing(run, tmp_path, capsys):
     from PIL import Image
 
     from datamodules.digits import digits_arrays, stratified_split
-    from platform.evaluate import eval_datamodule, load
-    from platform.predict import main, predict
+    from platform.after.evaluate import eval_datamodule, load
+    from platform.after.predict import main, predict
 
     images, labels = digits_arrays(32)
     _, val_idx = stratified_split(labels, 0.2, 0)
@@ -304,8 +304,8 @@ def test_every_export_format_round_trips(run, tmp_path):
 
     from models import create_model
     from models.convert import from_torchvision
-    from platform.evaluate import load
-    from platform.export import export, main
+    from platform.after.evaluate import load
+    from platform.after.export import export, main
 
     ckpt = run / "checkpoints" / "last.ckpt"
     module, _, _ = load(ckpt, QUIET)
@@ -349,7 +349,7 @@ def test_every_export_format_round_trips(run, tmp_path):
 
 
 def test_onnx_export_of_an_unsupported_op_is_a_one_line_error(tmp_path):
-    from platform.export import ExportError, export
+    from platform.after.export import ExportError, export
 
     class KthValue(torch.nn.Module):
         def forward(self, x):
@@ -376,7 +376,7 @@ def _one_line_error(main, argv, capsys, *needles):
 @pytest.mark.timeout(600)  # the first user of `run` trains it (~100 s)
 def test_bad_inputs_are_one_line_errors(run, tmp_path, capsys):
     from models import create_model
-    from platform import evaluate, export, predict
+    from platform.after import evaluate, export, predict
 
     ckpt = run / "checkpoints" / "last.ckpt"
     text = tmp_path / "notes.ckpt"
@@ -438,10 +438,10 @@ def test_bad_inputs_are_one_line_errors(run, tmp_path, capsys):
 def test_scripts_outside_the_root_import_cnn_platform(tmp_path):
     code = (
         "import platform, sys\n"
-        "try:\n    import platform.config\nexcept ImportError as e:\n    print('plain:', e)\n"
+        "try:\n    import platform.run.config\nexcept ImportError as e:\n    print('plain:', e)\n"
         f"sys.path.append({str(ROOT)!r})\n"
         "import cnn_platform\n"
-        "from platform.config import load_config\n"
+        "from platform.run.config import load_config\n"
         "import platform as p\n"
         "print(p.system(), p.python_version(), load_config(['model=resnet56']).model.name)\n"
     )
@@ -540,7 +540,7 @@ def test_predict_skips_and_lists_an_unreadable_image(tmp_path, digits_cache):
 
 def test_ten_crop_at_ratio_one_notes_that_it_equals_flip():
     """Issue 25.9: 10crop decoded at the crop side (crop ratio 1) scores 2 distinct views: say so."""
-    from platform.evaluate import summary_line
+    from platform.after.evaluate import summary_line
 
     record = {
         "protocol": "10crop",
@@ -561,7 +561,7 @@ def test_ten_crop_at_ratio_one_notes_that_it_equals_flip():
 
 @pytest.mark.timeout(300)
 def test_evaluate_prints_none_of_the_chatter_train_filters(tmp_path, digits_cache):
-    """Issue 25.6: evaluate installs train's filters (no srun hint naming platform/evaluate.py)."""
+    """Issue 25.6: evaluate installs train's filters (no srun hint naming platform/after/evaluate.py)."""
     from models import create_model
 
     sd = tmp_path / "r20.pt"

@@ -1,8 +1,8 @@
 import pytest
 from conftest import run_cli
 
-from platform.config import help_text, load_config
-from platform.schema import ConfigError, ExperimentConfig, all_keys
+from platform.run.config import help_text, load_config
+from platform.run.schema import ConfigError, ExperimentConfig, all_keys
 
 
 def test_defaults_are_the_main_job():
@@ -103,7 +103,7 @@ CHOICES_ADDED = {
 
 
 def test_choices_are_declared_once_and_refused_by_name():
-    from platform.config import choices
+    from platform.run.config import choices
 
     assert choices() == {**CHOICES_BEFORE, **CHOICES_ADDED}
     for key, allowed in {**CHOICES_BEFORE, **CHOICES_ADDED}.items():
@@ -118,7 +118,7 @@ def test_choices_are_declared_once_and_refused_by_name():
 
 
 def test_recipe_applies_before_overrides(tmp_path, monkeypatch):
-    import platform.config as config
+    import platform.run.config as config
 
     (tmp_path / "paper").mkdir()
     (tmp_path / "paper" / "row.yaml").write_text(
@@ -135,7 +135,7 @@ def test_recipe_applies_before_overrides(tmp_path, monkeypatch):
 
 
 def test_shipped_recipes_load():
-    from platform.schema import RECIPES_DIR
+    from platform.run.schema import RECIPES_DIR
 
     for path in RECIPES_DIR.rglob("*.yaml"):
         load_config([f"recipe={path.relative_to(RECIPES_DIR).with_suffix('')}"])

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from platform.config import check_key, help_text, load_config
-from platform.schema import ConfigError, Interval, all_keys
+from platform.run.config import check_key, help_text, load_config
+from platform.run.schema import ConfigError, Interval, all_keys
 
 KEYS = all_keys()
 RANGED = {k: f for k, f in KEYS.items() if "range" in f.metadata}

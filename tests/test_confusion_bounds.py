@@ -9,8 +9,8 @@ from types import SimpleNamespace
 
 import torch
 
-from platform.callbacks import ConfusionReport
-from platform.confusion import class_names, write_confusion
+from platform.run.callbacks import ConfusionReport
+from platform.run.confusion import class_names, write_confusion
 
 
 def _sparse_matrix(k: int, n: int) -> torch.Tensor:

@@ -83,7 +83,7 @@ def test_rerun_of_a_saved_named_config_with_another_seed_is_a_new_run(tmp_path):
 
 
 def test_config_file_leaves_run_identity_out_unless_restated(tmp_path):
-    from platform.config import load_config
+    from platform.run.config import load_config
 
     saved = tmp_path / "config.yaml"
     saved.write_text("run:\n  name: old\nresume: auto\nseed: 3\n")

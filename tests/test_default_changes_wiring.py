@@ -11,10 +11,10 @@ import torchvision
 from test_run_integrity import _args
 
 import models
-from platform.compose import build_module, module_kwargs, pin_recorded_knobs
-from platform.config import load_config, to_yaml
-from platform.module import ClassificationModule
-from platform.schema import ConfigError
+from platform.run.compose import build_module, module_kwargs, pin_recorded_knobs
+from platform.run.config import load_config, to_yaml
+from platform.run.module import ClassificationModule
+from platform.run.schema import ConfigError
 
 NAME = "mobilenet_v1_025"  # defaults changed: ReLU6 and TF BN (was ReLU, PyTorch BN)
 
@@ -40,7 +40,7 @@ def _old_checkpoint(path, name=NAME, num_classes=5):
 
 
 def test_an_old_checkpoint_loads_as_the_old_variant_in_the_module_and_evaluate(tmp_path, caplog):
-    from platform.evaluate import load
+    from platform.after.evaluate import load
 
     ckpt = tmp_path / "old.ckpt"
     old = _old_checkpoint(ckpt)
@@ -77,7 +77,7 @@ def test_a_new_run_records_the_changed_knobs():
 
 
 def test_resuming_an_old_run_keeps_its_variant_and_is_not_refused(tmp_path, caplog):
-    from platform.train import ResumeError, check_resume_config
+    from platform.run.train import ResumeError, check_resume_config
 
     run = tmp_path / "old"
     (run / "checkpoints").mkdir(parents=True)
@@ -104,7 +104,7 @@ def test_resuming_an_old_run_keeps_its_variant_and_is_not_refused(tmp_path, capl
 
 
 def test_torchvision_resnet50_weights_need_its_variant(tmp_path):
-    from platform.evaluate import load
+    from platform.after.evaluate import load
 
     torch.manual_seed(0)
     tv = torchvision.models.resnet50(num_classes=10).eval()

@@ -8,8 +8,8 @@ import yaml
 from conftest import cli_env, run_cli
 from test_fashion_mnist import fake_fashion
 
-from platform.reproduce_columns import gather
-from platform.tables import load_table
+from platform.papers.columns import gather
+from platform.papers.tables import load_table
 
 
 def test_degradation_table_static_columns_and_scales():

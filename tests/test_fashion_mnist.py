@@ -135,7 +135,7 @@ def test_missing_package_and_no_path_is_the_one_line_fix(tmp_path, monkeypatch):
 
 
 def test_the_cli_prints_the_fix_and_exits_2(tmp_path, monkeypatch, capsys):
-    from platform.train import main
+    from platform.run.train import main
 
     monkeypatch.setattr(fm, "DEFAULT_DIR", tmp_path / "absent")
     assert main(["data=fashion_mnist", f"run.root={tmp_path}", "logging.wandb=disabled"]) == 2
@@ -144,7 +144,7 @@ def test_the_cli_prints_the_fix_and_exits_2(tmp_path, monkeypatch, capsys):
         "error: data=fashion_mnist: no Fashion-MNIST files in"
     )
     with pytest.raises(Exception, match="data.val_split"):
-        from platform.config import load_config
+        from platform.run.config import load_config
 
         load_config(["data=fashion_mnist", "data.val_split=train"])
 
@@ -255,8 +255,8 @@ def test_an_interrupted_write_leaves_nothing_behind(fake, tmp_path):
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_data_fashion_mnist_trains_a_few_batches_end_to_end(fake, cache, tmp_path):
-    from platform.config import load_config
-    from platform.train import train
+    from platform.run.config import load_config
+    from platform.run.train import train
 
     cfg = load_config(
         [

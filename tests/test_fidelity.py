@@ -5,8 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from platform import fidelity
-from platform.tables import list_tables, load_table
+from platform.papers import fidelity
+from platform.papers.tables import list_tables, load_table
 
 
 def test_committed_report_is_the_generated_one():

@@ -1,4 +1,4 @@
-"""logging.grad_stats (platform/grad_stats.py), `reproduce gradients` (platform/gradients.py) and
+"""logging.grad_stats (platform/run/grad_stats.py), `reproduce gradients` (platform/papers/gradients.py) and
 the grad_stats benchmark: Huang et al. 2016 Fig. 8, issue 27 item 2."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from platform.grad_stats import GradStats, grad_layers
+from platform.run.grad_stats import GradStats, grad_layers
 from tests.conftest import run_cli
 
 
@@ -85,7 +85,7 @@ def test_gradient_accumulation_records_once_per_optimizer_step(tmp_path, digits_
     import lightning as L
 
     from datamodules.digits import DigitsDataModule
-    from platform.module import ClassificationModule
+    from platform.run.module import ClassificationModule
 
     seen = []
 
@@ -118,8 +118,8 @@ def test_gradient_accumulation_records_once_per_optimizer_step(tmp_path, digits_
 
 # ---------------------------------------------------------------------------- real runs
 def _train(root, name, *extra):
-    from platform.config import load_config
-    from platform.train import train
+    from platform.run.config import load_config
+    from platform.run.train import train
 
     cfg = load_config(
         [
@@ -169,7 +169,7 @@ def test_keys_in_metrics_jsonl_when_on_and_absent_when_off(runs):
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_gradients_command_plots_two_runs_and_refuses_runs_without_stats(runs, tmp_path):
-    from platform.gradients import main
+    from platform.papers.gradients import main
 
     out = tmp_path / "out"
     argv = ["--run", str(runs["constant"]), "--run", str(runs["stochastic"]), "--out", str(out)]
@@ -209,14 +209,14 @@ def test_missing_table_runs_are_a_one_line_error_naming_the_command(tmp_path):
 
 @pytest.mark.timeout(120)
 def test_table_runs_carry_grad_stats_and_earlier_runs_still_count():
-    from platform.reproduce_columns import row_overrides, row_runs
-    from platform.run_records import RunRecord
-    from platform.tables import load_table
+    from platform.after.run_records import RunRecord
+    from platform.papers.columns import row_overrides, row_runs
+    from platform.papers.tables import load_table
 
     table = load_table("stochastic_depth")
     for scale in ("proxy", "imagenet"):
         assert all("logging.grad_stats=true" in row_overrides(table, r, scale) for r in table.rows)
-    from platform.config import load_config, to_dict
+    from platform.run.config import load_config, to_dict
 
     row = table.rows[0]
     old = to_dict(load_config(row_overrides(table, row, "proxy")))

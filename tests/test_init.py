@@ -6,10 +6,10 @@ import torch
 import torchvision
 
 import models
-from platform.config import load_config
-from platform.init import load_initial_weights
-from platform.module import ClassificationModule
-from platform.schema import ConfigError
+from platform.run.config import load_config
+from platform.run.init import load_initial_weights
+from platform.run.module import ClassificationModule
+from platform.run.schema import ConfigError
 
 
 def test_torchvision_state_dict_with_a_new_head(tmp_path):
@@ -76,7 +76,7 @@ def test_bad_init_files_are_clear_errors(tmp_path):
 
 def test_init_is_a_config_key_not_a_model_knob():
     cfg = load_config(["model=resnet18", "model.init=/some/file.pth"])
-    from platform.compose import module_kwargs
+    from platform.run.compose import module_kwargs
 
     assert "init" not in module_kwargs(cfg, 10)["model_knobs"]
 

@@ -17,9 +17,9 @@ import torch
 from conftest import run_cli
 from torch import nn
 
-from platform.landscape_surface import (
+from platform.after.rebuild import LoadedRun
+from platform.papers.landscape_surface import (
     Axis,
-    LoadedRun,
     Net,
     filter_normalized_direction,
     recompute_bn,
@@ -129,8 +129,8 @@ def test_recompute_bn_uses_the_subset_and_a_point_leaves_the_checkpoint_statisti
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """One-epoch (2-batch) synthetic-data runs of resnet20 and resnet32 at 16 px."""
-    from platform.config import load_config
-    from platform.train import RUN_NAME_ENV, train
+    from platform.run.config import load_config
+    from platform.run.train import RUN_NAME_ENV, train
 
     root = tmp_path_factory.mktemp("landscape_runs")
     with pytest.MonkeyPatch.context() as mp:
@@ -218,7 +218,7 @@ def test_one_and_two_gloo_ranks_and_part_files_give_the_same_surface(runs, tmp_p
 
 
 def _one_line_error(capsys, argv: list[str], *needles: str) -> None:
-    from platform.landscape import main
+    from platform.papers.landscape import main
 
     capsys.readouterr()
     assert main(argv) == 2

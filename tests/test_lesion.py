@@ -14,7 +14,7 @@ from torch import nn
 from models import create_model
 from models.resnet import NetSpec, ResidualNet, StageSpec, preact_cifar_spec
 from models.resnet_blocks import BasicBlock, BlockArgs
-from platform.lesion_blocks import BlockLesions
+from platform.papers.lesion_blocks import BlockLesions
 
 X = torch.randn(2, 3, 32, 32)
 
@@ -162,11 +162,11 @@ def test_plain_net_blocks_become_the_identity_and_shape_changing_ones_raise():
     assert torch.equal(_out(model), before)
 
 
-# ---------------------------------------------------------------- platform.lesion
+# ---------------------------------------------------------------- platform.papers.lesion
 
 
 def test_random_subsets_are_seeded_distinct_and_shared_by_equal_pools():
-    from platform.lesion import default_ks, subsets
+    from platform.papers.lesion import default_ks, subsets
 
     pool = [f"s1.b{i}" for i in range(1, 8)]
     a = subsets(pool, 3, 5, seed=0)
@@ -183,8 +183,8 @@ def test_random_subsets_are_seeded_distinct_and_shared_by_equal_pools():
 def two_runs(tmp_path_factory, digits_cache):
     """One-epoch (4-batch) digits runs of resnet20 and plain20, trained in this process: the second
     run reuses the first one's compiled FFCV pipelines, which halves the fixture's time."""
-    from platform.config import load_config
-    from platform.train import RUN_NAME_ENV, train
+    from platform.run.config import load_config
+    from platform.run.train import RUN_NAME_ENV, train
 
     root = tmp_path_factory.mktemp("lesion_runs")
     with pytest.MonkeyPatch.context() as mp:
@@ -274,7 +274,7 @@ def test_lesion_cli_end_to_end(two_runs, tmp_path):
 
 
 def test_missing_or_unreadable_checkpoint_is_a_clear_error(tmp_path, capsys):
-    from platform.lesion import main
+    from platform.papers.lesion import main
 
     missing = tmp_path / "nope.ckpt"
     proc = run_cli("platform.lesion", "--checkpoint", str(missing), timeout=120)

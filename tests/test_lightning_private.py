@@ -8,16 +8,16 @@ Touched (``grep -rnE "\\._[a-z][a-z_]*" platform datamodules``, read hit by hit)
 
 * ``ModelCheckpoint._save_checkpoint`` / ``_remove_checkpoint`` (overridden) and
   ``_last_global_step_saved`` / ``_last_checkpoint_saved`` (set by the override, as the base
-  does) -- ``platform/callbacks.py`` ``AtomicModelCheckpoint``;
-* ``trainer._checkpoint_connector.dump_checkpoint`` -- ``platform/runs.py`` ``save_checkpoint``
+  does) -- ``platform/run/callbacks.py`` ``AtomicModelCheckpoint``;
+* ``trainer._checkpoint_connector.dump_checkpoint`` -- ``platform/run/rundir.py`` ``save_checkpoint``
   (``RunCheckpoint``'s ``last.ckpt``, the preemption checkpoint);
 * ``trainer.fit_loop.epoch_loop.batch_progress.current.ready`` -- ``datamodules/resume.py``
   ``batches_done`` (the mid-epoch resume);
-* ``WandbLogger._wandb_init`` -- ``platform/compose.py`` ``build_loggers``;
-  ``WandbLogger._experiment`` -- ``platform/train.py`` ``_finalize_wandb``;
-* Lightning's own SIGTERM handler installed before training -- ``platform/slurm/__init__.py``
+* ``WandbLogger._wandb_init`` -- ``platform/run/compose.py`` ``build_loggers``;
+  ``WandbLogger._experiment`` -- ``platform/run/train.py`` ``_finalize_wandb``;
+* Lightning's own SIGTERM handler installed before training -- ``platform/run/slurm.py``
   ``PreemptionCallback.on_train_start`` puts ours back;
-* ``trainer.precision_plugin.val_step_context`` -- ``platform/callbacks.py`` ``EmaCallback``.
+* ``trainer.precision_plugin.val_step_context`` -- ``platform/run/callbacks.py`` ``EmaCallback``.
 """
 
 from __future__ import annotations
@@ -92,8 +92,8 @@ def _loader(n: int) -> DataLoader:
 @pytest.fixture(scope="module")
 def fitted(tmp_path_factory):
     """One 2-epoch fit (3 batches each) with our checkpoint and preemption callbacks."""
-    from platform import slurm
-    from platform.callbacks import AtomicModelCheckpoint, RunCheckpoint
+    from platform.run import stopping
+    from platform.run.callbacks import AtomicModelCheckpoint, RunCheckpoint
 
     tmp_path = tmp_path_factory.mktemp("fit")
     best = AtomicModelCheckpoint(
@@ -108,8 +108,8 @@ def fitted(tmp_path_factory):
     )
     last = RunCheckpoint(tmp_path)
     probe = _Probe()
-    saved = {s: signal.getsignal(s) for s in slurm.STOP_SIGNALS}
-    stop = slurm.PreemptionCallback(tmp_path, checkpointer=last)
+    saved = {s: signal.getsignal(s) for s in stopping.STOP_SIGNALS}
+    stop = stopping.PreemptionCallback(tmp_path, checkpointer=last)
     trainer = L.Trainer(
         max_epochs=2,
         accelerator="cpu",
@@ -124,16 +124,16 @@ def fitted(tmp_path_factory):
     try:
         trainer.fit(_Tiny(), train_dataloaders=_loader(6), val_dataloaders=_loader(2))
     finally:
-        slurm.restore_handlers(saved)
+        stopping.restore_handlers(saved)
     return trainer, best, last, probe, tmp_path
 
 
 def test_model_checkpoint_private_state_is_what_our_override_sets(fitted):
     from lightning.pytorch.callbacks import ModelCheckpoint
 
-    from platform.runs import digest_path
+    from platform.run.rundir import digest_path
 
-    ours = "platform/callbacks.py AtomicModelCheckpoint._save_checkpoint"
+    ours = "platform/run/callbacks.py AtomicModelCheckpoint._save_checkpoint"
     fresh = ModelCheckpoint()
     for name, start in (("_last_checkpoint_saved", ""), ("_last_global_step_saved", 0)):
         assert getattr(fresh, name, None) == start, _moved(
@@ -152,7 +152,7 @@ def test_model_checkpoint_private_state_is_what_our_override_sets(fitted):
     )
     assert "self._remove_checkpoint(trainer," in inspect.getsource(ModelCheckpoint), _moved(
         "ModelCheckpoint no longer removes through self._remove_checkpoint",
-        "platform/callbacks.py AtomicModelCheckpoint._remove_checkpoint",
+        "platform/run/callbacks.py AtomicModelCheckpoint._remove_checkpoint",
     )
 
     trainer, best, _, _, tmp_path = fitted
@@ -175,7 +175,7 @@ def test_dump_checkpoint_holds_what_resume_reads(fitted):
     trainer, _, last, _, _ = fitted
     connector = getattr(trainer, "_checkpoint_connector", None)
     assert callable(getattr(connector, "dump_checkpoint", None)), _moved(
-        "trainer._checkpoint_connector.dump_checkpoint", "platform/runs.py save_checkpoint"
+        "trainer._checkpoint_connector.dump_checkpoint", "platform/run/rundir.py save_checkpoint"
     )
     state = torch.load(last.path, map_location="cpu", weights_only=False)  # via dump_checkpoint
     keys = {"state_dict", "optimizer_states", "loops", "epoch", "global_step"}
@@ -196,15 +196,15 @@ def test_batch_progress_counts_fetched_batches(fitted):
 
 
 def test_our_stop_handler_wins_over_lightnings_and_precision_context_exists(fitted):
-    from platform import slurm
+    from platform.run import stopping
 
     _, _, _, probe, _ = fitted
-    assert probe.sigterm and all(h is slurm._on_signal for h in probe.sigterm), _moved(
+    assert probe.sigterm and all(h is stopping._on_signal for h in probe.sigterm), _moved(
         "the SIGTERM handler during training (Lightning's signal connector)",
-        "platform/slurm/__init__.py PreemptionCallback.on_train_start",
+        "platform/run/slurm.py PreemptionCallback.on_train_start",
     )
     assert callable(probe.val_context), _moved(
-        "trainer.precision_plugin.val_step_context", "platform/callbacks.py EmaCallback"
+        "trainer.precision_plugin.val_step_context", "platform/run/callbacks.py EmaCallback"
     )
 
 
@@ -214,18 +214,20 @@ def test_wandb_logger_private_fields(tmp_path):
     logger = WandbLogger(mode="offline", save_dir=str(tmp_path))
     init = getattr(logger, "_wandb_init", None)
     assert isinstance(init, dict) and "mode" in init, _moved(
-        "WandbLogger._wandb_init (the wandb.init arguments)", "platform/compose.py build_loggers"
+        "WandbLogger._wandb_init (the wandb.init arguments)",
+        "platform/run/compose.py build_loggers",
     )
     assert "_experiment" in vars(logger) and logger._experiment is None, _moved(
-        "WandbLogger._experiment (None until the run starts)", "platform/train.py _finalize_wandb"
+        "WandbLogger._experiment (None until the run starts)",
+        "platform/run/train.py _finalize_wandb",
     )
 
 
 def test_wandb_run_is_built_quiet_so_its_footer_stays_off_the_console(tmp_path):
     """Issue 25: W&B's end-of-run footer (history sparklines, summary) is not printed; the run
     history is in metrics.jsonl and the W&B files."""
-    from platform.compose import build_loggers
-    from platform.config import load_config
+    from platform.run.compose import build_loggers
+    from platform.run.config import load_config
 
     cfg = load_config(["logging.wandb=offline"])
     (logger,) = build_loggers(cfg, tmp_path / "run")

@@ -3,10 +3,15 @@ import pytest
 import torch
 from torch import nn
 
-from platform.compose import module_kwargs
-from platform.config import load_config
-from platform.module import ClassificationModule, build_optimizer, classification_loss, param_groups
-from platform.schema import ConfigError, OptimConfig
+from platform.run.compose import module_kwargs
+from platform.run.config import load_config
+from platform.run.module import (
+    ClassificationModule,
+    build_optimizer,
+    classification_loss,
+    param_groups,
+)
+from platform.run.schema import ConfigError, OptimConfig
 
 
 def test_weight_decay_groups_by_tensor_rank():

@@ -10,8 +10,8 @@ import torch
 import yaml
 from conftest import cli_env, run_cli
 
-from platform.config import from_dict, help_text, load_config, to_yaml
-from platform.schema import ConfigError
+from platform.run.config import from_dict, help_text, load_config, to_yaml
+from platform.run.schema import ConfigError
 
 CHATTER = (
     "The `srun` command is available on your system but is not used",
@@ -23,7 +23,7 @@ CHATTER = (
 
 # ---------------------------------------------------------------------------- knobs
 def test_limit_batches_keep_their_type_and_meaning():
-    from platform.compose import lightning_knobs
+    from platform.run.compose import lightning_knobs
 
     one, all_ = (
         load_config(["trainer.limit_train_batches=1"]),
@@ -74,8 +74,8 @@ def test_devices_and_precision_are_validated():
 
 
 def test_accumulation_scales_lr_by_the_effective_batch():
-    from platform.compose import module_kwargs
-    from platform.module import ClassificationModule
+    from platform.run.compose import module_kwargs
+    from platform.run.module import ClassificationModule
 
     lr = lambda *o: (
         ClassificationModule(
@@ -92,8 +92,8 @@ def _one_step_weights(batch: int, accumulate: int) -> dict[str, torch.Tensor]:
     import lightning as L
     from torch.utils.data import DataLoader, TensorDataset
 
-    from platform.compose import module_kwargs
-    from platform.module import ClassificationModule
+    from platform.run.compose import module_kwargs
+    from platform.run.module import ClassificationModule
 
     g = torch.Generator().manual_seed(0)
     data = TensorDataset(
@@ -133,7 +133,9 @@ def _one_step_weights(batch: int, accumulate: int) -> dict[str, torch.Tensor]:
 def test_accumulate_2_is_the_doubled_batch_after_one_step():
     """BN-free highway19: two accumulated half-batches (8) give the full batch's (16) mean gradient and LR
     (the issue's 32 vs 64, at a quarter of the cost)."""
-    torch.set_flush_denormal(True)  # as platform.train does on the CPU: denormal gradients crawl
+    torch.set_flush_denormal(
+        True
+    )  # as platform.run.train does on the CPU: denormal gradients crawl
     try:
         a, b = _one_step_weights(8, 2), _one_step_weights(16, 1)
     finally:
@@ -142,8 +144,8 @@ def test_accumulate_2_is_the_doubled_batch_after_one_step():
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-6)
     torch.manual_seed(0)
-    from platform.compose import module_kwargs
-    from platform.module import ClassificationModule
+    from platform.run.compose import module_kwargs
+    from platform.run.module import ClassificationModule
 
     init = ClassificationModule(
         **module_kwargs(load_config(["model=highway19"]), 10)
@@ -184,7 +186,7 @@ def test_config_file_reruns_a_saved_run(tmp_path):
 
 
 def test_print_config_writes_nothing(tmp_path, capsys, monkeypatch):
-    from platform.train import main
+    from platform.run.train import main
 
     monkeypatch.chdir(tmp_path)
     assert main(["--print-config", "model=resnet56", f"run.root={tmp_path / 'runs'}"]) == 0
@@ -194,7 +196,7 @@ def test_print_config_writes_nothing(tmp_path, capsys, monkeypatch):
 
 # ---------------------------------------------------------------------------- start of run, chatter
 def test_likely_mistakes_are_named():
-    from platform.console import likely_mistakes
+    from platform.run.console import likely_mistakes
 
     warns = likely_mistakes(
         load_config(["model=resnet50", "data.path=/data"]), 32, 224, (2048, 1, 1)
@@ -205,7 +207,7 @@ def test_likely_mistakes_are_named():
 
 
 def test_chatter_filters_keep_real_warnings():
-    from platform.console import quiet_library_chatter
+    from platform.run.console import quiet_library_chatter
 
     quiet_library_chatter()
     with warnings.catch_warnings(record=True) as caught:
@@ -219,7 +221,7 @@ def test_chatter_filters_keep_real_warnings():
 def test_train_log_appends_every_segment(tmp_path, capsys):
     import logging
 
-    from platform.console import start_console_log, stop_console_log
+    from platform.run.console import start_console_log, stop_console_log
 
     handler = logging.StreamHandler()  # made before the log starts, like logging.basicConfig's
     logger = logging.getLogger("test_observability")
@@ -296,7 +298,7 @@ def test_non_tty_run_lines_train_log_and_no_chatter(tmp_path, digits_cache):
 
 # ---------------------------------------------------------------------------- launch helpers
 def test_compact_array_ranges():
-    from platform.launch import compact_ranges
+    from platform.papers.launch import compact_ranges
 
     assert compact_ranges(range(30)) == "0-29"
     assert compact_ranges([0, 1, 2, 3, 5, 7, 8, 9]) == "0-3,5,7-9"
@@ -304,7 +306,7 @@ def test_compact_array_ranges():
 
 
 def test_sweep_without_data_path_is_refused_and_swept_keys_stay_swept(capsys, tmp_path):
-    from platform.sweep import main
+    from platform.papers.sweep import main
 
     sweep, runs = "sweeps/resnext_table3.yaml", f"run.root={tmp_path / 'runs'}"
     assert main([sweep, runs]) == 2
@@ -330,7 +332,7 @@ def test_sweep_without_data_path_is_refused_and_swept_keys_stay_swept(capsys, tm
 
 
 def test_reproduce_launch_refuses_missing_data_path(capsys, tmp_path):
-    from platform.reproduce import main
+    from platform.papers.reproduce import main
 
     assert main(["table3", "--launch", "local", f"run.root={tmp_path}"]) == 2
     assert "--data-path DIR" in capsys.readouterr().err
@@ -350,7 +352,7 @@ def test_reproduce_launch_refuses_missing_data_path(capsys, tmp_path):
 
 
 def test_cifar_launch_asks_for_the_python_pickles(capsys):
-    from platform.launch import check_data_path
+    from platform.papers.launch import check_data_path
 
     with pytest.raises(ConfigError, match="cifar-10-batches-py/, the python pickles") as e:
         check_data_path([load_config(["data=cifar10", "model=resnet20"])], "sweep.yaml")
@@ -358,7 +360,7 @@ def test_cifar_launch_asks_for_the_python_pickles(capsys):
 
 
 def test_a_skipped_sweep_row_names_the_run_that_matched(capsys, tmp_path):
-    from platform.sweep import main
+    from platform.papers.sweep import main
 
     sweep = tmp_path / "s.yaml"
     sweep.write_text(
@@ -378,7 +380,7 @@ def test_a_skipped_sweep_row_names_the_run_that_matched(capsys, tmp_path):
 
 
 def test_gpu_hours_scale_with_macs_images_and_epochs():
-    from platform.launch import REFERENCE_IMG_S, REFERENCE_MACS, gpu_hours
+    from platform.papers.launch import REFERENCE_IMG_S, REFERENCE_MACS, gpu_hours
 
     rn50 = load_config(["model=resnet50", "data=imagenet", "trainer.max_epochs=90"])
     hours = gpu_hours([rn50])
@@ -401,7 +403,7 @@ def test_gpu_hours_scale_with_macs_images_and_epochs():
 def test_doctor_prints_verdicts(capsys, monkeypatch):
     from importlib.metadata import version
 
-    from platform.doctor import main
+    from platform.run.doctor import main
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     assert main([]) == 0
@@ -445,11 +447,11 @@ def test_benchmarks_help_lists_suites():
 
 
 def test_schedule_plot_uses_the_real_steps_per_epoch(tmp_path):
-    from platform.schedules import main
+    from platform.run.schedules import main
 
     assert main(["recipe=resnet_cifar", "data=cifar10", f"--out={tmp_path / 'lr.png'}"]) == 0
     assert (tmp_path / "lr.png").is_file()
-    from platform.schedules import lr_curve
+    from platform.run.schedules import lr_curve
 
     steps, lrs = lr_curve(load_config(["recipe=resnet_cifar", "data=cifar10"]))
     assert max(lrs) == pytest.approx(0.1) and lrs[-1] == pytest.approx(
@@ -497,7 +499,7 @@ def _run_in_pty(args: list[str], rows: int, cols: int, timeout: float, env=None)
 def test_a_tty_without_a_size_gets_lines_not_the_bar():
     """Issue 25.7: a 0x0 TTY (some terminals, `script`) gets the line format; a sized one the bar."""
     code = (
-        "import sys, cnn_platform; from platform.compose import console_is_terminal as t; "
+        "import sys, cnn_platform; from platform.run.compose import console_is_terminal as t; "
         "print('TERMINAL', sys.stdout.isatty(), t())"
     )
     assert "TERMINAL True False" in _run_in_pty(["-c", code], 0, 0, 120)
@@ -526,7 +528,7 @@ def test_training_on_a_tty_without_a_size_prints_lines(tmp_path, digits_cache):
 def test_a_small_beton_trained_large_is_named(digits_cache):
     """Issue 25.9: data=beton of 32-px images at data.resolution=224 warns (upsampled 7x)."""
     from datamodules import create_datamodule
-    from platform.console import likely_mistakes, stored
+    from platform.run.console import likely_mistakes, stored
 
     path = next(digits_cache.glob("digits-*"))
     dm = create_datamodule("beton", path=str(path))

@@ -15,8 +15,8 @@ from conftest import run_cli
 from torch import nn
 
 from models.resnet import BlockSite, NetSpec, ResidualNet, StageSpec
-from platform.lesion_blocks import BlockLesions
-from platform.paths import (
+from platform.papers.lesion_blocks import BlockLesions
+from platform.papers.paths import (
     depth,
     effective_range,
     gradient_by_length,
@@ -179,8 +179,8 @@ def test_routing_refuses_a_plain_net_and_unknown_blocks():
 @pytest.fixture(scope="module")
 def digits_runs(tmp_path_factory, digits_cache):
     """One-epoch (4-batch) digits runs of resnet20 and plain20."""
-    from platform.config import load_config
-    from platform.train import RUN_NAME_ENV, train
+    from platform.run.config import load_config
+    from platform.run.train import RUN_NAME_ENV, train
 
     root = tmp_path_factory.mktemp("paths_runs")
     with pytest.MonkeyPatch.context() as mp:
@@ -233,7 +233,7 @@ def test_reproduce_paths_end_to_end(digits_runs, tmp_path):
 
     copy = shutil.copytree(digits_runs / "resnet20", tmp_path / "flipped")
     data = bytearray((copy / "checkpoints/last.ckpt").read_bytes())
-    data[len(data) // 2] ^= 0x01  # read through platform.init.read_checkpoint: digest checked
+    data[len(data) // 2] ^= 0x01  # read through platform.run.init.read_checkpoint: digest checked
     (copy / "checkpoints/last.ckpt").write_bytes(bytes(data))
     assert main(["--checkpoint", str(copy / "checkpoints/last.ckpt")]) == 2
 

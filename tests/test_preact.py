@@ -6,12 +6,12 @@ import json
 
 import pytest
 
-import platform.reproduce_render as render
-from platform.config import load_config, to_dict
-from platform.reproduce_columns import gather, row_overrides
-from platform.reproduce_launch import missing, sweep_parameters
-from platform.run_records import RunRecord
-from platform.tables import load_table
+import platform.papers.render as render
+from platform.after.run_records import RunRecord
+from platform.papers.columns import gather, row_overrides
+from platform.papers.missing_runs import missing, sweep_parameters
+from platform.papers.tables import load_table
+from platform.run.config import load_config, to_dict
 
 PARAMS = {  # exact counts of our nets; the paper prints 1.7M for the 110s, 10.2M for the 1001s
     "resnet110": 1_727_962,

@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from platform.config import load_config
-from platform.module import build_optimizer, param_groups
-from platform.rmsprop_tf import RMSpropTF
-from platform.schema import OptimConfig
+from platform.run.config import load_config
+from platform.run.module import build_optimizer, param_groups
+from platform.run.rmsprop_tf import RMSpropTF
+from platform.run.schema import OptimConfig
 
 
 def _net() -> nn.Sequential:
@@ -101,7 +101,7 @@ def test_build_optimizer_rmsprop_tf():
 
 # ---------------------------------------------------------------------------- provenance blocks
 def test_provenance_block_never_becomes_config(tmp_path):
-    from platform.schema import ConfigError
+    from platform.run.schema import ConfigError
 
     cfg = load_config(["recipe=resnet_imagenet"])
     assert not hasattr(cfg, "provenance") and cfg.optim.no_decay == "none"
@@ -118,8 +118,8 @@ def test_provenance_block_never_becomes_config(tmp_path):
 
 
 def test_every_recipe_has_a_checked_provenance_table():
-    from platform.provenance import recipe_provenance
-    from platform.schema import RECIPES_DIR
+    from platform.run.provenance import recipe_provenance
+    from platform.run.schema import RECIPES_DIR
 
     for path in sorted(RECIPES_DIR.glob("*.yaml")):
         rows = recipe_provenance(path)
@@ -128,8 +128,8 @@ def test_every_recipe_has_a_checked_provenance_table():
 
 
 def test_reproduce_prints_the_recipe_and_its_deviations(capsys):
-    from platform.reproduce_render import recipe_lines
-    from platform.tables import load_table
+    from platform.papers.render import recipe_lines
+    from platform.papers.tables import load_table
 
     lines = recipe_lines(load_table("resnet_table3"), "imagenet")
     text = "\n".join(lines)

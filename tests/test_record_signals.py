@@ -17,7 +17,7 @@ import torch
 from conftest import ROOT, cli_env
 from test_run_integrity import BATCHES, _args
 
-# Run platform.train with os.fsync slowed down for the NTH fsync of a summary.json temporary whose
+# Run platform.run.train with os.fsync slowed down for the NTH fsync of a summary.json temporary whose
 # content matches STATUS: it touches MARKER, then sleeps 6 s (the window the test signals into).
 _CHILD = """
 import os, runpy, sys, time

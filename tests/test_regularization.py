@@ -7,9 +7,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from platform.augmentation import mix_batch, random_erase, smooth_targets, soft_cross_entropy
-from platform.callbacks import EmaCallback
-from platform.ema import ModelEma, adjusted_ema_decay, ema_decay
+from platform.run.augmentation import mix_batch, random_erase, smooth_targets, soft_cross_entropy
+from platform.run.callbacks import EmaCallback
+from platform.run.ema import ModelEma, adjusted_ema_decay, ema_decay
 
 
 def gen(seed: int) -> torch.Generator:

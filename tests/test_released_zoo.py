@@ -123,8 +123,8 @@ def test_defining_fields_of_the_new_models_are_refused():
 
 
 def test_recipes_name_their_bn_and_stochastic_depth_settings():
-    from platform.compose import module_kwargs
-    from platform.config import load_config
+    from platform.run.compose import module_kwargs
+    from platform.run.config import load_config
 
     eff = module_kwargs(
         load_config(["recipe=efficientnet_imagenet", "model=efficientnet_b0"]), 1000

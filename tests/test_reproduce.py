@@ -9,25 +9,25 @@ from conftest import ROOT, cli_env, run_cli
 
 import models
 from models.complexity import complexity
-from platform.config import load_config, parse_overrides
-from platform.reproduce_columns import (
-    gather,
-    row_overrides,
-    row_runs,
-    static_columns,
-    trained_columns,
-)
-from platform.reproduce_launch import sweep_yaml
-from platform.run_records import (
+from platform.after.run_records import (
     RunRecord,
     config_from_wandb,
     local_records,
     run_filter,
     wandb_api_record,
 )
-from platform.schema import ConfigError
-from platform.sweep import check, sweep_configs
-from platform.tables import TableError, list_tables, load_table, parse_table
+from platform.papers.columns import (
+    gather,
+    row_overrides,
+    row_runs,
+    static_columns,
+    trained_columns,
+)
+from platform.papers.missing_runs import sweep_yaml
+from platform.papers.sweep import check, sweep_configs
+from platform.papers.tables import TableError, list_tables, load_table, parse_table
+from platform.run.config import load_config, parse_overrides
+from platform.run.schema import ConfigError
 
 TABLES = list_tables()
 
@@ -35,7 +35,7 @@ TABLES = list_tables()
 def _reproduce(capsys, *args: str) -> tuple[int, str, str]:
     """``python -m platform.reproduce ARGS`` in this process (the CLI's subprocess form is tested
     separately): (exit code, stdout, stderr)."""
-    from platform.reproduce import main
+    from platform.papers.reproduce import main
 
     capsys.readouterr()
     rc = main(list(args))
@@ -235,7 +235,7 @@ def test_table3_without_runs_prints_static_columns_and_pending(tmp_path):
 
 # ---------------------------------------------------------------------------- matching and W&B records
 def _record(cfg_overrides, status="finished", top1=90.0, top5=99.0, path="r"):
-    from platform.config import to_dict
+    from platform.run.config import to_dict
 
     return RunRecord(
         path, path, "local", to_dict(load_config(cfg_overrides)), status, top1, top5, 1
@@ -269,9 +269,9 @@ def test_runs_match_rows_by_content_and_give_mean_std_over_seeds():
 
 def test_garbage_run_records_are_skipped_and_listed_not_the_whole_report(tmp_path):
     """Issue 26 #15: a list as summary.json, a string top-1, a list as an evaluation's protocol:
-    each crashed `platform.reproduce` (the whole report lost).  Now each is skipped, named on
+    each crashed `platform.papers.reproduce` (the whole report lost).  Now each is skipped, named on
     stderr, and the good runs make the report."""
-    from platform.config import to_dict
+    from platform.run.config import to_dict
 
     table_file = tmp_path / "tiny.yaml"
     table_file.write_text(TINY)
@@ -328,7 +328,7 @@ def test_packed_overrides_split_only_when_every_piece_is_a_key():
 def test_wandb_configs_with_sweep_locked_keys_become_our_config():
     """A W&B sweep locks the keys it sets: the run's config holds the sweep's values instead of
     our sections (model: "se_resnet50 model.se_reduction=8", seed: 1)."""
-    from platform.config import to_dict
+    from platform.run.config import to_dict
 
     full = to_dict(load_config(["data=imagenet", "recipe=senet_imagenet"]))
     items = {**full, "model": "se_resnet50 model.se_reduction=8", "seed": 1, "_wandb": {}}
@@ -609,7 +609,7 @@ def test_launch_then_report_a_tiny_table_locally_and_from_wandb_files(
 
 
 def test_a_sweep_agents_run_id_is_kept_so_the_run_stays_in_its_sweep(tmp_path, monkeypatch):
-    from platform.compose import wandb_run_id
+    from platform.run.compose import wandb_run_id
 
     monkeypatch.setenv("WANDB_RUN_ID", "agentrun123")
     assert wandb_run_id(tmp_path / "a") == "agentrun123"

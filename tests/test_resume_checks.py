@@ -69,8 +69,8 @@ def test_a_resume_without_config_yaml_is_checked_against_the_checkpoint(tmp_path
 
 def test_an_old_checkpoint_without_a_config_refuses_another_model_in_one_line(tmp_path, caplog):
     """Checkpoints written before they carried their config: the model name in hyper_parameters."""
-    from platform.config import load_config
-    from platform.train import ResumeError, check_resume_config
+    from platform.run.config import load_config
+    from platform.run.train import ResumeError, check_resume_config
 
     ckpt = tmp_path / "old.ckpt"
     torch.save({"hyper_parameters": {"model_name": "resnet56"}, "state_dict": {}}, ckpt)

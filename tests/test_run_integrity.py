@@ -16,9 +16,9 @@ import pytest
 import torch
 from conftest import ROOT, cli_env
 
-from platform.config import load_config
-from platform.run_records import local_records
-from platform.runs import (
+from platform.after.run_records import local_records
+from platform.run.config import load_config
+from platform.run.rundir import (
     CheckpointError,
     RunBusyError,
     RunLock,
@@ -28,8 +28,8 @@ from platform.runs import (
     run_status,
     verify_checkpoint,
 )
-from platform.schema import ConfigError
-from platform.train import ResumeError, main, pick_checkpoint, train
+from platform.run.schema import ConfigError
+from platform.run.train import ResumeError, main, pick_checkpoint, train
 
 BATCHES = 4  # training batches per epoch (synthetic: 64 examples of 16x16, batch 16)
 
@@ -275,7 +275,7 @@ def test_a_lost_run_is_not_running_and_a_stale_lock_does_not_block(tmp_path):
         holder.wait()
     assert lock_holder(run) is None and run_status(run) == "lost"
     assert [r.status for r in local_records(tmp_path)] == ["lost"]
-    from platform.reproduce_columns import trained_columns
+    from platform.papers.columns import trained_columns
 
     assert trained_columns(local_records(tmp_path))["status"] == f"lost: {run}"
     lock = RunLock(run).acquire()  # the dead holder's lock is taken over
@@ -287,7 +287,7 @@ def test_a_lost_run_is_not_running_and_a_stale_lock_does_not_block(tmp_path):
 def test_the_lock_is_never_seen_empty_and_two_takers_never_both_hold_it(tmp_path, monkeypatch):
     """Issue 26, item 1: a second process looking while the first is writing its lock must not find
     an empty .lock and take it over; exactly one of the two ends up holding the directory."""
-    import platform.runs as runs
+    import platform.run.rundir as runs
 
     run = tmp_path / "r"
     run.mkdir()

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from platform.schedules import (
+from platform.run.schedules import (
     cosine_factor,
     lr_at,
     resolution_at,
@@ -107,8 +107,8 @@ def test_progressive_resizing_ramps_in_multiples_of_32():
 
 
 def test_warmup_in_iterations_overrides_epochs():
-    from platform.schedules import lr_from_config
-    from platform.schema import ScheduleConfig
+    from platform.run.schedules import lr_from_config
+    from platform.run.schema import ScheduleConfig
 
     sched = ScheduleConfig(
         name="constant", warmup_epochs=5, warmup_steps=10, warmup_start_factor=0.0

@@ -44,8 +44,8 @@ TERMINAL = {
 
 # ---------------------------------------------------------------------------- no cluster needed
 def test_sweep_file_forms(tmp_path):
-    from platform.schema import ConfigError
-    from platform.sweep import sweep_configs, sweep_task
+    from platform.papers.sweep import sweep_configs, sweep_task
+    from platform.run.schema import ConfigError
 
     listed = tmp_path / "a.yaml"
     listed.write_text(
@@ -80,9 +80,9 @@ def test_sweep_file_forms(tmp_path):
 
 
 def test_sweep_task_has_one_implementation_behind_both_doors(tmp_path, capsys, monkeypatch):
-    """``platform.slurm sweep|count`` is an alias of ``platform.sweep --task|--count``: same output."""
-    from platform.slurm.__main__ import main as slurm_main
-    from platform.sweep import main as sweep_main
+    """``platform.run.slurm sweep|count`` is an alias of ``platform.papers.sweep --task|--count``: same output."""
+    from platform.papers.sweep import main as sweep_main
+    from platform.papers.sweep_alias import main as slurm_main
 
     grid = tmp_path / "g.yaml"
     grid.write_text("- [model=resnet20]\n- [model=resnet56]\n- [model=resnet110]\n")
@@ -163,8 +163,8 @@ def test_mid_epoch_resume_trains_on_exactly_the_uninterrupted_batches(digits_cac
     order, per step) of the two parts are those of an uninterrupted run, epoch 2 included."""
     import lightning as L
 
-    from platform.config import load_config
-    from platform.train import train
+    from platform.run.config import load_config
+    from platform.run.train import train
 
     class Record(L.Callback):
         def __init__(self, stop=None):
@@ -177,7 +177,7 @@ def test_mid_epoch_resume_trains_on_exactly_the_uninterrupted_batches(digits_cac
             if (trainer.current_epoch, batch_idx) == self.stop:
                 from pathlib import Path
 
-                from platform.runs import (
+                from platform.run.rundir import (
                     save_checkpoint,  # as the SIGUSR1/SIGTERM path saves it (with its digest)
                 )
 
@@ -208,7 +208,7 @@ def test_mid_epoch_resume_trains_on_exactly_the_uninterrupted_batches(digits_cac
 
 
 def test_requeue_without_scontrol_is_a_clear_log_line(monkeypatch, caplog):
-    from platform import slurm
+    from platform.run import slurm
 
     monkeypatch.setattr(shutil, "which", lambda name: None)
     with caplog.at_level(logging.ERROR, logger="platform.slurm"):
@@ -524,9 +524,9 @@ def test_dist_timeout_reaches_the_ddp_strategy():
 
     from lightning.pytorch.strategies import DDPStrategy
 
-    from platform.config import load_config
-    from platform.schema import ConfigError
-    from platform.slurm import strategy
+    from platform.run.config import load_config
+    from platform.run.distributed import strategy
+    from platform.run.schema import ConfigError
 
     t = load_config(["trainer.strategy=ddp", "trainer.dist_timeout_s=12"]).trainer
     ddp = strategy(t)
@@ -543,7 +543,7 @@ def test_dist_timeout_reaches_the_ddp_strategy():
 def test_node_check_records_every_rank_and_removes_its_token(tmp_path):
     """Single process: the check passes, env.json gains ``ranks``, the token file is gone (the
     multi-node failure case runs for real in tests/test_multinode.py)."""
-    from platform.slurm import NodeCheck
+    from platform.run.distributed import NodeCheck
 
     (tmp_path / "env.json").write_text(json.dumps({"host": "x"}))
     trainer = SimpleNamespace(global_rank=0, node_rank=0, local_rank=0, is_global_zero=True)

@@ -19,8 +19,8 @@ from torch import nn
 import models
 from models.layers import DropPath, drop_path_rates, set_drop_path_step, skips_blocks
 from models.resnet_blocks import BasicBlock, BlockArgs, PadShortcut, PreActBasicBlock
-from platform.config import load_config
-from platform.schema import ConfigError
+from platform.run.config import load_config
+from platform.run.schema import ConfigError
 
 
 def meta(name: str, **knobs) -> nn.Module:
@@ -150,7 +150,7 @@ def test_decisions_come_from_seed_and_step_and_follow_the_rates():
 
 
 def test_the_module_sets_the_decisions_of_each_step():
-    from platform.module import ClassificationModule
+    from platform.run.module import ClassificationModule
 
     module = ClassificationModule("resnet20", 10, {"drop_path_rate": 0.5}, seed=5)
     module.on_train_batch_start(None, 0)  # no trainer attached: global_step 0
@@ -194,7 +194,7 @@ def test_two_gloo_ranks_draw_the_same_decisions():
 
 
 def test_ddp_runs_find_unused_parameters_only_when_blocks_can_be_skipped():
-    from platform.compose import ddp_strategy
+    from platform.run.compose import ddp_strategy
 
     cfg = load_config(["trainer.devices=2", "trainer.strategy=ddp", "trainer.accelerator=cpu"])
     assert ddp_strategy(cfg, skips_blocks=True) == "ddp_find_unused_parameters_true"

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from conftest import ROOT, cli_env, run_cli
 
-from platform.config import from_dict, load_config
+from platform.run.config import from_dict, load_config
 
 pytestmark = pytest.mark.slow
 

@@ -5,10 +5,10 @@ import types
 import pytest
 import torch
 
-from platform import schedules
-from platform.config import load_config
-from platform.console import run_start_lines
-from platform.launch import plan_line, run_cost
+from platform.papers.launch import plan_line, run_cost
+from platform.run import schedules
+from platform.run.config import load_config
+from platform.run.console import run_start_lines
 
 
 @pytest.mark.parametrize(

@@ -10,10 +10,10 @@ import torch
 from conftest import run_cli
 
 from datamodules.synthetic import SyntheticDataModule
-from platform.compose import module_kwargs
-from platform.config import load_config
-from platform.module import ClassificationModule, ErrorThresholdWarmup
-from platform.train import train
+from platform.run.compose import module_kwargs
+from platform.run.config import load_config
+from platform.run.module import ClassificationModule, ErrorThresholdWarmup
+from platform.run.train import train
 
 
 class LrSpy(L.Callback):

@@ -27,9 +27,9 @@ def _error_line(proc) -> str:
 def hand_run(tmp_path_factory, digits_cache) -> Path:
     """runs/r/{config.yaml, checkpoints/last.ckpt + its .sha256.json}, as training leaves them."""
     from models import create_model
-    from platform.compose import module_kwargs
-    from platform.config import load_config, to_yaml
-    from platform.runs import DIGEST_SUFFIX, file_sha256
+    from platform.run.compose import module_kwargs
+    from platform.run.config import load_config, to_yaml
+    from platform.run.rundir import DIGEST_SUFFIX, file_sha256
 
     run = tmp_path_factory.mktemp("runs") / "r"
     (run / "checkpoints").mkdir(parents=True)
@@ -75,16 +75,16 @@ def test_every_reader_refuses_a_checkpoint_that_differs_from_its_digest(hand_run
     ):
         line = _error_line(run_cli(*cmd, timeout=300))
         assert str(ckpt) in line and "SHA-256 differs from its digest file" in line, line
-    from platform.lesion import LesionError, load_run
+    from platform.after.rebuild import RebuildError, load_run
 
-    with pytest.raises(LesionError, match="SHA-256 differs"):
+    with pytest.raises(RebuildError, match="SHA-256 differs"):
         load_run(ckpt)
 
 
 # ---------------------------------------------------------------------------- item 17
 def test_a_crafted_pickle_is_refused_in_one_line_with_the_whole_reason(hand_run, tmp_path):
     """A checkpoint and its digest both replaced: the digest matches, the pickle is refused."""
-    from platform.runs import DIGEST_SUFFIX, file_sha256
+    from platform.run.rundir import DIGEST_SUFFIX, file_sha256
 
     run = _copy_run(hand_run, tmp_path / "r")
     ckpt = run / "checkpoints" / "last.ckpt"
@@ -99,7 +99,7 @@ def test_a_crafted_pickle_is_refused_in_one_line_with_the_whole_reason(hand_run,
 
 def _craft(run: Path) -> Path:
     """Replace the run's last.ckpt and its digest by a crafted pickle whose digest matches."""
-    from platform.runs import DIGEST_SUFFIX, file_sha256
+    from platform.run.rundir import DIGEST_SUFFIX, file_sha256
 
     ckpt = run / "checkpoints" / "last.ckpt"
     torch.save({"state_dict": {}, "evil": os.system}, ckpt)

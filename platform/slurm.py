@@ -1,0 +1,19 @@
+"""``python -m platform.slurm``: the door users type; the command lives in ``platform/papers/sweep_alias.py``."""
+
+if __name__ == "__main__":
+    import sys
+
+    if __package__ in (
+        None,
+        "",
+    ):  # run as a file (python platform/slurm.py): `platform` is the stdlib's
+        print(
+            "error: run this as `python -m platform.slurm ...` from the repository root, or "
+            "`import cnn_platform` first in a script or notebook elsewhere (see README, 'After "
+            "training')",
+            file=sys.stderr,
+        )
+        sys.exit(2)
+    from platform.papers.sweep_alias import main
+
+    sys.exit(main())
