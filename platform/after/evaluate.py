@@ -1,4 +1,4 @@
-"""``python -m platform.evaluate ckpt=PATH [protocol=center|flip|10crop] [data=... data.path=...] [k=v ...]``
+"""``python -m platform.evaluate --checkpoint PATH [--protocol center|flip|10crop] [data=... data.path=...] [k=v ...]``
 
 Top-1/top-5 error of a checkpoint on a validation split, with the papers' test protocols:
 
@@ -21,6 +21,7 @@ are summed, so each example is counted once.  From Python: ``from platform.after
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import logging
 import sys
@@ -384,10 +385,22 @@ def summary_line(r: dict[str, Any]) -> str:
     return line
 
 
-USAGE = (
-    "usage: python -m platform.evaluate ckpt=PATH [protocol=center|flip|10crop] "
-    "[data=NAME data.path=DIR] [key=value ...]"
-)
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m platform.evaluate",
+        description=__doc__,
+        epilog=cli.OVERRIDES_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    cli.add_checkpoint(
+        p, help="the weights: a .ckpt of ours, a state_dict, a torchvision state_dict"
+    )
+    p.add_argument(
+        "--protocol",
+        default="center",
+        help="center | flip | 10crop (default center; protocol=NAME is the same)",
+    )
+    return p
 
 
 USER_ERRORS = (EvalError, ConfigError, DataError, BetonError, models.UnknownModelError)
@@ -395,15 +408,11 @@ USER_ERRORS = (EvalError, ConfigError, DataError, BetonError, models.UnknownMode
 
 @cli.entry(USER_ERRORS)
 def main(argv: list[str]) -> int:
-    if any(a in ("-h", "--help", "help") for a in argv):
-        print(__doc__)
-        return 0
+    argv = ["--help" if a == "help" else a for a in argv]
+    args, overrides = cli.parse(parser(), argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     quiet_library_chatter()  # the filters train installs: no srun hint, no Lightning tips
-    mine, overrides = cli.split_own(argv, ("ckpt", "protocol"))
-    if "ckpt" not in mine:
-        raise EvalError(f"ckpt=PATH is required\n{USAGE}")
-    record = evaluate(mine["ckpt"], overrides, mine.get("protocol", "center"))
+    record = evaluate(args.checkpoint, overrides, args.protocol)
     if "path" in record:  # rank 0
         print(summary_line(record), flush=True)
     return 0

@@ -1,4 +1,4 @@
-"""``python -m platform.export ckpt=PATH --format state_dict|torchvision|torchscript|onnx OUT [k=v ...]``
+"""``python -m platform.export --checkpoint PATH --format state_dict|torchvision|torchscript|onnx OUT [k=v ...]``
 
 * ``state_dict``: our model's weights only (no optimizer, no pickled objects): small, and
   ``torch.load(OUT, weights_only=True)`` reads it; ``platform.after.evaluate`` / ``model.init`` take it back.
@@ -241,8 +241,10 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m platform.export",
         description=__doc__,
+        epilog=cli.OVERRIDES_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    cli.add_checkpoint(parser, help="the weights: a checkpoint of ours or a state_dict")
     parser.add_argument("--format", required=True, help="|".join(FORMATS))
     parser.add_argument("out", help="output file")
     parser.add_argument(
@@ -261,20 +263,14 @@ def main(argv: list[str]) -> int:
         "--atol", type=float, default=ATOL, help=f"allowed absolute difference (default {ATOL:g})"
     )
     parser.add_argument("--force", action="store_true", help="overwrite an existing OUT")
-    mine, rest = cli.split_own(argv, ("ckpt",))
-    flags, overrides = cli.split_flags(rest)
-    args = parser.parse_args(flags)
-    if "ckpt" not in mine:
-        raise ExportError(
-            "ckpt=PATH is required (usage: python -m platform.export ckpt=PATH --format FMT OUT)"
-        )
+    args, overrides = cli.parse(parser, argv)
     if args.format not in FORMATS:  # before loading anything
         raise ExportError(f"--format {args.format}: unknown; expected one of {', '.join(FORMATS)}")
     out = Path(args.out).expanduser()
     if out.exists() and not args.force:  # before loading anything
         raise ExportError(f"{args.out} exists; pass --force to overwrite it")
     writable(out)  # before loading anything
-    module, cfg, _ = load(mine["ckpt"], overrides)
+    module, cfg, _ = load(args.checkpoint, overrides)
     side = args.side or input_side(cfg)
     try:
         info = export(

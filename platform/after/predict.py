@@ -1,4 +1,4 @@
-"""``python -m platform.predict ckpt=PATH IMAGE_OR_DIR [...] [--top-k 5] [--json] [key=value ...]``
+"""``python -m platform.predict --checkpoint PATH IMAGE_OR_DIR [...] [--top-k 5] [--json] [key=value ...]``
 
 Top-k labels and probabilities for image files (a directory is searched recursively for
 torchvision's image extensions).  The preprocessing is the validation pipeline's, done here
@@ -200,20 +200,16 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m platform.predict",
         description=__doc__,
+        epilog=cli.OVERRIDES_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    cli.add_checkpoint(parser, help="the weights: a checkpoint of ours or a state_dict")
     parser.add_argument("inputs", nargs="*", help="image files or directories")
     parser.add_argument("--top-k", type=int, default=5)
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     quiet_library_chatter()  # the filters train installs: no srun hint, no Lightning tips
-    mine, rest = cli.split_own(argv, ("ckpt",))
-    flags, overrides = cli.split_flags(rest)
-    args = parser.parse_args(flags)
-    if "ckpt" not in mine:
-        raise EvalError(
-            "ckpt=PATH is required (usage: python -m platform.predict ckpt=PATH IMAGE_OR_DIR ...)"
-        )
-    rows = predict(mine["ckpt"], args.inputs, overrides, args.top_k)
+    args, overrides = cli.parse(parser, argv)
+    rows = predict(args.checkpoint, args.inputs, overrides, args.top_k)
     print(json.dumps(rows, indent=1) if args.json else table(rows), flush=True)
     bad = [r["file"] for r in rows if "error" in r]
     if bad:  # the readable ones were predicted; the run still fails

@@ -130,7 +130,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--status", choices=STATUSES, help="only the runs with this status")
     parser.add_argument("--json", action="store_true", help="the rows as a JSON list")
     parser.add_argument("--root", help="the directory holding the runs (default: runs)")
-    args = parser.parse_args(argv)
+    args, _ = cli.parse(parser, argv, overrides=False)
     root = Path(args.root or "runs")
     if (
         not root.is_dir()

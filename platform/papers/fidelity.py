@@ -163,7 +163,7 @@ def main(argv: list[str]) -> int:
     )
     ap.add_argument("--out", default=str(REPORT), help=f"where to write (default {REPORT})")
     ap.add_argument("--check", action="store_true", help="exit 1 if the file at --out is stale")
-    args = ap.parse_args(argv)
+    args, _ = cli.parse(ap, argv, overrides=False)
     text, out = report(), Path(args.out)
     if args.check:
         if not out.is_file() or out.read_text() != text:

@@ -210,7 +210,7 @@ def parser() -> argparse.ArgumentParser:
 
 @cli.entry()
 def main(argv: list[str]) -> int:
-    a = parser().parse_args(argv)
+    a, _ = cli.parse(parser(), argv, overrides=False)
     try:
         curves = explicit_curves(a.run) if a.run else table_curves(a.table, a.scale, a.runs)
         data = [curve_data(c) for c in curves]

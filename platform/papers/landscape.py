@@ -75,11 +75,8 @@ def parser() -> argparse.ArgumentParser:
         epilog=__doc__.split("\n\n", 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument(
-        "--checkpoint",
-        action="append",
-        required=True,
-        help="runs/<name>/checkpoints/last.ckpt; repeat for several nets (one plot, one scale)",
+    cli.add_checkpoint(
+        p, many=True, help="runs/<name>/checkpoints/last.ckpt (several nets: one plot, one scale)"
     )
     p.add_argument(
         "--grid",
@@ -413,7 +410,7 @@ def run(argv: list[str], args: argparse.Namespace) -> int:
 @cli.entry()
 def main(argv: list[str]) -> int:
     argv = glue_ranges(argv)
-    args = parser().parse_args(argv)
+    args, _ = cli.parse(parser(), argv, overrides=False)
     try:
         check_args(args)
         if args.rank is not None:

@@ -40,6 +40,7 @@ import torch
 import models
 from datamodules import DataError
 from datamodules.beton import BetonError, write_json_atomic
+from datamodules.normalize import autocast_dtype
 from models.resnet import ResidualNet
 from platform.after.rebuild import LoadedRun, RebuildError, load_run
 from platform.papers.lesion_blocks import BlockLesions, is_plain
@@ -201,7 +202,8 @@ def study(
 ) -> NetLesions:
     cfg = run.cfg
     model = run.model.to(device)
-    autocast = device.type == "cuda" and cfg.trainer.precision.startswith("bf16")
+    # the precision read as everywhere else (datamodules.normalize.autocast_dtype): bf16 on CUDA
+    autocast = device.type == "cuda" and autocast_dtype(cfg.trainer.precision) == "bf16"
     if cfg.trainer.channels_last:
         model = model.to(memory_format=torch.channels_last)
     batches = ValBatches(run.datamodule, device, max_batches)
@@ -527,9 +529,7 @@ def parser() -> argparse.ArgumentParser:
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument(
-        "--checkpoint", required=True, help="residual net: runs/<name>/checkpoints/last.ckpt"
-    )
+    cli.add_checkpoint(p, help="residual net: runs/<name>/checkpoints/last.ckpt")
     p.add_argument(
         "--plain-checkpoint", help="optional plain net of the same depth, evaluated the same way"
     )
@@ -551,7 +551,7 @@ def parser() -> argparse.ArgumentParser:
 
 @cli.entry()
 def main(argv: list[str]) -> int:
-    args = parser().parse_args(argv)
+    args, _ = cli.parse(parser(), argv, overrides=False)
     if args.samples < 1 or (args.max_batches is not None and args.max_batches < 1):
         return cli.user_error("--samples and --max-batches must be >= 1")
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))

@@ -379,9 +379,7 @@ def parser() -> argparse.ArgumentParser:
         epilog=__doc__.split("\n\n", 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument(
-        "--checkpoint", required=True, help="residual net: runs/<name>/checkpoints/last.ckpt"
-    )
+    cli.add_checkpoint(p, help="residual net: runs/<name>/checkpoints/last.ckpt")
     p.add_argument(
         "--samples",
         type=int,
@@ -423,7 +421,7 @@ def _check(args: argparse.Namespace) -> None:
 
 @cli.entry()
 def main(argv: list[str]) -> int:
-    args = parser().parse_args(argv)
+    args, _ = cli.parse(parser(), argv, overrides=False)
     try:
         _check(args)
         device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))

@@ -67,7 +67,7 @@ def lesion(argv: list[str]) -> int:
     table's residual and plain rows at ``--scale`` (``--table`` picks another table of that shape)."""
     from platform.papers.lesion import main as lesion_main
 
-    if any(a.split("=")[0] == "--checkpoint" for a in argv):
+    if any(a.split("=")[0] in ("--checkpoint", "ckpt") for a in argv):
         return lesion_main(argv)
     p = argparse.ArgumentParser(prog="python -m platform.reproduce lesion", add_help=False)
     p.add_argument("--table", default="lesion")
@@ -237,11 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in FIGURES:
         return figure(argv[0], argv[1:])
     p = _parser()
-    args, rest = p.parse_known_args(argv)
-    extra = [a for a in rest if "=" in a and not a.startswith("-")]
-    unknown = [a for a in rest if a not in extra]
-    if unknown:
-        p.error(f"unrecognized arguments: {' '.join(unknown)}")
+    args, extra = cli.parse(p, argv)
     if args.list:
         print(list_text())
         return 0

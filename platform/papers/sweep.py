@@ -244,7 +244,7 @@ def main(argv: list[str]) -> int:
             return cli.EXIT_USER_ERROR
         return array_job(argv[0].removeprefix("--"), argv[1], argv[2:])
     p = _parser()
-    args, extra = cli.flags_and_overrides(p, argv)
+    args, extra = cli.parse(p, argv)
     from platform.papers.launch import (
         DATA_PATH_PLACEHOLDER,
         check_data_path,

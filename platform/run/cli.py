@@ -9,9 +9,8 @@ command's own handling exits 130 (128 + SIGINT) without a traceback.  A ``System
 returns it instead of ending the caller.  Exit codes 0/1/3 and the rest stay the command's own.
 Arguments keep one of two forms, both parsed here:
 ``key=value`` config overrides (dotted keys, :func:`platform.run.config.parse_overrides`) and
-``--flags`` (argparse); :func:`split_own` takes a command's own ``name=value`` arguments
-(``ckpt=``, ``protocol=``) out of the overrides, :func:`split_flags` / :func:`flags_and_overrides`
-the argparse flags.
+``--flags`` (argparse), both taken apart by :func:`parse`; the checkpoint is ``--checkpoint PATH``
+in every command (:func:`add_checkpoint`; ``ckpt=PATH``, the first spelling, is read as the same).
 
 ``models/__main__.py``, ``datamodules/write.py`` and ``benchmarks/`` keep their own copy: they
 may not import the platform (dependencies point ``platform -> models, datamodules``).
@@ -21,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import re
 import sys
 from typing import Callable, Sequence
 
@@ -64,32 +64,58 @@ def exit_code(e: SystemExit) -> int:
     return 1
 
 
-def split_own(argv: Sequence[str], own: Sequence[str]) -> tuple[dict[str, str], list[str]]:
-    """A command's own ``name=value`` arguments (``ckpt=``, ``protocol=`` ...), and the rest."""
-    mine, rest = {}, []
+CHECKPOINT = "--checkpoint"
+# The ``name=value`` spellings evaluate, predict and export had first; still read, as their flags.
+ALIASES = {"ckpt": CHECKPOINT, "protocol": "--protocol"}
+
+
+def add_checkpoint(
+    parser: argparse.ArgumentParser, *, required: bool = True, many: bool = False, help: str = ""
+) -> None:
+    """The checkpoint, spelled the same in every command: ``--checkpoint PATH`` (also ``ckpt=PATH``)."""
+    parser.add_argument(
+        CHECKPOINT,
+        dest="checkpoint",
+        metavar="PATH",
+        required=required,
+        action="append" if many else "store",
+        help=(help or "a checkpoint (runs/<name>/checkpoints/*.ckpt)")
+        + ("; repeat for several" if many else "")
+        + " (ckpt=PATH is the same)",
+    )
+
+
+def _unaliased(parser: argparse.ArgumentParser, argv: Sequence[str]) -> list[str]:
+    out = []
     for a in argv:
-        key = a.split("=", 1)[0]
-        if "=" in a and key in own:
-            mine[key] = a.split("=", 1)[1]
+        key, eq, value = a.partition("=")
+        flag = ALIASES.get(key)
+        if eq and flag and flag in parser._option_string_actions:
+            out += [flag, value]
         else:
-            rest.append(a)
-    return mine, rest
+            out.append(a)
+    return out
 
 
-def split_flags(argv: Sequence[str]) -> tuple[list[str], list[str]]:
-    """(``--flags`` and positionals for argparse, ``key=value`` overrides): an argument with
-    ``=`` that does not start with ``-`` is an override."""
-    flags = [a for a in argv if a.startswith("-") or "=" not in a]
-    return flags, [a for a in argv if a not in flags]
-
-
-def flags_and_overrides(
-    parser: argparse.ArgumentParser, argv: Sequence[str]
+def parse(
+    parser: argparse.ArgumentParser, argv: Sequence[str], *, overrides: bool = True
 ) -> tuple[argparse.Namespace, list[str]]:
-    """``parser``'s flags and positionals, and the ``key=value`` overrides around them; anything
-    else is argparse's usage error (exit 2)."""
-    args, rest = parser.parse_known_args(list(argv))
-    extra = [a for a in rest if "=" in a and not a.startswith("-")]
-    if len(extra) != len(rest):
-        parser.error(f"unrecognized arguments: {' '.join(a for a in rest if a not in extra)}")
-    return args, extra
+    """The one parser of every command's arguments: the command's own ``--flags`` and positionals
+    (argparse; ``--help`` lists them) and, where the command takes them, ``key=value`` config
+    overrides (returned in order); ``ckpt=PATH`` / ``protocol=NAME`` are read as ``--checkpoint`` /
+    ``--protocol``.  Anything else is argparse's usage error (exit 2)."""
+    argv = _unaliased(parser, argv)
+    if not overrides:
+        return parser.parse_args(argv), []
+    pairs = [a for a in argv if _OVERRIDE.match(a)]
+    return parser.parse_args([a for a in argv if not _OVERRIDE.match(a)]), pairs
+
+
+_OVERRIDE = re.compile(r"^[A-Za-z_][\w.]*=")  # key=value (a path such as runs/a=b is not one)
+
+
+OVERRIDES_EPILOG = (
+    "key=value arguments (dotted keys, e.g. data.num_workers=4 data.path=DIR) override the run's "
+    "saved configuration, as for python -m platform.train (python -m platform.train --help lists "
+    "every key)."
+)

@@ -28,7 +28,7 @@ from datamodules.normalize import autocast_dtype
 from datamodules.options import DataOptions
 from platform.run import distributed, slurm, stopping
 from platform.run.callbacks import AtomicModelCheckpoint, RunCheckpoint, RunRecorder
-from platform.run.config import to_dict
+from platform.run.config import effective_batch_size, to_dict
 from platform.run.rundir import RunDir
 from platform.run.schema import ConfigError, ExperimentConfig, ModelConfig
 
@@ -131,12 +131,6 @@ def pin_recorded_knobs(cfg: ExperimentConfig, hparams: dict[str, Any]) -> Experi
     if not pins:
         return cfg
     return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, **pins))
-
-
-def effective_batch_size(cfg) -> int:
-    """Images per optimizer step: the global batch times ``trainer.accumulate_grad_batches``; the linear
-    LR-scaling rule (Goyal et al. 2017, §2.1) scales ``optim.lr`` by this over ``reference_batch_size``."""
-    return cfg.data.batch_size * cfg.trainer.accumulate_grad_batches
 
 
 def build_module(cfg: ExperimentConfig, num_classes: int, *, initial_weights: bool = True):

@@ -323,18 +323,7 @@ def _check_batches(key: str, v: Any, allow_bool: bool = False) -> None:
 def validate_trainer(t: TrainerConfig) -> None:
     """Trainer knobs Lightning would otherwise reject with a traceback after the run directory exists."""
     t.precision = PRECISION_ALIASES.get(str(t.precision), t.precision)
-    d = t.devices
-    ok = (
-        d == "auto"
-        or (_is_int(d) and (d >= 1 or d == -1))
-        or (isinstance(d, list) and d and all(_is_int(i) and i >= 0 for i in d))
-    )
-    if not ok:
-        raise ConfigError(
-            f"bad value for trainer.devices: {d!r}; expected a positive integer (devices per "
-            "node), "
-            f"-1 (all), auto, or a list of device ids like [0,1]"
-        )
+    # trainer.devices: its schema Rule (schema.DEVICES), checked with every key by validate()
     _check_batches("trainer.limit_train_batches", t.limit_train_batches)
     _check_batches("trainer.limit_val_batches", t.limit_val_batches)
     _check_batches("trainer.overfit_batches", t.overfit_batches)
@@ -402,6 +391,13 @@ def resume_differences(
         for k in sorted(set(a) | set(b))
         if a.get(k) != b.get(k) and not allowed(k)
     ]
+
+
+def effective_batch_size(cfg: ExperimentConfig) -> int:
+    """Images per optimizer step, computed here only: the global batch (``data.batch_size``, over
+    every device) times ``trainer.accumulate_grad_batches``; the linear LR-scaling rule (Goyal et al.
+    2017, §2.1) scales ``optim.lr`` by it over ``optim.reference_batch_size``."""
+    return cfg.data.batch_size * cfg.trainer.accumulate_grad_batches
 
 
 def to_dict(cfg: ExperimentConfig) -> dict:

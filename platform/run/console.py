@@ -16,6 +16,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from platform.run.config import effective_batch_size
 from platform.run.rundir import RunDir
 
 log = logging.getLogger("platform.train")
@@ -284,8 +285,7 @@ def run_start_lines(cfg, module, datamodule, run_dir: Path, world_size: int):
         f"batch      {batch} global = {batch // max(world_size, 1)} per device x {world_size} "
         "device(s)"
         + (
-            f", x{t.accumulate_grad_batches} accumulated = {batch * t.accumulate_grad_batches} "
-            "per step"
+            f", x{t.accumulate_grad_batches} accumulated = {effective_batch_size(cfg)} per step"
             if t.accumulate_grad_batches > 1
             else ""
         ),

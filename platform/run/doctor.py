@@ -9,6 +9,7 @@ platform.…``, calls the standard library's ``platform`` API and imports torch,
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -153,11 +154,13 @@ def verdicts(env: dict) -> list[tuple[str, str]]:
 
 @cli.entry()
 def main(argv: list[str]) -> int:
-    if any(a in ("-h", "--help") for a in argv):
-        print(__doc__.split("\n\n")[0])
-        return 0
+    p = argparse.ArgumentParser(
+        prog="python -m platform.doctor", description=__doc__.split("\n\n")[0]
+    )
+    p.add_argument("--json", action="store_true", help="print the raw report as JSON")
+    args, _ = cli.parse(p, argv, overrides=False)
     env = report()
-    if "--json" in argv:
+    if args.json:
         json.dump(env, sys.stdout, indent=2)
         print()
         return 0

@@ -9,6 +9,7 @@ reached exactly once) and in absolute epochs for step milestones (as papers stat
 
 from __future__ import annotations
 
+import argparse
 import math
 from typing import Sequence
 
@@ -189,7 +190,9 @@ def train_size(cfg) -> int:
 
 def lr_curve(cfg, steps_per_epoch: int | None = None) -> tuple[list[int], list[float]]:
     """(steps, LR) over a whole run of ``cfg``, as ``ClassificationModule`` will set it."""
-    batch = cfg.data.batch_size * cfg.trainer.accumulate_grad_batches  # images per optimizer step
+    from platform.run.config import effective_batch_size
+
+    batch = effective_batch_size(cfg)  # images per optimizer step
     spe = steps_per_epoch or max(1, train_size(cfg) // batch)
     base = scaled_lr(cfg.optim.lr, batch, cfg.optim.reference_batch_size)
     total = spe * cfg.trainer.max_epochs
@@ -204,47 +207,37 @@ def lr_curve(cfg, steps_per_epoch: int | None = None) -> tuple[list[int], list[f
     return steps, lrs
 
 
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m platform.schedules",
+        description="Plots the LR of every iteration of the configured run ([recipe=NAME] "
+        "[key=value ...]).  Steps per epoch come from the dataset's known size (imagenet, "
+        "cifar10/100, fashion_mnist, digits, with holdout and train_subset; no data on disk "
+        "needed) over the effective batch, or from --steps-per-epoch.",
+        epilog=cli.OVERRIDES_EPILOG,
+    )
+    p.add_argument("--steps-per-epoch", type=int, metavar="N", help="optimizer steps per epoch")
+    p.add_argument("--out", metavar="FILE.png", help="where to write the plot")
+    return p
+
+
 @cli.entry()
 def main(argv: list[str]) -> int:
-    from platform.run.config import load_config
+    from platform.run.config import effective_batch_size, load_config
     from platform.run.schema import ConfigError
 
-    opts = {a.split("=", 1)[0]: a.split("=", 1)[1] for a in argv if a.startswith("--") and "=" in a}
-    args = [a for a in argv if not (a.startswith("--") and "=" in a)]
-    if any(a in ("-h", "--help") for a in args):
-        print(
-            "usage: python -m platform.schedules [recipe=NAME] [key=value ...] "
-            "[--steps-per-epoch=N] "
-            "[--out=FILE.png]\n"
-            "Plots the LR of every iteration of the configured run.  Steps per epoch come from "
-            "the\n"
-            "dataset's known size (imagenet, cifar10/100, fashion_mnist, digits, with holdout and "
-            "train_subset; no data on disk needed) over "
-            "the\n"
-            "effective batch, or from --steps-per-epoch."
-        )
-        return 0
-    unknown = set(opts) - {"--out", "--steps-per-epoch"}
-    if unknown:
-        return cli.user_error(
-            f"unknown option {', '.join(sorted(unknown))} "
-            "(known: --out=FILE.png, --steps-per-epoch=N)"
-        )
+    opts, overrides = cli.parse(parser(), argv)
+    spe = opts.steps_per_epoch
+    if spe is not None and spe < 1:
+        return cli.user_error(f"--steps-per-epoch={spe}: expected a positive integer")
     try:
-        cfg = load_config(args)
-        spe = int(opts["--steps-per-epoch"]) if "--steps-per-epoch" in opts else None
-        if spe is not None and spe < 1:
-            raise ValueError
-        batch = cfg.data.batch_size * cfg.trainer.accumulate_grad_batches
+        cfg = load_config(overrides)
+        batch = effective_batch_size(cfg)
         n_train = train_size(cfg) if spe is None else None
     except UnknownTrainSize as e:
         return cli.user_error(f"{e}; give --steps-per-epoch=N")
     except ConfigError as e:
         return cli.user_error(e)
-    except ValueError:
-        return cli.user_error(
-            f"--steps-per-epoch={opts['--steps-per-epoch']}: expected a positive integer"
-        )
     import matplotlib
 
     matplotlib.use("Agg")
@@ -259,7 +252,7 @@ def main(argv: list[str]) -> int:
     title = f"{cfg.recipe or 'default'}: {cfg.schedule.name}, warm-up {cfg.schedule.warmup}"
     ax.set_title(f"{title} | batch {batch}, {spe} steps/epoch, peak {max(lrs):.4g}")
     ax.grid(alpha=0.3)
-    path = out = opts.get("--out") or f"schedule-{(cfg.recipe or 'default').replace('/', '_')}.png"
+    path = out = opts.out or f"schedule-{(cfg.recipe or 'default').replace('/', '_')}.png"
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     print(

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from datamodules.options import PAD_MODES, DataOptions
+from models import layers
 
 RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"  # platform/recipes/
 
@@ -138,8 +139,9 @@ PRECISIONS = ("32-true", "bf16-mixed", "16-mixed")
 PROFILERS = (None, "simple", "advanced", "pytorch")
 WANDB_MODES = ("auto", "online", "offline", "disabled")
 STRIDE_ON = (None, "3x3", "1x1")
-DROP_PATH_MODES = (None, "sample", "batch")
-DROP_PATH_RULES = (None, "huang", "timm", "tf")
+# the model layer's own choices (models/layers.py), None: the model's default
+DROP_PATH_MODES = (None, *layers.DROP_PATH_MODES)
+DROP_PATH_RULES = (None, *layers.DROP_PATH_RULES)
 SHORTCUT_DOWNSAMPLES = (None, "stride", "avgpool")
 SCALE_RANGE = Rule(
     "null or two integers [smin, smax] with 1 <= smin <= smax",
