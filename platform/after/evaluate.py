@@ -386,12 +386,7 @@ def summary_line(r: dict[str, Any]) -> str:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m platform.evaluate",
-        description=__doc__,
-        epilog=cli.OVERRIDES_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = cli.command_parser("evaluate", __doc__)
     cli.add_checkpoint(
         p, help="the weights: a .ckpt of ours, a state_dict, a torchvision state_dict"
     )

@@ -17,7 +17,6 @@ OUT is refused unless ``--force``.  Needs ``pip install -e '.[export]'`` for ONN
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import sys
@@ -238,12 +237,7 @@ def writable(out: Path) -> None:
 
 @cli.entry(USER_ERRORS)
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m platform.export",
-        description=__doc__,
-        epilog=cli.OVERRIDES_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = cli.command_parser("export", __doc__)
     cli.add_checkpoint(parser, help="the weights: a checkpoint of ours or a state_dict")
     parser.add_argument("--format", required=True, help="|".join(FORMATS))
     parser.add_argument("out", help="output file")

@@ -12,7 +12,6 @@ with the dataset's mean/std.  Class names come from the dataset's ``meta.json``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -197,12 +196,7 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 @cli.entry(USER_ERRORS)
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m platform.predict",
-        description=__doc__,
-        epilog=cli.OVERRIDES_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = cli.command_parser("predict", __doc__)
     cli.add_checkpoint(parser, help="the weights: a checkpoint of ours or a state_dict")
     parser.add_argument("inputs", nargs="*", help="image files or directories")
     parser.add_argument("--top-k", type=int, default=5)

@@ -26,6 +26,17 @@ class RebuildError(ValueError):
     """A checkpoint or run directory that cannot be rebuilt; the message names it and what to pass."""
 
 
+def _study_errors() -> tuple[type[BaseException], ...]:
+    from datamodules import DataError
+    from datamodules.beton import BetonError
+
+    return (RebuildError, ConfigError, DataError, BetonError, models.UnknownModelError)
+
+
+# What a study over a rebuilt run reports as a one-line user error (exit 2), beside its own.
+STUDY_ERRORS = _study_errors()
+
+
 @dataclass
 class LoadedRun:
     checkpoint: Path

@@ -36,10 +36,8 @@ from typing import Any
 
 import torch
 
-import models
-from datamodules import DataError
-from datamodules.beton import BetonError, write_json_atomic
-from platform.after.rebuild import RebuildError, load_run
+from datamodules.beton import write_json_atomic
+from platform.after.rebuild import STUDY_ERRORS, load_run
 from platform.papers.landscape_surface import (
     BN_EVAL,
     BN_RECOMPUTED,
@@ -57,7 +55,6 @@ from platform.papers.landscape_surface import (
 )
 from platform.run import cli
 from platform.run.rundir import RunDir
-from platform.run.schema import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 FORMAT = 1  # of surface.json and the part files
@@ -416,14 +413,7 @@ def main(argv: list[str]) -> int:
         if args.rank is not None:
             return worker(args)
         return run(argv, args)
-    except (
-        LandscapeError,
-        RebuildError,
-        ConfigError,
-        DataError,
-        BetonError,
-        models.UnknownModelError,
-    ) as e:
+    except (LandscapeError, *STUDY_ERRORS) as e:
         return cli.user_error(e)
 
 

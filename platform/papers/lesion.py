@@ -37,15 +37,13 @@ from typing import Any, Iterator
 
 import torch
 
-import models
-from datamodules import DataError
-from datamodules.beton import BetonError, write_json_atomic
+from datamodules.beton import write_json_atomic
 from datamodules.normalize import autocast_dtype
 from models.resnet import ResidualNet
-from platform.after.rebuild import LoadedRun, RebuildError, load_run
+from platform.after.rebuild import STUDY_ERRORS, LoadedRun, load_run
 from platform.papers.lesion_blocks import BlockLesions, is_plain
 from platform.run import cli
-from platform.run.schema import ConfigError, ExperimentConfig
+from platform.run.schema import ExperimentConfig
 
 PAPER = (
     "Veit, Wilber & Belongie 2016, Residual networks behave like ensembles of relatively shallow "
@@ -569,14 +567,7 @@ def main(argv: list[str]) -> int:
         ]
         out = Path(args.out) if args.out else Path("reproduce") / "lesion" / runs[0].run_dir.name
         write_outputs(out, nets, runs, vars(args))
-    except (
-        LesionError,
-        RebuildError,
-        ConfigError,
-        DataError,
-        BetonError,
-        models.UnknownModelError,
-    ) as e:
+    except (LesionError, *STUDY_ERRORS) as e:
         return cli.user_error(e)
     print(f"wrote {out / 'lesion.json'}, lesion.md, lesion.csv, lesion.png")
     return 0

@@ -47,10 +47,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import models
-from datamodules import DataError
-from datamodules.beton import BetonError, write_json_atomic
-from platform.after.rebuild import LoadedRun, RebuildError
+from datamodules.beton import write_json_atomic
+from platform.after.rebuild import STUDY_ERRORS, LoadedRun
 from platform.papers.lesion import (
     PAPER,
     LesionError,
@@ -61,7 +59,6 @@ from platform.papers.lesion import (
 )
 from platform.papers.lesion_blocks import BlockLesions, is_plain
 from platform.run import cli
-from platform.run.schema import ConfigError
 
 EXPECTATION = (
     "Veit et al. 2016 §5, Fig. 6 (ResNet-110 on CIFAR-10, 54 blocks): paths of length ~27 are the "
@@ -436,15 +433,7 @@ def main(argv: list[str]) -> int:
         record = study(run, args, device)
         out = Path(args.out) if args.out else Path("reproduce") / "paths" / run.run_dir.name
         write_outputs(out, record)
-    except (
-        PathsError,
-        LesionError,
-        RebuildError,
-        ConfigError,
-        DataError,
-        BetonError,
-        models.UnknownModelError,
-    ) as e:
+    except (PathsError, LesionError, *STUDY_ERRORS) as e:
         return cli.user_error(e)
     print(record["effective"]["line"])
     print(f"expected: {EXPECTATION}")

@@ -69,6 +69,17 @@ CHECKPOINT = "--checkpoint"
 ALIASES = {"ckpt": CHECKPOINT, "protocol": "--protocol"}
 
 
+def command_parser(name: str, doc: str) -> argparse.ArgumentParser:
+    """The parser of ``python -m platform.<name>`` that takes config overrides: ``--help`` prints
+    ``doc``, the command's flags and how ``key=value`` overrides work."""
+    return argparse.ArgumentParser(
+        prog=f"python -m platform.{name}",
+        description=doc,
+        epilog=OVERRIDES_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
 def add_checkpoint(
     parser: argparse.ArgumentParser, *, required: bool = True, many: bool = False, help: str = ""
 ) -> None:
