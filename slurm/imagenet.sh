@@ -4,7 +4,7 @@
 # Every #SBATCH line below can be overridden on the sbatch command line, e.g.
 #   sbatch --nodes=4 --time=3-00:00:00 slurm/imagenet.sh model=resnet50 recipe=...
 # One task per GPU: --ntasks-per-node must equal --gpus-per-node.  trainer.devices and
-# trainer.num_nodes default to this allocation (platform/slurm/); a contradicting override is
+# trainer.num_nodes default to this allocation (platform/run/slurm.py); a contradicting override is
 # an error at start-up, not a hang.  Submit from the repository root (or anywhere: the script
 # finds the repository itself), and create logs/ first: `mkdir -p logs` (SLURM does not).
 #
