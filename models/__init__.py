@@ -35,6 +35,7 @@ from .layers import (
 )
 from .registry import (
     DefaultChange,
+    Entry,
     MacsVariant,
     ModelInfo,
     UnknownModelError,
@@ -46,7 +47,7 @@ from .registry import (
     list_models,
     model_info,
     register,
-    register_model,
+    register_table,
 )
 from .resnet import NetSpec, ResidualNet, StageSpec
 
@@ -76,6 +77,7 @@ __all__ = [
     "free_knobs",
     "list_models",
     "model_info",
+    "Entry",
     "register",
-    "register_model",
+    "register_table",
 ]

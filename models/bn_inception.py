@@ -34,7 +34,7 @@ from .inception_specs import (
     branch,
     conv,
 )
-from .registry import ModelInfo, register_model
+from .registry import Entry, ModelInfo, register_table
 
 MAX_POOL_S2 = Pool("max", stride=2)  # 3x3/2, pad 1
 MAX_POOL_S1 = Pool("max")  # 3x3/1, pad 1 (5b's pool branch)
@@ -113,49 +113,55 @@ def _info(**row: Any) -> ModelInfo:
     )
 
 
-def _register(info: ModelInfo) -> Any:
-    return register_model(info, free_knobs=FREE_KNOBS, defining_fields=SPEC_FIELDS)
-
-
-@_register(
-    _info(
-        paper=SENET_PAPER + "; " + BN_PAPER,
-        table="SENet Table 2 (BN-Inception, re-implementation); BN paper Figure 5",
-        params=BN_INCEPTION_PARAMS,
-        macs=BN_INCEPTION_MACS,
-        paper_macs="2.03e9",
-        top1_err=25.38,
-        top5_err=7.89,
-        err_protocol="ImageNet val, single crop 224, SENet Table 2 (the BN paper's own "
-        "single-crop figure for this net: 25.2 / 7.82)",
-        notes="Figure 5 of the BN paper, the Inception variant trained there (double 3x3, "
-        "stride-2 modules 3c/4e); module table in models/bn_inception.py.",
-        released=SE_BN_INCEPTION_RELEASE + " without its SE units (*_1x1_down / _1x1_up / "
-        "_scale); Ioffe & Szegedy released no model",
-    )
-)
-def bn_inception(**knobs: Any) -> InceptionResNet:
+def _build_bn_inception(**knobs: Any) -> InceptionResNet:
     knobs.setdefault("dropout", 0.0)  # §4.2.1: "Remove Dropout"
     knobs.setdefault("bn_eps", 1e-5)
     return InceptionResNet(bn_inception_spec(), **knobs)
 
 
-@_register(
-    _info(
-        paper=SENET_PAPER,
-        table="Table 2 (SE-BN-Inception), Fig. 2",
-        params=SE_BN_INCEPTION_PARAMS,
-        macs=SE_BN_INCEPTION_MACS,
-        paper_macs="2.04e9",
-        top1_err=24.23,
-        top5_err=7.14,
-        err_protocol="ImageNet val, single crop 224, SENet Table 2",
-        notes="SE (r = 16) on the output of each of the ten Inception modules of bn_inception "
-        "(SENet Fig. 2: SE-Inception module).",
-        released=SE_BN_INCEPTION_RELEASE,
-    )
-)
-def se_bn_inception(**knobs: Any) -> InceptionResNet:
+def _build_se_bn_inception(**knobs: Any) -> InceptionResNet:
     knobs.setdefault("dropout", 0.0)
     knobs.setdefault("bn_eps", 1e-5)
     return InceptionResNet(bn_inception_spec(se_ratio=1 / 16), **knobs)
+
+
+# The named models of this family, one row each (registered below: models.registry.register_table).
+ROWS = (
+    Entry(
+        "bn_inception",
+        _build_bn_inception,
+        _info(
+            paper=SENET_PAPER + "; " + BN_PAPER,
+            table="SENet Table 2 (BN-Inception, re-implementation); BN paper Figure 5",
+            params=BN_INCEPTION_PARAMS,
+            macs=BN_INCEPTION_MACS,
+            paper_macs="2.03e9",
+            top1_err=25.38,
+            top5_err=7.89,
+            err_protocol="ImageNet val, single crop 224, SENet Table 2 (the BN paper's own "
+            "single-crop figure for this net: 25.2 / 7.82)",
+            notes="Figure 5 of the BN paper, the Inception variant trained there (double 3x3, "
+            "stride-2 modules 3c/4e); module table in models/bn_inception.py.",
+            released=SE_BN_INCEPTION_RELEASE + " without its SE units (*_1x1_down / _1x1_up / "
+            "_scale); Ioffe & Szegedy released no model",
+        ),
+    ),
+    Entry(
+        "se_bn_inception",
+        _build_se_bn_inception,
+        _info(
+            paper=SENET_PAPER,
+            table="Table 2 (SE-BN-Inception), Fig. 2",
+            params=SE_BN_INCEPTION_PARAMS,
+            macs=SE_BN_INCEPTION_MACS,
+            paper_macs="2.04e9",
+            top1_err=24.23,
+            top5_err=7.14,
+            err_protocol="ImageNet val, single crop 224, SENet Table 2",
+            notes="SE (r = 16) on the output of each of the ten Inception modules of bn_inception "
+            "(SENet Fig. 2: SE-Inception module).",
+            released=SE_BN_INCEPTION_RELEASE,
+        ),
+    ),
+)
+ENTRYPOINTS = register_table(ROWS, free_knobs=FREE_KNOBS, defining_fields=SPEC_FIELDS)

@@ -45,6 +45,7 @@ import math
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
+from functools import partial
 from typing import Any, Literal, get_args
 
 import torch
@@ -62,7 +63,7 @@ from .layers import (
     he_init_,
     relu,
 )
-from .registry import COMMON_KNOBS, ModelInfo, register_model
+from .registry import COMMON_KNOBS, Entry, ModelInfo, register_table
 
 # ---------------------------------------------------------------- spec
 
@@ -365,10 +366,6 @@ DENSENET100_K24 = (27_249_082, 6_889_347_744)
 FREE_KNOBS = COMMON_KNOBS | {"drop_rate", "memory_efficient"}
 
 
-def _register(info: ModelInfo) -> Any:
-    return register_model(info, free_knobs=FREE_KNOBS, defining_fields=SPEC_FIELDS)
-
-
 # The authors' builder (the paper's Lua/Torch code); CIFAR and ImageNet branches. Its ImageNet
 # branch takes any four block sizes (-d1..-d4), so DenseNet-264 is a setting of it, though no
 # weights were released for it.
@@ -387,98 +384,6 @@ def _imagenet_info(**row: Any) -> ModelInfo:
     return ModelInfo(
         paper=DENSENET_PAPER, family="densenet", resolution=224, num_classes=1000, **row
     )
-
-
-@_register(
-    _imagenet_info(
-        table="Table 1 (DenseNet-121, k=32)",
-        torchvision="densenet121",
-        params=7_978_856,
-        params_source=TV_META,
-        macs=2_834_161_664,
-        macs_source=TV_META,
-        top1_err=25.02,
-        top5_err=7.71,
-        notes="Table 3 10-crop: 23.61 / 6.66. The paper prints no params/FLOPs (Figure 3 only).",
-    )
-)
-def densenet121(**knobs: Any) -> DenseNet:
-    return DenseNet(imagenet_spec(32, (6, 12, 24, 16)), **knobs)
-
-
-@_register(
-    _imagenet_info(
-        table="Table 1 (DenseNet-161 variant, k=48) / liuzhuang13/DenseNet README",
-        torchvision="densenet161",
-        params=28_681_000,
-        params_source=TV_META,
-        macs=7_727_907_072,
-        macs_source=TV_META,
-        top1_err=22.2,
-        err_protocol="ImageNet val, single 224 crop, liuzhuang13/DenseNet README (not in Table 3)",
-        notes="Not a Table 1 row: the authors' k=48 model (blocks 6-12-36-24, 96-channel stem) "
-        "from the official repository, also in torchvision.",
-    )
-)
-def densenet161(**knobs: Any) -> DenseNet:
-    return DenseNet(imagenet_spec(48, (6, 12, 36, 24)), **knobs)
-
-
-@_register(
-    _imagenet_info(
-        table="Table 1 (DenseNet-169, k=32)",
-        torchvision="densenet169",
-        params=14_149_480,
-        params_source=TV_META,
-        macs=3_359_843_328,
-        macs_source=TV_META,
-        top1_err=23.80,
-        top5_err=6.85,
-        notes="Table 3 10-crop: 22.08 / 5.92.",
-    )
-)
-def densenet169(**knobs: Any) -> DenseNet:
-    return DenseNet(imagenet_spec(32, (6, 12, 32, 32)), **knobs)
-
-
-@_register(
-    _imagenet_info(
-        table="Table 1 (DenseNet-201, k=32)",
-        torchvision="densenet201",
-        params=20_013_928,
-        params_source=TV_META,
-        macs=4_291_365_888,
-        macs_source=TV_META,
-        top1_err=22.58,
-        top5_err=6.34,
-        notes="Table 3 10-crop: 21.46 / 5.54.",
-    )
-)
-def densenet201(**knobs: Any) -> DenseNet:
-    return DenseNet(imagenet_spec(32, (6, 12, 48, 32)), **knobs)
-
-
-@_register(
-    _imagenet_info(
-        table="Table 1 (DenseNet-264, k=32)",
-        released=DENSENET_RELEASE.format(
-            "ImageNet branch, -d1 6 -d2 12 -d3 64 -d4 48; no released weights"
-        ),
-        params=33_337_704,
-        params_source=OURS,
-        macs=5_751_653_376,
-        macs_source=OURS,
-        top1_err=22.15,
-        top5_err=6.12,
-        notes="Table 3 10-crop: 20.80 / 5.29. Table 1's blocks 6-12-64-48 make 265 layers by the "
-        "paper's own count (2 per dense layer + stem + 3 transitions + classifier; 121/169/201 "
-        "add up), we build Table 1 as printed. Neither the paper nor torchvision gives its "
-        "params/FLOPs; EfficientNet (arXiv:1905.11946) Table 2 quotes 34M / 6.0B, i.e. our "
-        "33.34M params and 4% more than our 5.75 G multiply-adds (counting convention unknown).",
-    )
-)
-def densenet264(**knobs: Any) -> DenseNet:
-    return DenseNet(imagenet_spec(32, (6, 12, 64, 48)), **knobs)
 
 
 def _cifar_info(
@@ -502,95 +407,171 @@ def _cifar_info(
     )
 
 
-@_register(
-    _cifar_info(
-        depth=100,
-        k=12,
-        params=769_162,
-        paper_params="0.8M",
-        macs=287_929_692,
-        top1_err=4.51,
-        notes="Table 2: C10 5.92, C100 24.15, C100+ 22.27 (no augmentation: drop_rate=0.2).",
-    )
+# The named models of this family, one row each (registered below: models.registry.register_table).
+ROWS = (
+    Entry(
+        "densenet121",
+        partial(DenseNet, imagenet_spec(32, (6, 12, 24, 16))),
+        _imagenet_info(
+            table="Table 1 (DenseNet-121, k=32)",
+            torchvision="densenet121",
+            params=7_978_856,
+            params_source=TV_META,
+            macs=2_834_161_664,
+            macs_source=TV_META,
+            top1_err=25.02,
+            top5_err=7.71,
+            notes="Table 3 10-crop: 23.61 / 6.66. The paper prints no params/FLOPs (Figure 3 only).",
+        ),
+    ),
+    Entry(
+        "densenet161",
+        partial(DenseNet, imagenet_spec(48, (6, 12, 36, 24))),
+        _imagenet_info(
+            table="Table 1 (DenseNet-161 variant, k=48) / liuzhuang13/DenseNet README",
+            torchvision="densenet161",
+            params=28_681_000,
+            params_source=TV_META,
+            macs=7_727_907_072,
+            macs_source=TV_META,
+            top1_err=22.2,
+            err_protocol="ImageNet val, single 224 crop, liuzhuang13/DenseNet README (not in Table 3)",
+            notes="Not a Table 1 row: the authors' k=48 model (blocks 6-12-36-24, 96-channel stem) "
+            "from the official repository, also in torchvision.",
+        ),
+    ),
+    Entry(
+        "densenet169",
+        partial(DenseNet, imagenet_spec(32, (6, 12, 32, 32))),
+        _imagenet_info(
+            table="Table 1 (DenseNet-169, k=32)",
+            torchvision="densenet169",
+            params=14_149_480,
+            params_source=TV_META,
+            macs=3_359_843_328,
+            macs_source=TV_META,
+            top1_err=23.80,
+            top5_err=6.85,
+            notes="Table 3 10-crop: 22.08 / 5.92.",
+        ),
+    ),
+    Entry(
+        "densenet201",
+        partial(DenseNet, imagenet_spec(32, (6, 12, 48, 32))),
+        _imagenet_info(
+            table="Table 1 (DenseNet-201, k=32)",
+            torchvision="densenet201",
+            params=20_013_928,
+            params_source=TV_META,
+            macs=4_291_365_888,
+            macs_source=TV_META,
+            top1_err=22.58,
+            top5_err=6.34,
+            notes="Table 3 10-crop: 21.46 / 5.54.",
+        ),
+    ),
+    Entry(
+        "densenet264",
+        partial(DenseNet, imagenet_spec(32, (6, 12, 64, 48))),
+        _imagenet_info(
+            table="Table 1 (DenseNet-264, k=32)",
+            released=DENSENET_RELEASE.format(
+                "ImageNet branch, -d1 6 -d2 12 -d3 64 -d4 48; no released weights"
+            ),
+            params=33_337_704,
+            params_source=OURS,
+            macs=5_751_653_376,
+            macs_source=OURS,
+            top1_err=22.15,
+            top5_err=6.12,
+            notes="Table 3 10-crop: 20.80 / 5.29. Table 1's blocks 6-12-64-48 make 265 layers by the "
+            "paper's own count (2 per dense layer + stem + 3 transitions + classifier; 121/169/201 "
+            "add up), we build Table 1 as printed. Neither the paper nor torchvision gives its "
+            "params/FLOPs; EfficientNet (arXiv:1905.11946) Table 2 quotes 34M / 6.0B, i.e. our "
+            "33.34M params and 4% more than our 5.75 G multiply-adds (counting convention unknown).",
+        ),
+    ),
+    Entry(
+        "densenet_bc100_k12",
+        partial(DenseNet, cifar_bc_spec(100, 12)),
+        _cifar_info(
+            depth=100,
+            k=12,
+            params=769_162,
+            paper_params="0.8M",
+            macs=287_929_692,
+            top1_err=4.51,
+            notes="Table 2: C10 5.92, C100 24.15, C100+ 22.27 (no augmentation: drop_rate=0.2).",
+        ),
+    ),
+    Entry(
+        "densenet_bc250_k24",
+        partial(DenseNet, cifar_bc_spec(250, 24)),
+        _cifar_info(
+            depth=250,
+            k=24,
+            params=15_324_406,
+            paper_params="15.3M",
+            macs=5_418_785_724,
+            top1_err=3.62,
+            notes="Table 2: C10 5.19, C100 19.64, C100+ 17.60 (no augmentation: drop_rate=0.2).",
+        ),
+    ),
+    Entry(
+        "densenet_bc190_k40",
+        partial(DenseNet, cifar_bc_spec(190, 40)),
+        _cifar_info(
+            depth=190,
+            k=40,
+            params=25_624_430,
+            paper_params="25.6M",
+            macs=9_301_945_740,
+            top1_err=3.46,
+            notes="Table 2: C100+ 17.18; trained with augmentation only (no C10/C100 entries).",
+        ),
+    ),
+    # Table 2's DenseNets without bottleneck and compression (errors: C10, C10+, C100, C100+).
+    Entry(
+        "densenet40_k12",
+        partial(DenseNet, cifar_spec(40, 12)),
+        _cifar_info(
+            depth=40,
+            k=12,
+            bc=False,
+            params=DENSENET40_K12[0],
+            paper_params="1.0M",
+            macs=DENSENET40_K12[1],
+            top1_err=5.24,
+            notes="Table 2: C10 7.00, C100 27.55, C100+ 24.42 (no augmentation: drop_rate=0.2).",
+        ),
+    ),
+    Entry(
+        "densenet100_k12",
+        partial(DenseNet, cifar_spec(100, 12)),
+        _cifar_info(
+            depth=100,
+            k=12,
+            bc=False,
+            params=DENSENET100_K12[0],
+            paper_params="7.0M",
+            macs=DENSENET100_K12[1],
+            top1_err=4.10,
+            notes="Table 2: C10 5.77, C100 23.79, C100+ 20.20 (no augmentation: drop_rate=0.2).",
+        ),
+    ),
+    Entry(
+        "densenet100_k24",
+        partial(DenseNet, cifar_spec(100, 24)),
+        _cifar_info(
+            depth=100,
+            k=24,
+            bc=False,
+            params=DENSENET100_K24[0],
+            paper_params="27.2M",
+            macs=DENSENET100_K24[1],
+            top1_err=3.74,
+            notes="Table 2: C10 5.83, C100 23.42, C100+ 19.25 (no augmentation: drop_rate=0.2).",
+        ),
+    ),
 )
-def densenet_bc100_k12(**knobs: Any) -> DenseNet:
-    return DenseNet(cifar_bc_spec(100, 12), **knobs)
-
-
-@_register(
-    _cifar_info(
-        depth=250,
-        k=24,
-        params=15_324_406,
-        paper_params="15.3M",
-        macs=5_418_785_724,
-        top1_err=3.62,
-        notes="Table 2: C10 5.19, C100 19.64, C100+ 17.60 (no augmentation: drop_rate=0.2).",
-    )
-)
-def densenet_bc250_k24(**knobs: Any) -> DenseNet:
-    return DenseNet(cifar_bc_spec(250, 24), **knobs)
-
-
-@_register(
-    _cifar_info(
-        depth=190,
-        k=40,
-        params=25_624_430,
-        paper_params="25.6M",
-        macs=9_301_945_740,
-        top1_err=3.46,
-        notes="Table 2: C100+ 17.18; trained with augmentation only (no C10/C100 entries).",
-    )
-)
-def densenet_bc190_k40(**knobs: Any) -> DenseNet:
-    return DenseNet(cifar_bc_spec(190, 40), **knobs)
-
-
-# Table 2's DenseNets without bottleneck and compression (errors: C10, C10+, C100, C100+).
-@_register(
-    _cifar_info(
-        depth=40,
-        k=12,
-        bc=False,
-        params=DENSENET40_K12[0],
-        paper_params="1.0M",
-        macs=DENSENET40_K12[1],
-        top1_err=5.24,
-        notes="Table 2: C10 7.00, C100 27.55, C100+ 24.42 (no augmentation: drop_rate=0.2).",
-    )
-)
-def densenet40_k12(**knobs: Any) -> DenseNet:
-    return DenseNet(cifar_spec(40, 12), **knobs)
-
-
-@_register(
-    _cifar_info(
-        depth=100,
-        k=12,
-        bc=False,
-        params=DENSENET100_K12[0],
-        paper_params="7.0M",
-        macs=DENSENET100_K12[1],
-        top1_err=4.10,
-        notes="Table 2: C10 5.77, C100 23.79, C100+ 20.20 (no augmentation: drop_rate=0.2).",
-    )
-)
-def densenet100_k12(**knobs: Any) -> DenseNet:
-    return DenseNet(cifar_spec(100, 12), **knobs)
-
-
-@_register(
-    _cifar_info(
-        depth=100,
-        k=24,
-        bc=False,
-        params=DENSENET100_K24[0],
-        paper_params="27.2M",
-        macs=DENSENET100_K24[1],
-        top1_err=3.74,
-        notes="Table 2: C10 5.83, C100 23.42, C100+ 19.25 (no augmentation: drop_rate=0.2).",
-    )
-)
-def densenet100_k24(**knobs: Any) -> DenseNet:
-    return DenseNet(cifar_spec(100, 24), **knobs)
+ENTRYPOINTS = register_table(ROWS, free_knobs=FREE_KNOBS, defining_fields=SPEC_FIELDS)

@@ -10,6 +10,7 @@ B0..B7, one row each of `_EFFNET_ROWS` (Table 2).
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any, NamedTuple
 
 from .mobilenet import (
@@ -23,7 +24,7 @@ from .mobilenet import (
     round_channels,
     scale_repeats,
 )
-from .registry import DefaultChange, ModelInfo, register_model
+from .registry import DefaultChange, Entry, ModelInfo, register_table
 
 # ---------------------------------------------------------------- constants
 
@@ -248,19 +249,7 @@ def _effnet(variant: str, **knobs: Any) -> MBConvNet:
     return MBConvNet(efficientnet_spec(p.width, p.depth), **knobs)
 
 
-def _entrypoint(variant: str) -> Any:
-    """Register `efficientnet_<variant>`: the spec from EFFICIENTNET_PARAMS, the numbers from
-    its `_EFFNET_ROWS` row."""
-
-    def build(**knobs: Any) -> MBConvNet:
-        return _effnet(variant, **knobs)
-
-    build.__name__ = build.__qualname__ = f"efficientnet_{variant}"
-    register = register_model(
-        _effnet_info(variant), free_knobs=FREE_KNOBS, defining_fields=SPEC_FIELDS
-    )
-    return register(build)
-
-
-# One paper model per row of Table 2: efficientnet_b0 .. efficientnet_b7.
-globals().update({f"efficientnet_{v}": _entrypoint(v) for v in _EFFNET_ROWS})
+# One paper model per row of Table 2: efficientnet_b0 .. efficientnet_b7 (registered below:
+# models.registry.register_table).
+ROWS = tuple(Entry(f"efficientnet_{v}", partial(_effnet, v), _effnet_info(v)) for v in _EFFNET_ROWS)
+ENTRYPOINTS = register_table(ROWS, free_knobs=FREE_KNOBS, defining_fields=SPEC_FIELDS)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, fields
+from functools import partial
 from typing import Any
 
 import torch
@@ -38,7 +39,7 @@ from .layers import (
     make_drop_path,
     relu,
 )
-from .registry import COMMON_KNOBS, DROP_PATH_KNOBS, ModelInfo, register_model
+from .registry import COMMON_KNOBS, DROP_PATH_KNOBS, Entry, ModelInfo, register_table
 
 # Initial transform-gate bias b_T. Srivastava et al. §2.2: "b_T can be initialized with a
 # negative value (e.g. -1, -3 etc.) such that the network is initially biased towards carry
@@ -301,10 +302,6 @@ HIGHWAY_PAPER = (
 FREE_KNOBS = COMMON_KNOBS | DROP_PATH_KNOBS | {"gate_bias", "norm", "input_dropout", "pool_dropout"}
 
 
-def _register(info: ModelInfo) -> Any:
-    return register_model(info, free_knobs=FREE_KNOBS, defining_fields=SPEC_FIELDS)
-
-
 def _cifar_info(**row: Any) -> ModelInfo:
     return ModelInfo(
         paper=HIGHWAY_PAPER,
@@ -320,45 +317,51 @@ def _cifar_info(**row: Any) -> ModelInfo:
     )
 
 
-@_register(
-    _cifar_info(
-        table="Table 3 (Highway, 19 layers, CIFAR-10); Table 1 (Highway B)",
-        params=2_256_838,
-        paper_params="2.3M",
-        macs=HIGHWAY19_MACS,
-        released="flukeskywalker/highway-networks "
-        "examples/highways/cifar10-19layers/cifar10_network.prototxt (Caffe)",
-        params_source="exact count of the released net with 10 classes (models.complexity)",
-        macs_source="exact count of the released net (the paper prints no FLOPs)",
-        top1_err=7.60,
-        err_protocol="CIFAR-10 test, Table 3 (92.40% best, 92.31 +- 0.12 mean); the released "
-        "sample.log ends at 92.40%",
-        notes="The authors' released config, flukeskywalker/highway-networks "
-        "examples/highways/cifar10-19layers/cifar10_network.prototxt (layers conv1..conv18, "
-        "ip2; dropout 0.2 on the input (drop1), after pool1/pool2 (drop2, drop3) and before "
-        "ip2 (drop4); gate bias -2, transform_bias_filler). No BN, as released. Table 1's "
-        "Highway B (92.46 best) is the same 19-layer size class (~2.3M); the release defines "
-        "no Highway A (11 layers), so none is registered.",
-    )
-)
-def highway19(**knobs: Any) -> HighwayNet:
+def _build_highway19(**knobs: Any) -> HighwayNet:
     for knob in ("dropout", "input_dropout", "pool_dropout"):
         knobs.setdefault(knob, 0.2)  # drop1..drop4, dropout_ratio 0.2
     return HighwayNet(cifar_spec_19(), **knobs)
 
 
-@_register(
-    _cifar_info(
-        table="Table 1 (Highway C, 32 layers)",
-        params=1_248_410,
-        paper_params="1.25M",
-        macs=314_081_920,
-        top1_err=8.80,
-        notes="Accuracy 91.20; also quoted by He et al. 2015 Table 6. A reconstruction: "
-        "the authors released no 32-layer config (flukeskywalker/highway-networks has "
-        "cifar10-19layers, cifar100-19layers and mnist-10layers only); layer list in "
-        "cifar_spec_32 [U].",
-    )
+# The named models of this family, one row each (registered below: models.registry.register_table).
+ROWS = (
+    Entry(
+        "highway19",
+        _build_highway19,
+        _cifar_info(
+            table="Table 3 (Highway, 19 layers, CIFAR-10); Table 1 (Highway B)",
+            params=2_256_838,
+            paper_params="2.3M",
+            macs=HIGHWAY19_MACS,
+            released="flukeskywalker/highway-networks "
+            "examples/highways/cifar10-19layers/cifar10_network.prototxt (Caffe)",
+            params_source="exact count of the released net with 10 classes (models.complexity)",
+            macs_source="exact count of the released net (the paper prints no FLOPs)",
+            top1_err=7.60,
+            err_protocol="CIFAR-10 test, Table 3 (92.40% best, 92.31 +- 0.12 mean); the released "
+            "sample.log ends at 92.40%",
+            notes="The authors' released config, flukeskywalker/highway-networks "
+            "examples/highways/cifar10-19layers/cifar10_network.prototxt (layers conv1..conv18, "
+            "ip2; dropout 0.2 on the input (drop1), after pool1/pool2 (drop2, drop3) and before "
+            "ip2 (drop4); gate bias -2, transform_bias_filler). No BN, as released. Table 1's "
+            "Highway B (92.46 best) is the same 19-layer size class (~2.3M); the release defines "
+            "no Highway A (11 layers), so none is registered.",
+        ),
+    ),
+    Entry(
+        "highway32",
+        partial(HighwayNet, cifar_spec_32()),
+        _cifar_info(
+            table="Table 1 (Highway C, 32 layers)",
+            params=1_248_410,
+            paper_params="1.25M",
+            macs=314_081_920,
+            top1_err=8.80,
+            notes="Accuracy 91.20; also quoted by He et al. 2015 Table 6. A reconstruction: "
+            "the authors released no 32-layer config (flukeskywalker/highway-networks has "
+            "cifar10-19layers, cifar100-19layers and mnist-10layers only); layer list in "
+            "cifar_spec_32 [U].",
+        ),
+    ),
 )
-def highway32(**knobs: Any) -> HighwayNet:
-    return HighwayNet(cifar_spec_32(), **knobs)
+ENTRYPOINTS = register_table(ROWS, free_knobs=FREE_KNOBS, defining_fields=SPEC_FIELDS)

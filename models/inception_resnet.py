@@ -50,6 +50,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Mapping
+from functools import partial
 from types import MappingProxyType
 from typing import Any
 
@@ -82,7 +83,7 @@ from .layers import (
     make_drop_path,
     relu,
 )
-from .registry import COMMON_KNOBS, RESIDUAL_BRANCH_KNOBS, ModelInfo, register_model
+from .registry import COMMON_KNOBS, RESIDUAL_BRANCH_KNOBS, Entry, ModelInfo, register_table
 
 SE_IRV2_PARAMS = 64_387_444  # exact count (meta device), SE r = 16 on the 40 residual blocks
 SE_IRV2_MACS = 13.164e9
@@ -343,133 +344,125 @@ def _info(**row: Any) -> ModelInfo:
     )
 
 
-def _register(info: ModelInfo, free: frozenset[str]) -> Any:
-    return register_model(info, free_knobs=free, defining_fields=SPEC_FIELDS)
-
-
 # The paper prints no parameter or MAC counts; each `notes` gives the third-party
 # references (paper_tables.md §7, timm model cards) and how our exact count relates.
 
 
-@_register(
-    _info(
-        table="Figures 14, 10, 7, 11, 12, 13, 15; Table 1 (Inception-ResNet-v1)",
-        params=22_756_328,
-        macs=6.206e9,
-        top1_err=21.3,
-        top5_err=5.5,
-        notes=(
-            "No reference parameter or MAC count is known for Inception-ResNet-v1 "
-            "(paper_tables.md §7: [U]); §3.1 only says it costs roughly as much as "
-            "Inception-v3 (torchvision: 5.713 GMACs; ours 6.206). The Table 2 error is not "
-            "verified verbatim."
+# The named models of this family, one row each (registered below: models.registry.register_table).
+ROWS = (
+    Entry(
+        "inception_resnet_v1",
+        partial(InceptionResNet, inception_resnet_v1_spec()),
+        _info(
+            table="Figures 14, 10, 7, 11, 12, 13, 15; Table 1 (Inception-ResNet-v1)",
+            params=22_756_328,
+            macs=6.206e9,
+            top1_err=21.3,
+            top5_err=5.5,
+            notes=(
+                "No reference parameter or MAC count is known for Inception-ResNet-v1 "
+                "(paper_tables.md §7: [U]); §3.1 only says it costs roughly as much as "
+                "Inception-v3 (torchvision: 5.713 GMACs; ours 6.206). The Table 2 error is not "
+                "verified verbatim."
+            ),
         ),
+        free_knobs=FREE_KNOBS_RESIDUAL,
     ),
-    FREE_KNOBS_RESIDUAL,
-)
-def inception_resnet_v1(**knobs: Any) -> InceptionResNet:
-    return InceptionResNet(inception_resnet_v1_spec(), **knobs)
-
-
-@_register(
-    _info(
-        table="TF-slim inception_resnet_v2.py (the released net); Table 2 errors",
-        params=55_843_464,
-        macs=13.157e9,
-        top1_err=19.9,
-        top5_err=4.9,
-        params_source="exact count with PyTorch's affine BN (TF-slim trains BN without gamma: "
-        "55,813,192; Keras Applications also counts moving stats: 55,873,736)",
-        notes=(
-            "The network the authors trained and released: tensorflow/models "
-            "research/slim/nets/inception_resnet_v2.py (block35 L33, block17 L54, block8 L74, "
-            "inception_resnet_v2_base L101-L273: Inception-v3 stem + Mixed_5b 35x35x320, "
-            "10 x block35 0.17, Mixed_6a, 20 x block17 0.10, Mixed_7a, 9 x block8 0.20 + "
-            "block8 scale 1.0 without ReLU, Conv2d_7b_1x1 1536; dropout keep 0.8). The auxiliary "
-            "head (AuxLogits on PreAuxLogits) is not built. Figure 15 drawn literally is "
-            "inception_resnet_v2_fig15. SENet Table 2 prints 11.75 GFLOPs for this row, which "
-            "matches neither network (13.16 G here, 9.26 G for Figure 15)."
+    Entry(
+        "inception_resnet_v2",
+        partial(InceptionResNet, inception_resnet_v2_spec()),
+        _info(
+            table="TF-slim inception_resnet_v2.py (the released net); Table 2 errors",
+            params=55_843_464,
+            macs=13.157e9,
+            top1_err=19.9,
+            top5_err=4.9,
+            params_source="exact count with PyTorch's affine BN (TF-slim trains BN without gamma: "
+            "55,813,192; Keras Applications also counts moving stats: 55,873,736)",
+            notes=(
+                "The network the authors trained and released: tensorflow/models "
+                "research/slim/nets/inception_resnet_v2.py (block35 L33, block17 L54, block8 L74, "
+                "inception_resnet_v2_base L101-L273: Inception-v3 stem + Mixed_5b 35x35x320, "
+                "10 x block35 0.17, Mixed_6a, 20 x block17 0.10, Mixed_7a, 9 x block8 0.20 + "
+                "block8 scale 1.0 without ReLU, Conv2d_7b_1x1 1536; dropout keep 0.8). The auxiliary "
+                "head (AuxLogits on PreAuxLogits) is not built. Figure 15 drawn literally is "
+                "inception_resnet_v2_fig15. SENet Table 2 prints 11.75 GFLOPs for this row, which "
+                "matches neither network (13.16 G here, 9.26 G for Figure 15)."
+            ),
+            released="tensorflow/models research/slim/nets/inception_resnet_v2.py",
+            deviation="no auxiliary head (AuxLogits on PreAuxLogits)",
         ),
-        released="tensorflow/models research/slim/nets/inception_resnet_v2.py",
-        deviation="no auxiliary head (AuxLogits on PreAuxLogits)",
+        free_knobs=FREE_KNOBS_RESIDUAL,
     ),
-    FREE_KNOBS_RESIDUAL,
-)
-def inception_resnet_v2(**knobs: Any) -> InceptionResNet:
-    return InceptionResNet(inception_resnet_v2_spec(), **knobs)
-
-
-@_register(
-    _info(
-        table="Figures 3, 16, 7, 17, 18, 19, 15; Table 1 (Inception-ResNet-v2 as drawn)",
-        params=32_433_928,
-        macs=9.258e9,
-        err_protocol="",
-        notes=(
-            "Figure 15 drawn literally (Fig. 3 stem, 5/10/5 blocks, 2144 channels before the "
-            "pool, no final 1x1 conv). Not the network the paper's errors belong to (that is "
-            "the released inception_resnet_v2), so it carries no error numbers."
+    Entry(
+        "inception_resnet_v2_fig15",
+        partial(InceptionResNet, inception_resnet_v2_fig15_spec()),
+        _info(
+            table="Figures 3, 16, 7, 17, 18, 19, 15; Table 1 (Inception-ResNet-v2 as drawn)",
+            params=32_433_928,
+            macs=9.258e9,
+            err_protocol="",
+            notes=(
+                "Figure 15 drawn literally (Fig. 3 stem, 5/10/5 blocks, 2144 channels before the "
+                "pool, no final 1x1 conv). Not the network the paper's errors belong to (that is "
+                "the released inception_resnet_v2), so it carries no error numbers."
+            ),
         ),
+        free_knobs=FREE_KNOBS_RESIDUAL,
     ),
-    FREE_KNOBS_RESIDUAL,
-)
-def inception_resnet_v2_fig15(**knobs: Any) -> InceptionResNet:
-    return InceptionResNet(inception_resnet_v2_fig15_spec(), **knobs)
-
-
-@_register(
-    ModelInfo(
-        paper="Hu et al. 2017, Squeeze-and-Excitation Networks, arXiv:1709.01507",
-        family="inception_resnet",
-        table="Table 2 (SE-Inception-ResNet-v2), Fig. 2",
-        resolution=299,
-        num_classes=1000,
-        min_input=75,
-        params=SE_IRV2_PARAMS,
-        params_source=OUR_COUNT.replace("the paper prints", "SENet prints"),
-        macs=SE_IRV2_MACS,
-        macs_source="models.complexity count at 299",
-        top1_err=19.80,
-        top5_err=4.79,
-        err_protocol="ImageNet val, single crop 299, SENet Table 2",
-        notes=(
-            "SE (r = 16, on the up-projected branch before the scaling and the addition, "
-            "Fig. 2) on every Inception-ResNet block of the released inception_resnet_v2 "
-            "(TF-slim inception_resnet_v2.py). Hu et al. released no code for this model "
-            "(hujie-frank/SENet has Caffe prototxts of the SE-ResNe(X)ts and SENet-154 only), "
-            "so the SE placement follows Fig. 2. SENet's 11.76 G vs 11.75 G base matches "
-            "neither our base count (13.16 G)."
+    Entry(
+        "se_inception_resnet_v2",
+        partial(InceptionResNet, inception_resnet_v2_spec(se_ratio=1 / 16)),
+        ModelInfo(
+            paper="Hu et al. 2017, Squeeze-and-Excitation Networks, arXiv:1709.01507",
+            family="inception_resnet",
+            table="Table 2 (SE-Inception-ResNet-v2), Fig. 2",
+            resolution=299,
+            num_classes=1000,
+            min_input=75,
+            params=SE_IRV2_PARAMS,
+            params_source=OUR_COUNT.replace("the paper prints", "SENet prints"),
+            macs=SE_IRV2_MACS,
+            macs_source="models.complexity count at 299",
+            top1_err=19.80,
+            top5_err=4.79,
+            err_protocol="ImageNet val, single crop 299, SENet Table 2",
+            notes=(
+                "SE (r = 16, on the up-projected branch before the scaling and the addition, "
+                "Fig. 2) on every Inception-ResNet block of the released inception_resnet_v2 "
+                "(TF-slim inception_resnet_v2.py). Hu et al. released no code for this model "
+                "(hujie-frank/SENet has Caffe prototxts of the SE-ResNe(X)ts and SENet-154 only), "
+                "so the SE placement follows Fig. 2. SENet's 11.76 G vs 11.75 G base matches "
+                "neither our base count (13.16 G)."
+            ),
         ),
+        free_knobs=FREE_KNOBS_RESIDUAL,
     ),
-    FREE_KNOBS_RESIDUAL,
-)
-def se_inception_resnet_v2(**knobs: Any) -> InceptionResNet:
-    return InceptionResNet(inception_resnet_v2_spec(se_ratio=1 / 16), **knobs)
-
-
-@_register(
-    _info(
-        table="Figures 3, 4, 7, 5, 8, 6, 9; Table 1 (Inception-v4)",
-        params=42_679_816,
-        macs=12.254e9,
-        top1_err=20.0,
-        top5_err=5.0,
-        notes=(
-            "The released net's parameter shapes one for one: tensorflow/models "
-            "research/slim/nets/inception_v4.py (block_inception_a/b/c, block_reduction_a/b, "
-            "inception_v4_base Mixed_3a..Mixed_7d; asymmetric pairs in its order: Mixed_4a "
-            "1x7->7x1, Inception-B Branch_2 7x1,1x7,7x1,1x7, Inception-C Branch_2 3x1->1x3; "
-            "tests/data/released_shapes.json). 42.68M also in paper_tables.md §7 and the timm "
-            "model card (42.7M / 12.3 GMACs). EfficientNet Table 2 quotes 48M / 13B. The "
-            "auxiliary head (AuxLogits on Mixed_6h) is not built."
+    Entry(
+        "inception_v4",
+        partial(InceptionResNet, inception_v4_spec()),
+        _info(
+            table="Figures 3, 4, 7, 5, 8, 6, 9; Table 1 (Inception-v4)",
+            params=42_679_816,
+            macs=12.254e9,
+            top1_err=20.0,
+            top5_err=5.0,
+            notes=(
+                "The released net's parameter shapes one for one: tensorflow/models "
+                "research/slim/nets/inception_v4.py (block_inception_a/b/c, block_reduction_a/b, "
+                "inception_v4_base Mixed_3a..Mixed_7d; asymmetric pairs in its order: Mixed_4a "
+                "1x7->7x1, Inception-B Branch_2 7x1,1x7,7x1,1x7, Inception-C Branch_2 3x1->1x3; "
+                "tests/data/released_shapes.json). 42.68M also in paper_tables.md §7 and the timm "
+                "model card (42.7M / 12.3 GMACs). EfficientNet Table 2 quotes 48M / 13B. The "
+                "auxiliary head (AuxLogits on Mixed_6h) is not built."
+            ),
+            released="tensorflow/models research/slim/nets/inception_v4.py",
+            deviation="concat order: the pool branch comes first in Inception-A/B/C and "
+            "Reduction-A/B here, last in TF-slim (Branch_3 / Branch_2) and timm, so released weights "
+            "need their branches and the next layer's input channels permuted (issue 24, open); no "
+            "auxiliary head",
         ),
-        released="tensorflow/models research/slim/nets/inception_v4.py",
-        deviation="concat order: the pool branch comes first in Inception-A/B/C and "
-        "Reduction-A/B here, last in TF-slim (Branch_3 / Branch_2) and timm, so released weights "
-        "need their branches and the next layer's input channels permuted (issue 24, open); no "
-        "auxiliary head",
+        free_knobs=FREE_KNOBS,
     ),
-    FREE_KNOBS,
 )
-def inception_v4(**knobs: Any) -> InceptionResNet:
-    return InceptionResNet(inception_v4_spec(), **knobs)
+ENTRYPOINTS = register_table(ROWS, free_knobs=frozenset(), defining_fields=SPEC_FIELDS)

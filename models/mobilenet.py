@@ -41,6 +41,7 @@ import functools
 import math
 from collections import OrderedDict
 from dataclasses import dataclass, fields
+from functools import partial
 from typing import Any, Literal, get_args
 
 import torch
@@ -64,8 +65,9 @@ from .registry import (
     COMMON_KNOBS,
     RESIDUAL_BRANCH_KNOBS,
     DefaultChange,
+    Entry,
     ModelInfo,
-    register_model,
+    register_table,
 )
 
 # ---------------------------------------------------------------- constants
@@ -501,10 +503,6 @@ V1_CHANGES = (
 V2_CHANGES = _bn_changes(SLIM_V2_BN, "TF-slim mobilenet training_scope: bn_decay 0.997")
 
 
-def _register(info: ModelInfo, free: frozenset[str] = FREE_KNOBS) -> Any:
-    return register_model(info, free_knobs=free, defining_fields=SPEC_FIELDS)
-
-
 def _v1_info(
     table: str,
     params: int,
@@ -545,130 +543,130 @@ def _v1(alpha: float, act: ActKind = "relu6", **knobs: Any) -> MBConvNet:
     return MBConvNet(mobilenet_v1_spec(alpha, act=act), **knobs)
 
 
-@_register(
-    _v1_info(
-        "Table 1 (body), Table 8 (1.0 MobileNet-224)",
-        4_231_976,
-        "4.2M",
-        568_740_352.0,
-        "569e6",
-        70.6,
-    ),
-    V1_KNOBS,
-)
-def mobilenet_v1(**knobs: Any) -> MBConvNet:
-    return _v1(1.0, **knobs)
-
-
-@_register(
-    _v1_info("Table 6 (0.75 MobileNet-224)", 2_585_560, "2.6M", 325_400_448.0, "325e6", 68.4),
-    V1_KNOBS,
-)
-def mobilenet_v1_075(**knobs: Any) -> MBConvNet:
-    return _v1(0.75, **knobs)
-
-
-@_register(
-    _v1_info("Table 6 (0.5 MobileNet-224)", 1_331_592, "1.3M", 149_497_088.0, "149e6", 63.7),
-    V1_KNOBS,
-)
-def mobilenet_v1_050(**knobs: Any) -> MBConvNet:
-    return _v1(0.5, **knobs)
-
-
-@_register(
-    _v1_info("Table 6 (0.25 MobileNet-224)", 470_072, "0.5M", 41_030_272.0, "41e6", 50.6),
-    V1_KNOBS,
-)
-def mobilenet_v1_025(**knobs: Any) -> MBConvNet:
-    return _v1(0.25, **knobs)
-
-
-@_register(
-    ModelInfo(
-        paper=V2_PAPER,
-        table="Table 2 (body), Table 4 (MobileNetV2)",
-        family="mbconv",
-        resolution=224,
-        num_classes=1000,
-        torchvision="mobilenet_v2",
-        params=3_504_872,
-        params_source=TV_META + "; equals our count",
-        paper_params=None,
-        macs=300_774_272.0,
-        macs_source=OUR_COUNT + "; torchvision _ops 0.301",
-        paper_macs="300e6",
-        top1_err=28.0,
-        err_protocol="ImageNet val, single crop 224, Table 4",
-        notes=(
-            "Table 4 prints 3.4M params; the exact count is 3,504,872 (3.5M, 3.1% above, outside "
-            "the 2% check, so paper_params is left unset). Without the 34,112 BN affine params it "
-            "is 3,470,760, which Table 4 seems to truncate to 3.4M. Dropout 0.2 as in torchvision."
-        ),
-        released=SLIM_V2,
-        deviation="dropout 0.2 before the FC (slim: keep_prob 0.8, the same)",
-        torchvision_knobs=tuple(PYTORCH_BN.items()),
-        default_changes=V2_CHANGES,
-    )
-)
-def mobilenet_v2(dropout: float = 0.2, **knobs: Any) -> MBConvNet:
+def _build_mobilenet_v2(dropout: float = 0.2, **knobs: Any) -> MBConvNet:
     knobs = {**SLIM_V2_BN, **knobs}
     return MBConvNet(mobilenet_v2_spec(1.0), dropout=dropout, **knobs)
 
 
-@_register(
-    ModelInfo(
-        paper=V2_PAPER,
-        table="Table 4 (MobileNetV2 (1.4))",
-        family="mbconv",
-        resolution=224,
-        num_classes=1000,
-        params=6_108_776,
-        params_source=OUR_COUNT + "; equals torchvision mobilenet_v2(width_mult=1.4)",
-        paper_params=None,
-        macs=MOBILENET_V2_140_MACS,
-        macs_source=OUR_COUNT,
-        paper_macs="585e6",
-        top1_err=25.3,
-        err_protocol="ImageNet val, single crop 224, Table 4",
-        notes=(
-            "Width 1.4 on every layer, rounded to 8 (the last conv: 1280 x 1.4 = 1792). Table 4 "
-            "prints 6.9M params for it, 13% above the exact 6,108,776 (so paper_params is not "
-            "checked to 2%); torchvision publishes no 1.4 weights. Dropout 0.2 as mobilenet_v2."
-        ),
-        released=SLIM_V2 + " (depth_multiplier 1.4)",
-        default_changes=V2_CHANGES,
-    )
-)
-def mobilenet_v2_140(dropout: float = 0.2, **knobs: Any) -> MBConvNet:
+def _build_mobilenet_v2_140(dropout: float = 0.2, **knobs: Any) -> MBConvNet:
     knobs = {**SLIM_V2_BN, **knobs}
     return MBConvNet(mobilenet_v2_spec(1.4), dropout=dropout, **knobs)
 
 
-@_register(
-    ModelInfo(
-        paper="Hu et al. 2017, Squeeze-and-Excitation Networks, arXiv:1709.01507",
-        table="Table 3 (SE-MobileNet)",
-        family="mbconv",
-        resolution=224,
-        num_classes=1000,
-        params=4_718_044,
-        params_source=OUR_COUNT,
-        paper_params="4.7M",
-        macs=SE_MOBILENET_MACS,
-        macs_source=OUR_COUNT,
-        paper_macs="572e6",
-        top1_err=25.3,
-        top5_err=7.7,
-        err_protocol="ImageNet val, single crop 224, SENet Table 3 (MobileNet re-implementation "
-        "28.4 / 9.4)",
-        notes=(
-            "1.0 MobileNet-224 with SE (r = 16) on the output of every depthwise-separable "
-            "block (after the pointwise conv; module docstring). Hu et al. released no code for "
-            "it; their counts (4.7M, 572M) are matched by this placement."
+# The named models of this family, one row each (registered below: models.registry.register_table).
+ROWS = (
+    Entry(
+        "mobilenet_v1",
+        partial(_v1, 1.0),
+        _v1_info(
+            "Table 1 (body), Table 8 (1.0 MobileNet-224)",
+            4_231_976,
+            "4.2M",
+            568_740_352.0,
+            "569e6",
+            70.6,
         ),
-    )
+        free_knobs=V1_KNOBS,
+    ),
+    Entry(
+        "mobilenet_v1_075",
+        partial(_v1, 0.75),
+        _v1_info("Table 6 (0.75 MobileNet-224)", 2_585_560, "2.6M", 325_400_448.0, "325e6", 68.4),
+        free_knobs=V1_KNOBS,
+    ),
+    Entry(
+        "mobilenet_v1_050",
+        partial(_v1, 0.5),
+        _v1_info("Table 6 (0.5 MobileNet-224)", 1_331_592, "1.3M", 149_497_088.0, "149e6", 63.7),
+        free_knobs=V1_KNOBS,
+    ),
+    Entry(
+        "mobilenet_v1_025",
+        partial(_v1, 0.25),
+        _v1_info("Table 6 (0.25 MobileNet-224)", 470_072, "0.5M", 41_030_272.0, "41e6", 50.6),
+        free_knobs=V1_KNOBS,
+    ),
+    Entry(
+        "mobilenet_v2",
+        _build_mobilenet_v2,
+        ModelInfo(
+            paper=V2_PAPER,
+            table="Table 2 (body), Table 4 (MobileNetV2)",
+            family="mbconv",
+            resolution=224,
+            num_classes=1000,
+            torchvision="mobilenet_v2",
+            params=3_504_872,
+            params_source=TV_META + "; equals our count",
+            paper_params=None,
+            macs=300_774_272.0,
+            macs_source=OUR_COUNT + "; torchvision _ops 0.301",
+            paper_macs="300e6",
+            top1_err=28.0,
+            err_protocol="ImageNet val, single crop 224, Table 4",
+            notes=(
+                "Table 4 prints 3.4M params; the exact count is 3,504,872 (3.5M, 3.1% above, outside "
+                "the 2% check, so paper_params is left unset). Without the 34,112 BN affine params it "
+                "is 3,470,760, which Table 4 seems to truncate to 3.4M. Dropout 0.2 as in torchvision."
+            ),
+            released=SLIM_V2,
+            deviation="dropout 0.2 before the FC (slim: keep_prob 0.8, the same)",
+            torchvision_knobs=tuple(PYTORCH_BN.items()),
+            default_changes=V2_CHANGES,
+        ),
+    ),
+    Entry(
+        "mobilenet_v2_140",
+        _build_mobilenet_v2_140,
+        ModelInfo(
+            paper=V2_PAPER,
+            table="Table 4 (MobileNetV2 (1.4))",
+            family="mbconv",
+            resolution=224,
+            num_classes=1000,
+            params=6_108_776,
+            params_source=OUR_COUNT + "; equals torchvision mobilenet_v2(width_mult=1.4)",
+            paper_params=None,
+            macs=MOBILENET_V2_140_MACS,
+            macs_source=OUR_COUNT,
+            paper_macs="585e6",
+            top1_err=25.3,
+            err_protocol="ImageNet val, single crop 224, Table 4",
+            notes=(
+                "Width 1.4 on every layer, rounded to 8 (the last conv: 1280 x 1.4 = 1792). Table 4 "
+                "prints 6.9M params for it, 13% above the exact 6,108,776 (so paper_params is not "
+                "checked to 2%); torchvision publishes no 1.4 weights. Dropout 0.2 as mobilenet_v2."
+            ),
+            released=SLIM_V2 + " (depth_multiplier 1.4)",
+            default_changes=V2_CHANGES,
+        ),
+    ),
+    Entry(
+        "se_mobilenet",
+        # No release: ReLU and PyTorch BN as before (Hu et al. re-implemented MobileNet themselves).
+        partial(MBConvNet, mobilenet_v1_spec(1.0, se_ratio=1 / 16, act="relu")),
+        ModelInfo(
+            paper="Hu et al. 2017, Squeeze-and-Excitation Networks, arXiv:1709.01507",
+            table="Table 3 (SE-MobileNet)",
+            family="mbconv",
+            resolution=224,
+            num_classes=1000,
+            params=4_718_044,
+            params_source=OUR_COUNT,
+            paper_params="4.7M",
+            macs=SE_MOBILENET_MACS,
+            macs_source=OUR_COUNT,
+            paper_macs="572e6",
+            top1_err=25.3,
+            top5_err=7.7,
+            err_protocol="ImageNet val, single crop 224, SENet Table 3 (MobileNet re-implementation "
+            "28.4 / 9.4)",
+            notes=(
+                "1.0 MobileNet-224 with SE (r = 16) on the output of every depthwise-separable "
+                "block (after the pointwise conv; module docstring). Hu et al. released no code for "
+                "it; their counts (4.7M, 572M) are matched by this placement."
+            ),
+        ),
+    ),
 )
-def se_mobilenet(**knobs: Any) -> MBConvNet:
-    # No release: ReLU and PyTorch BN as before (Hu et al. re-implemented MobileNet themselves).
-    return MBConvNet(mobilenet_v1_spec(1.0, se_ratio=1 / 16, act="relu"), **knobs)
+ENTRYPOINTS = register_table(ROWS, free_knobs=FREE_KNOBS, defining_fields=SPEC_FIELDS)

@@ -171,21 +171,36 @@ def register(
     return build
 
 
-def register_model(
-    info: ModelInfo,
+@dataclass(frozen=True)
+class Entry:
+    """One row of a family's table of named models: the name, the function that builds the net
+    from its knobs, and what the paper says; ``free_knobs`` where the row differs from its table."""
+
+    name: str
+    build: Callable[..., nn.Module]
+    info: ModelInfo
+    free_knobs: frozenset[str] | None = None
+
+
+def register_table(
+    rows: Iterable[Entry],
     *,
-    free_knobs: Iterable[str],
+    free_knobs: Iterable[str] = (),
     defining_fields: Iterable[str] = (),
-) -> Callable[[F], F]:
-    """Register an entrypoint under its function name (decorator form of `register`)."""
-
-    def decorator(fn: F) -> F:
-        guarded = register(
-            fn.__name__, fn, info, free_knobs=free_knobs, defining_fields=defining_fields
+) -> dict[str, Callable[..., nn.Module]]:
+    """The one way a family registers its named models (issue 29): a table of :class:`Entry` rows,
+    registered in one call at the bottom of the family's module (the paper's models are data, as
+    in timm's ``default_cfgs``); returns name -> guarded entrypoint (see :func:`register`)."""
+    return {
+        row.name: register(
+            row.name,
+            row.build,
+            row.info,
+            free_knobs=free_knobs if row.free_knobs is None else row.free_knobs,
+            defining_fields=defining_fields,
         )
-        return guarded  # type: ignore[return-value]
-
-    return decorator
+        for row in rows
+    }
 
 
 def _entry(name: str) -> _Entry:

@@ -16,8 +16,9 @@ here, for every row (STYLE rule 4):
 
     Row("resnet20", partial(cifar_spec, 3), paper_info(RESNET_T6, params=269_722, ...))
 
-Entrypoints stay reachable as attributes (`models.resnet_zoo.resnet50(...)`) and through
-`models.create_model("resnet50", ...)`.
+Rows are registered as every family registers its models (`models.registry.register_table`);
+the guarded entrypoints are `ENTRYPOINTS["resnet50"]`, `models.entrypoint("resnet50")`, and
+`models.create_model("resnet50", ...)` builds one.
 """
 
 from __future__ import annotations
@@ -31,9 +32,10 @@ from .registry import (
     COMMON_KNOBS,
     RESIDUAL_BRANCH_KNOBS,
     DefaultChange,
+    Entry,
     MacsVariant,
     ModelInfo,
-    register,
+    register_table,
 )
 from .resnet import SPEC_FIELDS, NetSpec, ResidualNet, cifar_spec, imagenet_spec, preact_cifar_spec
 from .resnet_blocks import BlockKind, StrideOn
@@ -628,25 +630,13 @@ def _entrypoint(row: Row) -> Callable[..., ResidualNet]:
     return build
 
 
-def register_rows(rows: tuple[Row, ...]) -> dict[str, Callable[..., ResidualNet]]:
-    """Register every row (free knobs from its default spec, every spec field defining)."""
-    return {
-        row.name: register(
-            row.name,
-            _entrypoint(row),
-            row.info,
-            free_knobs=free_knobs_of(row.spec(), row.extra_knobs),
-            defining_fields=SPEC_FIELDS,
-        )
+def entries(rows: tuple[Row, ...]) -> tuple[Entry, ...]:
+    """The registry's rows of zoo rows: free knobs from each row's default spec, every spec field
+    defining (registered by models.registry.register_table)."""
+    return tuple(
+        Entry(row.name, _entrypoint(row), row.info, free_knobs_of(row.spec(), row.extra_knobs))
         for row in rows
-    }
+    )
 
 
-ENTRYPOINTS = register_rows(ROWS)
-
-
-def __getattr__(name: str) -> Callable[..., ResidualNet]:  # models.resnet_zoo.resnet50(...)
-    try:
-        return ENTRYPOINTS[name]
-    except KeyError:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+ENTRYPOINTS = register_table(entries(ROWS), defining_fields=SPEC_FIELDS)

@@ -9,10 +9,10 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from .registry import DefaultChange
-from .resnet import NetSpec, ResidualNet, resnext_cifar_spec, wrn_spec
+from .registry import DefaultChange, register_table
+from .resnet import SPEC_FIELDS, NetSpec, resnext_cifar_spec, wrn_spec
 from .resnet_blocks import StrideOn
-from .resnet_zoo import CIFAR10, Row, imagenet, macs_variant, paper_info, register_rows
+from .resnet_zoo import CIFAR10, Row, entries, imagenet, macs_variant, paper_info
 
 RESNEXT_PAPER = (
     "Xie et al. 2017, Aggregated Residual Transformations for Deep Neural Networks, "
@@ -412,11 +412,4 @@ SENET_ROWS = (
 )
 
 ROWS = RESNEXT_ROWS + WRN_ROWS + SENET_ROWS
-ENTRYPOINTS = register_rows(ROWS)
-
-
-def __getattr__(name: str) -> Callable[..., ResidualNet]:  # models.resnext_zoo.senet154(...)
-    try:
-        return ENTRYPOINTS[name]
-    except KeyError:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+ENTRYPOINTS = register_table(entries(ROWS), defining_fields=SPEC_FIELDS)

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, fields
-from typing import Any
+from functools import partial
 
 import torch
 from torch import nn
 
 from .layers import BN_EPS, BN_MOMENTUM, SqueezeExcite, he_init_, relu
-from .registry import ModelInfo, register_model
+from .registry import Entry, ModelInfo, register_table
 
 # Table 1, column D (16 weight layers): 13 convs in five blocks, each closed by a max pool.
 VGG16_LAYERS: tuple[int | str, ...] = (
@@ -142,52 +142,50 @@ SE_VGG16_PARAMS = 138_596_784  # exact count (meta device)
 SE_VGG16_MACS = 15.4705e9
 
 
-def _register(info: ModelInfo) -> Any:
-    return register_model(info, free_knobs=FREE_KNOBS, defining_fields=SPEC_FIELDS)
-
-
-@_register(
-    ModelInfo(
-        paper=SENET_PAPER + "; " + VGG_PAPER,
-        table="SENet Table 2 (VGG-16, re-implementation with BN); VGG Table 1 column D",
-        family="vgg",
-        resolution=224,
-        num_classes=1000,
-        torchvision="vgg16_bn",
-        params=138_365_992,
-        params_source="torchvision 0.29.1 weight meta (num_params); equals our count",
-        macs=15.470e9,
-        macs_source="torchvision 0.29.1 weight meta (_ops 15.47); equals our count",
-        paper_macs="15.47e9",
-        top1_err=27.02,
-        top5_err=8.81,
-        err_protocol="ImageNet val, single crop 224, SENet Table 2 (re-implementation)",
-        notes="VGG-16 with BN after every conv, as SENet §6.1 trains it; layout and counts "
-        "are torchvision's vgg16_bn.",
-    )
+# The named models of this family, one row each (registered below: models.registry.register_table).
+ROWS = (
+    Entry(
+        "vgg16_bn",
+        partial(VGG, VGGSpec()),
+        ModelInfo(
+            paper=SENET_PAPER + "; " + VGG_PAPER,
+            table="SENet Table 2 (VGG-16, re-implementation with BN); VGG Table 1 column D",
+            family="vgg",
+            resolution=224,
+            num_classes=1000,
+            torchvision="vgg16_bn",
+            params=138_365_992,
+            params_source="torchvision 0.29.1 weight meta (num_params); equals our count",
+            macs=15.470e9,
+            macs_source="torchvision 0.29.1 weight meta (_ops 15.47); equals our count",
+            paper_macs="15.47e9",
+            top1_err=27.02,
+            top5_err=8.81,
+            err_protocol="ImageNet val, single crop 224, SENet Table 2 (re-implementation)",
+            notes="VGG-16 with BN after every conv, as SENet §6.1 trains it; layout and counts "
+            "are torchvision's vgg16_bn.",
+        ),
+    ),
+    Entry(
+        "se_vgg16_bn",
+        partial(VGG, VGGSpec(se_ratio=1 / 16)),
+        ModelInfo(
+            paper=SENET_PAPER,
+            table="Table 2 (SE-VGG-16)",
+            family="vgg",
+            resolution=224,
+            num_classes=1000,
+            params=SE_VGG16_PARAMS,
+            params_source="exact count of this implementation (SENet prints none)",
+            macs=SE_VGG16_MACS,
+            macs_source="models.complexity count at 224",
+            paper_macs="15.48e9",
+            top1_err=25.22,
+            top5_err=7.70,
+            err_protocol="ImageNet val, single crop 224, SENet Table 2",
+            notes="SE (r = 16) after the BN-ReLU of each of the 13 convs of vgg16_bn; placement "
+            "is our reading of SENet §6.1 (no released code), see models/vgg.py.",
+        ),
+    ),
 )
-def vgg16_bn(**knobs: Any) -> VGG:
-    return VGG(VGGSpec(), **knobs)
-
-
-@_register(
-    ModelInfo(
-        paper=SENET_PAPER,
-        table="Table 2 (SE-VGG-16)",
-        family="vgg",
-        resolution=224,
-        num_classes=1000,
-        params=SE_VGG16_PARAMS,
-        params_source="exact count of this implementation (SENet prints none)",
-        macs=SE_VGG16_MACS,
-        macs_source="models.complexity count at 224",
-        paper_macs="15.48e9",
-        top1_err=25.22,
-        top5_err=7.70,
-        err_protocol="ImageNet val, single crop 224, SENet Table 2",
-        notes="SE (r = 16) after the BN-ReLU of each of the 13 convs of vgg16_bn; placement "
-        "is our reading of SENet §6.1 (no released code), see models/vgg.py.",
-    )
-)
-def se_vgg16_bn(**knobs: Any) -> VGG:
-    return VGG(VGGSpec(se_ratio=1 / 16), **knobs)
+ENTRYPOINTS = register_table(ROWS, free_knobs=FREE_KNOBS, defining_fields=SPEC_FIELDS)

@@ -11,15 +11,11 @@ import lightning as L
 import torch
 from torch import nn
 
-from models import ModelInfo, register_model
+from models import Entry, ModelInfo, register_table
 from platform.run.config import load_config
 from platform.run.train import train
 
 
-@register_model(
-    ModelInfo(paper="test model", table="-", resolution=32, num_classes=10, family="test"),
-    free_knobs={"num_classes", "drop_path_rate", "dropout", "zero_init_residual"},
-)
 def ddp_probe_net(num_classes: int = 10, **_) -> nn.Module:
     """No BatchNorm: with CPU DDP (no SyncBatchNorm there) one process and two must agree exactly."""
     return nn.Sequential(
@@ -31,6 +27,18 @@ def ddp_probe_net(num_classes: int = 10, **_) -> nn.Module:
         nn.Flatten(),
         nn.Linear(8, num_classes),
     )
+
+
+register_table(
+    [
+        Entry(
+            "ddp_probe_net",
+            ddp_probe_net,
+            ModelInfo(paper="test model", table="-", resolution=32, num_classes=10, family="test"),
+        )
+    ],
+    free_knobs={"num_classes", "drop_path_rate", "dropout", "zero_init_residual"},
+)
 
 
 out = Path(sys.argv[1])

@@ -229,8 +229,8 @@ def test_overriding_a_defining_field_raises(name, knob, value):
 
 def test_entrypoint_called_directly_is_guarded_too():
     with pytest.raises(ValueError, match="defining field"):
-        resnet_zoo.resnet50(groups=32)
-    assert resnet_zoo.resnet20().head.fc.out_features == 10  # default num_classes from ModelInfo
+        resnet_zoo.ENTRYPOINTS["resnet50"](groups=32)
+    assert resnet_zoo.ENTRYPOINTS["resnet20"]().head.fc.out_features == 10  # num_classes: ModelInfo
 
 
 def test_unknown_knob_lists_allowed_knobs():
