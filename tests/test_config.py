@@ -160,3 +160,28 @@ def test_cli_errors_exit_nonzero_without_traceback():
         assert "Traceback" not in proc.stderr
         for w in words:
             assert w in proc.stderr
+
+
+def test_each_data_option_is_declared_once():
+    """DataOptions (datamodules/options.py) declares every option a datamodule takes; the schema's
+    DataConfig has each one the run does not set itself, under the same name and with the same
+    default, and compose.datamodule_options derives one from the other (issue 29.6)."""
+    import dataclasses
+
+    from datamodules.options import DataOptions
+    from platform.run.compose import RUN_DATA_OPTIONS, datamodule_options
+    from platform.run.schema import DataConfig, ExperimentConfig
+
+    options = {f.name: f for f in dataclasses.fields(DataOptions)}
+    config = {f.name: f for f in dataclasses.fields(DataConfig)}
+    shared = set(options) - set(RUN_DATA_OPTIONS)
+    assert shared <= set(config), sorted(shared - set(config))
+    defaults = DataConfig()
+    for name in shared:
+        value = getattr(defaults, name)
+        assert value == getattr(DataOptions(), name), name
+    cfg = load_config(["data.batch_size=48", "data.pad_mode=reflect", "data.scale_jitter=[16,24]"])
+    o = datamodule_options(cfg)
+    assert (o.batch_size, o.pad_mode, o.scale_jitter) == (48, "reflect", (16, 24))
+    assert o.seed == cfg.seed and o.channels_last == cfg.trainer.channels_last
+    assert isinstance(ExperimentConfig().data, DataConfig)

@@ -36,40 +36,29 @@ log = logging.getLogger("platform.train")  # the W&B fallback warnings are the t
 
 
 # ---------------------------------------------------------------------------- the datamodule
+# DataOptions fields the run sets from outside ``data.*``; every other field is the ``data.*`` key of
+# the same name (declared once, in DataOptions; the schema's DataConfig takes its defaults from it).
+RUN_DATA_OPTIONS = ("seed", "channels_last", "progressive", "normalize_dtype")
+
+
 def datamodule_options(cfg: ExperimentConfig) -> DataOptions:
-    """The datamodule's options, built once from the config: ``data.*`` plus the run's seed,
-    ``trainer.channels_last`` and, on CUDA, the autocast dtype for the normalised inputs."""
+    """The datamodule's options, derived from the config: each ``data.*`` key DataOptions has, plus
+    the run's seed, ``trainer.channels_last``, progressive resizing, and (on CUDA) the autocast dtype
+    of the normalised inputs.  ``tests/test_config.py`` checks that the two declarations agree."""
     d = cfg.data
+    shared = {
+        f.name: getattr(d, f.name)
+        for f in dataclasses.fields(DataOptions)
+        if f.name not in RUN_DATA_OPTIONS
+    }
+    if shared["scale_jitter"]:
+        shared["scale_jitter"] = tuple(shared["scale_jitter"])  # OmegaConf's list
     return DataOptions(
-        path=d.path,
-        backend=d.backend,
-        cache_dir=d.cache_dir,
-        batch_size=d.batch_size,
-        num_workers=d.num_workers,
-        resolution=d.resolution,
-        val_resolution=d.val_resolution,
-        val_crop_ratio=d.val_crop_ratio,
-        os_cache=d.os_cache,
-        order=d.order,
+        **shared,
         seed=cfg.seed,
-        split_seed=d.split_seed,
-        val_fraction=d.val_fraction,
-        val_split=d.val_split,
-        train_subset=d.train_subset,
-        val_subset=d.val_subset,
-        synthetic_size=d.synthetic_size,
-        synthetic_classes=d.synthetic_classes,
         channels_last=cfg.trainer.channels_last,
-        sampler=d.sampler,
-        epoch_samples=d.epoch_samples,
-        batches_ahead=d.batches_ahead,
         progressive=d.min_resolution is not None,
         normalize_dtype=autocast_dtype(cfg.trainer.precision),
-        color_jitter=d.color_jitter,
-        pca_lighting=d.pca_lighting,
-        scale_jitter=tuple(d.scale_jitter) if d.scale_jitter else None,
-        pad_mode=d.pad_mode,
-        auto_augment=d.auto_augment,
     )
 
 
