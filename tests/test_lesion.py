@@ -211,6 +211,19 @@ def two_runs(tmp_path_factory, digits_cache):
 
 
 @pytest.mark.slow
+def test_the_intact_error_is_what_evaluate_reports(two_runs):
+    """Issue 29: lesion scores through platform.evaluate's path; the intact net agrees exactly."""
+    from platform.after.evaluate import evaluate
+    from platform.papers.lesion import ValBatches, residual_run, top1_error
+
+    ckpt = two_runs / "resnet20/checkpoints/last.ckpt"
+    run = residual_run(ckpt)
+    ours = top1_error(run.model, ValBatches(run.datamodule, torch.device("cpu"), None))
+    record = evaluate(ckpt, ["data.num_workers=1"], "center", write=False)
+    assert ours == pytest.approx(record["top1_err"], abs=1e-5), (ours, record["top1_err"])
+
+
+@pytest.mark.slow
 def test_lesion_cli_end_to_end(two_runs, tmp_path):
     out = tmp_path / "out"
     proc = run_cli(

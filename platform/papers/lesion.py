@@ -40,6 +40,7 @@ import torch
 from datamodules.beton import write_json_atomic
 from datamodules.normalize import autocast_dtype
 from models.resnet import ResidualNet
+from platform.after.evaluate import protocol_scores
 from platform.after.rebuild import STUDY_ERRORS, LoadedRun, load_run
 from platform.papers.lesion_blocks import BlockLesions, is_plain
 from platform.run import cli
@@ -139,11 +140,14 @@ class ValBatches:
 
 @torch.no_grad()
 def top1_error(model: torch.nn.Module, batches: ValBatches, autocast: bool = False) -> float:
-    """Top-1 error in percent over ``batches`` (the net in eval mode: trained BN statistics)."""
+    """Top-1 error in percent over ``batches`` (the net in eval mode: trained BN statistics), scored
+    by ``platform.after.evaluate``'s own ``protocol_scores`` (its ``center`` protocol): the intact
+    net's error is what ``python -m platform.evaluate`` reports (tests/test_lesion.py checks it)."""
     wrong = total = 0
     with torch.autocast(batches.device.type, dtype=torch.bfloat16, enabled=autocast):
         for images, labels in batches:
-            wrong += int((model(images).argmax(1) != labels).sum())
+            scores = protocol_scores(model, images, "center", images.shape[-1])  # as evaluate
+            wrong += int((scores.argmax(1) != labels).sum())
             total += labels.numel()
     if total == 0:
         raise LesionError("the validation loader gave no batches (is the validation set empty?)")
