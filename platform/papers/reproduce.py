@@ -111,18 +111,18 @@ def lesion(argv: list[str]) -> int:
 # (module, usage shown by --list).  Imported on use, so a table report loads none of them.
 FIGURES: dict[str, tuple[str, str]] = {
     "paths": (
-        "platform.paths",
+        "platform.papers.paths",
         "paths --checkpoint PATH [--samples K] [--out DIR]: effective paths, gradient per path "
         "length (Veit et al. 2016 §5, Fig. 6)",
     ),
     "landscape": (
-        "platform.landscape",
+        "platform.papers.landscape",
         "landscape --checkpoint PATH [--checkpoint PATH ...]: the loss landscape of Li et al. "
         "2018 (Fig. 5: ResNet-56 with vs without skip connections), 1-D or 2-D, --devices N or "
         "--part i/n",
     ),
     "gradients": (
-        "platform.gradients",
+        "platform.papers.gradients",
         "gradients [--table stochastic_depth] [--scale proxy|imagenet] [--runs DIR] [--run DIR ...] "
         "[--out DIR]: per-epoch gradient magnitude of the first conv, constant vs stochastic depth "
         "(Huang et al. 2016 Fig. 8; runs trained with logging.grad_stats=true)",
