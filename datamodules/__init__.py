@@ -12,8 +12,7 @@ import difflib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from .base import check_shardable  # noqa: F401 (re-exported)
-from .beton import BetonError, DataError, SampleError, check_beton  # noqa: F401 (the package's errors)
+from .beton import BetonError, DataError, check_beton
 from .options import DataOptions, data_options
 
 if TYPE_CHECKING:

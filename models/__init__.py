@@ -8,7 +8,7 @@ model family listed below.
 """
 
 # importing a family module registers its entrypoints
-from . import (  # noqa: F401  # noqa: F401  (the residual family's rows)
+from . import (  # noqa: F401 (importing a family module registers its table of models)
     bn_inception,
     densenet,
     efficientnet,

@@ -10,8 +10,8 @@ import pytest
 import torch
 from conftest import ROOT, run_cli
 
-from datamodules import DataError, create_datamodule
-from datamodules.beton import BetonError, beton_labels, check_beton, write_beton
+from datamodules import create_datamodule
+from datamodules.beton import BetonError, DataError, beton_labels, check_beton, write_beton
 from datamodules.digits import DigitsDataModule, stratified_split
 from datamodules.ffcv import train_image_pipeline
 

@@ -15,9 +15,9 @@ import pytest
 import torch
 from conftest import ROOT
 
-from datamodules import DataError, create_datamodule
+from datamodules import create_datamodule
 from datamodules import fashion_mnist as fm
-from datamodules.beton import check_beton
+from datamodules.beton import DataError, check_beton
 
 
 def write_idx(path, array, *, type_code=0x08, ndim=None, shape=None, gz=True):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from test_imagefolder_cifar import write_fake_cifar
 
-from datamodules import DataError
+from datamodules.beton import DataError
 from datamodules.cifar import CIFAR_LAYOUTS, cifar_classes, find_cifar, load_cifar_split
 
 
@@ -297,7 +297,7 @@ def test_training_on_such_a_beton_fails_with_a_record_not_an_abort(tmp_path):
 def test_imagefolder_decode_error_names_file_and_index_across_workers(tmp_path):
     from torch.utils.data import DataLoader
 
-    from datamodules import SampleError
+    from datamodules.beton import SampleError
     from datamodules.imagefolder import LabelledImageFolder, val_transform
 
     src = _two_class_tree(tmp_path / "src")

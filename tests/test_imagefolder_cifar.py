@@ -14,8 +14,7 @@ import torch
 from conftest import ROOT
 from PIL import Image
 
-from datamodules import DataError
-from datamodules.beton import beton_labels, check_beton
+from datamodules.beton import DataError, beton_labels, check_beton
 from datamodules.cifar import (
     CIFAR_LAYOUTS,
     CifarDataModule,
@@ -265,7 +264,7 @@ def test_imagefolder_missing_directories_are_clear_errors(tmp_path, folder):
 
 
 def test_new_modules_import_first_without_cycles():
-    code = "import datamodules.cifar, datamodules.imagefolder, datamodules; print(datamodules.DataError.__name__)"
+    code = "import datamodules.cifar, datamodules.imagefolder, datamodules.beton as b; print(b.DataError.__name__)"
     proc = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
     )

@@ -34,8 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import models
-from datamodules import DataError
-from datamodules.beton import BetonError, write_json_atomic
+from datamodules.beton import BetonError, DataError, write_json_atomic
 from platform.run import cli, stopping
 from platform.run.config import load_config, parse_overrides
 from platform.run.console import quiet_library_chatter

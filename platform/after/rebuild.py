@@ -27,8 +27,7 @@ class RebuildError(ValueError):
 
 
 def _study_errors() -> tuple[type[BaseException], ...]:
-    from datamodules import DataError
-    from datamodules.beton import BetonError
+    from datamodules.beton import BetonError, DataError
 
     return (RebuildError, ConfigError, DataError, BetonError, models.UnknownModelError)
 

@@ -23,8 +23,7 @@ from typing import Any
 import torch
 
 import models
-from datamodules import DataError
-from datamodules.beton import BetonError, SampleError, write_json_atomic
+from datamodules.beton import BetonError, DataError, SampleError, write_json_atomic
 from platform.run import cli, slurm, stopping
 from platform.run.callbacks import CONFIG_KEY, ConfigInCheckpoint
 from platform.run.compose import (
