@@ -7,7 +7,7 @@ Generates an ImageNet-layout tree of natural-image JPEGs (:func:`natural_image`:
 rescalings of the sample photographs scikit-learn and scikit-image ship, 333-500 px a side, JPEG
 quality ``--jpeg-quality`` 90; cached under ``--dir``): decode cost depends on content, and smooth
 synthetic images decode faster than photographs.  For each ``--storage`` it writes the tree once to
-a ``.beton`` with :func:`datamodules.write.write_imagefolder`:
+a ``.beton`` with :func:`datamodules.imagefolder_writer.write_imagefolder`:
 
 * ``jpg``: every image stored as its JPEG (re-encoded at ``--jpeg-quality``), decoded per batch;
 * ``raw``: every image stored as uncompressed RGB pixels: no decoding, only crop + resize;

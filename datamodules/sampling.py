@@ -362,7 +362,7 @@ def ffcv_order_meta() -> type:
 
 
 def _reader_labels(reader: Any, field: str) -> np.ndarray:
-    """All labels of a ``.beton`` from its reader's metadata (as ``write.beton_labels``)."""
+    """All labels of a ``.beton`` from its reader's metadata (as ``datamodules.beton.beton_labels``)."""
     names = list(reader.field_names)
     if field not in names:
         raise ValueError(

@@ -214,12 +214,12 @@ def test_batches_are_pad_cropped_flipped_and_normalised_with_the_datasets_stats(
 
 INTERRUPTED_WRITER = textwrap.dedent("""
     import sys, time
-    from datamodules import fashion_mnist as fm, write
-    slow = write.ArrayDataset.__getitem__
+    from datamodules import beton, fashion_mnist as fm
+    slow = beton.ArrayDataset.__getitem__
     def getitem(self, i):
         time.sleep(0.1)
         return slow(self, i)
-    write.ArrayDataset.__getitem__ = getitem
+    beton.ArrayDataset.__getitem__ = getitem
     fm.write_fashion_mnist(sys.argv[1], sys.argv[2])
 """)
 
