@@ -68,6 +68,7 @@ def datamodule_options(cfg: ExperimentConfig) -> DataOptions:
         scale_jitter=tuple(d.scale_jitter) if d.scale_jitter else None,
         pad_mode=d.pad_mode,
         auto_augment=d.auto_augment,
+        jpeg_decode=d.jpeg_decode,
     )
 
 
