@@ -64,6 +64,9 @@ SUITE_KEYS["stochastic_depth"] = ("single", "ddp")
 # issue 27: what logging.grad_stats costs a training step
 SUITES += ("grad_stats",)
 SUITE_KEYS["grad_stats"] = ("ratio", "median_s", "isolated_share")
+# issue 28: data.jpeg_decode full vs scaled (python -m benchmarks data --jpeg-decode)
+SUITES += ("jpeg_decode",)
+SUITE_KEYS["jpeg_decode"] = ("rows", "breakdown")
 
 
 # ---------------------------------------------------------------------------- timing
