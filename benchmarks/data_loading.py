@@ -304,6 +304,7 @@ def jpeg_decode_main(a, argv) -> int:
     tree = make_tree(base / name, a.images, a.classes, quality=a.jpeg_quality)
     out, _ = storage_beton(a, base, tree, "jpg")
     result = jpeg_decode.run(a, tree, out)
+    result["reported_bound"] = jpeg_decode.reported_bound()
     print(f"wrote {write_result('jpeg_decode', vars(a), result, argv, a.results_dir)}")
     return 0
 
@@ -373,6 +374,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from datamodules.ffcv import FFCVDataModule
     from datamodules.imagefolder import ImageFolderDataModule
+
     base = Path(a.dir)
     tree = make_tree(
         base / f"tree-v{TREE_VERSION}-{a.images}-{a.classes}-q{a.jpeg_quality}",

@@ -586,6 +586,10 @@ def summary(records: list[tuple[Path, dict]]) -> list[str]:
                 f"{r['ratio']:.3f} (alone {100 * r['isolated_share']:.2f}%) | "
                 f"{'pass' if r['ratio'] <= r['target'] else 'FAIL'} |"
             )
+        elif r["suite"] == "jpeg_decode":
+            from benchmarks.jpeg_decode import target_lines
+
+            lines += target_lines(r)
         elif r["suite"] == "gpu":
             lines.append(
                 "| gpu profile | "
@@ -649,6 +653,18 @@ def grad_stats_section(r: dict) -> list[str]:
 
 
 SECTIONS["grad_stats"] = ("Gradient statistics: what logging.grad_stats costs", grad_stats_section)
+
+
+def jpeg_decode_section(r: dict) -> list[str]:
+    from benchmarks.jpeg_decode import section
+
+    return section(r)
+
+
+SECTIONS["jpeg_decode"] = (
+    "JPEG decode: full size vs n/8-scaled (data.jpeg_decode)",
+    jpeg_decode_section,
+)
 
 
 KEPT = (

@@ -37,6 +37,7 @@ from ffcv.pipeline.compiler import Compiler
 
 from .seeded import numba_helpers
 from .seeded_ffcv import SeededRandomResizedCrop, SeededScaleCrop
+
 TJPF_RGB, TJFLAG_FASTDCT = 0, 2048  # turbojpeg.h; FFCV's imdecode decodes with TJFLAG_FASTDCT
 TJCS_CMYK, TJCS_YCCK = 3, 4
 # The factors used by default: those libjpeg-turbo 2.1 decodes faster than full size on x86-64 -- its
@@ -158,7 +159,9 @@ def kernels() -> dict[str, Callable]:
         """The numerator used (1..7), ``FULL`` when none fits, ``FALLBACK`` when it cannot scale."""
         n, y0, y1, x0, x1, sh, sw = 8, 0, 0, 0, 0, height, width
         for k in range(nums.shape[0]):
-            y0, y1, x0, x1, sh, sw = box_c(i, j, h, w, height, width, nums[k], dst.shape[0], dst.shape[1])
+            y0, y1, x0, x1, sh, sw = box_c(
+                i, j, h, w, height, width, nums[k], dst.shape[0], dst.shape[1]
+            )
             if y1 >= 0:
                 n = nums[k]
                 break
@@ -223,7 +226,11 @@ class ScaledDecode:
         from ffcv.fields.rgb_image import IMAGE_MODES
 
         jpg, mem_read, my_range = IMAGE_MODES["jpg"], self.memory_read, Compiler.get_iterator()
-        decode_crop, address, nums = kernels()["decode_crop"], int(self.state.ctypes.data), self.nums
+        decode_crop, address, nums = (
+            kernels()["decode_crop"],
+            int(self.state.ctypes.data),
+            self.nums,
+        )
         draw = self.crop_drawer()
 
         def decode(batch_indices, my_storage, metadata, storage_state):

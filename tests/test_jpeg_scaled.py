@@ -16,7 +16,6 @@ from datamodules.jpeg_scaled import (  # noqa: E402
     FALLBACK,
     FULL,
     KINDS,
-    RAW,
     SLOTS,
     kernels,
     scaled_box,
@@ -253,7 +252,11 @@ def _rank_images(rank, world, d, port, out):
     )
     dm.trainer = _Trainer()
     dm.setup("fit")
-    seen = {y: x.clone() for xs, ys in dm.train_dataloader() for x, y in zip(xs, ys.tolist())}
+    seen = {
+        y: x.clone()
+        for xs, ys in dm.train_dataloader()
+        for x, y in zip(xs, ys.tolist(), strict=True)
+    }
     torch.save((seen, dm.decode_stats()), out / f"rank{rank}.pt")
     dist.destroy_process_group()
 
