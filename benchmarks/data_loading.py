@@ -305,6 +305,8 @@ def jpeg_decode_main(a, argv) -> int:
     out, _ = storage_beton(a, base, tree, "jpg")
     result = jpeg_decode.run(a, tree, out)
     result["reported_bound"] = jpeg_decode.reported_bound()
+    if a.top1_checkpoint:
+        result["top1"] = jpeg_decode.top1(a.top1_checkpoint, base)
     print(f"wrote {write_result('jpeg_decode', vars(a), result, argv, a.results_dir)}")
     return 0
 
@@ -353,6 +355,11 @@ def main(argv: list[str] | None = None) -> int:
         "(benchmarks/jpeg_decode.py)",
     )
     p.add_argument("--workers-list", default="1,2", help="--jpeg-decode: worker counts")
+    p.add_argument(
+        "--top1-checkpoint",
+        default=None,
+        help="--jpeg-decode: a data=digits checkpoint, scored on JPEG digits both ways",
+    )
     p.add_argument(
         "--breakdown-images", type=int, default=300, help="--jpeg-decode: images timed per part"
     )

@@ -287,4 +287,44 @@ def section(r: dict) -> list[str]:
         psnr = ", ".join(f"{k}: {p:.1f} ({n})" for k, (n, p) in sorted(ps.items()) if k != "8/8")
         lines.append(f"| {case} | {ms['full']:.3f} | {ms['scaled']:.3f} | {ms['decode 8/8']:.3f} "
                      f"| {ms['decode chosen n/8']:.3f} | {ms['decode 1/8']:.3f} | {psnr or '-'} |")  # fmt: skip
+    t = r.get("top1")
+    if t:
+        lines += ["", f"Top-1 of a trained checkpoint evaluated both ways (`--top1-checkpoint`, a "
+                  f"`data=digits` run; the {t['full']['n']} digits validation images stored as q90 "
+                  f"JPEGs at {t['side']} px, centre crop {t['crop']}): full "
+                  f"{t['full']['top1']:.2f}%, scaled {t['scaled']['top1']:.2f}%, difference "
+                  f"**{t['difference']:+.2f}** points."]  # fmt: skip
     return lines + ["", *r.get("notes", []), ""]
+
+
+# --------------------------------------------------------------------------- top-1 both ways
+def top1(ckpt: str, workdir: Path, side: int = 128, crop: int = 32) -> dict:
+    """Top-1 of a ``data=digits`` checkpoint (trained at 32 px on raw pixels) on the digits
+    validation split re-stored as quality-90 JPEGs at ``side`` px (``digits_arrays``' bilinear
+    upscaling), centre crop ``crop`` (ratio 1) decoded with ``data.jpeg_decode=full`` and ``scaled``
+    (128 -> 32: the 2/8 decode).  Normalised with the digits training set's mean/std."""
+    from datamodules.beton import ArrayDataset, write_beton, write_json_atomic
+    from datamodules.digits import digits_arrays, stratified_split
+    from platform.evaluate import evaluate
+
+    images, labels = digits_arrays(side)
+    train, val = stratified_split(labels, 0.2, 0)
+    d = workdir / f"digits-jpeg-{side}"
+    for split, idx in (("train", train), ("val", val)):
+        write_beton(d / f"{split}.beton", ArrayDataset(images[idx], labels[idx]),
+                    write_mode="jpg", jpeg_quality=90)  # fmt: skip
+    pixels = digits_arrays(crop)[0][train].reshape(-1, 3) / 255.0
+    stats = {"mean": pixels.mean(0).round(6).tolist(), "std": pixels.std(0).round(6).tolist()}
+    write_json_atomic(d / "meta.json", {"num_classes": 10, **stats})
+    out = {"side": side, "crop": crop, "checkpoint": str(ckpt)}
+    for decode in ("full", "scaled"):
+        overrides = ["data=beton", f"data.path={d}", f"data.val_resolution={crop}",
+                     "data.val_crop_ratio=1.0", f"data.jpeg_decode={decode}", "data.num_workers=1",
+                     "logging.wandb=disabled"]  # fmt: skip
+        r = evaluate(ckpt, overrides, write=False)
+        out[decode] = {"top1": r["top1"], "n": r["n"]}
+    out["difference"] = out["scaled"]["top1"] - out["full"]["top1"]
+    print(f"top-1 of {ckpt} on {out['full']['n']} digits JPEGs ({side} px -> {crop}): full "
+          f"{out['full']['top1']:.2f}%, scaled {out['scaled']['top1']:.2f}%, "
+          f"difference {out['difference']:+.2f} points")  # fmt: skip
+    return out
