@@ -42,11 +42,11 @@ TJPF_RGB, TJFLAG_FASTDCT = 0, 2048  # turbojpeg.h; FFCV's imdecode decodes with 
 TJCS_CMYK, TJCS_YCCK = 3, 4
 # The factors used by default: those libjpeg-turbo 2.1 decodes faster than full size on x86-64 -- its
 # SIMD reduced IDCTs (jidctred: 1x1, 2x2, 4x4).  n = 3, 5, 6, 7 run plain-C IDCTs: on the benchmark's
-# q90 JPEGs 3/8 decodes no faster than 8/8, and 5/8-7/8 at 0.48-0.70 of it (benchmarks/RESULTS.md).
+# q90 JPEGs 3/8 decodes about as fast as 8/8, 5/8-7/8 slower (benchmarks/RESULTS.md, factor sweep).
 FAST_NUMERATORS = (1, 2, 4)
 SLOTS = 4096  # decompressor handles kept, one per batch position (a larger batch: one per image)
-# stats columns: 0..7 images decoded at n/8 (n = 1..7), 8 full size (crop too small to scale),
-# 9 fallback (progressive / CMYK / refused header / failed scaled decode), 10 raw samples
+# stats columns: 0..6 images decoded at n/8 (n = 1..7), 7 unused, 8 full size (crop too small to
+# scale), 9 fallback (progressive / CMYK / refused header / failed scaled decode), 10 raw samples
 FULL, FALLBACK, RAW, KINDS = 8, 9, 10, 11
 
 
