@@ -44,7 +44,7 @@ TJCS_CMYK, TJCS_YCCK = 3, 4
 # SIMD reduced IDCTs (jidctred: 1x1, 2x2, 4x4).  n = 3, 5, 6, 7 run plain-C IDCTs: on the benchmark's
 # q90 JPEGs 3/8 decodes about as fast as 8/8, 5/8-7/8 slower (benchmarks/RESULTS.md, factor sweep).
 FAST_NUMERATORS = (1, 2, 4)
-SLOTS = 4096  # decompressor handles kept, one per batch position (a larger batch: one per image)
+SLOTS = 4096  # rows of counts, one per batch position (modulo): no two threads share a row
 # stats columns: 0..6 images decoded at n/8 (n = 1..7), 7 unused, 8 full size (crop too small to
 # scale), 9 fallback (progressive / CMYK / refused header / failed scaled decode), 10 raw samples
 FULL, FALLBACK, RAW, KINDS = 8, 9, 10, 11
@@ -146,7 +146,7 @@ def kernels() -> dict[str, Callable]:
 
     @jit
     def state_view(address):
-        return carray(as_pointer(address), (SLOTS, 1 + KINDS), np.int64)
+        return carray(as_pointer(address), (SLOTS, KINDS), np.int64)
 
     def stock(data, temp, height, width, i, j, h, w, dst):  # FFCV's full-size decode + resize
         imdecode_c(data, temp, height, width, height, width, 0, 0, 1, 1, False, False)
@@ -155,7 +155,7 @@ def kernels() -> dict[str, Callable]:
 
     stock_c = jit(stock)
 
-    def scaled(data, temp, height, width, i, j, h, w, dst, handle, nums):
+    def scaled(data, temp, height, width, i, j, h, w, dst, nums):
         """The numerator used (1..7), ``FULL`` when none fits, ``FALLBACK`` when it cannot scale."""
         n, y0, y1, x0, x1, sh, sw = 8, 0, 0, 0, 0, height, width
         for k in range(nums.shape[0]):
@@ -170,15 +170,20 @@ def kernels() -> dict[str, Callable]:
         sof = sof_c(data)
         if sof != 0xC0 and sof != 0xC1:
             return FALLBACK
+        # A handle per image: TurboJPEG's error handler longjmps to the setjmp of the call that
+        # uses the handle, so a handle two threads share (two iterators of one loader) aborts
+        # the process ("longjmp causes uninitialized stack frame"); init + destroy cost little.
+        handle = tj_init()
         hdr = np.zeros(4, np.int32)  # width, height, subsampling, colour space
         p = hdr.ctypes.data
-        if tj_header(handle, data.ctypes.data, data.size, p, p + 4, p + 8, p + 12) != 0:
-            return FALLBACK
-        if hdr[3] == TJCS_CMYK or hdr[3] == TJCS_YCCK or hdr[0] != width or hdr[1] != height:
-            return FALLBACK
-        flags = TJFLAG_FASTDCT
-        if tj_decompress(handle, data.ctypes.data, data.size, temp.ctypes.data, sw, 3 * sw, sh,
-                         TJPF_RGB, flags) != 0:  # fmt: skip
+        ok = tj_header(handle, data.ctypes.data, data.size, p, p + 4, p + 8, p + 12) == 0
+        ok = ok and hdr[3] != TJCS_CMYK and hdr[3] != TJCS_YCCK
+        ok = ok and hdr[0] == width and hdr[1] == height
+        if ok:
+            ok = tj_decompress(handle, data.ctypes.data, data.size, temp.ctypes.data, sw, 3 * sw,
+                               sh, TJPF_RGB, TJFLAG_FASTDCT) == 0  # fmt: skip
+        tj_destroy(handle)
+        if not ok:
             return FALLBACK
         image = temp.reshape(-1)[: 3 * sh * sw].reshape(sh, sw, 3)
         resize_c(image, y0, y1, x0, x1, dst)
@@ -192,35 +197,28 @@ def kernels() -> dict[str, Callable]:
         row = slot % SLOTS
         if not is_jpeg:
             resize_c(data.reshape(height, width, 3), i, i + h, j, j + w, dst)
-            state[row, 1 + RAW] += 1
+            state[row, RAW] += 1
             return
-        own = slot >= SLOTS  # past the kept handles: one for this image only
-        handle = np.int64(tj_init()) if own else state[row, 0]
-        if handle == 0:
-            handle = np.int64(tj_init())
-            state[row, 0] = handle
-        kind = scaled_c(data, temp, height, width, i, j, h, w, dst, handle, nums)
-        if own:
-            tj_destroy(handle)
+        kind = scaled_c(data, temp, height, width, i, j, h, w, dst, nums)
         if kind == FULL or kind == FALLBACK:
             stock_c(data, temp, height, width, i, j, h, w, dst)
-        state[row, 1 + kind - (1 if kind < FULL else 0)] += 1
+        state[row, kind - 1 if kind < FULL else kind] += 1
 
     return {"decode_crop": jit(decode_crop), "scaled_box": box_c, "jpeg_sof": sof_c}
 
 
 class ScaledDecode:
-    """What the scaled decoders share: the per-slot state (handles + counts) and its statistics."""
+    """What the scaled decoders share: the per-slot counts and their statistics."""
 
     def init_scaled(self, numerators=FAST_NUMERATORS) -> None:
-        # column 0: TurboJPEG handle of batch position r; columns 1..: the counts (see KINDS)
-        self.state = np.zeros((SLOTS, 1 + KINDS), np.int64)
+        # row r: the counts of batch position r (modulo SLOTS), columns as KINDS
+        self.state = np.zeros((SLOTS, KINDS), np.int64)
         self.nums = scaling_numerators(numerators)
 
     @property
     def stats(self) -> np.ndarray:
         """Images per kind since construction: ``[n=1..7 scaled, full size, fallback, raw]``."""
-        return self.state[:, 1:].sum(axis=0)
+        return self.state.sum(axis=0)
 
     def generate_code(self) -> Callable:
         from ffcv.fields.rgb_image import IMAGE_MODES

@@ -52,12 +52,12 @@ def _decode_crop():
 
 def _decode(data, h, w, box, out, nums):
     """(image, counts) of one ``decode_crop`` call; ``nums`` empty: FFCV's full decode."""
-    state = np.zeros((SLOTS, 1 + KINDS), np.int64)
+    state = np.zeros((SLOTS, KINDS), np.int64)
     dst = np.zeros((out, out, 3), np.uint8)
     temp = np.zeros(3 * h * w, np.uint8)
     nums = np.asarray(nums, np.int64)
     _decode_crop()(data, True, temp, h, w, *box, dst, 0, state.ctypes.data, nums)
-    return dst, state[:, 1:].sum(axis=0)
+    return dst, state.sum(axis=0)
 
 
 def psnr(a, b) -> float:
