@@ -170,9 +170,10 @@ def kernels() -> dict[str, Callable]:
         sof = sof_c(data)
         if sof != 0xC0 and sof != 0xC1:
             return FALLBACK
-        # A handle per image: TurboJPEG's error handler longjmps to the setjmp of the call that
-        # uses the handle, so a handle two threads share (two iterators of one loader) aborts
-        # the process ("longjmp causes uninitialized stack frame"); init + destroy cost little.
+        # A handle per image: TurboJPEG's error handler longjmps to the setjmp of the last call on
+        # the handle, so a handle two threads share aborts the process ("longjmp causes
+        # uninitialized stack frame").  Two iterators of one loader do run at once: Lightning's
+        # _check_dataloader_iterable calls iter() on a non-DataLoader (data_connector.py).
         handle = tj_init()
         hdr = np.zeros(4, np.int32)  # width, height, subsampling, colour space
         p = hdr.ctypes.data
@@ -249,7 +250,8 @@ class ScaledDecode:
 
 def decode_stats(decoders) -> dict[str, int]:
     """The summed counts of ``decoders`` (:class:`ScaledDecode`), keyed ``"n/8"``, ``full``,
-    ``fallback``, ``raw``."""
+    ``fallback``, ``raw``: every image decoded, prefetched batches and any second iterator's
+    included (counts of one batch position from two threads at once may lose an increment)."""
     total = sum((d.stats for d in decoders), np.zeros(KINDS, np.int64))
     out = {f"{n}/8": int(total[n - 1]) for n in range(1, 8) if total[n - 1]}
     out.update(full=int(total[FULL]), fallback=int(total[FALLBACK]), raw=int(total[RAW]))
