@@ -47,7 +47,14 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import add_common_args, apply_common, median, peak_rss_mb, write_result
+from benchmarks.common import (
+    add_common_args,
+    apply_common,
+    command_line,
+    median,
+    peak_rss_mb,
+    write_result,
+)
 
 STORAGES = {
     "jpg": dict(write_mode="jpg"),
@@ -307,7 +314,8 @@ def jpeg_decode_main(a, argv) -> int:
     result["reported_bound"] = jpeg_decode.reported_bound()
     if a.top1_checkpoint:
         result["top1"] = jpeg_decode.top1(a.top1_checkpoint, base)
-    print(f"wrote {write_result('jpeg_decode', vars(a), result, argv, a.results_dir)}")
+    command = command_line("data", argv)
+    print(f"wrote {write_result('jpeg_decode', vars(a), result, argv, a.results_dir, command)}")
     return 0
 
 

@@ -702,7 +702,7 @@ def render(records: list[tuple[Path, dict]], previous: dict[str, str] | None = N
         if suite not in present:
             old = previous.get(title, "")
             if old and old != "No record." and not old.startswith("Not run on this machine"):
-                lines += [KEPT if KEPT not in old else "", "", old.replace(KEPT, "").strip(), ""]
+                lines += [KEPT, "", old.replace(KEPT, "").strip(), ""]
             else:
                 lines += [
                     "No record." if suite != "gpu" else "Not run: no GPU was available (no CUDA).",
