@@ -401,9 +401,10 @@ def noise_note(r: dict) -> list[str]:
     if not flat:
         return []
     return [
-        "With (almost) no image decoded scaled -- a centre crop 224 of 256 keeps 0.875 of the "
-        "shorter side, >= 291 px here, so it needs 7/8 or 8/8 -- both decoders do the same work, "
-        f"and their ratio is this run's noise: {', '.join(flat)}."
+        "With (almost) no image decoded scaled (train 224: a crop must be >= 448 px for 4/8; val: "
+        "a centre crop 224 of 256 keeps 0.875 of the shorter side, >= 291 px here, so it needs 7/8 "
+        "or 8/8) both decoders do the same work, and their ratio is this run's noise: "
+        f"{', '.join(flat)}."
     ]
 
 

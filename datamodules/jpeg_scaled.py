@@ -120,33 +120,39 @@ def scaled_box(i, j, h, w, height, width, n, out_h, out_w):
     return y0, y1, x0, x1, sh, sw
 
 
-def kernels() -> dict[str, Callable]:
-    """The numba-compiled pieces, fresh dispatchers per call (per decoder): ``decode_crop`` and its
-    helpers.  Shared dispatchers compiled for a second signature from FFCV's loader thread failed
-    in numba 0.68's dispatcher (``KeyError`` in ``nopython_signatures``)."""
-    from ffcv.libffcv import imdecode, resize_crop
-    from numba import carray, njit, types
+def _state_view(jit) -> Callable:
+    """``state_view(address)``: the ``SLOTS x KINDS`` counts at ``address``, writable from compiled
+    code (as ``seeded._numba_helpers``' clock: numba freezes captured arrays, not addresses)."""
+    from numba import carray, types
     from numba.core import cgutils
     from numba.extending import intrinsic
 
-    lib = turbojpeg()
-    tj_init, tj_destroy = lib.tjInitDecompress, lib.tjDestroy
-    tj_header, tj_decompress = lib.tjDecompressHeader3, lib.tjDecompress2
-
     @intrinsic
-    def as_pointer(typingctx, address):  # as seeded._numba_helpers: a state numba does not freeze
+    def as_pointer(typingctx, address):
         def codegen(context, builder, signature, args):
             return builder.inttoptr(args[0], cgutils.voidptr_t)
 
         return types.voidptr(address), codegen
 
-    jit = functools.partial(njit, nogil=True, cache=False)
-    sof_c, box_c = jit(jpeg_sof), jit(scaled_box)
-    imdecode_c, resize_c = jit(imdecode), jit(resize_crop)
-
-    @jit
     def state_view(address):
         return carray(as_pointer(address), (SLOTS, KINDS), np.int64)
+
+    return jit(state_view)
+
+
+def kernels() -> dict[str, Callable]:
+    """The numba-compiled pieces, fresh dispatchers per call (per decoder): ``decode_crop`` and its
+    helpers.  Shared dispatchers compiled for a second signature from FFCV's loader thread failed
+    in numba 0.68's dispatcher (``KeyError`` in ``nopython_signatures``)."""
+    from ffcv.libffcv import imdecode, resize_crop
+    from numba import njit
+
+    lib = turbojpeg()
+    tj_init, tj_destroy = lib.tjInitDecompress, lib.tjDestroy
+    tj_header, tj_decompress = lib.tjDecompressHeader3, lib.tjDecompress2
+    jit = functools.partial(njit, nogil=True, cache=False)
+    sof_c, box_c, state_view = jit(jpeg_sof), jit(scaled_box), _state_view(jit)
+    imdecode_c, resize_c = jit(imdecode), jit(resize_crop)
 
     def stock(data, temp, height, width, i, j, h, w, dst):  # FFCV's full-size decode + resize
         imdecode_c(data, temp, height, width, height, width, 0, 0, 1, 1, False, False)
