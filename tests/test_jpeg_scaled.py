@@ -272,3 +272,12 @@ def test_two_rank_ddp_reads_the_single_process_images(betons, tmp_path):
     single, _ = _images(betons, "jpg", "scaled")
     assert {**r0, **r1}.keys() == single.keys()
     assert all(np.array_equal(v.numpy(), single[k]) for k, v in {**r0, **r1}.items())
+
+
+def test_config_key_reaches_the_datamodule_options():
+    from platform.compose import datamodule_options
+    from platform.config import load_config
+
+    assert datamodule_options(load_config([])).jpeg_decode == "full"  # the default (RESULTS.md)
+    cfg = load_config(["data=beton", "data.jpeg_decode=scaled"])
+    assert datamodule_options(cfg).jpeg_decode == "scaled"
