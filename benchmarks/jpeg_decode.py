@@ -340,7 +340,7 @@ def section(r: dict) -> list[str]:
         psnr = ", ".join(f"{k}: {p:.1f} ({n})" for k, (n, p) in sorted(ps.items()) if k != "8/8")
         lines.append(f"| {case} | {ms['full']:.3f} | {ms['scaled']:.3f} | {ms['decode 8/8']:.3f} "
                      f"| {ms['decode chosen n/8']:.3f} | {ms['decode 1/8']:.3f} | {psnr or '-'} |")  # fmt: skip
-    lines += ["", *where_the_time_goes(r)]
+    lines += [*scaling_note(r), "", *where_the_time_goes(r)]
     every = r["breakdown"].get("psnr_every_factor_db")
     if every:
         lines += ["", "PSNR of scaled vs full by chosen factor if every n/8 were allowed (not only "
@@ -500,3 +500,22 @@ def transform_crop_ms(jpegs: list, seed: int = 0) -> dict[str, float]:
         "  region via tjTransform, ms/image: " + ", ".join(f"{k} {v:.3f}" for k, v in out.items())
     )
     return out
+
+
+def scaling_note(r: dict) -> list[str]:
+    """Workers 1 -> 2: each pipeline's images/s ratio, beside the decode bound's (a busy second core
+    shows there: the machine is shared)."""
+    b = r["decode_bound"]
+    if "1" not in b or "2" not in b:
+        return []
+    parts = []
+    for case, side in CASES:
+        one, two = _row(r, case, side, 1), _row(r, case, side, 2)
+        if one and two:
+            parts.append(f"{case} {side} full {two['full'] / one['full']:.2f}x, scaled "
+                         f"{two['scaled'] / one['scaled']:.2f}x")  # fmt: skip
+    note = [f"Workers 1 -> 2: {'; '.join(parts)}; the decode bound {b['2'] / b['1']:.2f}x."]
+    if b["2"] / b["1"] < 1.5:
+        note[0] += ("  The bound did not double: the second core was busy (shared machine), so the "
+                    "2-worker rows measure contention, not scaling.")  # fmt: skip
+    return note
