@@ -340,7 +340,7 @@ def section(r: dict) -> list[str]:
         psnr = ", ".join(f"{k}: {p:.1f} ({n})" for k, (n, p) in sorted(ps.items()) if k != "8/8")
         lines.append(f"| {case} | {ms['full']:.3f} | {ms['scaled']:.3f} | {ms['decode 8/8']:.3f} "
                      f"| {ms['decode chosen n/8']:.3f} | {ms['decode 1/8']:.3f} | {psnr or '-'} |")  # fmt: skip
-    lines += [*scaling_note(r), "", *where_the_time_goes(r)]
+    lines += ["", *scaling_note(r), "", *where_the_time_goes(r)]
     every = r["breakdown"].get("psnr_every_factor_db")
     if every:
         lines += ["", "PSNR of scaled vs full by chosen factor if every n/8 were allowed (not only "

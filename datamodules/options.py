@@ -79,7 +79,7 @@ class DataOptions:
     scale_jitter: tuple[int, int] | None = None  # He et al. 2015 §3.4: shorter side S in [a, b]
     pad_mode: str = "constant"  # constant | reflect: the pad of the pad-and-crop translation
     auto_augment: bool = False  # AutoAugment ImageNet policy (torchvision backend only)
-    # FFCV: full | scaled (jpeg_scaled.py).  full by default: scaled measured 1.06-1.13x at crop 160,
+    # FFCV: full | scaled (jpeg_scaled.py).  full by default: scaled measured 1.06-1.19x at crop 160,
     # 1.0x at 224 and for validation (benchmarks/RESULTS.md), and full keeps seeded runs' pixels.
     jpeg_decode: str = "full"
 
