@@ -64,6 +64,9 @@ SUITE_KEYS["stochastic_depth"] = ("single", "ddp")
 # issue 27: what logging.grad_stats costs a training step
 SUITES += ("grad_stats",)
 SUITE_KEYS["grad_stats"] = ("ratio", "median_s", "isolated_share")
+# issue 28: data.jpeg_decode full vs scaled (python -m benchmarks data --jpeg-decode)
+SUITES += ("jpeg_decode",)
+SUITE_KEYS["jpeg_decode"] = ("rows", "breakdown")
 
 
 # ---------------------------------------------------------------------------- timing
@@ -231,14 +234,16 @@ def write_result(
     payload: dict[str, Any],
     argv: list[str] | None = None,
     results_dir: str | os.PathLike | None = None,
+    command: str | None = None,
 ) -> Path:
-    """Write ``<results_dir>/<suite>-<timestamp>.json`` (atomically) and return its path."""
+    """Write ``<results_dir>/<suite>-<timestamp>.json`` (atomically) and return its path;
+    ``command`` when the suite is run through another's command (``data --jpeg-decode``)."""
     out = Path(results_dir or RESULTS)
     out.mkdir(parents=True, exist_ok=True)
     record = {
         "schema": SCHEMA_VERSION,
         "suite": suite,
-        "command": command_line(suite, argv),
+        "command": command or command_line(suite, argv),
         "options": {k: v for k, v in options.items() if k != "results_dir"},
         "machine": machine(),
         **payload,

@@ -2,6 +2,7 @@
 
     python -m benchmarks data [--storage jpg,raw,proportion] [--images 2000] [--classes 10]
                               [--resolution 160] [--batch 64] [--workers 2] [--epochs 2] [--quick]
+    python -m benchmarks data --jpeg-decode ...   # data.jpeg_decode full vs scaled (jpeg_decode.py)
 
 Generates an ImageNet-layout tree of natural-image JPEGs (:func:`natural_image`: random crops and
 rescalings of the sample photographs scikit-learn and scikit-image ship, 333-500 px a side, JPEG
@@ -46,7 +47,14 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import add_common_args, apply_common, median, peak_rss_mb, write_result
+from benchmarks.common import (
+    add_common_args,
+    apply_common,
+    command_line,
+    median,
+    peak_rss_mb,
+    write_result,
+)
 
 STORAGES = {
     "jpg": dict(write_mode="jpg"),
@@ -269,6 +277,48 @@ def random_resized_crop(
     return (h - side) // 2, (w - side) // 2, side, side
 
 
+def storage_beton(a, base: Path, tree: Path, storage: str) -> tuple[Path, float | None]:
+    """The ``.beton`` directory of ``tree`` in ``storage`` mode (written once, cached), and the
+    seconds its writing took (None when cached)."""
+    from datamodules.imagefolder_writer import write_imagefolder
+
+    out = base / (
+        f"beton-v{TREE_VERSION}-{a.images}-{a.classes}-{storage}-{a.max_resolution}"
+        f"-q{a.jpeg_quality}"
+    )
+    if (out / "meta.json").exists():
+        return out, None
+    t0 = time.perf_counter()
+    write_imagefolder(
+        tree,
+        out,
+        num_workers=a.workers,
+        max_resolution=a.max_resolution,
+        jpeg_quality=a.jpeg_quality,
+        **STORAGES[storage],
+    )
+    seconds = time.perf_counter() - t0
+    print(f"wrote {out} in {seconds:.1f} s", flush=True)
+    return out, seconds
+
+
+def jpeg_decode_main(a, argv) -> int:
+    """``--jpeg-decode``: full vs scaled JPEG decoding (``benchmarks/jpeg_decode.py``)."""
+    from benchmarks import jpeg_decode
+
+    base = Path(a.dir)
+    name = f"tree-v{TREE_VERSION}-{a.images}-{a.classes}-q{a.jpeg_quality}"
+    tree = make_tree(base / name, a.images, a.classes, quality=a.jpeg_quality)
+    out, _ = storage_beton(a, base, tree, "jpg")
+    result = jpeg_decode.run(a, tree, out)
+    result["reported_bound"] = jpeg_decode.reported_bound()
+    if a.top1_checkpoint:
+        result["top1"] = jpeg_decode.top1(a.top1_checkpoint, base)
+    command = command_line("data", argv)
+    print(f"wrote {write_result('jpeg_decode', vars(a), result, argv, a.results_dir, command)}")
+    return 0
+
+
 def _epoch(loader, resolution: int) -> tuple[int, float]:
     t0, n = time.perf_counter(), 0
     for images, _ in loader:
@@ -306,6 +356,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--quick", action="store_true", help="smoke-test size: 64 images, 2 classes, 64 px, 1 epoch"
     )
+    p.add_argument(
+        "--jpeg-decode",
+        action="store_true",
+        help="instead: data.jpeg_decode full vs scaled, train crop 160/224 and val 224 of 256 "
+        "(benchmarks/jpeg_decode.py)",
+    )
+    p.add_argument("--workers-list", default="1,2", help="--jpeg-decode: worker counts")
+    p.add_argument(
+        "--top1-checkpoint",
+        default=None,
+        help="--jpeg-decode: a data=digits checkpoint, scored on JPEG digits both ways",
+    )
+    p.add_argument(
+        "--breakdown-images", type=int, default=300, help="--jpeg-decode: images timed per part"
+    )
     add_common_args(p)
     a = p.parse_args(argv)
     if a.clock != "wall":
@@ -315,6 +380,8 @@ def main(argv: list[str] | None = None) -> int:
     apply_common(a)
     if a.quick:
         a.images, a.classes, a.resolution, a.batch, a.epochs = 64, 2, 64, 16, 1
+    if a.jpeg_decode:
+        return jpeg_decode_main(a, argv)
     storages = [s for s in a.storage.split(",") if s]
     unknown = set(storages) - set(STORAGES)
     if unknown:
@@ -322,7 +389,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from datamodules.ffcv import FFCVDataModule
     from datamodules.imagefolder import ImageFolderDataModule
-    from datamodules.imagefolder_writer import write_imagefolder
 
     base = Path(a.dir)
     tree = make_tree(
@@ -334,22 +400,9 @@ def main(argv: list[str] | None = None) -> int:
     common = dict(batch_size=a.batch, num_workers=a.workers, resolution=a.resolution)
     loaders, beton_mb, write_s, betons = {}, {}, {}, {}
     for storage in storages:
-        out = base / (
-            f"beton-v{TREE_VERSION}-{a.images}-{a.classes}-{storage}-{a.max_resolution}"
-            f"-q{a.jpeg_quality}"
-        )
-        if not (out / "meta.json").exists():
-            t0 = time.perf_counter()
-            write_imagefolder(
-                tree,
-                out,
-                num_workers=a.workers,
-                max_resolution=a.max_resolution,
-                jpeg_quality=a.jpeg_quality,
-                **STORAGES[storage],
-            )
-            write_s[storage] = time.perf_counter() - t0
-            print(f"wrote {out} in {write_s[storage]:.1f} s", flush=True)
+        out, seconds = storage_beton(a, base, tree, storage)
+        if seconds is not None:
+            write_s[storage] = seconds
         betons[storage] = out / "train.beton"
         beton_mb[storage] = betons[storage].stat().st_size / 2**20
         dm = FFCVDataModule(out / "train.beton", out / "val.beton", os_cache=True, **common)

@@ -25,6 +25,9 @@ reason, and exits 0.
 * **Normalisation dtype**: :func:`normalize_ab` times ``DeviceNormalize`` to float32 vs to bf16 on
   the GPU, alone and followed by the model's forward under autocast (what the datamodule now does
   with ``trainer.precision=bf16-mixed``), interleaved.
+* **data.jpeg_decode** (issue 28): ResNet-50 training at ``--decode-resolution`` (160) fed by the
+  FFCV loader with the full and the n/8-scaled JPEG decode, interleaved
+  (``benchmarks/jpeg_decode.py`` ``gpu_training``); ``--decode-batches 0`` skips it.
 * **FFCV loader** images/s at the machine's core count (workers = cores): a jpg ``.beton`` of
   ``--loader-images`` natural-image JPEGs (``benchmarks.data_loading``), random-resized crop to
   ``--resolution``, uint8 batches on the CPU side, 2 epochs after a warm-up.
@@ -351,6 +354,28 @@ def ffcv_loader_rate(a, workers: int) -> dict:
     }
 
 
+def jpeg_decode_training(a, workers: int) -> dict:
+    """End-to-end ResNet-50 images/s (bf16, channels_last) at ``--decode-resolution`` with
+    ``data.jpeg_decode=full`` and ``scaled`` (``benchmarks/jpeg_decode.py`` ``gpu_training``), on
+    the same jpg ``.beton`` as :func:`ffcv_loader_rate`."""
+    from benchmarks.data_loading import TREE_VERSION, make_tree
+    from benchmarks.jpeg_decode import gpu_training
+    from datamodules.imagefolder_writer import write_imagefolder
+
+    base = Path(a.dir)
+    tree = make_tree(base / f"tree-v{TREE_VERSION}-{a.loader_images}-10-q90", a.loader_images, 10)
+    out = base / f"beton-v{TREE_VERSION}-{a.loader_images}-10-jpg-500-q90"
+    if not (out / "meta.json").exists():
+        write_imagefolder(tree, out, num_workers=workers, write_mode="jpg")
+    r = gpu_training(out, a.batch, workers, a.decode_resolution, a.decode_batches)
+    print(
+        f"  ResNet-50 {r['side']} px fed by FFCV ({workers} workers): full "
+        f"{r['full_images_per_s']:.0f} img/s, scaled {r['scaled_images_per_s']:.0f} img/s, "
+        f"scaled/full {r['ratio']:.2f}"
+    )
+    return r
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks gpu", description=__doc__.split("\n")[0])
     p.add_argument("--models", default="resnet50,resnext101_32x4d")
@@ -381,6 +406,15 @@ def main(argv: list[str] | None = None) -> int:
         help="without CUDA: skip the CPU bf16-vs-fp32 normalisation measurement too",
     )
     p.add_argument(
+        "--decode-resolution",
+        type=int,
+        default=160,
+        help="data.jpeg_decode full vs scaled: ResNet-50 training side (ffcv-imagenet's 160)",
+    )
+    p.add_argument(
+        "--decode-batches", type=int, default=30, help="batches per decoder per round; 0 = skip"
+    )
+    p.add_argument(
         "--quick", action="store_true", help="smoke-test size: resnet50, batch 8, 64 px, 3 steps"
     )
     add_common_args(p)
@@ -388,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
     apply_common(a)
     if a.quick:
         a.models, a.batch, a.resolution, a.steps, a.warmup_steps = "resnet50", 8, 64, 3, 2
-        a.matmul_n, a.loader_images = 1024, 64
+        a.matmul_n, a.loader_images, a.decode_resolution, a.decode_batches = 1024, 64, 64, 3
     if not torch.cuda.is_available():
         reason = "no CUDA device"
         print(f"{reason}: skipped")
@@ -506,6 +540,11 @@ def main(argv: list[str] | None = None) -> int:
         )
     elif a.loader_images:
         skipped.append("ffcv loader")
+    decoders = None  # issue 28: ResNet-50 at --decode-resolution fed by each data.jpeg_decode
+    if a.loader_images and a.decode_batches and time.perf_counter() - started < a.budget_s:
+        decoders = jpeg_decode_training(a, len(os.sched_getaffinity(0)))
+    elif a.loader_images and a.decode_batches:
+        skipped.append("jpeg_decode full vs scaled")
     print("published anchors (images/s per GPU; other GPUs and software, for orientation):")
     for r in rows:
         for c in r["anchors"]:
@@ -532,6 +571,7 @@ def main(argv: list[str] | None = None) -> int:
             "ours_vs_torchvision": ratios,
             "normalize": norm,
             "ffcv_loader": loader,
+            "jpeg_decode": decoders,
             "not_run": skipped,
             "elapsed_s": time.perf_counter() - started,
         },

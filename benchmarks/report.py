@@ -586,6 +586,10 @@ def summary(records: list[tuple[Path, dict]]) -> list[str]:
                 f"{r['ratio']:.3f} (alone {100 * r['isolated_share']:.2f}%) | "
                 f"{'pass' if r['ratio'] <= r['target'] else 'FAIL'} |"
             )
+        elif r["suite"] == "jpeg_decode":
+            from benchmarks.jpeg_decode import target_lines
+
+            lines += target_lines(r)
         elif r["suite"] == "gpu":
             lines.append(
                 "| gpu profile | "
@@ -651,6 +655,18 @@ def grad_stats_section(r: dict) -> list[str]:
 SECTIONS["grad_stats"] = ("Gradient statistics: what logging.grad_stats costs", grad_stats_section)
 
 
+def jpeg_decode_section(r: dict) -> list[str]:
+    from benchmarks.jpeg_decode import section
+
+    return section(r)
+
+
+SECTIONS["jpeg_decode"] = (
+    "JPEG decode: full size vs n/8-scaled (data.jpeg_decode)",
+    jpeg_decode_section,
+)
+
+
 KEPT = (
     "*Kept from the previous RESULTS.md: the record behind this section is not in this checkout's "
     "`benchmarks/results/`.*"
@@ -686,7 +702,7 @@ def render(records: list[tuple[Path, dict]], previous: dict[str, str] | None = N
         if suite not in present:
             old = previous.get(title, "")
             if old and old != "No record." and not old.startswith("Not run on this machine"):
-                lines += [KEPT if KEPT not in old else "", "", old.replace(KEPT, "").strip(), ""]
+                lines += [KEPT, "", old.replace(KEPT, "").strip(), ""]
             else:
                 lines += [
                     "No record." if suite != "gpu" else "Not run: no GPU was available (no CUDA).",

@@ -34,6 +34,7 @@ from .options import (
     AUGMENTATIONS,
     IMAGENET_MEAN,
     IMAGENET_STD,
+    JPEG_DECODES,
     DataOptions,
     check_augment_options,
     data_options,
@@ -172,35 +173,51 @@ def train_image_pipeline(
     seeded per sample from ``clock``'s (seed, epoch) and the sample index (``seeded.py``).
     ``options``' recipe augmentations (``scale_jitter``, ``pad_mode``, ``color_jitter``,
     ``pca_lighting``; :func:`check_ffcv_options`) change or extend the ops."""
-    from ffcv.fields.decoders import CenterCropRGBImageDecoder
-
-    from .seeded_ffcv import SeededFlip, SeededRandomResizedCrop, SeededScaleCrop, SeededTranslate
+    from .seeded_ffcv import SeededFlip, SeededTranslate
 
     o = options or DataOptions()
     check_ffcv_options(o, augment)
     clock = clock or Clock(o.seed)
     size = (resolution, resolution)
+    crop, scale_crop, center = decoder_classes(o.jpeg_decode)
     if augment == "natural" and o.scale_jitter:  # He et al. 2015 §3.4 scale augmentation
-        ops = [SeededScaleCrop(clock, size, *o.scale_jitter), SeededFlip(clock)]
+        ops = [scale_crop(clock, size, *o.scale_jitter), SeededFlip(clock)]
     elif augment == "natural":  # Inception-style crop + mirror (Szegedy et al. 2015; ResNet §3.4)
-        ops = [SeededRandomResizedCrop(clock, size), SeededFlip(clock)]
+        ops = [crop(clock, size), SeededFlip(clock)]
     elif augment == "digits":  # small crops and shifts, never a mirror: a mirrored digit is another
         reflect = o.pad_mode == "reflect"
         ops = [
-            SeededRandomResizedCrop(clock, size, scale=(0.7, 1.0), ratio=(0.9, 1.1)),
+            crop(clock, size, scale=(0.7, 1.0), ratio=(0.9, 1.1)),
             SeededTranslate(clock, padding=max(1, resolution // 16), reflect=reflect),
         ]
     elif augment == "none":
-        ops = [CenterCropRGBImageDecoder(size, ratio=1.0)]
+        ops = [center(size, ratio=1.0)]
     else:
         raise ValueError(f"unknown augmentation {augment!r}; expected one of {AUGMENTATIONS}")
     return [*ops, *color_ops(clock, o)]
+
+
+def decoder_classes(jpeg_decode: str) -> tuple[type, type, type]:
+    """``(random-resized crop, scale crop, centre crop)`` decoders of ``data.jpeg_decode``: FFCV's
+    full-size decode (``seeded_ffcv.py``, FFCV's centre crop) or the n/8-scaled one
+    (``jpeg_scaled.py``), with the same crop boxes."""
+    if jpeg_decode == "scaled":
+        from .jpeg_scaled import ScaledCenterCrop, ScaledRandomResizedCrop, ScaledScaleCrop
+
+        return ScaledRandomResizedCrop, ScaledScaleCrop, ScaledCenterCrop
+    from ffcv.fields.decoders import CenterCropRGBImageDecoder
+
+    from .seeded_ffcv import SeededRandomResizedCrop, SeededScaleCrop
+
+    return SeededRandomResizedCrop, SeededScaleCrop, CenterCropRGBImageDecoder
 
 
 def check_ffcv_options(o: DataOptions, augment: str) -> None:
     """:func:`check_augment_options`, and refuse AutoAugment: FFCV's pipeline is compiled numba and
     has no AutoAugment (its 14 PIL operations are not reimplemented here)."""
     check_augment_options(o, augment)
+    if o.jpeg_decode not in JPEG_DECODES:
+        raise ValueError(f"data.jpeg_decode={o.jpeg_decode!r}; expected one of {JPEG_DECODES}")
     if o.auto_augment:
         raise DataError(
             "data.auto_augment=true works only with data.backend=torchvision (torchvision's "
@@ -280,6 +297,7 @@ class FFCVDataModule(BaseDataModule):
         self._num_classes = num_classes
         self.drop_last = drop_last
         self.clock = Clock(self.seed)  # the training augmentations' (seed, epoch), see seeded.py
+        self._decoders: list = []  # every image decoder built, for decode_stats
 
     # ------------------------------------------------------------------ metadata
     @property
@@ -325,7 +343,7 @@ class FFCVDataModule(BaseDataModule):
 
     # ------------------------------------------------------------------ loaders
     def _loader(self, path: Path, train: bool, indices: Sequence[int] | None = None):
-        from ffcv.fields.decoders import CenterCropRGBImageDecoder, IntDecoder
+        from ffcv.fields.decoders import IntDecoder
         from ffcv.loader import OrderOption
         from ffcv.transforms import Squeeze, ToDevice, ToTensor, ToTorchImage
 
@@ -333,10 +351,11 @@ class FFCVDataModule(BaseDataModule):
         if train:
             image = self.train_image_ops()
             self._train_decoder = image[0]  # progressive resizing changes its output_size per epoch
+            self._decoders.append(image[0])
         else:
-            image = [
-                CenterCropRGBImageDecoder((self.val_resolution,) * 2, ratio=self.val_crop_ratio)
-            ]
+            center = decoder_classes(self.options.jpeg_decode)[2]
+            image = [center((self.val_resolution,) * 2, ratio=self.val_crop_ratio)]
+            self._decoders.append(image[0])
         to_device = [ToDevice(device, non_blocking=True)] if device.type != "cpu" else []
         image += [ToTensor(), *to_device, ToTorchImage(channels_last=self.channels_last)]
         label = [IntDecoder(), ToTensor(), Squeeze(), *to_device]
@@ -392,6 +411,14 @@ class FFCVDataModule(BaseDataModule):
     def train_image_ops(self) -> list:
         """Decode + CPU augmentation for training (a subclass may override: CIFAR's pad-and-crop)."""
         return train_image_pipeline(self.augment, self.resolution, self.clock, self.options)
+
+    def decode_stats(self) -> dict[str, int]:
+        """With ``data.jpeg_decode=scaled``: the images its decoders decoded per scale factor, at full
+        size, by fallback and raw (``jpeg_scaled.decode_stats``); ``{}`` with ``full``."""
+        from .jpeg_scaled import ScaledDecode, decode_stats
+
+        scaled = [d for d in self._decoders if isinstance(d, ScaledDecode)]
+        return decode_stats(scaled) if scaled else {}
 
     def set_train_resolution(self, resolution: int) -> None:
         """Progressive resizing (ffcv-imagenet): the next training epoch decodes at ``resolution``.

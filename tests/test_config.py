@@ -99,6 +99,7 @@ CHOICES_ADDED = {
     "optim.name": CHOICES_BEFORE["optim.name"] + ("rmsprop_tf",),
     "optim.no_decay": ("norm_bias", "norm", "norm_bias_depthwise", "none"),
     "data.pad_mode": ("constant", "reflect"),  # issue 24: WRN's release reflects
+    "data.jpeg_decode": ("full", "scaled"),  # issue 28: n/8 DCT-scaled JPEG decode
 }
 
 

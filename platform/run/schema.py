@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from datamodules.options import PAD_MODES, DataOptions
+from datamodules.options import JPEG_DECODES, PAD_MODES, DataOptions
 from models import layers
 
 RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"  # platform/recipes/
@@ -399,6 +399,12 @@ class DataConfig:
     auto_augment: bool = _f(
         _DATA.auto_augment,
         "AutoAugment, ImageNet policy (EfficientNet); torchvision backend only (FFCV refuses it)",
+    )
+    jpeg_decode: str = _f(
+        _DATA.jpeg_decode,
+        "FFCV JPEG decode, train and val: full (FFCV's, every pixel) | scaled (libjpeg-turbo's n/8 "
+        "DCT scaling, then the same resize; datamodules/jpeg_scaled.py)",
+        choices=JPEG_DECODES,
     )
 
 
